@@ -1,0 +1,308 @@
+//! The command line: flags (also read from `KEYREG_*` variables), logging
+//! setup, and one function per command. The binary's `main` calls `main`
+//! here; `anyhow` lives at this edge only.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+use crate::command::Command;
+use crate::id::{Actor, OrgId, Seq};
+use crate::log::Log;
+use crate::registry::{self, Config, Registry};
+use crate::time::{SystemClock, Timestamp};
+use crate::token::TokenFormat;
+
+#[derive(Parser)]
+#[command(name = "keyreg", version, about = "An event-sourced API-key registry")]
+struct Cli {
+    /// The token prefix of this deployment.
+    #[arg(long, global = true, env = "KEYREG_TOKEN_PREFIX", default_value = crate::token::DEFAULT_PREFIX)]
+    token_prefix: String,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Make a data dir: the pepper, the `_system` org and its first key.
+    /// The key's token goes to stdout, once; everything else to stderr.
+    Init {
+        #[arg(long, env = "KEYREG_DATA")]
+        data: PathBuf,
+    },
+    /// Print the key table as it stood at a time, as JSON.
+    Replay {
+        #[arg(long, env = "KEYREG_DATA")]
+        data: PathBuf,
+        /// An RFC 3339 time, e.g. 2026-11-22T10:00:00Z.
+        #[arg(long)]
+        at: String,
+        /// Only this organization.
+        #[arg(long)]
+        org: Option<String>,
+    },
+    /// Check or export the hash-chained history.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCmd,
+    },
+    /// Load generators for measuring keyreg (see BENCHMARKS.md).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Check the whole chain; exit 1 naming the first bad sequence.
+    Verify {
+        #[arg(long, env = "KEYREG_DATA")]
+        data: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the stored events, one per line, byte for byte.
+    Export {
+        #[arg(long, env = "KEYREG_DATA")]
+        data: PathBuf,
+        /// Only events at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events at or before this RFC 3339 time.
+        #[arg(long)]
+        until: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Durable appends straight on the log: each writer creates and revokes
+    /// keys in the system org, waiting for every acknowledgement.
+    Append {
+        #[arg(long, env = "KEYREG_DATA")]
+        data: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        writers: usize,
+        /// Events in all (0: until killed).
+        #[arg(long, default_value_t = 1000)]
+        events: u64,
+        /// Print each acknowledged sequence number on stdout as it comes.
+        #[arg(long)]
+        print_acks: bool,
+    },
+}
+
+pub fn main() -> ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr through `tracing`, warnings only unless `RUST_LOG` says
+/// otherwise.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn config(prefix: &str) -> anyhow::Result<Config> {
+    let format = TokenFormat::new(prefix).context("--token-prefix must be 1 to 16 characters of [a-z0-9_]")?;
+    Ok(Config { clock: Arc::new(SystemClock), format })
+}
+
+fn parse_time(flag: &str, s: &str) -> anyhow::Result<Timestamp> {
+    Timestamp::parse(s).with_context(|| format!("{flag} {s:?} is not an RFC 3339 time (e.g. 2026-11-22T10:00:00Z)"))
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Cmd::Init { data } => init(&data, config(&cli.token_prefix)?),
+        Cmd::Replay { data, at, org } => replay(&data, parse_time("--at", &at)?, org.as_deref()),
+        Cmd::Audit { command: AuditCmd::Verify { data, json } } => audit_verify(&data, json),
+        Cmd::Audit { command: AuditCmd::Export { data, since, until } } => {
+            let since = since.map(|s| parse_time("--since", &s)).transpose()?;
+            let until = until.map(|s| parse_time("--until", &s)).transpose()?;
+            audit_export(&data, since, until)
+        }
+        Cmd::Bench { command: BenchCmd::Append { data, writers, events, print_acks } } => {
+            bench_append(&data, config(&cli.token_prefix)?, writers, events, print_acks)
+        }
+    }
+}
+
+fn init(data: &Path, config: Config) -> anyhow::Result<ExitCode> {
+    let (registry, token) = Registry::init(data, config)?;
+    let head = registry.head();
+    drop(registry);
+    eprintln!("initialised {} (log head {}).", data.display(), head.seq);
+    eprintln!("The token of the system org's first key follows on stdout. It is shown once and never stored: keep it now.");
+    println!("{}", token.expose());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The log of an initialised data dir, opened for reading and checking.
+fn open_log(data: &Path) -> anyhow::Result<Log> {
+    let dir = data.join("log");
+    if !dir.exists() {
+        bail!("{} is not an initialised keyreg data dir: run `keyreg init --data {}` first", data.display(), data.display());
+    }
+    Ok(Log::open(&dir)?)
+}
+
+fn progress(what: &'static str) -> impl FnMut(u64) {
+    move |n| eprintln!("{what}: {n} events")
+}
+
+#[derive(serde::Serialize)]
+struct ReplayOutput<'a> {
+    at: Timestamp,
+    seq: Seq,
+    orgs: Vec<&'a crate::projection::Org>,
+    keys: Vec<crate::projection::KeyView<'a>>,
+}
+
+fn replay(data: &Path, at: Timestamp, org: Option<&str>) -> anyhow::Result<ExitCode> {
+    let org = org.map(OrgId::parse).transpose()?;
+    let log = open_log(data)?.reader();
+    // Times in the log never go backwards, so the state at `at` is a prefix:
+    // stop at the first later event.
+    let mut last = Seq(0);
+    for record in log.read(Seq(1), None) {
+        let record = record?;
+        let decoded = crate::event::decode(record.bytes())?;
+        if decoded.event.time > at {
+            break;
+        }
+        last = record.seq;
+    }
+    let projections = registry::rebuild(&log, Some(last), progress("replay"))?;
+    print_table(&projections.table, at, org.as_ref())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn print_table(table: &crate::projection::Table, at: Timestamp, org: Option<&OrgId>) -> anyhow::Result<()> {
+    let mut orgs: Vec<_> = table.orgs().filter(|o| org.is_none_or(|x| &o.id == x)).collect();
+    orgs.sort_by(|a, b| a.id.cmp(&b.id));
+    let keys = table.all_keys().into_iter().filter(|k| org.is_none_or(|x| &k.org == x)).map(|k| k.view(at)).collect();
+    let out = ReplayOutput { at, seq: table.applied(), orgs, keys };
+    let mut stdout = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut stdout, &out)?;
+    writeln!(stdout)?;
+    Ok(())
+}
+
+fn audit_verify(data: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let report = open_log(data)?.reader().verify(progress("verify"));
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else if report.ok {
+        println!("ok: {} events, head seq {}, head hash {}", report.events, report.head_seq, report.head_hash);
+    } else {
+        println!(
+            "BROKEN at seq {}: {} ({} events verified before it)",
+            report.first_bad_seq.unwrap_or_default(),
+            report.problem.as_deref().unwrap_or("unknown"),
+            report.events
+        );
+    }
+    Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn audit_export(data: &Path, since: Option<Timestamp>, until: Option<Timestamp>) -> anyhow::Result<ExitCode> {
+    let log = open_log(data)?.reader();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut report = progress("export");
+    let mut n = 0u64;
+    for record in log.read(Seq(1), None) {
+        let record = record?;
+        if since.is_some() || until.is_some() {
+            let time = crate::event::decode(record.bytes())?.event.time;
+            if since.is_some_and(|s| time < s) {
+                continue;
+            }
+            if until.is_some_and(|u| time > u) {
+                break;
+            }
+        }
+        out.write_all(record.bytes())?;
+        out.write_all(b"\n")?;
+        n += 1;
+        if n % 100_000 == 0 {
+            report(n);
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_append(data: &Path, config: Config, writers: usize, events: u64, print_acks: bool) -> anyhow::Result<ExitCode> {
+    let registry = match Registry::open(data, Config { clock: config.clock.clone(), format: config.format.clone() }) {
+        Ok(r) => r,
+        Err(registry::OpenError::NotInitialised(_)) => Registry::init(data, config)?.0,
+        Err(e) => return Err(e.into()),
+    };
+    let writers = writers.max(1);
+    let per_writer = if events == 0 { u64::MAX } else { events.div_ceil(writers as u64) };
+    let started = Instant::now();
+    let stdout = Arc::new(std::sync::Mutex::new(std::io::stdout()));
+    let handles: Vec<_> = (0..writers)
+        .map(|w| {
+            let registry = registry.clone();
+            let stdout = stdout.clone();
+            std::thread::spawn(move || -> anyhow::Result<Vec<f64>> {
+                let mut latencies = vec![];
+                let actor = Actor::system("bench");
+                let org = OrgId::system();
+                let mut i = 0u64;
+                while i < per_writer {
+                    let token = registry.format().generate();
+                    let key = registry.new_key(&token, &format!("bench {w}-{i}"), "", &["bench:read"]);
+                    let id = key.id.clone();
+                    for command in [Command::CreateKey(key), Command::Revoke { id, expected: None, reason: None }] {
+                        let t = Instant::now();
+                        let outcome = registry.execute_blocking(actor.clone(), org.clone(), command)?;
+                        latencies.push(t.elapsed().as_secs_f64());
+                        if print_acks {
+                            let mut out = stdout.lock().unwrap_or_else(|e| e.into_inner());
+                            for (seq, _) in &outcome.events {
+                                writeln!(out, "{seq}")?;
+                            }
+                        }
+                        i += 1;
+                    }
+                }
+                Ok(latencies)
+            })
+        })
+        .collect();
+    let mut latencies = vec![];
+    for h in handles {
+        latencies.extend(h.join().map_err(|_| anyhow::anyhow!("a writer panicked"))??);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(0.0) * 1e3;
+    eprintln!(
+        "appended {} events with {writers} writers in {elapsed:.2} s: {:.0} events/s, latency p50 {:.2} ms, p99 {:.2} ms",
+        latencies.len(),
+        latencies.len() as f64 / elapsed,
+        pct(0.5),
+        pct(0.99)
+    );
+    Ok(ExitCode::SUCCESS)
+}

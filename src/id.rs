@@ -1,0 +1,229 @@
+//! Identifiers: organization ids, key ids, event ids, log sequence numbers and
+//! actors. Newtypes, so that a key id can never be passed where an org id is
+//! expected, and so that each id is validated once, where it enters.
+
+use std::fmt;
+
+use rand::RngCore;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::time::Timestamp;
+
+/// The id of the system organization made by `keyreg init`. It is the only
+/// org id outside the user-visible grammar, so no tenant can claim it.
+pub const SYSTEM_ORG: &str = "_system";
+
+macro_rules! string_id {
+    ($name:ident, $check:expr, $what:literal) => {
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn parse(s: &str) -> Result<Self, IdError> {
+                let check: fn(&str) -> bool = $check;
+                if check(s) {
+                    Ok($name(s.to_owned()))
+                } else {
+                    Err(IdError { what: $what, value: s.chars().take(80).collect() })
+                }
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                $name::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+/// A string that is not a valid id of the kind named in `what`.
+#[derive(Debug, thiserror::Error)]
+#[error("{value:?} is not a valid {what}")]
+pub struct IdError {
+    pub what: &'static str,
+    pub value: String,
+}
+
+string_id!(OrgId, is_org_id, "organization id ([a-z0-9][a-z0-9-]{1,62})");
+string_id!(KeyId, |s| is_ulid_id(s, "key_"), "key id");
+string_id!(EventId, |s| is_ulid_id(s, "evt_"), "event id");
+
+fn is_org_id(s: &str) -> bool {
+    if s == SYSTEM_ORG {
+        return true;
+    }
+    let b = s.as_bytes();
+    (2..=63).contains(&b.len())
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b[1..].iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
+
+fn is_ulid_id(s: &str, prefix: &str) -> bool {
+    s.strip_prefix(prefix)
+        .is_some_and(|rest| rest.len() == 26 && rest.bytes().all(|c| CROCKFORD.contains(&c)))
+}
+
+impl OrgId {
+    pub fn system() -> Self {
+        OrgId(SYSTEM_ORG.to_owned())
+    }
+
+    /// True for ids a tenant may choose (everything but `_system`).
+    pub fn is_tenant(&self) -> bool {
+        self.0 != SYSTEM_ORG
+    }
+}
+
+const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/// Makes ULID-style ids (48-bit millisecond time, 80 random bits, Crockford
+/// base32) that sort by creation time. Within one generator the ids are
+/// strictly increasing even inside one millisecond, which is what keeps
+/// cursor pagination stable while keys are being created.
+#[derive(Default)]
+pub struct IdGenerator {
+    last: u128,
+}
+
+impl IdGenerator {
+    fn next_raw(&mut self, now: Timestamp) -> String {
+        let ms = (now.micros().max(0) / 1000) as u128 & ((1 << 48) - 1);
+        let mut random = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut random);
+        let random = u128::from_be_bytes(random) & ((1 << 80) - 1);
+        let mut value = (ms << 80) | random;
+        if value <= self.last {
+            value = self.last + 1;
+        }
+        self.last = value;
+        let mut out = String::with_capacity(26);
+        for i in (0..26).rev() {
+            out.push(CROCKFORD[((value >> (i * 5)) & 31) as usize] as char);
+        }
+        out
+    }
+
+    pub fn key_id(&mut self, now: Timestamp) -> KeyId {
+        KeyId(format!("key_{}", self.next_raw(now)))
+    }
+
+    pub fn event_id(&mut self, now: Timestamp) -> EventId {
+        EventId(format!("evt_{}", self.next_raw(now)))
+    }
+}
+
+/// A position in the log: 1, 2, 3, … without gaps. Zero means "nothing yet".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Seq(pub u64);
+
+impl Seq {
+    pub fn next(self) -> Seq {
+        Seq(self.0 + 1)
+    }
+}
+
+impl fmt::Display for Seq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Who made a change: a key acting through the API, or a part of the system.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Actor {
+    Key(KeyId),
+    System(String),
+}
+
+impl Actor {
+    pub fn system(what: &str) -> Self {
+        Actor::System(what.to_owned())
+    }
+
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        if let Some(id) = s.strip_prefix("key:") {
+            return Ok(Actor::Key(KeyId::parse(id)?));
+        }
+        match s.strip_prefix("system:") {
+            Some(what) if !what.is_empty() && what.bytes().all(|c| c.is_ascii_graphic()) => {
+                Ok(Actor::System(what.to_owned()))
+            }
+            _ => Err(IdError { what: "actor (key:<id> or system:<what>)", value: s.chars().take(80).collect() }),
+        }
+    }
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Actor::Key(id) => write!(f, "key:{id}"),
+            Actor::System(what) => write!(f, "system:{what}"),
+        }
+    }
+}
+
+impl Serialize for Actor {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Actor {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Actor::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn org_ids_follow_the_grammar() {
+        for ok in ["acme", "a1", "acme-corp", "0rg", "_system"] {
+            assert!(OrgId::parse(ok).is_ok(), "{ok}");
+        }
+        let long = "a".repeat(64);
+        for bad in ["a", "-acme", "Acme", "acme_corp", "", long.as_str(), "_sys"] {
+            assert!(OrgId::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn generated_ids_increase_within_one_millisecond() {
+        let mut g = IdGenerator::default();
+        let now = Timestamp::from_micros(1_700_000_000_000_000);
+        let a = g.key_id(now);
+        let b = g.key_id(now);
+        assert!(a < b);
+        assert!(KeyId::parse(a.as_str()).is_ok());
+    }
+
+    #[test]
+    fn actors_round_trip() {
+        for s in ["system:init", "key:key_01HZX3Q4M5N6P7R8S9T0V1W2X3"] {
+            assert_eq!(Actor::parse(s).unwrap().to_string(), s);
+        }
+        assert!(Actor::parse("user:bob").is_err());
+    }
+}

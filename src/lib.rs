@@ -1,0 +1,28 @@
+//! keyreg: an event-sourced API-key registry.
+//!
+//! Layout, from the inside out (ARCHITECTURE.md has the full map):
+//!
+//! - `id`, `time`, `token`, `scope`, `cidr`: value types with their parsing
+//!   and matching rules.
+//! - `event`: the facts, their exact byte encoding and the hash chain.
+//! - `command`: every business rule, as `decide(table, ctx, command)`.
+//! - `projection`: the key table, folded from events by one total `apply`.
+//! - `audit`: the index of the audit history.
+//! - `log`: the sled-backed, hash-chained log; the only module touching sled.
+//! - `registry`: a data dir, the single writer with group commit, replay.
+//! - `cli`: the command line, over all of the above.
+
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod cidr;
+pub mod cli;
+pub mod command;
+pub mod event;
+pub mod id;
+pub mod log;
+pub mod projection;
+pub mod registry;
+pub mod scope;
+pub mod time;
+pub mod token;

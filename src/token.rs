@@ -1,0 +1,311 @@
+//! API-key tokens: generation, offline format check, display prefix and the
+//! keyed hash the registry stores instead of the secret.
+//!
+//! A token is `PREFIX` + 32 random base62 characters + a 6-character base62
+//! checksum. The checksum is `u64::from_be_bytes(blake3(PREFIX + random)[..8])
+//! mod 62^6`, written as six base62 digits (most significant first, `0-9A-Za-z`),
+//! so a secret scanner can recognise a real token without asking anyone, and a
+//! typo is rejected before any lookup. The secret itself is never stored:
+//! only `blake3::keyed_hash(pepper, token)`.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::path::Path;
+
+use rand::RngCore;
+
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+const RANDOM_LEN: usize = 32;
+const CHECKSUM_LEN: usize = 6;
+/// Characters of the random part shown in `display_prefix`.
+const DISPLAY_LEN: usize = 6;
+pub const DEFAULT_PREFIX: &str = "kr_";
+
+/// A secret token as presented by a caller. Its `Debug` never shows the
+/// secret, so it cannot leak through a log line or a panic message.
+#[derive(Clone)]
+pub struct Token(String);
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Token({})", self.display_prefix_len(self.0.len().min(3)))
+    }
+}
+
+/// Why a string is not a token. The variants say which check failed without
+/// echoing the input.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    #[error("the token does not start with the expected prefix")]
+    Prefix,
+    #[error("the token has the wrong length or characters outside base62")]
+    Shape,
+    #[error("the token's checksum does not match")]
+    Checksum,
+}
+
+/// The token format of one deployment: its prefix (`kr_` unless configured).
+#[derive(Clone, Debug)]
+pub struct TokenFormat {
+    prefix: String,
+}
+
+impl Default for TokenFormat {
+    fn default() -> Self {
+        TokenFormat { prefix: DEFAULT_PREFIX.to_owned() }
+    }
+}
+
+impl TokenFormat {
+    /// A prefix is 1 to 16 characters of `[a-z0-9_]`: it must not collide with
+    /// base62 in a way that makes the split ambiguous, and the length is fixed
+    /// by it, so any printable choice would do; this keeps scanners' regexes
+    /// simple.
+    pub fn new(prefix: &str) -> Result<Self, TokenError> {
+        let ok = (1..=16).contains(&prefix.len())
+            && prefix.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_');
+        if ok { Ok(TokenFormat { prefix: prefix.to_owned() }) } else { Err(TokenError::Prefix) }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// A new token from the operating system's CSPRNG.
+    pub fn generate(&self) -> Token {
+        let mut body = String::with_capacity(self.prefix.len() + RANDOM_LEN + CHECKSUM_LEN);
+        body.push_str(&self.prefix);
+        let mut rng = rand::rngs::OsRng;
+        let mut buf = [0u8; 64];
+        let mut produced = 0;
+        while produced < RANDOM_LEN {
+            rng.fill_bytes(&mut buf);
+            // Rejection sampling: 248 = 4 * 62, so every character is uniform.
+            for &b in buf.iter().filter(|&&b| b < 248) {
+                if produced == RANDOM_LEN {
+                    break;
+                }
+                body.push(BASE62[(b % 62) as usize] as char);
+                produced += 1;
+            }
+        }
+        let sum = checksum(body.as_bytes());
+        body.push_str(std::str::from_utf8(&sum).unwrap_or_default());
+        Token(body)
+    }
+
+    /// Checks the format and checksum; no lookup, no allocation on failure.
+    pub fn parse(&self, s: &str) -> Result<Token, TokenError> {
+        let rest = s.strip_prefix(self.prefix.as_str()).ok_or(TokenError::Prefix)?;
+        if rest.len() != RANDOM_LEN + CHECKSUM_LEN || !rest.bytes().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(TokenError::Shape);
+        }
+        let (signed, sum) = s.split_at(s.len() - CHECKSUM_LEN);
+        if !constant_time_eq(&checksum(signed.as_bytes()), sum.as_bytes()) {
+            return Err(TokenError::Checksum);
+        }
+        Ok(Token(s.to_owned()))
+    }
+}
+
+fn checksum(signed: &[u8]) -> [u8; CHECKSUM_LEN] {
+    let digest = blake3::hash(signed);
+    let mut n = u64::from_be_bytes(digest.as_bytes()[..8].try_into().unwrap_or_default());
+    n %= 62u64.pow(CHECKSUM_LEN as u32);
+    let mut out = [b'0'; CHECKSUM_LEN];
+    for slot in out.iter_mut().rev() {
+        *slot = BASE62[(n % 62) as usize];
+        n /= 62;
+    }
+    out
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Token {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The prefix plus the first six random characters, e.g. `kr_a1B2c3`.
+    pub fn display_prefix(&self) -> String {
+        let random_start = self.0.len() - RANDOM_LEN - CHECKSUM_LEN;
+        self.display_prefix_len(random_start + DISPLAY_LEN)
+    }
+
+    fn display_prefix_len(&self, len: usize) -> String {
+        self.0[..len].to_owned()
+    }
+
+    pub fn hash(&self, pepper: &Pepper) -> TokenHash {
+        TokenHash(blake3::keyed_hash(&pepper.0, self.0.as_bytes()))
+    }
+}
+
+/// The stored form of a secret: `blake3::keyed_hash(pepper, token)`.
+///
+/// Equality is blake3's constant-time comparison. `Hash` feeds only the
+/// first eight bytes: the value is already uniformly random (a keyed hash
+/// whose key the caller does not know), so that is as good as hashing all of
+/// it and cheaper on the verify path.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TokenHash(blake3::Hash);
+
+impl Hash for TokenHash {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let b = self.0.as_bytes();
+        state.write_u64(u64::from_le_bytes(b[..8].try_into().unwrap_or_default()));
+    }
+}
+
+impl TokenHash {
+    pub fn to_hex(&self) -> String {
+        self.0.to_hex().to_string()
+    }
+
+    pub fn from_hex(s: &str) -> Option<Self> {
+        if s.len() != 64 || !s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+            return None;
+        }
+        blake3::Hash::from_hex(s).ok().map(TokenHash)
+    }
+}
+
+impl fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TokenHash({})", &self.to_hex()[..12])
+    }
+}
+
+impl serde::Serialize for TokenHash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TokenHash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        TokenHash::from_hex(&s).ok_or_else(|| serde::de::Error::custom("expected 64 lower-case hex digits"))
+    }
+}
+
+/// The 32-byte key of the token hash. Made once by `keyreg init`, kept in
+/// `DIR/pepper` (mode 0600) and handed to replicas by file.
+#[derive(Clone)]
+pub struct Pepper([u8; 32]);
+
+impl fmt::Debug for Pepper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Pepper(..)")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PepperError {
+    #[error("cannot read the pepper file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("the pepper file {path} must hold exactly 32 bytes, it holds {len}")]
+    Length { path: String, len: usize },
+    #[error("cannot write the pepper file {path}: {source}")]
+    Write { path: String, source: std::io::Error },
+}
+
+impl Pepper {
+    pub fn generate() -> Self {
+        let mut b = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut b);
+        Pepper(b)
+    }
+
+    pub fn from_bytes(b: [u8; 32]) -> Self {
+        Pepper(b)
+    }
+
+    pub fn load(path: &Path) -> Result<Self, PepperError> {
+        let bytes = std::fs::read(path)
+            .map_err(|source| PepperError::Read { path: path.display().to_string(), source })?;
+        let arr: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| PepperError::Length { path: path.display().to_string(), len: bytes.len() })?;
+        Ok(Pepper(arr))
+    }
+
+    /// Writes the pepper to a new file with mode 0600; refuses to overwrite.
+    pub fn save_new(&self, path: &Path) -> Result<(), PepperError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let err = |source| PepperError::Write { path: path.display().to_string(), source };
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(err)?;
+        f.write_all(&self.0).map_err(err)?;
+        f.sync_all().map_err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_tokens_parse_and_have_the_spec_shape() {
+        let format = TokenFormat::default();
+        let t = format.generate();
+        let s = t.expose();
+        assert_eq!(s.len(), 3 + 32 + 6);
+        assert!(s.starts_with("kr_"));
+        assert!(s[3..].bytes().all(|c| c.is_ascii_alphanumeric()));
+        assert_eq!(format.parse(s).unwrap().expose(), s);
+        assert_eq!(t.display_prefix(), &s[..9]);
+    }
+
+    #[test]
+    fn two_tokens_differ() {
+        let f = TokenFormat::default();
+        assert_ne!(f.generate().expose(), f.generate().expose());
+    }
+
+    #[test]
+    fn any_single_character_change_is_caught() {
+        let f = TokenFormat::default();
+        let s = f.generate().expose().to_owned();
+        for i in 3..s.len() {
+            let mut b = s.clone().into_bytes();
+            b[i] = if b[i] == b'a' { b'b' } else { b'a' };
+            let changed = String::from_utf8(b).unwrap();
+            assert_eq!(f.parse(&changed).unwrap_err(), TokenError::Checksum, "position {i}");
+        }
+    }
+
+    #[test]
+    fn malformed_tokens_are_rejected_by_shape() {
+        let f = TokenFormat::default();
+        let good = f.generate().expose().to_owned();
+        assert_eq!(f.parse(&good.replacen("kr_", "xx_", 1)).unwrap_err(), TokenError::Prefix);
+        assert_eq!(f.parse(&good[..good.len() - 1]).unwrap_err(), TokenError::Shape);
+        assert_eq!(f.parse(&format!("{}!", &good[..good.len() - 1])).unwrap_err(), TokenError::Shape);
+        assert_eq!(f.parse("").unwrap_err(), TokenError::Prefix);
+    }
+
+    #[test]
+    fn a_custom_prefix_is_part_of_the_format() {
+        let f = TokenFormat::new("acme_").unwrap();
+        let t = f.generate();
+        assert!(t.expose().starts_with("acme_"));
+        assert!(TokenFormat::default().parse(t.expose()).is_err());
+        assert!(TokenFormat::new("Bad-Prefix").is_err());
+    }
+
+    #[test]
+    fn the_hash_depends_on_the_pepper_and_debug_hides_the_secret() {
+        let f = TokenFormat::default();
+        let t = f.generate();
+        let (p1, p2) = (Pepper::generate(), Pepper::generate());
+        assert!(t.hash(&p1) == t.hash(&p1));
+        assert!(t.hash(&p1) != t.hash(&p2));
+        assert!(!format!("{t:?}").contains(&t.expose()[3..]));
+        assert_eq!(TokenHash::from_hex(&t.hash(&p1).to_hex()), Some(t.hash(&p1)));
+    }
+}
