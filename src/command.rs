@@ -123,7 +123,8 @@ pub fn decide(table: &Table, ctx: &Context, command: &Command) -> Result<Decisio
     let one = |id: &KeyId, c: KeyChange| Ok(Decision { org: ctx.org.clone(), changes: vec![key_change(id, c)] });
     match command {
         Command::CreateOrg { id, name, max_keys, admin } => {
-            if !id.is_tenant() && table.org(id).is_none() && table.applied() != Seq(0) {
+            // `_system` is made by `keyreg init` as the log's first event, never later.
+            if !id.is_tenant() && table.applied() != Seq(0) {
                 return Err(invalid("id", "organization ids are [a-z0-9][a-z0-9-]{1,62}"));
             }
             if table.org(id).is_some() {
@@ -435,3 +436,7 @@ pub fn warnings(before: Option<&Key>, after_scopes: &[Scope], after_cidrs: &[Cid
     }
     w
 }
+
+#[cfg(test)]
+#[path = "command_tests.rs"]
+mod tests;
