@@ -1,0 +1,140 @@
+//! Property tests over the real log: any sequence of commands, once applied,
+//! replays from the log to the same table, and the table "as of" any time
+//! equals the table that was live then.
+
+use std::collections::BTreeMap;
+
+use keyreg::command::{Command, KeyEdit};
+use keyreg::event::KeyAccessed;
+use keyreg::id::{Actor, KeyId};
+use keyreg::projection::Table;
+use keyreg::scope::Scope;
+use keyreg::time::{Clock, Timestamp};
+use proptest::prelude::*;
+
+use crate::support::*;
+
+#[derive(Clone, Debug)]
+enum Op {
+    Create { scopes: usize, expires_in: Option<i64> },
+    Rename(usize),
+    EditScopes(usize, usize),
+    EditCidrs(usize, bool),
+    Disable(usize),
+    Enable(usize),
+    Revoke(usize),
+    Delete(usize, bool),
+    Rotate(usize, u64),
+    Expire(usize),
+    Access(usize, u64),
+    Wait(i64),
+}
+
+const SCOPE_SETS: &[&[&str]] = &[&["read"], &["billing:*"], &["read@ws/1/**", "write@ws/1/*"], &["*"]];
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0..SCOPE_SETS.len(), proptest::option::of(1i64..20)).prop_map(|(scopes, expires_in)| Op::Create { scopes, expires_in }),
+        1 => any::<usize>().prop_map(Op::Rename),
+        1 => (any::<usize>(), 0..SCOPE_SETS.len()).prop_map(|(k, s)| Op::EditScopes(k, s)),
+        1 => (any::<usize>(), any::<bool>()).prop_map(|(k, b)| Op::EditCidrs(k, b)),
+        1 => any::<usize>().prop_map(Op::Disable),
+        1 => any::<usize>().prop_map(Op::Enable),
+        1 => any::<usize>().prop_map(Op::Revoke),
+        1 => (any::<usize>(), any::<bool>()).prop_map(|(k, b)| Op::Delete(k, b)),
+        1 => (any::<usize>(), 0u64..5).prop_map(|(k, g)| Op::Rotate(k, g)),
+        1 => any::<usize>().prop_map(Op::Expire),
+        1 => (any::<usize>(), 1u64..100).prop_map(|(k, n)| Op::Access(k, n)),
+        2 => (0i64..4).prop_map(Op::Wait),
+    ]
+}
+
+fn command(op: &Op, keys: &[(KeyId, String)], registry: &keyreg::registry::Registry, now: Timestamp) -> Option<Command> {
+    let pick = |i: &usize| keys.get(i % keys.len().max(1)).cloned();
+    Some(match op {
+        Op::Create { scopes, expires_in } => {
+            let token = registry.format().generate();
+            let mut key = registry.new_key(&token, &format!("key {}", keys.len()), "", SCOPE_SETS[*scopes]);
+            key.expires_at = expires_in.map(|s| now.plus_seconds(s));
+            Command::CreateKey(key)
+        }
+        Op::Rename(i) => {
+            let (id, name) = pick(i)?;
+            let edit = KeyEdit { name: Some(format!("{name}'")), ..KeyEdit::default() };
+            Command::EditKey { id, expected: None, edit }
+        }
+        Op::EditScopes(i, s) => {
+            let scopes = SCOPE_SETS[*s].iter().map(|s| Scope::parse(s).unwrap()).collect();
+            Command::EditKey { id: pick(i)?.0, expected: None, edit: KeyEdit { scopes: Some(scopes), ..KeyEdit::default() } }
+        }
+        Op::EditCidrs(i, some) => {
+            let cidrs = if *some { vec![keyreg::cidr::Cidr::parse("10.0.0.0/8").unwrap()] } else { vec![] };
+            Command::EditKey { id: pick(i)?.0, expected: None, edit: KeyEdit { allowed_cidrs: Some(cidrs), ..KeyEdit::default() } }
+        }
+        Op::Disable(i) => Command::Disable { id: pick(i)?.0, expected: None },
+        Op::Enable(i) => Command::Enable { id: pick(i)?.0, expected: None },
+        Op::Revoke(i) => Command::Revoke { id: pick(i)?.0, expected: None, reason: Some("property".into()) },
+        Op::Delete(i, right) => {
+            let (id, name) = pick(i)?;
+            let current = registry.read().table.key(&id).map(|k| k.name.clone()).unwrap_or(name);
+            Command::Delete { id, confirm: if *right { current } else { "wrong".into() }, reason: None }
+        }
+        Op::Rotate(i, grace) => {
+            let token = registry.format().generate();
+            Command::Rotate { id: pick(i)?.0, expected: None, secret: registry.secret_of(&token), grace_seconds: *grace }
+        }
+        Op::Expire(i) => Command::Expire { id: pick(i)?.0 },
+        Op::Access(i, n) => Command::RecordAccess {
+            id: pick(i)?.0,
+            report: KeyAccessed { count: *n, first_at: now, last_at: now, last_ip: None, node: "prop".into(), report_id: format!("{now}") },
+        },
+        Op::Wait(_) => return None,
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn replay_equals_the_live_table_now_and_at_every_past_time(ops in proptest::collection::vec(op(), 1..40)) {
+        let dir = tempdir();
+        let (registry, _, clock) = registry_with_clock(dir.path());
+        registry
+            .execute_blocking(admin(), acme(), Command::CreateOrg {
+                id: acme(),
+                name: "Acme".into(),
+                max_keys: Some(12),
+                admin: registry.new_key(&registry.format().generate(), "admin", "", &["keys:admin"]),
+            })
+            .unwrap();
+        let mut keys: Vec<(KeyId, String)> = vec![];
+        // The live table after the last command at each clock time.
+        let mut live: BTreeMap<Timestamp, Table> = BTreeMap::new();
+        for op in &ops {
+            if let Op::Wait(s) = op {
+                clock.advance_seconds(*s);
+                continue;
+            }
+            let Some(command) = command(op, &keys, &registry, clock.now()) else { continue };
+            let created = if let Command::CreateKey(k) = &command { Some((k.id.clone(), k.name.clone())) } else { None };
+            let actor = if matches!(op, Op::Expire(_)) { Actor::system("sweeper") } else { admin() };
+            if registry.execute_blocking(actor, acme(), command).is_ok() {
+                keys.extend(created);
+            }
+            live.insert(clock.now(), registry.read().table.clone());
+        }
+        let final_table = registry.read().table.clone();
+        for (t, table) in &live {
+            prop_assert!(registry.table_as_of(*t).unwrap() == *table, "as of {}", t);
+            // Half a second later nothing had changed yet.
+            let between = Timestamp::from_micros(t.micros() + 500_000);
+            if live.range(between..).next().is_none_or(|(next, _)| *next > between) {
+                prop_assert!(registry.table_as_of(between).unwrap() == *table, "as of {}", between);
+            }
+        }
+        prop_assert!(registry.table_as_of(t0().plus_seconds(-1)).unwrap() == Table::default());
+        drop(registry);
+        let reopened = reopen(dir.path(), &clock);
+        prop_assert!(reopened.read().table == final_table);
+    }
+}
