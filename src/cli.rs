@@ -117,31 +117,56 @@ pub fn main() -> ExitCode {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn config(prefix: &str) -> anyhow::Result<Config> {
-    let format = TokenFormat::new(prefix).context("--token-prefix must be 1 to 16 characters of [a-z0-9_]")?;
-    Ok(Config { clock: Arc::new(SystemClock), format })
+    let format = TokenFormat::new(prefix)
+        .context("--token-prefix must be 1 to 16 characters of [a-z0-9_]")?;
+    Ok(Config {
+        clock: Arc::new(SystemClock),
+        format,
+    })
 }
 
 fn parse_time(flag: &str, s: &str) -> anyhow::Result<Timestamp> {
-    Timestamp::parse(s).with_context(|| format!("{flag} {s:?} is not an RFC 3339 time (e.g. 2026-11-22T10:00:00Z)"))
+    Timestamp::parse(s).with_context(|| {
+        format!("{flag} {s:?} is not an RFC 3339 time (e.g. 2026-11-22T10:00:00Z)")
+    })
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Cmd::Init { data } => init(&data, config(&cli.token_prefix)?),
         Cmd::Replay { data, at, org } => replay(&data, parse_time("--at", &at)?, org.as_deref()),
-        Cmd::Audit { command: AuditCmd::Verify { data, json } } => audit_verify(&data, json),
-        Cmd::Audit { command: AuditCmd::Export { data, since, until } } => {
+        Cmd::Audit {
+            command: AuditCmd::Verify { data, json },
+        } => audit_verify(&data, json),
+        Cmd::Audit {
+            command: AuditCmd::Export { data, since, until },
+        } => {
             let since = since.map(|s| parse_time("--since", &s)).transpose()?;
             let until = until.map(|s| parse_time("--until", &s)).transpose()?;
             audit_export(&data, since, until)
         }
-        Cmd::Bench { command: BenchCmd::Append { data, writers, events, print_acks } } => {
-            bench_append(&data, config(&cli.token_prefix)?, writers, events, print_acks)
-        }
+        Cmd::Bench {
+            command:
+                BenchCmd::Append {
+                    data,
+                    writers,
+                    events,
+                    print_acks,
+                },
+        } => bench_append(
+            &data,
+            config(&cli.token_prefix)?,
+            writers,
+            events,
+            print_acks,
+        ),
     }
 }
 
@@ -150,7 +175,9 @@ fn init(data: &Path, config: Config) -> anyhow::Result<ExitCode> {
     let head = registry.head();
     drop(registry);
     eprintln!("initialised {} (log head {}).", data.display(), head.seq);
-    eprintln!("The token of the system org's first key follows on stdout. It is shown once and never stored: keep it now.");
+    eprintln!(
+        "The token of the system org's first key follows on stdout. It is shown once and never stored: keep it now."
+    );
     println!("{}", token.expose());
     Ok(ExitCode::SUCCESS)
 }
@@ -159,7 +186,11 @@ fn init(data: &Path, config: Config) -> anyhow::Result<ExitCode> {
 fn open_log(data: &Path) -> anyhow::Result<Log> {
     let dir = data.join("log");
     if !dir.exists() {
-        bail!("{} is not an initialised keyreg data dir: run `keyreg init --data {}` first", data.display(), data.display());
+        bail!(
+            "{} is not an initialised keyreg data dir: run `keyreg init --data {}` first",
+            data.display(),
+            data.display()
+        );
     }
     Ok(Log::open(&dir)?)
 }
@@ -195,11 +226,28 @@ fn replay(data: &Path, at: Timestamp, org: Option<&str>) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn print_table(table: &crate::projection::Table, at: Timestamp, org: Option<&OrgId>) -> anyhow::Result<()> {
-    let mut orgs: Vec<_> = table.orgs().filter(|o| org.is_none_or(|x| &o.id == x)).collect();
+pub(crate) fn print_table(
+    table: &crate::projection::Table,
+    at: Timestamp,
+    org: Option<&OrgId>,
+) -> anyhow::Result<()> {
+    let mut orgs: Vec<_> = table
+        .orgs()
+        .filter(|o| org.is_none_or(|x| &o.id == x))
+        .collect();
     orgs.sort_by(|a, b| a.id.cmp(&b.id));
-    let keys = table.all_keys().into_iter().filter(|k| org.is_none_or(|x| &k.org == x)).map(|k| k.view(at)).collect();
-    let out = ReplayOutput { at, seq: table.applied(), orgs, keys };
+    let keys = table
+        .all_keys()
+        .into_iter()
+        .filter(|k| org.is_none_or(|x| &k.org == x))
+        .map(|k| k.view(at))
+        .collect();
+    let out = ReplayOutput {
+        at,
+        seq: table.applied(),
+        orgs,
+        keys,
+    };
     let mut stdout = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut stdout, &out)?;
     writeln!(stdout)?;
@@ -211,7 +259,10 @@ fn audit_verify(data: &Path, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         println!("{}", serde_json::to_string(&report)?);
     } else if report.ok {
-        println!("ok: {} events, head seq {}, head hash {}", report.events, report.head_seq, report.head_hash);
+        println!(
+            "ok: {} events, head seq {}, head hash {}",
+            report.events, report.head_seq, report.head_hash
+        );
     } else {
         println!(
             "BROKEN at seq {}: {} ({} events verified before it)",
@@ -220,10 +271,18 @@ fn audit_verify(data: &Path, json: bool) -> anyhow::Result<ExitCode> {
             report.events
         );
     }
-    Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
-fn audit_export(data: &Path, since: Option<Timestamp>, until: Option<Timestamp>) -> anyhow::Result<ExitCode> {
+fn audit_export(
+    data: &Path,
+    since: Option<Timestamp>,
+    until: Option<Timestamp>,
+) -> anyhow::Result<ExitCode> {
     let log = open_log(data)?.reader();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut report = progress("export");
@@ -242,7 +301,7 @@ fn audit_export(data: &Path, since: Option<Timestamp>, until: Option<Timestamp>)
         out.write_all(record.bytes())?;
         out.write_all(b"\n")?;
         n += 1;
-        if n % 100_000 == 0 {
+        if n.is_multiple_of(100_000) {
             report(n);
         }
     }
@@ -250,14 +309,30 @@ fn audit_export(data: &Path, since: Option<Timestamp>, until: Option<Timestamp>)
     Ok(ExitCode::SUCCESS)
 }
 
-fn bench_append(data: &Path, config: Config, writers: usize, events: u64, print_acks: bool) -> anyhow::Result<ExitCode> {
-    let registry = match Registry::open(data, Config { clock: config.clock.clone(), format: config.format.clone() }) {
+fn bench_append(
+    data: &Path,
+    config: Config,
+    writers: usize,
+    events: u64,
+    print_acks: bool,
+) -> anyhow::Result<ExitCode> {
+    let registry = match Registry::open(
+        data,
+        Config {
+            clock: config.clock.clone(),
+            format: config.format.clone(),
+        },
+    ) {
         Ok(r) => r,
         Err(registry::OpenError::NotInitialised(_)) => Registry::init(data, config)?.0,
         Err(e) => return Err(e.into()),
     };
     let writers = writers.max(1);
-    let per_writer = if events == 0 { u64::MAX } else { events.div_ceil(writers as u64) };
+    let per_writer = if events == 0 {
+        u64::MAX
+    } else {
+        events.div_ceil(writers as u64)
+    };
     let started = Instant::now();
     let stdout = Arc::new(std::sync::Mutex::new(std::io::stdout()));
     let handles: Vec<_> = (0..writers)
@@ -271,11 +346,20 @@ fn bench_append(data: &Path, config: Config, writers: usize, events: u64, print_
                 let mut i = 0u64;
                 while i < per_writer {
                     let token = registry.format().generate();
-                    let key = registry.new_key(&token, &format!("bench {w}-{i}"), "", &["bench:read"]);
+                    let key =
+                        registry.new_key(&token, &format!("bench {w}-{i}"), "", &["bench:read"]);
                     let id = key.id.clone();
-                    for command in [Command::CreateKey(key), Command::Revoke { id, expected: None, reason: None }] {
+                    for command in [
+                        Command::CreateKey(key),
+                        Command::Revoke {
+                            id,
+                            expected: None,
+                            reason: None,
+                        },
+                    ] {
                         let t = Instant::now();
-                        let outcome = registry.execute_blocking(actor.clone(), org.clone(), command)?;
+                        let outcome =
+                            registry.execute_blocking(actor.clone(), org.clone(), command)?;
                         latencies.push(t.elapsed().as_secs_f64());
                         if print_acks {
                             let mut out = stdout.lock().unwrap_or_else(|e| e.into_inner());
@@ -292,11 +376,20 @@ fn bench_append(data: &Path, config: Config, writers: usize, events: u64, print_
         .collect();
     let mut latencies = vec![];
     for h in handles {
-        latencies.extend(h.join().map_err(|_| anyhow::anyhow!("a writer panicked"))??);
+        latencies.extend(
+            h.join()
+                .map_err(|_| anyhow::anyhow!("a writer panicked"))??,
+        );
     }
     let elapsed = started.elapsed().as_secs_f64();
     latencies.sort_by(f64::total_cmp);
-    let pct = |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(0.0) * 1e3;
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or(0.0)
+            * 1e3
+    };
     eprintln!(
         "appended {} events with {writers} writers in {elapsed:.2} s: {:.0} events/s, latency p50 {:.2} ms, p99 {:.2} ms",
         latencies.len(),

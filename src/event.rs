@@ -42,7 +42,9 @@ impl ChainHash {
         if s.len() != 64 || !s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
             return None;
         }
-        blake3::Hash::from_hex(s).ok().map(|h| ChainHash(*h.as_bytes()))
+        blake3::Hash::from_hex(s)
+            .ok()
+            .map(|h| ChainHash(*h.as_bytes()))
     }
 }
 
@@ -208,8 +210,19 @@ impl Change {
 
 /// Every event type, in the order SPEC lists them; schemas and tests use it.
 pub const TYPES: &[&str] = &[
-    "org.created", "org.updated", "key.created", "key.updated", "key.scopes_edited", "key.ips_edited",
-    "key.disabled", "key.enabled", "key.revoked", "key.deleted", "key.expired", "key.rotated", "key.accessed",
+    "org.created",
+    "org.updated",
+    "key.created",
+    "key.updated",
+    "key.scopes_edited",
+    "key.ips_edited",
+    "key.disabled",
+    "key.enabled",
+    "key.revoked",
+    "key.deleted",
+    "key.expired",
+    "key.rotated",
+    "key.accessed",
 ];
 
 impl Event {
@@ -276,7 +289,8 @@ pub fn encode(seq: Seq, prevhash: &ChainHash, event: &Event) -> Vec<u8> {
     // Serializing these types cannot fail: no maps with non-string keys, no
     // custom serializers that error.
     let data = event.change.data_json().unwrap_or_else(|_| "{}".to_owned());
-    let data = RawValue::from_string(data).unwrap_or_else(|_| RawValue::from_string("{}".into()).expect("{} is JSON"));
+    let data = RawValue::from_string(data)
+        .unwrap_or_else(|_| RawValue::from_string("{}".into()).expect("{} is JSON"));
     let envelope = EnvelopeOut {
         specversion: "1.0",
         id: &event.id,
@@ -304,7 +318,10 @@ pub struct Decoded {
 
 pub fn decode(bytes: &[u8]) -> Result<Decoded, EventError> {
     let env: EnvelopeIn = serde_json::from_slice(bytes)?;
-    let bad = |field: &'static str, value: &str| EventError::Envelope { field, value: value.chars().take(80).collect() };
+    let bad = |field: &'static str, value: &str| EventError::Envelope {
+        field,
+        value: value.chars().take(80).collect(),
+    };
     if env.specversion != "1.0" {
         return Err(bad("specversion", env.specversion));
     }
@@ -314,7 +331,8 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, EventError> {
     if env.datacontenttype != "application/json" {
         return Err(bad("datacontenttype", env.datacontenttype));
     }
-    let prevhash = ChainHash::from_hex(env.prevhash).ok_or_else(|| bad("prevhash", env.prevhash))?;
+    let prevhash =
+        ChainHash::from_hex(env.prevhash).ok_or_else(|| bad("prevhash", env.prevhash))?;
     let data = env.data.get();
     let key = || KeyId::parse(env.subject).map_err(|_| bad("subject", env.subject));
     let change = match env.type_ {
@@ -323,11 +341,17 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, EventError> {
                 return Err(bad("subject", env.subject));
             }
             let settings = serde_json::from_str(data)?;
-            if env.type_ == "org.created" { Change::OrgCreated(settings) } else { Change::OrgUpdated(settings) }
+            if env.type_ == "org.created" {
+                Change::OrgCreated(settings)
+            } else {
+                Change::OrgUpdated(settings)
+            }
         }
         "key.created" => Change::Key(key()?, KeyChange::Created(serde_json::from_str(data)?)),
         "key.updated" => Change::Key(key()?, KeyChange::Updated(serde_json::from_str(data)?)),
-        "key.scopes_edited" => Change::Key(key()?, KeyChange::ScopesEdited(serde_json::from_str(data)?)),
+        "key.scopes_edited" => {
+            Change::Key(key()?, KeyChange::ScopesEdited(serde_json::from_str(data)?))
+        }
         "key.ips_edited" => Change::Key(key()?, KeyChange::IpsEdited(serde_json::from_str(data)?)),
         "key.disabled" => Change::Key(key()?, KeyChange::Disabled),
         "key.enabled" => Change::Key(key()?, KeyChange::Enabled),
@@ -341,7 +365,13 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, EventError> {
     Ok(Decoded {
         seq: env.seq,
         prevhash,
-        event: Event { id: env.id, time: env.time, org: env.org, actor: env.actor, change },
+        event: Event {
+            id: env.id,
+            time: env.time,
+            org: env.org,
+            actor: env.actor,
+            change,
+        },
     })
 }
 
@@ -352,17 +382,35 @@ mod tests {
 
     fn sample(change: Change) -> Event {
         let now = Timestamp::parse("2026-11-22T10:00:00.000001Z").unwrap();
-        Event { id: IdGenerator::default().event_id(now), time: now, org: OrgId::parse("acme").unwrap(), actor: Actor::system("test"), change }
+        Event {
+            id: IdGenerator::default().event_id(now),
+            time: now,
+            org: OrgId::parse("acme").unwrap(),
+            actor: Actor::system("test"),
+            change,
+        }
     }
 
     #[test]
     fn encoding_is_compact_ordered_and_round_trips() {
-        let e = sample(Change::OrgCreated(OrgSettings { name: "Acme".into(), max_keys: 1000 }));
+        let e = sample(Change::OrgCreated(OrgSettings {
+            name: "Acme".into(),
+            max_keys: 1000,
+        }));
         let bytes = encode(Seq(1), &ChainHash::ZERO, &e);
         let text = std::str::from_utf8(&bytes).unwrap();
-        assert!(text.starts_with(r#"{"specversion":"1.0","id":"evt_"#), "{text}");
-        assert!(text.contains(r#""time":"2026-11-22T10:00:00.000001Z","subject":"acme""#), "{text}");
-        assert!(text.ends_with(r#""data":{"name":"Acme","max_keys":1000}}"#), "{text}");
+        assert!(
+            text.starts_with(r#"{"specversion":"1.0","id":"evt_"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#""time":"2026-11-22T10:00:00.000001Z","subject":"acme""#),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(r#""data":{"name":"Acme","max_keys":1000}}"#),
+            "{text}"
+        );
         assert!(!text.contains('\n') && !text.contains(": "));
         let d = decode(&bytes).unwrap();
         assert_eq!((d.seq, d.prevhash, &d.event), (Seq(1), ChainHash::ZERO, &e));
@@ -379,7 +427,10 @@ mod tests {
 
     #[test]
     fn foreign_envelopes_are_refused() {
-        let e = sample(Change::Key(IdGenerator::default().key_id(Timestamp::from_micros(0)), KeyChange::Disabled));
+        let e = sample(Change::Key(
+            IdGenerator::default().key_id(Timestamp::from_micros(0)),
+            KeyChange::Disabled,
+        ));
         let text = String::from_utf8(encode(Seq(3), &ChainHash::ZERO, &e)).unwrap();
         assert!(decode(text.replace("\"keyreg\"", "\"other\"").as_bytes()).is_err());
         assert!(decode(text.replace("key.disabled", "key.exploded").as_bytes()).is_err());

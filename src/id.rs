@@ -24,7 +24,10 @@ macro_rules! string_id {
                 if check(s) {
                     Ok($name(s.to_owned()))
                 } else {
-                    Err(IdError { what: $what, value: s.chars().take(80).collect() })
+                    Err(IdError {
+                        what: $what,
+                        value: s.chars().take(80).collect(),
+                    })
                 }
             }
 
@@ -62,7 +65,11 @@ pub struct IdError {
     pub value: String,
 }
 
-string_id!(OrgId, is_org_id, "organization id ([a-z0-9][a-z0-9-]{1,62})");
+string_id!(
+    OrgId,
+    is_org_id,
+    "organization id ([a-z0-9][a-z0-9-]{1,62})"
+);
 string_id!(KeyId, |s| is_ulid_id(s, "key_"), "key id");
 string_id!(EventId, |s| is_ulid_id(s, "evt_"), "event id");
 
@@ -73,7 +80,9 @@ fn is_org_id(s: &str) -> bool {
     let b = s.as_bytes();
     (2..=63).contains(&b.len())
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b[1..].iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[1..]
+            .iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
 fn is_ulid_id(s: &str, prefix: &str) -> bool {
@@ -131,7 +140,9 @@ impl IdGenerator {
 }
 
 /// A position in the log: 1, 2, 3, … without gaps. Zero means "nothing yet".
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Seq(pub u64);
 
@@ -167,7 +178,10 @@ impl Actor {
             Some(what) if !what.is_empty() && what.bytes().all(|c| c.is_ascii_graphic()) => {
                 Ok(Actor::System(what.to_owned()))
             }
-            _ => Err(IdError { what: "actor (key:<id> or system:<what>)", value: s.chars().take(80).collect() }),
+            _ => Err(IdError {
+                what: "actor (key:<id> or system:<what>)",
+                value: s.chars().take(80).collect(),
+            }),
         }
     }
 }

@@ -28,7 +28,9 @@ const HASH_LEN: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
-    #[error("cannot open the log in {dir}: {source} (is another keyreg process using this data dir?)")]
+    #[error(
+        "cannot open the log in {dir}: {source} (is another keyreg process using this data dir?)"
+    )]
     Open { dir: String, source: sled::Error },
     #[error("the log storage failed: {0}")]
     Storage(#[from] sled::Error),
@@ -49,7 +51,11 @@ pub struct Head {
 }
 
 impl Head {
-    pub const EMPTY: Head = Head { seq: Seq(0), hash: ChainHash::ZERO, time: None };
+    pub const EMPTY: Head = Head {
+        seq: Seq(0),
+        hash: ChainHash::ZERO,
+        time: None,
+    };
 }
 
 /// One stored event: its place, its chain hash and its exact bytes.
@@ -85,19 +91,36 @@ impl Log {
             .path(dir)
             .cache_capacity(128 * 1024 * 1024)
             .open()
-            .map_err(|source| LogError::Open { dir: dir.display().to_string(), source })?;
+            .map_err(|source| LogError::Open {
+                dir: dir.display().to_string(),
+                source,
+            })?;
         let events = db.open_tree("events")?;
         let data_file = File::open(data_file_path(dir))?;
         let head = match events.last()? {
             None => Head::EMPTY,
             Some((k, v)) => {
-                let seq = Seq(u64::from_be_bytes(k.as_ref().try_into().map_err(|_| LogError::Damaged(Seq(0)))?));
+                let seq = Seq(u64::from_be_bytes(
+                    k.as_ref()
+                        .try_into()
+                        .map_err(|_| LogError::Damaged(Seq(0)))?,
+                ));
                 let record = to_record(seq, v)?;
                 let decoded = event::decode(record.bytes()).map_err(|_| LogError::Damaged(seq))?;
-                Head { seq, hash: record.hash, time: Some(decoded.event.time) }
+                Head {
+                    seq,
+                    hash: record.hash,
+                    time: Some(decoded.event.time),
+                }
             }
         };
-        Ok(Log { db, events, head, data_file, poisoned: false })
+        Ok(Log {
+            db,
+            events,
+            head,
+            data_file,
+            poisoned: false,
+        })
     }
 
     pub fn head(&self) -> Head {
@@ -120,8 +143,16 @@ impl Log {
             self.poisoned = true;
             return Err(e.into());
         }
-        self.head = Head { seq, hash, time: Some(event.time) };
-        Ok(Record { seq, hash, bytes: value })
+        self.head = Head {
+            seq,
+            hash,
+            time: Some(event.time),
+        };
+        Ok(Record {
+            seq,
+            hash,
+            bytes: value,
+        })
     }
 
     /// Makes everything staged so far durable. One call covers any number of
@@ -130,7 +161,11 @@ impl Log {
         if self.poisoned {
             return Err(LogError::Poisoned);
         }
-        let result = self.db.flush().map_err(LogError::from).and_then(|_| Ok(self.data_file.sync_data()?));
+        let result = self
+            .db
+            .flush()
+            .map_err(LogError::from)
+            .and_then(|_| Ok(self.data_file.sync_data()?));
         if result.is_err() {
             self.poisoned = true;
         }
@@ -139,7 +174,9 @@ impl Log {
 
     /// A read handle that other threads can use while this one writes.
     pub fn reader(&self) -> Reader {
-        Reader { events: self.events.clone() }
+        Reader {
+            events: self.events.clone(),
+        }
     }
 
     /// Overwrites a stored record's event bytes without touching its hash,
@@ -165,20 +202,31 @@ pub struct Reader {
 
 impl Reader {
     /// Records from `from` (inclusive) up to `to` (inclusive, or the end).
-    pub fn read(&self, from: Seq, to: Option<Seq>) -> impl Iterator<Item = Result<Record, LogError>> + use<> {
+    pub fn read(
+        &self,
+        from: Seq,
+        to: Option<Seq>,
+    ) -> impl Iterator<Item = Result<Record, LogError>> + use<> {
         let range = match to {
             Some(to) => self.events.range(key(from)..=key(to)),
             None => self.events.range(key(from)..),
         };
         range.map(|item| {
             let (k, v) = item?;
-            let seq = Seq(u64::from_be_bytes(k.as_ref().try_into().map_err(|_| LogError::Damaged(Seq(0)))?));
+            let seq = Seq(u64::from_be_bytes(
+                k.as_ref()
+                    .try_into()
+                    .map_err(|_| LogError::Damaged(Seq(0)))?,
+            ));
             to_record(seq, v)
         })
     }
 
     pub fn get(&self, seq: Seq) -> Result<Option<Record>, LogError> {
-        self.events.get(key(seq))?.map(|v| to_record(seq, v)).transpose()
+        self.events
+            .get(key(seq))?
+            .map(|v| to_record(seq, v))
+            .transpose()
     }
 
     /// The last stored event (read from disk, not cached).
@@ -187,8 +235,16 @@ impl Reader {
             Ok(Some((k, v))) => {
                 let seq = Seq(k.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0));
                 match to_record(seq, v) {
-                    Ok(r) => Head { seq, hash: r.hash, time: event::decode(r.bytes()).ok().map(|d| d.event.time) },
-                    Err(_) => Head { seq, hash: ChainHash::ZERO, time: None },
+                    Ok(r) => Head {
+                        seq,
+                        hash: r.hash,
+                        time: event::decode(r.bytes()).ok().map(|d| d.event.time),
+                    },
+                    Err(_) => Head {
+                        seq,
+                        hash: ChainHash::ZERO,
+                        time: None,
+                    },
                 }
             }
             _ => Head::EMPTY,
@@ -200,8 +256,16 @@ fn to_record(seq: Seq, v: sled::IVec) -> Result<Record, LogError> {
     if v.len() < HASH_LEN {
         return Err(LogError::Damaged(seq));
     }
-    let hash = ChainHash(v[..HASH_LEN].try_into().map_err(|_| LogError::Damaged(seq))?);
-    Ok(Record { seq, hash, bytes: v })
+    let hash = ChainHash(
+        v[..HASH_LEN]
+            .try_into()
+            .map_err(|_| LogError::Damaged(seq))?,
+    );
+    Ok(Record {
+        seq,
+        hash,
+        bytes: v,
+    })
 }
 
 /// sled 0.34 keeps its log-structured pages in one file, `db`, beside `conf`
@@ -242,7 +306,12 @@ pub struct ChainChecker {
 
 impl Default for ChainChecker {
     fn default() -> Self {
-        ChainChecker { expected: Seq(1), hash: ChainHash::ZERO, events: 0, bad: None }
+        ChainChecker {
+            expected: Seq(1),
+            hash: ChainHash::ZERO,
+            events: 0,
+            bad: None,
+        }
     }
 }
 
@@ -254,21 +323,33 @@ impl ChainChecker {
         }
         let problem = (|| {
             if seq != self.expected {
-                return Some(format!("expected sequence {} here, found {seq}", self.expected));
+                return Some(format!(
+                    "expected sequence {} here, found {seq}",
+                    self.expected
+                ));
             }
             let decoded = match event::decode(bytes) {
                 Ok(d) => d,
                 Err(e) => return Some(format!("not a valid event: {e}")),
             };
             if decoded.seq != seq {
-                return Some(format!("the event says seq {}, it is stored at {seq}", decoded.seq));
+                return Some(format!(
+                    "the event says seq {}, it is stored at {seq}",
+                    decoded.seq
+                ));
             }
             if decoded.prevhash != self.hash {
-                return Some(format!("prevhash {} does not match the previous event's hash {}", decoded.prevhash, self.hash));
+                return Some(format!(
+                    "prevhash {} does not match the previous event's hash {}",
+                    decoded.prevhash, self.hash
+                ));
             }
             let hash = self.hash.next(bytes);
             if stored_hash.is_some_and(|h| *h != hash) {
-                return Some("the event's bytes no longer match the hash recorded when it was appended".to_owned());
+                return Some(
+                    "the event's bytes no longer match the hash recorded when it was appended"
+                        .to_owned(),
+                );
             }
             self.hash = hash;
             None
@@ -348,7 +429,10 @@ mod tests {
             time,
             org: OrgId::parse("acme").unwrap(),
             actor: Actor::system("test"),
-            change: Change::OrgUpdated(OrgSettings { name: format!("Acme {n}"), max_keys: 5 }),
+            change: Change::OrgUpdated(OrgSettings {
+                name: format!("Acme {n}"),
+                max_keys: 5,
+            }),
         }
     }
 
@@ -370,7 +454,10 @@ mod tests {
         let report = log.verify(|_| {});
         assert!(report.ok, "{report:?}");
         assert_eq!((report.events, report.head_hash), (5, head.hash));
-        let seqs: Vec<u64> = log.read(Seq(2), Some(Seq(4))).map(|r| r.unwrap().seq.0).collect();
+        let seqs: Vec<u64> = log
+            .read(Seq(2), Some(Seq(4)))
+            .map(|r| r.unwrap().seq.0)
+            .collect();
         assert_eq!(seqs, [2, 3, 4]);
     }
 

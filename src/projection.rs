@@ -116,7 +116,9 @@ impl Key {
     /// passed is expired, whether or not `key.expired` was written yet.
     pub fn status_at(&self, now: Timestamp) -> Status {
         match self.status {
-            Status::Active | Status::Disabled if self.expires_at.is_some_and(|e| e <= now) => Status::Expired,
+            Status::Active | Status::Disabled if self.expires_at.is_some_and(|e| e <= now) => {
+                Status::Expired
+            }
             s => s,
         }
     }
@@ -227,7 +229,11 @@ impl Table {
     }
 
     /// An org's keys, newest first, starting after `before` (exclusive).
-    pub fn keys_of<'a>(&'a self, org: &OrgId, before: Option<&'a KeyId>) -> impl Iterator<Item = &'a Key> + 'a {
+    pub fn keys_of<'a>(
+        &'a self,
+        org: &OrgId,
+        before: Option<&'a KeyId>,
+    ) -> impl Iterator<Item = &'a Key> + 'a {
         let ids = self.by_org.get(org);
         let range = ids.into_iter().flat_map(move |set| match before {
             Some(b) => Box::new(set.range(..b.clone()).rev()) as Box<dyn Iterator<Item = &KeyId>>,
@@ -246,7 +252,11 @@ impl Table {
     /// A table holding only `org` and the keys `ids` (as they are now), for
     /// previewing a command's effect without touching the live table.
     pub fn scratch(&self, org: &OrgId, ids: &[KeyId]) -> Table {
-        let mut t = Table { applied: self.applied, last_time: self.last_time, ..Table::default() };
+        let mut t = Table {
+            applied: self.applied,
+            last_time: self.last_time,
+            ..Table::default()
+        };
         if let Some(o) = self.orgs.get(org) {
             t.orgs.insert(org.clone(), o.clone());
         }
@@ -254,7 +264,10 @@ impl Table {
             if let Some(k) = self.keys.get(id) {
                 t.keys.insert(id.clone(), k.clone());
                 t.by_hash.insert(k.hash, id.clone());
-                t.by_org.entry(k.org.clone()).or_default().insert(id.clone());
+                t.by_org
+                    .entry(k.org.clone())
+                    .or_default()
+                    .insert(id.clone());
             }
         }
         t
@@ -291,7 +304,10 @@ impl Table {
                     return;
                 }
                 self.by_hash.insert(c.key_hash, id.clone());
-                self.by_org.entry(event.org.clone()).or_default().insert(id.clone());
+                self.by_org
+                    .entry(event.org.clone())
+                    .or_default()
+                    .insert(id.clone());
                 if let Some(org) = self.orgs.get_mut(&event.org) {
                     org.counted_keys += 1;
                 }
@@ -323,7 +339,9 @@ impl Table {
     }
 
     fn apply_to_key(&mut self, seq: Seq, t: Timestamp, id: &KeyId, change: &KeyChange) {
-        let Some(key) = self.keys.get_mut(id) else { return };
+        let Some(key) = self.keys.get_mut(id) else {
+            return;
+        };
         if let KeyChange::Accessed(a) = change {
             // Use is not a change to the key: no new version, no updated_at,
             // so an If-Match taken before a verify still holds after it.
@@ -366,10 +384,11 @@ impl Table {
         }
         key.version = seq;
         key.updated_at = t;
-        if counted_before && !key.status.counts_against_limit() {
-            if let Some(org) = self.orgs.get_mut(&key.org) {
-                org.counted_keys = org.counted_keys.saturating_sub(1);
-            }
+        if counted_before
+            && !key.status.counts_against_limit()
+            && let Some(org) = self.orgs.get_mut(&key.org)
+        {
+            org.counted_keys = org.counted_keys.saturating_sub(1);
         }
     }
 }
@@ -383,7 +402,13 @@ mod tests {
 
     fn ev(t: i64, org: &OrgId, change: Change) -> Event {
         let time = Timestamp::from_micros(t);
-        Event { id: IdGenerator::default().event_id(time), time, org: org.clone(), actor: Actor::system("test"), change }
+        Event {
+            id: IdGenerator::default().event_id(time),
+            time,
+            org: org.clone(),
+            actor: Actor::system("test"),
+            change,
+        }
     }
 
     #[test]
@@ -394,7 +419,17 @@ mod tests {
         let org = OrgId::parse("acme").unwrap();
         let id = IdGenerator::default().key_id(Timestamp::from_micros(0));
         let mut t = Table::default();
-        t.apply(Seq(1), &ev(1, &org, Change::OrgCreated(OrgSettings { name: "Acme".into(), max_keys: 10 })));
+        t.apply(
+            Seq(1),
+            &ev(
+                1,
+                &org,
+                Change::OrgCreated(OrgSettings {
+                    name: "Acme".into(),
+                    max_keys: 10,
+                }),
+            ),
+        );
         let created = KeyCreated {
             name: "ci".into(),
             description: String::new(),
@@ -405,17 +440,34 @@ mod tests {
             display_prefix: old.display_prefix(),
             key_hash: old.hash(&pepper),
         };
-        t.apply(Seq(2), &ev(2, &org, Change::Key(id.clone(), KeyChange::Created(created))));
+        t.apply(
+            Seq(2),
+            &ev(
+                2,
+                &org,
+                Change::Key(id.clone(), KeyChange::Created(created)),
+            ),
+        );
         assert_eq!(t.org(&org).unwrap().counted_keys, 1);
         let rotated = KeyRotated {
             display_prefix: new.display_prefix(),
             key_hash: new.hash(&pepper),
             previous_valid_until: Some(Timestamp::from_micros(100)),
         };
-        t.apply(Seq(3), &ev(3, &org, Change::Key(id.clone(), KeyChange::Rotated(rotated))));
+        t.apply(
+            Seq(3),
+            &ev(
+                3,
+                &org,
+                Change::Key(id.clone(), KeyChange::Rotated(rotated)),
+            ),
+        );
         let at = Timestamp::from_micros;
         assert!(t.key_by_hash(&old.hash(&pepper), at(99)).is_some());
         assert!(t.key_by_hash(&old.hash(&pepper), at(100)).is_none());
-        assert_eq!(t.key_by_hash(&new.hash(&pepper), at(1000)).unwrap().version, Seq(3));
+        assert_eq!(
+            t.key_by_hash(&new.hash(&pepper), at(1000)).unwrap().version,
+            Seq(3)
+        );
     }
 }

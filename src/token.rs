@@ -52,7 +52,9 @@ pub struct TokenFormat {
 
 impl Default for TokenFormat {
     fn default() -> Self {
-        TokenFormat { prefix: DEFAULT_PREFIX.to_owned() }
+        TokenFormat {
+            prefix: DEFAULT_PREFIX.to_owned(),
+        }
     }
 }
 
@@ -63,8 +65,16 @@ impl TokenFormat {
     /// simple.
     pub fn new(prefix: &str) -> Result<Self, TokenError> {
         let ok = (1..=16).contains(&prefix.len())
-            && prefix.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_');
-        if ok { Ok(TokenFormat { prefix: prefix.to_owned() }) } else { Err(TokenError::Prefix) }
+            && prefix
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_');
+        if ok {
+            Ok(TokenFormat {
+                prefix: prefix.to_owned(),
+            })
+        } else {
+            Err(TokenError::Prefix)
+        }
     }
 
     pub fn prefix(&self) -> &str {
@@ -96,8 +106,12 @@ impl TokenFormat {
 
     /// Checks the format and checksum; no lookup, no allocation on failure.
     pub fn parse(&self, s: &str) -> Result<Token, TokenError> {
-        let rest = s.strip_prefix(self.prefix.as_str()).ok_or(TokenError::Prefix)?;
-        if rest.len() != RANDOM_LEN + CHECKSUM_LEN || !rest.bytes().all(|c| c.is_ascii_alphanumeric()) {
+        let rest = s
+            .strip_prefix(self.prefix.as_str())
+            .ok_or(TokenError::Prefix)?;
+        if rest.len() != RANDOM_LEN + CHECKSUM_LEN
+            || !rest.bytes().all(|c| c.is_ascii_alphanumeric())
+        {
             return Err(TokenError::Shape);
         }
         let (signed, sum) = s.split_at(s.len() - CHECKSUM_LEN);
@@ -188,7 +202,8 @@ impl serde::Serialize for TokenHash {
 impl<'de> serde::Deserialize<'de> for TokenHash {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        TokenHash::from_hex(&s).ok_or_else(|| serde::de::Error::custom("expected 64 lower-case hex digits"))
+        TokenHash::from_hex(&s)
+            .ok_or_else(|| serde::de::Error::custom("expected 64 lower-case hex digits"))
     }
 }
 
@@ -206,11 +221,17 @@ impl fmt::Debug for Pepper {
 #[derive(Debug, thiserror::Error)]
 pub enum PepperError {
     #[error("cannot read the pepper file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("the pepper file {path} must hold exactly 32 bytes, it holds {len}")]
     Length { path: String, len: usize },
     #[error("cannot write the pepper file {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 impl Pepper {
@@ -225,12 +246,17 @@ impl Pepper {
     }
 
     pub fn load(path: &Path) -> Result<Self, PepperError> {
-        let bytes = std::fs::read(path)
-            .map_err(|source| PepperError::Read { path: path.display().to_string(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| PepperError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         let arr: [u8; 32] = bytes
             .as_slice()
             .try_into()
-            .map_err(|_| PepperError::Length { path: path.display().to_string(), len: bytes.len() })?;
+            .map_err(|_| PepperError::Length {
+                path: path.display().to_string(),
+                len: bytes.len(),
+            })?;
         Ok(Pepper(arr))
     }
 
@@ -238,8 +264,16 @@ impl Pepper {
     pub fn save_new(&self, path: &Path) -> Result<(), PepperError> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
-        let err = |source| PepperError::Write { path: path.display().to_string(), source };
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(err)?;
+        let err = |source| PepperError::Write {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(err)?;
         f.write_all(&self.0).map_err(err)?;
         f.sync_all().map_err(err)
     }
@@ -275,7 +309,11 @@ mod tests {
             let mut b = s.clone().into_bytes();
             b[i] = if b[i] == b'a' { b'b' } else { b'a' };
             let changed = String::from_utf8(b).unwrap();
-            assert_eq!(f.parse(&changed).unwrap_err(), TokenError::Checksum, "position {i}");
+            assert_eq!(
+                f.parse(&changed).unwrap_err(),
+                TokenError::Checksum,
+                "position {i}"
+            );
         }
     }
 
@@ -283,9 +321,19 @@ mod tests {
     fn malformed_tokens_are_rejected_by_shape() {
         let f = TokenFormat::default();
         let good = f.generate().expose().to_owned();
-        assert_eq!(f.parse(&good.replacen("kr_", "xx_", 1)).unwrap_err(), TokenError::Prefix);
-        assert_eq!(f.parse(&good[..good.len() - 1]).unwrap_err(), TokenError::Shape);
-        assert_eq!(f.parse(&format!("{}!", &good[..good.len() - 1])).unwrap_err(), TokenError::Shape);
+        assert_eq!(
+            f.parse(&good.replacen("kr_", "xx_", 1)).unwrap_err(),
+            TokenError::Prefix
+        );
+        assert_eq!(
+            f.parse(&good[..good.len() - 1]).unwrap_err(),
+            TokenError::Shape
+        );
+        assert_eq!(
+            f.parse(&format!("{}!", &good[..good.len() - 1]))
+                .unwrap_err(),
+            TokenError::Shape
+        );
         assert_eq!(f.parse("").unwrap_err(), TokenError::Prefix);
     }
 
@@ -306,6 +354,9 @@ mod tests {
         assert!(t.hash(&p1) == t.hash(&p1));
         assert!(t.hash(&p1) != t.hash(&p2));
         assert!(!format!("{t:?}").contains(&t.expose()[3..]));
-        assert_eq!(TokenHash::from_hex(&t.hash(&p1).to_hex()), Some(t.hash(&p1)));
+        assert_eq!(
+            TokenHash::from_hex(&t.hash(&p1).to_hex()),
+            Some(t.hash(&p1))
+        );
     }
 }

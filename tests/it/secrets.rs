@@ -29,9 +29,15 @@ fn no_token_appears_in_the_data_dir_or_the_output() {
     let init_token = stdout(&init).trim().to_owned();
     let mut secrets = vec![init_token];
     {
-        let clock = std::sync::Arc::new(keyreg::time::ManualClock::new(keyreg::time::Clock::now(&keyreg::time::SystemClock)));
+        let clock = std::sync::Arc::new(keyreg::time::ManualClock::new(keyreg::time::Clock::now(
+            &keyreg::time::SystemClock,
+        )));
         let registry = reopen(&data, &clock);
-        secrets.extend(every_event_type(&registry, &clock).iter().map(|t| t.expose().to_owned()));
+        secrets.extend(
+            every_event_type(&registry, &clock)
+                .iter()
+                .map(|t| t.expose().to_owned()),
+        );
     }
     let mut printed = stderr(&init).into_bytes();
     for args in [
@@ -56,7 +62,11 @@ fn no_token_appears_in_the_data_dir_or_the_output() {
         // with a changed checksum would be caught too.
         let core = &secret.as_bytes()[3..35];
         for file in &all {
-            assert!(!contains(&std::fs::read(file).unwrap(), core), "a token is in {}", file.display());
+            assert!(
+                !contains(&std::fs::read(file).unwrap(), core),
+                "a token is in {}",
+                file.display()
+            );
         }
         assert!(!contains(&printed, core), "a token was printed");
     }
