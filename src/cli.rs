@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
@@ -15,6 +15,7 @@ use crate::command::Command;
 use crate::id::{Actor, OrgId, Seq};
 use crate::log::Log;
 use crate::registry::{self, Config, Registry};
+use crate::server::{self, ServeOptions};
 use crate::time::{SystemClock, Timestamp};
 use crate::token::TokenFormat;
 
@@ -35,6 +36,20 @@ enum Cmd {
     Init {
         #[arg(long, env = "KEYREG_DATA")]
         data: PathBuf,
+    },
+    /// Run the registry: the HTTP API on --listen over the data dir.
+    Serve {
+        #[arg(long, env = "KEYREG_DATA")]
+        data: PathBuf,
+        /// Address to listen on; port 0 picks a free one (the address is printed).
+        #[arg(long, env = "KEYREG_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// This node's name in access reports.
+        #[arg(long, env = "KEYREG_NODE", default_value = "registry")]
+        node: String,
+        /// Milliseconds between flushes of access counts into `key.accessed` events.
+        #[arg(long, env = "KEYREG_ACCESS_FLUSH_MS", default_value_t = 10_000)]
+        access_flush_ms: u64,
     },
     /// Print the key table as it stood at a time, as JSON.
     Replay {
@@ -141,6 +156,18 @@ fn parse_time(flag: &str, s: &str) -> anyhow::Result<Timestamp> {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Cmd::Init { data } => init(&data, config(&cli.token_prefix)?),
+        Cmd::Serve {
+            data,
+            listen,
+            node,
+            access_flush_ms,
+        } => serve(
+            &data,
+            config(&cli.token_prefix)?,
+            &listen,
+            node,
+            access_flush_ms,
+        ),
         Cmd::Replay { data, at, org } => replay(&data, parse_time("--at", &at)?, org.as_deref()),
         Cmd::Audit {
             command: AuditCmd::Verify { data, json },
@@ -179,6 +206,40 @@ fn init(data: &Path, config: Config) -> anyhow::Result<ExitCode> {
         "The token of the system org's first key follows on stdout. It is shown once and never stored: keep it now."
     );
     println!("{}", token.expose());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn serve(
+    data: &Path,
+    config: Config,
+    listen: &str,
+    node: String,
+    access_flush_ms: u64,
+) -> anyhow::Result<ExitCode> {
+    let registry = Registry::open(data, config)?;
+    let options = ServeOptions {
+        node,
+        access_flush: Duration::from_millis(access_flush_ms.max(10)),
+        ..ServeOptions::default()
+    };
+    runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let addr = listener.local_addr()?;
+        println!("keyreg listening on http://{addr}");
+        std::io::stdout().flush()?;
+        tracing::info!(%addr, head = %registry.head().seq, "serving");
+        server::serve(listener, registry, options, server::shutdown_signal()).await?;
+        anyhow::Ok(())
+    })?;
+    eprintln!("keyreg stopped");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -90,6 +90,13 @@ fn is_ulid_id(s: &str, prefix: &str) -> bool {
         .is_some_and(|rest| rest.len() == 26 && rest.bytes().all(|c| CROCKFORD.contains(&c)))
 }
 
+impl KeyId {
+    /// Sorts after every real key id: an open upper bound for range scans.
+    pub fn max() -> Self {
+        KeyId("key_~".to_owned())
+    }
+}
+
 impl OrgId {
     pub fn system() -> Self {
         OrgId(SYSTEM_ORG.to_owned())

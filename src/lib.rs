@@ -14,6 +14,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod access;
+pub mod api;
 pub mod audit;
 pub mod cidr;
 pub mod cli;
@@ -21,8 +23,11 @@ pub mod command;
 pub mod event;
 pub mod id;
 pub mod log;
+pub mod metrics;
 pub mod projection;
 pub mod registry;
 pub mod scope;
+pub mod server;
 pub mod time;
 pub mod token;
+pub mod verifier;

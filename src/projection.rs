@@ -185,6 +185,9 @@ pub struct Table {
     /// Each org's keys in id order, which is creation order: listings and
     /// their cursors walk this.
     by_org: HashMap<OrgId, BTreeSet<KeyId>>,
+    /// Active and disabled keys that have an expiry, by expiry: what the
+    /// sweeper will have to record, found without a scan.
+    expiring: BTreeSet<(Timestamp, KeyId)>,
 }
 
 impl Table {
@@ -240,6 +243,15 @@ impl Table {
             None => Box::new(set.iter().rev()),
         });
         range.filter_map(|id| self.keys.get(id))
+    }
+
+    /// Keys whose expiry has passed at `now` but whose `key.expired` is not
+    /// recorded yet, oldest expiry first.
+    pub fn due_to_expire(&self, now: Timestamp) -> Vec<(OrgId, KeyId)> {
+        self.expiring
+            .range(..=(now, KeyId::max()))
+            .filter_map(|(_, id)| self.keys.get(id).map(|k| (k.org.clone(), id.clone())))
+            .collect()
     }
 
     /// Every key, in id order.
@@ -304,6 +316,9 @@ impl Table {
                     return;
                 }
                 self.by_hash.insert(c.key_hash, id.clone());
+                if let Some(at) = c.expires_at {
+                    self.expiring.insert((at, id.clone()));
+                }
                 self.by_org
                     .entry(event.org.clone())
                     .or_default()
@@ -352,6 +367,7 @@ impl Table {
             return;
         }
         let counted_before = key.status.counts_against_limit();
+        let expiring_before = expiry_entry(key);
         match change {
             KeyChange::Created(_) | KeyChange::Accessed(_) => {}
             KeyChange::Updated(u) => {
@@ -384,12 +400,29 @@ impl Table {
         }
         key.version = seq;
         key.updated_at = t;
+        let expiring_after = expiry_entry(key);
+        if expiring_before != expiring_after {
+            if let Some(e) = expiring_before {
+                self.expiring.remove(&e);
+            }
+            if let Some(e) = expiring_after {
+                self.expiring.insert(e);
+            }
+        }
         if counted_before
             && !key.status.counts_against_limit()
             && let Some(org) = self.orgs.get_mut(&key.org)
         {
             org.counted_keys = org.counted_keys.saturating_sub(1);
         }
+    }
+}
+
+/// The key's place in the expiry index, if it has one.
+fn expiry_entry(key: &Key) -> Option<(Timestamp, KeyId)> {
+    match key.status {
+        Status::Active | Status::Disabled => key.expires_at.map(|at| (at, key.id.clone())),
+        _ => None,
     }
 }
 

@@ -122,6 +122,9 @@ struct Shared {
     failed: AtomicBool,
     /// Ids must increase in creation order across all callers.
     ids: Mutex<IdGenerator>,
+    /// The last sequence applied to the projections, for callers that wait
+    /// to read their own writes (`min_seq`).
+    applied: tokio::sync::watch::Sender<Seq>,
 }
 
 /// A handle on an open registry; cheap to clone.
@@ -207,6 +210,7 @@ impl Registry {
             format: config.format,
             failed: AtomicBool::new(false),
             ids: Mutex::new(IdGenerator::default()),
+            applied: tokio::sync::watch::Sender::new(log.head().seq),
         });
         let (tx, rx) = mpsc::channel();
         let thread_shared = shared.clone();
@@ -252,6 +256,14 @@ impl Registry {
     /// False once a commit has failed: writes are refused until a restart.
     pub fn healthy(&self) -> bool {
         !self.shared.failed.load(Ordering::Relaxed)
+    }
+
+    /// Waits until the projections have applied `seq`, at most `timeout`.
+    pub async fn wait_applied(&self, seq: Seq, timeout: std::time::Duration) -> bool {
+        let mut rx = self.shared.applied.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|applied| *applied >= seq))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// A `NewKey` for a fresh token, with a new id.
@@ -501,6 +513,7 @@ fn write_loop(mut log: Log, shared: &Shared, rx: mpsc::Receiver<Job>) {
                 };
                 answers.push((job.reply, result));
             }
+            shared.applied.send_replace(p.table.applied());
         }
         if failure.is_none()
             && staged_any

@@ -1,0 +1,159 @@
+//! `POST /v1/verify`: the request and answer types and their rules, shared
+//! by the registry and the replicas, and the registry's handler.
+
+use std::net::IpAddr;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, AppState, Body, json, presented_token};
+use crate::id::Seq;
+use crate::projection::Table;
+use crate::scope;
+use crate::time::Timestamp;
+use crate::token::{Pepper, TokenFormat, TokenHash};
+use crate::verifier::{self, Code, Found, Question};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    key: Option<String>,
+    action: Option<String>,
+    resource: Option<String>,
+    ip: Option<String>,
+    min_seq: Option<u64>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct VerifyAnswer {
+    pub valid: bool,
+    pub code: Code,
+    #[serde(flatten)]
+    pub found: Option<Found>,
+    /// The last log sequence this node had applied when it answered.
+    pub seq: Seq,
+}
+
+/// A verify request whose fields have been checked.
+pub struct Checked {
+    token: String,
+    action: Option<String>,
+    resource: Option<String>,
+    pub ip: Option<IpAddr>,
+    pub min_seq: Option<Seq>,
+}
+
+impl VerifyRequest {
+    /// Applies the request rules: a key (body or `Authorization`), a concrete
+    /// action, a concrete resource only with an action, a parseable address.
+    pub fn check(self, headers: &HeaderMap) -> Result<Checked, ApiError> {
+        let token = match self.key {
+            Some(k) => k,
+            None => presented_token(headers).map(str::to_owned).ok_or_else(|| {
+                ApiError::Validation(
+                    "give the key as \"key\" in the body or in the Authorization header".into(),
+                )
+            })?,
+        };
+        if let Some(a) = &self.action {
+            if !scope::is_concrete_action(a) {
+                return Err(ApiError::Validation(
+                    "action must be a verb or service:verb without wildcards".into(),
+                ));
+            }
+        }
+        if let Some(r) = &self.resource {
+            if self.action.is_none() {
+                return Err(ApiError::Validation("a resource needs an action".into()));
+            }
+            if !scope::is_concrete_resource(r) {
+                return Err(ApiError::Validation(
+                    "resource must be a /-separated path of non-empty segments without wildcards"
+                        .into(),
+                ));
+            }
+        }
+        let ip = self
+            .ip
+            .as_deref()
+            .map(|ip| {
+                ip.parse::<IpAddr>()
+                    .map_err(|_| ApiError::Validation("ip must be an IPv4 or IPv6 address".into()))
+            })
+            .transpose()?;
+        Ok(Checked {
+            token,
+            action: self.action,
+            resource: self.resource,
+            ip,
+            min_seq: self.min_seq.map(Seq),
+        })
+    }
+}
+
+impl Checked {
+    /// The keyed hash of the presented token, or `MALFORMED` without any
+    /// lookup. Done before the caller takes its table lock.
+    pub fn hash(&self, format: &TokenFormat, pepper: &Pepper) -> Result<TokenHash, Code> {
+        verifier::hash_presented(format, pepper, &self.token)
+    }
+
+    /// The answer against `table` at `now`.
+    pub fn answer(
+        &self,
+        hash: Result<TokenHash, Code>,
+        table: &Table,
+        now: Timestamp,
+    ) -> VerifyAnswer {
+        let seq = table.applied();
+        let hash = match hash {
+            Ok(h) => h,
+            Err(code) => {
+                return VerifyAnswer {
+                    valid: false,
+                    code,
+                    found: None,
+                    seq,
+                };
+            }
+        };
+        let question = Question {
+            action: self.action.as_deref(),
+            resource: self.resource.as_deref(),
+            ip: self.ip,
+        };
+        let verdict = verifier::check(table, &hash, &question, now);
+        VerifyAnswer {
+            valid: verdict.code == Code::Valid,
+            code: verdict.code,
+            found: verdict.found,
+            seq,
+        }
+    }
+}
+
+pub async fn verify(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Body(req): Body<VerifyRequest>,
+) -> Result<Response, ApiError> {
+    let checked = req.check(&headers)?;
+    if let Some(min) = checked.min_seq {
+        if !s.registry.wait_applied(min, s.options.min_seq_wait).await {
+            return Err(ApiError::Stale(format!(
+                "this node has not applied sequence {min} yet; try again"
+            )));
+        }
+    }
+    let registry = &s.registry;
+    let now = registry.now();
+    let hash = checked.hash(registry.format(), registry.pepper());
+    let answer = checked.answer(hash, &registry.read().table, now);
+    if let Some(found) = &answer.found {
+        s.access.record(&found.org, &found.key_id, now, checked.ip);
+    }
+    s.metrics.verified(answer.code);
+    Ok(json(StatusCode::OK, &answer))
+}

@@ -1,0 +1,122 @@
+//! Prometheus metrics in text format: requests by route and status, latency
+//! histograms by route, verify answers by code, and gauges the caller
+//! supplies when rendering (log head, lags).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::verifier::Code;
+
+const BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+#[derive(Default)]
+struct RouteStats {
+    by_status: BTreeMap<u16, u64>,
+    buckets: [u64; BUCKETS.len()],
+    sum: f64,
+    count: u64,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    /// By "METHOD path-template"; one lock per request, held for a few adds.
+    routes: Mutex<BTreeMap<String, RouteStats>>,
+    verify: [AtomicU64; 8],
+}
+
+impl Metrics {
+    pub fn observe(&self, route: &str, status: u16, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64();
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        let stats = match routes.get_mut(route) {
+            Some(s) => s,
+            None => routes.entry(route.to_owned()).or_default(),
+        };
+        *stats.by_status.entry(status).or_default() += 1;
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            stats.buckets[i] += 1;
+        }
+        stats.sum += secs;
+        stats.count += 1;
+    }
+
+    pub fn verified(&self, code: Code) {
+        self.verify[code as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The routes seen so far, as "METHOD path-template".
+    pub fn routes_seen(&self) -> Vec<String> {
+        self.routes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// The text exposition, with `gauges` (name, help, value) appended.
+    pub fn render(&self, gauges: &[(&str, &str, f64)]) -> String {
+        let mut out = String::new();
+        let routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        out.push_str("# HELP keyreg_http_requests_total HTTP requests by route and status.\n# TYPE keyreg_http_requests_total counter\n");
+        for (route, stats) in routes.iter() {
+            let (method, path) = route.split_once(' ').unwrap_or(("", route));
+            for (status, n) in &stats.by_status {
+                let _ = writeln!(
+                    out,
+                    "keyreg_http_requests_total{{method=\"{method}\",route=\"{path}\",status=\"{status}\"}} {n}"
+                );
+            }
+        }
+        out.push_str("# HELP keyreg_http_request_duration_seconds HTTP request latency by route.\n# TYPE keyreg_http_request_duration_seconds histogram\n");
+        for (route, stats) in routes.iter() {
+            let (method, path) = route.split_once(' ').unwrap_or(("", route));
+            let labels = format!("method=\"{method}\",route=\"{path}\"");
+            let mut cumulative = 0;
+            for (bound, n) in BUCKETS.iter().zip(stats.buckets) {
+                cumulative += n;
+                let _ = writeln!(
+                    out,
+                    "keyreg_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "keyreg_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                stats.count
+            );
+            let _ = writeln!(
+                out,
+                "keyreg_http_request_duration_seconds_sum{{{labels}}} {}",
+                stats.sum
+            );
+            let _ = writeln!(
+                out,
+                "keyreg_http_request_duration_seconds_count{{{labels}}} {}",
+                stats.count
+            );
+        }
+        drop(routes);
+        out.push_str("# HELP keyreg_verify_total Verify answers by code.\n# TYPE keyreg_verify_total counter\n");
+        for code in Code::ALL {
+            let _ = writeln!(
+                out,
+                "keyreg_verify_total{{code=\"{}\"}} {}",
+                code.as_str(),
+                self.verify[code as usize].load(Ordering::Relaxed)
+            );
+        }
+        for (name, help, value) in gauges {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        }
+        out
+    }
+}

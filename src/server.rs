@@ -1,0 +1,159 @@
+//! Running the registry as a service: the HTTP server plus its two
+//! background duties, the expiry sweeper and the access-count flush. The
+//! entry takes its listener and a shutdown future, so tests start it on any
+//! port and stop it without signals.
+//!
+//! Shutdown order: stop accepting, let in-flight requests finish (their
+//! writes are committed and answered), flush pending access counts, stop.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::access::AccessCounter;
+use crate::api::{self, ApiOptions, AppState};
+use crate::command::Command;
+use crate::id::Actor;
+use crate::metrics::Metrics;
+use crate::registry::{ExecError, Registry};
+
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// This node's name in access reports.
+    pub node: String,
+    /// How often pending access counts become `key.accessed` events.
+    pub access_flush: Duration,
+    /// How often the sweeper looks for keys past their expiry.
+    pub sweep_every: Duration,
+    pub api: ApiOptions,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            node: "registry".into(),
+            access_flush: Duration::from_secs(10),
+            sweep_every: Duration::from_millis(250),
+            api: ApiOptions::default(),
+        }
+    }
+}
+
+pub async fn serve(
+    listener: TcpListener,
+    registry: Registry,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let access = Arc::new(AccessCounter::new(&options.node, registry.now()));
+    let state = AppState {
+        registry: registry.clone(),
+        access: access.clone(),
+        metrics: Arc::new(Metrics::default()),
+        options: options.api.clone(),
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let sweeper = tokio::spawn(sweep(
+        registry.clone(),
+        options.sweep_every,
+        stop_rx.clone(),
+    ));
+    let flusher = tokio::spawn(flush_access(
+        registry.clone(),
+        access.clone(),
+        options.access_flush,
+        stop_rx,
+    ));
+    let app = api::app(state).into_make_service_with_connect_info::<SocketAddr>();
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    let _ = stop_tx.send(true);
+    let _ = sweeper.await;
+    let _ = flusher.await;
+    flush_once(&registry, &access).await;
+    result
+}
+
+/// Records `key.expired` for every key whose expiry has passed.
+async fn sweep(registry: Registry, every: Duration, mut stop: watch::Receiver<bool>) {
+    let actor = Actor::system("sweeper");
+    loop {
+        let due = registry.read().table.due_to_expire(registry.now());
+        for (org, id) in due {
+            match registry
+                .execute(actor.clone(), org, Command::Expire { id: id.clone() })
+                .await
+            {
+                Ok(_) | Err(ExecError::Refused(_)) => {}
+                Err(e) => {
+                    tracing::warn!(key = %id, error = %e, "the sweeper could not record an expiry")
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn flush_access(
+    registry: Registry,
+    access: Arc<AccessCounter>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => flush_once(&registry, &access).await,
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Appends every pending access report. A report the log could not take is
+/// put back for the next flush; one refused (its key is gone from the org)
+/// is dropped, as there is nothing left to count it against.
+pub async fn flush_once(registry: &Registry, access: &AccessCounter) {
+    let actor = Actor::system("usage");
+    for (org, id, report) in access.take() {
+        let command = Command::RecordAccess {
+            id: id.clone(),
+            report: report.clone(),
+        };
+        match registry.execute(actor.clone(), org.clone(), command).await {
+            Ok(_) => {}
+            Err(ExecError::Refused(r)) => {
+                tracing::warn!(key = %id, refusal = %r, "an access report was refused")
+            }
+            Err(ExecError::Unavailable(e)) => {
+                tracing::warn!(key = %id, error = %e, "an access report waits for the next flush");
+                access.restore((org, id, report));
+            }
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,131 @@
+//! Verification: may the holder of this secret do this action, on this
+//! resource, from this address, now? One pure function over a `Table`, so
+//! the registry and every replica answer with the same rules.
+//!
+//! The checks run in a fixed order and the first failure is the answer:
+//! format and checksum (no lookup at all), then the lookup by keyed hash,
+//! then revoked, expired (by the clock, before any `key.expired` event),
+//! disabled, address, scope.
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::id::{KeyId, OrgId};
+use crate::projection::{Status, Table};
+use crate::time::Timestamp;
+use crate::token::{Pepper, TokenFormat, TokenHash};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Code {
+    Valid,
+    Malformed,
+    NotFound,
+    Revoked,
+    Expired,
+    Disabled,
+    ForbiddenIp,
+    ForbiddenScope,
+}
+
+impl Code {
+    pub const ALL: [Code; 8] = [
+        Code::Valid,
+        Code::Malformed,
+        Code::NotFound,
+        Code::Revoked,
+        Code::Expired,
+        Code::Disabled,
+        Code::ForbiddenIp,
+        Code::ForbiddenScope,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Valid => "VALID",
+            Code::Malformed => "MALFORMED",
+            Code::NotFound => "NOT_FOUND",
+            Code::Revoked => "REVOKED",
+            Code::Expired => "EXPIRED",
+            Code::Disabled => "DISABLED",
+            Code::ForbiddenIp => "FORBIDDEN_IP",
+            Code::ForbiddenScope => "FORBIDDEN_SCOPE",
+        }
+    }
+}
+
+/// What is being asked, with the secret already reduced to its keyed hash.
+#[derive(Clone, Debug, Default)]
+pub struct Question<'a> {
+    pub action: Option<&'a str>,
+    pub resource: Option<&'a str>,
+    /// The caller's address; a key with `allowed_cidrs` refuses a question
+    /// that does not say where it comes from.
+    pub ip: Option<IpAddr>,
+}
+
+/// The key a verify found, as the answer reports it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Found {
+    pub key_id: KeyId,
+    pub org: OrgId,
+    pub scopes: Vec<String>,
+    pub expires_at: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verdict {
+    pub code: Code,
+    /// Present whenever a key was found, whatever the code.
+    pub found: Option<Found>,
+}
+
+/// The keyed hash of a presented token, or `MALFORMED` without any lookup.
+pub fn hash_presented(
+    format: &TokenFormat,
+    pepper: &Pepper,
+    presented: &str,
+) -> Result<TokenHash, Code> {
+    format
+        .parse(presented)
+        .map(|t| t.hash(pepper))
+        .map_err(|_| Code::Malformed)
+}
+
+/// Checks a hashed secret against the table at `now`.
+pub fn check(table: &Table, hash: &TokenHash, question: &Question<'_>, now: Timestamp) -> Verdict {
+    let Some(key) = table.key_by_hash(hash, now) else {
+        return Verdict {
+            code: Code::NotFound,
+            found: None,
+        };
+    };
+    let code = match key.status_at(now) {
+        Status::Revoked | Status::Deleted => Code::Revoked,
+        Status::Expired => Code::Expired,
+        Status::Disabled => Code::Disabled,
+        Status::Active => {
+            if !key.allowed_cidrs.is_empty() && !question.ip.is_some_and(|ip| key.allows_ip(ip)) {
+                Code::ForbiddenIp
+            } else if question
+                .action
+                .is_some_and(|a| !key.grants(a, question.resource))
+            {
+                Code::ForbiddenScope
+            } else {
+                Code::Valid
+            }
+        }
+    };
+    let found = Found {
+        key_id: key.id.clone(),
+        org: key.org.clone(),
+        scopes: key.scopes.iter().map(ToString::to_string).collect(),
+        expires_at: key.expires_at,
+    };
+    Verdict {
+        code,
+        found: Some(found),
+    }
+}
