@@ -10,3 +10,10 @@ test:
 lint:
     cargo fmt --check
     cargo clippy --all-targets -- -D warnings
+
+# A working registry on ./data at http://127.0.0.1:8080 (the first run
+# initialises ./data and prints its first key, once).
+run:
+    cargo build --release
+    test -e data/pepper || ./target/release/keyreg init --data data
+    ./target/release/keyreg serve --data data --listen 127.0.0.1:8080

@@ -67,6 +67,8 @@ enum Cmd {
         #[command(subcommand)]
         command: AuditCmd,
     },
+    /// Manage keys through a registry's HTTP API (token from KEYREG_TOKEN).
+    Keys(crate::client::KeysArgs),
     /// Load generators for measuring keyreg (see BENCHMARKS.md).
     Bench {
         #[command(subcommand)]
@@ -168,6 +170,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             node,
             access_flush_ms,
         ),
+        Cmd::Keys(args) => crate::client::run(args).map(|_| ExitCode::SUCCESS),
         Cmd::Replay { data, at, org } => replay(&data, parse_time("--at", &at)?, org.as_deref()),
         Cmd::Audit {
             command: AuditCmd::Verify { data, json },

@@ -19,6 +19,7 @@ pub mod api;
 pub mod audit;
 pub mod cidr;
 pub mod cli;
+pub mod client;
 pub mod command;
 pub mod event;
 pub mod id;
