@@ -1,8 +1,13 @@
 //! keyreg's integration tests: one binary (it builds once), one module per
 //! area, helpers in `support`.
 
+mod serve;
 mod support;
 
+mod api_contract;
+mod api_errors;
+mod api_keys;
+mod api_verify;
 mod chain;
 mod crash;
 mod property;

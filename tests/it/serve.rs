@@ -1,0 +1,314 @@
+//! A real `keyreg serve` process on a free loopback port, and an HTTP client
+//! that records every exchange so the contract test can check the answers
+//! against `schemas/openapi.json`.
+
+use std::cell::RefCell;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::*;
+
+pub struct Server {
+    child: Child,
+    pub url: String,
+    pub data: PathBuf,
+    /// The server's stderr, with debug logging on: grepped for secrets.
+    pub log: PathBuf,
+}
+
+impl Server {
+    /// `keyreg init` in `dir/data`, then `keyreg serve`; returns the server
+    /// and the system org's first token.
+    pub fn init_and_start(dir: &Path, extra: &[&str]) -> (Server, String) {
+        let data = dir.join("data");
+        let init = keyreg(&["init", "--data", path_str(&data)]);
+        assert!(init.status.success(), "{}", stderr(&init));
+        let token = stdout(&init).trim().to_owned();
+        (Server::start(&data, extra), token)
+    }
+
+    pub fn start(data: &Path, extra: &[&str]) -> Server {
+        let log = data.with_extension(format!(
+            "serve-{}.log",
+            Instant::now().elapsed().as_nanos() ^ std::process::id() as u128
+        ));
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let mut child = Command::new(keyreg_bin())
+            .args(["serve", "--data", path_str(data), "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "keyreg=debug")
+            .stdout(Stdio::piped())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn keyreg serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("keyreg listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Server {
+            child,
+            url,
+            data: data.to_owned(),
+            log,
+        }
+    }
+
+    /// SIGTERM, and wait for the graceful exit.
+    pub fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let started = Instant::now();
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the server did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One request and its answer, as the contract test needs them.
+#[derive(Clone, Debug)]
+pub struct Exchange {
+    pub method: String,
+    pub template: String,
+    pub status: u16,
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+pub struct Api {
+    agent: ureq::Agent,
+    pub url: String,
+    pub exchanges: RefCell<Vec<Exchange>>,
+}
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub json: Value,
+    pub body: Vec<u8>,
+    pub etag: Option<String>,
+}
+
+pub struct Req<'a> {
+    api: &'a Api,
+    method: &'static str,
+    template: &'static str,
+    path: String,
+    query: Vec<(String, String)>,
+    headers: Vec<(String, String)>,
+    body: Option<Vec<u8>>,
+}
+
+impl Api {
+    pub fn new(url: &str) -> Api {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Api {
+            agent,
+            url: url.to_owned(),
+            exchanges: RefCell::default(),
+        }
+    }
+
+    /// A request to `template`, with `{id}` replaced by `id` if given.
+    pub fn req(&self, method: &'static str, template: &'static str, id: Option<&str>) -> Req<'_> {
+        let path = match id {
+            Some(id) => template.replace("{id}", id),
+            None => template.to_owned(),
+        };
+        Req {
+            api: self,
+            method,
+            template,
+            path,
+            query: vec![],
+            headers: vec![],
+            body: None,
+        }
+    }
+
+    pub fn get(&self, template: &'static str) -> Req<'_> {
+        self.req("GET", template, None)
+    }
+
+    pub fn post(&self, template: &'static str) -> Req<'_> {
+        self.req("POST", template, None)
+    }
+
+    /// The log head the server reports.
+    pub fn head(&self) -> u64 {
+        self.get("/healthz").send().json["head_seq"]
+            .as_u64()
+            .unwrap()
+    }
+}
+
+impl Req<'_> {
+    pub fn auth(mut self, token: &str) -> Self {
+        self.headers
+            .push(("Authorization".into(), format!("Bearer {token}")));
+        self
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn query(mut self, name: &str, value: &str) -> Self {
+        self.query.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn json(mut self, body: Value) -> Self {
+        self.body = Some(serde_json::to_vec(&body).unwrap());
+        self
+    }
+
+    pub fn raw(mut self, body: &[u8]) -> Self {
+        self.body = Some(body.to_vec());
+        self
+    }
+
+    pub fn send(self) -> Resp {
+        let url = format!("{}{}", self.api.url, self.path);
+        macro_rules! prepare {
+            ($r:expr) => {{
+                let mut r = $r;
+                for (k, v) in &self.query {
+                    r = r.query(k, v);
+                }
+                for (k, v) in &self.headers {
+                    r = r.header(k, v);
+                }
+                r
+            }};
+        }
+        let agent = &self.api.agent;
+        let body = self.body.clone().unwrap_or_default();
+        let result = match self.method {
+            "GET" => prepare!(agent.get(&url)).call(),
+            "DELETE" => prepare!(agent.delete(&url)).call(),
+            "PUT" => prepare!(agent.put(&url)).send(&body[..]),
+            "PATCH" => prepare!(agent.patch(&url)).send(&body[..]),
+            _ => prepare!(agent.post(&url)).send(&body[..]),
+        };
+        let mut response = result.unwrap_or_else(|e| panic!("{} {url}: {e}", self.method));
+        let status = response.status().as_u16();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let content_type = header("content-type").unwrap_or_default();
+        let etag = header("etag");
+        let bytes = response
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024 * 1024)
+            .read_to_vec()
+            .unwrap();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        self.api.exchanges.borrow_mut().push(Exchange {
+            method: self.method.to_owned(),
+            template: self.template.to_owned(),
+            status,
+            content_type,
+            body: bytes.clone(),
+        });
+        Resp {
+            status,
+            json,
+            body: bytes,
+            etag,
+        }
+    }
+}
+
+impl Resp {
+    /// Asserts a problem+json answer with this status and code.
+    pub fn problem(&self, status: u16, code: &str) {
+        assert_eq!(
+            (self.status, self.json["code"].as_str()),
+            (status, Some(code)),
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
+        assert_eq!(self.json["status"], status);
+    }
+
+    pub fn ok(&self, status: u16) -> &Value {
+        assert_eq!(
+            self.status,
+            status,
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
+        &self.json
+    }
+}
+
+/// A fresh org on `server` and its admin token, made with the system token.
+pub fn new_org(api: &Api, system: &str, id: &str) -> String {
+    let r = api
+        .post("/v1/orgs")
+        .auth(system)
+        .json(serde_json::json!({"id": id, "name": format!("Org {id}")}))
+        .send();
+    r.ok(201)["secret"].as_str().unwrap().to_owned()
+}
+
+/// Creates a key and returns (id, secret).
+pub fn new_key(api: &Api, admin: &str, body: Value) -> (String, String) {
+    let r = api.post("/v1/keys").auth(admin).json(body).send();
+    let v = r.ok(201);
+    (
+        v["key"]["id"].as_str().unwrap().to_owned(),
+        v["secret"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// `POST /v1/verify` with this body; returns the answer's code.
+pub fn verify(api: &Api, body: Value) -> String {
+    let r = api.post("/v1/verify").json(body).send();
+    r.ok(200)["code"].as_str().unwrap().to_owned()
+}
+
+/// Polls `f` until it is true, for at most `limit`.
+pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
