@@ -52,13 +52,13 @@ pub async fn list(
         Some("asc") => Order::Asc,
         Some(_) => return Err(ApiError::Validation("order must be asc or desc".into())),
     };
-    if let Some(t) = &q.type_name {
-        if !event::TYPES.contains(&t.as_str()) {
-            return Err(ApiError::Validation(format!(
-                "type must be one of {}",
-                event::TYPES.join(", ")
-            )));
-        }
+    if let Some(t) = &q.type_name
+        && !event::TYPES.contains(&t.as_str())
+    {
+        return Err(ApiError::Validation(format!(
+            "type must be one of {}",
+            event::TYPES.join(", ")
+        )));
     }
     let query = Query {
         org: caller.org.clone(),

@@ -57,12 +57,12 @@ impl VerifyRequest {
                 )
             })?,
         };
-        if let Some(a) = &self.action {
-            if !scope::is_concrete_action(a) {
-                return Err(ApiError::Validation(
-                    "action must be a verb or service:verb without wildcards".into(),
-                ));
-            }
+        if let Some(a) = &self.action
+            && !scope::is_concrete_action(a)
+        {
+            return Err(ApiError::Validation(
+                "action must be a verb or service:verb without wildcards".into(),
+            ));
         }
         if let Some(r) = &self.resource {
             if self.action.is_none() {
@@ -140,12 +140,12 @@ pub async fn verify(
     Body(req): Body<VerifyRequest>,
 ) -> Result<Response, ApiError> {
     let checked = req.check(&headers)?;
-    if let Some(min) = checked.min_seq {
-        if !s.registry.wait_applied(min, s.options.min_seq_wait).await {
-            return Err(ApiError::Stale(format!(
-                "this node has not applied sequence {min} yet; try again"
-            )));
-        }
+    if let Some(min) = checked.min_seq
+        && !s.registry.wait_applied(min, s.options.min_seq_wait).await
+    {
+        return Err(ApiError::Stale(format!(
+            "this node has not applied sequence {min} yet; try again"
+        )));
     }
     let registry = &s.registry;
     let now = registry.now();

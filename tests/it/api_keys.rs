@@ -471,3 +471,67 @@ fn as_of_shows_a_key_as_it_stood() {
         .send();
     assert_eq!(now.json["key"]["status"], "revoked");
 }
+
+/// SIGTERM while writes are in flight: every write that was answered is in
+/// the log after a restart, and no write is answered with a server error.
+#[test]
+fn sigterm_finishes_in_flight_writes() {
+    let dir = tempdir();
+    let (server, system) = Server::init_and_start(dir.path(), &[]);
+    let url = server.url.clone();
+    let admin = new_org(&Api::new(&url), &system, "acme");
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (url, admin) = (url.clone(), admin.clone());
+            std::thread::spawn(move || {
+                let api = Api::new(&url);
+                let mut acknowledged = vec![];
+                for i in 0..200 {
+                    let body = serde_json::to_vec(
+                        &json!({"name": format!("w{w}-{i}"), "scopes": ["read"]}),
+                    )
+                    .unwrap();
+                    let agent: ureq::Agent = ureq::Agent::config_builder()
+                        .http_status_as_error(false)
+                        .build()
+                        .into();
+                    let sent = agent
+                        .post(format!("{}/v1/keys", api.url))
+                        .header("Authorization", format!("Bearer {admin}"))
+                        .send(&body[..]);
+                    match sent {
+                        Ok(mut r) => {
+                            let status = r.status().as_u16();
+                            assert!(
+                                status < 500,
+                                "a write was answered {status} during shutdown"
+                            );
+                            let v: serde_json::Value =
+                                serde_json::from_slice(&r.body_mut().read_to_vec().unwrap())
+                                    .unwrap();
+                            acknowledged.push(v["key"]["id"].as_str().unwrap().to_owned());
+                        }
+                        Err(_) => break,
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let data = server.data.clone();
+    server.stop();
+    let acknowledged: Vec<String> = writers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    assert!(!acknowledged.is_empty());
+    let server = Server::start(&data, &[]);
+    let api = Api::new(&server.url);
+    for id in &acknowledged {
+        api.req("GET", "/v1/keys/{id}", Some(id))
+            .auth(&admin)
+            .send()
+            .ok(200);
+    }
+}

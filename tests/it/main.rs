@@ -11,5 +11,6 @@ mod api_verify;
 mod chain;
 mod crash;
 mod property;
+mod quickstart;
 mod schemas;
 mod secrets;
