@@ -9,6 +9,7 @@ mod api_errors;
 mod api_keys;
 mod api_verify;
 mod chain;
+mod cli_keys;
 mod crash;
 mod property;
 mod quickstart;
