@@ -119,6 +119,13 @@ impl AccessCounter {
     }
 }
 
+/// Splits a report id `<origin>-<n>` into its origin (node and process) and
+/// its number, which increases within the origin. `None` for other ids.
+pub fn report_number(report_id: &str) -> Option<(&str, u64)> {
+    let (origin, n) = report_id.rsplit_once('-')?;
+    Some((origin, n.parse().ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,10 +13,14 @@ use clap::{Parser, Subcommand};
 
 use crate::command::Command;
 use crate::id::{Actor, OrgId, Seq};
-use crate::log::Log;
+use crate::log::{ChainChecker, ChainReport, Log};
+use crate::nats;
+use crate::projection::Table;
 use crate::registry::{self, Config, Registry};
+use crate::replica::{Replica, ReplicaConfig};
 use crate::server::{self, ServeOptions};
 use crate::time::{SystemClock, Timestamp};
+use crate::token::Pepper;
 use crate::token::TokenFormat;
 
 #[derive(Parser)]
@@ -50,11 +54,29 @@ enum Cmd {
         /// Milliseconds between flushes of access counts into `key.accessed` events.
         #[arg(long, env = "KEYREG_ACCESS_FLUSH_MS", default_value_t = 10_000)]
         access_flush_ms: u64,
+        /// NATS URL to publish events to, or `none` (events wait in the log).
+        #[arg(long, env = "KEYREG_NATS", default_value = "none")]
+        nats: String,
+    },
+    /// Run a verifier replica: follow the stream, answer verify locally.
+    Verifier {
+        #[arg(long, env = "KEYREG_NATS")]
+        nats: String,
+        #[arg(long, env = "KEYREG_LISTEN", default_value = "127.0.0.1:8081")]
+        listen: String,
+        /// The registry's pepper (DIR/pepper), 32 bytes.
+        #[arg(long, env = "KEYREG_PEPPER_FILE")]
+        pepper_file: PathBuf,
+        /// This replica's name in access reports.
+        #[arg(long, env = "KEYREG_NODE", default_value = "replica")]
+        node: String,
+        #[arg(long, env = "KEYREG_ACCESS_FLUSH_MS", default_value_t = 10_000)]
+        access_flush_ms: u64,
     },
     /// Print the key table as it stood at a time, as JSON.
     Replay {
-        #[arg(long, env = "KEYREG_DATA")]
-        data: PathBuf,
+        #[command(flatten)]
+        source: Source,
         /// An RFC 3339 time, e.g. 2026-11-22T10:00:00Z.
         #[arg(long)]
         at: String,
@@ -76,12 +98,24 @@ enum Cmd {
     },
 }
 
+/// Where history is read from: a data dir or the NATS stream.
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct Source {
+    /// A data dir (of a registry that is not running: sled locks it).
+    #[arg(long, env = "KEYREG_DATA")]
+    data: Option<PathBuf>,
+    /// A NATS server holding the KEYREG_EVENTS stream.
+    #[arg(long)]
+    nats: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum AuditCmd {
     /// Check the whole chain; exit 1 naming the first bad sequence.
     Verify {
-        #[arg(long, env = "KEYREG_DATA")]
-        data: PathBuf,
+        #[command(flatten)]
+        source: Source,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -163,18 +197,50 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             listen,
             node,
             access_flush_ms,
-        } => serve(
-            &data,
-            config(&cli.token_prefix)?,
-            &listen,
+            nats,
+        } => {
+            let options = ServeOptions {
+                node,
+                access_flush: Duration::from_millis(access_flush_ms.max(10)),
+                nats: (nats != "none").then_some(nats),
+                ..ServeOptions::default()
+            };
+            serve(&data, config(&cli.token_prefix)?, &listen, options)
+        }
+        Cmd::Keys(args) => crate::client::run(args).map(|_| ExitCode::SUCCESS),
+        Cmd::Replay { source, at, org } => {
+            let at = parse_time("--at", &at)?;
+            let org = org.as_deref().map(OrgId::parse).transpose()?;
+            match (source.data, source.nats) {
+                (Some(data), _) => replay(&data, at, org.as_ref()),
+                (None, Some(url)) => replay_nats(&url, at, org.as_ref()),
+                (None, None) => bail!("give --data or --nats"),
+            }
+        }
+        Cmd::Verifier {
+            nats,
+            listen,
+            pepper_file,
             node,
             access_flush_ms,
-        ),
-        Cmd::Keys(args) => crate::client::run(args).map(|_| ExitCode::SUCCESS),
-        Cmd::Replay { data, at, org } => replay(&data, parse_time("--at", &at)?, org.as_deref()),
+        } => {
+            let config = config(&cli.token_prefix)?;
+            let mut replica = ReplicaConfig::new(&nats, Pepper::load(&pepper_file)?);
+            replica.format = config.format;
+            replica.node = node;
+            replica.access_flush = Duration::from_millis(access_flush_ms.max(10));
+            verifier(replica, &listen)
+        }
         Cmd::Audit {
-            command: AuditCmd::Verify { data, json },
-        } => audit_verify(&data, json),
+            command: AuditCmd::Verify { source, json },
+        } => {
+            let report = match (source.data, source.nats) {
+                (Some(data), _) => open_log(&data)?.reader().verify(progress("verify")),
+                (None, Some(url)) => stream_chain(&url)?,
+                (None, None) => bail!("give --data or --nats"),
+            };
+            print_report(&report, json)
+        }
         Cmd::Audit {
             command: AuditCmd::Export { data, since, until },
         } => {
@@ -222,15 +288,9 @@ fn serve(
     data: &Path,
     config: Config,
     listen: &str,
-    node: String,
-    access_flush_ms: u64,
+    options: ServeOptions,
 ) -> anyhow::Result<ExitCode> {
     let registry = Registry::open(data, config)?;
-    let options = ServeOptions {
-        node,
-        access_flush: Duration::from_millis(access_flush_ms.max(10)),
-        ..ServeOptions::default()
-    };
     runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -271,8 +331,7 @@ struct ReplayOutput<'a> {
     keys: Vec<crate::projection::KeyView<'a>>,
 }
 
-fn replay(data: &Path, at: Timestamp, org: Option<&str>) -> anyhow::Result<ExitCode> {
-    let org = org.map(OrgId::parse).transpose()?;
+fn replay(data: &Path, at: Timestamp, org: Option<&OrgId>) -> anyhow::Result<ExitCode> {
     let log = open_log(data)?.reader();
     // Times in the log never go backwards, so the state at `at` is a prefix:
     // stop at the first later event.
@@ -286,7 +345,77 @@ fn replay(data: &Path, at: Timestamp, org: Option<&str>) -> anyhow::Result<ExitC
         last = record.seq;
     }
     let projections = registry::rebuild(&log, Some(last), progress("replay"))?;
-    print_table(&projections.table, at, org.as_ref())?;
+    print_table(&projections.table, at, org)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The table at `at`, folded from the NATS stream after checking its chain
+/// up to there.
+fn replay_nats(url: &str, at: Timestamp, org: Option<&OrgId>) -> anyhow::Result<ExitCode> {
+    let mut table = Table::default();
+    let mut checker = ChainChecker::default();
+    runtime()?.block_on(nats::read_all(url, |ev| {
+        if !check_stream_event(&mut checker, &ev) {
+            return false;
+        }
+        match crate::event::decode(&ev.bytes) {
+            Ok(d) if d.event.time <= at => {
+                table.apply(ev.seq, &d.event);
+                true
+            }
+            _ => false,
+        }
+    }))?;
+    let report = checker.report();
+    if !report.ok {
+        bail!(
+            "the stream's chain is broken at seq {}: {}",
+            report.first_bad_seq.unwrap_or_default(),
+            report.problem.unwrap_or_default()
+        );
+    }
+    print_table(&table, at, org)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One stream event through the chain check; its `Keyreg-Hash` header must
+/// be there and agree.
+fn check_stream_event(checker: &mut ChainChecker, ev: &nats::StreamEvent) -> bool {
+    match &ev.hash {
+        Some(hash) => checker.check(ev.seq, &ev.bytes, Some(hash)),
+        None => {
+            checker.fail(ev.seq, "the message has no Keyreg-Hash header".into());
+            false
+        }
+    }
+}
+
+fn stream_chain(url: &str) -> anyhow::Result<ChainReport> {
+    let mut checker = ChainChecker::default();
+    let mut report = progress("verify");
+    runtime()?.block_on(nats::read_all(url, |ev| {
+        let ok = check_stream_event(&mut checker, &ev);
+        if ev.seq.0.is_multiple_of(100_000) {
+            report(ev.seq.0);
+        }
+        ok
+    }))?;
+    Ok(checker.report())
+}
+
+fn verifier(config: ReplicaConfig, listen: &str) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let addr = listener.local_addr()?;
+        let replica = Replica::start(config).await?;
+        println!("keyreg verifier listening on http://{addr}");
+        std::io::stdout().flush()?;
+        replica.serve(listener, server::shutdown_signal()).await?;
+        anyhow::Ok(())
+    })?;
+    eprintln!("keyreg verifier stopped");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -318,8 +447,7 @@ pub(crate) fn print_table(
     Ok(())
 }
 
-fn audit_verify(data: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    let report = open_log(data)?.reader().verify(progress("verify"));
+fn print_report(report: &ChainReport, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         println!("{}", serde_json::to_string(&report)?);
     } else if report.ok {

@@ -365,6 +365,12 @@ pub fn decide(table: &Table, ctx: &Context, command: &Command) -> Result<Decisio
         }
         Command::RecordAccess { id, report } => {
             key_in(table, ctx, id, None)?;
+            if table.has_report(&report.report_id) {
+                return Err(Refusal::Conflict(format!(
+                    "the access report {} is already recorded",
+                    report.report_id
+                )));
+            }
             if report.count == 0 || report.first_at > report.last_at {
                 return Err(invalid(
                     "report",

@@ -700,3 +700,36 @@ fn warnings_for_wildcards_narrowing_and_no_expiry() {
     );
     assert!(widened.is_empty(), "{widened:?}");
 }
+
+#[test]
+fn an_access_report_is_recorded_once() {
+    let mut w = World::new();
+    let id = w.key("k");
+    let report = |report_id: &str| Command::RecordAccess {
+        id: id.clone(),
+        report: KeyAccessed {
+            count: 2,
+            first_at: w.now,
+            last_at: w.now,
+            last_ip: None,
+            node: "replica-a".into(),
+            report_id: report_id.into(),
+        },
+    };
+    assert_eq!(w.ok(report("replica-a-1700-1")), ["key.accessed"]);
+    assert!(matches!(
+        w.refused(report("replica-a-1700-1")),
+        Refusal::Conflict(_)
+    ));
+    assert_eq!(w.ok(report("replica-a-1700-3")), ["key.accessed"]);
+    assert!(
+        matches!(w.refused(report("replica-a-1700-2")), Refusal::Conflict(_)),
+        "an older number is a redelivery"
+    );
+    assert_eq!(
+        w.ok(report("replica-a-1800-1")),
+        ["key.accessed"],
+        "a new process starts its own numbers"
+    );
+    assert_eq!(w.table.key(&id).unwrap().usage.total, 6);
+}

@@ -19,8 +19,9 @@ use crate::scope::Scope;
 use crate::time::Timestamp;
 use crate::token::TokenHash;
 
-/// A link of the hash chain: the blake3 hash of one stored event.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+/// A link of the hash chain: the blake3 hash of one stored event. The
+/// default is the all-zero hash that precedes the first event.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct ChainHash(pub [u8; 32]);
 
 impl ChainHash {

@@ -188,6 +188,9 @@ pub struct Table {
     /// Active and disabled keys that have an expiry, by expiry: what the
     /// sweeper will have to record, found without a scan.
     expiring: BTreeSet<(Timestamp, KeyId)>,
+    /// The highest access-report number recorded per origin (node and
+    /// process), so a report delivered twice is recognised.
+    reports: HashMap<String, u64>,
 }
 
 impl Table {
@@ -252,6 +255,60 @@ impl Table {
             .range(..=(now, KeyId::max()))
             .filter_map(|(_, id)| self.keys.get(id).map(|k| (k.org.clone(), id.clone())))
             .collect()
+    }
+
+    /// Whether an access report with this id was already recorded.
+    pub fn has_report(&self, report_id: &str) -> bool {
+        crate::access::report_number(report_id)
+            .is_some_and(|(origin, n)| self.reports.get(origin).is_some_and(|mark| n <= *mark))
+    }
+
+    /// A blake3 digest of the table's canonical form: every org and key in id
+    /// order, every field that events set (stored status, hashes, usage).
+    /// Two nodes that applied the same log give the same digest, whatever
+    /// their clocks say.
+    pub fn digest(&self) -> blake3::Hash {
+        let mut h = blake3::Hasher::new();
+        let mut orgs: Vec<&Org> = self.orgs.values().collect();
+        orgs.sort_by(|a, b| a.id.cmp(&b.id));
+        for o in orgs {
+            let line = serde_json::json!([
+                o.id,
+                o.name,
+                o.max_keys,
+                o.created_at,
+                o.updated_at,
+                o.version,
+                o.counted_keys,
+                o.usage
+            ]);
+            h.update(line.to_string().as_bytes());
+            h.update(b"\n");
+        }
+        for k in self.all_keys() {
+            let line = serde_json::json!([
+                k.id,
+                k.org,
+                k.name,
+                k.description,
+                k.owner,
+                k.created_by,
+                k.created_at,
+                k.updated_at,
+                k.expires_at,
+                k.scopes,
+                k.allowed_cidrs,
+                k.status,
+                k.display_prefix,
+                k.version,
+                k.hash,
+                k.grace.map(|(hash, until)| (hash, until)),
+                k.usage
+            ]);
+            h.update(line.to_string().as_bytes());
+            h.update(b"\n");
+        }
+        h.finalize()
     }
 
     /// Every key, in id order.
@@ -358,6 +415,10 @@ impl Table {
             return;
         };
         if let KeyChange::Accessed(a) = change {
+            if let Some((origin, n)) = crate::access::report_number(&a.report_id) {
+                let mark = self.reports.entry(origin.to_owned()).or_default();
+                *mark = (*mark).max(n);
+            }
             // Use is not a change to the key: no new version, no updated_at,
             // so an If-Match taken before a verify still holds after it.
             key.usage.record(a.count, a.last_at, a.last_ip.as_ref());

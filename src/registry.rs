@@ -125,6 +125,9 @@ struct Shared {
     /// The last sequence applied to the projections, for callers that wait
     /// to read their own writes (`min_seq`).
     applied: tokio::sync::watch::Sender<Seq>,
+    /// The last sequence made durable: the outbox publishes up to here and
+    /// never further, so NATS never carries an event the log could lose.
+    committed: tokio::sync::watch::Sender<Seq>,
 }
 
 /// A handle on an open registry; cheap to clone.
@@ -211,6 +214,7 @@ impl Registry {
             failed: AtomicBool::new(false),
             ids: Mutex::new(IdGenerator::default()),
             applied: tokio::sync::watch::Sender::new(log.head().seq),
+            committed: tokio::sync::watch::Sender::new(log.head().seq),
         });
         let (tx, rx) = mpsc::channel();
         let thread_shared = shared.clone();
@@ -264,6 +268,11 @@ impl Registry {
         tokio::time::timeout(timeout, rx.wait_for(|applied| *applied >= seq))
             .await
             .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Follows the last durable sequence.
+    pub fn committed(&self) -> tokio::sync::watch::Receiver<Seq> {
+        self.shared.committed.subscribe()
     }
 
     /// A `NewKey` for a fresh token, with a new id.
@@ -515,11 +524,13 @@ fn write_loop(mut log: Log, shared: &Shared, rx: mpsc::Receiver<Job>) {
             }
             shared.applied.send_replace(p.table.applied());
         }
-        if failure.is_none()
-            && staged_any
-            && let Err(e) = log.commit()
-        {
-            failure = Some(e);
+        if failure.is_none() && staged_any {
+            match log.commit() {
+                Ok(()) => {
+                    shared.committed.send_replace(log.head().seq);
+                }
+                Err(e) => failure = Some(e),
+            }
         }
         if let Some(e) = &failure {
             tracing::error!(error = %e, "the log failed; refusing writes until restart");

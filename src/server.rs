@@ -19,6 +19,8 @@ use crate::api::{self, ApiOptions, AppState};
 use crate::command::Command;
 use crate::id::Actor;
 use crate::metrics::Metrics;
+use crate::nats::publisher::{self, OutboxStatus};
+use crate::nats::reports;
 use crate::registry::{ExecError, Registry};
 
 #[derive(Clone, Debug)]
@@ -29,6 +31,9 @@ pub struct ServeOptions {
     pub access_flush: Duration,
     /// How often the sweeper looks for keys past their expiry.
     pub sweep_every: Duration,
+    /// NATS URL to publish events to and take access reports from; `None`
+    /// runs without NATS (events wait in the log, the outbox, for later).
+    pub nats: Option<String>,
     pub api: ApiOptions,
 }
 
@@ -38,6 +43,7 @@ impl Default for ServeOptions {
             node: "registry".into(),
             access_flush: Duration::from_secs(10),
             sweep_every: Duration::from_millis(250),
+            nats: None,
             api: ApiOptions::default(),
         }
     }
@@ -50,31 +56,54 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let access = Arc::new(AccessCounter::new(&options.node, registry.now()));
+    let outbox = options
+        .nats
+        .as_ref()
+        .map(|_| Arc::new(OutboxStatus::default()));
     let state = AppState {
         registry: registry.clone(),
         access: access.clone(),
         metrics: Arc::new(Metrics::default()),
         options: options.api.clone(),
+        outbox: outbox.clone(),
     };
     let (stop_tx, stop_rx) = watch::channel(false);
-    let sweeper = tokio::spawn(sweep(
-        registry.clone(),
-        options.sweep_every,
-        stop_rx.clone(),
-    ));
-    let flusher = tokio::spawn(flush_access(
-        registry.clone(),
-        access.clone(),
-        options.access_flush,
-        stop_rx,
-    ));
+    let mut tasks = vec![
+        tokio::spawn(sweep(
+            registry.clone(),
+            options.sweep_every,
+            stop_rx.clone(),
+        )),
+        tokio::spawn(flush_access(
+            registry.clone(),
+            access.clone(),
+            options.access_flush,
+            stop_rx.clone(),
+        )),
+    ];
+    if let (Some(url), Some(outbox)) = (&options.nats, outbox) {
+        let log = registry.log().clone();
+        tasks.push(tokio::spawn(publisher::run(
+            url.clone(),
+            log,
+            registry.committed(),
+            outbox,
+            stop_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(reports::ingest(
+            url.clone(),
+            registry.clone(),
+            stop_rx,
+        )));
+    }
     let app = api::app(state).into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     let _ = stop_tx.send(true);
-    let _ = sweeper.await;
-    let _ = flusher.await;
+    for task in tasks {
+        let _ = task.await;
+    }
     flush_once(&registry, &access).await;
     result
 }

@@ -189,3 +189,23 @@ fn belongs_to(bytes: &[u8], org_marker: &str) -> bool {
     let envelope = text.split_once(",\"data\":").map_or(text, |(head, _)| head);
     envelope.contains(org_marker)
 }
+
+#[derive(serde::Serialize)]
+pub struct Digest {
+    pub seq: Seq,
+    pub digest: String,
+}
+
+/// `{seq, digest}` of the live table: equal on every node that applied the
+/// same log up to `seq`.
+pub async fn digest(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    caller.require("audit:read")?;
+    let p = s.registry.read();
+    Ok(json(
+        StatusCode::OK,
+        &Digest {
+            seq: p.table.applied(),
+            digest: p.table.digest().to_hex().to_string(),
+        },
+    ))
+}

@@ -25,7 +25,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
 
+pub use audit::Digest;
 pub use error::ApiError;
+pub use verify::Node;
 
 use crate::access::AccessCounter;
 use crate::id::{Actor, KeyId, OrgId, Seq};
@@ -60,6 +62,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/audit"),
     ("GET", "/v1/audit/verify"),
     ("GET", "/v1/events"),
+    ("GET", "/v1/state/digest"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -86,6 +89,8 @@ pub struct AppState {
     pub access: Arc<AccessCounter>,
     pub metrics: Arc<Metrics>,
     pub options: ApiOptions,
+    /// The outbox's progress, when the registry publishes to NATS.
+    pub outbox: Option<Arc<crate::nats::publisher::OutboxStatus>>,
 }
 
 /// The registry's router. Tests may drive it without a socket; then no
@@ -106,14 +111,18 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/keys/{id}/rotate", post(keys::rotate))
         .route("/v1/keys/{id}/usage", get(org::key_usage))
         .route("/v1/usage", get(org::org_usage))
-        .route("/v1/verify", post(verify::verify))
+        .route("/v1/verify", post(verify::verify::<AppState>))
         .route("/v1/audit", get(audit::list))
         .route("/v1/audit/verify", get(audit::verify_chain))
         .route("/v1/events", get(audit::events))
+        .route("/v1/state/digest", get(audit::digest))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
-        .route_layer(middleware::from_fn_with_state(state.clone(), track))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            track::<AppState>,
+        ))
         .fallback(|| async { ApiError::NotFound("no such route; see schemas/openapi.json".into()) })
         .method_not_allowed_fallback(|| async {
             ApiError::MethodNotAllowed("this route does not take that method".into())
@@ -123,15 +132,14 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Counts and times every routed request under its path template.
-async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn track<N: verify::Node>(State(node): State<N>, req: Request, next: Next) -> Response {
     let route = match req.extensions().get::<MatchedPath>() {
         Some(p) => format!("{} {}", req.method(), p.as_str()),
         None => format!("{} unmatched", req.method()),
     };
     let started = Instant::now();
     let response = next.run(req).await;
-    state
-        .metrics
+    node.metrics()
         .observe(&route, response.status().as_u16(), started.elapsed());
     response
 }

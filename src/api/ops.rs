@@ -3,6 +3,8 @@
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use std::sync::atomic::Ordering;
+
 use serde::Serialize;
 
 use super::{AppState, json};
@@ -14,19 +16,45 @@ struct Health {
     head_seq: Seq,
     head_hash: String,
     applied_seq: Seq,
+    /// Present when the registry publishes to NATS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outbox: Option<Outbox>,
+}
+
+#[derive(Serialize)]
+struct Outbox {
+    published_seq: u64,
+    /// Log head minus the last sequence the stream acknowledged.
+    lag: u64,
+    connected: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    diverged: Option<String>,
 }
 
 fn health(s: &AppState) -> (bool, Health) {
     let head = s.registry.head();
     let applied = s.registry.read().table.applied();
-    let ok = s.registry.healthy();
+    let outbox = s.outbox.as_ref().map(|o| {
+        let published = o.published.load(Ordering::Relaxed);
+        Outbox {
+            published_seq: published,
+            lag: head.seq.0.saturating_sub(published),
+            connected: o.connected.load(Ordering::Relaxed),
+            diverged: o.diverged.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        }
+    });
+    // A diverged outbox is a failure; a lagging one is not: writes go on
+    // and the stream catches up.
+    let ok = s.registry.healthy() && outbox.as_ref().is_none_or(|o| o.diverged.is_none());
+    let status = if ok { "ok" } else { "failing" };
     (
         ok,
         Health {
-            status: if ok { "ok" } else { "failing" },
+            status,
             head_seq: head.seq,
             head_hash: head.hash.to_hex(),
             applied_seq: applied,
+            outbox,
         },
     )
 }
@@ -50,12 +78,26 @@ pub async fn readyz(State(s): State<AppState>) -> Response {
 }
 
 pub async fn metrics(State(s): State<AppState>) -> Response {
-    let head = s.registry.head().seq.0 as f64;
-    let text = s.metrics.render(&[(
+    let head = s.registry.head().seq.0;
+    let mut gauges = vec![(
         "keyreg_log_head_seq",
         "The sequence of the last event in the log.",
-        head,
-    )]);
+        head as f64,
+    )];
+    if let Some(o) = &s.outbox {
+        let published = o.published.load(Ordering::Relaxed);
+        gauges.push((
+            "keyreg_outbox_published_seq",
+            "The last sequence NATS acknowledged.",
+            published as f64,
+        ));
+        gauges.push((
+            "keyreg_outbox_lag",
+            "Log head minus the last sequence NATS acknowledged.",
+            head.saturating_sub(published) as f64,
+        ));
+    }
+    let text = s.metrics.render(&gauges);
     (
         [(
             header::CONTENT_TYPE,

@@ -8,8 +8,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
+use std::future::Future;
+use std::time::Duration;
+
 use super::{ApiError, AppState, Body, json, presented_token};
+use crate::access::AccessCounter;
 use crate::id::Seq;
+use crate::metrics::Metrics;
 use crate::projection::Table;
 use crate::scope;
 use crate::time::Timestamp;
@@ -134,26 +139,86 @@ impl Checked {
     }
 }
 
-pub async fn verify(
-    State(s): State<AppState>,
+/// A node that answers verify: the registry or a replica. Each holds its
+/// table its own way; the handler, the rules and the answer are shared.
+pub trait Node: Clone + Send + Sync + 'static {
+    fn format(&self) -> &TokenFormat;
+    fn pepper(&self) -> &Pepper;
+    fn now(&self) -> Timestamp;
+    fn min_seq_wait(&self) -> Duration;
+    fn access(&self) -> &AccessCounter;
+    fn metrics(&self) -> &Metrics;
+    /// Waits until the node has applied `seq`, at most `timeout`.
+    fn wait_applied(&self, seq: Seq, timeout: Duration) -> impl Future<Output = bool> + Send;
+    /// Answers against the node's table, under its read lock; refuses when
+    /// the node cannot vouch for its state.
+    fn answer(
+        &self,
+        checked: &Checked,
+        hash: Result<TokenHash, Code>,
+        now: Timestamp,
+    ) -> Result<VerifyAnswer, ApiError>;
+}
+
+pub async fn verify<N: Node>(
+    State(node): State<N>,
     headers: HeaderMap,
     Body(req): Body<VerifyRequest>,
 ) -> Result<Response, ApiError> {
     let checked = req.check(&headers)?;
-    if let Some(min) = checked.min_seq
-        && !s.registry.wait_applied(min, s.options.min_seq_wait).await
-    {
-        return Err(ApiError::Stale(format!(
-            "this node has not applied sequence {min} yet; try again"
-        )));
+    if let Some(min) = checked.min_seq {
+        if !node.wait_applied(min, node.min_seq_wait()).await {
+            return Err(ApiError::Stale(format!(
+                "this node has not applied sequence {min} yet; try again"
+            )));
+        }
     }
-    let registry = &s.registry;
-    let now = registry.now();
-    let hash = checked.hash(registry.format(), registry.pepper());
-    let answer = checked.answer(hash, &registry.read().table, now);
+    let now = node.now();
+    let hash = checked.hash(node.format(), node.pepper());
+    let answer = node.answer(&checked, hash, now)?;
     if let Some(found) = &answer.found {
-        s.access.record(&found.org, &found.key_id, now, checked.ip);
+        node.access()
+            .record(&found.org, &found.key_id, now, checked.ip);
     }
-    s.metrics.verified(answer.code);
+    node.metrics().verified(answer.code);
     Ok(json(StatusCode::OK, &answer))
+}
+
+impl Node for AppState {
+    fn format(&self) -> &TokenFormat {
+        self.registry.format()
+    }
+
+    fn pepper(&self) -> &Pepper {
+        self.registry.pepper()
+    }
+
+    fn now(&self) -> Timestamp {
+        self.registry.now()
+    }
+
+    fn min_seq_wait(&self) -> Duration {
+        self.options.min_seq_wait
+    }
+
+    fn access(&self) -> &AccessCounter {
+        &self.access
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn wait_applied(&self, seq: Seq, timeout: Duration) -> impl Future<Output = bool> + Send {
+        self.registry.wait_applied(seq, timeout)
+    }
+
+    fn answer(
+        &self,
+        checked: &Checked,
+        hash: Result<TokenHash, Code>,
+        now: Timestamp,
+    ) -> Result<VerifyAnswer, ApiError> {
+        Ok(checked.answer(hash, &self.registry.read().table, now))
+    }
 }
