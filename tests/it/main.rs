@@ -1,6 +1,7 @@
 //! keyreg's integration tests: one binary (it builds once), one module per
 //! area, helpers in `support`.
 
+mod nats_support;
 mod serve;
 mod support;
 
@@ -11,6 +12,7 @@ mod api_verify;
 mod chain;
 mod cli_keys;
 mod crash;
+mod nats_outbox;
 mod property;
 mod quickstart;
 mod schemas;

@@ -1,0 +1,187 @@
+//! A private `nats-server` per test, on a free loopback port with its own
+//! store dir, that a test can stop and restart; and `keyreg verifier`
+//! processes.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// nats-server on PATH, then /usr/sbin/nats-server, then $NATS_SERVER_BIN.
+fn nats_server_bin() -> PathBuf {
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("nats-server"))
+        .find(|p| p.is_file());
+    on_path
+        .or_else(|| Some(PathBuf::from("/usr/sbin/nats-server")).filter(|p| p.is_file()))
+        .or_else(|| {
+            std::env::var_os("NATS_SERVER_BIN")
+                .map(PathBuf::from)
+                .filter(|p| p.is_file())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "these tests need nats-server with JetStream: `apt-get install nats-server`, \
+                 or put it on PATH, or set NATS_SERVER_BIN to its path"
+            )
+        })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16) {
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "nats-server did not open port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub struct NatsServer {
+    child: Option<Child>,
+    port: u16,
+    store: PathBuf,
+    pub url: String,
+}
+
+impl NatsServer {
+    pub fn start(dir: &Path) -> NatsServer {
+        let port = free_port();
+        let mut server = NatsServer {
+            child: None,
+            port,
+            store: dir.join("jetstream"),
+            url: format!("nats://127.0.0.1:{port}"),
+        };
+        server.restart();
+        server
+    }
+
+    /// Starts it again on the same port and store.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none());
+        let child = Command::new(nats_server_bin())
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&self.store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server");
+        self.child = Some(child);
+        wait_for_port(self.port);
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A `keyreg verifier` process.
+pub struct Verifier {
+    child: Child,
+    pub url: String,
+}
+
+impl Verifier {
+    pub fn start(nats: &str, data: &Path, node: &str, flush_ms: u64) -> Verifier {
+        let mut child = Command::new(keyreg_bin())
+            .args([
+                "verifier",
+                "--nats",
+                nats,
+                "--listen",
+                "127.0.0.1:0",
+                "--node",
+                node,
+            ])
+            .args(["--access-flush-ms", &flush_ms.to_string(), "--pepper-file"])
+            .arg(data.join("pepper"))
+            .env("RUST_LOG", "keyreg=debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn keyreg verifier");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("keyreg verifier listening on ")
+            .unwrap_or_else(|| panic!("{line:?}"))
+            .to_owned();
+        Verifier { child, url }
+    }
+
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Verifier {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every message of KEYREG_EVENTS: (stream sequence, bytes, Keyreg-Hash).
+pub fn stream_events(url: &str) -> Vec<(u64, Vec<u8>, Option<String>)> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut out = vec![];
+    rt.block_on(keyreg::nats::read_all(url, |ev| {
+        out.push((ev.seq.0, ev.bytes.to_vec(), ev.hash.map(|h| h.to_hex())));
+        true
+    }))
+    .expect("read the stream");
+    out
+}
+
+/// Publishes a raw message with headers on a subject, through JetStream.
+pub fn publish_raw(url: &str, subject: &str, headers: &[(&str, &str)], body: Vec<u8>) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(url).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let mut map = async_nats::HeaderMap::new();
+        for (k, v) in headers {
+            map.insert(*k, *v);
+        }
+        js.publish_with_headers(subject.to_owned(), map, body.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    });
+}
