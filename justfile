@@ -4,7 +4,7 @@ default: test
 
 # Every test: unit, integration (real binary, real sled, real processes).
 test:
-    cargo test --all-targets
+    cargo test
 
 # Lints as CI would want them.
 lint:

@@ -705,12 +705,13 @@ fn warnings_for_wildcards_narrowing_and_no_expiry() {
 fn an_access_report_is_recorded_once() {
     let mut w = World::new();
     let id = w.key("k");
+    let now = w.now;
     let report = |report_id: &str| Command::RecordAccess {
         id: id.clone(),
         report: KeyAccessed {
             count: 2,
-            first_at: w.now,
-            last_at: w.now,
+            first_at: now,
+            last_at: now,
             last_ip: None,
             node: "replica-a".into(),
             report_id: report_id.into(),

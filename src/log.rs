@@ -87,14 +87,10 @@ fn key(seq: Seq) -> [u8; 8] {
 
 impl Log {
     pub fn open(dir: &Path) -> Result<Log, LogError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(128 * 1024 * 1024)
-            .open()
-            .map_err(|source| LogError::Open {
-                dir: dir.display().to_string(),
-                source,
-            })?;
+        let db = open_db(dir).map_err(|source| LogError::Open {
+            dir: dir.display().to_string(),
+            source,
+        })?;
         let events = db.open_tree("events")?;
         let data_file = File::open(data_file_path(dir))?;
         let head = match events.last()? {
@@ -248,6 +244,26 @@ impl Reader {
                 }
             }
             _ => Head::EMPTY,
+        }
+    }
+}
+
+/// Opens sled, waiting up to 3 s for its lock: a handle dropped a moment ago
+/// in this process may still hold it while sled's flusher thread winds down.
+fn open_db(dir: &Path) -> Result<sled::Db, sled::Error> {
+    let config = sled::Config::new()
+        .path(dir)
+        .cache_capacity(128 * 1024 * 1024);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
         }
     }
 }

@@ -302,7 +302,7 @@ impl Table {
                 k.display_prefix,
                 k.version,
                 k.hash,
-                k.grace.map(|(hash, until)| (hash, until)),
+                k.grace,
                 k.usage
             ]);
             h.update(line.to_string().as_bytes());

@@ -74,7 +74,8 @@ impl ReplicaConfig {
 }
 
 /// Why a replica stopped applying.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, thiserror::Error)]
+#[error("the replica stopped applying at sequence {seq}: {why}")]
 pub struct Halt {
     pub seq: Seq,
     pub why: String,
@@ -365,13 +366,13 @@ impl Replica {
     /// for "caught up" on an empty or idle stream).
     async fn watch_stream(self, js: jetstream::Context) {
         loop {
-            if let Ok(mut stream) = nats::events_stream(&js).await {
-                if let Ok(info) = stream.info().await {
-                    let last = info.state.last_sequence;
-                    self.inner.stream_last.store(last, Ordering::Relaxed);
-                    if self.applied().0 >= last {
-                        self.inner.caught_up.store(true, Ordering::Relaxed);
-                    }
+            if let Ok(mut stream) = nats::events_stream(&js).await
+                && let Ok(info) = stream.info().await
+            {
+                let last = info.state.last_sequence;
+                self.inner.stream_last.store(last, Ordering::Relaxed);
+                if self.applied().0 >= last {
+                    self.inner.caught_up.store(true, Ordering::Relaxed);
                 }
             }
             tokio::time::sleep(Duration::from_millis(500)).await;

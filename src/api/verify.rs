@@ -166,12 +166,12 @@ pub async fn verify<N: Node>(
     Body(req): Body<VerifyRequest>,
 ) -> Result<Response, ApiError> {
     let checked = req.check(&headers)?;
-    if let Some(min) = checked.min_seq {
-        if !node.wait_applied(min, node.min_seq_wait()).await {
-            return Err(ApiError::Stale(format!(
-                "this node has not applied sequence {min} yet; try again"
-            )));
-        }
+    if let Some(min) = checked.min_seq
+        && !node.wait_applied(min, node.min_seq_wait()).await
+    {
+        return Err(ApiError::Stale(format!(
+            "this node has not applied sequence {min} yet; try again"
+        )));
     }
     let now = node.now();
     let hash = checked.hash(node.format(), node.pepper());

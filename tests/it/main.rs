@@ -13,6 +13,7 @@ mod chain;
 mod cli_keys;
 mod crash;
 mod nats_outbox;
+mod nats_replicas;
 mod property;
 mod quickstart;
 mod schemas;

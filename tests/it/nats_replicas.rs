@@ -1,0 +1,467 @@
+//! Verifier replicas against a real nats-server and a real registry:
+//! reading one's own revocation, agreement by digest, refusing a forged
+//! stream, exact access counts, and history from the stream alone.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::nats_support::*;
+use crate::serve::*;
+use crate::support::*;
+
+struct Cluster {
+    _dir: tempfile::TempDir,
+    nats: NatsServer,
+    server: Server,
+    system: String,
+    admin: String,
+}
+
+impl Cluster {
+    fn start(flush_ms: u64) -> Cluster {
+        let dir = tempdir();
+        let nats = NatsServer::start(dir.path());
+        let flush = flush_ms.to_string();
+        let (server, system) = Server::init_and_start(
+            dir.path(),
+            &["--nats", &nats.url, "--access-flush-ms", &flush],
+        );
+        let admin = new_org(&Api::new(&server.url), &system, "acme");
+        Cluster {
+            _dir: dir,
+            nats,
+            server,
+            system,
+            admin,
+        }
+    }
+
+    fn api(&self) -> Api {
+        Api::new(&self.server.url)
+    }
+
+    fn replica(&self, node: &str, flush_ms: u64) -> Verifier {
+        Verifier::start(&self.nats.url, &self.server.data, node, flush_ms)
+    }
+
+    fn digest(&self) -> Value {
+        self.api()
+            .get("/v1/state/digest")
+            .auth(&self.system)
+            .send()
+            .ok(200)
+            .clone()
+    }
+}
+
+fn replica_digest(r: &Verifier) -> Value {
+    Api::new(&r.url)
+        .get("/v1/state/digest")
+        .send()
+        .ok(200)
+        .clone()
+}
+
+fn applied(r: &Verifier) -> u64 {
+    Api::new(&r.url).get("/healthz").send().json["applied_seq"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+fn wait_applied(r: &Verifier, seq: u64) {
+    assert!(
+        eventually(Duration::from_secs(20), || applied(r) >= seq),
+        "the replica did not reach {seq}"
+    );
+}
+
+#[test]
+fn a_revocation_is_seen_with_min_seq_at_once_and_everywhere_within_a_second() {
+    let c = Cluster::start(3_600_000);
+    let replicas = [c.replica("r1", 3_600_000), c.replica("r2", 3_600_000)];
+    let api = c.api();
+    for round in 0..5 {
+        let (id, key) = new_key(
+            &api,
+            &c.admin,
+            json!({"name": format!("k{round}"), "scopes": ["read"]}),
+        );
+        let created = api
+            .req("GET", "/v1/keys/{id}", Some(&id))
+            .auth(&c.admin)
+            .send()
+            .json["key"]["version"]
+            .as_u64()
+            .unwrap();
+        for r in &replicas {
+            assert_eq!(
+                verify(&Api::new(&r.url), json!({"key": key, "min_seq": created})),
+                "VALID"
+            );
+        }
+        let revoked = api
+            .req("POST", "/v1/keys/{id}/revoke", Some(&id))
+            .auth(&c.admin)
+            .send();
+        let seq = revoked.ok(200)["key"]["version"].as_u64().unwrap();
+        let acknowledged = Instant::now();
+        if round % 2 == 0 {
+            for r in &replicas {
+                let answer = Api::new(&r.url)
+                    .post("/v1/verify")
+                    .json(json!({"key": key, "min_seq": seq}))
+                    .send();
+                assert_eq!(answer.ok(200)["code"], "REVOKED");
+                assert!(answer.json["seq"].as_u64().unwrap() >= seq);
+            }
+        } else {
+            for r in &replicas {
+                let rapi = Api::new(&r.url);
+                let seen = eventually(Duration::from_secs(1), || {
+                    verify(&rapi, json!({"key": key})) == "REVOKED"
+                });
+                assert!(
+                    seen,
+                    "a replica still accepted a revoked key {:?} after the revoke",
+                    acknowledged.elapsed()
+                );
+            }
+            assert!(acknowledged.elapsed() < Duration::from_secs(1));
+        }
+    }
+}
+
+/// A mixed workload, then registry and replicas agree by digest; a replica
+/// killed and restarted rebuilds and agrees again.
+#[test]
+fn replicas_and_registry_agree_on_the_state_digest() {
+    let c = Cluster::start(3_600_000);
+    let r1 = c.replica("r1", 3_600_000);
+    let r2 = c.replica("r2", 3_600_000);
+    let api = c.api();
+    let workload = |round: usize| {
+        for i in 0..10 {
+            let (id, key) = new_key(
+                &api,
+                &c.admin,
+                json!({"name": format!("k{round}-{i}"), "scopes": ["read", "billing:*"], "expires_in_days": 30}),
+            );
+            verify(&api, json!({"key": key}));
+            match i % 5 {
+                0 => api
+                    .req("POST", "/v1/keys/{id}/revoke", Some(&id))
+                    .auth(&c.admin)
+                    .send(),
+                1 => api
+                    .req("POST", "/v1/keys/{id}/disable", Some(&id))
+                    .auth(&c.admin)
+                    .send(),
+                2 => api
+                    .req("PATCH", "/v1/keys/{id}", Some(&id))
+                    .auth(&c.admin)
+                    .json(json!({"scopes": ["read"], "allowed_cidrs": ["10.0.0.0/8"]}))
+                    .send(),
+                3 => api
+                    .req("POST", "/v1/keys/{id}/rotate", Some(&id))
+                    .auth(&c.admin)
+                    .json(json!({"grace_seconds": 60}))
+                    .send(),
+                _ => api
+                    .req("DELETE", "/v1/keys/{id}", Some(&id))
+                    .auth(&c.admin)
+                    .query("confirm", &format!("k{round}-{i}"))
+                    .send(),
+            }
+            .ok(200);
+        }
+    };
+    workload(0);
+    let head = api.head();
+    wait_applied(&r1, head);
+    wait_applied(&r2, head);
+    let registry = c.digest();
+    assert_eq!(registry["seq"], head);
+    assert_eq!(replica_digest(&r1), registry);
+    assert_eq!(replica_digest(&r2), registry);
+
+    r1.kill();
+    workload(1);
+    let r1 = c.replica("r1", 3_600_000);
+    let head = api.head();
+    wait_applied(&r1, head);
+    wait_applied(&r2, head);
+    let registry = c.digest();
+    assert_ne!(registry["digest"], json!(null));
+    assert_eq!(
+        replica_digest(&r1),
+        registry,
+        "the restarted replica agrees"
+    );
+    assert_eq!(replica_digest(&r2), registry);
+    let health = Api::new(&r1.url).get("/healthz").send();
+    assert_eq!(
+        (
+            health.json["lag"].as_u64(),
+            health.json["stream_last_seq"].as_u64()
+        ),
+        (Some(0), Some(head))
+    );
+    assert_eq!(
+        health.json["head_hash"],
+        api.get("/healthz").send().json["head_hash"]
+    );
+    assert_eq!(Api::new(&r1.url).get("/readyz").send().status, 200);
+    let metrics = String::from_utf8(Api::new(&r1.url).get("/metrics").send().body).unwrap();
+    assert!(metrics.contains("keyreg_replica_apply_lag 0"), "{metrics}");
+}
+
+/// A message published straight onto an event subject, past the outbox:
+/// the replica stops applying, says where and why, and refuses to answer.
+#[test]
+fn a_forged_event_halts_a_replica() {
+    for forgery in ["wrong prevhash", "skipped seq"] {
+        let c = Cluster::start(3_600_000);
+        let r = c.replica("r1", 3_600_000);
+        let api = c.api();
+        let (_, key) = new_key(&api, &c.admin, json!({"name": "k", "scopes": ["read"]}));
+        let head = api.head();
+        wait_applied(&r, head);
+        let rapi = Api::new(&r.url);
+        assert_eq!(verify(&rapi, json!({"key": key})), "VALID");
+
+        let events = api
+            .get("/v1/events")
+            .auth(&c.system)
+            .query("after_seq", &(head - 1).to_string())
+            .send();
+        let mut forged: Value =
+            serde_json::from_slice(events.body.split(|b| *b == b'\n').next().unwrap()).unwrap();
+        let head_hash = api.get("/healthz").send().json["head_hash"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        match forgery {
+            "wrong prevhash" => {
+                forged["seq"] = json!(head + 1);
+                forged["prevhash"] = json!("ab".repeat(32));
+            }
+            _ => {
+                forged["seq"] = json!(head + 3);
+                forged["prevhash"] = json!(head_hash);
+            }
+        }
+        forged["data"]["name"] = json!("forged");
+        let bytes = serde_json::to_vec(&forged).unwrap();
+        let prev =
+            keyreg::event::ChainHash::from_hex(forged["prevhash"].as_str().unwrap()).unwrap();
+        let hash = prev.next(&bytes).to_hex();
+        publish_raw(
+            &c.nats.url,
+            "keyreg.events.acme.key.created",
+            &[("Keyreg-Hash", &hash)],
+            bytes,
+        );
+
+        assert!(
+            eventually(Duration::from_secs(10), || rapi
+                .get("/healthz")
+                .send()
+                .status
+                == 503),
+            "{forgery}: the replica kept going"
+        );
+        let health = rapi.get("/healthz").send();
+        assert_eq!(health.json["status"], "halted", "{forgery}");
+        assert_eq!(
+            health.json["halted"]["seq"],
+            head + 1,
+            "{forgery}: {}",
+            health.json
+        );
+        assert_eq!(health.json["applied_seq"], head, "{forgery}");
+        rapi.post("/v1/verify")
+            .json(json!({"key": key}))
+            .send()
+            .problem(503, "UNAVAILABLE");
+        assert_eq!(rapi.get("/readyz").send().status, 503);
+        // Later events are not applied either; the registry's outbox refuses
+        // to publish on top of the forgery.
+        new_key(&api, &c.admin, json!({"name": "after", "scopes": ["read"]}));
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(
+            rapi.get("/healthz").send().json["applied_seq"],
+            head,
+            "{forgery}"
+        );
+        rapi.post("/v1/verify")
+            .json(json!({"key": key}))
+            .send()
+            .problem(503, "UNAVAILABLE");
+        assert!(
+            eventually(Duration::from_secs(10), || api.get("/readyz").send().status
+                == 503),
+            "{forgery}: the registry should report the divergence"
+        );
+        let readyz = api.get("/readyz").send();
+        assert!(
+            readyz.json["outbox"]["diverged"].as_str().is_some(),
+            "{}",
+            readyz.json
+        );
+    }
+}
+
+/// N verifies over two replicas and the registry: the `key.accessed`
+/// counts sum to exactly N, also when a report is delivered again.
+#[test]
+fn access_counts_across_nodes_are_exact() {
+    let c = Cluster::start(200);
+    let r1 = c.replica("r1", 200);
+    let r2 = c.replica("r2", 200);
+    let api = c.api();
+    let (id, key) = new_key(
+        &api,
+        &c.admin,
+        json!({"name": "counted", "scopes": ["read"]}),
+    );
+    let created = api.head();
+    wait_applied(&r1, created);
+    wait_applied(&r2, created);
+    let nodes = [
+        Api::new(&c.server.url),
+        Api::new(&r1.url),
+        Api::new(&r2.url),
+    ];
+    let n = 90;
+    for i in 0..n {
+        let code = verify(
+            &nodes[i % 3],
+            json!({"key": key, "action": "read", "ip": "198.51.100.7"}),
+        );
+        assert_eq!(code, "VALID");
+    }
+    let total = || {
+        api.req("GET", "/v1/keys/{id}/usage", Some(&id))
+            .auth(&c.admin)
+            .send()
+            .json["total"]
+            .as_u64()
+            .unwrap()
+    };
+    assert!(
+        eventually(Duration::from_secs(15), || total() == n as u64),
+        "usage total is {}",
+        total()
+    );
+    let accessed = api
+        .get("/v1/audit")
+        .auth(&c.admin)
+        .query("key_id", &id)
+        .query("type", "key.accessed")
+        .send();
+    let events = accessed.json["events"].as_array().unwrap().clone();
+    let sum: u64 = events
+        .iter()
+        .map(|e| e["data"]["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(sum, n as u64);
+    let nodes_seen: std::collections::BTreeSet<&str> = events
+        .iter()
+        .map(|e| e["data"]["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes_seen, ["r1", "r2", "registry"].into_iter().collect());
+
+    // Deliver one of r1's reports again, under a new message id so that
+    // JetStream's own deduplication does not catch it.
+    let report = events.iter().find(|e| e["data"]["node"] == "r1").unwrap();
+    let mut message = report["data"].clone();
+    message["org"] = json!("acme");
+    message["key_id"] = json!(id);
+    publish_raw(
+        &c.nats.url,
+        "keyreg.access.r1",
+        &[("Nats-Msg-Id", "redelivered-1")],
+        serde_json::to_vec(&message).unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(total(), n as u64, "a redelivered report was counted twice");
+    let again = api
+        .get("/v1/audit")
+        .auth(&c.admin)
+        .query("key_id", &id)
+        .query("type", "key.accessed")
+        .send();
+    assert_eq!(again.json["events"].as_array().unwrap().len(), events.len());
+}
+
+/// Replay and chain verification from the stream give what the log gives.
+#[test]
+fn history_from_the_stream_matches_the_log() {
+    let c = Cluster::start(3_600_000);
+    let api = c.api();
+    let mut times = vec![];
+    for round in 0..4 {
+        let (id, _) = new_key(
+            &api,
+            &c.admin,
+            json!({"name": format!("k{round}"), "scopes": ["read"]}),
+        );
+        if round > 0 {
+            api.req("PATCH", "/v1/keys/{id}", Some(&id))
+                .auth(&c.admin)
+                .json(json!({"description": "edited"}))
+                .send()
+                .ok(200);
+        }
+        if round == 2 {
+            api.req("POST", "/v1/keys/{id}/revoke", Some(&id))
+                .auth(&c.admin)
+                .send()
+                .ok(200);
+        }
+        std::thread::sleep(Duration::from_millis(30));
+        times.push(chrono::Utc::now().to_rfc3339());
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let head = api.head();
+    assert!(eventually(Duration::from_secs(10), || api
+        .get("/healthz")
+        .send()
+        .json["outbox"]["published_seq"]
+        == head));
+    let data = c.server.data.clone();
+    let nats = c.nats.url.clone();
+    c.server.stop();
+    times.insert(0, "2000-01-01T00:00:00Z".into());
+    for t in &times {
+        for org in [None, Some("acme")] {
+            let mut from_log = vec!["replay", "--data", path_str(&data), "--at", t];
+            let mut from_stream = vec!["replay", "--nats", &nats, "--at", t];
+            if let Some(o) = org {
+                from_log.extend(["--org", o]);
+                from_stream.extend(["--org", o]);
+            }
+            let (a, b) = (keyreg(&from_log), keyreg(&from_stream));
+            assert!(
+                a.status.success() && b.status.success(),
+                "{} {}",
+                stderr(&a),
+                stderr(&b)
+            );
+            assert_eq!(stdout(&a), stdout(&b), "replay at {t} differs");
+        }
+    }
+    let (a, b) = (
+        keyreg(&["audit", "verify", "--data", path_str(&data)]),
+        keyreg(&["audit", "verify", "--nats", &nats]),
+    );
+    assert!(a.status.success() && b.status.success());
+    assert_eq!(stdout(&a), stdout(&b));
+    assert!(
+        stdout(&b).starts_with(&format!("ok: {head} events")),
+        "{}",
+        stdout(&b)
+    );
+    drop(c.nats);
+}
