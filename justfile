@@ -12,8 +12,14 @@ lint:
     cargo clippy --all-targets -- -D warnings
 
 # A working registry on ./data at http://127.0.0.1:8080 (the first run
-# initialises ./data and prints its first key, once).
+# initialises ./data and prints its first key, once), publishing to NATS
+# when one answers at 127.0.0.1:4222.
 run:
+    #!/usr/bin/env bash
+    set -euo pipefail
     cargo build --release
     test -e data/pepper || ./target/release/keyreg init --data data
-    ./target/release/keyreg serve --data data --listen 127.0.0.1:8080
+    nats=none
+    if (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; then nats=nats://127.0.0.1:4222; fi
+    echo "NATS: $nats"
+    exec ./target/release/keyreg serve --data data --listen 127.0.0.1:8080 --nats "$nats"

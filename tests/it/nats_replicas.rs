@@ -393,6 +393,19 @@ fn access_counts_across_nodes_are_exact() {
         .query("type", "key.accessed")
         .send();
     assert_eq!(again.json["events"].as_array().unwrap().len(), events.len());
+
+    // Neither stream carries a secret: events hold keyed hashes, reports ids.
+    let secrets = [c.system.as_str(), c.admin.as_str(), key.as_str()];
+    for stream in [keyreg::nats::EVENTS_STREAM, keyreg::nats::ACCESS_STREAM] {
+        let contents = stream_contents(&c.nats.url, stream);
+        assert!(!contents.is_empty(), "{stream} is empty");
+        for message in &contents {
+            for secret in secrets {
+                let core = &secret.as_bytes()[3..35];
+                assert!(!message.windows(core.len()).any(|w| w == core), "a secret is in a {stream} message");
+            }
+        }
+    }
 }
 
 /// Replay and chain verification from the stream give what the log gives.

@@ -185,3 +185,27 @@ pub fn publish_raw(url: &str, subject: &str, headers: &[(&str, &str)], body: Vec
             .unwrap();
     });
 }
+
+/// Every message body and header value in a stream, read by sequence.
+pub fn stream_contents(url: &str, stream: &str) -> Vec<Vec<u8>> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(url).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let mut s = js.get_stream(stream).await.unwrap();
+        let last = s.info().await.unwrap().state.last_sequence;
+        let mut out = vec![];
+        for seq in 1..=last {
+            if let Ok(m) = s.get_raw_message(seq).await {
+                let mut bytes = m.payload.to_vec();
+                for (_, values) in m.headers.iter() {
+                    for v in values {
+                        bytes.extend_from_slice(v.as_str().as_bytes());
+                    }
+                }
+                out.push(bytes);
+            }
+        }
+        out
+    })
+}
