@@ -6,13 +6,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 
-use crate::command::Command;
-use crate::id::{Actor, OrgId, Seq};
+use crate::id::{OrgId, Seq};
 use crate::log::{ChainChecker, ChainReport, Log};
 use crate::nats;
 use crate::projection::Table;
@@ -135,6 +134,15 @@ enum AuditCmd {
 
 #[derive(Subcommand)]
 enum BenchCmd {
+    /// Run the benchmarks and print the results table (BENCHMARKS.md).
+    Run {
+        /// The full sizes (1,000,000 keys and events) instead of the quick ones.
+        #[arg(long)]
+        full: bool,
+        /// Path to a nats-server binary for the propagation and outbox runs.
+        #[arg(long, env = "NATS_SERVER_BIN")]
+        nats_server: Option<PathBuf>,
+    },
     /// Durable appends straight on the log: each writer creates and revokes
     /// keys in the system org, waiting for every acknowledgement.
     Append {
@@ -247,6 +255,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let since = since.map(|s| parse_time("--since", &s)).transpose()?;
             let until = until.map(|s| parse_time("--until", &s)).transpose()?;
             audit_export(&data, since, until)
+        }
+        Cmd::Bench { command: BenchCmd::Run { full, nats_server } } => {
+            let size = if full { crate::bench::Size::full() } else { crate::bench::Size::quick() };
+            crate::bench::run(size, nats_server.as_deref())?;
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Bench {
             command:
@@ -501,93 +514,13 @@ fn audit_export(
     Ok(ExitCode::SUCCESS)
 }
 
-fn bench_append(
-    data: &Path,
-    config: Config,
-    writers: usize,
-    events: u64,
-    print_acks: bool,
-) -> anyhow::Result<ExitCode> {
-    let registry = match Registry::open(
-        data,
-        Config {
-            clock: config.clock.clone(),
-            format: config.format.clone(),
-        },
-    ) {
+fn bench_append(data: &Path, config: Config, writers: usize, events: u64, print_acks: bool) -> anyhow::Result<ExitCode> {
+    let registry = match Registry::open(data, Config { clock: config.clock.clone(), format: config.format.clone() }) {
         Ok(r) => r,
         Err(registry::OpenError::NotInitialised(_)) => Registry::init(data, config)?.0,
         Err(e) => return Err(e.into()),
     };
-    let writers = writers.max(1);
-    let per_writer = if events == 0 {
-        u64::MAX
-    } else {
-        events.div_ceil(writers as u64)
-    };
-    let started = Instant::now();
-    let stdout = Arc::new(std::sync::Mutex::new(std::io::stdout()));
-    let handles: Vec<_> = (0..writers)
-        .map(|w| {
-            let registry = registry.clone();
-            let stdout = stdout.clone();
-            std::thread::spawn(move || -> anyhow::Result<Vec<f64>> {
-                let mut latencies = vec![];
-                let actor = Actor::system("bench");
-                let org = OrgId::system();
-                let mut i = 0u64;
-                while i < per_writer {
-                    let token = registry.format().generate();
-                    let key =
-                        registry.new_key(&token, &format!("bench {w}-{i}"), "", &["bench:read"]);
-                    let id = key.id.clone();
-                    for command in [
-                        Command::CreateKey(key),
-                        Command::Revoke {
-                            id,
-                            expected: None,
-                            reason: None,
-                        },
-                    ] {
-                        let t = Instant::now();
-                        let outcome =
-                            registry.execute_blocking(actor.clone(), org.clone(), command)?;
-                        latencies.push(t.elapsed().as_secs_f64());
-                        if print_acks {
-                            let mut out = stdout.lock().unwrap_or_else(|e| e.into_inner());
-                            for (seq, _) in &outcome.events {
-                                writeln!(out, "{seq}")?;
-                            }
-                        }
-                        i += 1;
-                    }
-                }
-                Ok(latencies)
-            })
-        })
-        .collect();
-    let mut latencies = vec![];
-    for h in handles {
-        latencies.extend(
-            h.join()
-                .map_err(|_| anyhow::anyhow!("a writer panicked"))??,
-        );
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    latencies.sort_by(f64::total_cmp);
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 - 1.0) * p) as usize)
-            .copied()
-            .unwrap_or(0.0)
-            * 1e3
-    };
-    eprintln!(
-        "appended {} events with {writers} writers in {elapsed:.2} s: {:.0} events/s, latency p50 {:.2} ms, p99 {:.2} ms",
-        latencies.len(),
-        latencies.len() as f64 / elapsed,
-        pct(0.5),
-        pct(0.99)
-    );
+    let stats = crate::bench::append::on_log(&registry, writers, events, print_acks)?;
+    eprintln!("{stats}");
     Ok(ExitCode::SUCCESS)
 }

@@ -17,6 +17,7 @@
 pub mod access;
 pub mod api;
 pub mod audit;
+pub mod bench;
 pub mod cidr;
 pub mod cli;
 pub mod client;
