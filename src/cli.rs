@@ -142,6 +142,9 @@ enum BenchCmd {
         /// Path to a nats-server binary for the propagation and outbox runs.
         #[arg(long, env = "NATS_SERVER_BIN")]
         nats_server: Option<PathBuf>,
+        /// Only these measurements (verify, replay, append, http, nats); all if absent.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// Durable appends straight on the log: each writer creates and revokes
     /// keys in the system org, waiting for every acknowledgement.
@@ -256,9 +259,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let until = until.map(|s| parse_time("--until", &s)).transpose()?;
             audit_export(&data, since, until)
         }
-        Cmd::Bench { command: BenchCmd::Run { full, nats_server } } => {
-            let size = if full { crate::bench::Size::full() } else { crate::bench::Size::quick() };
-            crate::bench::run(size, nats_server.as_deref())?;
+        Cmd::Bench {
+            command:
+                BenchCmd::Run {
+                    full,
+                    nats_server,
+                    only,
+                },
+        } => {
+            let size = if full {
+                crate::bench::Size::full()
+            } else {
+                crate::bench::Size::quick()
+            };
+            crate::bench::run(size, nats_server.as_deref(), &only)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Bench {
@@ -514,8 +528,20 @@ fn audit_export(
     Ok(ExitCode::SUCCESS)
 }
 
-fn bench_append(data: &Path, config: Config, writers: usize, events: u64, print_acks: bool) -> anyhow::Result<ExitCode> {
-    let registry = match Registry::open(data, Config { clock: config.clock.clone(), format: config.format.clone() }) {
+fn bench_append(
+    data: &Path,
+    config: Config,
+    writers: usize,
+    events: u64,
+    print_acks: bool,
+) -> anyhow::Result<ExitCode> {
+    let registry = match Registry::open(
+        data,
+        Config {
+            clock: config.clock.clone(),
+            format: config.format.clone(),
+        },
+    ) {
         Ok(r) => r,
         Err(registry::OpenError::NotInitialised(_)) => Registry::init(data, config)?.0,
         Err(e) => return Err(e.into()),

@@ -503,7 +503,7 @@ fn edit_changes(key: &Key, edit: &KeyEdit, now: Timestamp) -> Result<Vec<Change>
     if !updated.changed.is_empty() {
         changes.push(Change::Key(id.clone(), KeyChange::Updated(updated)));
     }
-    if let Some(scopes) = scopes.filter(|s| *s != key.scopes) {
+    if let Some(scopes) = scopes.filter(|s| s.as_slice() != &*key.scopes) {
         changes.push(Change::Key(
             id.clone(),
             KeyChange::ScopesEdited(ScopesEdited { scopes }),

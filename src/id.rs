@@ -15,14 +15,16 @@ pub const SYSTEM_ORG: &str = "_system";
 
 macro_rules! string_id {
     ($name:ident, $check:expr, $what:literal) => {
+        /// Shared text: a clone is a reference count, so the many places an
+        /// id is kept (maps, indexes, answers) share one allocation.
         #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub struct $name(String);
+        pub struct $name(std::sync::Arc<str>);
 
         impl $name {
             pub fn parse(s: &str) -> Result<Self, IdError> {
                 let check: fn(&str) -> bool = $check;
                 if check(s) {
-                    Ok($name(s.to_owned()))
+                    Ok($name(s.into()))
                 } else {
                     Err(IdError {
                         what: $what,
@@ -93,18 +95,18 @@ fn is_ulid_id(s: &str, prefix: &str) -> bool {
 impl KeyId {
     /// Sorts after every real key id: an open upper bound for range scans.
     pub fn max() -> Self {
-        KeyId("key_~".to_owned())
+        KeyId("key_~".into())
     }
 }
 
 impl OrgId {
     pub fn system() -> Self {
-        OrgId(SYSTEM_ORG.to_owned())
+        OrgId(SYSTEM_ORG.into())
     }
 
     /// True for ids a tenant may choose (everything but `_system`).
     pub fn is_tenant(&self) -> bool {
-        self.0 != SYSTEM_ORG
+        &*self.0 != SYSTEM_ORG
     }
 }
 
@@ -138,13 +140,44 @@ impl IdGenerator {
     }
 
     pub fn key_id(&mut self, now: Timestamp) -> KeyId {
-        KeyId(format!("key_{}", self.next_raw(now)))
+        KeyId(format!("key_{}", self.next_raw(now)).into())
     }
 
     pub fn event_id(&mut self, now: Timestamp) -> EventId {
-        EventId(format!("evt_{}", self.next_raw(now)))
+        EventId(format!("evt_{}", self.next_raw(now)).into())
     }
 }
+
+/// A fast hasher for maps keyed by ids keyreg itself generates (never by
+/// values a caller chooses to insert), where SipHash's flood resistance buys
+/// nothing: FxHash's multiply-rotate over 8-byte words.
+#[derive(Default, Clone, Copy)]
+pub struct FastHasher(u64);
+
+impl std::hash::Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.write_u64(u64::from_le_bytes(c.try_into().unwrap_or_default()));
+        }
+        let mut tail = [0u8; 8];
+        let rest = chunks.remainder();
+        tail[..rest.len()].copy_from_slice(rest);
+        self.write_u64(u64::from_le_bytes(tail));
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    /// The multiply carries entropy only upwards; the rotation brings the
+    /// well-mixed high bits down to where hash tables take their index.
+    fn finish(&self) -> u64 {
+        self.0.rotate_left(26)
+    }
+}
+
+pub type FastMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<FastHasher>>;
 
 /// A position in the log: 1, 2, 3, … without gaps. Zero means "nothing yet".
 #[derive(

@@ -15,10 +15,11 @@ use serde::Serialize;
 
 use crate::cidr::{self, Cidr};
 use crate::event::{Change, Event, KeyChange};
+use crate::id::FastMap;
 use crate::id::{Actor, KeyId, OrgId, Seq};
 use crate::scope::Scope;
 use crate::time::Timestamp;
-use crate::token::TokenHash;
+use crate::token::{HashIndex, TokenHash};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -98,7 +99,8 @@ pub struct Key {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub expires_at: Option<Timestamp>,
-    pub scopes: Vec<Scope>,
+    /// Shared: a verify's answer names them without copying.
+    pub scopes: std::sync::Arc<[Scope]>,
     pub allowed_cidrs: Vec<Cidr>,
     /// The status as events set it; `status_at` adds expiry by the clock.
     pub status: Status,
@@ -179,9 +181,14 @@ pub struct Table {
     applied: Seq,
     last_time: Option<Timestamp>,
     orgs: HashMap<OrgId, Org>,
-    keys: HashMap<KeyId, Key>,
-    /// Current and in-grace secret hashes to their key: the verify lookup.
-    by_hash: HashMap<TokenHash, KeyId>,
+    /// Every key ever created, in creation order (keys are never removed:
+    /// deleted keys keep their history). Indexes point into it, so a verify
+    /// is one probe of `by_hash` and one slot read.
+    keys: Vec<Key>,
+    /// Key ids to their slot in `keys`.
+    slots: FastMap<KeyId, u32>,
+    /// Current and in-grace secret hashes to their key's slot: the verify lookup.
+    by_hash: HashIndex<u32>,
     /// Each org's keys in id order, which is creation order: listings and
     /// their cursors walk this.
     by_org: HashMap<OrgId, BTreeSet<KeyId>>,
@@ -194,6 +201,10 @@ pub struct Table {
 }
 
 impl Table {
+    fn slot(&self, id: &KeyId) -> Option<&Key> {
+        self.slots.get(id).map(|&i| &self.keys[i as usize])
+    }
+
     pub fn applied(&self) -> Seq {
         self.applied
     }
@@ -212,19 +223,19 @@ impl Table {
     }
 
     pub fn key(&self, id: &KeyId) -> Option<&Key> {
-        self.keys.get(id)
+        self.slot(id)
     }
 
     /// The key in `org` with this id; another org's key is `None`, exactly as
     /// if it did not exist.
     pub fn key_in(&self, org: &OrgId, id: &KeyId) -> Option<&Key> {
-        self.keys.get(id).filter(|k| &k.org == org)
+        self.slot(id).filter(|k| &k.org == org)
     }
 
     /// The key a presented secret belongs to at `now`: its current secret, or
     /// its previous one while the rotation grace period lasts.
     pub fn key_by_hash(&self, hash: &TokenHash, now: Timestamp) -> Option<&Key> {
-        let key = self.keys.get(self.by_hash.get(hash)?)?;
+        let key = &self.keys[*self.by_hash.get(hash)? as usize];
         if key.hash == *hash {
             return Some(key);
         }
@@ -245,7 +256,7 @@ impl Table {
             Some(b) => Box::new(set.range(..b.clone()).rev()) as Box<dyn Iterator<Item = &KeyId>>,
             None => Box::new(set.iter().rev()),
         });
-        range.filter_map(|id| self.keys.get(id))
+        range.filter_map(|id| self.slot(id))
     }
 
     /// Keys whose expiry has passed at `now` but whose `key.expired` is not
@@ -253,7 +264,7 @@ impl Table {
     pub fn due_to_expire(&self, now: Timestamp) -> Vec<(OrgId, KeyId)> {
         self.expiring
             .range(..=(now, KeyId::max()))
-            .filter_map(|(_, id)| self.keys.get(id).map(|k| (k.org.clone(), id.clone())))
+            .filter_map(|(_, id)| self.slot(id).map(|k| (k.org.clone(), id.clone())))
             .collect()
     }
 
@@ -313,7 +324,7 @@ impl Table {
 
     /// Every key, in id order.
     pub fn all_keys(&self) -> Vec<&Key> {
-        let mut v: Vec<&Key> = self.keys.values().collect();
+        let mut v: Vec<&Key> = self.keys.iter().collect();
         v.sort_by(|a, b| a.id.cmp(&b.id));
         v
     }
@@ -330,9 +341,11 @@ impl Table {
             t.orgs.insert(org.clone(), o.clone());
         }
         for id in ids {
-            if let Some(k) = self.keys.get(id) {
-                t.keys.insert(id.clone(), k.clone());
-                t.by_hash.insert(k.hash, id.clone());
+            if let Some(k) = self.slot(id) {
+                let slot = t.keys.len() as u32;
+                t.keys.push(k.clone());
+                t.slots.insert(id.clone(), slot);
+                t.by_hash.insert(k.hash, slot);
                 t.by_org
                     .entry(k.org.clone())
                     .or_default()
@@ -369,10 +382,12 @@ impl Table {
                 }
             }
             Change::Key(id, KeyChange::Created(c)) => {
-                if self.keys.contains_key(id) {
+                if self.slots.contains_key(id) {
                     return;
                 }
-                self.by_hash.insert(c.key_hash, id.clone());
+                let slot = self.keys.len() as u32;
+                self.slots.insert(id.clone(), slot);
+                self.by_hash.insert(c.key_hash, slot);
                 if let Some(at) = c.expires_at {
                     self.expiring.insert((at, id.clone()));
                 }
@@ -383,37 +398,35 @@ impl Table {
                 if let Some(org) = self.orgs.get_mut(&event.org) {
                     org.counted_keys += 1;
                 }
-                self.keys.insert(
-                    id.clone(),
-                    Key {
-                        id: id.clone(),
-                        org: event.org.clone(),
-                        name: c.name.clone(),
-                        description: c.description.clone(),
-                        owner: c.owner.clone(),
-                        created_by: event.actor.clone(),
-                        created_at: t,
-                        updated_at: t,
-                        expires_at: c.expires_at,
-                        scopes: c.scopes.clone(),
-                        allowed_cidrs: c.allowed_cidrs.clone(),
-                        status: Status::Active,
-                        display_prefix: c.display_prefix.clone(),
-                        version: seq,
-                        hash: c.key_hash,
-                        grace: None,
-                        usage: Usage::default(),
-                    },
-                );
+                self.keys.push(Key {
+                    id: id.clone(),
+                    org: event.org.clone(),
+                    name: c.name.clone(),
+                    description: c.description.clone(),
+                    owner: c.owner.clone(),
+                    created_by: event.actor.clone(),
+                    created_at: t,
+                    updated_at: t,
+                    expires_at: c.expires_at,
+                    scopes: c.scopes.as_slice().into(),
+                    allowed_cidrs: c.allowed_cidrs.clone(),
+                    status: Status::Active,
+                    display_prefix: c.display_prefix.clone(),
+                    version: seq,
+                    hash: c.key_hash,
+                    grace: None,
+                    usage: Usage::default(),
+                });
             }
             Change::Key(id, change) => self.apply_to_key(seq, t, id, change),
         }
     }
 
     fn apply_to_key(&mut self, seq: Seq, t: Timestamp, id: &KeyId, change: &KeyChange) {
-        let Some(key) = self.keys.get_mut(id) else {
+        let Some(&slot) = self.slots.get(id) else {
             return;
         };
+        let key = &mut self.keys[slot as usize];
         if let KeyChange::Accessed(a) = change {
             if let Some((origin, n)) = crate::access::report_number(&a.report_id) {
                 let mark = self.reports.entry(origin.to_owned()).or_default();
@@ -437,7 +450,7 @@ impl Table {
                 key.owner = u.owner.clone();
                 key.expires_at = u.expires_at;
             }
-            KeyChange::ScopesEdited(s) => key.scopes = s.scopes.clone(),
+            KeyChange::ScopesEdited(s) => key.scopes = s.scopes.as_slice().into(),
             KeyChange::IpsEdited(i) => key.allowed_cidrs = i.allowed_cidrs.clone(),
             KeyChange::Disabled => key.status = Status::Disabled,
             KeyChange::Enabled => key.status = Status::Active,
@@ -456,7 +469,7 @@ impl Table {
                     }
                 }
                 key.display_prefix = r.display_prefix.clone();
-                self.by_hash.insert(r.key_hash, id.clone());
+                self.by_hash.insert(r.key_hash, slot);
             }
         }
         key.version = seq;

@@ -70,7 +70,7 @@ pub struct Question<'a> {
 pub struct Found {
     pub key_id: KeyId,
     pub org: OrgId,
-    pub scopes: Vec<String>,
+    pub scopes: std::sync::Arc<[crate::scope::Scope]>,
     pub expires_at: Option<Timestamp>,
 }
 
@@ -88,8 +88,7 @@ pub fn hash_presented(
     presented: &str,
 ) -> Result<TokenHash, Code> {
     format
-        .parse(presented)
-        .map(|t| t.hash(pepper))
+        .hash_presented(pepper, presented)
         .map_err(|_| Code::Malformed)
 }
 
@@ -121,7 +120,7 @@ pub fn check(table: &Table, hash: &TokenHash, question: &Question<'_>, now: Time
     let found = Found {
         key_id: key.id.clone(),
         org: key.org.clone(),
-        scopes: key.scopes.iter().map(ToString::to_string).collect(),
+        scopes: key.scopes.clone(),
         expires_at: key.expires_at,
     };
     Verdict {

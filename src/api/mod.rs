@@ -165,7 +165,7 @@ fn peer_ip(parts: &Parts) -> Option<std::net::IpAddr> {
 pub struct Caller {
     pub key_id: KeyId,
     pub org: OrgId,
-    scopes: Vec<Scope>,
+    scopes: Arc<[Scope]>,
 }
 
 impl Caller {

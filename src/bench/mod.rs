@@ -4,20 +4,53 @@
 //! a shared machine where absolute times drift.
 
 pub mod append;
+pub mod http;
 pub mod inprocess;
 pub mod nats;
 
 use std::fmt::Write as _;
 
 /// Runs every measurement and prints the table on stdout.
-pub fn run(size: Size, nats_server: Option<&std::path::Path>) -> anyhow::Result<()> {
+pub fn run(
+    size: Size,
+    nats_server: Option<&std::path::Path>,
+    only: &[String],
+) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let mut rows = inprocess::verify_and_memory(size);
-    rows.extend(inprocess::replay(size)?);
-    rows.extend(append::measure(size)?);
-    rows.extend(nats::measure(size, nats_server)?);
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    let mut rows = vec![];
+    if wanted("verify") {
+        rows.extend(inprocess::verify_and_memory(size));
+    }
+    if wanted("replay") {
+        rows.extend(inprocess::replay(size)?);
+    }
+    if wanted("append") {
+        rows.extend(append::measure(size)?);
+    }
+    if wanted("http") || wanted("nats") {
+        let server = nats::start(nats_server)?;
+        if wanted("http") {
+            rows.extend(http::measure(size, Some(&server.url))?);
+        }
+        if wanted("nats") {
+            rows.extend(nats::measure(size, &server.url)?);
+        }
+    }
+    // In the order of the numbered measures (a stable sort keeps each
+    // measure's own rows in order).
+    rows.sort_by_key(|r| {
+        r.measure
+            .split('.')
+            .next()
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or(99)
+    });
     println!("{}", render(&rows));
-    eprintln!("bench: done in {:.0} s ({size:?})", started.elapsed().as_secs_f64());
+    eprintln!(
+        "bench: done in {:.0} s ({size:?})",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -32,11 +65,21 @@ pub struct Size {
 
 impl Size {
     pub fn quick() -> Self {
-        Size { keys: 100_000, events: 200_000, runs: 3, append_events: 2_000 }
+        Size {
+            keys: 100_000,
+            events: 200_000,
+            runs: 3,
+            append_events: 2_000,
+        }
     }
 
     pub fn full() -> Self {
-        Size { keys: 1_000_000, events: 1_000_000, runs: 5, append_events: 20_000 }
+        Size {
+            keys: 1_000_000,
+            events: 1_000_000,
+            runs: 5,
+            append_events: 20_000,
+        }
     }
 }
 
@@ -50,7 +93,13 @@ pub struct Row {
 }
 
 impl Row {
-    pub fn new(measure: impl Into<String>, figure: impl Into<String>, target: impl Into<String>, baseline: impl Into<String>, met: Option<bool>) -> Row {
+    pub fn new(
+        measure: impl Into<String>,
+        figure: impl Into<String>,
+        target: impl Into<String>,
+        baseline: impl Into<String>,
+        met: Option<bool>,
+    ) -> Row {
         Row {
             measure: measure.into(),
             figure: figure.into(),
@@ -80,9 +129,15 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// A Markdown table of the rows.
 pub fn render(rows: &[Row]) -> String {
-    let mut out = String::from("| measure | result (median) | target | baseline, same run | verdict |\n|---|---|---|---|---|\n");
+    let mut out = String::from(
+        "| measure | result (median) | target | baseline, same run | verdict |\n|---|---|---|---|---|\n",
+    );
     for r in rows {
-        let _ = writeln!(out, "| {} | {} | {} | {} | {} |", r.measure, r.figure, r.target, r.baseline, r.verdict);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            r.measure, r.figure, r.target, r.baseline, r.verdict
+        );
     }
     out
 }
@@ -96,6 +151,10 @@ pub fn progress(what: &str) {
 pub fn resident_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u64>().ok())
+        })
         .map_or(0, |pages| pages * 4096)
 }

@@ -22,16 +22,18 @@ use crate::time::SystemClock;
 use crate::token::TokenFormat;
 use crate::verifier::{Code, Question};
 
-/// A nats-server for the run, killed on drop.
-struct NatsServer {
+/// A nats-server for the run (its own port and store), killed on drop.
+pub struct NatsServer {
     child: Child,
-    url: String,
+    pub url: String,
+    store: PathBuf,
 }
 
 impl Drop for NatsServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.store);
     }
 }
 
@@ -48,37 +50,58 @@ fn find_nats_server(given: Option<&Path>) -> anyhow::Result<PathBuf> {
         .context("nats-server is needed: apt-get install nats-server, or pass --nats-server")
 }
 
-fn start_nats(bin: &Path, store: &Path) -> anyhow::Result<NatsServer> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let child = Process::new(bin)
+/// Starts a private nats-server with JetStream on a free loopback port.
+pub fn start(given: Option<&Path>) -> anyhow::Result<NatsServer> {
+    let bin = find_nats_server(given)?;
+    let store = std::env::temp_dir().join(format!("keyreg-bench-jetstream-{}", std::process::id()));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let child = Process::new(&bin)
         .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-        .arg(store)
+        .arg(&store)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
     let started = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(10), "nats-server did not start");
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(10),
+            "nats-server did not start"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
-    Ok(NatsServer { child, url: format!("nats://127.0.0.1:{port}") })
+    Ok(NatsServer {
+        child,
+        url: format!("nats://127.0.0.1:{port}"),
+        store,
+    })
 }
 
-pub fn measure(size: Size, nats_server: Option<&Path>) -> anyhow::Result<Vec<Row>> {
-    let bin = find_nats_server(nats_server)?;
+pub fn measure(size: Size, nats_url: &str) -> anyhow::Result<Vec<Row>> {
     let dir = std::env::temp_dir().join(format!("keyreg-bench-nats-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let nats = start_nats(&bin, &dir.join("jetstream"))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let config = Config { clock: Arc::new(SystemClock), format: TokenFormat::default() };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let config = Config {
+        clock: Arc::new(SystemClock),
+        format: TokenFormat::default(),
+    };
     let (registry, _) = Registry::init(&dir.join("data"), config)?;
     let outbox = Arc::new(OutboxStatus::default());
     let (stop_tx, stop_rx) = watch::channel(false);
-    runtime.spawn(publisher::run(nats.url.clone(), registry.log().clone(), registry.committed(), outbox.clone(), stop_rx));
+    runtime.spawn(publisher::run(
+        nats_url.to_owned(),
+        registry.log().clone(),
+        registry.committed(),
+        outbox.clone(),
+        stop_rx,
+    ));
     let replicas: Vec<Replica> = ["bench-r1", "bench-r2"]
         .iter()
         .map(|node| {
-            let mut c = ReplicaConfig::new(&nats.url, registry.pepper().clone());
+            let mut c = ReplicaConfig::new(nats_url, registry.pepper().clone());
             c.node = (*node).into();
             c.access_flush = Duration::from_secs(3600);
             runtime.block_on(Replica::start(c))
@@ -86,12 +109,15 @@ pub fn measure(size: Size, nats_server: Option<&Path>) -> anyhow::Result<Vec<Row
         .collect::<Result<_, _>>()?;
     let result = (|| -> anyhow::Result<Vec<Row>> {
         let mut rows = propagation(&registry, &replicas, if size.runs > 3 { 1000 } else { 300 })?;
-        rows.push(outbox_rate(&registry, &outbox, size.append_events.max(4000))?);
+        rows.push(outbox_rate(
+            &registry,
+            &outbox,
+            size.append_events.max(4000),
+        )?);
         Ok(rows)
     })();
     let _ = stop_tx.send(true);
     drop(runtime);
-    drop(nats);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
@@ -105,7 +131,11 @@ fn wait_for(what: &str, limit: Duration, f: impl Fn() -> bool) -> anyhow::Result
     Ok(())
 }
 
-fn propagation(registry: &Registry, replicas: &[Replica], revokes: usize) -> anyhow::Result<Vec<Row>> {
+fn propagation(
+    registry: &Registry,
+    replicas: &[Replica],
+    revokes: usize,
+) -> anyhow::Result<Vec<Row>> {
     progress(&format!("propagation: creating {revokes} keys"));
     let actor = Actor::system("bench");
     let org = OrgId::system();
@@ -118,7 +148,9 @@ fn propagation(registry: &Registry, replicas: &[Replica], revokes: usize) -> any
         keys.push((id, token.expose().to_owned()));
     }
     let head = registry.head().seq;
-    wait_for("the replicas to catch up", Duration::from_secs(60), || replicas.iter().all(|r| r.applied() >= head))?;
+    wait_for("the replicas to catch up", Duration::from_secs(60), || {
+        replicas.iter().all(|r| r.applied() >= head)
+    })?;
     // Load: two threads verifying the 50 keys that stay valid, on both replicas.
     let stop = Arc::new(AtomicBool::new(false));
     let load_count = Arc::new(AtomicU64::new(0));
@@ -140,17 +172,31 @@ fn propagation(registry: &Registry, replicas: &[Replica], revokes: usize) -> any
     let started = Instant::now();
     let mut delays: Vec<f64> = vec![];
     for (id, token) in &keys[..revokes] {
-        registry.execute_blocking(actor.clone(), org.clone(), Command::Revoke { id: id.clone(), expected: None, reason: None })?;
+        registry.execute_blocking(
+            actor.clone(),
+            org.clone(),
+            Command::Revoke {
+                id: id.clone(),
+                expected: None,
+                reason: None,
+            },
+        )?;
         let acked = Instant::now();
         let mut pending = vec![true; replicas.len()];
         while pending.iter().any(|p| *p) {
             for (i, r) in replicas.iter().enumerate() {
-                if pending[i] && r.verify(token, Question::default()).is_ok_and(|a| a.code == Code::Revoked) {
+                if pending[i]
+                    && r.verify(token, Question::default())
+                        .is_ok_and(|a| a.code == Code::Revoked)
+                {
                     pending[i] = false;
                     delays.push(acked.elapsed().as_secs_f64() * 1e3);
                 }
             }
-            anyhow::ensure!(acked.elapsed() < Duration::from_secs(10), "a revocation did not reach the replicas");
+            anyhow::ensure!(
+                acked.elapsed() < Duration::from_secs(10),
+                "a revocation did not reach the replicas"
+            );
         }
     }
     let load_rate = load_count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
@@ -159,9 +205,16 @@ fn propagation(registry: &Registry, replicas: &[Replica], revokes: usize) -> any
         let _ = l.join();
     }
     delays.sort_by(f64::total_cmp);
-    let (p50, p99, max) = (percentile(&delays, 0.5), percentile(&delays, 0.99), delays.last().copied().unwrap_or(0.0));
+    let (p50, p99, max) = (
+        percentile(&delays, 0.5),
+        percentile(&delays, 0.99),
+        delays.last().copied().unwrap_or(0.0),
+    );
     Ok(vec![Row::new(
-        format!("3. revocation propagation, {revokes} revokes × 2 replicas, under {:.0} verifies/s", load_rate),
+        format!(
+            "3. revocation propagation, {revokes} revokes × 2 replicas, under {:.0} verifies/s",
+            load_rate
+        ),
         format!("p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms"),
         "p99 < 10 ms",
         "Unkey up to 60 s, Kong 5 s poll, Zuplo 60 s cache",
@@ -179,8 +232,14 @@ fn outbox_rate(registry: &Registry, outbox: &OutboxStatus, events: u64) -> anyho
     std::thread::scope(|scope| -> anyhow::Result<()> {
         let sampler = scope.spawn(|| {
             while !done.load(Ordering::Relaxed) {
-                let lag = registry.head().seq.0.saturating_sub(outbox.published.load(Ordering::Relaxed));
-                lags.lock().unwrap_or_else(|e| e.into_inner()).push(lag as f64);
+                let lag = registry
+                    .head()
+                    .seq
+                    .0
+                    .saturating_sub(outbox.published.load(Ordering::Relaxed));
+                lags.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(lag as f64);
                 std::thread::sleep(Duration::from_millis(5));
             }
         });
@@ -190,13 +249,20 @@ fn outbox_rate(registry: &Registry, outbox: &OutboxStatus, events: u64) -> anyho
         stats.map(|_| ())
     })?;
     let head = registry.head().seq.0;
-    wait_for("the outbox to catch up", Duration::from_secs(120), || outbox.published.load(Ordering::Relaxed) >= head)?;
+    wait_for("the outbox to catch up", Duration::from_secs(120), || {
+        outbox.published.load(Ordering::Relaxed) >= head
+    })?;
     let rate = (head - start_seq) as f64 / started.elapsed().as_secs_f64();
     let mut lags = std::mem::take(&mut *lags.lock().unwrap_or_else(|e| e.into_inner()));
     lags.sort_by(f64::total_cmp);
     Ok(Row::new(
         "7. outbox to JetStream, acknowledged, 64 writers",
-        format!("{rate:.0} events/s published; lag p50 {:.0}, p99 {:.0}, max {:.0} events", percentile(&lags, 0.5), percentile(&lags, 0.99), lags.last().copied().unwrap_or(0.0)),
+        format!(
+            "{rate:.0} events/s published; lag p50 {:.0}, p99 {:.0}, max {:.0} events",
+            percentile(&lags, 0.5),
+            percentile(&lags, 0.99),
+            lags.last().copied().unwrap_or(0.0)
+        ),
         "keeps up (lag drains)",
         "-",
         None,

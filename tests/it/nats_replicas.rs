@@ -402,7 +402,10 @@ fn access_counts_across_nodes_are_exact() {
         for message in &contents {
             for secret in secrets {
                 let core = &secret.as_bytes()[3..35];
-                assert!(!message.windows(core.len()).any(|w| w == core), "a secret is in a {stream} message");
+                assert!(
+                    !message.windows(core.len()).any(|w| w == core),
+                    "a secret is in a {stream} message"
+                );
             }
         }
     }
