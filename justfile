@@ -23,3 +23,13 @@ run:
     if (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; then nats=nats://127.0.0.1:4222; fi
     echo "NATS: $nats"
     exec ./target/release/keyreg serve --data data --listen 127.0.0.1:8080 --nats "$nats"
+
+# The benchmarks, quick sizes (under 5 minutes): prints the results table.
+bench:
+    cargo build --release --features bench-pg
+    ./target/release/keyreg bench run
+
+# The benchmarks at the sizes of BENCHMARKS.md (1,000,000 keys and events).
+bench-full:
+    cargo build --release --features bench-pg
+    ./target/release/keyreg bench run --full

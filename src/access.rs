@@ -68,13 +68,7 @@ impl AccessCounter {
             None => {
                 pending.insert(
                     key.clone(),
-                    Pending {
-                        org: org.clone(),
-                        count: 1,
-                        first_at: at,
-                        last_at: at,
-                        last_ip: ip,
-                    },
+                    Pending { org: org.clone(), count: 1, first_at: at, last_at: at, last_ip: ip },
                 );
             }
         }
@@ -136,27 +130,16 @@ mod tests {
         let c = AccessCounter::new("n1", Timestamp::from_micros(5));
         let org = OrgId::parse("acme").unwrap();
         let mut ids = IdGenerator::default();
-        let (a, b) = (
-            ids.key_id(Timestamp::from_micros(0)),
-            ids.key_id(Timestamp::from_micros(0)),
-        );
+        let (a, b) = (ids.key_id(Timestamp::from_micros(0)), ids.key_id(Timestamp::from_micros(0)));
         for t in [3, 1, 2] {
-            c.record(
-                &org,
-                &a,
-                Timestamp::from_micros(t),
-                Some("10.0.0.1".parse().unwrap()),
-            );
+            c.record(&org, &a, Timestamp::from_micros(t), Some("10.0.0.1".parse().unwrap()));
         }
         c.record(&org, &b, Timestamp::from_micros(9), None);
         let mut reports = c.take();
         reports.sort_by(|x, y| x.1.cmp(&y.1));
         assert_eq!(reports.len(), 2);
         let r = &reports[0].2;
-        assert_eq!(
-            (r.count, r.first_at.micros(), r.last_at.micros()),
-            (3, 1, 3)
-        );
+        assert_eq!((r.count, r.first_at.micros(), r.last_at.micros()), (3, 1, 3));
         assert_ne!(reports[0].2.report_id, reports[1].2.report_id);
         assert!(c.take().is_empty());
         c.restore(reports.remove(0));

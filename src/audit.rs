@@ -30,9 +30,7 @@ struct Interner<T: std::hash::Hash + Eq + Clone> {
 
 impl<T: std::hash::Hash + Eq + Clone> Default for Interner<T> {
     fn default() -> Self {
-        Interner {
-            ids: HashMap::new(),
-        }
+        Interner { ids: HashMap::new() }
     }
 }
 
@@ -91,10 +89,7 @@ impl AuditIndex {
             org,
             actor: self.actors.intern(&event.actor),
             key,
-            type_index: TYPES
-                .iter()
-                .position(|t| *t == event.change.type_name())
-                .unwrap_or(0) as u8,
+            type_index: TYPES.iter().position(|t| *t == event.change.type_name()).unwrap_or(0) as u8,
         };
         self.entries.push(entry);
         self.by_org.entry(org).or_default().push(position);
@@ -106,11 +101,7 @@ impl AuditIndex {
     /// The last sequence whose time is at or before `t` (0 if none).
     pub fn last_seq_at(&self, t: Timestamp) -> Seq {
         let n = self.entries.partition_point(|e| e.time <= t);
-        if n == 0 {
-            Seq(0)
-        } else {
-            self.entries[n - 1].seq
-        }
+        if n == 0 { Seq(0) } else { self.entries[n - 1].seq }
     }
 
     /// Matching sequence numbers in the query's order, at most `limit`, and
@@ -144,35 +135,20 @@ impl AuditIndex {
         // Narrow by time and cursor with binary searches: both are monotonic.
         let lo = list.partition_point(|p| {
             let e = entry(p);
-            q.since.is_some_and(|s| e.time < s)
-                || (q.order == Order::Asc && q.after.is_some_and(|a| e.seq <= a))
+            q.since.is_some_and(|s| e.time < s) || (q.order == Order::Asc && q.after.is_some_and(|a| e.seq <= a))
         });
         let hi = list.partition_point(|p| {
             let e = entry(p);
-            q.until.is_none_or(|u| e.time <= u)
-                && (q.order == Order::Asc || q.after.is_none_or(|a| e.seq < a))
+            q.until.is_none_or(|u| e.time <= u) && (q.order == Order::Asc || q.after.is_none_or(|a| e.seq < a))
         });
         let slice = if lo < hi { &list[lo..hi] } else { &[][..] };
         let keep = |p: &&u32| {
             let e = entry(p);
-            e.org == org
-                && actor.is_none_or(|a| e.actor == a)
-                && type_index.is_none_or(|t| e.type_index == t)
+            e.org == org && actor.is_none_or(|a| e.actor == a) && type_index.is_none_or(|t| e.type_index == t)
         };
         let mut out: Vec<Seq> = match q.order {
-            Order::Asc => slice
-                .iter()
-                .filter(keep)
-                .take(q.limit + 1)
-                .map(|p| entry(p).seq)
-                .collect(),
-            Order::Desc => slice
-                .iter()
-                .rev()
-                .filter(keep)
-                .take(q.limit + 1)
-                .map(|p| entry(p).seq)
-                .collect(),
+            Order::Asc => slice.iter().filter(keep).take(q.limit + 1).map(|p| entry(p).seq).collect(),
+            Order::Desc => slice.iter().rev().filter(keep).take(q.limit + 1).map(|p| entry(p).seq).collect(),
         };
         let more = out.len() > q.limit;
         out.truncate(q.limit);

@@ -17,9 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct Cidr(IpNet);
 
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "{value:?} is not an IP range (expected e.g. 10.0.0.0/8, 2001:db8::/32 or a single address)"
-)]
+#[error("{value:?} is not an IP range (expected e.g. 10.0.0.0/8, 2001:db8::/32 or a single address)")]
 pub struct CidrError {
     value: String,
 }
@@ -28,9 +26,7 @@ impl Cidr {
     /// Accepts `addr/len` or a bare address (a single-host range). Host bits
     /// are cleared, so `10.1.2.3/8` is stored as `10.0.0.0/8`.
     pub fn parse(s: &str) -> Result<Cidr, CidrError> {
-        let err = || CidrError {
-            value: s.chars().take(80).collect(),
-        };
+        let err = || CidrError { value: s.chars().take(80).collect() };
         let net = match s.parse::<IpNet>() {
             Ok(n) => n,
             Err(_) => IpNet::from(s.parse::<IpAddr>().map_err(|_| err())?),
@@ -89,10 +85,7 @@ mod tests {
 
     #[test]
     fn families_match_independently() {
-        let rules = [
-            Cidr::parse("10.0.0.0/8").unwrap(),
-            Cidr::parse("2001:db8::/32").unwrap(),
-        ];
+        let rules = [Cidr::parse("10.0.0.0/8").unwrap(), Cidr::parse("2001:db8::/32").unwrap()];
         assert!(allows(&rules, ip("10.9.8.7")));
         assert!(allows(&rules, ip("2001:db8:1::5")));
         assert!(!allows(&rules, ip("11.0.0.1")));
@@ -104,10 +97,7 @@ mod tests {
     #[test]
     fn parsing_normalises_and_refuses_garbage() {
         assert_eq!(Cidr::parse("10.1.2.3/8").unwrap().to_string(), "10.0.0.0/8");
-        assert_eq!(
-            Cidr::parse("192.0.2.7").unwrap().to_string(),
-            "192.0.2.7/32"
-        );
+        assert_eq!(Cidr::parse("192.0.2.7").unwrap().to_string(), "192.0.2.7/32");
         assert!(Cidr::parse("0.0.0.0/0").unwrap().is_wildcard());
         for bad in ["10.0.0.0/33", "not-an-ip", "", "10.0.0/8", "::/129"] {
             assert!(Cidr::parse(bad).is_err(), "{bad}");

@@ -179,37 +179,22 @@ pub fn main() -> ExitCode {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
 fn config(prefix: &str) -> anyhow::Result<Config> {
-    let format = TokenFormat::new(prefix)
-        .context("--token-prefix must be 1 to 16 characters of [a-z0-9_]")?;
-    Ok(Config {
-        clock: Arc::new(SystemClock),
-        format,
-    })
+    let format = TokenFormat::new(prefix).context("--token-prefix must be 1 to 16 characters of [a-z0-9_]")?;
+    Ok(Config { clock: Arc::new(SystemClock), format })
 }
 
 fn parse_time(flag: &str, s: &str) -> anyhow::Result<Timestamp> {
-    Timestamp::parse(s).with_context(|| {
-        format!("{flag} {s:?} is not an RFC 3339 time (e.g. 2026-11-22T10:00:00Z)")
-    })
+    Timestamp::parse(s).with_context(|| format!("{flag} {s:?} is not an RFC 3339 time (e.g. 2026-11-22T10:00:00Z)"))
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Cmd::Init { data } => init(&data, config(&cli.token_prefix)?),
-        Cmd::Serve {
-            data,
-            listen,
-            node,
-            access_flush_ms,
-            nats,
-        } => {
+        Cmd::Serve { data, listen, node, access_flush_ms, nats } => {
             let options = ServeOptions {
                 node,
                 access_flush: Duration::from_millis(access_flush_ms.max(10)),
@@ -228,13 +213,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 (None, None) => bail!("give --data or --nats"),
             }
         }
-        Cmd::Verifier {
-            nats,
-            listen,
-            pepper_file,
-            node,
-            access_flush_ms,
-        } => {
+        Cmd::Verifier { nats, listen, pepper_file, node, access_flush_ms } => {
             let config = config(&cli.token_prefix)?;
             let mut replica = ReplicaConfig::new(&nats, Pepper::load(&pepper_file)?);
             replica.format = config.format;
@@ -242,9 +221,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             replica.access_flush = Duration::from_millis(access_flush_ms.max(10));
             verifier(replica, &listen)
         }
-        Cmd::Audit {
-            command: AuditCmd::Verify { source, json },
-        } => {
+        Cmd::Audit { command: AuditCmd::Verify { source, json } } => {
             let report = match (source.data, source.nats) {
                 (Some(data), _) => open_log(&data)?.reader().verify(progress("verify")),
                 (None, Some(url)) => stream_chain(&url)?,
@@ -252,44 +229,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             print_report(&report, json)
         }
-        Cmd::Audit {
-            command: AuditCmd::Export { data, since, until },
-        } => {
+        Cmd::Audit { command: AuditCmd::Export { data, since, until } } => {
             let since = since.map(|s| parse_time("--since", &s)).transpose()?;
             let until = until.map(|s| parse_time("--until", &s)).transpose()?;
             audit_export(&data, since, until)
         }
-        Cmd::Bench {
-            command:
-                BenchCmd::Run {
-                    full,
-                    nats_server,
-                    only,
-                },
-        } => {
-            let size = if full {
-                crate::bench::Size::full()
-            } else {
-                crate::bench::Size::quick()
-            };
+        Cmd::Bench { command: BenchCmd::Run { full, nats_server, only } } => {
+            let size = if full { crate::bench::Size::full() } else { crate::bench::Size::quick() };
             crate::bench::run(size, nats_server.as_deref(), &only)?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Bench {
-            command:
-                BenchCmd::Append {
-                    data,
-                    writers,
-                    events,
-                    print_acks,
-                },
-        } => bench_append(
-            &data,
-            config(&cli.token_prefix)?,
-            writers,
-            events,
-            print_acks,
-        ),
+        Cmd::Bench { command: BenchCmd::Append { data, writers, events, print_acks } } => {
+            bench_append(&data, config(&cli.token_prefix)?, writers, events, print_acks)
+        }
     }
 }
 
@@ -306,22 +258,14 @@ fn init(data: &Path, config: Config) -> anyhow::Result<ExitCode> {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
-fn serve(
-    data: &Path,
-    config: Config,
-    listen: &str,
-    options: ServeOptions,
-) -> anyhow::Result<ExitCode> {
+fn serve(data: &Path, config: Config, listen: &str, options: ServeOptions) -> anyhow::Result<ExitCode> {
     let registry = Registry::open(data, config)?;
     runtime()?.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
+        let listener =
+            tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
         println!("keyreg listening on http://{addr}");
         std::io::stdout().flush()?;
@@ -432,9 +376,8 @@ fn stream_chain(url: &str) -> anyhow::Result<ChainReport> {
 
 fn verifier(config: ReplicaConfig, listen: &str) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
+        let listener =
+            tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
         let replica = Replica::start(config).await?;
         println!("keyreg verifier listening on http://{addr}");
@@ -446,28 +389,11 @@ fn verifier(config: ReplicaConfig, listen: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn print_table(
-    table: &crate::projection::Table,
-    at: Timestamp,
-    org: Option<&OrgId>,
-) -> anyhow::Result<()> {
-    let mut orgs: Vec<_> = table
-        .orgs()
-        .filter(|o| org.is_none_or(|x| &o.id == x))
-        .collect();
+pub(crate) fn print_table(table: &crate::projection::Table, at: Timestamp, org: Option<&OrgId>) -> anyhow::Result<()> {
+    let mut orgs: Vec<_> = table.orgs().filter(|o| org.is_none_or(|x| &o.id == x)).collect();
     orgs.sort_by(|a, b| a.id.cmp(&b.id));
-    let keys = table
-        .all_keys()
-        .into_iter()
-        .filter(|k| org.is_none_or(|x| &k.org == x))
-        .map(|k| k.view(at))
-        .collect();
-    let out = ReplayOutput {
-        at,
-        seq: table.applied(),
-        orgs,
-        keys,
-    };
+    let keys = table.all_keys().into_iter().filter(|k| org.is_none_or(|x| &k.org == x)).map(|k| k.view(at)).collect();
+    let out = ReplayOutput { at, seq: table.applied(), orgs, keys };
     let mut stdout = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut stdout, &out)?;
     writeln!(stdout)?;
@@ -478,10 +404,7 @@ fn print_report(report: &ChainReport, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         println!("{}", serde_json::to_string(&report)?);
     } else if report.ok {
-        println!(
-            "ok: {} events, head seq {}, head hash {}",
-            report.events, report.head_seq, report.head_hash
-        );
+        println!("ok: {} events, head seq {}, head hash {}", report.events, report.head_seq, report.head_hash);
     } else {
         println!(
             "BROKEN at seq {}: {} ({} events verified before it)",
@@ -490,18 +413,10 @@ fn print_report(report: &ChainReport, json: bool) -> anyhow::Result<ExitCode> {
             report.events
         );
     }
-    Ok(if report.ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-fn audit_export(
-    data: &Path,
-    since: Option<Timestamp>,
-    until: Option<Timestamp>,
-) -> anyhow::Result<ExitCode> {
+fn audit_export(data: &Path, since: Option<Timestamp>, until: Option<Timestamp>) -> anyhow::Result<ExitCode> {
     let log = open_log(data)?.reader();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut report = progress("export");
@@ -535,13 +450,7 @@ fn bench_append(
     events: u64,
     print_acks: bool,
 ) -> anyhow::Result<ExitCode> {
-    let registry = match Registry::open(
-        data,
-        Config {
-            clock: config.clock.clone(),
-            format: config.format.clone(),
-        },
-    ) {
+    let registry = match Registry::open(data, Config { clock: config.clock.clone(), format: config.format.clone() }) {
         Ok(r) => r,
         Err(registry::OpenError::NotInitialised(_)) => Registry::init(data, config)?.0,
         Err(e) => return Err(e.into()),

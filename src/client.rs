@@ -12,12 +12,7 @@ use serde_json::{Value, json};
 #[derive(Args)]
 pub struct KeysArgs {
     /// The registry's URL, e.g. http://127.0.0.1:8080
-    #[arg(
-        long,
-        env = "KEYREG_URL",
-        default_value = "http://127.0.0.1:8080",
-        global = true
-    )]
+    #[arg(long, env = "KEYREG_URL", default_value = "http://127.0.0.1:8080", global = true)]
     url: String,
     /// A key with keys:admin (writes) or keys:read (reads).
     #[arg(long, env = "KEYREG_TOKEN", hide_env_values = true, global = true)]
@@ -142,13 +137,7 @@ struct Call<'a> {
 
 impl<'a> Call<'a> {
     fn new(method: &'a str, path: impl Into<String>) -> Self {
-        Call {
-            method,
-            path: path.into(),
-            query: vec![],
-            if_match: None,
-            body: None,
-        }
+        Call { method, path: path.into(), query: vec![], if_match: None, body: None }
     }
 
     fn body(mut self, body: Value) -> Self {
@@ -183,13 +172,9 @@ impl Client {
             "PATCH" => prepare!(self.agent.patch(&url)).send_json(body),
             _ => prepare!(self.agent.post(&url)).send_json(body),
         };
-        let mut response =
-            sent.with_context(|| format!("cannot reach the registry at {}", self.url))?;
+        let mut response = sent.with_context(|| format!("cannot reach the registry at {}", self.url))?;
         let status = response.status();
-        let text = response
-            .body_mut()
-            .read_to_string()
-            .context("cannot read the registry's answer")?;
+        let text = response.body_mut().read_to_string().context("cannot read the registry's answer")?;
         let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if !status.is_success() {
             let detail = value["detail"].as_str().unwrap_or("no detail");
@@ -201,47 +186,20 @@ impl Client {
 }
 
 pub fn run(args: KeysArgs) -> anyhow::Result<()> {
-    let token = args
-        .token
-        .filter(|t| !t.is_empty())
-        .context("set KEYREG_TOKEN (or --token) to a key of your organization")?;
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let client = Client {
-        agent,
-        url: args.url,
-        token,
-    };
+    let token =
+        args.token.filter(|t| !t.is_empty()).context("set KEYREG_TOKEN (or --token) to a key of your organization")?;
+    let agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let client = Client { agent, url: args.url, token };
     let call = match args.command {
-        KeysCmd::Create {
-            name,
-            scopes,
-            description,
-            owner,
-            expires_in_days,
-            expires_at,
-            cidrs,
-        } => {
+        KeysCmd::Create { name, scopes, description, owner, expires_in_days, expires_at, cidrs } => {
             let mut body = json!({"name": name, "scopes": scopes, "allowed_cidrs": cidrs});
             set(&mut body, "description", description.map(Value::from));
             set(&mut body, "owner", owner.map(Value::from));
-            set(
-                &mut body,
-                "expires_in_days",
-                expires_in_days.map(Value::from),
-            );
+            set(&mut body, "expires_in_days", expires_in_days.map(Value::from));
             set(&mut body, "expires_at", expires_at.map(Value::from));
             Call::new("POST", "/v1/keys").body(body)
         }
-        KeysCmd::List {
-            status,
-            q,
-            limit,
-            cursor,
-            as_of,
-        } => {
+        KeysCmd::List { status, q, limit, cursor, as_of } => {
             let mut call = Call::new("GET", "/v1/keys");
             call.query = [
                 ("status", status),
@@ -260,43 +218,14 @@ pub fn run(args: KeysArgs) -> anyhow::Result<()> {
             call.query = as_of.map(|a| ("as_of", a)).into_iter().collect();
             call
         }
-        KeysCmd::Update {
-            id,
-            name,
-            description,
-            owner,
-            scopes,
-            cidrs,
-            any_address,
-            expires_at,
-            if_match,
-            dry_run,
-        } => {
+        KeysCmd::Update { id, name, description, owner, scopes, cidrs, any_address, expires_at, if_match, dry_run } => {
             let mut body = json!({});
             set(&mut body, "name", name.map(Value::from));
             set(&mut body, "description", description.map(Value::from));
             set(&mut body, "owner", owner.map(Value::from));
-            set(
-                &mut body,
-                "scopes",
-                (!scopes.is_empty()).then(|| json!(scopes)),
-            );
-            set(
-                &mut body,
-                "allowed_cidrs",
-                (!cidrs.is_empty() || any_address).then(|| json!(cidrs)),
-            );
-            set(
-                &mut body,
-                "expires_at",
-                expires_at.map(|e| {
-                    if e == "never" {
-                        Value::Null
-                    } else {
-                        Value::from(e)
-                    }
-                }),
-            );
+            set(&mut body, "scopes", (!scopes.is_empty()).then(|| json!(scopes)));
+            set(&mut body, "allowed_cidrs", (!cidrs.is_empty() || any_address).then(|| json!(cidrs)));
+            set(&mut body, "expires_at", expires_at.map(|e| if e == "never" { Value::Null } else { Value::from(e) }));
             let mut call = Call::new("PATCH", format!("/v1/keys/{id}")).body(body);
             call.if_match = if_match;
             if dry_run {
@@ -314,8 +243,9 @@ pub fn run(args: KeysArgs) -> anyhow::Result<()> {
             call.query.push(("confirm", confirm));
             call
         }
-        KeysCmd::Rotate { id, grace_seconds } => Call::new("POST", format!("/v1/keys/{id}/rotate"))
-            .body(json!({"grace_seconds": grace_seconds})),
+        KeysCmd::Rotate { id, grace_seconds } => {
+            Call::new("POST", format!("/v1/keys/{id}/rotate")).body(json!({"grace_seconds": grace_seconds}))
+        }
     };
     let answer = client.send(call)?;
     if args.json {
@@ -354,21 +284,10 @@ fn render(answer: &Value) -> String {
             })
             .collect();
         let header = ["ID", "NAME", "STATUS", "PREFIX", "SCOPES", "EXPIRES"].map(String::from);
-        let widths: Vec<usize> = (0..6)
-            .map(|i| {
-                rows.iter()
-                    .chain([&header])
-                    .map(|r| r[i].chars().count())
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
+        let widths: Vec<usize> =
+            (0..6).map(|i| rows.iter().chain([&header]).map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
         for row in std::iter::once(&header).chain(&rows) {
-            let line: Vec<String> = row
-                .iter()
-                .zip(&widths)
-                .map(|(c, w)| format!("{c:<w$}"))
-                .collect();
+            let line: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
             let _ = writeln!(out, "{}", line.join("  ").trim_end());
         }
         if let Some(next) = answer["next_cursor"].as_str() {
@@ -403,10 +322,7 @@ fn render(answer: &Value) -> String {
         let _ = writeln!(out, "(dry run: nothing was changed)");
     }
     if let Some(secret) = answer["secret"].as_str() {
-        let _ = writeln!(
-            out,
-            "\nSECRET (shown once, never again; store it now): {secret}"
-        );
+        let _ = writeln!(out, "\nSECRET (shown once, never again; store it now): {secret}");
     }
     for w in answer["warnings"].as_array().into_iter().flatten() {
         let _ = writeln!(out, "warning: {}", text(w));

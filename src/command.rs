@@ -8,8 +8,8 @@
 
 use crate::cidr::Cidr;
 use crate::event::{
-    Change, Expired, IpsEdited, KeyAccessed, KeyChange, KeyCreated, KeyRotated, KeyUpdated,
-    OrgSettings, Reason, ScopesEdited,
+    Change, Expired, IpsEdited, KeyAccessed, KeyChange, KeyCreated, KeyRotated, KeyUpdated, OrgSettings, Reason,
+    ScopesEdited,
 };
 use crate::id::{Actor, KeyId, OrgId, Seq};
 use crate::projection::{Key, Status, Table};
@@ -132,10 +132,7 @@ pub enum Command {
 pub enum Refusal {
     /// The input breaks a rule of its own (length, syntax, range).
     #[error("{field}: {message}")]
-    Validation {
-        field: &'static str,
-        message: String,
-    },
+    Validation { field: &'static str, message: String },
     /// No such key or org in the caller's organization.
     #[error("no {what} {id:?} in this organization")]
     NotFound { what: &'static str, id: String },
@@ -143,9 +140,7 @@ pub enum Refusal {
     #[error("{0}")]
     Conflict(String),
     /// Creating the key would exceed the org's `max_keys`.
-    #[error(
-        "the organization already has {max_keys} keys that are not revoked or deleted (max_keys)"
-    )]
+    #[error("the organization already has {max_keys} keys that are not revoked or deleted (max_keys)")]
     KeyLimit { max_keys: u32 },
     /// `If-Match` named a version that is no longer current.
     #[error("the key is at version {actual}, not {expected}")]
@@ -153,10 +148,7 @@ pub enum Refusal {
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> Refusal {
-    Refusal::Validation {
-        field,
-        message: message.into(),
-    }
+    Refusal::Validation { field, message: message.into() }
 }
 
 /// What to record: changes, all in one organization.
@@ -168,30 +160,15 @@ pub struct Decision {
 
 pub fn decide(table: &Table, ctx: &Context, command: &Command) -> Result<Decision, Refusal> {
     let key_change = |id: &KeyId, c: KeyChange| Change::Key(id.clone(), c);
-    let one = |id: &KeyId, c: KeyChange| {
-        Ok(Decision {
-            org: ctx.org.clone(),
-            changes: vec![key_change(id, c)],
-        })
-    };
+    let one = |id: &KeyId, c: KeyChange| Ok(Decision { org: ctx.org.clone(), changes: vec![key_change(id, c)] });
     match command {
-        Command::CreateOrg {
-            id,
-            name,
-            max_keys,
-            admin,
-        } => {
+        Command::CreateOrg { id, name, max_keys, admin } => {
             // `_system` is made by `keyreg init` as the log's first event, never later.
             if !id.is_tenant() && table.applied() != Seq(0) {
-                return Err(invalid(
-                    "id",
-                    "organization ids are [a-z0-9][a-z0-9-]{1,62}",
-                ));
+                return Err(invalid("id", "organization ids are [a-z0-9][a-z0-9-]{1,62}"));
             }
             if table.org(id).is_some() {
-                return Err(Refusal::Conflict(format!(
-                    "the organization {id} already exists"
-                )));
+                return Err(Refusal::Conflict(format!("the organization {id} already exists")));
             }
             let settings = OrgSettings {
                 name: check_name("name", name)?,
@@ -200,16 +177,11 @@ pub fn decide(table: &Table, ctx: &Context, command: &Command) -> Result<Decisio
             let created = new_key_event(admin, ctx.now)?;
             Ok(Decision {
                 org: id.clone(),
-                changes: vec![
-                    Change::OrgCreated(settings),
-                    key_change(&admin.id, KeyChange::Created(created)),
-                ],
+                changes: vec![Change::OrgCreated(settings), key_change(&admin.id, KeyChange::Created(created))],
             })
         }
         Command::UpdateOrg { name, max_keys } => {
-            let org = table
-                .org(&ctx.org)
-                .ok_or_else(|| not_found("organization", ctx.org.as_str()))?;
+            let org = table.org(&ctx.org).ok_or_else(|| not_found("organization", ctx.org.as_str()))?;
             let settings = OrgSettings {
                 name: match name {
                     Some(n) => check_name("name", n)?,
@@ -218,44 +190,28 @@ pub fn decide(table: &Table, ctx: &Context, command: &Command) -> Result<Decisio
                 max_keys: check_max_keys(max_keys.unwrap_or(org.max_keys))?,
             };
             let unchanged = settings.name == org.name && settings.max_keys == org.max_keys;
-            let changes = if unchanged {
-                vec![]
-            } else {
-                vec![Change::OrgUpdated(settings)]
-            };
-            Ok(Decision {
-                org: ctx.org.clone(),
-                changes,
-            })
+            let changes = if unchanged { vec![] } else { vec![Change::OrgUpdated(settings)] };
+            Ok(Decision { org: ctx.org.clone(), changes })
         }
         Command::CreateKey(new) => {
-            let org = table
-                .org(&ctx.org)
-                .ok_or_else(|| not_found("organization", ctx.org.as_str()))?;
+            let org = table.org(&ctx.org).ok_or_else(|| not_found("organization", ctx.org.as_str()))?;
             let created = new_key_event(new, ctx.now)?;
             if table.key(&new.id).is_some() {
                 return Err(Refusal::Conflict(format!("the key id {} is taken", new.id)));
             }
             if org.counted_keys >= org.max_keys {
-                return Err(Refusal::KeyLimit {
-                    max_keys: org.max_keys,
-                });
+                return Err(Refusal::KeyLimit { max_keys: org.max_keys });
             }
             one(&new.id, KeyChange::Created(created))
         }
         Command::EditKey { id, expected, edit } => {
             let key = live_key(table, ctx, id, *expected)?;
-            Ok(Decision {
-                org: ctx.org.clone(),
-                changes: edit_changes(key, edit, ctx.now)?,
-            })
+            Ok(Decision { org: ctx.org.clone(), changes: edit_changes(key, edit, ctx.now)? })
         }
         Command::Disable { id, expected } => {
             let key = live_key(table, ctx, id, *expected)?;
             if key.status == Status::Disabled {
-                return Err(Refusal::Conflict(format!(
-                    "the key {id} is already disabled"
-                )));
+                return Err(Refusal::Conflict(format!("the key {id} is already disabled")));
             }
             one(id, KeyChange::Disabled)
         }
@@ -266,48 +222,24 @@ pub fn decide(table: &Table, ctx: &Context, command: &Command) -> Result<Decisio
             }
             one(id, KeyChange::Enabled)
         }
-        Command::Revoke {
-            id,
-            expected,
-            reason,
-        } => {
+        Command::Revoke { id, expected, reason } => {
             let key = key_in(table, ctx, id, *expected)?;
             check_revocable(key, false)?;
-            one(
-                id,
-                KeyChange::Revoked(Reason {
-                    reason: check_reason(reason)?,
-                }),
-            )
+            one(id, KeyChange::Revoked(Reason { reason: check_reason(reason)? }))
         }
-        Command::Delete {
-            id,
-            confirm,
-            reason,
-        } => {
+        Command::Delete { id, confirm, reason } => {
             let key = key_in(table, ctx, id, None)?;
             if *confirm != key.name {
                 return Err(invalid("confirm", "must equal the key's name exactly"));
             }
             check_revocable(key, true)?;
-            one(
-                id,
-                KeyChange::Deleted(Reason {
-                    reason: check_reason(reason)?,
-                }),
-            )
+            one(id, KeyChange::Deleted(Reason { reason: check_reason(reason)? }))
         }
-        Command::BulkRevoke {
-            ids,
-            reason,
-            delete,
-        } => {
+        Command::BulkRevoke { ids, reason, delete } => {
             if ids.is_empty() || ids.len() > MAX_BULK {
                 return Err(invalid("ids", format!("give 1 to {MAX_BULK} key ids")));
             }
-            let reason = Reason {
-                reason: check_reason(reason)?,
-            };
+            let reason = Reason { reason: check_reason(reason)? };
             let mut seen = std::collections::HashSet::new();
             let mut changes = Vec::with_capacity(ids.len());
             for id in ids {
@@ -315,30 +247,16 @@ pub fn decide(table: &Table, ctx: &Context, command: &Command) -> Result<Decisio
                     return Err(invalid("ids", format!("{id} is listed twice")));
                 }
                 check_revocable(key_in(table, ctx, id, None)?, *delete)?;
-                let change = if *delete {
-                    KeyChange::Deleted(reason.clone())
-                } else {
-                    KeyChange::Revoked(reason.clone())
-                };
+                let change =
+                    if *delete { KeyChange::Deleted(reason.clone()) } else { KeyChange::Revoked(reason.clone()) };
                 changes.push(key_change(id, change));
             }
-            Ok(Decision {
-                org: ctx.org.clone(),
-                changes,
-            })
+            Ok(Decision { org: ctx.org.clone(), changes })
         }
-        Command::Rotate {
-            id,
-            expected,
-            secret,
-            grace_seconds,
-        } => {
+        Command::Rotate { id, expected, secret, grace_seconds } => {
             live_key(table, ctx, id, *expected)?;
             if *grace_seconds > MAX_GRACE_SECONDS {
-                return Err(invalid(
-                    "grace_seconds",
-                    format!("at most {MAX_GRACE_SECONDS} (30 days)"),
-                ));
+                return Err(invalid("grace_seconds", format!("at most {MAX_GRACE_SECONDS} (30 days)")));
             }
             let until = (*grace_seconds > 0).then(|| ctx.now.plus_seconds(*grace_seconds as i64));
             one(
@@ -353,23 +271,16 @@ pub fn decide(table: &Table, ctx: &Context, command: &Command) -> Result<Decisio
         Command::Expire { id } => {
             let key = key_in(table, ctx, id, None)?;
             match key.expires_at {
-                Some(at)
-                    if matches!(key.status, Status::Active | Status::Disabled) && at <= ctx.now =>
-                {
+                Some(at) if matches!(key.status, Status::Active | Status::Disabled) && at <= ctx.now => {
                     one(id, KeyChange::Expired(Expired { expires_at: at }))
                 }
-                _ => Err(Refusal::Conflict(format!(
-                    "the key {id} is not due to expire"
-                ))),
+                _ => Err(Refusal::Conflict(format!("the key {id} is not due to expire"))),
             }
         }
         Command::RecordAccess { id, report } => {
             key_in(table, ctx, id, None)?;
             if table.has_report(&report.report_id) {
-                return Err(Refusal::Conflict(format!(
-                    "the access report {} is already recorded",
-                    report.report_id
-                )));
+                return Err(Refusal::Conflict(format!("the access report {} is already recorded", report.report_id)));
             }
             if report.count == 0 || report.first_at > report.last_at {
                 return Err(invalid(
@@ -383,58 +294,31 @@ pub fn decide(table: &Table, ctx: &Context, command: &Command) -> Result<Decisio
 }
 
 fn not_found(what: &'static str, id: &str) -> Refusal {
-    Refusal::NotFound {
-        what,
-        id: id.chars().take(80).collect(),
-    }
+    Refusal::NotFound { what, id: id.chars().take(80).collect() }
 }
 
 /// The key, in the caller's org, at the expected version if one was given.
-fn key_in<'a>(
-    table: &'a Table,
-    ctx: &Context,
-    id: &KeyId,
-    expected: Option<Seq>,
-) -> Result<&'a Key, Refusal> {
-    let key = table
-        .key_in(&ctx.org, id)
-        .ok_or_else(|| not_found("key", id.as_str()))?;
+fn key_in<'a>(table: &'a Table, ctx: &Context, id: &KeyId, expected: Option<Seq>) -> Result<&'a Key, Refusal> {
+    let key = table.key_in(&ctx.org, id).ok_or_else(|| not_found("key", id.as_str()))?;
     match expected {
-        Some(e) if e != key.version => Err(Refusal::VersionMismatch {
-            expected: e,
-            actual: key.version,
-        }),
+        Some(e) if e != key.version => Err(Refusal::VersionMismatch { expected: e, actual: key.version }),
         _ => Ok(key),
     }
 }
 
 /// A key that may still be changed: active or disabled, not past expiry.
-fn live_key<'a>(
-    table: &'a Table,
-    ctx: &Context,
-    id: &KeyId,
-    expected: Option<Seq>,
-) -> Result<&'a Key, Refusal> {
+fn live_key<'a>(table: &'a Table, ctx: &Context, id: &KeyId, expected: Option<Seq>) -> Result<&'a Key, Refusal> {
     let key = key_in(table, ctx, id, expected)?;
     match key.status_at(ctx.now) {
         Status::Active | Status::Disabled => Ok(key),
-        s => Err(Refusal::Conflict(format!(
-            "the key {id} is {} and can no longer be changed",
-            status_word(s)
-        ))),
+        s => Err(Refusal::Conflict(format!("the key {id} is {} and can no longer be changed", status_word(s)))),
     }
 }
 
 fn check_revocable(key: &Key, deleting: bool) -> Result<(), Refusal> {
     match key.status {
-        Status::Deleted => Err(Refusal::Conflict(format!(
-            "the key {} is already deleted",
-            key.id
-        ))),
-        Status::Revoked if !deleting => Err(Refusal::Conflict(format!(
-            "the key {} is already revoked",
-            key.id
-        ))),
+        Status::Deleted => Err(Refusal::Conflict(format!("the key {} is already deleted", key.id))),
+        Status::Revoked if !deleting => Err(Refusal::Conflict(format!("the key {} is already revoked", key.id))),
         _ => Ok(()),
     }
 }
@@ -504,16 +388,10 @@ fn edit_changes(key: &Key, edit: &KeyEdit, now: Timestamp) -> Result<Vec<Change>
         changes.push(Change::Key(id.clone(), KeyChange::Updated(updated)));
     }
     if let Some(scopes) = scopes.filter(|s| s.as_slice() != &*key.scopes) {
-        changes.push(Change::Key(
-            id.clone(),
-            KeyChange::ScopesEdited(ScopesEdited { scopes }),
-        ));
+        changes.push(Change::Key(id.clone(), KeyChange::ScopesEdited(ScopesEdited { scopes })));
     }
     if let Some(allowed_cidrs) = cidrs.filter(|c| *c != key.allowed_cidrs) {
-        changes.push(Change::Key(
-            id.clone(),
-            KeyChange::IpsEdited(IpsEdited { allowed_cidrs }),
-        ));
+        changes.push(Change::Key(id.clone(), KeyChange::IpsEdited(IpsEdited { allowed_cidrs })));
     }
     Ok(changes)
 }
@@ -521,10 +399,7 @@ fn edit_changes(key: &Key, edit: &KeyEdit, now: Timestamp) -> Result<Vec<Change>
 fn check_name(field: &'static str, name: &str) -> Result<String, Refusal> {
     let n = name.chars().count();
     if n == 0 || n > MAX_NAME || name.trim().is_empty() {
-        return Err(invalid(
-            field,
-            format!("must be 1 to {MAX_NAME} characters, not blank"),
-        ));
+        return Err(invalid(field, format!("must be 1 to {MAX_NAME} characters, not blank")));
     }
     if name.chars().any(char::is_control) {
         return Err(invalid(field, "must not contain control characters"));
@@ -540,10 +415,7 @@ fn check_len(field: &'static str, value: &str, max: usize) -> Result<String, Ref
 }
 
 fn check_reason(reason: &Option<String>) -> Result<Option<String>, Refusal> {
-    reason
-        .as_deref()
-        .map(|r| check_len("reason", r, MAX_REASON))
-        .transpose()
+    reason.as_deref().map(|r| check_len("reason", r, MAX_REASON)).transpose()
 }
 
 fn check_max_keys(n: u32) -> Result<u32, Refusal> {
@@ -572,10 +444,7 @@ fn check_scopes(scopes: &[Scope]) -> Result<Vec<Scope>, Refusal> {
 
 fn check_cidrs(cidrs: &[Cidr]) -> Result<Vec<Cidr>, Refusal> {
     if cidrs.len() > MAX_CIDRS {
-        return Err(invalid(
-            "allowed_cidrs",
-            format!("at most {MAX_CIDRS} ranges"),
-        ));
+        return Err(invalid("allowed_cidrs", format!("at most {MAX_CIDRS} ranges")));
     }
     let mut out: Vec<Cidr> = Vec::with_capacity(cidrs.len());
     for c in cidrs {
@@ -604,23 +473,22 @@ pub fn warnings(
 ) -> Vec<String> {
     let mut w = vec![];
     if after_cidrs.iter().any(Cidr::is_wildcard) {
-        w.push("allowed_cidrs contains a wildcard range (0.0.0.0/0 or ::/0) that allows a whole address family".to_owned());
+        w.push(
+            "allowed_cidrs contains a wildcard range (0.0.0.0/0 or ::/0) that allows a whole address family".to_owned(),
+        );
     }
     if let Some(key) = before {
-        let used_recently = key
-            .usage
-            .last_used_at
-            .is_some_and(|t| t > now.plus_seconds(-86_400));
+        let used_recently = key.usage.last_used_at.is_some_and(|t| t > now.plus_seconds(-86_400));
         if used_recently {
-            let narrowed = key
-                .scopes
-                .iter()
-                .any(|old| !after_scopes.iter().any(|new| old.covered_by(new)));
+            let narrowed = key.scopes.iter().any(|old| !after_scopes.iter().any(|new| old.covered_by(new)));
             if narrowed {
                 w.push("the scopes are narrowed on a key used in the last 24 hours: this can break calls made with this key".to_owned());
             }
             if after_cidrs != key.allowed_cidrs.as_slice() {
-                w.push("allowed_cidrs changed on a key used in the last 24 hours: this can break calls made with this key".to_owned());
+                w.push(
+                    "allowed_cidrs changed on a key used in the last 24 hours: this can break calls made with this key"
+                        .to_owned(),
+                );
             }
         }
     }

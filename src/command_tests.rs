@@ -31,12 +31,7 @@ impl World {
             org: OrgId::parse("acme").unwrap(),
         };
         let admin = w.new_key("admin");
-        w.ok(Command::CreateOrg {
-            id: w.org.clone(),
-            name: "Acme".into(),
-            max_keys: Some(3),
-            admin,
-        });
+        w.ok(Command::CreateOrg { id: w.org.clone(), name: "Acme".into(), max_keys: Some(3), admin });
         w
     }
 
@@ -44,10 +39,7 @@ impl World {
         let token = TokenFormat::default().generate();
         NewKey {
             id: self.ids.key_id(self.now),
-            secret: NewSecret {
-                hash: token.hash(&self.pepper),
-                display_prefix: token.display_prefix(),
-            },
+            secret: NewSecret { hash: token.hash(&self.pepper), display_prefix: token.display_prefix() },
             name: name.into(),
             description: String::new(),
             owner: "ops@acme.test".into(),
@@ -58,11 +50,7 @@ impl World {
     }
 
     fn ctx(&self) -> Context {
-        Context {
-            actor: Actor::system("test"),
-            org: self.org.clone(),
-            now: self.now,
-        }
+        Context { actor: Actor::system("test"), org: self.org.clone(), now: self.now }
     }
 
     fn run(&mut self, command: Command) -> Result<Vec<Change>, Refusal> {
@@ -82,17 +70,13 @@ impl World {
     }
 
     fn ok(&mut self, command: Command) -> Vec<&'static str> {
-        let changes = self
-            .run(command.clone())
-            .unwrap_or_else(|e| panic!("{command:?} refused: {e}"));
+        let changes = self.run(command.clone()).unwrap_or_else(|e| panic!("{command:?} refused: {e}"));
         changes.iter().map(Change::type_name).collect()
     }
 
     fn refused(&mut self, command: Command) -> Refusal {
         let before = self.table.clone();
-        let r = self
-            .run(command.clone())
-            .expect_err(&format!("{command:?} should be refused"));
+        let r = self.run(command.clone()).expect_err(&format!("{command:?} should be refused"));
         assert!(self.table == before, "a refused command changed the table");
         r
     }
@@ -117,29 +101,16 @@ fn is_validation(r: &Refusal, field: &str) -> bool {
 fn creating_an_org_records_the_org_and_its_admin_key() {
     let w = World::new();
     let org = w.table.org(&w.org).unwrap();
-    assert_eq!(
-        (org.name.as_str(), org.max_keys, org.counted_keys),
-        ("Acme", 3, 1)
-    );
+    assert_eq!((org.name.as_str(), org.max_keys, org.counted_keys), ("Acme", 3, 1));
 }
 
 #[test]
 fn org_creation_refusals() {
     let mut w = World::new();
     let admin = w.new_key("admin");
-    let again = Command::CreateOrg {
-        id: w.org.clone(),
-        name: "Again".into(),
-        max_keys: None,
-        admin: admin.clone(),
-    };
+    let again = Command::CreateOrg { id: w.org.clone(), name: "Again".into(), max_keys: None, admin: admin.clone() };
     assert!(matches!(w.refused(again), Refusal::Conflict(_)));
-    let system = Command::CreateOrg {
-        id: OrgId::system(),
-        name: "Sys".into(),
-        max_keys: None,
-        admin: admin.clone(),
-    };
+    let system = Command::CreateOrg { id: OrgId::system(), name: "Sys".into(), max_keys: None, admin: admin.clone() };
     assert!(is_validation(&w.refused(system), "id"));
     let blank = Command::CreateOrg {
         id: OrgId::parse("beta").unwrap(),
@@ -148,40 +119,17 @@ fn org_creation_refusals() {
         admin: admin.clone(),
     };
     assert!(is_validation(&w.refused(blank), "name"));
-    let zero = Command::CreateOrg {
-        id: OrgId::parse("beta").unwrap(),
-        name: "Beta".into(),
-        max_keys: Some(0),
-        admin,
-    };
+    let zero = Command::CreateOrg { id: OrgId::parse("beta").unwrap(), name: "Beta".into(), max_keys: Some(0), admin };
     assert!(is_validation(&w.refused(zero), "max_keys"));
 }
 
 #[test]
 fn updating_an_org() {
     let mut w = World::new();
-    assert_eq!(
-        w.ok(Command::UpdateOrg {
-            name: Some("Acme Inc".into()),
-            max_keys: Some(10)
-        }),
-        ["org.updated"]
-    );
+    assert_eq!(w.ok(Command::UpdateOrg { name: Some("Acme Inc".into()), max_keys: Some(10) }), ["org.updated"]);
     assert_eq!(w.table.org(&w.org).unwrap().max_keys, 10);
-    assert!(
-        w.ok(Command::UpdateOrg {
-            name: Some("Acme Inc".into()),
-            max_keys: None
-        })
-        .is_empty()
-    );
-    assert!(is_validation(
-        &w.refused(Command::UpdateOrg {
-            name: Some("x".repeat(101)),
-            max_keys: None
-        }),
-        "name"
-    ));
+    assert!(w.ok(Command::UpdateOrg { name: Some("Acme Inc".into()), max_keys: None }).is_empty());
+    assert!(is_validation(&w.refused(Command::UpdateOrg { name: Some("x".repeat(101)), max_keys: None }), "name"));
 }
 
 #[test]
@@ -191,16 +139,9 @@ fn creating_keys_and_the_key_limit() {
     w.key("b");
     assert_eq!(w.status(&a), Status::Active);
     let third = w.new_key("c");
-    assert_eq!(
-        w.refused(Command::CreateKey(third.clone())),
-        Refusal::KeyLimit { max_keys: 3 }
-    );
+    assert_eq!(w.refused(Command::CreateKey(third.clone())), Refusal::KeyLimit { max_keys: 3 });
     // Revoked keys stop counting; expired ones still do.
-    w.ok(Command::Revoke {
-        id: a,
-        expected: None,
-        reason: None,
-    });
+    w.ok(Command::Revoke { id: a, expected: None, reason: None });
     assert_eq!(w.ok(Command::CreateKey(third)), ["key.created"]);
 }
 
@@ -212,28 +153,12 @@ fn key_creation_validation() {
         ("name", Box::new(|k| k.name = String::new())),
         ("name", Box::new(|k| k.name = "n".repeat(101))),
         ("name", Box::new(|k| k.name = "tab\there".into())),
-        (
-            "description",
-            Box::new(|k| k.description = "d".repeat(1001)),
-        ),
+        ("description", Box::new(|k| k.description = "d".repeat(1001))),
         ("owner", Box::new(|k| k.owner = "o".repeat(321))),
         ("scopes", Box::new(|k| k.scopes = vec![])),
-        (
-            "scopes",
-            Box::new(|k| {
-                k.scopes = (0..101)
-                    .map(|i| Scope::parse(&format!("s:v{i}")).unwrap())
-                    .collect()
-            }),
-        ),
-        (
-            "expires_at",
-            Box::new(|k| k.expires_at = Some(Timestamp::from_micros(T0))),
-        ),
-        (
-            "expires_at",
-            Box::new(|k| k.expires_at = Some(Timestamp::from_micros(T0 - 1))),
-        ),
+        ("scopes", Box::new(|k| k.scopes = (0..101).map(|i| Scope::parse(&format!("s:v{i}")).unwrap()).collect())),
+        ("expires_at", Box::new(|k| k.expires_at = Some(Timestamp::from_micros(T0)))),
+        ("expires_at", Box::new(|k| k.expires_at = Some(Timestamp::from_micros(T0 - 1)))),
     ];
     for (field, spoil) in cases {
         let mut k = w.new_key("k");
@@ -246,10 +171,7 @@ fn key_creation_validation() {
     edge.scopes = scopes(&["read", "read", "write"]);
     edge.expires_at = Some(Timestamp::from_micros(T0 + 1));
     w.ok(Command::CreateKey(edge.clone()));
-    assert_eq!(
-        w.table.key(&edge.id).unwrap().scopes,
-        scopes(&["read", "write"])
-    );
+    assert_eq!(w.table.key(&edge.id).unwrap().scopes, scopes(&["read", "write"]));
 }
 
 #[test]
@@ -263,39 +185,15 @@ fn editing_records_one_event_per_kind_of_change() {
         ..KeyEdit::default()
     };
     assert_eq!(
-        w.ok(Command::EditKey {
-            id: id.clone(),
-            expected: None,
-            edit
-        }),
+        w.ok(Command::EditKey { id: id.clone(), expected: None, edit }),
         ["key.updated", "key.scopes_edited", "key.ips_edited"]
     );
     let key = w.table.key(&id).unwrap();
     assert_eq!((key.name.as_str(), key.version), ("renamed", Seq(6)));
-    let same = KeyEdit {
-        name: Some("renamed".into()),
-        ..KeyEdit::default()
-    };
-    assert!(
-        w.ok(Command::EditKey {
-            id: id.clone(),
-            expected: None,
-            edit: same
-        })
-        .is_empty()
-    );
-    let never = KeyEdit {
-        expires_at: Some(None),
-        owner: Some(String::new()),
-        ..KeyEdit::default()
-    };
-    let changes = w
-        .run(Command::EditKey {
-            id,
-            expected: None,
-            edit: never,
-        })
-        .unwrap();
+    let same = KeyEdit { name: Some("renamed".into()), ..KeyEdit::default() };
+    assert!(w.ok(Command::EditKey { id: id.clone(), expected: None, edit: same }).is_empty());
+    let never = KeyEdit { expires_at: Some(None), owner: Some(String::new()), ..KeyEdit::default() };
+    let changes = w.run(Command::EditKey { id, expected: None, edit: never }).unwrap();
     match &changes[..] {
         [Change::Key(_, KeyChange::Updated(u))] => assert_eq!(u.changed, ["owner"]),
         other => panic!("{other:?}"),
@@ -307,60 +205,21 @@ fn a_stale_version_is_refused() {
     let mut w = World::new();
     let id = w.key("k");
     let v = w.table.key(&id).unwrap().version;
-    w.ok(Command::Disable {
-        id: id.clone(),
-        expected: Some(v),
-    });
-    let r = w.refused(Command::Enable {
-        id: id.clone(),
-        expected: Some(v),
-    });
-    assert_eq!(
-        r,
-        Refusal::VersionMismatch {
-            expected: v,
-            actual: v.next()
-        }
-    );
-    w.ok(Command::Enable {
-        id,
-        expected: Some(v.next()),
-    });
+    w.ok(Command::Disable { id: id.clone(), expected: Some(v) });
+    let r = w.refused(Command::Enable { id: id.clone(), expected: Some(v) });
+    assert_eq!(r, Refusal::VersionMismatch { expected: v, actual: v.next() });
+    w.ok(Command::Enable { id, expected: Some(v.next()) });
 }
 
 #[test]
 fn disable_and_enable_only_from_the_other_state() {
     let mut w = World::new();
     let id = w.key("k");
-    assert!(matches!(
-        w.refused(Command::Enable {
-            id: id.clone(),
-            expected: None
-        }),
-        Refusal::Conflict(_)
-    ));
-    assert_eq!(
-        w.ok(Command::Disable {
-            id: id.clone(),
-            expected: None
-        }),
-        ["key.disabled"]
-    );
+    assert!(matches!(w.refused(Command::Enable { id: id.clone(), expected: None }), Refusal::Conflict(_)));
+    assert_eq!(w.ok(Command::Disable { id: id.clone(), expected: None }), ["key.disabled"]);
     assert_eq!(w.status(&id), Status::Disabled);
-    assert!(matches!(
-        w.refused(Command::Disable {
-            id: id.clone(),
-            expected: None
-        }),
-        Refusal::Conflict(_)
-    ));
-    assert_eq!(
-        w.ok(Command::Enable {
-            id: id.clone(),
-            expected: None
-        }),
-        ["key.enabled"]
-    );
+    assert!(matches!(w.refused(Command::Disable { id: id.clone(), expected: None }), Refusal::Conflict(_)));
+    assert_eq!(w.ok(Command::Enable { id: id.clone(), expected: None }), ["key.enabled"]);
     assert_eq!(w.status(&id), Status::Active);
 }
 
@@ -369,52 +228,26 @@ fn revocation_is_final() {
     let mut w = World::new();
     let id = w.key("k");
     assert_eq!(
-        w.ok(Command::Revoke {
-            id: id.clone(),
-            expected: None,
-            reason: Some("leaked".into())
-        }),
+        w.ok(Command::Revoke { id: id.clone(), expected: None, reason: Some("leaked".into()) }),
         ["key.revoked"]
     );
     assert!(matches!(
-        w.refused(Command::Revoke {
-            id: id.clone(),
-            expected: None,
-            reason: None
-        }),
+        w.refused(Command::Revoke { id: id.clone(), expected: None, reason: None }),
         Refusal::Conflict(_)
     ));
     for command in [
-        Command::Enable {
-            id: id.clone(),
-            expected: None,
-        },
-        Command::Disable {
-            id: id.clone(),
-            expected: None,
-        },
+        Command::Enable { id: id.clone(), expected: None },
+        Command::Disable { id: id.clone(), expected: None },
         Command::EditKey {
             id: id.clone(),
             expected: None,
-            edit: KeyEdit {
-                name: Some("x".into()),
-                ..KeyEdit::default()
-            },
+            edit: KeyEdit { name: Some("x".into()), ..KeyEdit::default() },
         },
-        Command::Rotate {
-            id: id.clone(),
-            expected: None,
-            secret: w.new_key("x").secret,
-            grace_seconds: 0,
-        },
+        Command::Rotate { id: id.clone(), expected: None, secret: w.new_key("x").secret, grace_seconds: 0 },
     ] {
         assert!(matches!(w.refused(command), Refusal::Conflict(_)));
     }
-    let reason = Command::Revoke {
-        id: w.key("j"),
-        expected: None,
-        reason: Some("r".repeat(1001)),
-    };
+    let reason = Command::Revoke { id: w.key("j"), expected: None, reason: Some("r".repeat(1001)) };
     assert!(is_validation(&w.refused(reason), "reason"));
 }
 
@@ -422,42 +255,16 @@ fn revocation_is_final() {
 fn deletion_needs_the_name_and_happens_once() {
     let mut w = World::new();
     let id = w.key("prod key");
-    let wrong = Command::Delete {
-        id: id.clone(),
-        confirm: "prod".into(),
-        reason: None,
-    };
+    let wrong = Command::Delete { id: id.clone(), confirm: "prod".into(), reason: None };
     assert!(is_validation(&w.refused(wrong), "confirm"));
-    assert_eq!(
-        w.ok(Command::Delete {
-            id: id.clone(),
-            confirm: "prod key".into(),
-            reason: None
-        }),
-        ["key.deleted"]
-    );
+    assert_eq!(w.ok(Command::Delete { id: id.clone(), confirm: "prod key".into(), reason: None }), ["key.deleted"]);
     assert_eq!(w.status(&id), Status::Deleted);
     assert_eq!(w.table.org(&w.org).unwrap().counted_keys, 1);
-    let again = Command::Delete {
-        id,
-        confirm: "prod key".into(),
-        reason: None,
-    };
+    let again = Command::Delete { id, confirm: "prod key".into(), reason: None };
     assert!(matches!(w.refused(again), Refusal::Conflict(_)));
     let revoked = w.key("old");
-    w.ok(Command::Revoke {
-        id: revoked.clone(),
-        expected: None,
-        reason: None,
-    });
-    assert_eq!(
-        w.ok(Command::Delete {
-            id: revoked,
-            confirm: "old".into(),
-            reason: None
-        }),
-        ["key.deleted"]
-    );
+    w.ok(Command::Revoke { id: revoked.clone(), expected: None, reason: None });
+    assert_eq!(w.ok(Command::Delete { id: revoked, confirm: "old".into(), reason: None }), ["key.deleted"]);
 }
 
 #[test]
@@ -465,43 +272,17 @@ fn bulk_revoke_is_all_or_nothing() {
     let mut w = World::new();
     let (a, b) = (w.key("a"), w.key("b"));
     let stranger = IdGenerator::default().key_id(w.now);
-    let with_unknown = Command::BulkRevoke {
-        ids: vec![a.clone(), stranger],
-        reason: None,
-        delete: false,
-    };
+    let with_unknown = Command::BulkRevoke { ids: vec![a.clone(), stranger], reason: None, delete: false };
     assert!(matches!(w.refused(with_unknown), Refusal::NotFound { .. }));
     assert_eq!(w.status(&a), Status::Active);
-    let twice = Command::BulkRevoke {
-        ids: vec![a.clone(), a.clone()],
-        reason: None,
-        delete: false,
-    };
+    let twice = Command::BulkRevoke { ids: vec![a.clone(), a.clone()], reason: None, delete: false };
     assert!(is_validation(&w.refused(twice), "ids"));
-    assert!(is_validation(
-        &w.refused(Command::BulkRevoke {
-            ids: vec![],
-            reason: None,
-            delete: false
-        }),
-        "ids"
-    ));
-    let many = Command::BulkRevoke {
-        ids: vec![a.clone(); 101],
-        reason: None,
-        delete: false,
-    };
+    assert!(is_validation(&w.refused(Command::BulkRevoke { ids: vec![], reason: None, delete: false }), "ids"));
+    let many = Command::BulkRevoke { ids: vec![a.clone(); 101], reason: None, delete: false };
     assert!(is_validation(&w.refused(many), "ids"));
-    let both = Command::BulkRevoke {
-        ids: vec![a.clone(), b.clone()],
-        reason: None,
-        delete: true,
-    };
+    let both = Command::BulkRevoke { ids: vec![a.clone(), b.clone()], reason: None, delete: true };
     assert_eq!(w.ok(both), ["key.deleted", "key.deleted"]);
-    assert_eq!(
-        (w.status(&a), w.status(&b)),
-        (Status::Deleted, Status::Deleted)
-    );
+    assert_eq!((w.status(&a), w.status(&b)), (Status::Deleted, Status::Deleted));
 }
 
 #[test]
@@ -516,14 +297,8 @@ fn rotation_with_and_without_grace() {
         grace_seconds: MAX_GRACE_SECONDS + 1,
     };
     assert!(is_validation(&w.refused(too_long), "grace_seconds"));
-    let changes = w
-        .run(Command::Rotate {
-            id: id.clone(),
-            expected: None,
-            secret: secret.clone(),
-            grace_seconds: 60,
-        })
-        .unwrap();
+    let changes =
+        w.run(Command::Rotate { id: id.clone(), expected: None, secret: secret.clone(), grace_seconds: 60 }).unwrap();
     match &changes[..] {
         [Change::Key(_, KeyChange::Rotated(r))] => {
             assert_eq!(r.previous_valid_until, Some(w.now.plus_seconds(60)));
@@ -532,17 +307,8 @@ fn rotation_with_and_without_grace() {
         other => panic!("{other:?}"),
     }
     let secret = w.new_key("y").secret;
-    let changes = w
-        .run(Command::Rotate {
-            id,
-            expected: None,
-            secret,
-            grace_seconds: 0,
-        })
-        .unwrap();
-    assert!(
-        matches!(&changes[..], [Change::Key(_, KeyChange::Rotated(r))] if r.previous_valid_until.is_none())
-    );
+    let changes = w.run(Command::Rotate { id, expected: None, secret, grace_seconds: 0 }).unwrap();
+    assert!(matches!(&changes[..], [Change::Key(_, KeyChange::Rotated(r))] if r.previous_valid_until.is_none()));
 }
 
 #[test]
@@ -552,35 +318,19 @@ fn expiry_is_by_the_clock_and_recorded_by_the_sweeper() {
     k.expires_at = Some(w.now.plus_seconds(10));
     let id = k.id.clone();
     w.ok(Command::CreateKey(k));
-    assert!(matches!(
-        w.refused(Command::Expire { id: id.clone() }),
-        Refusal::Conflict(_)
-    ));
+    assert!(matches!(w.refused(Command::Expire { id: id.clone() }), Refusal::Conflict(_)));
     w.now = w.now.plus_seconds(10);
     // Expired by the clock before any event says so, and no longer editable.
     assert_eq!(w.status(&id), Status::Expired);
     let edit = Command::EditKey {
         id: id.clone(),
         expected: None,
-        edit: KeyEdit {
-            name: Some("x".into()),
-            ..KeyEdit::default()
-        },
+        edit: KeyEdit { name: Some("x".into()), ..KeyEdit::default() },
     };
     assert!(matches!(w.refused(edit), Refusal::Conflict(_)));
     assert_eq!(w.ok(Command::Expire { id: id.clone() }), ["key.expired"]);
-    assert!(matches!(
-        w.refused(Command::Expire { id: id.clone() }),
-        Refusal::Conflict(_)
-    ));
-    assert_eq!(
-        w.ok(Command::Revoke {
-            id,
-            expected: None,
-            reason: None
-        }),
-        ["key.revoked"]
-    );
+    assert!(matches!(w.refused(Command::Expire { id: id.clone() }), Refusal::Conflict(_)));
+    assert_eq!(w.ok(Command::Revoke { id, expected: None, reason: None }), ["key.revoked"]);
 }
 
 #[test]
@@ -596,24 +346,12 @@ fn access_reports_count_but_do_not_version_the_key() {
         node: "registry".into(),
         report_id: "r1".into(),
     };
-    assert_eq!(
-        w.ok(Command::RecordAccess {
-            id: id.clone(),
-            report: report(7)
-        }),
-        ["key.accessed"]
-    );
+    assert_eq!(w.ok(Command::RecordAccess { id: id.clone(), report: report(7) }), ["key.accessed"]);
     let key = w.table.key(&id).unwrap();
     assert_eq!((key.usage.total, key.version), (7, version));
     assert_eq!(key.usage.last_used_at, Some(Timestamp::from_micros(T0 + 5)));
     assert_eq!(w.table.org(&w.org).unwrap().usage.total, 7);
-    assert!(is_validation(
-        &w.refused(Command::RecordAccess {
-            id,
-            report: report(0)
-        }),
-        "report"
-    ));
+    assert!(is_validation(&w.refused(Command::RecordAccess { id, report: report(0) }), "report"));
 }
 
 #[test]
@@ -629,25 +367,11 @@ fn another_orgs_key_is_not_found() {
     });
     w.org = OrgId::parse("beta").unwrap();
     for command in [
-        Command::Disable {
-            id: id.clone(),
-            expected: None,
-        },
-        Command::Revoke {
-            id: id.clone(),
-            expected: None,
-            reason: None,
-        },
-        Command::Delete {
-            id: id.clone(),
-            confirm: "k".into(),
-            reason: None,
-        },
+        Command::Disable { id: id.clone(), expected: None },
+        Command::Revoke { id: id.clone(), expected: None, reason: None },
+        Command::Delete { id: id.clone(), confirm: "k".into(), reason: None },
     ] {
-        assert!(matches!(
-            w.refused(command),
-            Refusal::NotFound { what: "key", .. }
-        ));
+        assert!(matches!(w.refused(command), Refusal::NotFound { what: "key", .. }));
     }
 }
 
@@ -659,17 +383,8 @@ fn warnings_for_wildcards_narrowing_and_no_expiry() {
     let fresh = warnings(None, &scopes(&["read"]), &wildcard, None, w.now);
     assert_eq!(fresh.len(), 2, "{fresh:?}");
     let key = w.table.key(&id).unwrap().clone();
-    let quiet = warnings(
-        Some(&key),
-        &scopes(&["billing:write"]),
-        &[],
-        Some(w.now.plus_seconds(60)),
-        w.now,
-    );
-    assert!(
-        quiet.is_empty(),
-        "an unused key narrows without warning: {quiet:?}"
-    );
+    let quiet = warnings(Some(&key), &scopes(&["billing:write"]), &[], Some(w.now.plus_seconds(60)), w.now);
+    assert!(quiet.is_empty(), "an unused key narrows without warning: {quiet:?}");
     let report = KeyAccessed {
         count: 1,
         first_at: w.now,
@@ -678,26 +393,11 @@ fn warnings_for_wildcards_narrowing_and_no_expiry() {
         node: "n".into(),
         report_id: "r".into(),
     };
-    w.ok(Command::RecordAccess {
-        id: id.clone(),
-        report,
-    });
+    w.ok(Command::RecordAccess { id: id.clone(), report });
     let used = w.table.key(&id).unwrap().clone();
-    let loud = warnings(
-        Some(&used),
-        &scopes(&["billing:write"]),
-        &wildcard,
-        Some(w.now.plus_seconds(60)),
-        w.now,
-    );
+    let loud = warnings(Some(&used), &scopes(&["billing:write"]), &wildcard, Some(w.now.plus_seconds(60)), w.now);
     assert_eq!(loud.len(), 3, "{loud:?}");
-    let widened = warnings(
-        Some(&used),
-        &scopes(&["billing:*"]),
-        &[],
-        Some(w.now.plus_seconds(60)),
-        w.now,
-    );
+    let widened = warnings(Some(&used), &scopes(&["billing:*"]), &[], Some(w.now.plus_seconds(60)), w.now);
     assert!(widened.is_empty(), "{widened:?}");
 }
 
@@ -718,19 +418,9 @@ fn an_access_report_is_recorded_once() {
         },
     };
     assert_eq!(w.ok(report("replica-a-1700-1")), ["key.accessed"]);
-    assert!(matches!(
-        w.refused(report("replica-a-1700-1")),
-        Refusal::Conflict(_)
-    ));
+    assert!(matches!(w.refused(report("replica-a-1700-1")), Refusal::Conflict(_)));
     assert_eq!(w.ok(report("replica-a-1700-3")), ["key.accessed"]);
-    assert!(
-        matches!(w.refused(report("replica-a-1700-2")), Refusal::Conflict(_)),
-        "an older number is a redelivery"
-    );
-    assert_eq!(
-        w.ok(report("replica-a-1800-1")),
-        ["key.accessed"],
-        "a new process starts its own numbers"
-    );
+    assert!(matches!(w.refused(report("replica-a-1700-2")), Refusal::Conflict(_)), "an older number is a redelivery");
+    assert_eq!(w.ok(report("replica-a-1800-1")), ["key.accessed"], "a new process starts its own numbers");
     assert_eq!(w.table.key(&id).unwrap().usage.total, 6);
 }

@@ -43,9 +43,7 @@ impl ChainHash {
         if s.len() != 64 || !s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
             return None;
         }
-        blake3::Hash::from_hex(s)
-            .ok()
-            .map(|h| ChainHash(*h.as_bytes()))
+        blake3::Hash::from_hex(s).ok().map(|h| ChainHash(*h.as_bytes()))
     }
 }
 
@@ -290,8 +288,7 @@ pub fn encode(seq: Seq, prevhash: &ChainHash, event: &Event) -> Vec<u8> {
     // Serializing these types cannot fail: no maps with non-string keys, no
     // custom serializers that error.
     let data = event.change.data_json().unwrap_or_else(|_| "{}".to_owned());
-    let data = RawValue::from_string(data)
-        .unwrap_or_else(|_| RawValue::from_string("{}".into()).expect("{} is JSON"));
+    let data = RawValue::from_string(data).unwrap_or_else(|_| RawValue::from_string("{}".into()).expect("{} is JSON"));
     let envelope = EnvelopeOut {
         specversion: "1.0",
         id: &event.id,
@@ -319,10 +316,8 @@ pub struct Decoded {
 
 pub fn decode(bytes: &[u8]) -> Result<Decoded, EventError> {
     let env: EnvelopeIn = serde_json::from_slice(bytes)?;
-    let bad = |field: &'static str, value: &str| EventError::Envelope {
-        field,
-        value: value.chars().take(80).collect(),
-    };
+    let bad =
+        |field: &'static str, value: &str| EventError::Envelope { field, value: value.chars().take(80).collect() };
     if env.specversion != "1.0" {
         return Err(bad("specversion", env.specversion));
     }
@@ -332,8 +327,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, EventError> {
     if env.datacontenttype != "application/json" {
         return Err(bad("datacontenttype", env.datacontenttype));
     }
-    let prevhash =
-        ChainHash::from_hex(env.prevhash).ok_or_else(|| bad("prevhash", env.prevhash))?;
+    let prevhash = ChainHash::from_hex(env.prevhash).ok_or_else(|| bad("prevhash", env.prevhash))?;
     let data = env.data.get();
     let key = || KeyId::parse(env.subject).map_err(|_| bad("subject", env.subject));
     let change = match env.type_ {
@@ -342,17 +336,11 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, EventError> {
                 return Err(bad("subject", env.subject));
             }
             let settings = serde_json::from_str(data)?;
-            if env.type_ == "org.created" {
-                Change::OrgCreated(settings)
-            } else {
-                Change::OrgUpdated(settings)
-            }
+            if env.type_ == "org.created" { Change::OrgCreated(settings) } else { Change::OrgUpdated(settings) }
         }
         "key.created" => Change::Key(key()?, KeyChange::Created(serde_json::from_str(data)?)),
         "key.updated" => Change::Key(key()?, KeyChange::Updated(serde_json::from_str(data)?)),
-        "key.scopes_edited" => {
-            Change::Key(key()?, KeyChange::ScopesEdited(serde_json::from_str(data)?))
-        }
+        "key.scopes_edited" => Change::Key(key()?, KeyChange::ScopesEdited(serde_json::from_str(data)?)),
         "key.ips_edited" => Change::Key(key()?, KeyChange::IpsEdited(serde_json::from_str(data)?)),
         "key.disabled" => Change::Key(key()?, KeyChange::Disabled),
         "key.enabled" => Change::Key(key()?, KeyChange::Enabled),
@@ -366,13 +354,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, EventError> {
     Ok(Decoded {
         seq: env.seq,
         prevhash,
-        event: Event {
-            id: env.id,
-            time: env.time,
-            org: env.org,
-            actor: env.actor,
-            change,
-        },
+        event: Event { id: env.id, time: env.time, org: env.org, actor: env.actor, change },
     })
 }
 
@@ -394,24 +376,12 @@ mod tests {
 
     #[test]
     fn encoding_is_compact_ordered_and_round_trips() {
-        let e = sample(Change::OrgCreated(OrgSettings {
-            name: "Acme".into(),
-            max_keys: 1000,
-        }));
+        let e = sample(Change::OrgCreated(OrgSettings { name: "Acme".into(), max_keys: 1000 }));
         let bytes = encode(Seq(1), &ChainHash::ZERO, &e);
         let text = std::str::from_utf8(&bytes).unwrap();
-        assert!(
-            text.starts_with(r#"{"specversion":"1.0","id":"evt_"#),
-            "{text}"
-        );
-        assert!(
-            text.contains(r#""time":"2026-11-22T10:00:00.000001Z","subject":"acme""#),
-            "{text}"
-        );
-        assert!(
-            text.ends_with(r#""data":{"name":"Acme","max_keys":1000}}"#),
-            "{text}"
-        );
+        assert!(text.starts_with(r#"{"specversion":"1.0","id":"evt_"#), "{text}");
+        assert!(text.contains(r#""time":"2026-11-22T10:00:00.000001Z","subject":"acme""#), "{text}");
+        assert!(text.ends_with(r#""data":{"name":"Acme","max_keys":1000}}"#), "{text}");
         assert!(!text.contains('\n') && !text.contains(": "));
         let d = decode(&bytes).unwrap();
         assert_eq!((d.seq, d.prevhash, &d.event), (Seq(1), ChainHash::ZERO, &e));
@@ -428,10 +398,7 @@ mod tests {
 
     #[test]
     fn foreign_envelopes_are_refused() {
-        let e = sample(Change::Key(
-            IdGenerator::default().key_id(Timestamp::from_micros(0)),
-            KeyChange::Disabled,
-        ));
+        let e = sample(Change::Key(IdGenerator::default().key_id(Timestamp::from_micros(0)), KeyChange::Disabled));
         let text = String::from_utf8(encode(Seq(3), &ChainHash::ZERO, &e)).unwrap();
         assert!(decode(text.replace("\"keyreg\"", "\"other\"").as_bytes()).is_err());
         assert!(decode(text.replace("key.disabled", "key.exploded").as_bytes()).is_err());

@@ -26,10 +26,7 @@ macro_rules! string_id {
                 if check(s) {
                     Ok($name(s.into()))
                 } else {
-                    Err(IdError {
-                        what: $what,
-                        value: s.chars().take(80).collect(),
-                    })
+                    Err(IdError { what: $what, value: s.chars().take(80).collect() })
                 }
             }
 
@@ -67,11 +64,7 @@ pub struct IdError {
     pub value: String,
 }
 
-string_id!(
-    OrgId,
-    is_org_id,
-    "organization id ([a-z0-9][a-z0-9-]{1,62})"
-);
+string_id!(OrgId, is_org_id, "organization id ([a-z0-9][a-z0-9-]{1,62})");
 string_id!(KeyId, |s| is_ulid_id(s, "key_"), "key id");
 string_id!(EventId, |s| is_ulid_id(s, "evt_"), "event id");
 
@@ -82,14 +75,11 @@ fn is_org_id(s: &str) -> bool {
     let b = s.as_bytes();
     (2..=63).contains(&b.len())
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b[1..]
-            .iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[1..].iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
 fn is_ulid_id(s: &str, prefix: &str) -> bool {
-    s.strip_prefix(prefix)
-        .is_some_and(|rest| rest.len() == 26 && rest.bytes().all(|c| CROCKFORD.contains(&c)))
+    s.strip_prefix(prefix).is_some_and(|rest| rest.len() == 26 && rest.bytes().all(|c| CROCKFORD.contains(&c)))
 }
 
 impl KeyId {
@@ -180,9 +170,7 @@ impl std::hash::Hasher for FastHasher {
 pub type FastMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<FastHasher>>;
 
 /// A position in the log: 1, 2, 3, … without gaps. Zero means "nothing yet".
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Seq(pub u64);
 
@@ -218,10 +206,7 @@ impl Actor {
             Some(what) if !what.is_empty() && what.bytes().all(|c| c.is_ascii_graphic()) => {
                 Ok(Actor::System(what.to_owned()))
             }
-            _ => Err(IdError {
-                what: "actor (key:<id> or system:<what>)",
-                value: s.chars().take(80).collect(),
-            }),
+            _ => Err(IdError { what: "actor (key:<id> or system:<what>)", value: s.chars().take(80).collect() }),
         }
     }
 }

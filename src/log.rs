@@ -28,9 +28,7 @@ const HASH_LEN: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
-    #[error(
-        "cannot open the log in {dir}: {source} (is another keyreg process using this data dir?)"
-    )]
+    #[error("cannot open the log in {dir}: {source} (is another keyreg process using this data dir?)")]
     Open { dir: String, source: sled::Error },
     #[error("the log storage failed: {0}")]
     Storage(#[from] sled::Error),
@@ -51,11 +49,7 @@ pub struct Head {
 }
 
 impl Head {
-    pub const EMPTY: Head = Head {
-        seq: Seq(0),
-        hash: ChainHash::ZERO,
-        time: None,
-    };
+    pub const EMPTY: Head = Head { seq: Seq(0), hash: ChainHash::ZERO, time: None };
 }
 
 /// One stored event: its place, its chain hash and its exact bytes.
@@ -87,36 +81,19 @@ fn key(seq: Seq) -> [u8; 8] {
 
 impl Log {
     pub fn open(dir: &Path) -> Result<Log, LogError> {
-        let db = open_db(dir).map_err(|source| LogError::Open {
-            dir: dir.display().to_string(),
-            source,
-        })?;
+        let db = open_db(dir).map_err(|source| LogError::Open { dir: dir.display().to_string(), source })?;
         let events = db.open_tree("events")?;
         let data_file = File::open(data_file_path(dir))?;
         let head = match events.last()? {
             None => Head::EMPTY,
             Some((k, v)) => {
-                let seq = Seq(u64::from_be_bytes(
-                    k.as_ref()
-                        .try_into()
-                        .map_err(|_| LogError::Damaged(Seq(0)))?,
-                ));
+                let seq = Seq(u64::from_be_bytes(k.as_ref().try_into().map_err(|_| LogError::Damaged(Seq(0)))?));
                 let record = to_record(seq, v)?;
                 let decoded = event::decode(record.bytes()).map_err(|_| LogError::Damaged(seq))?;
-                Head {
-                    seq,
-                    hash: record.hash,
-                    time: Some(decoded.event.time),
-                }
+                Head { seq, hash: record.hash, time: Some(decoded.event.time) }
             }
         };
-        Ok(Log {
-            db,
-            events,
-            head,
-            data_file,
-            poisoned: false,
-        })
+        Ok(Log { db, events, head, data_file, poisoned: false })
     }
 
     pub fn head(&self) -> Head {
@@ -139,16 +116,8 @@ impl Log {
             self.poisoned = true;
             return Err(e.into());
         }
-        self.head = Head {
-            seq,
-            hash,
-            time: Some(event.time),
-        };
-        Ok(Record {
-            seq,
-            hash,
-            bytes: value,
-        })
+        self.head = Head { seq, hash, time: Some(event.time) };
+        Ok(Record { seq, hash, bytes: value })
     }
 
     /// Makes everything staged so far durable. One call covers any number of
@@ -157,11 +126,7 @@ impl Log {
         if self.poisoned {
             return Err(LogError::Poisoned);
         }
-        let result = self
-            .db
-            .flush()
-            .map_err(LogError::from)
-            .and_then(|_| Ok(self.data_file.sync_data()?));
+        let result = self.db.flush().map_err(LogError::from).and_then(|_| Ok(self.data_file.sync_data()?));
         if result.is_err() {
             self.poisoned = true;
         }
@@ -170,9 +135,7 @@ impl Log {
 
     /// A read handle that other threads can use while this one writes.
     pub fn reader(&self) -> Reader {
-        Reader {
-            events: self.events.clone(),
-        }
+        Reader { events: self.events.clone() }
     }
 
     /// Overwrites a stored record's event bytes without touching its hash,
@@ -198,31 +161,20 @@ pub struct Reader {
 
 impl Reader {
     /// Records from `from` (inclusive) up to `to` (inclusive, or the end).
-    pub fn read(
-        &self,
-        from: Seq,
-        to: Option<Seq>,
-    ) -> impl Iterator<Item = Result<Record, LogError>> + use<> {
+    pub fn read(&self, from: Seq, to: Option<Seq>) -> impl Iterator<Item = Result<Record, LogError>> + use<> {
         let range = match to {
             Some(to) => self.events.range(key(from)..=key(to)),
             None => self.events.range(key(from)..),
         };
         range.map(|item| {
             let (k, v) = item?;
-            let seq = Seq(u64::from_be_bytes(
-                k.as_ref()
-                    .try_into()
-                    .map_err(|_| LogError::Damaged(Seq(0)))?,
-            ));
+            let seq = Seq(u64::from_be_bytes(k.as_ref().try_into().map_err(|_| LogError::Damaged(Seq(0)))?));
             to_record(seq, v)
         })
     }
 
     pub fn get(&self, seq: Seq) -> Result<Option<Record>, LogError> {
-        self.events
-            .get(key(seq))?
-            .map(|v| to_record(seq, v))
-            .transpose()
+        self.events.get(key(seq))?.map(|v| to_record(seq, v)).transpose()
     }
 
     /// The last stored event (read from disk, not cached).
@@ -231,16 +183,8 @@ impl Reader {
             Ok(Some((k, v))) => {
                 let seq = Seq(k.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0));
                 match to_record(seq, v) {
-                    Ok(r) => Head {
-                        seq,
-                        hash: r.hash,
-                        time: event::decode(r.bytes()).ok().map(|d| d.event.time),
-                    },
-                    Err(_) => Head {
-                        seq,
-                        hash: ChainHash::ZERO,
-                        time: None,
-                    },
+                    Ok(r) => Head { seq, hash: r.hash, time: event::decode(r.bytes()).ok().map(|d| d.event.time) },
+                    Err(_) => Head { seq, hash: ChainHash::ZERO, time: None },
                 }
             }
             _ => Head::EMPTY,
@@ -251,15 +195,12 @@ impl Reader {
 /// Opens sled, waiting up to 3 s for its lock: a handle dropped a moment ago
 /// in this process may still hold it while sled's flusher thread winds down.
 fn open_db(dir: &Path) -> Result<sled::Db, sled::Error> {
-    let config = sled::Config::new()
-        .path(dir)
-        .cache_capacity(128 * 1024 * 1024);
+    let config = sled::Config::new().path(dir).cache_capacity(128 * 1024 * 1024);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
     loop {
         match config.open() {
             Err(sled::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    && std::time::Instant::now() < deadline =>
+                if e.kind() == std::io::ErrorKind::WouldBlock && std::time::Instant::now() < deadline =>
             {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
@@ -272,16 +213,8 @@ fn to_record(seq: Seq, v: sled::IVec) -> Result<Record, LogError> {
     if v.len() < HASH_LEN {
         return Err(LogError::Damaged(seq));
     }
-    let hash = ChainHash(
-        v[..HASH_LEN]
-            .try_into()
-            .map_err(|_| LogError::Damaged(seq))?,
-    );
-    Ok(Record {
-        seq,
-        hash,
-        bytes: v,
-    })
+    let hash = ChainHash(v[..HASH_LEN].try_into().map_err(|_| LogError::Damaged(seq))?);
+    Ok(Record { seq, hash, bytes: v })
 }
 
 /// sled 0.34 keeps its log-structured pages in one file, `db`, beside `conf`
@@ -322,12 +255,7 @@ pub struct ChainChecker {
 
 impl Default for ChainChecker {
     fn default() -> Self {
-        ChainChecker {
-            expected: Seq(1),
-            hash: ChainHash::ZERO,
-            events: 0,
-            bad: None,
-        }
+        ChainChecker { expected: Seq(1), hash: ChainHash::ZERO, events: 0, bad: None }
     }
 }
 
@@ -339,20 +267,14 @@ impl ChainChecker {
         }
         let problem = (|| {
             if seq != self.expected {
-                return Some(format!(
-                    "expected sequence {} here, found {seq}",
-                    self.expected
-                ));
+                return Some(format!("expected sequence {} here, found {seq}", self.expected));
             }
             let decoded = match event::decode(bytes) {
                 Ok(d) => d,
                 Err(e) => return Some(format!("not a valid event: {e}")),
             };
             if decoded.seq != seq {
-                return Some(format!(
-                    "the event says seq {}, it is stored at {seq}",
-                    decoded.seq
-                ));
+                return Some(format!("the event says seq {}, it is stored at {seq}", decoded.seq));
             }
             if decoded.prevhash != self.hash {
                 return Some(format!(
@@ -362,10 +284,7 @@ impl ChainChecker {
             }
             let hash = self.hash.next(bytes);
             if stored_hash.is_some_and(|h| *h != hash) {
-                return Some(
-                    "the event's bytes no longer match the hash recorded when it was appended"
-                        .to_owned(),
-                );
+                return Some("the event's bytes no longer match the hash recorded when it was appended".to_owned());
             }
             self.hash = hash;
             None
@@ -445,10 +364,7 @@ mod tests {
             time,
             org: OrgId::parse("acme").unwrap(),
             actor: Actor::system("test"),
-            change: Change::OrgUpdated(OrgSettings {
-                name: format!("Acme {n}"),
-                max_keys: 5,
-            }),
+            change: Change::OrgUpdated(OrgSettings { name: format!("Acme {n}"), max_keys: 5 }),
         }
     }
 
@@ -470,10 +386,7 @@ mod tests {
         let report = log.verify(|_| {});
         assert!(report.ok, "{report:?}");
         assert_eq!((report.events, report.head_hash), (5, head.hash));
-        let seqs: Vec<u64> = log
-            .read(Seq(2), Some(Seq(4)))
-            .map(|r| r.unwrap().seq.0)
-            .collect();
+        let seqs: Vec<u64> = log.read(Seq(2), Some(Seq(4))).map(|r| r.unwrap().seq.0).collect();
         assert_eq!(seqs, [2, 3, 4]);
     }
 

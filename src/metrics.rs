@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use crate::verifier::Code;
 
-const BUCKETS: [f64; 14] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-];
+const BUCKETS: [f64; 14] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 
 #[derive(Default)]
 struct RouteStats {
@@ -51,12 +49,7 @@ impl Metrics {
 
     /// The routes seen so far, as "METHOD path-template".
     pub fn routes_seen(&self) -> Vec<String> {
-        self.routes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .cloned()
-            .collect()
+        self.routes.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect()
     }
 
     /// The text exposition, with `gauges` (name, help, value) appended.
@@ -85,21 +78,10 @@ impl Metrics {
                     "keyreg_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
                 );
             }
-            let _ = writeln!(
-                out,
-                "keyreg_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                stats.count
-            );
-            let _ = writeln!(
-                out,
-                "keyreg_http_request_duration_seconds_sum{{{labels}}} {}",
-                stats.sum
-            );
-            let _ = writeln!(
-                out,
-                "keyreg_http_request_duration_seconds_count{{{labels}}} {}",
-                stats.count
-            );
+            let _ =
+                writeln!(out, "keyreg_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}", stats.count);
+            let _ = writeln!(out, "keyreg_http_request_duration_seconds_sum{{{labels}}} {}", stats.sum);
+            let _ = writeln!(out, "keyreg_http_request_duration_seconds_count{{{labels}}} {}", stats.count);
         }
         drop(routes);
         out.push_str("# HELP keyreg_verify_total Verify answers by code.\n# TYPE keyreg_verify_total counter\n");
@@ -112,10 +94,7 @@ impl Metrics {
             );
         }
         for (name, help, value) in gauges {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-            );
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
         }
         out
     }

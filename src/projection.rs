@@ -118,9 +118,7 @@ impl Key {
     /// passed is expired, whether or not `key.expired` was written yet.
     pub fn status_at(&self, now: Timestamp) -> Status {
         match self.status {
-            Status::Active | Status::Disabled if self.expires_at.is_some_and(|e| e <= now) => {
-                Status::Expired
-            }
+            Status::Active | Status::Disabled if self.expires_at.is_some_and(|e| e <= now) => Status::Expired,
             s => s,
         }
     }
@@ -246,11 +244,7 @@ impl Table {
     }
 
     /// An org's keys, newest first, starting after `before` (exclusive).
-    pub fn keys_of<'a>(
-        &'a self,
-        org: &OrgId,
-        before: Option<&'a KeyId>,
-    ) -> impl Iterator<Item = &'a Key> + 'a {
+    pub fn keys_of<'a>(&'a self, org: &OrgId, before: Option<&'a KeyId>) -> impl Iterator<Item = &'a Key> + 'a {
         let ids = self.by_org.get(org);
         let range = ids.into_iter().flat_map(move |set| match before {
             Some(b) => Box::new(set.range(..b.clone()).rev()) as Box<dyn Iterator<Item = &KeyId>>,
@@ -332,11 +326,7 @@ impl Table {
     /// A table holding only `org` and the keys `ids` (as they are now), for
     /// previewing a command's effect without touching the live table.
     pub fn scratch(&self, org: &OrgId, ids: &[KeyId]) -> Table {
-        let mut t = Table {
-            applied: self.applied,
-            last_time: self.last_time,
-            ..Table::default()
-        };
+        let mut t = Table { applied: self.applied, last_time: self.last_time, ..Table::default() };
         if let Some(o) = self.orgs.get(org) {
             t.orgs.insert(org.clone(), o.clone());
         }
@@ -346,10 +336,7 @@ impl Table {
                 t.keys.push(k.clone());
                 t.slots.insert(id.clone(), slot);
                 t.by_hash.insert(k.hash, slot);
-                t.by_org
-                    .entry(k.org.clone())
-                    .or_default()
-                    .insert(id.clone());
+                t.by_org.entry(k.org.clone()).or_default().insert(id.clone());
             }
         }
         t
@@ -391,10 +378,7 @@ impl Table {
                 if let Some(at) = c.expires_at {
                     self.expiring.insert((at, id.clone()));
                 }
-                self.by_org
-                    .entry(event.org.clone())
-                    .or_default()
-                    .insert(id.clone());
+                self.by_org.entry(event.org.clone()).or_default().insert(id.clone());
                 if let Some(org) = self.orgs.get_mut(&event.org) {
                     org.counted_keys += 1;
                 }
@@ -526,17 +510,7 @@ mod tests {
         let org = OrgId::parse("acme").unwrap();
         let id = IdGenerator::default().key_id(Timestamp::from_micros(0));
         let mut t = Table::default();
-        t.apply(
-            Seq(1),
-            &ev(
-                1,
-                &org,
-                Change::OrgCreated(OrgSettings {
-                    name: "Acme".into(),
-                    max_keys: 10,
-                }),
-            ),
-        );
+        t.apply(Seq(1), &ev(1, &org, Change::OrgCreated(OrgSettings { name: "Acme".into(), max_keys: 10 })));
         let created = KeyCreated {
             name: "ci".into(),
             description: String::new(),
@@ -547,34 +521,17 @@ mod tests {
             display_prefix: old.display_prefix(),
             key_hash: old.hash(&pepper),
         };
-        t.apply(
-            Seq(2),
-            &ev(
-                2,
-                &org,
-                Change::Key(id.clone(), KeyChange::Created(created)),
-            ),
-        );
+        t.apply(Seq(2), &ev(2, &org, Change::Key(id.clone(), KeyChange::Created(created))));
         assert_eq!(t.org(&org).unwrap().counted_keys, 1);
         let rotated = KeyRotated {
             display_prefix: new.display_prefix(),
             key_hash: new.hash(&pepper),
             previous_valid_until: Some(Timestamp::from_micros(100)),
         };
-        t.apply(
-            Seq(3),
-            &ev(
-                3,
-                &org,
-                Change::Key(id.clone(), KeyChange::Rotated(rotated)),
-            ),
-        );
+        t.apply(Seq(3), &ev(3, &org, Change::Key(id.clone(), KeyChange::Rotated(rotated))));
         let at = Timestamp::from_micros;
         assert!(t.key_by_hash(&old.hash(&pepper), at(99)).is_some());
         assert!(t.key_by_hash(&old.hash(&pepper), at(100)).is_none());
-        assert_eq!(
-            t.key_by_hash(&new.hash(&pepper), at(1000)).unwrap().version,
-            Seq(3)
-        );
+        assert_eq!(t.key_by_hash(&new.hash(&pepper), at(1000)).unwrap().version, Seq(3));
     }
 }

@@ -51,9 +51,7 @@ pub enum OpenError {
     Pepper(#[from] PepperError),
     #[error(transparent)]
     Log(#[from] LogError),
-    #[error(
-        "the stored event at sequence {seq} cannot be read: {why}; run `keyreg audit verify` on this data dir"
-    )]
+    #[error("the stored event at sequence {seq} cannot be read: {why}; run `keyreg audit verify` on this data dir")]
     BadEvent { seq: Seq, why: String },
     #[error("initialising failed: {0}")]
     Init(String),
@@ -169,10 +167,7 @@ impl Registry {
         if pepper_path(dir).exists() || log_dir(dir).exists() {
             return Err(OpenError::AlreadyInitialised(shown));
         }
-        std::fs::create_dir_all(dir).map_err(|source| OpenError::CreateDir {
-            dir: shown.clone(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir).map_err(|source| OpenError::CreateDir { dir: shown.clone(), source })?;
         Pepper::generate().save_new(&pepper_path(dir))?;
         let registry = Registry::open(dir, config)?;
         let token = registry.shared.format.generate();
@@ -182,12 +177,7 @@ impl Registry {
             "the first key of the system org, made by keyreg init",
             SYSTEM_ADMIN_SCOPES,
         );
-        let command = Command::CreateOrg {
-            id: OrgId::system(),
-            name: "System".into(),
-            max_keys: None,
-            admin,
-        };
+        let command = Command::CreateOrg { id: OrgId::system(), name: "System".into(), max_keys: None, admin };
         registry
             .execute_blocking(Actor::system("init"), OrgId::system(), command)
             .map_err(|e| OpenError::Init(e.to_string()))?;
@@ -201,9 +191,7 @@ impl Registry {
         }
         let pepper = Pepper::load(&pepper_path(dir))?;
         let log = Log::open(&log_dir(dir))?;
-        let projections = rebuild(&log.reader(), None, |n| {
-            tracing::info!(events = n, "replaying the log")
-        })?;
+        let projections = rebuild(&log.reader(), None, |n| tracing::info!(events = n, "replaying the log"))?;
         tracing::info!(head = %log.head().seq, "log opened");
         let shared = Arc::new(Shared {
             projections: RwLock::new(projections),
@@ -222,10 +210,7 @@ impl Registry {
             .name("keyreg-writer".into())
             .spawn(move || write_loop(log, &thread_shared, rx))
             .map_err(|e| OpenError::Init(format!("cannot start the writer thread: {e}")))?;
-        let writer = Arc::new(Writer {
-            tx: Mutex::new(Some(tx)),
-            thread: Mutex::new(Some(thread)),
-        });
+        let writer = Arc::new(Writer { tx: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)) });
         Ok(Registry { shared, writer })
     }
 
@@ -247,10 +232,7 @@ impl Registry {
 
     /// The live projections, read-locked. Hold the guard only for a lookup.
     pub fn read(&self) -> RwLockReadGuard<'_, Projections> {
-        self.shared
-            .projections
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+        self.shared.projections.read().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn log(&self) -> &crate::log::Reader {
@@ -265,9 +247,7 @@ impl Registry {
     /// Waits until the projections have applied `seq`, at most `timeout`.
     pub async fn wait_applied(&self, seq: Seq, timeout: std::time::Duration) -> bool {
         let mut rx = self.shared.applied.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|applied| *applied >= seq))
-            .await
-            .is_ok_and(|r| r.is_ok())
+        tokio::time::timeout(timeout, rx.wait_for(|applied| *applied >= seq)).await.is_ok_and(|r| r.is_ok())
     }
 
     /// Follows the last durable sequence.
@@ -290,42 +270,23 @@ impl Registry {
     }
 
     pub fn secret_of(&self, token: &Token) -> NewSecret {
-        NewSecret {
-            hash: token.hash(&self.shared.pepper),
-            display_prefix: token.display_prefix(),
-        }
+        NewSecret { hash: token.hash(&self.shared.pepper), display_prefix: token.display_prefix() }
     }
 
     pub fn next_key_id(&self) -> KeyId {
-        self.shared
-            .ids
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .key_id(self.now())
+        self.shared.ids.lock().unwrap_or_else(|e| e.into_inner()).key_id(self.now())
     }
 
     /// Decides and records `command`; returns once its events are durable.
-    pub async fn execute(
-        &self,
-        actor: Actor,
-        org: OrgId,
-        command: Command,
-    ) -> Result<Outcome, ExecError> {
+    pub async fn execute(&self, actor: Actor, org: OrgId, command: Command) -> Result<Outcome, ExecError> {
         let rx = self.submit(actor, org, command)?;
-        rx.await
-            .map_err(|_| ExecError::Unavailable("the writer stopped".into()))?
+        rx.await.map_err(|_| ExecError::Unavailable("the writer stopped".into()))?
     }
 
     /// `execute` for callers outside an async runtime.
-    pub fn execute_blocking(
-        &self,
-        actor: Actor,
-        org: OrgId,
-        command: Command,
-    ) -> Result<Outcome, ExecError> {
+    pub fn execute_blocking(&self, actor: Actor, org: OrgId, command: Command) -> Result<Outcome, ExecError> {
         let rx = self.submit(actor, org, command)?;
-        rx.blocking_recv()
-            .map_err(|_| ExecError::Unavailable("the writer stopped".into()))?
+        rx.blocking_recv().map_err(|_| ExecError::Unavailable("the writer stopped".into()))?
     }
 
     fn submit(
@@ -335,21 +296,11 @@ impl Registry {
         command: Command,
     ) -> Result<oneshot::Receiver<Result<Outcome, ExecError>>, ExecError> {
         if !self.healthy() {
-            return Err(ExecError::Unavailable(
-                "an earlier commit failed; restart the registry".into(),
-            ));
+            return Err(ExecError::Unavailable("an earlier commit failed; restart the registry".into()));
         }
         let (reply, rx) = oneshot::channel();
         let tx = self.writer.tx.lock().unwrap_or_else(|e| e.into_inner());
-        let sent = tx.as_ref().map(|tx| {
-            tx.send(Job {
-                actor,
-                org,
-                command,
-                reply,
-            })
-            .is_ok()
-        });
+        let sent = tx.as_ref().map(|tx| tx.send(Job { actor, org, command, reply }).is_ok());
         if sent != Some(true) {
             return Err(ExecError::Unavailable("the writer stopped".into()));
         }
@@ -360,16 +311,8 @@ impl Registry {
     /// to a scratch copy: nothing is recorded. For `?dry_run=true`.
     pub fn preview(&self, actor: Actor, org: OrgId, command: &Command) -> Result<Outcome, Refusal> {
         let p = self.read();
-        let now = self.now().max(
-            p.table
-                .last_time()
-                .unwrap_or(Timestamp::from_micros(i64::MIN)),
-        );
-        let ctx = Context {
-            actor: actor.clone(),
-            org: org.clone(),
-            now,
-        };
+        let now = self.now().max(p.table.last_time().unwrap_or(Timestamp::from_micros(i64::MIN)));
+        let ctx = Context { actor: actor.clone(), org: org.clone(), now };
         let decision = command::decide(&p.table, &ctx, command)?;
         let touched: Vec<KeyId> = decision
             .changes
@@ -385,13 +328,8 @@ impl Registry {
         let mut seq = p.table.applied();
         for change in decision.changes {
             seq = seq.next();
-            let event = Event {
-                id: ids.event_id(now),
-                time: now,
-                org: decision.org.clone(),
-                actor: actor.clone(),
-                change,
-            };
+            let event =
+                Event { id: ids.event_id(now), time: now, org: decision.org.clone(), actor: actor.clone(), change };
             scratch.apply(seq, &event);
             events.push((seq, event));
         }
@@ -419,10 +357,8 @@ pub fn rebuild(
     let mut n = 0u64;
     for record in log.read(Seq(1), to) {
         let record = record?;
-        let decoded = event::decode(record.bytes()).map_err(|e| OpenError::BadEvent {
-            seq: record.seq,
-            why: e.to_string(),
-        })?;
+        let decoded =
+            event::decode(record.bytes()).map_err(|e| OpenError::BadEvent { seq: record.seq, why: e.to_string() })?;
         p.apply(record.seq, &decoded.event);
         n += 1;
         if n.is_multiple_of(100_000) {
@@ -444,12 +380,7 @@ fn outcome(table: &Table, org: &OrgId, events: Vec<(Seq, Event)>, before: Seq) -
         }
     }
     let head = events.last().map(|(s, _)| *s).unwrap_or(before);
-    Outcome {
-        events,
-        keys,
-        org: table.org(org).cloned(),
-        head,
-    }
+    Outcome { events, keys, org: table.org(org).cloned(), head }
 }
 
 /// The writer thread: batches jobs, decides, stages, commits once, answers.
@@ -468,28 +399,16 @@ fn write_loop(mut log: Log, shared: &Shared, rx: mpsc::Receiver<Job>) {
         let mut staged_any = false;
         let mut failure: Option<LogError> = None;
         {
-            let mut p = shared
-                .projections
-                .write()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut p = shared.projections.write().unwrap_or_else(|e| e.into_inner());
             for job in jobs {
                 if failure.is_some() {
-                    answers.push((
-                        job.reply,
-                        Err(ExecError::Unavailable("the log failed".into())),
-                    ));
+                    answers.push((job.reply, Err(ExecError::Unavailable("the log failed".into()))));
                     continue;
                 }
                 let before = log.head();
                 // Event times never go backwards, so "as of T" is a prefix of the log.
-                let now = before
-                    .time
-                    .map_or(shared.clock.now(), |t| shared.clock.now().max(t));
-                let ctx = Context {
-                    actor: job.actor,
-                    org: job.org,
-                    now,
-                };
+                let now = before.time.map_or(shared.clock.now(), |t| shared.clock.now().max(t));
+                let ctx = Context { actor: job.actor, org: job.org, now };
                 let result = match command::decide(&p.table, &ctx, &job.command) {
                     Err(refusal) => Err(ExecError::Refused(refusal)),
                     Ok(Decision { org, changes }) => {

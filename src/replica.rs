@@ -148,11 +148,7 @@ impl Replica {
     }
 
     pub fn halted(&self) -> Option<Halt> {
-        self.inner
-            .halted
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.inner.halted.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Verifies a presented key, as `POST /v1/verify` would, and counts the
@@ -162,39 +158,19 @@ impl Replica {
             return Err(h);
         }
         let now = self.inner.config.clock.now();
-        let hash = verifier::hash_presented(
-            &self.inner.config.format,
-            &self.inner.config.pepper,
-            presented,
-        );
-        let f = self
-            .inner
-            .followed
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
+        let hash = verifier::hash_presented(&self.inner.config.format, &self.inner.config.pepper, presented);
+        let f = self.inner.followed.read().unwrap_or_else(|e| e.into_inner());
         let seq = f.table.applied();
         let answer = match hash {
-            Err(code) => VerifyAnswer {
-                valid: false,
-                code,
-                found: None,
-                seq,
-            },
+            Err(code) => VerifyAnswer { valid: false, code, found: None, seq },
             Ok(hash) => {
                 let verdict = verifier::check(&f.table, &hash, &question, now);
-                VerifyAnswer {
-                    valid: verdict.code == Code::Valid,
-                    code: verdict.code,
-                    found: verdict.found,
-                    seq,
-                }
+                VerifyAnswer { valid: verdict.code == Code::Valid, code: verdict.code, found: verdict.found, seq }
             }
         };
         drop(f);
         if let Some(found) = &answer.found {
-            self.inner
-                .access
-                .record(&found.org, &found.key_id, now, question.ip);
+            self.inner.access.record(&found.org, &found.key_id, now, question.ip);
         }
         self.inner.metrics.verified(answer.code);
         Ok(answer)
@@ -202,18 +178,10 @@ impl Replica {
 
     pub fn health(&self) -> ReplicaHealth {
         let (applied, head) = {
-            let f = self
-                .inner
-                .followed
-                .read()
-                .unwrap_or_else(|e| e.into_inner());
+            let f = self.inner.followed.read().unwrap_or_else(|e| e.into_inner());
             (f.table.applied(), f.head)
         };
-        let stream_last = self
-            .inner
-            .stream_last
-            .load(Ordering::Relaxed)
-            .max(applied.0);
+        let stream_last = self.inner.stream_last.load(Ordering::Relaxed).max(applied.0);
         let halted = self.halted();
         ReplicaHealth {
             status: if halted.is_some() { "halted" } else { "ok" },
@@ -227,11 +195,7 @@ impl Replica {
 
     /// The state digest, as `GET /v1/state/digest` answers it.
     pub fn digest(&self) -> (Seq, blake3::Hash) {
-        let f = self
-            .inner
-            .followed
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
+        let f = self.inner.followed.read().unwrap_or_else(|e| e.into_inner());
         (f.table.applied(), f.table.digest())
     }
 
@@ -243,10 +207,7 @@ impl Replica {
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics))
-            .route_layer(axum::middleware::from_fn_with_state(
-                self.clone(),
-                track::<Replica>,
-            ))
+            .route_layer(axum::middleware::from_fn_with_state(self.clone(), track::<Replica>))
             .fallback(|| async { ApiError::NotFound("no such route on a verifier replica".into()) })
             .layer(axum::extract::DefaultBodyLimit::max(crate::api::BODY_LIMIT))
             .with_state(self.clone())
@@ -259,12 +220,8 @@ impl Replica {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let app = self
-            .router()
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let app = self.router().into_make_service_with_connect_info::<SocketAddr>();
+        let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
         if let Ok(client) = nats::connect(&self.inner.config.nats).await {
             let js = jetstream::new(client);
             self.flush_once(&js).await;
@@ -279,37 +236,22 @@ impl Replica {
 
     /// Checks one event against the chain and applies it; false once halted.
     fn apply(&self, ev: StreamEvent) -> bool {
-        let mut f = self
-            .inner
-            .followed
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut f = self.inner.followed.write().unwrap_or_else(|e| e.into_inner());
         let expected = f.table.applied().next();
         if ev.seq < expected {
             return true; // A redelivery after the consumer was recreated.
         }
         if ev.seq > expected {
             drop(f);
-            self.halt(
-                expected,
-                format!(
-                    "gap: the stream skipped from {} to {}",
-                    expected.0 - 1,
-                    ev.seq
-                ),
-            );
+            self.halt(expected, format!("gap: the stream skipped from {} to {}", expected.0 - 1, ev.seq));
             return false;
         }
         let problem = match event::decode(&ev.bytes) {
             Err(e) => Some(format!("not a keyreg event: {e}")),
-            Ok(d) if d.seq != ev.seq => Some(format!(
-                "the event says seq {}, the stream has it at {}",
-                d.seq, ev.seq
-            )),
-            Ok(d) if d.prevhash != f.head => Some(format!(
-                "prevhash {} is not the previous event's hash {}",
-                d.prevhash, f.head
-            )),
+            Ok(d) if d.seq != ev.seq => Some(format!("the event says seq {}, the stream has it at {}", d.seq, ev.seq)),
+            Ok(d) if d.prevhash != f.head => {
+                Some(format!("prevhash {} is not the previous event's hash {}", d.prevhash, f.head))
+            }
             Ok(d) => {
                 let hash = f.head.next(&ev.bytes);
                 if ev.hash != Some(hash) {
@@ -424,9 +366,7 @@ impl Node for Replica {
 
     async fn wait_applied(&self, seq: Seq, timeout: Duration) -> bool {
         let mut rx = self.inner.applied.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|applied| *applied >= seq))
-            .await
-            .is_ok_and(|r| r.is_ok())
+        tokio::time::timeout(timeout, rx.wait_for(|applied| *applied >= seq)).await.is_ok_and(|r| r.is_ok())
     }
 
     fn answer(
@@ -441,26 +381,13 @@ impl Node for Replica {
                 h.seq, h.why
             )));
         }
-        Ok(checked.answer(
-            hash,
-            &self
-                .inner
-                .followed
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .table,
-            now,
-        ))
+        Ok(checked.answer(hash, &self.inner.followed.read().unwrap_or_else(|e| e.into_inner()).table, now))
     }
 }
 
 async fn healthz(State(r): State<Replica>) -> Response {
     let h = r.health();
-    let status = if h.halted.is_some() {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
-        StatusCode::OK
-    };
+    let status = if h.halted.is_some() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     (status, axum::Json(h)).into_response()
 }
 
@@ -468,56 +395,25 @@ async fn healthz(State(r): State<Replica>) -> Response {
 async fn readyz(State(r): State<Replica>) -> Response {
     let h = r.health();
     let ready = h.halted.is_none() && r.inner.caught_up.load(Ordering::Relaxed);
-    (
-        if ready {
-            StatusCode::OK
-        } else {
-            StatusCode::SERVICE_UNAVAILABLE
-        },
-        axum::Json(h),
-    )
-        .into_response()
+    (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, axum::Json(h)).into_response()
 }
 
 async fn metrics(State(r): State<Replica>) -> Response {
     let h = r.health();
     let text = r.inner.metrics.render(&[
-        (
-            "keyreg_replica_applied_seq",
-            "The last sequence this replica applied.",
-            h.applied_seq.0 as f64,
-        ),
-        (
-            "keyreg_replica_stream_last_seq",
-            "The stream's last sequence as last seen.",
-            h.stream_last_seq as f64,
-        ),
-        (
-            "keyreg_replica_apply_lag",
-            "Stream last sequence minus applied sequence.",
-            h.lag as f64,
-        ),
+        ("keyreg_replica_applied_seq", "The last sequence this replica applied.", h.applied_seq.0 as f64),
+        ("keyreg_replica_stream_last_seq", "The stream's last sequence as last seen.", h.stream_last_seq as f64),
+        ("keyreg_replica_apply_lag", "Stream last sequence minus applied sequence.", h.lag as f64),
         (
             "keyreg_replica_halted",
             "1 when the replica stopped applying on a broken chain.",
             h.halted.is_some() as u8 as f64,
         ),
     ]);
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4"),
-        )],
-        text,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], text).into_response()
 }
 
 async fn digest(State(r): State<Replica>) -> Response {
     let (seq, digest) = r.digest();
-    axum::Json(crate::api::Digest {
-        seq,
-        digest: digest.to_hex().to_string(),
-    })
-    .into_response()
+    axum::Json(crate::api::Digest { seq, digest: digest.to_hex().to_string() }).into_response()
 }

@@ -48,16 +48,12 @@ pub struct ScopeError {
 }
 
 fn is_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+    !s.is_empty() && s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
 /// A literal resource segment: printable, no `/`, `@` or `*`.
 fn is_literal_segment(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|c| c.is_ascii_graphic() && !matches!(c, b'/' | b'@' | b'*'))
+    !s.is_empty() && s.bytes().all(|c| c.is_ascii_graphic() && !matches!(c, b'/' | b'@' | b'*'))
 }
 
 /// A concrete action as named in a verify request (no wildcards).
@@ -75,10 +71,7 @@ pub fn is_concrete_resource(s: &str) -> bool {
 
 impl Scope {
     pub fn parse(s: &str) -> Result<Scope, ScopeError> {
-        let err = |why| ScopeError {
-            scope: s.chars().take(120).collect(),
-            why,
-        };
+        let err = |why| ScopeError { scope: s.chars().take(120).collect(), why };
         if s.len() > 512 {
             return Err(err("longer than 512 characters"));
         }
@@ -91,9 +84,7 @@ impl Scope {
         } else {
             match action.split_once(':') {
                 Some((service, "*")) if is_name(service) => Action::Service(service.to_owned()),
-                Some((service, verb)) if is_name(service) && is_name(verb) => {
-                    Action::Exact(action.to_owned())
-                }
+                Some((service, verb)) if is_name(service) && is_name(verb) => Action::Exact(action.to_owned()),
                 None if is_name(action) => Action::Exact(action.to_owned()),
                 _ => return Err(err("the action must be *, verb, service:verb or service:*")),
             }
@@ -109,7 +100,9 @@ impl Scope {
                         "**" if i + 1 == parts.len() => Segment::Rest,
                         "**" => return Err(err("** may only be the last segment")),
                         p if is_literal_segment(p) => Segment::Literal(p.to_owned()),
-                        _ => return Err(err("resource segments are non-empty, without spaces, and * or ** stand alone")),
+                        _ => {
+                            return Err(err("resource segments are non-empty, without spaces, and * or ** stand alone"));
+                        }
                     });
                 }
                 Filter::Path(segments)
@@ -123,9 +116,9 @@ impl Scope {
         let action_ok = match &self.action {
             Action::Any => true,
             Action::Exact(a) => a == action,
-            Action::Service(service) => action
-                .split_once(':')
-                .is_some_and(|(s, verb)| s == service && !verb.is_empty()),
+            Action::Service(service) => {
+                action.split_once(':').is_some_and(|(s, verb)| s == service && !verb.is_empty())
+            }
         };
         action_ok
             && match (&self.resource, resource) {
@@ -142,9 +135,7 @@ impl Scope {
         let action_ok = match (&other.action, &self.action) {
             (Action::Any, _) => true,
             (Action::Service(s), Action::Service(t)) => s == t,
-            (Action::Service(s), Action::Exact(a)) => {
-                a.split_once(':').is_some_and(|(svc, _)| svc == s)
-            }
+            (Action::Service(s), Action::Exact(a)) => a.split_once(':').is_some_and(|(svc, _)| svc == s),
             (Action::Exact(a), Action::Exact(b)) => a == b,
             _ => false,
         };
@@ -246,101 +237,31 @@ mod tests {
         ("read", "read", Some("workspaces/ws-1"), true),
         ("billing:read_costs", "billing:read_costs", None, true),
         ("billing:read_costs", "billing:write_costs", None, false),
-        (
-            "billing:read_costs",
-            "billing:read_costs_extra",
-            None,
-            false,
-        ),
+        ("billing:read_costs", "billing:read_costs_extra", None, false),
         ("billing:*", "billing:read_costs", None, true),
         ("billing:*", "billing:anything_new", Some("a/b"), true),
         ("billing:*", "billingx:read", None, false),
         ("billing:*", "read", None, false),
         ("billing:*", "compute:read", None, false),
-        (
-            "read@workspaces/ws-1/**",
-            "read",
-            Some("workspaces/ws-1"),
-            true,
-        ),
-        (
-            "read@workspaces/ws-1/**",
-            "read",
-            Some("workspaces/ws-1/reports/q3"),
-            true,
-        ),
-        (
-            "read@workspaces/ws-1/**",
-            "read",
-            Some("workspaces/ws-2/reports"),
-            false,
-        ),
+        ("read@workspaces/ws-1/**", "read", Some("workspaces/ws-1"), true),
+        ("read@workspaces/ws-1/**", "read", Some("workspaces/ws-1/reports/q3"), true),
+        ("read@workspaces/ws-1/**", "read", Some("workspaces/ws-2/reports"), false),
         ("read@workspaces/ws-1/**", "read", None, false),
-        (
-            "read@workspaces/ws-1/**",
-            "write",
-            Some("workspaces/ws-1/x"),
-            false,
-        ),
+        ("read@workspaces/ws-1/**", "write", Some("workspaces/ws-1/x"), false),
         ("read@workspaces/*", "read", Some("workspaces/ws-9"), true),
         ("read@workspaces/*", "read", Some("workspaces"), false),
-        (
-            "read@workspaces/*",
-            "read",
-            Some("workspaces/ws-9/reports"),
-            false,
-        ),
-        (
-            "read@workspaces/*/reports",
-            "read",
-            Some("workspaces/ws-3/reports"),
-            true,
-        ),
-        (
-            "read@workspaces/*/reports",
-            "read",
-            Some("workspaces/ws-3/costs"),
-            false,
-        ),
-        (
-            "read@workspaces/ws-1",
-            "read",
-            Some("workspaces/ws-1"),
-            true,
-        ),
-        (
-            "read@workspaces/ws-1",
-            "read",
-            Some("workspaces/ws-1/x"),
-            false,
-        ),
-        (
-            "read@workspaces/ws-1",
-            "read",
-            Some("workspaces/ws-10"),
-            false,
-        ),
+        ("read@workspaces/*", "read", Some("workspaces/ws-9/reports"), false),
+        ("read@workspaces/*/reports", "read", Some("workspaces/ws-3/reports"), true),
+        ("read@workspaces/*/reports", "read", Some("workspaces/ws-3/costs"), false),
+        ("read@workspaces/ws-1", "read", Some("workspaces/ws-1"), true),
+        ("read@workspaces/ws-1", "read", Some("workspaces/ws-1/x"), false),
+        ("read@workspaces/ws-1", "read", Some("workspaces/ws-10"), false),
         ("read@**", "read", Some("anything/at/all"), true),
         ("read@**", "read", None, false),
-        (
-            "*@projects/p1/**",
-            "deploy",
-            Some("projects/p1/envs/prod"),
-            true,
-        ),
+        ("*@projects/p1/**", "deploy", Some("projects/p1/envs/prod"), true),
         ("*@projects/p1/**", "deploy", Some("projects/p2"), false),
-        (
-            "billing:*@orgs/*/invoices/**",
-            "billing:export",
-            Some("orgs/o1/invoices/2026/11"),
-            true,
-        ),
-        (
-            "billing:*@orgs/*/invoices/**",
-            "billing:export",
-            Some("orgs/o1/costs"),
-            false,
-        ),
+        ("billing:*@orgs/*/invoices/**", "billing:export", Some("orgs/o1/invoices/2026/11"), true),
+        ("billing:*@orgs/*/invoices/**", "billing:export", Some("orgs/o1/costs"), false),
         ("read@a/b", "read", Some("a/b/"), false),
         ("read@a/b", "read", Some("a"), false),
     ];
@@ -350,11 +271,7 @@ mod tests {
         assert!(CASES.len() >= 30);
         for &(scope, action, resource, want) in CASES {
             let s = Scope::parse(scope).unwrap_or_else(|e| panic!("{scope}: {e}"));
-            assert_eq!(
-                s.grants(action, resource),
-                want,
-                "{scope} vs {action} on {resource:?}"
-            );
+            assert_eq!(s.grants(action, resource), want, "{scope} vs {action} on {resource:?}");
         }
     }
 
@@ -383,14 +300,7 @@ mod tests {
 
     #[test]
     fn scopes_print_as_they_were_written() {
-        for s in [
-            "*",
-            "read",
-            "billing:*",
-            "billing:read_costs",
-            "read@workspaces/ws-1/**",
-            "x@*/a/**",
-        ] {
+        for s in ["*", "read", "billing:*", "billing:read_costs", "read@workspaces/ws-1/**", "x@*/a/**"] {
             assert_eq!(Scope::parse(s).unwrap().to_string(), s);
         }
         assert_eq!(Scope::parse("read@*").unwrap().to_string(), "read");

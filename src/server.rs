@@ -56,10 +56,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let access = Arc::new(AccessCounter::new(&options.node, registry.now()));
-    let outbox = options
-        .nats
-        .as_ref()
-        .map(|_| Arc::new(OutboxStatus::default()));
+    let outbox = options.nats.as_ref().map(|_| Arc::new(OutboxStatus::default()));
     let state = AppState {
         registry: registry.clone(),
         access: access.clone(),
@@ -69,37 +66,16 @@ pub async fn serve(
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = vec![
-        tokio::spawn(sweep(
-            registry.clone(),
-            options.sweep_every,
-            stop_rx.clone(),
-        )),
-        tokio::spawn(flush_access(
-            registry.clone(),
-            access.clone(),
-            options.access_flush,
-            stop_rx.clone(),
-        )),
+        tokio::spawn(sweep(registry.clone(), options.sweep_every, stop_rx.clone())),
+        tokio::spawn(flush_access(registry.clone(), access.clone(), options.access_flush, stop_rx.clone())),
     ];
     if let (Some(url), Some(outbox)) = (&options.nats, outbox) {
         let log = registry.log().clone();
-        tasks.push(tokio::spawn(publisher::run(
-            url.clone(),
-            log,
-            registry.committed(),
-            outbox,
-            stop_rx.clone(),
-        )));
-        tasks.push(tokio::spawn(reports::ingest(
-            url.clone(),
-            registry.clone(),
-            stop_rx,
-        )));
+        tasks.push(tokio::spawn(publisher::run(url.clone(), log, registry.committed(), outbox, stop_rx.clone())));
+        tasks.push(tokio::spawn(reports::ingest(url.clone(), registry.clone(), stop_rx)));
     }
     let app = api::app(state).into_make_service_with_connect_info::<SocketAddr>();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     let _ = stop_tx.send(true);
     for task in tasks {
         let _ = task.await;
@@ -114,10 +90,7 @@ async fn sweep(registry: Registry, every: Duration, mut stop: watch::Receiver<bo
     loop {
         let due = registry.read().table.due_to_expire(registry.now());
         for (org, id) in due {
-            match registry
-                .execute(actor.clone(), org, Command::Expire { id: id.clone() })
-                .await
-            {
+            match registry.execute(actor.clone(), org, Command::Expire { id: id.clone() }).await {
                 Ok(_) | Err(ExecError::Refused(_)) => {}
                 Err(e) => {
                     tracing::warn!(key = %id, error = %e, "the sweeper could not record an expiry")
@@ -151,10 +124,7 @@ async fn flush_access(
 pub async fn flush_once(registry: &Registry, access: &AccessCounter) {
     let actor = Actor::system("usage");
     for (org, id, report) in access.take() {
-        let command = Command::RecordAccess {
-            id: id.clone(),
-            report: report.clone(),
-        };
+        let command = Command::RecordAccess { id: id.clone(), report: report.clone() };
         match registry.execute(actor.clone(), org.clone(), command).await {
             Ok(_) => {}
             Err(ExecError::Refused(r)) => {

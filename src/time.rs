@@ -35,9 +35,7 @@ impl Timestamp {
 
     /// Parses any RFC 3339 time (any offset, any precision) and truncates it.
     pub fn parse(s: &str) -> Result<Self, chrono::ParseError> {
-        Ok(Self::from_datetime(
-            DateTime::parse_from_rfc3339(s)?.with_timezone(&Utc),
-        ))
+        Ok(Self::from_datetime(DateTime::parse_from_rfc3339(s)?.with_timezone(&Utc)))
     }
 
     pub fn plus_seconds(self, seconds: i64) -> Self {

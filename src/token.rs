@@ -52,9 +52,7 @@ pub struct TokenFormat {
 
 impl Default for TokenFormat {
     fn default() -> Self {
-        TokenFormat {
-            prefix: DEFAULT_PREFIX.to_owned(),
-        }
+        TokenFormat { prefix: DEFAULT_PREFIX.to_owned() }
     }
 }
 
@@ -65,16 +63,8 @@ impl TokenFormat {
     /// simple.
     pub fn new(prefix: &str) -> Result<Self, TokenError> {
         let ok = (1..=16).contains(&prefix.len())
-            && prefix
-                .bytes()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_');
-        if ok {
-            Ok(TokenFormat {
-                prefix: prefix.to_owned(),
-            })
-        } else {
-            Err(TokenError::Prefix)
-        }
+            && prefix.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_');
+        if ok { Ok(TokenFormat { prefix: prefix.to_owned() }) } else { Err(TokenError::Prefix) }
     }
 
     pub fn prefix(&self) -> &str {
@@ -118,12 +108,8 @@ impl TokenFormat {
     }
 
     fn check(&self, s: &str) -> Result<(), TokenError> {
-        let rest = s
-            .strip_prefix(self.prefix.as_str())
-            .ok_or(TokenError::Prefix)?;
-        if rest.len() != RANDOM_LEN + CHECKSUM_LEN
-            || !rest.bytes().all(|c| c.is_ascii_alphanumeric())
-        {
+        let rest = s.strip_prefix(self.prefix.as_str()).ok_or(TokenError::Prefix)?;
+        if rest.len() != RANDOM_LEN + CHECKSUM_LEN || !rest.bytes().all(|c| c.is_ascii_alphanumeric()) {
             return Err(TokenError::Shape);
         }
         let (signed, sum) = s.split_at(s.len() - CHECKSUM_LEN);
@@ -191,8 +177,7 @@ impl std::hash::Hasher for PassThroughHasher {
     }
 }
 
-pub type HashIndex<V> =
-    std::collections::HashMap<TokenHash, V, std::hash::BuildHasherDefault<PassThroughHasher>>;
+pub type HashIndex<V> = std::collections::HashMap<TokenHash, V, std::hash::BuildHasherDefault<PassThroughHasher>>;
 
 /// The stored form of a secret: `blake3::keyed_hash(pepper, token)`.
 ///
@@ -238,8 +223,7 @@ impl serde::Serialize for TokenHash {
 impl<'de> serde::Deserialize<'de> for TokenHash {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        TokenHash::from_hex(&s)
-            .ok_or_else(|| serde::de::Error::custom("expected 64 lower-case hex digits"))
+        TokenHash::from_hex(&s).ok_or_else(|| serde::de::Error::custom("expected 64 lower-case hex digits"))
     }
 }
 
@@ -257,17 +241,11 @@ impl fmt::Debug for Pepper {
 #[derive(Debug, thiserror::Error)]
 pub enum PepperError {
     #[error("cannot read the pepper file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("the pepper file {path} must hold exactly 32 bytes, it holds {len}")]
     Length { path: String, len: usize },
     #[error("cannot write the pepper file {path}: {source}")]
-    Write {
-        path: String,
-        source: std::io::Error,
-    },
+    Write { path: String, source: std::io::Error },
 }
 
 impl Pepper {
@@ -282,17 +260,12 @@ impl Pepper {
     }
 
     pub fn load(path: &Path) -> Result<Self, PepperError> {
-        let bytes = std::fs::read(path).map_err(|source| PepperError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let bytes =
+            std::fs::read(path).map_err(|source| PepperError::Read { path: path.display().to_string(), source })?;
         let arr: [u8; 32] = bytes
             .as_slice()
             .try_into()
-            .map_err(|_| PepperError::Length {
-                path: path.display().to_string(),
-                len: bytes.len(),
-            })?;
+            .map_err(|_| PepperError::Length { path: path.display().to_string(), len: bytes.len() })?;
         Ok(Pepper(arr))
     }
 
@@ -300,16 +273,8 @@ impl Pepper {
     pub fn save_new(&self, path: &Path) -> Result<(), PepperError> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
-        let err = |source| PepperError::Write {
-            path: path.display().to_string(),
-            source,
-        };
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(err)?;
+        let err = |source| PepperError::Write { path: path.display().to_string(), source };
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(err)?;
         f.write_all(&self.0).map_err(err)?;
         f.sync_all().map_err(err)
     }
@@ -345,11 +310,7 @@ mod tests {
             let mut b = s.clone().into_bytes();
             b[i] = if b[i] == b'a' { b'b' } else { b'a' };
             let changed = String::from_utf8(b).unwrap();
-            assert_eq!(
-                f.parse(&changed).unwrap_err(),
-                TokenError::Checksum,
-                "position {i}"
-            );
+            assert_eq!(f.parse(&changed).unwrap_err(), TokenError::Checksum, "position {i}");
         }
     }
 
@@ -357,19 +318,9 @@ mod tests {
     fn malformed_tokens_are_rejected_by_shape() {
         let f = TokenFormat::default();
         let good = f.generate().expose().to_owned();
-        assert_eq!(
-            f.parse(&good.replacen("kr_", "xx_", 1)).unwrap_err(),
-            TokenError::Prefix
-        );
-        assert_eq!(
-            f.parse(&good[..good.len() - 1]).unwrap_err(),
-            TokenError::Shape
-        );
-        assert_eq!(
-            f.parse(&format!("{}!", &good[..good.len() - 1]))
-                .unwrap_err(),
-            TokenError::Shape
-        );
+        assert_eq!(f.parse(&good.replacen("kr_", "xx_", 1)).unwrap_err(), TokenError::Prefix);
+        assert_eq!(f.parse(&good[..good.len() - 1]).unwrap_err(), TokenError::Shape);
+        assert_eq!(f.parse(&format!("{}!", &good[..good.len() - 1])).unwrap_err(), TokenError::Shape);
         assert_eq!(f.parse("").unwrap_err(), TokenError::Prefix);
     }
 
@@ -390,9 +341,6 @@ mod tests {
         assert!(t.hash(&p1) == t.hash(&p1));
         assert!(t.hash(&p1) != t.hash(&p2));
         assert!(!format!("{t:?}").contains(&t.expose()[3..]));
-        assert_eq!(
-            TokenHash::from_hex(&t.hash(&p1).to_hex()),
-            Some(t.hash(&p1))
-        );
+        assert_eq!(TokenHash::from_hex(&t.hash(&p1).to_hex()), Some(t.hash(&p1)));
     }
 }

@@ -82,23 +82,14 @@ pub struct Verdict {
 }
 
 /// The keyed hash of a presented token, or `MALFORMED` without any lookup.
-pub fn hash_presented(
-    format: &TokenFormat,
-    pepper: &Pepper,
-    presented: &str,
-) -> Result<TokenHash, Code> {
-    format
-        .hash_presented(pepper, presented)
-        .map_err(|_| Code::Malformed)
+pub fn hash_presented(format: &TokenFormat, pepper: &Pepper, presented: &str) -> Result<TokenHash, Code> {
+    format.hash_presented(pepper, presented).map_err(|_| Code::Malformed)
 }
 
 /// Checks a hashed secret against the table at `now`.
 pub fn check(table: &Table, hash: &TokenHash, question: &Question<'_>, now: Timestamp) -> Verdict {
     let Some(key) = table.key_by_hash(hash, now) else {
-        return Verdict {
-            code: Code::NotFound,
-            found: None,
-        };
+        return Verdict { code: Code::NotFound, found: None };
     };
     let code = match key.status_at(now) {
         Status::Revoked | Status::Deleted => Code::Revoked,
@@ -107,24 +98,14 @@ pub fn check(table: &Table, hash: &TokenHash, question: &Question<'_>, now: Time
         Status::Active => {
             if !key.allowed_cidrs.is_empty() && !question.ip.is_some_and(|ip| key.allows_ip(ip)) {
                 Code::ForbiddenIp
-            } else if question
-                .action
-                .is_some_and(|a| !key.grants(a, question.resource))
-            {
+            } else if question.action.is_some_and(|a| !key.grants(a, question.resource)) {
                 Code::ForbiddenScope
             } else {
                 Code::Valid
             }
         }
     };
-    let found = Found {
-        key_id: key.id.clone(),
-        org: key.org.clone(),
-        scopes: key.scopes.clone(),
-        expires_at: key.expires_at,
-    };
-    Verdict {
-        code,
-        found: Some(found),
-    }
+    let found =
+        Found { key_id: key.id.clone(), org: key.org.clone(), scopes: key.scopes.clone(), expires_at: key.expires_at };
+    Verdict { code, found: Some(found) }
 }

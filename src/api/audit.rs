@@ -42,10 +42,7 @@ pub async fn list(
     caller.require("audit:read")?;
     let limit = q.limit.unwrap_or(super::keys::DEFAULT_LIMIT);
     if !(1..=super::keys::MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::Validation(format!(
-            "limit must be 1 to {}",
-            super::keys::MAX_LIMIT
-        )));
+        return Err(ApiError::Validation(format!("limit must be 1 to {}", super::keys::MAX_LIMIT)));
     }
     let order = match q.order.as_deref() {
         None | Some("desc") => Order::Desc,
@@ -55,10 +52,7 @@ pub async fn list(
     if let Some(t) = &q.type_name
         && !event::TYPES.contains(&t.as_str())
     {
-        return Err(ApiError::Validation(format!(
-            "type must be one of {}",
-            event::TYPES.join(", ")
-        )));
+        return Err(ApiError::Validation(format!("type must be one of {}", event::TYPES.join(", "))));
     }
     let query = Query {
         org: caller.org.clone(),
@@ -69,16 +63,8 @@ pub async fn list(
             .map(|a| Actor::parse(a).map_err(|e| ApiError::Validation(format!("actor: {e}"))))
             .transpose()?,
         type_name: q.type_name,
-        since: q
-            .since
-            .as_deref()
-            .map(|t| parse_time("since", t))
-            .transpose()?,
-        until: q
-            .until
-            .as_deref()
-            .map(|t| parse_time("until", t))
-            .transpose()?,
+        since: q.since.as_deref().map(|t| parse_time("since", t)).transpose()?,
+        until: q.until.as_deref().map(|t| parse_time("until", t)).transpose()?,
         after: q
             .cursor
             .as_deref()
@@ -96,13 +82,8 @@ pub async fn list(
     // stored bytes, never from a re-serialization.
     let mut body = Vec::from(&b"{\"events\":["[..]);
     for (i, seq) in seqs.iter().enumerate() {
-        let record = s
-            .registry
-            .log()
-            .get(*seq)
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-        let record =
-            record.ok_or_else(|| ApiError::Internal(format!("indexed event {seq} is missing")))?;
+        let record = s.registry.log().get(*seq).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let record = record.ok_or_else(|| ApiError::Internal(format!("indexed event {seq} is missing")))?;
         if i > 0 {
             body.push(b',');
         }
@@ -113,14 +94,7 @@ pub async fn list(
         Some(last) => body.extend_from_slice(format!("\"{last}\"}}").as_bytes()),
         None => body.extend_from_slice(b"null}"),
     }
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response())
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response())
 }
 
 pub async fn verify_chain(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
@@ -143,9 +117,7 @@ pub async fn events(
     caller.require("audit:read")?;
     let limit = q.limit.unwrap_or(1000);
     if !(1..=MAX_EVENTS).contains(&limit) {
-        return Err(ApiError::Validation(format!(
-            "limit must be 1 to {MAX_EVENTS}"
-        )));
+        return Err(ApiError::Validation(format!("limit must be 1 to {MAX_EVENTS}")));
     }
     let everything = caller.org.as_str() == SYSTEM_ORG;
     let org_marker = format!("\"org\":\"{}\"", caller.org);
@@ -171,14 +143,7 @@ pub async fn events(
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))??;
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/x-ndjson"),
-        )],
-        body,
-    )
-        .into_response())
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"))], body).into_response())
 }
 
 /// Whether an event's envelope names this org. The envelope's `org` comes
@@ -201,11 +166,5 @@ pub struct Digest {
 pub async fn digest(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     caller.require("audit:read")?;
     let p = s.registry.read();
-    Ok(json(
-        StatusCode::OK,
-        &Digest {
-            seq: p.table.applied(),
-            digest: p.table.digest().to_hex().to_string(),
-        },
-    ))
+    Ok(json(StatusCode::OK, &Digest { seq: p.table.applied(), digest: p.table.digest().to_hex().to_string() }))
 }

@@ -51,62 +51,28 @@ struct Problem<'a> {
 impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
-            ApiError::Validation(_) => (
-                StatusCode::BAD_REQUEST,
-                "VALIDATION",
-                "The request is not valid",
-            ),
-            ApiError::Unauthenticated(_) => (
-                StatusCode::UNAUTHORIZED,
-                "UNAUTHENTICATED",
-                "No valid key was presented",
-            ),
-            ApiError::Forbidden(_) => (
-                StatusCode::FORBIDDEN,
-                "FORBIDDEN",
-                "The key may not do this",
-            ),
+            ApiError::Validation(_) => (StatusCode::BAD_REQUEST, "VALIDATION", "The request is not valid"),
+            ApiError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "No valid key was presented"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN", "The key may not do this"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND", "Not found"),
-            ApiError::Conflict(_) => (
-                StatusCode::CONFLICT,
-                "CONFLICT",
-                "The current state does not allow this",
-            ),
-            ApiError::KeyLimit(_) => (
-                StatusCode::CONFLICT,
-                "KEY_LIMIT",
-                "The organization has reached max_keys",
-            ),
-            ApiError::VersionMismatch(_) => (
-                StatusCode::PRECONDITION_FAILED,
-                "VERSION_MISMATCH",
-                "The key has changed since that version",
-            ),
-            ApiError::PayloadTooLarge => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "PAYLOAD_TOO_LARGE",
-                "The request body is too large",
-            ),
-            ApiError::MethodNotAllowed(_) => (
-                StatusCode::METHOD_NOT_ALLOWED,
-                "METHOD_NOT_ALLOWED",
-                "Method not allowed",
-            ),
-            ApiError::Stale(_) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "STALE",
-                "This node has not applied that sequence yet",
-            ),
-            ApiError::Unavailable(_) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "UNAVAILABLE",
-                "The service cannot take writes now",
-            ),
-            ApiError::Internal(_) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "INTERNAL",
-                "Internal error",
-            ),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "CONFLICT", "The current state does not allow this"),
+            ApiError::KeyLimit(_) => (StatusCode::CONFLICT, "KEY_LIMIT", "The organization has reached max_keys"),
+            ApiError::VersionMismatch(_) => {
+                (StatusCode::PRECONDITION_FAILED, "VERSION_MISMATCH", "The key has changed since that version")
+            }
+            ApiError::PayloadTooLarge => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "The request body is too large")
+            }
+            ApiError::MethodNotAllowed(_) => {
+                (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "Method not allowed")
+            }
+            ApiError::Stale(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "STALE", "This node has not applied that sequence yet")
+            }
+            ApiError::Unavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "The service cannot take writes now")
+            }
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "Internal error"),
         }
     }
 }
@@ -134,10 +100,7 @@ impl IntoResponse for ApiError {
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         response
     }
 }

@@ -6,9 +6,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::{
-    ApiError, AppState, Body, Caller, Params, expected_version, json, parse_key_id, parse_time,
-};
+use super::{ApiError, AppState, Body, Caller, Params, expected_version, json, parse_key_id, parse_time};
 use crate::cidr::Cidr;
 use crate::command::{self, Command, KeyEdit, NewKey};
 use crate::id::KeyId;
@@ -128,9 +126,7 @@ fn parse_scopes(scopes: &[String]) -> Result<Vec<Scope>, ApiError> {
     scopes
         .iter()
         .enumerate()
-        .map(|(i, s)| {
-            Scope::parse(s).map_err(|e| ApiError::Validation(format!("scopes[{i}]: {e}")))
-        })
+        .map(|(i, s)| Scope::parse(s).map_err(|e| ApiError::Validation(format!("scopes[{i}]: {e}"))))
         .collect()
 }
 
@@ -138,9 +134,7 @@ fn parse_cidrs(cidrs: &[String]) -> Result<Vec<Cidr>, ApiError> {
     cidrs
         .iter()
         .enumerate()
-        .map(|(i, c)| {
-            Cidr::parse(c).map_err(|e| ApiError::Validation(format!("allowed_cidrs[{i}]: {e}")))
-        })
+        .map(|(i, c)| Cidr::parse(c).map_err(|e| ApiError::Validation(format!("allowed_cidrs[{i}]: {e}"))))
         .collect()
 }
 
@@ -153,15 +147,7 @@ fn key_response(
     warnings: Option<&[String]>,
     dry_run: bool,
 ) -> Response {
-    let mut response = json(
-        status,
-        &KeyResponse {
-            key: key.view(now),
-            secret,
-            warnings,
-            dry_run,
-        },
-    );
+    let mut response = json(status, &KeyResponse { key: key.view(now), secret, warnings, dry_run });
     if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", key.version)) {
         response.headers_mut().insert(header::ETAG, v);
     }
@@ -169,10 +155,7 @@ fn key_response(
 }
 
 fn changed_key(outcome: &Outcome) -> Result<&Key, ApiError> {
-    outcome
-        .keys
-        .first()
-        .ok_or_else(|| ApiError::Internal("a key command returned no key".into()))
+    outcome.keys.first().ok_or_else(|| ApiError::Internal("a key command returned no key".into()))
 }
 
 pub async fn create(
@@ -184,9 +167,7 @@ pub async fn create(
     let now = s.registry.now();
     let expires_at = match (&req.expires_at, req.expires_in_days) {
         (Some(_), Some(_)) => {
-            return Err(ApiError::Validation(
-                "give expires_at or expires_in_days, not both".into(),
-            ));
+            return Err(ApiError::Validation("give expires_at or expires_in_days, not both".into()));
         }
         (Some(at), None) => Some(parse_time("expires_at", at)?),
         (None, Some(days)) if days.is_finite() && days > 0.0 && days <= MAX_EXPIRES_IN_DAYS => {
@@ -210,20 +191,10 @@ pub async fn create(
         allowed_cidrs: parse_cidrs(&req.allowed_cidrs)?,
         expires_at,
     };
-    let outcome = s
-        .registry
-        .execute(caller.actor(), caller.org.clone(), Command::CreateKey(new))
-        .await?;
+    let outcome = s.registry.execute(caller.actor(), caller.org.clone(), Command::CreateKey(new)).await?;
     let key = changed_key(&outcome)?;
     let warnings = command::warnings(None, &key.scopes, &key.allowed_cidrs, key.expires_at, now);
-    Ok(key_response(
-        StatusCode::CREATED,
-        key,
-        now,
-        Some(token.expose()),
-        Some(&warnings),
-        false,
-    ))
+    Ok(key_response(StatusCode::CREATED, key, now, Some(token.expose()), Some(&warnings), false))
 }
 
 /// Which statuses a listing shows.
@@ -231,9 +202,7 @@ fn status_filter(status: Option<&str>) -> Result<Option<Status>, ApiError> {
     match status.unwrap_or("active") {
         "all" => Ok(None),
         s => Status::parse(s).map(Some).ok_or_else(|| {
-            ApiError::Validation(
-                "status must be active, disabled, expired, revoked, deleted or all".into(),
-            )
+            ApiError::Validation("status must be active, disabled, expired, revoked, deleted or all".into())
         }),
     }
 }
@@ -247,17 +216,12 @@ pub async fn list(
     let status = status_filter(q.status.as_deref())?;
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::Validation(format!(
-            "limit must be 1 to {MAX_LIMIT}"
-        )));
+        return Err(ApiError::Validation(format!("limit must be 1 to {MAX_LIMIT}")));
     }
     let cursor = q
         .cursor
         .as_deref()
-        .map(|c| {
-            KeyId::parse(c)
-                .map_err(|_| ApiError::Validation("cursor is not one this API returned".into()))
-        })
+        .map(|c| KeyId::parse(c).map_err(|_| ApiError::Validation("cursor is not one this API returned".into())))
         .transpose()?;
     let needle = q.q.as_deref().map(str::to_lowercase);
     let page = |table: &Table, now: Timestamp| -> Response {
@@ -265,9 +229,7 @@ pub async fn list(
         let mut more = false;
         let matching = table.keys_of(&caller.org, cursor.as_ref()).filter(|k| {
             status.is_none_or(|st| k.status_at(now) == st)
-                && needle
-                    .as_deref()
-                    .is_none_or(|n| k.name.to_lowercase().contains(n))
+                && needle.as_deref().is_none_or(|n| k.name.to_lowercase().contains(n))
         });
         for key in matching {
             if keys.len() == limit {
@@ -276,11 +238,7 @@ pub async fn list(
             }
             keys.push(key.view(now));
         }
-        let next_cursor = if more {
-            keys.last().map(|k| k.id.to_string())
-        } else {
-            None
-        };
+        let next_cursor = if more { keys.last().map(|k| k.id.to_string()) } else { None };
         json(StatusCode::OK, &KeyList { keys, next_cursor })
     };
     match q.as_of {
@@ -320,14 +278,7 @@ pub async fn get(
         None => {
             let p = s.registry.read();
             let key = p.table.key_in(&caller.org, &id).ok_or_else(not_found)?;
-            Ok(key_response(
-                StatusCode::OK,
-                key,
-                s.registry.now(),
-                None,
-                None,
-                false,
-            ))
+            Ok(key_response(StatusCode::OK, key, s.registry.now(), None, None, false))
         }
     }
 }
@@ -357,58 +308,26 @@ pub async fn update(
         allowed_cidrs: req.allowed_cidrs.as_deref().map(parse_cidrs).transpose()?,
     };
     let before = s.registry.read().table.key_in(&caller.org, &id).cloned();
-    let command = Command::EditKey {
-        id: id.clone(),
-        expected,
-        edit,
-    };
+    let command = Command::EditKey { id: id.clone(), expected, edit };
     let outcome = if q.dry_run {
-        s.registry
-            .preview(caller.actor(), caller.org.clone(), &command)?
+        s.registry.preview(caller.actor(), caller.org.clone(), &command)?
     } else {
-        s.registry
-            .execute(caller.actor(), caller.org.clone(), command)
-            .await?
+        s.registry.execute(caller.actor(), caller.org.clone(), command).await?
     };
     let now = s.registry.now();
     // An edit that changes nothing records nothing and touches no key.
     let key = match outcome.keys.first() {
         Some(k) => k.clone(),
-        None => before
-            .clone()
-            .ok_or_else(|| ApiError::NotFound(format!("no key {id} in this organization")))?,
+        None => before.clone().ok_or_else(|| ApiError::NotFound(format!("no key {id} in this organization")))?,
     };
-    let warnings = command::warnings(
-        before.as_ref(),
-        &key.scopes,
-        &key.allowed_cidrs,
-        key.expires_at,
-        now,
-    );
-    Ok(key_response(
-        StatusCode::OK,
-        &key,
-        now,
-        None,
-        Some(&warnings),
-        q.dry_run,
-    ))
+    let warnings = command::warnings(before.as_ref(), &key.scopes, &key.allowed_cidrs, key.expires_at, now);
+    Ok(key_response(StatusCode::OK, &key, now, None, Some(&warnings), q.dry_run))
 }
 
 /// Runs a command that changes one key and answers with the key after it.
 async fn one_key(s: &AppState, caller: &Caller, command: Command) -> Result<Response, ApiError> {
-    let outcome = s
-        .registry
-        .execute(caller.actor(), caller.org.clone(), command)
-        .await?;
-    Ok(key_response(
-        StatusCode::OK,
-        changed_key(&outcome)?,
-        s.registry.now(),
-        None,
-        None,
-        false,
-    ))
+    let outcome = s.registry.execute(caller.actor(), caller.org.clone(), command).await?;
+    Ok(key_response(StatusCode::OK, changed_key(&outcome)?, s.registry.now(), None, None, false))
 }
 
 pub async fn disable(
@@ -418,10 +337,7 @@ pub async fn disable(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     caller.require("keys:admin")?;
-    let command = Command::Disable {
-        id: parse_key_id(&id)?,
-        expected: expected_version(&headers)?,
-    };
+    let command = Command::Disable { id: parse_key_id(&id)?, expected: expected_version(&headers)? };
     one_key(&s, &caller, command).await
 }
 
@@ -432,10 +348,7 @@ pub async fn enable(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     caller.require("keys:admin")?;
-    let command = Command::Enable {
-        id: parse_key_id(&id)?,
-        expected: expected_version(&headers)?,
-    };
+    let command = Command::Enable { id: parse_key_id(&id)?, expected: expected_version(&headers)? };
     one_key(&s, &caller, command).await
 }
 
@@ -447,11 +360,7 @@ pub async fn revoke(
     Body(req): Body<RevokeRequest>,
 ) -> Result<Response, ApiError> {
     caller.require("keys:admin")?;
-    let command = Command::Revoke {
-        id: parse_key_id(&id)?,
-        expected: expected_version(&headers)?,
-        reason: req.reason,
-    };
+    let command = Command::Revoke { id: parse_key_id(&id)?, expected: expected_version(&headers)?, reason: req.reason };
     one_key(&s, &caller, command).await
 }
 
@@ -463,19 +372,9 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     caller.require("keys:admin")?;
     let id = parse_key_id(&id)?;
-    let confirm = q.confirm.ok_or_else(|| {
-        ApiError::Validation("confirm: pass ?confirm=<the key's name> to delete it".into())
-    })?;
-    one_key(
-        &s,
-        &caller,
-        Command::Delete {
-            id,
-            confirm,
-            reason: q.reason,
-        },
-    )
-    .await
+    let confirm =
+        q.confirm.ok_or_else(|| ApiError::Validation("confirm: pass ?confirm=<the key's name> to delete it".into()))?;
+    one_key(&s, &caller, Command::Delete { id, confirm, reason: q.reason }).await
 }
 
 pub async fn bulk_revoke(
@@ -484,29 +383,12 @@ pub async fn bulk_revoke(
     Body(req): Body<BulkRevokeRequest>,
 ) -> Result<Response, ApiError> {
     caller.require("keys:admin")?;
-    let ids = req
-        .ids
-        .iter()
-        .map(|id| parse_key_id(id))
-        .collect::<Result<Vec<_>, _>>()?;
-    let command = Command::BulkRevoke {
-        ids,
-        reason: req.reason,
-        delete: req.delete,
-    };
-    let outcome = s
-        .registry
-        .execute(caller.actor(), caller.org.clone(), command)
-        .await?;
+    let ids = req.ids.iter().map(|id| parse_key_id(id)).collect::<Result<Vec<_>, _>>()?;
+    let command = Command::BulkRevoke { ids, reason: req.reason, delete: req.delete };
+    let outcome = s.registry.execute(caller.actor(), caller.org.clone(), command).await?;
     let now = s.registry.now();
     let keys: Vec<KeyView> = outcome.keys.iter().map(|k| k.view(now)).collect();
-    Ok(json(
-        StatusCode::OK,
-        &KeyList {
-            keys,
-            next_cursor: None,
-        },
-    ))
+    Ok(json(StatusCode::OK, &KeyList { keys, next_cursor: None }))
 }
 
 pub async fn rotate(
@@ -524,17 +406,7 @@ pub async fn rotate(
         secret: s.registry.secret_of(&token),
         grace_seconds: req.grace_seconds,
     };
-    let outcome = s
-        .registry
-        .execute(caller.actor(), caller.org.clone(), command)
-        .await?;
-    Ok(key_response(
-        StatusCode::OK,
-        changed_key(&outcome)?,
-        s.registry.now(),
-        Some(token.expose()),
-        None,
-        false,
-    )
-    .into_response())
+    let outcome = s.registry.execute(caller.actor(), caller.org.clone(), command).await?;
+    Ok(key_response(StatusCode::OK, changed_key(&outcome)?, s.registry.now(), Some(token.expose()), None, false)
+        .into_response())
 }

@@ -77,9 +77,7 @@ pub struct ApiOptions {
 
 impl Default for ApiOptions {
     fn default() -> Self {
-        ApiOptions {
-            min_seq_wait: Duration::from_secs(1),
-        }
+        ApiOptions { min_seq_wait: Duration::from_secs(1) }
     }
 }
 
@@ -101,10 +99,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/org", get(org::get_org).patch(org::update_org))
         .route("/v1/keys", post(keys::create).get(keys::list))
         .route("/v1/keys/bulk-revoke", post(keys::bulk_revoke))
-        .route(
-            "/v1/keys/{id}",
-            get(keys::get).patch(keys::update).delete(keys::delete),
-        )
+        .route("/v1/keys/{id}", get(keys::get).patch(keys::update).delete(keys::delete))
         .route("/v1/keys/{id}/disable", post(keys::disable))
         .route("/v1/keys/{id}/enable", post(keys::enable))
         .route("/v1/keys/{id}/revoke", post(keys::revoke))
@@ -119,10 +114,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            track::<AppState>,
-        ))
+        .route_layer(middleware::from_fn_with_state(state.clone(), track::<AppState>))
         .fallback(|| async { ApiError::NotFound("no such route; see schemas/openapi.json".into()) })
         .method_not_allowed_fallback(|| async {
             ApiError::MethodNotAllowed("this route does not take that method".into())
@@ -139,8 +131,7 @@ pub async fn track<N: verify::Node>(State(node): State<N>, req: Request, next: N
     };
     let started = Instant::now();
     let response = next.run(req).await;
-    node.metrics()
-        .observe(&route, response.status().as_u16(), started.elapsed());
+    node.metrics().observe(&route, response.status().as_u16(), started.elapsed());
     response
 }
 
@@ -155,10 +146,7 @@ fn presented_token(headers: &HeaderMap) -> Option<&str> {
 }
 
 fn peer_ip(parts: &Parts) -> Option<std::net::IpAddr> {
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
+    parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
 }
 
 /// An authenticated caller: an active key, used from an address it allows.
@@ -179,9 +167,7 @@ impl Caller {
         if self.scopes.iter().any(|s| s.grants(action, None)) {
             Ok(())
         } else {
-            Err(ApiError::Forbidden(format!(
-                "this call needs a key with the scope {action}"
-            )))
+            Err(ApiError::Forbidden(format!("this call needs a key with the scope {action}")))
         }
     }
 }
@@ -191,25 +177,16 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = presented_token(&parts.headers).ok_or_else(|| {
-            ApiError::Unauthenticated(
-                "send a key in the Authorization header (raw or as Bearer)".into(),
-            )
+            ApiError::Unauthenticated("send a key in the Authorization header (raw or as Bearer)".into())
         })?;
         let registry = &state.registry;
         let hash = verifier::hash_presented(registry.format(), registry.pepper(), token)
             .map_err(|_| ApiError::Unauthenticated("the presented key is malformed".into()))?;
-        let question = Question {
-            ip: peer_ip(parts),
-            ..Question::default()
-        };
+        let question = Question { ip: peer_ip(parts), ..Question::default() };
         let now = registry.now();
         let p = registry.read();
         let verdict = verifier::check(&p.table, &hash, &question, now);
-        let refuse = |why: &str| {
-            Err(ApiError::Unauthenticated(format!(
-                "the presented key {why}"
-            )))
-        };
+        let refuse = |why: &str| Err(ApiError::Unauthenticated(format!("the presented key {why}")));
         match verdict.code {
             Code::Valid | Code::ForbiddenScope => {}
             Code::Malformed => return refuse("is malformed"),
@@ -218,20 +195,14 @@ impl FromRequestParts<AppState> for Caller {
             Code::Expired => return refuse("has expired"),
             Code::Disabled => return refuse("is disabled"),
             Code::ForbiddenIp => {
-                return Err(ApiError::Forbidden(
-                    "the key may not be used from this address".into(),
-                ));
+                return Err(ApiError::Forbidden("the key may not be used from this address".into()));
             }
         }
         let key = verdict
             .found
             .and_then(|f| p.table.key(&f.key_id))
             .ok_or_else(|| ApiError::Internal("key vanished".into()))?;
-        Ok(Caller {
-            key_id: key.id.clone(),
-            org: key.org.clone(),
-            scopes: key.scopes.clone(),
-        })
+        Ok(Caller { key_id: key.id.clone(), org: key.org.clone(), scopes: key.scopes.clone() })
     }
 }
 
@@ -250,11 +221,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
                 ApiError::Validation(format!("cannot read the request body: {}", r.body_text()))
             }
         })?;
-        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-            b"{}"
-        } else {
-            &bytes
-        };
+        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
         serde_json::from_slice(bytes)
             .map(Body)
             .map_err(|e| ApiError::Validation(format!("the body is not valid for this call: {e}")))
@@ -285,9 +252,9 @@ fn expected_version(headers: &HeaderMap) -> Result<Option<Seq>, ApiError> {
         return Ok(None);
     }
     let bare = text.trim_start_matches("W/").trim_matches('"');
-    bare.parse::<u64>().map(|v| Some(Seq(v))).map_err(|_| {
-        ApiError::Validation("If-Match must be a key version, e.g. If-Match: \"42\"".into())
-    })
+    bare.parse::<u64>()
+        .map(|v| Some(Seq(v)))
+        .map_err(|_| ApiError::Validation("If-Match must be a key version, e.g. If-Match: \"42\"".into()))
 }
 
 /// A JSON response with a status.
@@ -297,17 +264,11 @@ fn json<T: serde::Serialize>(status: axum::http::StatusCode, body: &T) -> Respon
 
 fn parse_key_id(id: &str) -> Result<KeyId, ApiError> {
     KeyId::parse(id).map_err(|_| {
-        ApiError::NotFound(format!(
-            "no key {:?} in this organization",
-            id.chars().take(80).collect::<String>()
-        ))
+        ApiError::NotFound(format!("no key {:?} in this organization", id.chars().take(80).collect::<String>()))
     })
 }
 
 fn parse_time(field: &str, value: &str) -> Result<crate::time::Timestamp, ApiError> {
-    crate::time::Timestamp::parse(value).map_err(|_| {
-        ApiError::Validation(format!(
-            "{field} must be an RFC 3339 time, e.g. 2026-11-22T10:00:00Z"
-        ))
-    })
+    crate::time::Timestamp::parse(value)
+        .map_err(|_| ApiError::Validation(format!("{field} must be an RFC 3339 time, e.g. 2026-11-22T10:00:00Z")))
 }

@@ -47,16 +47,7 @@ fn health(s: &AppState) -> (bool, Health) {
     // and the stream catches up.
     let ok = s.registry.healthy() && outbox.as_ref().is_none_or(|o| o.diverged.is_none());
     let status = if ok { "ok" } else { "failing" };
-    (
-        ok,
-        Health {
-            status,
-            head_seq: head.seq,
-            head_hash: head.hash.to_hex(),
-            applied_seq: applied,
-            outbox,
-        },
-    )
+    (ok, Health { status, head_seq: head.seq, head_hash: head.hash.to_hex(), applied_seq: applied, outbox })
 }
 
 /// Alive: the process answers. Reports the log head.
@@ -67,30 +58,15 @@ pub async fn healthz(State(s): State<AppState>) -> Response {
 /// Ready: the log takes writes (no failed commit).
 pub async fn readyz(State(s): State<AppState>) -> Response {
     let (ok, h) = health(&s);
-    json(
-        if ok {
-            StatusCode::OK
-        } else {
-            StatusCode::SERVICE_UNAVAILABLE
-        },
-        &h,
-    )
+    json(if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &h)
 }
 
 pub async fn metrics(State(s): State<AppState>) -> Response {
     let head = s.registry.head().seq.0;
-    let mut gauges = vec![(
-        "keyreg_log_head_seq",
-        "The sequence of the last event in the log.",
-        head as f64,
-    )];
+    let mut gauges = vec![("keyreg_log_head_seq", "The sequence of the last event in the log.", head as f64)];
     if let Some(o) = &s.outbox {
         let published = o.published.load(Ordering::Relaxed);
-        gauges.push((
-            "keyreg_outbox_published_seq",
-            "The last sequence NATS acknowledged.",
-            published as f64,
-        ));
+        gauges.push(("keyreg_outbox_published_seq", "The last sequence NATS acknowledged.", published as f64));
         gauges.push((
             "keyreg_outbox_lag",
             "Log head minus the last sequence NATS acknowledged.",
@@ -98,12 +74,5 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
         ));
     }
     let text = s.metrics.render(&gauges);
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4"),
-        )],
-        text,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], text).into_response()
 }

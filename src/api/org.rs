@@ -64,19 +64,11 @@ impl UsageView {
             .per_day
             .iter()
             .map(|(day, count)| DayCount {
-                date: Timestamp::from_micros(day * 86_400_000_000)
-                    .datetime()
-                    .format("%Y-%m-%d")
-                    .to_string(),
+                date: Timestamp::from_micros(day * 86_400_000_000).datetime().format("%Y-%m-%d").to_string(),
                 count: *count,
             })
             .collect();
-        UsageView {
-            key_id,
-            total: usage.total,
-            last_used_at: usage.last_used_at,
-            per_day,
-        }
+        UsageView { key_id, total: usage.total, last_used_at: usage.last_used_at, per_day }
     }
 }
 
@@ -86,9 +78,7 @@ pub async fn create_org(
     Body(req): Body<CreateOrgRequest>,
 ) -> Result<Response, ApiError> {
     if caller.org.as_str() != SYSTEM_ORG {
-        return Err(ApiError::Forbidden(format!(
-            "only keys of the {SYSTEM_ORG} org may create organizations"
-        )));
+        return Err(ApiError::Forbidden(format!("only keys of the {SYSTEM_ORG} org may create organizations")));
     }
     caller.require("orgs:create")?;
     let id = OrgId::parse(&req.id)
@@ -96,51 +86,22 @@ pub async fn create_org(
         .filter(OrgId::is_tenant)
         .ok_or_else(|| ApiError::Validation("id must match [a-z0-9][a-z0-9-]{1,62}".into()))?;
     let token = s.registry.format().generate();
-    let admin = s.registry.new_key(
-        &token,
-        "admin",
-        "the first key of the organization",
-        ORG_ADMIN_SCOPES,
-    );
-    let command = Command::CreateOrg {
-        id: id.clone(),
-        name: req.name,
-        max_keys: req.max_keys,
-        admin,
-    };
+    let admin = s.registry.new_key(&token, "admin", "the first key of the organization", ORG_ADMIN_SCOPES);
+    let command = Command::CreateOrg { id: id.clone(), name: req.name, max_keys: req.max_keys, admin };
     let outcome = s.registry.execute(caller.actor(), id, command).await?;
     let (Some(org), Some(key)) = (outcome.org.as_ref(), outcome.keys.first()) else {
-        return Err(ApiError::Internal(
-            "org creation returned no org or key".into(),
-        ));
+        return Err(ApiError::Internal("org creation returned no org or key".into()));
     };
     let now = s.registry.now();
-    Ok(json(
-        StatusCode::CREATED,
-        &CreatedOrg {
-            org,
-            key: key.view(now),
-            secret: token.expose(),
-        },
-    ))
+    Ok(json(StatusCode::CREATED, &CreatedOrg { org, key: key.view(now), secret: token.expose() }))
 }
 
 fn org_response(s: &AppState, caller: &Caller) -> Result<Response, ApiError> {
     let now = s.registry.now();
     let p = s.registry.read();
-    let org = p
-        .table
-        .org(&caller.org)
-        .ok_or_else(|| ApiError::NotFound("the organization is gone".into()))?;
-    let mut key_counts: BTreeMap<&'static str, u64> = [
-        ("active", 0),
-        ("disabled", 0),
-        ("expired", 0),
-        ("revoked", 0),
-        ("deleted", 0),
-    ]
-    .into_iter()
-    .collect();
+    let org = p.table.org(&caller.org).ok_or_else(|| ApiError::NotFound("the organization is gone".into()))?;
+    let mut key_counts: BTreeMap<&'static str, u64> =
+        [("active", 0), ("disabled", 0), ("expired", 0), ("revoked", 0), ("deleted", 0)].into_iter().collect();
     for key in p.table.keys_of(&caller.org, None) {
         let name = match key.status_at(now) {
             Status::Active => "active",
@@ -151,14 +112,7 @@ fn org_response(s: &AppState, caller: &Caller) -> Result<Response, ApiError> {
         };
         *key_counts.entry(name).or_default() += 1;
     }
-    Ok(json(
-        StatusCode::OK,
-        &OrgResponse {
-            org,
-            key_counts,
-            usage: UsageView::of(&org.usage, None),
-        },
-    ))
+    Ok(json(StatusCode::OK, &OrgResponse { org, key_counts, usage: UsageView::of(&org.usage, None) }))
 }
 
 pub async fn get_org(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
@@ -172,13 +126,8 @@ pub async fn update_org(
     Body(req): Body<UpdateOrgRequest>,
 ) -> Result<Response, ApiError> {
     caller.require("keys:admin")?;
-    let command = Command::UpdateOrg {
-        name: req.name,
-        max_keys: req.max_keys,
-    };
-    s.registry
-        .execute(caller.actor(), caller.org.clone(), command)
-        .await?;
+    let command = Command::UpdateOrg { name: req.name, max_keys: req.max_keys };
+    s.registry.execute(caller.actor(), caller.org.clone(), command).await?;
     org_response(&s, &caller)
 }
 
@@ -200,9 +149,6 @@ pub async fn key_usage(
 pub async fn org_usage(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     caller.require("keys:read")?;
     let p = s.registry.read();
-    let org = p
-        .table
-        .org(&caller.org)
-        .ok_or_else(|| ApiError::NotFound("the organization is gone".into()))?;
+    let org = p.table.org(&caller.org).ok_or_else(|| ApiError::NotFound("the organization is gone".into()))?;
     Ok(json(StatusCode::OK, &UsageView::of(&org.usage, None)))
 }

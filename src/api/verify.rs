@@ -57,17 +57,13 @@ impl VerifyRequest {
         let token = match self.key {
             Some(k) => k,
             None => presented_token(headers).map(str::to_owned).ok_or_else(|| {
-                ApiError::Validation(
-                    "give the key as \"key\" in the body or in the Authorization header".into(),
-                )
+                ApiError::Validation("give the key as \"key\" in the body or in the Authorization header".into())
             })?,
         };
         if let Some(a) = &self.action
             && !scope::is_concrete_action(a)
         {
-            return Err(ApiError::Validation(
-                "action must be a verb or service:verb without wildcards".into(),
-            ));
+            return Err(ApiError::Validation("action must be a verb or service:verb without wildcards".into()));
         }
         if let Some(r) = &self.resource {
             if self.action.is_none() {
@@ -75,8 +71,7 @@ impl VerifyRequest {
             }
             if !scope::is_concrete_resource(r) {
                 return Err(ApiError::Validation(
-                    "resource must be a /-separated path of non-empty segments without wildcards"
-                        .into(),
+                    "resource must be a /-separated path of non-empty segments without wildcards".into(),
                 ));
             }
         }
@@ -84,17 +79,10 @@ impl VerifyRequest {
             .ip
             .as_deref()
             .map(|ip| {
-                ip.parse::<IpAddr>()
-                    .map_err(|_| ApiError::Validation("ip must be an IPv4 or IPv6 address".into()))
+                ip.parse::<IpAddr>().map_err(|_| ApiError::Validation("ip must be an IPv4 or IPv6 address".into()))
             })
             .transpose()?;
-        Ok(Checked {
-            token,
-            action: self.action,
-            resource: self.resource,
-            ip,
-            min_seq: self.min_seq.map(Seq),
-        })
+        Ok(Checked { token, action: self.action, resource: self.resource, ip, min_seq: self.min_seq.map(Seq) })
     }
 }
 
@@ -106,36 +94,17 @@ impl Checked {
     }
 
     /// The answer against `table` at `now`.
-    pub fn answer(
-        &self,
-        hash: Result<TokenHash, Code>,
-        table: &Table,
-        now: Timestamp,
-    ) -> VerifyAnswer {
+    pub fn answer(&self, hash: Result<TokenHash, Code>, table: &Table, now: Timestamp) -> VerifyAnswer {
         let seq = table.applied();
         let hash = match hash {
             Ok(h) => h,
             Err(code) => {
-                return VerifyAnswer {
-                    valid: false,
-                    code,
-                    found: None,
-                    seq,
-                };
+                return VerifyAnswer { valid: false, code, found: None, seq };
             }
         };
-        let question = Question {
-            action: self.action.as_deref(),
-            resource: self.resource.as_deref(),
-            ip: self.ip,
-        };
+        let question = Question { action: self.action.as_deref(), resource: self.resource.as_deref(), ip: self.ip };
         let verdict = verifier::check(table, &hash, &question, now);
-        VerifyAnswer {
-            valid: verdict.code == Code::Valid,
-            code: verdict.code,
-            found: verdict.found,
-            seq,
-        }
+        VerifyAnswer { valid: verdict.code == Code::Valid, code: verdict.code, found: verdict.found, seq }
     }
 }
 
@@ -169,16 +138,13 @@ pub async fn verify<N: Node>(
     if let Some(min) = checked.min_seq
         && !node.wait_applied(min, node.min_seq_wait()).await
     {
-        return Err(ApiError::Stale(format!(
-            "this node has not applied sequence {min} yet; try again"
-        )));
+        return Err(ApiError::Stale(format!("this node has not applied sequence {min} yet; try again")));
     }
     let now = node.now();
     let hash = checked.hash(node.format(), node.pepper());
     let answer = node.answer(&checked, hash, now)?;
     if let Some(found) = &answer.found {
-        node.access()
-            .record(&found.org, &found.key_id, now, checked.ip);
+        node.access().record(&found.org, &found.key_id, now, checked.ip);
     }
     node.metrics().verified(answer.code);
     Ok(json(StatusCode::OK, &answer))

@@ -37,18 +37,9 @@ impl std::fmt::Display for AppendStats {
 
 /// Each writer creates a key and revokes it, again and again, waiting for
 /// every acknowledgement; `events` = 0 runs until killed.
-pub fn on_log(
-    registry: &Registry,
-    writers: usize,
-    events: u64,
-    print_acks: bool,
-) -> anyhow::Result<AppendStats> {
+pub fn on_log(registry: &Registry, writers: usize, events: u64, print_acks: bool) -> anyhow::Result<AppendStats> {
     let writers = writers.max(1);
-    let per_writer = if events == 0 {
-        u64::MAX
-    } else {
-        events.div_ceil(writers as u64)
-    };
+    let per_writer = if events == 0 { u64::MAX } else { events.div_ceil(writers as u64) };
     let stdout = Arc::new(Mutex::new(std::io::stdout()));
     let started = Instant::now();
     let handles: Vec<_> = (0..writers)
@@ -60,20 +51,11 @@ pub fn on_log(
                 let mut i = 0u64;
                 while i < per_writer {
                     let token = registry.format().generate();
-                    let key =
-                        registry.new_key(&token, &format!("bench {w}-{i}"), "", &["bench:read"]);
+                    let key = registry.new_key(&token, &format!("bench {w}-{i}"), "", &["bench:read"]);
                     let id = key.id.clone();
-                    for command in [
-                        Command::CreateKey(key),
-                        Command::Revoke {
-                            id,
-                            expected: None,
-                            reason: None,
-                        },
-                    ] {
+                    for command in [Command::CreateKey(key), Command::Revoke { id, expected: None, reason: None }] {
                         let t = Instant::now();
-                        let outcome =
-                            registry.execute_blocking(actor.clone(), OrgId::system(), command)?;
+                        let outcome = registry.execute_blocking(actor.clone(), OrgId::system(), command)?;
                         latencies.push(t.elapsed().as_secs_f64() * 1e3);
                         if print_acks {
                             let mut out = stdout.lock().unwrap_or_else(|e| e.into_inner());
@@ -90,10 +72,7 @@ pub fn on_log(
         .collect();
     let mut latencies = vec![];
     for h in handles {
-        latencies.extend(
-            h.join()
-                .map_err(|_| anyhow::anyhow!("a writer panicked"))??,
-        );
+        latencies.extend(h.join().map_err(|_| anyhow::anyhow!("a writer panicked"))??);
     }
     let elapsed = started.elapsed().as_secs_f64();
     latencies.sort_by(f64::total_cmp);
@@ -114,27 +93,12 @@ fn postgres(clients: usize, seconds: u64) -> anyhow::Result<(f64, f64)> {
         .arg("CREATE TABLE IF NOT EXISTS keyreg_bench_events (seq bigserial PRIMARY KEY, body text NOT NULL)")
         .output()
         .context("psql is needed for the PostgreSQL baseline")?;
-    anyhow::ensure!(
-        psql.status.success(),
-        "psql: {}",
-        String::from_utf8_lossy(&psql.stderr)
-    );
+    anyhow::ensure!(psql.status.success(), "psql: {}", String::from_utf8_lossy(&psql.stderr));
     let script = std::env::temp_dir().join(format!("keyreg-bench-{}.sql", std::process::id()));
-    std::fs::write(
-        &script,
-        "INSERT INTO keyreg_bench_events (body) VALUES (repeat('x', 400));\n",
-    )?;
+    std::fs::write(&script, "INSERT INTO keyreg_bench_events (body) VALUES (repeat('x', 400));\n")?;
     let out = Process::new("pgbench")
         .args(["-h", "127.0.0.1", "-U", "postgres", "-n", "-M", "prepared"])
-        .args([
-            "-c",
-            &clients.to_string(),
-            "-j",
-            "2",
-            "-T",
-            &seconds.to_string(),
-            "-f",
-        ])
+        .args(["-c", &clients.to_string(), "-j", "2", "-T", &seconds.to_string(), "-f"])
         .arg(&script)
         .arg("postgres")
         .env("PGOPTIONS", "-c synchronous_commit=on")
@@ -143,21 +107,11 @@ fn postgres(clients: usize, seconds: u64) -> anyhow::Result<(f64, f64)> {
     let _ = std::fs::remove_file(&script);
     let text = String::from_utf8_lossy(&out.stdout);
     let field = |prefix: &str| -> Option<f64> {
-        text.lines()
-            .find(|l| l.starts_with(prefix))?
-            .split('=')
-            .nth(1)?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
+        text.lines().find(|l| l.starts_with(prefix))?.split('=').nth(1)?.split_whitespace().next()?.parse().ok()
     };
     match (field("tps"), field("latency average")) {
         (Some(tps), Some(latency)) => Ok((tps, latency)),
-        _ => anyhow::bail!(
-            "cannot read pgbench's output: {text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        ),
+        _ => anyhow::bail!("cannot read pgbench's output: {text}{}", String::from_utf8_lossy(&out.stderr)),
     }
 }
 
@@ -166,26 +120,11 @@ pub fn measure(size: Size) -> anyhow::Result<Vec<Row>> {
     for writers in [1usize, 16, 64] {
         let mut runs = vec![];
         for run in 0..size.runs {
-            progress(&format!(
-                "append: {writers} writers, run {} of {}",
-                run + 1,
-                size.runs
-            ));
-            let dir = std::env::temp_dir().join(format!(
-                "keyreg-bench-append-{}-{writers}-{run}",
-                std::process::id()
-            ));
-            let config = Config {
-                clock: Arc::new(SystemClock),
-                format: TokenFormat::default(),
-            };
+            progress(&format!("append: {writers} writers, run {} of {}", run + 1, size.runs));
+            let dir = std::env::temp_dir().join(format!("keyreg-bench-append-{}-{writers}-{run}", std::process::id()));
+            let config = Config { clock: Arc::new(SystemClock), format: TokenFormat::default() };
             let (registry, _) = Registry::init(&dir, config)?;
-            runs.push(on_log(
-                &registry,
-                writers,
-                size.append_events.max(writers as u64 * 20),
-                false,
-            )?);
+            runs.push(on_log(&registry, writers, size.append_events.max(writers as u64 * 20), false)?);
             drop(registry);
             let _ = std::fs::remove_dir_all(&dir);
         }
@@ -195,20 +134,14 @@ pub fn measure(size: Size) -> anyhow::Result<Vec<Row>> {
         let baseline = postgres(writers, if size.runs > 3 { 10 } else { 4 });
         let (baseline_text, met) = match &baseline {
             Ok((tps, latency)) => (
-                format!(
-                    "PostgreSQL {tps:.0} INSERT/s, avg {latency:.2} ms; ×{:.2}",
-                    ours.per_sec / tps
-                ),
+                format!("PostgreSQL {tps:.0} INSERT/s, avg {latency:.2} ms; ×{:.2}", ours.per_sec / tps),
                 (writers > 1).then_some(ours.per_sec >= *tps),
             ),
             Err(e) => (format!("not measured: {e}"), None),
         };
         rows.push(Row::new(
             format!("4. durable append on the log, {writers} writers"),
-            format!(
-                "{:.0} events/s, p50 {:.2} ms, p99 {:.2} ms",
-                ours.per_sec, ours.p50_ms, ours.p99_ms
-            ),
+            format!("{:.0} events/s, p50 {:.2} ms, p99 {:.2} ms", ours.per_sec, ours.p50_ms, ours.p99_ms),
             if writers > 1 { "≥ PostgreSQL" } else { "-" },
             baseline_text,
             met,

@@ -18,21 +18,10 @@ use crate::token::{Pepper, TokenFormat};
 use crate::verifier::{self, Question};
 
 fn event(ids: &mut IdGenerator, now: Timestamp, org: &OrgId, change: Change) -> Event {
-    Event {
-        id: ids.event_id(now),
-        time: now,
-        org: org.clone(),
-        actor: Actor::system("bench"),
-        change,
-    }
+    Event { id: ids.event_id(now), time: now, org: org.clone(), actor: Actor::system("bench"), change }
 }
 
-fn created(
-    display_prefix: String,
-    hash: crate::token::TokenHash,
-    scopes: &[Scope],
-    cidrs: &[Cidr],
-) -> KeyCreated {
+fn created(display_prefix: String, hash: crate::token::TokenHash, scopes: &[Scope], cidrs: &[Cidr]) -> KeyCreated {
     KeyCreated {
         name: "bench key".into(),
         description: String::new(),
@@ -55,20 +44,10 @@ pub fn verify_and_memory(size: Size) -> Vec<Row> {
     let now = SystemClock.now();
     let org = OrgId::parse("acme").unwrap_or_else(|_| OrgId::system());
     let mut ids = IdGenerator::default();
-    let scopes = [
-        Scope::parse("billing:*"),
-        Scope::parse("read@workspaces/ws-1/**"),
-    ]
-    .into_iter()
-    .flatten()
-    .collect::<Vec<_>>();
-    let cidrs = [Cidr::parse("10.0.0.0/8"), Cidr::parse("2001:db8::/32")]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>();
-    let tokens: Vec<String> = (0..n)
-        .map(|_| format.generate().expose().to_owned())
-        .collect();
+    let scopes =
+        [Scope::parse("billing:*"), Scope::parse("read@workspaces/ws-1/**")].into_iter().flatten().collect::<Vec<_>>();
+    let cidrs = [Cidr::parse("10.0.0.0/8"), Cidr::parse("2001:db8::/32")].into_iter().flatten().collect::<Vec<_>>();
+    let tokens: Vec<String> = (0..n).map(|_| format.generate().expose().to_owned()).collect();
     let keyed: Vec<(KeyId, String, crate::token::TokenHash)> = tokens
         .iter()
         .map(|t| {
@@ -81,21 +60,10 @@ pub fn verify_and_memory(size: Size) -> Vec<Row> {
     let mut table = Table::default();
     table.apply(
         Seq(1),
-        &event(
-            &mut ids,
-            now,
-            &org,
-            Change::OrgCreated(OrgSettings {
-                name: "Acme".into(),
-                max_keys: 10_000_000,
-            }),
-        ),
+        &event(&mut ids, now, &org, Change::OrgCreated(OrgSettings { name: "Acme".into(), max_keys: 10_000_000 })),
     );
     for (i, (id, prefix, hash)) in keyed.iter().enumerate() {
-        let change = Change::Key(
-            id.clone(),
-            KeyChange::Created(created(prefix.clone(), *hash, &scopes, &cidrs)),
-        );
+        let change = Change::Key(id.clone(), KeyChange::Created(created(prefix.clone(), *hash, &scopes, &cidrs)));
         table.apply(Seq(i as u64 + 2), &event(&mut ids, now, &org, change));
     }
     let per_key = resident_bytes().saturating_sub(before) as f64 / n as f64;
@@ -111,11 +79,8 @@ pub fn verify_and_memory(size: Size) -> Vec<Row> {
         });
     }
     let plain = Question::default();
-    let checked = Question {
-        action: Some("read"),
-        resource: Some("workspaces/ws-1/reports"),
-        ip: "10.1.2.3".parse().ok(),
-    };
+    let checked =
+        Question { action: Some("read"), resource: Some("workspaces/ws-1/reports"), ip: "10.1.2.3".parse().ok() };
     let mut floor = vec![];
     let mut bare = vec![];
     let mut full = vec![];
@@ -145,11 +110,7 @@ pub fn verify_and_memory(size: Size) -> Vec<Row> {
             format!("1. verify in process, {n} keys, no scope/IP check"),
             per_sec(bare),
             "≤ 500 ns (≥ 2 M/s)",
-            format!(
-                "keyed hash alone {}; ×{:.2} the floor",
-                per_sec(floor),
-                bare / floor
-            ),
+            format!("keyed hash alone {}; ×{:.2} the floor", per_sec(floor), bare / floor),
             Some(bare <= 500.0),
         ),
         Row::new(
@@ -191,10 +152,7 @@ pub fn replay(size: Size) -> anyhow::Result<Vec<Row>> {
             &mut ids,
             now,
             &org,
-            Change::OrgCreated(OrgSettings {
-                name: "Acme".into(),
-                max_keys: 10_000_000,
-            }),
+            Change::OrgCreated(OrgSettings { name: "Acme".into(), max_keys: 10_000_000 }),
         ))?;
         let mut keys: Vec<KeyId> = vec![];
         let scopes = vec![Scope::parse("read")?];
@@ -203,15 +161,7 @@ pub fn replay(size: Size) -> anyhow::Result<Vec<Row>> {
                 let token = format.generate();
                 let id = ids.key_id(now);
                 keys.push(id.clone());
-                Change::Key(
-                    id,
-                    KeyChange::Created(created(
-                        token.display_prefix(),
-                        token.hash(&pepper),
-                        &scopes,
-                        &[],
-                    )),
-                )
+                Change::Key(id, KeyChange::Created(created(token.display_prefix(), token.hash(&pepper), &scopes, &[])))
             } else {
                 let id = keys[i % keys.len()].clone();
                 let updated = KeyUpdated {
@@ -240,13 +190,8 @@ pub fn replay(size: Size) -> anyhow::Result<Vec<Row>> {
         rates.push(n as f64 / t.elapsed().as_secs_f64());
         drop((p, log));
         let t = Instant::now();
-        let registry = Registry::open(
-            &data,
-            Config {
-                clock: std::sync::Arc::new(SystemClock),
-                format: TokenFormat::default(),
-            },
-        )?;
+        let registry =
+            Registry::open(&data, Config { clock: std::sync::Arc::new(SystemClock), format: TokenFormat::default() })?;
         startups.push(t.elapsed().as_secs_f64());
         drop(registry);
     }
@@ -272,11 +217,7 @@ pub fn replay(size: Size) -> anyhow::Result<Vec<Row>> {
 
 /// A fresh temp dir, removed with the process's other temp files by the OS.
 fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!(
-        "keyreg-bench-{}-{}",
-        std::process::id(),
-        SystemClock.now().micros()
-    ));
+    let dir = std::env::temp_dir().join(format!("keyreg-bench-{}-{}", std::process::id(), SystemClock.now().micros()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }

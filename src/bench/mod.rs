@@ -11,11 +11,7 @@ pub mod nats;
 use std::fmt::Write as _;
 
 /// Runs every measurement and prints the table on stdout.
-pub fn run(
-    size: Size,
-    nats_server: Option<&std::path::Path>,
-    only: &[String],
-) -> anyhow::Result<()> {
+pub fn run(size: Size, nats_server: Option<&std::path::Path>, only: &[String]) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     let mut rows = vec![];
@@ -39,18 +35,9 @@ pub fn run(
     }
     // In the order of the numbered measures (a stable sort keeps each
     // measure's own rows in order).
-    rows.sort_by_key(|r| {
-        r.measure
-            .split('.')
-            .next()
-            .and_then(|n| n.parse::<u32>().ok())
-            .unwrap_or(99)
-    });
+    rows.sort_by_key(|r| r.measure.split('.').next().and_then(|n| n.parse::<u32>().ok()).unwrap_or(99));
     println!("{}", render(&rows));
-    eprintln!(
-        "bench: done in {:.0} s ({size:?})",
-        started.elapsed().as_secs_f64()
-    );
+    eprintln!("bench: done in {:.0} s ({size:?})", started.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -65,21 +52,11 @@ pub struct Size {
 
 impl Size {
     pub fn quick() -> Self {
-        Size {
-            keys: 100_000,
-            events: 200_000,
-            runs: 3,
-            append_events: 2_000,
-        }
+        Size { keys: 100_000, events: 200_000, runs: 3, append_events: 2_000 }
     }
 
     pub fn full() -> Self {
-        Size {
-            keys: 1_000_000,
-            events: 1_000_000,
-            runs: 5,
-            append_events: 20_000,
-        }
+        Size { keys: 1_000_000, events: 1_000_000, runs: 5, append_events: 20_000 }
     }
 }
 
@@ -129,15 +106,10 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// A Markdown table of the rows.
 pub fn render(rows: &[Row]) -> String {
-    let mut out = String::from(
-        "| measure | result (median) | target | baseline, same run | verdict |\n|---|---|---|---|---|\n",
-    );
+    let mut out =
+        String::from("| measure | result (median) | target | baseline, same run | verdict |\n|---|---|---|---|---|\n");
     for r in rows {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} |",
-            r.measure, r.figure, r.target, r.baseline, r.verdict
-        );
+        let _ = writeln!(out, "| {} | {} | {} | {} | {} |", r.measure, r.figure, r.target, r.baseline, r.verdict);
     }
     out
 }
@@ -151,10 +123,6 @@ pub fn progress(what: &str) {
 pub fn resident_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .nth(1)
-                .and_then(|p| p.parse::<u64>().ok())
-        })
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
         .map_or(0, |pages| pages * 4096)
 }

@@ -42,12 +42,7 @@ fn nats_err(e: impl std::fmt::Display) -> NatsError {
 /// Connects, retrying in the background while NATS is down: the caller gets
 /// a client at once and NATS calls fail until it is up.
 pub async fn connect(url: &str) -> Result<async_nats::Client, NatsError> {
-    async_nats::ConnectOptions::new()
-        .retry_on_initial_connect()
-        .name("keyreg")
-        .connect(url)
-        .await
-        .map_err(nats_err)
+    async_nats::ConnectOptions::new().retry_on_initial_connect().name("keyreg").connect(url).await.map_err(nats_err)
 }
 
 /// The subject an event is published on.
@@ -83,9 +78,7 @@ pub async fn access_stream(js: &jetstream::Context) -> Result<stream::Stream, Na
 
 /// The chain hash a message carries in `Keyreg-Hash`.
 pub fn hash_header(headers: Option<&async_nats::HeaderMap>) -> Option<ChainHash> {
-    headers?
-        .get(HASH_HEADER)
-        .and_then(|v| ChainHash::from_hex(v.as_str()))
+    headers?.get(HASH_HEADER).and_then(|v| ChainHash::from_hex(v.as_str()))
 }
 
 /// One event as it came off the stream.
@@ -100,31 +93,21 @@ pub struct StreamEvent {
 /// An ordered consumer of the events stream from `from` on. Ordered
 /// consumers may redeliver after they are recreated: callers skip
 /// sequences they already have.
-pub async fn follow(
-    stream: &stream::Stream,
-    from: Seq,
-) -> Result<consumer::pull::Ordered, NatsError> {
+pub async fn follow(stream: &stream::Stream, from: Seq) -> Result<consumer::pull::Ordered, NatsError> {
     let deliver_policy = if from.0 <= 1 {
         consumer::DeliverPolicy::All
     } else {
-        consumer::DeliverPolicy::ByStartSequence {
-            start_sequence: from.0,
-        }
+        consumer::DeliverPolicy::ByStartSequence { start_sequence: from.0 }
     };
     let consumer = stream
-        .create_consumer(consumer::pull::OrderedConfig {
-            deliver_policy,
-            ..Default::default()
-        })
+        .create_consumer(consumer::pull::OrderedConfig { deliver_policy, ..Default::default() })
         .await
         .map_err(nats_err)?;
     consumer.messages().await.map_err(nats_err)
 }
 
 /// The next event from an ordered consumer.
-pub async fn next_event(
-    messages: &mut consumer::pull::Ordered,
-) -> Option<Result<StreamEvent, NatsError>> {
+pub async fn next_event(messages: &mut consumer::pull::Ordered) -> Option<Result<StreamEvent, NatsError>> {
     let message = match messages.next().await? {
         Ok(m) => m,
         Err(e) => return Some(Err(nats_err(e))),
@@ -143,10 +126,7 @@ pub async fn next_event(
 
 /// Reads the whole events stream as it is now, in order, calling `each` on
 /// every event; stops early when `each` returns false.
-pub async fn read_all(
-    url: &str,
-    mut each: impl FnMut(StreamEvent) -> bool,
-) -> Result<(), NatsError> {
+pub async fn read_all(url: &str, mut each: impl FnMut(StreamEvent) -> bool) -> Result<(), NatsError> {
     let client = async_nats::ConnectOptions::new()
         .connection_timeout(Duration::from_secs(5))
         .connect(url)
@@ -161,16 +141,13 @@ pub async fn read_all(
     let mut messages = follow(&stream, Seq(1)).await?;
     let mut seen = 0;
     while seen < last {
-        let event =
-            match tokio::time::timeout(Duration::from_secs(10), next_event(&mut messages)).await {
-                Ok(Some(e)) => e?,
-                Ok(None) => break,
-                Err(_) => {
-                    return Err(NatsError::Nats(format!(
-                        "the stream stopped delivering after sequence {seen} of {last}"
-                    )));
-                }
-            };
+        let event = match tokio::time::timeout(Duration::from_secs(10), next_event(&mut messages)).await {
+            Ok(Some(e)) => e?,
+            Ok(None) => break,
+            Err(_) => {
+                return Err(NatsError::Nats(format!("the stream stopped delivering after sequence {seen} of {last}")));
+            }
+        };
         if event.seq.0 <= seen {
             continue;
         }

@@ -108,25 +108,18 @@ async fn publish_until_error(
         for record in log.read(next, Some(last)) {
             let record = record.map_err(nats_err)?;
             let decoded = event::decode(record.bytes()).map_err(nats_err)?;
-            let subject =
-                event_subject(decoded.event.org.as_str(), decoded.event.change.type_name());
+            let subject = event_subject(decoded.event.org.as_str(), decoded.event.change.type_name());
             let message = PublishMessage::build()
                 .payload(bytes::Bytes::copy_from_slice(record.bytes()))
                 .message_id(record.seq.to_string())
                 .expected_last_sequence(record.seq.0 - 1)
                 .header(super::HASH_HEADER, record.hash.to_hex().as_str());
-            acks.push((
-                record.seq,
-                js.send_publish(subject, message).await.map_err(nats_err)?,
-            ));
+            acks.push((record.seq, js.send_publish(subject, message).await.map_err(nats_err)?));
         }
         for (seq, ack) in acks {
             let ack = ack.await.map_err(nats_err)?;
             if ack.sequence != seq.0 {
-                return Err(NatsError::Diverged {
-                    seq,
-                    why: format!("the stream stored it at {}", ack.sequence),
-                });
+                return Err(NatsError::Diverged { seq, why: format!("the stream stored it at {}", ack.sequence) });
             }
             status.published.store(seq.0, Ordering::Relaxed);
             next = seq.next();
@@ -146,17 +139,9 @@ async fn resume_point(js: &jetstream::Context, log: &Reader) -> Result<Seq, Nats
     let record = log
         .get(last)
         .map_err(nats_err)?
-        .ok_or_else(|| NatsError::Diverged {
-            seq: last,
-            why: "the stream is ahead of the log".into(),
-        })?;
-    if hash_header(Some(&message.headers)) != Some(record.hash)
-        || message.payload.as_ref() != record.bytes()
-    {
-        return Err(NatsError::Diverged {
-            seq: last,
-            why: "its bytes or hash differ from the log's".into(),
-        });
+        .ok_or_else(|| NatsError::Diverged { seq: last, why: "the stream is ahead of the log".into() })?;
+    if hash_header(Some(&message.headers)) != Some(record.hash) || message.payload.as_ref() != record.bytes() {
+        return Err(NatsError::Diverged { seq: last, why: "its bytes or hash differ from the log's".into() });
     }
     Ok(last)
 }

@@ -42,18 +42,12 @@ pub fn subject(node: &str) -> String {
 pub async fn publish(js: &jetstream::Context, node: &str, reports: Vec<Report>) -> Vec<Report> {
     let mut failed = vec![];
     for (org, key_id, report) in reports {
-        let message = ReportMessage {
-            org,
-            key_id,
-            report,
-        };
+        let message = ReportMessage { org, key_id, report };
         let body = match serde_json::to_vec(&message) {
             Ok(b) => b,
             Err(_) => continue,
         };
-        let publish = PublishMessage::build()
-            .payload(body.into())
-            .message_id(message.report.report_id.as_str());
+        let publish = PublishMessage::build().payload(body.into()).message_id(message.report.report_id.as_str());
         let acked = match js.send_publish(subject(node), publish).await {
             Ok(ack) => ack.await.is_ok(),
             Err(_) => false,
@@ -99,10 +93,7 @@ async fn ingest_until_error(js: &jetstream::Context, registry: &Registry) -> Res
         ack_wait: Duration::from_secs(30),
         ..Default::default()
     };
-    let consumer = stream
-        .get_or_create_consumer(CONSUMER, config)
-        .await
-        .map_err(nats_err)?;
+    let consumer = stream.get_or_create_consumer(CONSUMER, config).await.map_err(nats_err)?;
     let mut messages = consumer.messages().await.map_err(nats_err)?;
     let actor = Actor::system("usage");
     while let Some(message) = messages.next().await {
@@ -115,10 +106,7 @@ async fn ingest_until_error(js: &jetstream::Context, registry: &Registry) -> Res
                 continue;
             }
         };
-        let command = Command::RecordAccess {
-            id: report.key_id,
-            report: report.report,
-        };
+        let command = Command::RecordAccess { id: report.key_id, report: report.report };
         match registry.execute(actor.clone(), report.org, command).await {
             Ok(_) => {}
             Err(ExecError::Refused(Refusal::Conflict(why))) => {

@@ -22,12 +22,7 @@ pub fn check_against_openapi(exchanges: &[Exchange]) {
         let op = &doc["paths"][&ex.template][ex.method.to_lowercase()];
         if op.is_null() {
             // Requests to routes that do not exist must get the documented fallbacks.
-            assert!(
-                matches!(ex.status, 404 | 405),
-                "{} {} is not in openapi.json",
-                ex.method,
-                ex.template
-            );
+            assert!(matches!(ex.status, 404 | 405), "{} {} is not in openapi.json", ex.method, ex.template);
             continue;
         }
         let response = &op["responses"][ex.status.to_string()];
@@ -56,19 +51,11 @@ pub fn check_against_openapi(exchanges: &[Exchange]) {
             "allOf": [content["schema"]],
         });
         let validator = jsonschema::draft202012::new(&root).unwrap();
-        let body: Value = serde_json::from_slice(&ex.body)
-            .unwrap_or_else(|e| panic!("{} {}: not JSON: {e}", ex.method, ex.template));
-        let errors: Vec<String> = validator
-            .iter_errors(&body)
-            .map(|e| format!("{} at {}", e, e.instance_path()))
-            .collect();
-        assert!(
-            errors.is_empty(),
-            "{} {} {}: {errors:?}\n{body}",
-            ex.method,
-            ex.template,
-            ex.status
-        );
+        let body: Value =
+            serde_json::from_slice(&ex.body).unwrap_or_else(|e| panic!("{} {}: not JSON: {e}", ex.method, ex.template));
+        let errors: Vec<String> =
+            validator.iter_errors(&body).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+        assert!(errors.is_empty(), "{} {} {}: {errors:?}\n{body}", ex.method, ex.template, ex.status);
     }
 }
 
@@ -79,17 +66,10 @@ fn every_route_is_documented_and_nothing_else() {
         .as_object()
         .unwrap()
         .iter()
-        .flat_map(|(path, ops)| {
-            ops.as_object()
-                .unwrap()
-                .keys()
-                .map(move |m| (m.to_uppercase(), path.clone()))
-        })
+        .flat_map(|(path, ops)| ops.as_object().unwrap().keys().map(move |m| (m.to_uppercase(), path.clone())))
         .collect();
-    let served: BTreeSet<(String, String)> = keyreg::api::ROUTES
-        .iter()
-        .map(|(m, p)| (m.to_string(), p.to_string()))
-        .collect();
+    let served: BTreeSet<(String, String)> =
+        keyreg::api::ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
     assert_eq!(documented, served);
 }
 
@@ -99,18 +79,9 @@ fn the_server_answers_every_listed_route() {
     let (server, _) = Server::init_and_start(dir.path(), &[]);
     let api = Api::new(&server.url);
     for (method, template) in keyreg::api::ROUTES {
-        let r = api
-            .req(method, template, Some("key_01M81EM52K5397MXQMHK8PAG58"))
-            .send();
-        let fallback = r.json["detail"]
-            .as_str()
-            .is_some_and(|d| d.starts_with("no such route"))
-            || r.status == 405;
-        assert!(
-            !fallback,
-            "{method} {template} is listed but not routed: {}",
-            r.status
-        );
+        let r = api.req(method, template, Some("key_01M81EM52K5397MXQMHK8PAG58")).send();
+        let fallback = r.json["detail"].as_str().is_some_and(|d| d.starts_with("no such route")) || r.status == 405;
+        assert!(!fallback, "{method} {template} is listed but not routed: {}", r.status);
     }
     check_against_openapi(&api.exchanges.borrow());
     let metrics = String::from_utf8(api.get("/metrics").send().body).unwrap();

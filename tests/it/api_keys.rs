@@ -27,97 +27,43 @@ fn the_life_of_a_key() {
     assert_eq!(v["key"]["display_prefix"], secret[..9]);
     assert_eq!(v["key"]["status"], "active");
     let warnings = v["warnings"].to_string();
-    assert!(
-        warnings.contains("wildcard") && warnings.contains("never expires"),
-        "{warnings}"
-    );
-    let got = api
-        .req("GET", "/v1/keys/{id}", Some(&id))
-        .auth(&admin)
-        .send();
+    assert!(warnings.contains("wildcard") && warnings.contains("never expires"), "{warnings}");
+    let got = api.req("GET", "/v1/keys/{id}", Some(&id)).auth(&admin).send();
     assert_eq!(got.ok(200)["key"]["name"], "CI Deploy");
-    assert!(
-        !String::from_utf8_lossy(&got.body).contains(&secret[3..]),
-        "the secret is returned again"
-    );
+    assert!(!String::from_utf8_lossy(&got.body).contains(&secret[3..]), "the secret is returned again");
     let version = got.json["key"]["version"].as_u64().unwrap();
     assert_eq!(got.etag.as_deref(), Some(format!("\"{version}\"").as_str()));
 
     // Listing: status filters and search.
-    let (other, _) = new_key(
-        &api,
-        &admin,
-        json!({"name": "nightly export", "scopes": ["read"], "expires_in_days": 7}),
-    );
+    let (other, _) = new_key(&api, &admin, json!({"name": "nightly export", "scopes": ["read"], "expires_in_days": 7}));
     let names = |status: &str, q: &str| -> Vec<String> {
         let mut r = api.get("/v1/keys").auth(&admin).query("status", status);
         if !q.is_empty() {
             r = r.query("q", q);
         }
-        r.send().ok(200)["keys"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|k| k["name"].as_str().unwrap().to_owned())
-            .collect()
+        r.send().ok(200)["keys"].as_array().unwrap().iter().map(|k| k["name"].as_str().unwrap().to_owned()).collect()
     };
-    assert_eq!(
-        names("active", ""),
-        ["nightly export", "CI Deploy", "admin"]
-    );
+    assert_eq!(names("active", ""), ["nightly export", "CI Deploy", "admin"]);
     assert_eq!(names("active", "deploy"), ["CI Deploy"]);
     assert_eq!(names("active", "EXPORT"), ["nightly export"]);
     assert!(names("disabled", "").is_empty());
 
     // Edit, with warnings once the key has been used.
-    assert_eq!(
-        verify(
-            &api,
-            json!({"key": secret, "action": "billing:read", "ip": "192.0.2.1"})
-        ),
-        "VALID"
-    );
+    assert_eq!(verify(&api, json!({"key": secret, "action": "billing:read", "ip": "192.0.2.1"})), "VALID");
     assert!(eventually(Duration::from_secs(5), || {
-        api.req("GET", "/v1/keys/{id}", Some(&id))
-            .auth(&admin)
-            .send()
-            .json["key"]["last_used_at"]
-            .is_string()
+        api.req("GET", "/v1/keys/{id}", Some(&id)).auth(&admin).send().json["key"]["last_used_at"].is_string()
     }));
-    let version = api
-        .req("GET", "/v1/keys/{id}", Some(&id))
-        .auth(&admin)
-        .send()
-        .json["key"]["version"]
-        .as_u64()
-        .unwrap();
+    let version =
+        api.req("GET", "/v1/keys/{id}", Some(&id)).auth(&admin).send().json["key"]["version"].as_u64().unwrap();
     let narrow = json!({"scopes": ["billing:read"], "expires_at": "2099-01-01T00:00:00Z"});
-    let dry = api
-        .req("PATCH", "/v1/keys/{id}", Some(&id))
-        .auth(&admin)
-        .query("dry_run", "true")
-        .json(narrow.clone())
-        .send();
+    let dry =
+        api.req("PATCH", "/v1/keys/{id}", Some(&id)).auth(&admin).query("dry_run", "true").json(narrow.clone()).send();
     let d = dry.ok(200);
-    assert_eq!(
-        (d["dry_run"].as_bool(), d["key"]["scopes"].clone()),
-        (Some(true), json!(["billing:read"]))
-    );
-    assert!(
-        d["warnings"].to_string().contains("narrowed"),
-        "{}",
-        d["warnings"]
-    );
+    assert_eq!((d["dry_run"].as_bool(), d["key"]["scopes"].clone()), (Some(true), json!(["billing:read"])));
+    assert!(d["warnings"].to_string().contains("narrowed"), "{}", d["warnings"]);
     let head = api.head();
-    let still = api
-        .req("GET", "/v1/keys/{id}", Some(&id))
-        .auth(&admin)
-        .send();
-    assert_eq!(
-        still.json["key"]["scopes"],
-        json!(["billing:*", "read@ws/1/**"]),
-        "a dry run changed the key"
-    );
+    let still = api.req("GET", "/v1/keys/{id}", Some(&id)).auth(&admin).send();
+    assert_eq!(still.json["key"]["scopes"], json!(["billing:*", "read@ws/1/**"]), "a dry run changed the key");
     assert_eq!(still.json["key"]["version"], version);
     let edited = api
         .req("PATCH", "/v1/keys/{id}", Some(&id))
@@ -140,87 +86,37 @@ fn the_life_of_a_key() {
     stale.problem(412, "VERSION_MISMATCH");
 
     // Disable and enable.
-    let disabled = api
-        .req("POST", "/v1/keys/{id}/disable", Some(&id))
-        .auth(&admin)
-        .send();
+    let disabled = api.req("POST", "/v1/keys/{id}/disable", Some(&id)).auth(&admin).send();
     assert_eq!(disabled.ok(200)["key"]["status"], "disabled");
-    assert_eq!(
-        verify(&api, json!({"key": secret, "ip": "192.0.2.1"})),
-        "DISABLED"
-    );
+    assert_eq!(verify(&api, json!({"key": secret, "ip": "192.0.2.1"})), "DISABLED");
     assert_eq!(names("disabled", ""), ["CI Deploy"]);
-    api.req("POST", "/v1/keys/{id}/disable", Some(&id))
-        .auth(&admin)
-        .send()
-        .problem(409, "CONFLICT");
+    api.req("POST", "/v1/keys/{id}/disable", Some(&id)).auth(&admin).send().problem(409, "CONFLICT");
     assert_eq!(
-        api.req("POST", "/v1/keys/{id}/enable", Some(&id))
-            .auth(&admin)
-            .send()
-            .ok(200)["key"]["status"],
+        api.req("POST", "/v1/keys/{id}/enable", Some(&id)).auth(&admin).send().ok(200)["key"]["status"],
         "active"
     );
-    assert_eq!(
-        verify(&api, json!({"key": secret, "ip": "192.0.2.1"})),
-        "VALID"
-    );
+    assert_eq!(verify(&api, json!({"key": secret, "ip": "192.0.2.1"})), "VALID");
 
     // Rotate with a grace period: the old secret works inside it, not after.
-    let rotated = api
-        .req("POST", "/v1/keys/{id}/rotate", Some(&id))
-        .auth(&admin)
-        .json(json!({"grace_seconds": 2}))
-        .send();
+    let rotated =
+        api.req("POST", "/v1/keys/{id}/rotate", Some(&id)).auth(&admin).json(json!({"grace_seconds": 2})).send();
     let fresh = rotated.ok(200)["secret"].as_str().unwrap().to_owned();
     assert_ne!(fresh, secret);
-    assert_eq!(
-        verify(&api, json!({"key": fresh, "ip": "192.0.2.1"})),
-        "VALID"
-    );
-    assert_eq!(
-        verify(&api, json!({"key": secret, "ip": "192.0.2.1"})),
-        "VALID"
-    );
+    assert_eq!(verify(&api, json!({"key": fresh, "ip": "192.0.2.1"})), "VALID");
+    assert_eq!(verify(&api, json!({"key": secret, "ip": "192.0.2.1"})), "VALID");
     std::thread::sleep(Duration::from_millis(2100));
-    assert_eq!(
-        verify(&api, json!({"key": secret, "ip": "192.0.2.1"})),
-        "NOT_FOUND"
-    );
-    assert_eq!(
-        verify(&api, json!({"key": fresh, "ip": "192.0.2.1"})),
-        "VALID"
-    );
+    assert_eq!(verify(&api, json!({"key": secret, "ip": "192.0.2.1"})), "NOT_FOUND");
+    assert_eq!(verify(&api, json!({"key": fresh, "ip": "192.0.2.1"})), "VALID");
 
     // Revoke, delete.
-    let revoked = api
-        .req("POST", "/v1/keys/{id}/revoke", Some(&id))
-        .auth(&admin)
-        .json(json!({"reason": "rotation done"}))
-        .send();
+    let revoked =
+        api.req("POST", "/v1/keys/{id}/revoke", Some(&id)).auth(&admin).json(json!({"reason": "rotation done"})).send();
     assert_eq!(revoked.ok(200)["key"]["status"], "revoked");
-    assert_eq!(
-        verify(&api, json!({"key": fresh, "ip": "192.0.2.1"})),
-        "REVOKED"
-    );
-    api.req("POST", "/v1/keys/{id}/revoke", Some(&id))
-        .auth(&admin)
-        .send()
-        .problem(409, "CONFLICT");
-    api.req("DELETE", "/v1/keys/{id}", Some(&id))
-        .auth(&admin)
-        .query("confirm", "CI")
-        .send()
-        .problem(400, "VALIDATION");
-    api.req("DELETE", "/v1/keys/{id}", Some(&id))
-        .auth(&admin)
-        .send()
-        .problem(400, "VALIDATION");
-    let deleted = api
-        .req("DELETE", "/v1/keys/{id}", Some(&id))
-        .auth(&admin)
-        .query("confirm", "CI Deploy")
-        .send();
+    assert_eq!(verify(&api, json!({"key": fresh, "ip": "192.0.2.1"})), "REVOKED");
+    api.req("POST", "/v1/keys/{id}/revoke", Some(&id)).auth(&admin).send().problem(409, "CONFLICT");
+    api.req("DELETE", "/v1/keys/{id}", Some(&id)).auth(&admin).query("confirm", "CI").send().problem(400, "VALIDATION");
+    api.req("DELETE", "/v1/keys/{id}", Some(&id)).auth(&admin).send().problem(400, "VALIDATION");
+    let deleted = api.req("DELETE", "/v1/keys/{id}", Some(&id)).auth(&admin).query("confirm", "CI Deploy").send();
     assert_eq!(deleted.ok(200)["key"]["status"], "deleted");
     assert_eq!(names("all", "deploy"), ["CI Deploy"]);
     assert!(names("active", "deploy").is_empty());
@@ -230,35 +126,21 @@ fn the_life_of_a_key() {
     let (b1, s1) = new_key(&api, &admin, json!({"name": "bulk 1", "scopes": ["read"]}));
     let (b2, _) = new_key(&api, &admin, json!({"name": "bulk 2", "scopes": ["read"]}));
     let head = api.head();
-    let refused = api
-        .post("/v1/keys/bulk-revoke")
-        .auth(&admin)
-        .json(json!({"ids": [b1, b2, id]}))
-        .send();
+    let refused = api.post("/v1/keys/bulk-revoke").auth(&admin).json(json!({"ids": [b1, b2, id]})).send();
     refused.problem(409, "CONFLICT");
     assert_eq!(api.head(), head);
     assert_eq!(verify(&api, json!({"key": s1})), "VALID");
-    let bulk = api
-        .post("/v1/keys/bulk-revoke")
-        .auth(&admin)
-        .json(json!({"ids": [b1, b2, other], "reason": "cleanup"}))
-        .send();
-    let statuses: Vec<&str> = bulk.ok(200)["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["status"].as_str().unwrap())
-        .collect();
+    let bulk =
+        api.post("/v1/keys/bulk-revoke").auth(&admin).json(json!({"ids": [b1, b2, other], "reason": "cleanup"})).send();
+    let statuses: Vec<&str> =
+        bulk.ok(200)["keys"].as_array().unwrap().iter().map(|k| k["status"].as_str().unwrap()).collect();
     assert_eq!(statuses, ["revoked", "revoked", "revoked"]);
     assert_eq!(verify(&api, json!({"key": s1})), "REVOKED");
 
     // Expiry: the sweeper records key.expired within a second of expires_at.
     let soon = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
-    let (temp, temp_secret) = new_key(
-        &api,
-        &admin,
-        json!({"name": "temp", "scopes": ["read"], "expires_at": soon.to_rfc3339()}),
-    );
+    let (temp, temp_secret) =
+        new_key(&api, &admin, json!({"name": "temp", "scopes": ["read"], "expires_at": soon.to_rfc3339()}));
     std::thread::sleep(Duration::from_millis(1600));
     assert_eq!(verify(&api, json!({"key": temp_secret})), "EXPIRED");
     assert!(eventually(Duration::from_secs(3), || {
@@ -271,106 +153,49 @@ fn the_life_of_a_key() {
             .as_array()
             .is_some_and(|e| e.len() == 1)
     }));
-    let audit = api
-        .req("GET", "/v1/audit", None)
-        .auth(&admin)
-        .query("key_id", &temp)
-        .query("type", "key.expired")
-        .send();
+    let audit =
+        api.req("GET", "/v1/audit", None).auth(&admin).query("key_id", &temp).query("type", "key.expired").send();
     let event = &audit.json["events"][0];
     assert_eq!(event["actor"], "system:sweeper");
     let written = keyreg::time::Timestamp::parse(event["time"].as_str().unwrap()).unwrap();
-    let due =
-        keyreg::time::Timestamp::parse(event["data"]["expires_at"].as_str().unwrap()).unwrap();
-    assert!(
-        written >= due && written.micros() - due.micros() < 1_000_000,
-        "expired at {due}, recorded at {written}"
-    );
-    assert_eq!(
-        api.req("GET", "/v1/keys/{id}", Some(&temp))
-            .auth(&admin)
-            .send()
-            .json["key"]["status"],
-        "expired"
-    );
+    let due = keyreg::time::Timestamp::parse(event["data"]["expires_at"].as_str().unwrap()).unwrap();
+    assert!(written >= due && written.micros() - due.micros() < 1_000_000, "expired at {due}, recorded at {written}");
+    assert_eq!(api.req("GET", "/v1/keys/{id}", Some(&temp)).auth(&admin).send().json["key"]["status"], "expired");
 
     // Usage: exact counts after N verifies.
-    let (counted, counted_secret) =
-        new_key(&api, &admin, json!({"name": "counted", "scopes": ["read"]}));
-    let org_before = api.get("/v1/usage").auth(&admin).send().json["total"]
-        .as_u64()
-        .unwrap();
+    let (counted, counted_secret) = new_key(&api, &admin, json!({"name": "counted", "scopes": ["read"]}));
+    let org_before = api.get("/v1/usage").auth(&admin).send().json["total"].as_u64().unwrap();
     let n = 37;
     for i in 0..n {
         let action = if i % 3 == 0 { "write" } else { "read" };
-        verify(
-            &api,
-            json!({"key": counted_secret, "action": action, "ip": "192.0.2.9"}),
-        );
+        verify(&api, json!({"key": counted_secret, "action": action, "ip": "192.0.2.9"}));
     }
     assert!(eventually(Duration::from_secs(5), || {
-        api.req("GET", "/v1/keys/{id}/usage", Some(&counted))
-            .auth(&admin)
-            .send()
-            .json["total"]
-            == n
+        api.req("GET", "/v1/keys/{id}/usage", Some(&counted)).auth(&admin).send().json["total"] == n
     }));
-    let usage = api
-        .req("GET", "/v1/keys/{id}/usage", Some(&counted))
-        .auth(&admin)
-        .send();
+    let usage = api.req("GET", "/v1/keys/{id}/usage", Some(&counted)).auth(&admin).send();
     let u = usage.ok(200);
-    assert_eq!(
-        u["per_day"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d["count"].as_u64().unwrap())
-            .sum::<u64>(),
-        n
-    );
+    assert_eq!(u["per_day"].as_array().unwrap().iter().map(|d| d["count"].as_u64().unwrap()).sum::<u64>(), n);
     assert!(u["last_used_at"].is_string());
     // Org-wide usage is the sum over the org's keys.
     let consistent = eventually(Duration::from_secs(5), || {
-        let org_total = api.get("/v1/usage").auth(&admin).send().json["total"]
-            .as_u64()
-            .unwrap();
-        let keys = api
-            .get("/v1/keys")
-            .auth(&admin)
-            .query("status", "all")
-            .send()
-            .json["keys"]
-            .clone();
+        let org_total = api.get("/v1/usage").auth(&admin).send().json["total"].as_u64().unwrap();
+        let keys = api.get("/v1/keys").auth(&admin).query("status", "all").send().json["keys"].clone();
         let per_key: u64 = keys
             .as_array()
             .unwrap()
             .iter()
             .map(|k| {
                 let id = k["id"].as_str().unwrap();
-                api.req("GET", "/v1/keys/{id}/usage", Some(id))
-                    .auth(&admin)
-                    .send()
-                    .json["total"]
-                    .as_u64()
-                    .unwrap()
+                api.req("GET", "/v1/keys/{id}/usage", Some(id)).auth(&admin).send().json["total"].as_u64().unwrap()
             })
             .sum();
         org_total == per_key && org_total >= org_before + n
     });
     assert!(consistent, "org usage is not the sum of its keys' usage");
-    let accessed = api
-        .get("/v1/audit")
-        .auth(&admin)
-        .query("key_id", &counted)
-        .query("type", "key.accessed")
-        .send();
-    let total: u64 = accessed.json["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["data"]["count"].as_u64().unwrap())
-        .sum();
+    let accessed = api.get("/v1/audit").auth(&admin).query("key_id", &counted).query("type", "key.accessed").send();
+    let total: u64 =
+        accessed.json["events"].as_array().unwrap().iter().map(|e| e["data"]["count"].as_u64().unwrap()).sum();
     assert_eq!(total, n, "the key.accessed counts sum to the verifies");
     assert_eq!(accessed.json["events"][0]["data"]["last_ip"], "192.0.2.9");
 
@@ -378,19 +203,11 @@ fn the_life_of_a_key() {
     let org = api.get("/v1/org").auth(&admin).send();
     let counts = &org.ok(200)["key_counts"];
     assert_eq!(
-        (
-            counts["active"].as_u64(),
-            counts["revoked"].as_u64(),
-            counts["deleted"].as_u64(),
-            counts["expired"].as_u64()
-        ),
+        (counts["active"].as_u64(), counts["revoked"].as_u64(), counts["deleted"].as_u64(), counts["expired"].as_u64()),
         (Some(2), Some(3), Some(1), Some(1))
     );
-    let renamed = api
-        .req("PATCH", "/v1/org", None)
-        .auth(&admin)
-        .json(json!({"name": "Acme Inc", "max_keys": 50}))
-        .send();
+    let renamed =
+        api.req("PATCH", "/v1/org", None).auth(&admin).json(json!({"name": "Acme Inc", "max_keys": 50})).send();
     assert_eq!(renamed.ok(200)["org"]["max_keys"], 50);
 
     crate::api_contract::check_against_openapi(&api.exchanges.borrow());
@@ -404,11 +221,7 @@ fn listing_pages_are_stable_while_keys_are_created() {
     let api = Api::new(&server.url);
     let admin = new_org(&api, &system, "pager");
     for i in 0..25 {
-        new_key(
-            &api,
-            &admin,
-            json!({"name": format!("k{i:02}"), "scopes": ["read"]}),
-        );
+        new_key(&api, &admin, json!({"name": format!("k{i:02}"), "scopes": ["read"]}));
     }
     let mut seen = vec![];
     let mut cursor: Option<String> = None;
@@ -420,20 +233,10 @@ fn listing_pages_are_stable_while_keys_are_created() {
         }
         let page = r.send();
         let v = page.ok(200);
-        seen.extend(
-            v["keys"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|k| k["name"].as_str().unwrap().to_owned()),
-        );
+        seen.extend(v["keys"].as_array().unwrap().iter().map(|k| k["name"].as_str().unwrap().to_owned()));
         pages += 1;
         // Keys created between pages land before the first page, never inside the walk.
-        new_key(
-            &api,
-            &admin,
-            json!({"name": format!("late{pages}"), "scopes": ["read"]}),
-        );
+        new_key(&api, &admin, json!({"name": format!("late{pages}"), "scopes": ["read"]}));
         match v["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_owned()),
             None => break,
@@ -443,11 +246,7 @@ fn listing_pages_are_stable_while_keys_are_created() {
     expected.push("admin".into());
     assert_eq!(seen, expected);
     assert_eq!(pages, 4);
-    let as_of = api
-        .get("/v1/keys")
-        .auth(&admin)
-        .query("as_of", "2000-01-01T00:00:00Z")
-        .send();
+    let as_of = api.get("/v1/keys").auth(&admin).query("as_of", "2000-01-01T00:00:00Z").send();
     assert!(as_of.ok(200)["keys"].as_array().unwrap().is_empty());
 }
 
@@ -461,37 +260,16 @@ fn as_of_shows_a_key_as_it_stood() {
     std::thread::sleep(Duration::from_millis(20));
     let between = chrono::Utc::now().to_rfc3339();
     std::thread::sleep(Duration::from_millis(20));
-    api.req("PATCH", "/v1/keys/{id}", Some(&id))
-        .auth(&admin)
-        .json(json!({"name": "after"}))
-        .send()
-        .ok(200);
-    api.req("POST", "/v1/keys/{id}/revoke", Some(&id))
-        .auth(&admin)
-        .send()
-        .ok(200);
-    let then = api
-        .req("GET", "/v1/keys/{id}", Some(&id))
-        .auth(&admin)
-        .query("as_of", &between)
-        .send();
+    api.req("PATCH", "/v1/keys/{id}", Some(&id)).auth(&admin).json(json!({"name": "after"})).send().ok(200);
+    api.req("POST", "/v1/keys/{id}/revoke", Some(&id)).auth(&admin).send().ok(200);
+    let then = api.req("GET", "/v1/keys/{id}", Some(&id)).auth(&admin).query("as_of", &between).send();
     assert_eq!(
-        (
-            then.json["key"]["name"].as_str(),
-            then.json["key"]["status"].as_str()
-        ),
+        (then.json["key"]["name"].as_str(), then.json["key"]["status"].as_str()),
         (Some("before"), Some("active"))
     );
-    let listed = api
-        .get("/v1/keys")
-        .auth(&admin)
-        .query("as_of", &between)
-        .send();
+    let listed = api.get("/v1/keys").auth(&admin).query("as_of", &between).send();
     assert_eq!(listed.ok(200)["keys"].as_array().unwrap().len(), 2);
-    let now = api
-        .req("GET", "/v1/keys/{id}", Some(&id))
-        .auth(&admin)
-        .send();
+    let now = api.req("GET", "/v1/keys/{id}", Some(&id)).auth(&admin).send();
     assert_eq!(now.json["key"]["status"], "revoked");
 }
 
@@ -510,14 +288,8 @@ fn sigterm_finishes_in_flight_writes() {
                 let api = Api::new(&url);
                 let mut acknowledged = vec![];
                 for i in 0..200 {
-                    let body = serde_json::to_vec(
-                        &json!({"name": format!("w{w}-{i}"), "scopes": ["read"]}),
-                    )
-                    .unwrap();
-                    let agent: ureq::Agent = ureq::Agent::config_builder()
-                        .http_status_as_error(false)
-                        .build()
-                        .into();
+                    let body = serde_json::to_vec(&json!({"name": format!("w{w}-{i}"), "scopes": ["read"]})).unwrap();
+                    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
                     let sent = agent
                         .post(format!("{}/v1/keys", api.url))
                         .header("Authorization", format!("Bearer {admin}"))
@@ -525,13 +297,9 @@ fn sigterm_finishes_in_flight_writes() {
                     match sent {
                         Ok(mut r) => {
                             let status = r.status().as_u16();
-                            assert!(
-                                status < 500,
-                                "a write was answered {status} during shutdown"
-                            );
+                            assert!(status < 500, "a write was answered {status} during shutdown");
                             let v: serde_json::Value =
-                                serde_json::from_slice(&r.body_mut().read_to_vec().unwrap())
-                                    .unwrap();
+                                serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap();
                             acknowledged.push(v["key"]["id"].as_str().unwrap().to_owned());
                         }
                         Err(_) => break,
@@ -544,17 +312,11 @@ fn sigterm_finishes_in_flight_writes() {
     std::thread::sleep(Duration::from_millis(300));
     let data = server.data.clone();
     server.stop();
-    let acknowledged: Vec<String> = writers
-        .into_iter()
-        .flat_map(|w| w.join().unwrap())
-        .collect();
+    let acknowledged: Vec<String> = writers.into_iter().flat_map(|w| w.join().unwrap()).collect();
     assert!(!acknowledged.is_empty());
     let server = Server::start(&data, &[]);
     let api = Api::new(&server.url);
     for id in &acknowledged {
-        api.req("GET", "/v1/keys/{id}", Some(id))
-            .auth(&admin)
-            .send()
-            .ok(200);
+        api.req("GET", "/v1/keys/{id}", Some(id)).auth(&admin).send().ok(200);
     }
 }

@@ -14,60 +14,33 @@ fn init_prints_only_the_token_and_refuses_a_second_time() {
     assert!(out.status.success(), "{}", stderr(&out));
     let token = stdout(&out);
     let token = token.trim_end();
-    assert!(
-        keyreg::token::TokenFormat::default().parse(token).is_ok(),
-        "stdout is the token alone: {token:?}"
-    );
+    assert!(keyreg::token::TokenFormat::default().parse(token).is_ok(), "stdout is the token alone: {token:?}");
     assert!(!stderr(&out).contains(token));
-    let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(data.join("pepper"))
-            .unwrap()
-            .permissions(),
-    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(data.join("pepper")).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
     let before = std::fs::read(data.join("pepper")).unwrap();
     let again = keyreg(&["init", "--data", path_str(&data)]);
     assert_eq!(again.status.code(), Some(1));
-    assert!(
-        stderr(&again).contains("already initialised"),
-        "{}",
-        stderr(&again)
-    );
+    assert!(stderr(&again).contains("already initialised"), "{}", stderr(&again));
     assert!(stdout(&again).is_empty());
     assert_eq!(std::fs::read(data.join("pepper")).unwrap(), before);
     let verify = keyreg(&["audit", "verify", "--data", path_str(&data)]);
-    assert!(
-        stdout(&verify).starts_with("ok: 2 events, head seq 2"),
-        "{}",
-        stdout(&verify)
-    );
+    assert!(stdout(&verify).starts_with("ok: 2 events, head seq 2"), "{}", stdout(&verify));
 }
 
 #[test]
 fn commands_on_a_missing_data_dir_say_what_to_do() {
     let dir = tempdir();
     let missing = dir.path().join("nope");
-    for args in [
-        vec!["audit", "verify"],
-        vec!["audit", "export"],
-        vec!["replay", "--at", "2026-01-01T00:00:00Z"],
-    ] {
+    for args in [vec!["audit", "verify"], vec!["audit", "export"], vec!["replay", "--at", "2026-01-01T00:00:00Z"]] {
         let mut full: Vec<&str> = args.clone();
         full.extend(["--data", path_str(&missing)]);
         let out = keyreg(&full);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
-        assert!(
-            stderr(&out).contains("keyreg init --data"),
-            "{args:?}: {}",
-            stderr(&out)
-        );
+        assert!(stderr(&out).contains("keyreg init --data"), "{args:?}: {}", stderr(&out));
     }
     let bad_time = keyreg(&["replay", "--data", path_str(&missing), "--at", "yesterday"]);
-    assert!(
-        stderr(&bad_time).contains("RFC 3339"),
-        "{}",
-        stderr(&bad_time)
-    );
+    assert!(stderr(&bad_time).contains("RFC 3339"), "{}", stderr(&bad_time));
 }
 
 #[test]
@@ -94,11 +67,7 @@ fn a_changed_byte_makes_audit_verify_name_its_sequence() {
         }
         let out = keyreg(&["audit", "verify", "--data", path_str(&copy)]);
         assert_eq!(out.status.code(), Some(1), "seq {seq}: {}", stdout(&out));
-        assert!(
-            stdout(&out).starts_with(&format!("BROKEN at seq {seq}:")),
-            "seq {seq}: {}",
-            stdout(&out)
-        );
+        assert!(stdout(&out).starts_with(&format!("BROKEN at seq {seq}:")), "seq {seq}: {}", stdout(&out));
         let json = keyreg(&["audit", "verify", "--json", "--data", path_str(&copy)]);
         let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
         assert_eq!(report["first_bad_seq"], seq);
@@ -136,12 +105,7 @@ fn the_exported_chain_checks_with_plain_blake3() {
     for line in out.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
         let value: serde_json::Value = serde_json::from_slice(line).unwrap();
         let prevhash = value["prevhash"].as_str().unwrap();
-        assert_eq!(
-            prevhash,
-            blake3::Hash::from_bytes(prev).to_hex().as_str(),
-            "event {}",
-            value["seq"]
-        );
+        assert_eq!(prevhash, blake3::Hash::from_bytes(prev).to_hex().as_str(), "event {}", value["seq"]);
         let mut h = blake3::Hasher::new();
         h.update(&prev);
         h.update(line);
@@ -151,11 +115,7 @@ fn the_exported_chain_checks_with_plain_blake3() {
     }
     assert_eq!(n, 17);
     let verify = keyreg(&["audit", "verify", "--data", path_str(&data)]);
-    assert!(
-        stdout(&verify).contains(&blake3::Hash::from_bytes(prev).to_hex().to_string()),
-        "{}",
-        stdout(&verify)
-    );
+    assert!(stdout(&verify).contains(&blake3::Hash::from_bytes(prev).to_hex().to_string()), "{}", stdout(&verify));
 }
 
 #[test]
@@ -165,46 +125,17 @@ fn export_filters_by_time_and_keeps_the_bytes() {
     let stored: Vec<Vec<u8>> = {
         let (registry, _, clock) = registry_with_clock(&data);
         every_event_type(&registry, &clock);
-        registry
-            .log()
-            .read(Seq(1), None)
-            .map(|r| r.unwrap().bytes().to_vec())
-            .collect()
+        registry.log().read(Seq(1), None).map(|r| r.unwrap().bytes().to_vec()).collect()
     };
     let all = keyreg(&["audit", "export", "--data", path_str(&data)]);
-    let lines: Vec<&[u8]> = all
-        .stdout
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .collect();
+    let lines: Vec<&[u8]> = all.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
     assert_eq!(lines, stored.iter().map(Vec::as_slice).collect::<Vec<_>>());
     // Everything but the sweeper's expiry happened at t0; it came an hour later.
     let later = t0().plus_seconds(1800).to_string();
-    let since = keyreg(&[
-        "audit",
-        "export",
-        "--data",
-        path_str(&data),
-        "--since",
-        &later,
-    ]);
+    let since = keyreg(&["audit", "export", "--data", path_str(&data), "--since", &later]);
     assert_eq!(since.stdout, [stored[16].as_slice(), b"\n"].concat());
-    let until = keyreg(&[
-        "audit",
-        "export",
-        "--data",
-        path_str(&data),
-        "--until",
-        &later,
-    ]);
-    assert_eq!(
-        until
-            .stdout
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .count(),
-        16
-    );
+    let until = keyreg(&["audit", "export", "--data", path_str(&data), "--until", &later]);
+    assert_eq!(until.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count(), 16);
 }
 
 #[test]
@@ -235,14 +166,7 @@ fn replay_prints_the_table_as_it_stood() {
         .iter()
         .map(|k| (k["name"].as_str().unwrap(), k["status"].as_str().unwrap()))
         .collect();
-    assert_eq!(
-        statuses,
-        [
-            ("acme admin", "active"),
-            ("ci", "active"),
-            ("doomed", "deleted")
-        ]
-    );
+    assert_eq!(statuses, [("acme admin", "active"), ("ci", "active"), ("doomed", "deleted")]);
     assert!(at_t0["keys"].to_string().find("key_hash").is_none());
     let later = table("2026-11-22T11:00:00Z", Some("acme"));
     assert_eq!(later["seq"], 17);

@@ -35,80 +35,26 @@ fn every_keys_subcommand_against_a_real_server() {
     let created = keys(
         &server,
         &admin,
-        &[
-            "create",
-            "--name",
-            "cli",
-            "--scope",
-            "read",
-            "--cidr",
-            "::/0",
-            "--expires-at",
-            "2099-01-01T00:00:00Z",
-        ],
+        &["create", "--name", "cli", "--scope", "read", "--cidr", "::/0", "--expires-at", "2099-01-01T00:00:00Z"],
     );
     let text = stdout(&created);
     assert!(created.status.success(), "{}", stderr(&created));
-    let secret_line = text
-        .lines()
-        .find(|l| l.starts_with("SECRET (shown once"))
-        .unwrap();
+    let secret_line = text.lines().find(|l| l.starts_with("SECRET (shown once")).unwrap();
     let secret = secret_line.rsplit(' ').next().unwrap();
     assert!(keyreg::token::TokenFormat::default().parse(secret).is_ok());
-    assert!(
-        text.contains("warning: allowed_cidrs contains a wildcard"),
-        "{text}"
-    );
-    let id = text
-        .lines()
-        .find(|l| l.starts_with("id "))
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_owned();
+    assert!(text.contains("warning: allowed_cidrs contains a wildcard"), "{text}");
+    let id = text.lines().find(|l| l.starts_with("id ")).unwrap().split_whitespace().nth(1).unwrap().to_owned();
 
     let got = keys(&server, &admin, &["get", &id]);
-    assert!(
-        stdout(&got).contains("name           cli") && !stdout(&got).contains(secret),
-        "{}",
-        stdout(&got)
-    );
-    let version = keys_json(&server, &admin, &["get", &id])["key"]["version"]
-        .as_u64()
-        .unwrap();
+    assert!(stdout(&got).contains("name           cli") && !stdout(&got).contains(secret), "{}", stdout(&got));
+    let version = keys_json(&server, &admin, &["get", &id])["key"]["version"].as_u64().unwrap();
 
-    let dry = keys_json(
-        &server,
-        &admin,
-        &["update", &id, "--name", "renamed", "--dry-run"],
-    );
-    assert_eq!(
-        (dry["dry_run"].as_bool(), dry["key"]["name"].as_str()),
-        (Some(true), Some("renamed"))
-    );
-    assert_eq!(
-        keys_json(&server, &admin, &["get", &id])["key"]["name"],
-        "cli"
-    );
-    let stale = keys(
-        &server,
-        &admin,
-        &[
-            "update",
-            &id,
-            "--name",
-            "x",
-            "--if-match",
-            &(version + 9).to_string(),
-        ],
-    );
+    let dry = keys_json(&server, &admin, &["update", &id, "--name", "renamed", "--dry-run"]);
+    assert_eq!((dry["dry_run"].as_bool(), dry["key"]["name"].as_str()), (Some(true), Some("renamed")));
+    assert_eq!(keys_json(&server, &admin, &["get", &id])["key"]["name"], "cli");
+    let stale = keys(&server, &admin, &["update", &id, "--name", "x", "--if-match", &(version + 9).to_string()]);
     assert_eq!(stale.status.code(), Some(1));
-    assert!(
-        stderr(&stale).contains("VERSION_MISMATCH"),
-        "{}",
-        stderr(&stale)
-    );
+    assert!(stderr(&stale).contains("VERSION_MISMATCH"), "{}", stderr(&stale));
     let updated = keys_json(
         &server,
         &admin,
@@ -124,61 +70,28 @@ fn every_keys_subcommand_against_a_real_server() {
             &version.to_string(),
         ],
     );
-    assert_eq!(
-        (
-            updated["key"]["name"].as_str(),
-            updated["key"]["expires_at"].is_null()
-        ),
-        (Some("renamed"), true)
-    );
+    assert_eq!((updated["key"]["name"].as_str(), updated["key"]["expires_at"].is_null()), (Some("renamed"), true));
     assert_eq!(updated["key"]["allowed_cidrs"], serde_json::json!([]));
 
-    assert_eq!(
-        keys_json(&server, &admin, &["disable", &id])["key"]["status"],
-        "disabled"
-    );
-    assert_eq!(
-        keys_json(&server, &admin, &["enable", &id])["key"]["status"],
-        "active"
-    );
+    assert_eq!(keys_json(&server, &admin, &["disable", &id])["key"]["status"], "disabled");
+    assert_eq!(keys_json(&server, &admin, &["enable", &id])["key"]["status"], "active");
     let rotated = keys(&server, &admin, &["rotate", &id, "--grace-seconds", "5"]);
-    assert!(
-        stdout(&rotated).contains("SECRET (shown once"),
-        "{}",
-        stdout(&rotated)
-    );
-    assert_eq!(
-        keys_json(&server, &admin, &["list", "--q", "RENAMED"])["keys"][0]["id"],
-        id.as_str()
-    );
+    assert!(stdout(&rotated).contains("SECRET (shown once"), "{}", stdout(&rotated));
+    assert_eq!(keys_json(&server, &admin, &["list", "--q", "RENAMED"])["keys"][0]["id"], id.as_str());
     let wrong = keys(&server, &admin, &["delete", &id, "--confirm", "cli"]);
     assert_eq!(wrong.status.code(), Some(1));
     assert!(stderr(&wrong).contains("confirm"), "{}", stderr(&wrong));
-    assert_eq!(
-        keys_json(&server, &admin, &["delete", &id, "--confirm", "renamed"])["key"]["status"],
-        "deleted"
-    );
+    assert_eq!(keys_json(&server, &admin, &["delete", &id, "--confirm", "renamed"])["key"]["status"], "deleted");
     let table = stdout(&keys(&server, &admin, &["list", "--status", "all"]));
-    assert!(
-        table.starts_with("ID ") && table.contains("deleted"),
-        "{table}"
-    );
+    assert!(table.starts_with("ID ") && table.contains("deleted"), "{table}");
 
     let no_token = keys(&server, "", &["list"]);
-    assert!(
-        stderr(&no_token).contains("KEYREG_TOKEN"),
-        "{}",
-        stderr(&no_token)
-    );
+    assert!(stderr(&no_token).contains("KEYREG_TOKEN"), "{}", stderr(&no_token));
     let unreachable = Command::new(keyreg_bin())
         .args(["keys", "list", "--url", "http://127.0.0.1:9"])
         .env("KEYREG_TOKEN", &admin)
         .output()
         .unwrap();
     assert_eq!(unreachable.status.code(), Some(1));
-    assert!(
-        stderr(&unreachable).contains("cannot reach the registry"),
-        "{}",
-        stderr(&unreachable)
-    );
+    assert!(stderr(&unreachable).contains("cannot reach the registry"), "{}", stderr(&unreachable));
 }

@@ -18,17 +18,7 @@ fn acknowledged_appends_survive_sigkill_twenty_times() {
     let mut total_acked = 0usize;
     for round in 1..=20 {
         let mut child = Command::new(keyreg_bin())
-            .args([
-                "bench",
-                "append",
-                "--data",
-                path_str(&data),
-                "--writers",
-                "4",
-                "--events",
-                "0",
-                "--print-acks",
-            ])
+            .args(["bench", "append", "--data", path_str(&data), "--writers", "4", "--events", "0", "--print-acks"])
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -39,19 +29,14 @@ fn acknowledged_appends_survive_sigkill_twenty_times() {
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(out).lines() {
                 let Ok(line) = line else { break };
-                if tx
-                    .send(line.parse::<u64>().expect("an acknowledged sequence"))
-                    .is_err()
-                {
+                if tx.send(line.parse::<u64>().expect("an acknowledged sequence")).is_err() {
                     break;
                 }
             }
         });
         // Wait for the first acknowledgement so every round kills a writer
         // that is busy, then let it run a random while longer.
-        let first = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the child acknowledged nothing");
+        let first = rx.recv_timeout(Duration::from_secs(60)).expect("the child acknowledged nothing");
         std::thread::sleep(Duration::from_millis(rng.gen_range(5..300)));
         child.kill().expect("SIGKILL");
         child.wait().unwrap();
@@ -63,20 +48,12 @@ fn acknowledged_appends_survive_sigkill_twenty_times() {
 
         let started = Instant::now();
         let verify = keyreg(&["audit", "verify", "--json", "--data", path_str(&data)]);
-        assert!(
-            verify.status.success(),
-            "round {round}: {} {}",
-            stdout(&verify),
-            stderr(&verify)
-        );
+        assert!(verify.status.success(), "round {round}: {} {}", stdout(&verify), stderr(&verify));
         let report: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
         let head = report["head_seq"].as_u64().unwrap();
         // A gap-free chain from 1 to head holding the largest acknowledged
         // sequence holds every acknowledged sequence.
-        assert!(
-            head >= max,
-            "round {round}: acknowledged {max} but the log ends at {head}"
-        );
+        assert!(head >= max, "round {round}: acknowledged {max} but the log ends at {head}");
         assert_eq!(report["events"].as_u64(), Some(head), "round {round}");
         assert!(started.elapsed() < Duration::from_secs(60));
     }

@@ -28,11 +28,7 @@ fn ten_thousand_events_through_a_nats_outage_and_a_sigkill() {
     let data = server.data.clone();
     let api = Api::new(&server.url);
     let admin = new_org(&api, &system, "acme");
-    api.req("PATCH", "/v1/org", None)
-        .auth(&admin)
-        .json(json!({"max_keys": 20000}))
-        .send()
-        .ok(200);
+    api.req("PATCH", "/v1/org", None).auth(&admin).json(json!({"max_keys": 20000})).send().ok(200);
 
     let url = Arc::new(RwLock::new(server.url.clone()));
     let done = Arc::new(AtomicBool::new(false));
@@ -49,10 +45,7 @@ fn ten_thousand_events_through_a_nats_outage_and_a_sigkill() {
                 let mut i = 0;
                 while !done.load(Ordering::Relaxed) {
                     let target = url.read().unwrap().clone();
-                    let body = serde_json::to_vec(
-                        &json!({"name": format!("w{w}-{i}"), "scopes": ["read"]}),
-                    )
-                    .unwrap();
+                    let body = serde_json::to_vec(&json!({"name": format!("w{w}-{i}"), "scopes": ["read"]})).unwrap();
                     let sent = agent
                         .post(format!("{target}/v1/keys"))
                         .header("Authorization", format!("Bearer {admin}"))
@@ -60,12 +53,8 @@ fn ten_thousand_events_through_a_nats_outage_and_a_sigkill() {
                     match sent {
                         Ok(mut r) if r.status() == 201 => {
                             let v: serde_json::Value =
-                                serde_json::from_slice(&r.body_mut().read_to_vec().unwrap())
-                                    .unwrap();
-                            head.fetch_max(
-                                v["key"]["version"].as_u64().unwrap(),
-                                Ordering::Relaxed,
-                            );
+                                serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap();
+                            head.fetch_max(v["key"]["version"].as_u64().unwrap(), Ordering::Relaxed);
                             i += 1;
                         }
                         Ok(r) => panic!("a write was answered {}", r.status()),
@@ -82,16 +71,9 @@ fn ten_thousand_events_through_a_nats_outage_and_a_sigkill() {
     nats.stop();
     let stopped_at = head.load(Ordering::Relaxed);
     std::thread::sleep(Duration::from_secs(3));
-    assert!(
-        head.load(Ordering::Relaxed) > stopped_at + 100,
-        "writes must go on while NATS is down"
-    );
+    assert!(head.load(Ordering::Relaxed) > stopped_at + 100, "writes must go on while NATS is down");
     let lagging = api.get("/healthz").send();
-    assert!(
-        lagging.json["outbox"]["lag"].as_u64().unwrap() > 0,
-        "{}",
-        lagging.json
-    );
+    assert!(lagging.json["outbox"]["lag"].as_u64().unwrap() > 0, "{}", lagging.json);
     nats.restart();
 
     wait_until("5,000 events", Duration::from_secs(120), || reached(5_000));
@@ -100,9 +82,7 @@ fn ten_thousand_events_through_a_nats_outage_and_a_sigkill() {
     *url.write().unwrap() = server.url.clone();
     let api = Api::new(&server.url);
 
-    wait_until("10,000 events", Duration::from_secs(180), || {
-        reached(EVENTS)
-    });
+    wait_until("10,000 events", Duration::from_secs(180), || reached(EVENTS));
     done.store(true, Ordering::Relaxed);
     for w in writers {
         w.join().unwrap();
@@ -114,10 +94,7 @@ fn ten_thousand_events_through_a_nats_outage_and_a_sigkill() {
         let h = api.get("/healthz").send().json;
         h["outbox"]["published_seq"].as_u64() == Some(log_head)
     });
-    eprintln!(
-        "outbox caught up {:?} after the last write",
-        started.elapsed()
-    );
+    eprintln!("outbox caught up {:?} after the last write", started.elapsed());
     let metrics = String::from_utf8(api.get("/metrics").send().body).unwrap();
     assert!(metrics.contains("keyreg_outbox_lag 0"), "{metrics}");
     server.stop();
@@ -130,17 +107,10 @@ fn ten_thousand_events_through_a_nats_outage_and_a_sigkill() {
         .collect();
     assert_eq!(stored.len() as u64, log_head);
     let streamed = stream_events(&nats.url);
-    assert_eq!(
-        streamed.len() as u64,
-        log_head,
-        "the stream holds each event once"
-    );
+    assert_eq!(streamed.len() as u64, log_head, "the stream holds each event once");
     for (i, ((seq, bytes, hash), log_bytes)) in streamed.iter().zip(&stored).enumerate() {
         assert_eq!(*seq, i as u64 + 1, "in order, without gaps");
-        assert!(
-            bytes == log_bytes,
-            "event {seq} differs between the stream and the log"
-        );
+        assert!(bytes == log_bytes, "event {seq} differs between the stream and the log");
         assert!(hash.is_some(), "event {seq} has no Keyreg-Hash");
     }
     let from_stream = keyreg(&["audit", "verify", "--nats", &nats.url]);

@@ -23,18 +23,9 @@ impl Cluster {
         let dir = tempdir();
         let nats = NatsServer::start(dir.path());
         let flush = flush_ms.to_string();
-        let (server, system) = Server::init_and_start(
-            dir.path(),
-            &["--nats", &nats.url, "--access-flush-ms", &flush],
-        );
+        let (server, system) = Server::init_and_start(dir.path(), &["--nats", &nats.url, "--access-flush-ms", &flush]);
         let admin = new_org(&Api::new(&server.url), &system, "acme");
-        Cluster {
-            _dir: dir,
-            nats,
-            server,
-            system,
-            admin,
-        }
+        Cluster { _dir: dir, nats, server, system, admin }
     }
 
     fn api(&self) -> Api {
@@ -46,34 +37,20 @@ impl Cluster {
     }
 
     fn digest(&self) -> Value {
-        self.api()
-            .get("/v1/state/digest")
-            .auth(&self.system)
-            .send()
-            .ok(200)
-            .clone()
+        self.api().get("/v1/state/digest").auth(&self.system).send().ok(200).clone()
     }
 }
 
 fn replica_digest(r: &Verifier) -> Value {
-    Api::new(&r.url)
-        .get("/v1/state/digest")
-        .send()
-        .ok(200)
-        .clone()
+    Api::new(&r.url).get("/v1/state/digest").send().ok(200).clone()
 }
 
 fn applied(r: &Verifier) -> u64 {
-    Api::new(&r.url).get("/healthz").send().json["applied_seq"]
-        .as_u64()
-        .unwrap_or(0)
+    Api::new(&r.url).get("/healthz").send().json["applied_seq"].as_u64().unwrap_or(0)
 }
 
 fn wait_applied(r: &Verifier, seq: u64) {
-    assert!(
-        eventually(Duration::from_secs(20), || applied(r) >= seq),
-        "the replica did not reach {seq}"
-    );
+    assert!(eventually(Duration::from_secs(20), || applied(r) >= seq), "the replica did not reach {seq}");
 }
 
 #[test]
@@ -82,50 +59,26 @@ fn a_revocation_is_seen_with_min_seq_at_once_and_everywhere_within_a_second() {
     let replicas = [c.replica("r1", 3_600_000), c.replica("r2", 3_600_000)];
     let api = c.api();
     for round in 0..5 {
-        let (id, key) = new_key(
-            &api,
-            &c.admin,
-            json!({"name": format!("k{round}"), "scopes": ["read"]}),
-        );
-        let created = api
-            .req("GET", "/v1/keys/{id}", Some(&id))
-            .auth(&c.admin)
-            .send()
-            .json["key"]["version"]
-            .as_u64()
-            .unwrap();
+        let (id, key) = new_key(&api, &c.admin, json!({"name": format!("k{round}"), "scopes": ["read"]}));
+        let created =
+            api.req("GET", "/v1/keys/{id}", Some(&id)).auth(&c.admin).send().json["key"]["version"].as_u64().unwrap();
         for r in &replicas {
-            assert_eq!(
-                verify(&Api::new(&r.url), json!({"key": key, "min_seq": created})),
-                "VALID"
-            );
+            assert_eq!(verify(&Api::new(&r.url), json!({"key": key, "min_seq": created})), "VALID");
         }
-        let revoked = api
-            .req("POST", "/v1/keys/{id}/revoke", Some(&id))
-            .auth(&c.admin)
-            .send();
+        let revoked = api.req("POST", "/v1/keys/{id}/revoke", Some(&id)).auth(&c.admin).send();
         let seq = revoked.ok(200)["key"]["version"].as_u64().unwrap();
         let acknowledged = Instant::now();
         if round % 2 == 0 {
             for r in &replicas {
-                let answer = Api::new(&r.url)
-                    .post("/v1/verify")
-                    .json(json!({"key": key, "min_seq": seq}))
-                    .send();
+                let answer = Api::new(&r.url).post("/v1/verify").json(json!({"key": key, "min_seq": seq})).send();
                 assert_eq!(answer.ok(200)["code"], "REVOKED");
                 assert!(answer.json["seq"].as_u64().unwrap() >= seq);
             }
         } else {
             for r in &replicas {
                 let rapi = Api::new(&r.url);
-                let seen = eventually(Duration::from_secs(1), || {
-                    verify(&rapi, json!({"key": key})) == "REVOKED"
-                });
-                assert!(
-                    seen,
-                    "a replica still accepted a revoked key {:?} after the revoke",
-                    acknowledged.elapsed()
-                );
+                let seen = eventually(Duration::from_secs(1), || verify(&rapi, json!({"key": key})) == "REVOKED");
+                assert!(seen, "a replica still accepted a revoked key {:?} after the revoke", acknowledged.elapsed());
             }
             assert!(acknowledged.elapsed() < Duration::from_secs(1));
         }
@@ -149,14 +102,8 @@ fn replicas_and_registry_agree_on_the_state_digest() {
             );
             verify(&api, json!({"key": key}));
             match i % 5 {
-                0 => api
-                    .req("POST", "/v1/keys/{id}/revoke", Some(&id))
-                    .auth(&c.admin)
-                    .send(),
-                1 => api
-                    .req("POST", "/v1/keys/{id}/disable", Some(&id))
-                    .auth(&c.admin)
-                    .send(),
+                0 => api.req("POST", "/v1/keys/{id}/revoke", Some(&id)).auth(&c.admin).send(),
+                1 => api.req("POST", "/v1/keys/{id}/disable", Some(&id)).auth(&c.admin).send(),
                 2 => api
                     .req("PATCH", "/v1/keys/{id}", Some(&id))
                     .auth(&c.admin)
@@ -193,24 +140,11 @@ fn replicas_and_registry_agree_on_the_state_digest() {
     wait_applied(&r2, head);
     let registry = c.digest();
     assert_ne!(registry["digest"], json!(null));
-    assert_eq!(
-        replica_digest(&r1),
-        registry,
-        "the restarted replica agrees"
-    );
+    assert_eq!(replica_digest(&r1), registry, "the restarted replica agrees");
     assert_eq!(replica_digest(&r2), registry);
     let health = Api::new(&r1.url).get("/healthz").send();
-    assert_eq!(
-        (
-            health.json["lag"].as_u64(),
-            health.json["stream_last_seq"].as_u64()
-        ),
-        (Some(0), Some(head))
-    );
-    assert_eq!(
-        health.json["head_hash"],
-        api.get("/healthz").send().json["head_hash"]
-    );
+    assert_eq!((health.json["lag"].as_u64(), health.json["stream_last_seq"].as_u64()), (Some(0), Some(head)));
+    assert_eq!(health.json["head_hash"], api.get("/healthz").send().json["head_hash"]);
     assert_eq!(Api::new(&r1.url).get("/readyz").send().status, 200);
     let metrics = String::from_utf8(Api::new(&r1.url).get("/metrics").send().body).unwrap();
     assert!(metrics.contains("keyreg_replica_apply_lag 0"), "{metrics}");
@@ -230,17 +164,9 @@ fn a_forged_event_halts_a_replica() {
         let rapi = Api::new(&r.url);
         assert_eq!(verify(&rapi, json!({"key": key})), "VALID");
 
-        let events = api
-            .get("/v1/events")
-            .auth(&c.system)
-            .query("after_seq", &(head - 1).to_string())
-            .send();
-        let mut forged: Value =
-            serde_json::from_slice(events.body.split(|b| *b == b'\n').next().unwrap()).unwrap();
-        let head_hash = api.get("/healthz").send().json["head_hash"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let events = api.get("/v1/events").auth(&c.system).query("after_seq", &(head - 1).to_string()).send();
+        let mut forged: Value = serde_json::from_slice(events.body.split(|b| *b == b'\n').next().unwrap()).unwrap();
+        let head_hash = api.get("/healthz").send().json["head_hash"].as_str().unwrap().to_owned();
         match forgery {
             "wrong prevhash" => {
                 forged["seq"] = json!(head + 1);
@@ -253,62 +179,32 @@ fn a_forged_event_halts_a_replica() {
         }
         forged["data"]["name"] = json!("forged");
         let bytes = serde_json::to_vec(&forged).unwrap();
-        let prev =
-            keyreg::event::ChainHash::from_hex(forged["prevhash"].as_str().unwrap()).unwrap();
+        let prev = keyreg::event::ChainHash::from_hex(forged["prevhash"].as_str().unwrap()).unwrap();
         let hash = prev.next(&bytes).to_hex();
-        publish_raw(
-            &c.nats.url,
-            "keyreg.events.acme.key.created",
-            &[("Keyreg-Hash", &hash)],
-            bytes,
-        );
+        publish_raw(&c.nats.url, "keyreg.events.acme.key.created", &[("Keyreg-Hash", &hash)], bytes);
 
         assert!(
-            eventually(Duration::from_secs(10), || rapi
-                .get("/healthz")
-                .send()
-                .status
-                == 503),
+            eventually(Duration::from_secs(10), || rapi.get("/healthz").send().status == 503),
             "{forgery}: the replica kept going"
         );
         let health = rapi.get("/healthz").send();
         assert_eq!(health.json["status"], "halted", "{forgery}");
-        assert_eq!(
-            health.json["halted"]["seq"],
-            head + 1,
-            "{forgery}: {}",
-            health.json
-        );
+        assert_eq!(health.json["halted"]["seq"], head + 1, "{forgery}: {}", health.json);
         assert_eq!(health.json["applied_seq"], head, "{forgery}");
-        rapi.post("/v1/verify")
-            .json(json!({"key": key}))
-            .send()
-            .problem(503, "UNAVAILABLE");
+        rapi.post("/v1/verify").json(json!({"key": key})).send().problem(503, "UNAVAILABLE");
         assert_eq!(rapi.get("/readyz").send().status, 503);
         // Later events are not applied either; the registry's outbox refuses
         // to publish on top of the forgery.
         new_key(&api, &c.admin, json!({"name": "after", "scopes": ["read"]}));
         std::thread::sleep(Duration::from_millis(500));
-        assert_eq!(
-            rapi.get("/healthz").send().json["applied_seq"],
-            head,
-            "{forgery}"
-        );
-        rapi.post("/v1/verify")
-            .json(json!({"key": key}))
-            .send()
-            .problem(503, "UNAVAILABLE");
+        assert_eq!(rapi.get("/healthz").send().json["applied_seq"], head, "{forgery}");
+        rapi.post("/v1/verify").json(json!({"key": key})).send().problem(503, "UNAVAILABLE");
         assert!(
-            eventually(Duration::from_secs(10), || api.get("/readyz").send().status
-                == 503),
+            eventually(Duration::from_secs(10), || api.get("/readyz").send().status == 503),
             "{forgery}: the registry should report the divergence"
         );
         let readyz = api.get("/readyz").send();
-        assert!(
-            readyz.json["outbox"]["diverged"].as_str().is_some(),
-            "{}",
-            readyz.json
-        );
+        assert!(readyz.json["outbox"]["diverged"].as_str().is_some(), "{}", readyz.json);
     }
 }
 
@@ -320,56 +216,25 @@ fn access_counts_across_nodes_are_exact() {
     let r1 = c.replica("r1", 200);
     let r2 = c.replica("r2", 200);
     let api = c.api();
-    let (id, key) = new_key(
-        &api,
-        &c.admin,
-        json!({"name": "counted", "scopes": ["read"]}),
-    );
+    let (id, key) = new_key(&api, &c.admin, json!({"name": "counted", "scopes": ["read"]}));
     let created = api.head();
     wait_applied(&r1, created);
     wait_applied(&r2, created);
-    let nodes = [
-        Api::new(&c.server.url),
-        Api::new(&r1.url),
-        Api::new(&r2.url),
-    ];
+    let nodes = [Api::new(&c.server.url), Api::new(&r1.url), Api::new(&r2.url)];
     let n = 90;
     for i in 0..n {
-        let code = verify(
-            &nodes[i % 3],
-            json!({"key": key, "action": "read", "ip": "198.51.100.7"}),
-        );
+        let code = verify(&nodes[i % 3], json!({"key": key, "action": "read", "ip": "198.51.100.7"}));
         assert_eq!(code, "VALID");
     }
-    let total = || {
-        api.req("GET", "/v1/keys/{id}/usage", Some(&id))
-            .auth(&c.admin)
-            .send()
-            .json["total"]
-            .as_u64()
-            .unwrap()
-    };
-    assert!(
-        eventually(Duration::from_secs(15), || total() == n as u64),
-        "usage total is {}",
-        total()
-    );
-    let accessed = api
-        .get("/v1/audit")
-        .auth(&c.admin)
-        .query("key_id", &id)
-        .query("type", "key.accessed")
-        .send();
+    let total =
+        || api.req("GET", "/v1/keys/{id}/usage", Some(&id)).auth(&c.admin).send().json["total"].as_u64().unwrap();
+    assert!(eventually(Duration::from_secs(15), || total() == n as u64), "usage total is {}", total());
+    let accessed = api.get("/v1/audit").auth(&c.admin).query("key_id", &id).query("type", "key.accessed").send();
     let events = accessed.json["events"].as_array().unwrap().clone();
-    let sum: u64 = events
-        .iter()
-        .map(|e| e["data"]["count"].as_u64().unwrap())
-        .sum();
+    let sum: u64 = events.iter().map(|e| e["data"]["count"].as_u64().unwrap()).sum();
     assert_eq!(sum, n as u64);
-    let nodes_seen: std::collections::BTreeSet<&str> = events
-        .iter()
-        .map(|e| e["data"]["node"].as_str().unwrap())
-        .collect();
+    let nodes_seen: std::collections::BTreeSet<&str> =
+        events.iter().map(|e| e["data"]["node"].as_str().unwrap()).collect();
     assert_eq!(nodes_seen, ["r1", "r2", "registry"].into_iter().collect());
 
     // Deliver one of r1's reports again, under a new message id so that
@@ -386,12 +251,7 @@ fn access_counts_across_nodes_are_exact() {
     );
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(total(), n as u64, "a redelivered report was counted twice");
-    let again = api
-        .get("/v1/audit")
-        .auth(&c.admin)
-        .query("key_id", &id)
-        .query("type", "key.accessed")
-        .send();
+    let again = api.get("/v1/audit").auth(&c.admin).query("key_id", &id).query("type", "key.accessed").send();
     assert_eq!(again.json["events"].as_array().unwrap().len(), events.len());
 
     // Neither stream carries a secret: events hold keyed hashes, reports ids.
@@ -402,10 +262,7 @@ fn access_counts_across_nodes_are_exact() {
         for message in &contents {
             for secret in secrets {
                 let core = &secret.as_bytes()[3..35];
-                assert!(
-                    !message.windows(core.len()).any(|w| w == core),
-                    "a secret is in a {stream} message"
-                );
+                assert!(!message.windows(core.len()).any(|w| w == core), "a secret is in a {stream} message");
             }
         }
     }
@@ -418,11 +275,7 @@ fn history_from_the_stream_matches_the_log() {
     let api = c.api();
     let mut times = vec![];
     for round in 0..4 {
-        let (id, _) = new_key(
-            &api,
-            &c.admin,
-            json!({"name": format!("k{round}"), "scopes": ["read"]}),
-        );
+        let (id, _) = new_key(&api, &c.admin, json!({"name": format!("k{round}"), "scopes": ["read"]}));
         if round > 0 {
             api.req("PATCH", "/v1/keys/{id}", Some(&id))
                 .auth(&c.admin)
@@ -431,21 +284,14 @@ fn history_from_the_stream_matches_the_log() {
                 .ok(200);
         }
         if round == 2 {
-            api.req("POST", "/v1/keys/{id}/revoke", Some(&id))
-                .auth(&c.admin)
-                .send()
-                .ok(200);
+            api.req("POST", "/v1/keys/{id}/revoke", Some(&id)).auth(&c.admin).send().ok(200);
         }
         std::thread::sleep(Duration::from_millis(30));
         times.push(chrono::Utc::now().to_rfc3339());
         std::thread::sleep(Duration::from_millis(30));
     }
     let head = api.head();
-    assert!(eventually(Duration::from_secs(10), || api
-        .get("/healthz")
-        .send()
-        .json["outbox"]["published_seq"]
-        == head));
+    assert!(eventually(Duration::from_secs(10), || api.get("/healthz").send().json["outbox"]["published_seq"] == head));
     let data = c.server.data.clone();
     let nats = c.nats.url.clone();
     c.server.stop();
@@ -459,25 +305,14 @@ fn history_from_the_stream_matches_the_log() {
                 from_stream.extend(["--org", o]);
             }
             let (a, b) = (keyreg(&from_log), keyreg(&from_stream));
-            assert!(
-                a.status.success() && b.status.success(),
-                "{} {}",
-                stderr(&a),
-                stderr(&b)
-            );
+            assert!(a.status.success() && b.status.success(), "{} {}", stderr(&a), stderr(&b));
             assert_eq!(stdout(&a), stdout(&b), "replay at {t} differs");
         }
     }
-    let (a, b) = (
-        keyreg(&["audit", "verify", "--data", path_str(&data)]),
-        keyreg(&["audit", "verify", "--nats", &nats]),
-    );
+    let (a, b) =
+        (keyreg(&["audit", "verify", "--data", path_str(&data)]), keyreg(&["audit", "verify", "--nats", &nats]));
     assert!(a.status.success() && b.status.success());
     assert_eq!(stdout(&a), stdout(&b));
-    assert!(
-        stdout(&b).starts_with(&format!("ok: {head} events")),
-        "{}",
-        stdout(&b)
-    );
+    assert!(stdout(&b).starts_with(&format!("ok: {head} events")), "{}", stdout(&b));
     drop(c.nats);
 }

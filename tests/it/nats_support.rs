@@ -19,11 +19,7 @@ fn nats_server_bin() -> PathBuf {
         .find(|p| p.is_file());
     on_path
         .or_else(|| Some(PathBuf::from("/usr/sbin/nats-server")).filter(|p| p.is_file()))
-        .or_else(|| {
-            std::env::var_os("NATS_SERVER_BIN")
-                .map(PathBuf::from)
-                .filter(|p| p.is_file())
-        })
+        .or_else(|| std::env::var_os("NATS_SERVER_BIN").map(PathBuf::from).filter(|p| p.is_file()))
         .unwrap_or_else(|| {
             panic!(
                 "these tests need nats-server with JetStream: `apt-get install nats-server`, \
@@ -33,20 +29,13 @@ fn nats_server_bin() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn wait_for_port(port: u16) {
     let started = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "nats-server did not open port {port}"
-        );
+        assert!(started.elapsed() < Duration::from_secs(10), "nats-server did not open port {port}");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -61,12 +50,8 @@ pub struct NatsServer {
 impl NatsServer {
     pub fn start(dir: &Path) -> NatsServer {
         let port = free_port();
-        let mut server = NatsServer {
-            child: None,
-            port,
-            store: dir.join("jetstream"),
-            url: format!("nats://127.0.0.1:{port}"),
-        };
+        let mut server =
+            NatsServer { child: None, port, store: dir.join("jetstream"), url: format!("nats://127.0.0.1:{port}") };
         server.restart();
         server
     }
@@ -75,14 +60,7 @@ impl NatsServer {
     pub fn restart(&mut self) {
         assert!(self.child.is_none());
         let child = Command::new(nats_server_bin())
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
             .arg(&self.store)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -115,15 +93,7 @@ pub struct Verifier {
 impl Verifier {
     pub fn start(nats: &str, data: &Path, node: &str, flush_ms: u64) -> Verifier {
         let mut child = Command::new(keyreg_bin())
-            .args([
-                "verifier",
-                "--nats",
-                nats,
-                "--listen",
-                "127.0.0.1:0",
-                "--node",
-                node,
-            ])
+            .args(["verifier", "--nats", nats, "--listen", "127.0.0.1:0", "--node", node])
             .args(["--access-flush-ms", &flush_ms.to_string(), "--pepper-file"])
             .arg(data.join("pepper"))
             .env("RUST_LOG", "keyreg=debug")
@@ -132,14 +102,9 @@ impl Verifier {
             .spawn()
             .expect("spawn keyreg verifier");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("keyreg verifier listening on ")
-            .unwrap_or_else(|| panic!("{line:?}"))
-            .to_owned();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url =
+            line.trim().strip_prefix("keyreg verifier listening on ").unwrap_or_else(|| panic!("{line:?}")).to_owned();
         Verifier { child, url }
     }
 
@@ -178,11 +143,7 @@ pub fn publish_raw(url: &str, subject: &str, headers: &[(&str, &str)], body: Vec
         for (k, v) in headers {
             map.insert(*k, *v);
         }
-        js.publish_with_headers(subject.to_owned(), map, body.into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        js.publish_with_headers(subject.to_owned(), map, body.into()).await.unwrap().await.unwrap();
     });
 }
 

@@ -16,10 +16,7 @@ use crate::support::*;
 
 #[derive(Clone, Debug)]
 enum Op {
-    Create {
-        scopes: usize,
-        expires_in: Option<i64>,
-    },
+    Create { scopes: usize, expires_in: Option<i64> },
     Rename(usize),
     EditScopes(usize, usize),
     EditCidrs(usize, bool),
@@ -33,12 +30,7 @@ enum Op {
     Wait(i64),
 }
 
-const SCOPE_SETS: &[&[&str]] = &[
-    &["read"],
-    &["billing:*"],
-    &["read@ws/1/**", "write@ws/1/*"],
-    &["*"],
-];
+const SCOPE_SETS: &[&[&str]] = &[&["read"], &["billing:*"], &["read@ws/1/**", "write@ws/1/*"], &["*"]];
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
@@ -67,82 +59,38 @@ fn command(
     Some(match op {
         Op::Create { scopes, expires_in } => {
             let token = registry.format().generate();
-            let mut key = registry.new_key(
-                &token,
-                &format!("key {}", keys.len()),
-                "",
-                SCOPE_SETS[*scopes],
-            );
+            let mut key = registry.new_key(&token, &format!("key {}", keys.len()), "", SCOPE_SETS[*scopes]);
             key.expires_at = expires_in.map(|s| now.plus_seconds(s));
             Command::CreateKey(key)
         }
         Op::Rename(i) => {
             let (id, name) = pick(i)?;
-            let edit = KeyEdit {
-                name: Some(format!("{name}'")),
-                ..KeyEdit::default()
-            };
-            Command::EditKey {
-                id,
-                expected: None,
-                edit,
-            }
+            let edit = KeyEdit { name: Some(format!("{name}'")), ..KeyEdit::default() };
+            Command::EditKey { id, expected: None, edit }
         }
         Op::EditScopes(i, s) => {
-            let scopes = SCOPE_SETS[*s]
-                .iter()
-                .map(|s| Scope::parse(s).unwrap())
-                .collect();
+            let scopes = SCOPE_SETS[*s].iter().map(|s| Scope::parse(s).unwrap()).collect();
             Command::EditKey {
                 id: pick(i)?.0,
                 expected: None,
-                edit: KeyEdit {
-                    scopes: Some(scopes),
-                    ..KeyEdit::default()
-                },
+                edit: KeyEdit { scopes: Some(scopes), ..KeyEdit::default() },
             }
         }
         Op::EditCidrs(i, some) => {
-            let cidrs = if *some {
-                vec![keyreg::cidr::Cidr::parse("10.0.0.0/8").unwrap()]
-            } else {
-                vec![]
-            };
+            let cidrs = if *some { vec![keyreg::cidr::Cidr::parse("10.0.0.0/8").unwrap()] } else { vec![] };
             Command::EditKey {
                 id: pick(i)?.0,
                 expected: None,
-                edit: KeyEdit {
-                    allowed_cidrs: Some(cidrs),
-                    ..KeyEdit::default()
-                },
+                edit: KeyEdit { allowed_cidrs: Some(cidrs), ..KeyEdit::default() },
             }
         }
-        Op::Disable(i) => Command::Disable {
-            id: pick(i)?.0,
-            expected: None,
-        },
-        Op::Enable(i) => Command::Enable {
-            id: pick(i)?.0,
-            expected: None,
-        },
-        Op::Revoke(i) => Command::Revoke {
-            id: pick(i)?.0,
-            expected: None,
-            reason: Some("property".into()),
-        },
+        Op::Disable(i) => Command::Disable { id: pick(i)?.0, expected: None },
+        Op::Enable(i) => Command::Enable { id: pick(i)?.0, expected: None },
+        Op::Revoke(i) => Command::Revoke { id: pick(i)?.0, expected: None, reason: Some("property".into()) },
         Op::Delete(i, right) => {
             let (id, name) = pick(i)?;
-            let current = registry
-                .read()
-                .table
-                .key(&id)
-                .map(|k| k.name.clone())
-                .unwrap_or(name);
-            Command::Delete {
-                id,
-                confirm: if *right { current } else { "wrong".into() },
-                reason: None,
-            }
+            let current = registry.read().table.key(&id).map(|k| k.name.clone()).unwrap_or(name);
+            Command::Delete { id, confirm: if *right { current } else { "wrong".into() }, reason: None }
         }
         Op::Rotate(i, grace) => {
             let token = registry.format().generate();

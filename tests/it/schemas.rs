@@ -12,8 +12,7 @@ fn schema(name: &str) -> jsonschema::Validator {
     let path = format!("{}/schemas/events/{name}.json", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let value: serde_json::Value = serde_json::from_str(&text).unwrap();
-    jsonschema::draft202012::new(&value)
-        .unwrap_or_else(|e| panic!("{path} is not a valid schema: {e}"))
+    jsonschema::draft202012::new(&value).unwrap_or_else(|e| panic!("{path} is not a valid schema: {e}"))
 }
 
 #[test]
@@ -26,16 +25,10 @@ fn one_event_of_every_type_validates_against_its_schema() {
     for record in registry.log().read(Seq(1), None) {
         let record = record.unwrap();
         let value: serde_json::Value = serde_json::from_slice(record.bytes()).unwrap();
-        let errors: Vec<String> = envelope
-            .iter_errors(&value)
-            .map(|e| e.to_string())
-            .collect();
+        let errors: Vec<String> = envelope.iter_errors(&value).map(|e| e.to_string()).collect();
         assert!(errors.is_empty(), "seq {}: {errors:?}", record.seq);
         let type_name = value["type"].as_str().unwrap().to_owned();
-        let data_errors: Vec<String> = schema(&type_name)
-            .iter_errors(&value["data"])
-            .map(|e| e.to_string())
-            .collect();
+        let data_errors: Vec<String> = schema(&type_name).iter_errors(&value["data"]).map(|e| e.to_string()).collect();
         assert!(data_errors.is_empty(), "{type_name}: {data_errors:?}");
         seen.insert(type_name);
     }

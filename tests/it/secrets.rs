@@ -29,15 +29,10 @@ fn no_token_appears_in_the_data_dir_or_the_output() {
     let init_token = stdout(&init).trim().to_owned();
     let mut secrets = vec![init_token];
     {
-        let clock = std::sync::Arc::new(keyreg::time::ManualClock::new(keyreg::time::Clock::now(
-            &keyreg::time::SystemClock,
-        )));
+        let clock =
+            std::sync::Arc::new(keyreg::time::ManualClock::new(keyreg::time::Clock::now(&keyreg::time::SystemClock)));
         let registry = reopen(&data, &clock);
-        secrets.extend(
-            every_event_type(&registry, &clock)
-                .iter()
-                .map(|t| t.expose().to_owned()),
-        );
+        secrets.extend(every_event_type(&registry, &clock).iter().map(|t| t.expose().to_owned()));
     }
     let mut printed = stderr(&init).into_bytes();
     for args in [
@@ -62,11 +57,7 @@ fn no_token_appears_in_the_data_dir_or_the_output() {
         // with a changed checksum would be caught too.
         let core = &secret.as_bytes()[3..35];
         for file in &all {
-            assert!(
-                !contains(&std::fs::read(file).unwrap(), core),
-                "a token is in {}",
-                file.display()
-            );
+            assert!(!contains(&std::fs::read(file).unwrap(), core), "a token is in {}", file.display());
         }
         assert!(!contains(&printed, core), "a token was printed");
     }
@@ -84,11 +75,7 @@ fn no_secret_leaks_from_a_serving_registry() {
     let (server, system) = Server::init_and_start(dir.path(), &["--access-flush-ms", "100"]);
     let api = Api::new(&server.url);
     let mut secrets = vec![system.clone()];
-    let created = api
-        .post("/v1/orgs")
-        .auth(&system)
-        .json(json!({"id": "acme", "name": "Acme"}))
-        .send();
+    let created = api.post("/v1/orgs").auth(&system).json(json!({"id": "acme", "name": "Acme"})).send();
     let admin = created.ok(201)["secret"].as_str().unwrap().to_owned();
     secrets.push(admin.clone());
     let mut ids = vec![];
@@ -102,75 +89,44 @@ fn no_secret_leaks_from_a_serving_registry() {
         secrets.push(secret);
     }
     for (i, id) in ids.iter().enumerate() {
-        let r = api
-            .req("POST", "/v1/keys/{id}/rotate", Some(id))
-            .auth(&admin)
-            .json(json!({"grace_seconds": 60}))
-            .send();
+        let r =
+            api.req("POST", "/v1/keys/{id}/rotate", Some(id)).auth(&admin).json(json!({"grace_seconds": 60})).send();
         secrets.push(r.ok(200)["secret"].as_str().unwrap().to_owned());
         for s in &secrets[2..] {
             verify(&api, json!({"key": s, "action": "read", "ip": "127.0.0.1"}));
         }
         verify(&api, json!({"key": format!("{}x", &secrets[2 + i][..40])}));
-        api.post("/v1/verify")
-            .auth(&secrets[2 + i])
-            .json(json!({"ip": "10.0.0.1"}))
-            .send();
+        api.post("/v1/verify").auth(&secrets[2 + i]).json(json!({"ip": "10.0.0.1"})).send();
     }
-    api.req("POST", "/v1/keys/{id}/revoke", Some(&ids[0]))
-        .auth(&admin)
-        .send();
-    api.get("/v1/keys")
-        .auth(&admin)
-        .query("status", "all")
-        .send();
-    api.get("/v1/audit")
-        .auth(&admin)
-        .query("limit", "1000")
-        .send();
+    api.req("POST", "/v1/keys/{id}/revoke", Some(&ids[0])).auth(&admin).send();
+    api.get("/v1/keys").auth(&admin).query("status", "all").send();
+    api.get("/v1/audit").auth(&admin).query("limit", "1000").send();
     api.get("/v1/events").auth(&system).send();
     api.get("/v1/org").auth(&admin).send();
     api.get("/metrics").send();
     // Failed authentications log nothing of what was presented either.
-    api.get("/v1/keys")
-        .auth(&format!("{}Z", &secrets[3][..40]))
-        .send();
-    api.get("/v1/keys")
-        .header("Authorization", &secrets[4][3..])
-        .send();
+    api.get("/v1/keys").auth(&format!("{}Z", &secrets[3][..40])).send();
+    api.get("/v1/keys").header("Authorization", &secrets[4][3..]).send();
     std::thread::sleep(std::time::Duration::from_millis(300));
     let data = server.data.clone();
     let log = server.log.clone();
     server.stop();
 
-    let mut written: Vec<(String, Vec<u8>)> =
-        vec![("server log".into(), std::fs::read(&log).unwrap())];
-    assert!(
-        !written[0].1.is_empty(),
-        "debug logging should have written something"
-    );
+    let mut written: Vec<(String, Vec<u8>)> = vec![("server log".into(), std::fs::read(&log).unwrap())];
+    assert!(!written[0].1.is_empty(), "debug logging should have written something");
     let mut all = vec![];
     files(&data, &mut all);
-    written.extend(
-        all.iter()
-            .map(|f| (f.display().to_string(), std::fs::read(f).unwrap())),
-    );
+    written.extend(all.iter().map(|f| (f.display().to_string(), std::fs::read(f).unwrap())));
     for ex in api.exchanges.borrow().iter() {
         let hands_out_secret = ex.status == 201 || ex.template.ends_with("/rotate");
         if !hands_out_secret {
-            written.push((
-                format!("{} {} response", ex.method, ex.template),
-                ex.body.clone(),
-            ));
+            written.push((format!("{} {} response", ex.method, ex.template), ex.body.clone()));
         }
     }
     assert_eq!(secrets.len(), 12);
     for secret in &secrets {
         for (what, bytes) in &written {
-            assert!(
-                !contains(bytes, &secret.as_bytes()[3..35]),
-                "a secret is in the {what}"
-            );
+            assert!(!contains(bytes, &secret.as_bytes()[3..35]), "a secret is in the {what}");
         }
     }
 }

@@ -32,15 +32,9 @@ impl Server {
     }
 
     pub fn start(data: &Path, extra: &[&str]) -> Server {
-        let log = data.with_extension(format!(
-            "serve-{}.log",
-            Instant::now().elapsed().as_nanos() ^ std::process::id() as u128
-        ));
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
+        let log = data
+            .with_extension(format!("serve-{}.log", Instant::now().elapsed().as_nanos() ^ std::process::id() as u128));
+        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
         let mut child = Command::new(keyreg_bin())
             .args(["serve", "--data", path_str(data), "--listen", "127.0.0.1:0"])
             .args(extra)
@@ -50,20 +44,13 @@ impl Server {
             .spawn()
             .expect("spawn keyreg serve");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let url = line
             .trim()
             .strip_prefix("keyreg listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_owned();
-        Server {
-            child,
-            url,
-            data: data.to_owned(),
-            log,
-        }
+        Server { child, url, data: data.to_owned(), log }
     }
 
     /// SIGTERM, and wait for the graceful exit.
@@ -72,10 +59,7 @@ impl Server {
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         let started = Instant::now();
         while self.child.try_wait().unwrap().is_none() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "the server did not stop on SIGTERM"
-            );
+            assert!(started.elapsed() < Duration::from_secs(20), "the server did not stop on SIGTERM");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -124,15 +108,8 @@ pub struct Req<'a> {
 
 impl Api {
     pub fn new(url: &str) -> Api {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        Api {
-            agent,
-            url: url.to_owned(),
-            exchanges: RefCell::default(),
-        }
+        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        Api { agent, url: url.to_owned(), exchanges: RefCell::default() }
     }
 
     /// A request to `template`, with `{id}` replaced by `id` if given.
@@ -141,15 +118,7 @@ impl Api {
             Some(id) => template.replace("{id}", id),
             None => template.to_owned(),
         };
-        Req {
-            api: self,
-            method,
-            template,
-            path,
-            query: vec![],
-            headers: vec![],
-            body: None,
-        }
+        Req { api: self, method, template, path, query: vec![], headers: vec![], body: None }
     }
 
     pub fn get(&self, template: &'static str) -> Req<'_> {
@@ -162,16 +131,13 @@ impl Api {
 
     /// The log head the server reports.
     pub fn head(&self) -> u64 {
-        self.get("/healthz").send().json["head_seq"]
-            .as_u64()
-            .unwrap()
+        self.get("/healthz").send().json["head_seq"].as_u64().unwrap()
     }
 }
 
 impl Req<'_> {
     pub fn auth(mut self, token: &str) -> Self {
-        self.headers
-            .push(("Authorization".into(), format!("Bearer {token}")));
+        self.headers.push(("Authorization".into(), format!("Bearer {token}")));
         self
     }
 
@@ -220,21 +186,10 @@ impl Req<'_> {
         };
         let mut response = result.unwrap_or_else(|e| panic!("{} {url}: {e}", self.method));
         let status = response.status().as_u16();
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
+        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let content_type = header("content-type").unwrap_or_default();
         let etag = header("etag");
-        let bytes = response
-            .body_mut()
-            .with_config()
-            .limit(64 * 1024 * 1024)
-            .read_to_vec()
-            .unwrap();
+        let bytes = response.body_mut().with_config().limit(64 * 1024 * 1024).read_to_vec().unwrap();
         let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         self.api.exchanges.borrow_mut().push(Exchange {
             method: self.method.to_owned(),
@@ -243,12 +198,7 @@ impl Req<'_> {
             content_type,
             body: bytes.clone(),
         });
-        Resp {
-            status,
-            json,
-            body: bytes,
-            etag,
-        }
+        Resp { status, json, body: bytes, etag }
     }
 }
 
@@ -265,23 +215,14 @@ impl Resp {
     }
 
     pub fn ok(&self, status: u16) -> &Value {
-        assert_eq!(
-            self.status,
-            status,
-            "{}",
-            String::from_utf8_lossy(&self.body)
-        );
+        assert_eq!(self.status, status, "{}", String::from_utf8_lossy(&self.body));
         &self.json
     }
 }
 
 /// A fresh org on `server` and its admin token, made with the system token.
 pub fn new_org(api: &Api, system: &str, id: &str) -> String {
-    let r = api
-        .post("/v1/orgs")
-        .auth(system)
-        .json(serde_json::json!({"id": id, "name": format!("Org {id}")}))
-        .send();
+    let r = api.post("/v1/orgs").auth(system).json(serde_json::json!({"id": id, "name": format!("Org {id}")})).send();
     r.ok(201)["secret"].as_str().unwrap().to_owned()
 }
 
@@ -289,10 +230,7 @@ pub fn new_org(api: &Api, system: &str, id: &str) -> String {
 pub fn new_key(api: &Api, admin: &str, body: Value) -> (String, String) {
     let r = api.post("/v1/keys").auth(admin).json(body).send();
     let v = r.ok(201);
-    (
-        v["key"]["id"].as_str().unwrap().to_owned(),
-        v["secret"].as_str().unwrap().to_owned(),
-    )
+    (v["key"]["id"].as_str().unwrap().to_owned(), v["secret"].as_str().unwrap().to_owned())
 }
 
 /// `POST /v1/verify` with this body; returns the answer's code.

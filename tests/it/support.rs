@@ -18,11 +18,7 @@ pub fn keyreg_bin() -> PathBuf {
 
 /// Runs `keyreg ARGS` to completion.
 pub fn keyreg(args: &[&str]) -> Output {
-    Command::new(keyreg_bin())
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run keyreg")
+    Command::new(keyreg_bin()).args(args).env_remove("RUST_LOG").output().expect("run keyreg")
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -34,10 +30,7 @@ pub fn stderr(o: &Output) -> String {
 }
 
 pub fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("keyreg-test-")
-        .tempdir()
-        .expect("temp dir")
+    tempfile::Builder::new().prefix("keyreg-test-").tempdir().expect("temp dir")
 }
 
 pub fn path_str(p: &Path) -> &str {
@@ -52,19 +45,13 @@ pub fn t0() -> Timestamp {
 /// A registry in `dir` on a clock the test moves.
 pub fn registry_with_clock(dir: &Path) -> (Registry, Token, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(t0()));
-    let config = Config {
-        clock: clock.clone() as Arc<dyn Clock>,
-        format: TokenFormat::default(),
-    };
+    let config = Config { clock: clock.clone() as Arc<dyn Clock>, format: TokenFormat::default() };
     let (registry, token) = Registry::init(dir, config).expect("init");
     (registry, token, clock)
 }
 
 pub fn reopen(dir: &Path, clock: &Arc<ManualClock>) -> Registry {
-    let config = Config {
-        clock: clock.clone() as Arc<dyn Clock>,
-        format: TokenFormat::default(),
-    };
+    let config = Config { clock: clock.clone() as Arc<dyn Clock>, format: TokenFormat::default() };
     Registry::open(dir, config).expect("reopen")
 }
 
@@ -86,28 +73,10 @@ pub fn every_event_type(registry: &Registry, clock: &ManualClock) -> Vec<Token> 
         tokens.borrow_mut().push(token);
         key
     };
-    let run = |org: OrgId, command: Cmd| {
-        registry
-            .execute_blocking(admin(), org, command)
-            .expect("command")
-    };
+    let run = |org: OrgId, command: Cmd| registry.execute_blocking(admin(), org, command).expect("command");
     let admin_key = new_key("acme admin", &["keys:admin", "keys:read", "audit:read"]);
-    run(
-        acme(),
-        Cmd::CreateOrg {
-            id: acme(),
-            name: "Acme".into(),
-            max_keys: Some(50),
-            admin: admin_key,
-        },
-    );
-    run(
-        acme(),
-        Cmd::UpdateOrg {
-            name: Some("Acme Inc".into()),
-            max_keys: None,
-        },
-    );
+    run(acme(), Cmd::CreateOrg { id: acme(), name: "Acme".into(), max_keys: Some(50), admin: admin_key });
+    run(acme(), Cmd::UpdateOrg { name: Some("Acme Inc".into()), max_keys: None });
     let mut ci = new_key("ci", &["billing:*", "read@workspaces/ws-1/**"]);
     ci.expires_at = Some(clock.now().plus_seconds(3600));
     let ci_id = ci.id.clone();
@@ -118,40 +87,13 @@ pub fn every_event_type(registry: &Registry, clock: &ManualClock) -> Vec<Token> 
         allowed_cidrs: Some(vec![keyreg::cidr::Cidr::parse("2001:db8::/32").unwrap()]),
         ..KeyEdit::default()
     };
-    run(
-        acme(),
-        Cmd::EditKey {
-            id: ci_id.clone(),
-            expected: None,
-            edit,
-        },
-    );
-    run(
-        acme(),
-        Cmd::Disable {
-            id: ci_id.clone(),
-            expected: None,
-        },
-    );
-    run(
-        acme(),
-        Cmd::Enable {
-            id: ci_id.clone(),
-            expected: None,
-        },
-    );
+    run(acme(), Cmd::EditKey { id: ci_id.clone(), expected: None, edit });
+    run(acme(), Cmd::Disable { id: ci_id.clone(), expected: None });
+    run(acme(), Cmd::Enable { id: ci_id.clone(), expected: None });
     let rotated = registry.format().generate();
     let secret = registry.secret_of(&rotated);
     tokens.borrow_mut().push(rotated);
-    run(
-        acme(),
-        Cmd::Rotate {
-            id: ci_id.clone(),
-            expected: None,
-            secret,
-            grace_seconds: 30,
-        },
-    );
+    run(acme(), Cmd::Rotate { id: ci_id.clone(), expected: None, secret, grace_seconds: 30 });
     let report = KeyAccessed {
         count: 3,
         first_at: clock.now(),
@@ -160,35 +102,13 @@ pub fn every_event_type(registry: &Registry, clock: &ManualClock) -> Vec<Token> 
         node: "registry".into(),
         report_id: "registry-1".into(),
     };
-    run(
-        acme(),
-        Cmd::RecordAccess {
-            id: ci_id.clone(),
-            report,
-        },
-    );
+    run(acme(), Cmd::RecordAccess { id: ci_id.clone(), report });
     let doomed = new_key("doomed", &["read"]);
     let doomed_id: KeyId = doomed.id.clone();
     run(acme(), Cmd::CreateKey(doomed));
-    run(
-        acme(),
-        Cmd::Revoke {
-            id: doomed_id.clone(),
-            expected: None,
-            reason: Some("leaked in a log".into()),
-        },
-    );
-    run(
-        acme(),
-        Cmd::Delete {
-            id: doomed_id,
-            confirm: "doomed".into(),
-            reason: None,
-        },
-    );
+    run(acme(), Cmd::Revoke { id: doomed_id.clone(), expected: None, reason: Some("leaked in a log".into()) });
+    run(acme(), Cmd::Delete { id: doomed_id, confirm: "doomed".into(), reason: None });
     clock.advance_seconds(3600);
-    registry
-        .execute_blocking(Actor::system("sweeper"), acme(), Cmd::Expire { id: ci_id })
-        .expect("expire");
+    registry.execute_blocking(Actor::system("sweeper"), acme(), Cmd::Expire { id: ci_id }).expect("expire");
     tokens.into_inner()
 }
