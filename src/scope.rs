@@ -101,7 +101,9 @@ impl Scope {
                         "**" => return Err(err("** may only be the last segment")),
                         p if is_literal_segment(p) => Segment::Literal(p.to_owned()),
                         _ => {
-                            return Err(err("resource segments are non-empty, without spaces, and * or ** stand alone"));
+                            return Err(err(
+                                "resource segments are non-empty, without spaces, and * or ** stand alone",
+                            ));
                         }
                     });
                 }

@@ -15,22 +15,31 @@ pub fn run(size: Size, nats_server: Option<&std::path::Path>, only: &[String]) -
     let started = std::time::Instant::now();
     let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     let mut rows = vec![];
+    // A measurement that fails becomes a row saying so; the others still run.
+    let mut record = |name: &str, result: anyhow::Result<Vec<Row>>| match result {
+        Ok(r) => rows.extend(r),
+        Err(e) => rows.push(Row::new(format!("{name}: FAILED"), e.to_string(), "-", "-", Some(false))),
+    };
     if wanted("verify") {
-        rows.extend(inprocess::verify_and_memory(size));
+        record("1./6. verify and memory", Ok(inprocess::verify_and_memory(size)));
     }
     if wanted("replay") {
-        rows.extend(inprocess::replay(size)?);
+        record("5. replay", inprocess::replay(size));
     }
     if wanted("append") {
-        rows.extend(append::measure(size)?);
+        record("4. append", append::measure(size));
     }
     if wanted("http") || wanted("nats") {
-        let server = nats::start(nats_server)?;
-        if wanted("http") {
-            rows.extend(http::measure(size, Some(&server.url))?);
-        }
-        if wanted("nats") {
-            rows.extend(nats::measure(size, &server.url)?);
+        match nats::start(nats_server) {
+            Ok(server) => {
+                if wanted("http") {
+                    record("2. http", http::measure(size, Some(&server.url)));
+                }
+                if wanted("nats") {
+                    record("3./7. nats", nats::measure(size, &server.url));
+                }
+            }
+            Err(e) => record("2./3./7. NATS measurements", Err(e)),
         }
     }
     // In the order of the numbered measures (a stable sort keeps each

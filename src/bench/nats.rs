@@ -37,22 +37,10 @@ impl Drop for NatsServer {
     }
 }
 
-fn find_nats_server(given: Option<&Path>) -> anyhow::Result<PathBuf> {
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("nats-server"))
-        .find(|p| p.is_file());
-    given
-        .map(Path::to_path_buf)
-        .or(on_path)
-        .or_else(|| Some(PathBuf::from("/usr/sbin/nats-server")).filter(|p| p.is_file()))
-        .context("nats-server is needed: apt-get install nats-server, or pass --nats-server")
-}
-
 /// Starts a private nats-server with JetStream on a free loopback port.
 pub fn start(given: Option<&Path>) -> anyhow::Result<NatsServer> {
-    let bin = find_nats_server(given)?;
+    let bin = crate::nats::find_server_binary(given)
+        .context("nats-server is needed: apt-get install nats-server, or pass --nats-server")?;
     let store = std::env::temp_dir().join(format!("keyreg-bench-jetstream-{}", std::process::id()));
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let child = Process::new(&bin)
@@ -117,6 +105,8 @@ fn propagation(registry: &Registry, replicas: &[Replica], revokes: usize) -> any
     progress(&format!("propagation: creating {revokes} keys"));
     let actor = Actor::system("bench");
     let org = OrgId::system();
+    let room = Command::UpdateOrg { name: None, max_keys: Some(10_000_000) };
+    registry.execute_blocking(actor.clone(), org.clone(), room)?;
     let mut keys: Vec<(KeyId, String)> = vec![];
     for i in 0..revokes + 50 {
         let token = registry.format().generate();

@@ -52,9 +52,18 @@ pub fn event_subject(org: &str, type_name: &str) -> String {
 
 /// The events stream, created if missing.
 pub async fn events_stream(js: &jetstream::Context) -> Result<stream::Stream, NatsError> {
+    file_stream(js, EVENTS_STREAM, "keyreg.events.>").await
+}
+
+/// The access-report stream, created if missing.
+pub async fn access_stream(js: &jetstream::Context) -> Result<stream::Stream, NatsError> {
+    file_stream(js, ACCESS_STREAM, "keyreg.access.>").await
+}
+
+async fn file_stream(js: &jetstream::Context, name: &str, subjects: &str) -> Result<stream::Stream, NatsError> {
     js.get_or_create_stream(stream::Config {
-        name: EVENTS_STREAM.into(),
-        subjects: vec!["keyreg.events.>".into()],
+        name: name.into(),
+        subjects: vec![subjects.into()],
         storage: stream::StorageType::File,
         duplicate_window: DUPLICATE_WINDOW,
         ..Default::default()
@@ -63,17 +72,20 @@ pub async fn events_stream(js: &jetstream::Context) -> Result<stream::Stream, Na
     .map_err(nats_err)
 }
 
-/// The access-report stream, created if missing.
-pub async fn access_stream(js: &jetstream::Context) -> Result<stream::Stream, NatsError> {
-    js.get_or_create_stream(stream::Config {
-        name: ACCESS_STREAM.into(),
-        subjects: vec!["keyreg.access.>".into()],
-        storage: stream::StorageType::File,
-        duplicate_window: DUPLICATE_WINDOW,
-        ..Default::default()
-    })
-    .await
-    .map_err(nats_err)
+/// Where a `nats-server` binary is, for tests and benchmarks that start their
+/// own: on PATH, then /usr/sbin/nats-server, then `explicit` (or
+/// `$NATS_SERVER_BIN`).
+pub fn find_server_binary(explicit: Option<&std::path::Path>) -> Option<std::path::PathBuf> {
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("nats-server"))
+        .find(|p| p.is_file());
+    let explicit =
+        explicit.map(std::path::Path::to_path_buf).or_else(|| std::env::var_os("NATS_SERVER_BIN").map(Into::into));
+    on_path
+        .or_else(|| Some(std::path::PathBuf::from("/usr/sbin/nats-server")).filter(|p| p.is_file()))
+        .or_else(|| explicit.filter(|p| p.is_file()))
 }
 
 /// The chain hash a message carries in `Keyreg-Hash`.

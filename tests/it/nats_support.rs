@@ -10,22 +10,13 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 
-/// nats-server on PATH, then /usr/sbin/nats-server, then $NATS_SERVER_BIN.
 fn nats_server_bin() -> PathBuf {
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("nats-server"))
-        .find(|p| p.is_file());
-    on_path
-        .or_else(|| Some(PathBuf::from("/usr/sbin/nats-server")).filter(|p| p.is_file()))
-        .or_else(|| std::env::var_os("NATS_SERVER_BIN").map(PathBuf::from).filter(|p| p.is_file()))
-        .unwrap_or_else(|| {
-            panic!(
-                "these tests need nats-server with JetStream: `apt-get install nats-server`, \
-                 or put it on PATH, or set NATS_SERVER_BIN to its path"
-            )
-        })
+    keyreg::nats::find_server_binary(None).unwrap_or_else(|| {
+        panic!(
+            "these tests need nats-server with JetStream: `apt-get install nats-server`, \
+             or put it on PATH, or set NATS_SERVER_BIN to its path"
+        )
+    })
 }
 
 fn free_port() -> u16 {
