@@ -171,7 +171,7 @@ fn key_creation_validation() {
     edge.scopes = scopes(&["read", "read", "write"]);
     edge.expires_at = Some(Timestamp::from_micros(T0 + 1));
     w.ok(Command::CreateKey(edge.clone()));
-    assert_eq!(w.table.key(&edge.id).unwrap().scopes, scopes(&["read", "write"]));
+    assert_eq!(&*w.table.key(&edge.id).unwrap().scopes, scopes(&["read", "write"]).as_slice());
 }
 
 #[test]
