@@ -48,10 +48,6 @@ impl AccessCounter {
         }
     }
 
-    pub fn node(&self) -> &str {
-        &self.node
-    }
-
     pub fn record(&self, org: &OrgId, key: &KeyId, at: Timestamp, ip: Option<IpAddr>) {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         match pending.get_mut(key) {

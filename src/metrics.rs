@@ -47,11 +47,6 @@ impl Metrics {
         self.verify[code as usize].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The routes seen so far, as "METHOD path-template".
-    pub fn routes_seen(&self) -> Vec<String> {
-        self.routes.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect()
-    }
-
     /// The text exposition, with `gauges` (name, help, value) appended.
     pub fn render(&self, gauges: &[(&str, &str, f64)]) -> String {
         let mut out = String::new();

@@ -226,10 +226,6 @@ impl Registry {
         self.shared.clock.now()
     }
 
-    pub fn clock(&self) -> &Arc<dyn Clock> {
-        &self.shared.clock
-    }
-
     /// The live projections, read-locked. Hold the guard only for a lookup.
     pub fn read(&self) -> RwLockReadGuard<'_, Projections> {
         self.shared.projections.read().unwrap_or_else(|e| e.into_inner())

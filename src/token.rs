@@ -67,10 +67,6 @@ impl TokenFormat {
         if ok { Ok(TokenFormat { prefix: prefix.to_owned() }) } else { Err(TokenError::Prefix) }
     }
 
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
     /// A new token from the operating system's CSPRNG.
     pub fn generate(&self) -> Token {
         let mut body = String::with_capacity(self.prefix.len() + RANDOM_LEN + CHECKSUM_LEN);
@@ -252,10 +248,6 @@ impl Pepper {
     pub fn generate() -> Self {
         let mut b = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut b);
-        Pepper(b)
-    }
-
-    pub fn from_bytes(b: [u8; 32]) -> Self {
         Pepper(b)
     }
 

@@ -331,24 +331,33 @@ async fn one_key(s: &AppState, caller: &Caller, command: Command) -> Result<Resp
 }
 
 pub async fn disable(
-    State(s): State<AppState>,
+    s: State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    id: Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    caller.require("keys:admin")?;
-    let command = Command::Disable { id: parse_key_id(&id)?, expected: expected_version(&headers)? };
-    one_key(&s, &caller, command).await
+    switch(s, caller, id, headers, |id, expected| Command::Disable { id, expected }).await
 }
 
 pub async fn enable(
+    s: State<AppState>,
+    caller: Caller,
+    id: Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    switch(s, caller, id, headers, |id, expected| Command::Enable { id, expected }).await
+}
+
+/// Disable and enable: the same request, a different command.
+async fn switch(
     State(s): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
+    command: fn(KeyId, Option<crate::id::Seq>) -> Command,
 ) -> Result<Response, ApiError> {
     caller.require("keys:admin")?;
-    let command = Command::Enable { id: parse_key_id(&id)?, expected: expected_version(&headers)? };
+    let command = command(parse_key_id(&id)?, expected_version(&headers)?);
     one_key(&s, &caller, command).await
 }
 
