@@ -10,7 +10,12 @@
 //! - `audit`: the index of the audit history.
 //! - `log`: the sled-backed, hash-chained log; the only module touching sled.
 //! - `registry`: a data dir, the single writer with group commit, replay.
-//! - `cli`: the command line, over all of the above.
+//! - `verifier`: the verify rules, one pure function over a table.
+//! - `access`, `metrics`: access counting and Prometheus metrics.
+//! - `api`, `server`: the registry's HTTP API and the service around it.
+//! - `nats`: the JetStream layout, the outbox publisher, access reports.
+//! - `replica`: a verifier replica following the stream (also embeddable).
+//! - `client`, `cli`, `bench`: the command line, its API client, benchmarks.
 
 #![forbid(unsafe_code)]
 
