@@ -20,18 +20,27 @@ use crate::server::{ServeOptions, serve};
 use crate::time::SystemClock;
 use crate::token::TokenFormat;
 
-/// wrk's requests/s and p50/p99 latency (ms) for POSTing `body` to `url`.
-fn wrk(url: &str, body: &str, seconds: u64) -> anyhow::Result<(f64, f64, f64)> {
+/// wrk's requests/s and p50/p99 latency (ms) for POSTing `body` to `url`
+/// over `connections` keep-alive connections.
+fn wrk(
+    url: &str,
+    body: &str,
+    seconds: u64,
+    connections: usize,
+    authorization: Option<&str>,
+) -> anyhow::Result<(f64, f64, f64)> {
     let script = std::env::temp_dir().join(format!("keyreg-bench-{}.lua", std::process::id()));
     let escaped = body.replace('\\', "\\\\").replace('"', "\\\"");
     std::fs::write(
         &script,
         format!(
-            "wrk.method = \"POST\"\nwrk.body = \"{escaped}\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
+            "wrk.method = \"POST\"\nwrk.body = \"{escaped}\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\n{}",
+            authorization.map(|a| format!("wrk.headers[\"Authorization\"] = \"Bearer {a}\"\n")).unwrap_or_default()
         ),
     )?;
     let out = Process::new("wrk")
-        .args(["-t", "2", "-c", "32", "-d", &format!("{seconds}s"), "--latency", "-s"])
+        .args(["-t", &connections.min(2).to_string(), "-c", &connections.to_string()])
+        .args(["-d", &format!("{seconds}s"), "--latency", "-s"])
         .arg(&script)
         .arg(url)
         .output()
@@ -62,7 +71,7 @@ fn wrk(url: &str, body: &str, seconds: u64) -> anyhow::Result<(f64, f64, f64)> {
 pub fn measure(size: Size, nats_url: Option<&str>) -> anyhow::Result<Vec<Row>> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let dir = std::env::temp_dir().join(format!("keyreg-bench-http-{}", std::process::id()));
-    let (registry, _) =
+    let (registry, admin) =
         Registry::init(&dir.join("data"), Config { clock: Arc::new(SystemClock), format: TokenFormat::default() })?;
     let token = registry.format().generate();
     let key = registry.new_key(&token, "http bench", "", &["billing:*"]);
@@ -112,12 +121,13 @@ pub fn measure(size: Size, nats_url: Option<&str>) -> anyhow::Result<Vec<Row>> {
         let mut runs = vec![];
         for run in 0..size.runs.min(3) {
             progress(&format!("http: {name}, run {} of {}", run + 1, size.runs.min(3)));
-            runs.push(wrk(&format!("http://{addr}/v1/verify"), &body, seconds)?);
+            runs.push(wrk(&format!("http://{addr}/v1/verify"), &body, seconds, 32, None)?);
         }
         let rps = median(runs.iter().map(|r| r.0).collect());
         let run = runs.iter().find(|r| r.0 == rps).copied().unwrap_or(runs[0]);
         results.push((*name, run));
     }
+    let appends = appends_over_http(&registry, registry_addr, admin.expose(), size)?;
     drop(runtime);
     let _ = std::fs::remove_dir_all(&dir);
     let (_, (floor, floor_p50, floor_p99)) = results[0];
@@ -138,6 +148,7 @@ pub fn measure(size: Size, nats_url: Option<&str>) -> anyhow::Result<Vec<Row>> {
             )
         })
         .collect();
+    rows.extend(appends);
     let registry_rps = results[1].1.0;
     rows.push(match (pg, postgres) {
         (Some(pg_rps), _) => Row::new(
@@ -158,6 +169,28 @@ pub fn measure(size: Size, nats_url: Option<&str>) -> anyhow::Result<Vec<Row>> {
             Row::new("2. verify over HTTP: registry vs a PostgreSQL-backed verifier", "not measured", "≥ 5×", "-", None)
         }
     });
+    Ok(rows)
+}
+
+/// Durable appends through the API: `POST /v1/keys` (one event each) from
+/// 1, 16 and 64 connections; compare with the log-level rows of measure 4.
+fn appends_over_http(registry: &Registry, addr: SocketAddr, admin: &str, size: Size) -> anyhow::Result<Vec<Row>> {
+    let room = Command::UpdateOrg { name: None, max_keys: Some(10_000_000) };
+    registry.execute_blocking(Actor::system("bench"), OrgId::system(), room)?;
+    let body = r#"{"name":"appended over http","scopes":["read"]}"#;
+    let seconds = if size.runs > 3 { 5 } else { 3 };
+    let mut rows = vec![];
+    for connections in [1usize, 16, 64] {
+        progress(&format!("http: appends from {connections} connections"));
+        let (rps, p50, p99) = wrk(&format!("http://{addr}/v1/keys"), body, seconds, connections, Some(admin))?;
+        rows.push(Row::new(
+            format!("4. durable append through the HTTP API, {connections} connections"),
+            format!("{rps:.0} events/s, p50 {p50:.2} ms, p99 {p99:.2} ms"),
+            if connections > 1 { "≥ PostgreSQL" } else { "-" },
+            "the PostgreSQL rows of measure 4, same run",
+            None,
+        ));
+    }
     Ok(rows)
 }
 

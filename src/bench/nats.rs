@@ -84,6 +84,7 @@ pub fn measure(size: Size, nats_url: &str) -> anyhow::Result<Vec<Row>> {
     let result = (|| -> anyhow::Result<Vec<Row>> {
         let mut rows = propagation(&registry, &replicas, if size.runs > 3 { 1000 } else { 300 })?;
         rows.push(outbox_rate(&registry, &outbox, size.append_events.max(4000))?);
+        rows.push(catch_up(&registry, nats_url, &runtime)?);
         Ok(rows)
     })();
     let _ = stop_tx.send(true);
@@ -172,6 +173,23 @@ fn propagation(registry: &Registry, replicas: &[Replica], revokes: usize) -> any
         "Unkey up to 60 s, Kong 5 s poll, Zuplo 60 s cache",
         Some(p99 < 10.0),
     )])
+}
+
+/// A new replica follows the whole stream from sequence 1.
+fn catch_up(registry: &Registry, nats_url: &str, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Row> {
+    let head = registry.head().seq;
+    progress(&format!("catch-up: a new replica reads {head} events"));
+    let started = Instant::now();
+    let replica = runtime.block_on(Replica::start(ReplicaConfig::new(nats_url, registry.pepper().clone())))?;
+    wait_for("the new replica to catch up", Duration::from_secs(300), || replica.applied() >= head)?;
+    let rate = head.0 as f64 / started.elapsed().as_secs_f64();
+    Ok(Row::new(
+        format!("5. replica catch-up from the stream, {head} events"),
+        format!("{:.0} events/s ({:.2} s)", rate, started.elapsed().as_secs_f64()),
+        "-",
+        "replay from the local log: the row above",
+        None,
+    ))
 }
 
 /// 64 writers append; the outbox publishes with acknowledgements meanwhile.
