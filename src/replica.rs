@@ -37,7 +37,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::access::AccessCounter;
-use crate::api::verify::{Checked, VerifyAnswer, verify};
+use crate::api::verify::{Checked, VerifyAnswer, answer, verify};
 use crate::api::{ApiError, Node, track};
 use crate::event::{self, ChainHash};
 use crate::id::Seq;
@@ -159,16 +159,7 @@ impl Replica {
         }
         let now = self.inner.config.clock.now();
         let hash = verifier::hash_presented(&self.inner.config.format, &self.inner.config.pepper, presented);
-        let f = self.inner.followed.read().unwrap_or_else(|e| e.into_inner());
-        let seq = f.table.applied();
-        let answer = match hash {
-            Err(code) => VerifyAnswer { valid: false, code, found: None, seq },
-            Ok(hash) => {
-                let verdict = verifier::check(&f.table, &hash, &question, now);
-                VerifyAnswer { valid: verdict.code == Code::Valid, code: verdict.code, found: verdict.found, seq }
-            }
-        };
-        drop(f);
+        let answer = answer(hash, &self.inner.followed.read().unwrap_or_else(|e| e.into_inner()).table, &question, now);
         if let Some(found) = &answer.found {
             self.inner.access.record(&found.org, &found.key_id, now, question.ip);
         }

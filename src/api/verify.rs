@@ -95,16 +95,21 @@ impl Checked {
 
     /// The answer against `table` at `now`.
     pub fn answer(&self, hash: Result<TokenHash, Code>, table: &Table, now: Timestamp) -> VerifyAnswer {
-        let seq = table.applied();
-        let hash = match hash {
-            Ok(h) => h,
-            Err(code) => {
-                return VerifyAnswer { valid: false, code, found: None, seq };
-            }
-        };
         let question = Question { action: self.action.as_deref(), resource: self.resource.as_deref(), ip: self.ip };
-        let verdict = verifier::check(table, &hash, &question, now);
-        VerifyAnswer { valid: verdict.code == Code::Valid, code: verdict.code, found: verdict.found, seq }
+        answer(hash, table, &question, now)
+    }
+}
+
+/// The answer to `question` for a presented key already reduced to its
+/// keyed hash (or refused as `MALFORMED`), against `table` at `now`.
+pub fn answer(hash: Result<TokenHash, Code>, table: &Table, question: &Question<'_>, now: Timestamp) -> VerifyAnswer {
+    let seq = table.applied();
+    match hash {
+        Err(code) => VerifyAnswer { valid: false, code, found: None, seq },
+        Ok(hash) => {
+            let verdict = verifier::check(table, &hash, question, now);
+            VerifyAnswer { valid: verdict.code == Code::Valid, code: verdict.code, found: verdict.found, seq }
+        }
     }
 }
 
