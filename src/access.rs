@@ -62,10 +62,7 @@ impl AccessCounter {
                 }
             }
             None => {
-                pending.insert(
-                    key.clone(),
-                    Pending { org: org.clone(), count: 1, first_at: at, last_at: at, last_ip: ip },
-                );
+                pending.insert(*key, Pending { org: org.clone(), count: 1, first_at: at, last_at: at, last_ip: ip });
             }
         }
     }
@@ -132,7 +129,7 @@ mod tests {
         }
         c.record(&org, &b, Timestamp::from_micros(9), None);
         let mut reports = c.take();
-        reports.sort_by(|x, y| x.1.cmp(&y.1));
+        reports.sort_by_key(|x| x.1);
         assert_eq!(reports.len(), 2);
         let r = &reports[0].2;
         assert_eq!((r.count, r.first_at.micros(), r.last_at.micros()), (3, 1, 3));

@@ -159,7 +159,7 @@ pub struct Decision {
 }
 
 pub fn decide(table: &Table, ctx: &Context, command: &Command) -> Result<Decision, Refusal> {
-    let key_change = |id: &KeyId, c: KeyChange| Change::Key(id.clone(), c);
+    let key_change = |id: &KeyId, c: KeyChange| Change::Key(*id, c);
     let one = |id: &KeyId, c: KeyChange| Ok(Decision { org: ctx.org.clone(), changes: vec![key_change(id, c)] });
     match command {
         Command::CreateOrg { id, name, max_keys, admin } => {
@@ -229,7 +229,7 @@ pub fn decide(table: &Table, ctx: &Context, command: &Command) -> Result<Decisio
         }
         Command::Delete { id, confirm, reason } => {
             let key = key_in(table, ctx, id, None)?;
-            if *confirm != key.name {
+            if *confirm != key.name() {
                 return Err(invalid("confirm", "must equal the key's name exactly"));
             }
             check_revocable(key, true)?;
@@ -352,9 +352,9 @@ fn new_key_event(new: &NewKey, now: Timestamp) -> Result<KeyCreated, Refusal> {
 /// records nothing.
 fn edit_changes(key: &Key, edit: &KeyEdit, now: Timestamp) -> Result<Vec<Change>, Refusal> {
     let mut updated = KeyUpdated {
-        name: key.name.clone(),
-        description: key.description.clone(),
-        owner: key.owner.clone(),
+        name: key.name().to_owned(),
+        description: key.description().to_owned(),
+        owner: key.owner().to_owned(),
         expires_at: key.expires_at,
         changed: vec![],
     };
@@ -373,9 +373,9 @@ fn edit_changes(key: &Key, edit: &KeyEdit, now: Timestamp) -> Result<Vec<Change>
     let scopes = edit.scopes.as_deref().map(check_scopes).transpose()?;
     let cidrs = edit.allowed_cidrs.as_deref().map(check_cidrs).transpose()?;
     for (field, differs) in [
-        ("name", updated.name != key.name),
-        ("description", updated.description != key.description),
-        ("owner", updated.owner != key.owner),
+        ("name", updated.name != key.name()),
+        ("description", updated.description != key.description()),
+        ("owner", updated.owner != key.owner()),
         ("expires_at", updated.expires_at != key.expires_at),
     ] {
         if differs {
@@ -385,13 +385,13 @@ fn edit_changes(key: &Key, edit: &KeyEdit, now: Timestamp) -> Result<Vec<Change>
     let mut changes = vec![];
     let id = &key.id;
     if !updated.changed.is_empty() {
-        changes.push(Change::Key(id.clone(), KeyChange::Updated(updated)));
+        changes.push(Change::Key(*id, KeyChange::Updated(updated)));
     }
     if let Some(scopes) = scopes.filter(|s| s.as_slice() != &*key.scopes) {
-        changes.push(Change::Key(id.clone(), KeyChange::ScopesEdited(ScopesEdited { scopes })));
+        changes.push(Change::Key(*id, KeyChange::ScopesEdited(ScopesEdited { scopes })));
     }
-    if let Some(allowed_cidrs) = cidrs.filter(|c| *c != key.allowed_cidrs) {
-        changes.push(Change::Key(id.clone(), KeyChange::IpsEdited(IpsEdited { allowed_cidrs })));
+    if let Some(allowed_cidrs) = cidrs.filter(|c| c[..] != key.allowed_cidrs[..]) {
+        changes.push(Change::Key(*id, KeyChange::IpsEdited(IpsEdited { allowed_cidrs })));
     }
     Ok(changes)
 }
@@ -478,13 +478,13 @@ pub fn warnings(
         );
     }
     if let Some(key) = before {
-        let used_recently = key.usage.last_used_at.is_some_and(|t| t > now.plus_seconds(-86_400));
+        let used_recently = key.usage().last_used_at.is_some_and(|t| t > now.plus_seconds(-86_400));
         if used_recently {
             let narrowed = key.scopes.iter().any(|old| !after_scopes.iter().any(|new| old.covered_by(new)));
             if narrowed {
                 w.push("the scopes are narrowed on a key used in the last 24 hours: this can break calls made with this key".to_owned());
             }
-            if after_cidrs != key.allowed_cidrs.as_slice() {
+            if after_cidrs != &key.allowed_cidrs[..] {
                 w.push(
                     "allowed_cidrs changed on a key used in the last 24 hours: this can break calls made with this key"
                         .to_owned(),

@@ -83,7 +83,7 @@ impl World {
 
     fn key(&mut self, name: &str) -> KeyId {
         let k = self.new_key(name);
-        let id = k.id.clone();
+        let id = k.id;
         self.ok(Command::CreateKey(k));
         id
     }
@@ -185,13 +185,13 @@ fn editing_records_one_event_per_kind_of_change() {
         ..KeyEdit::default()
     };
     assert_eq!(
-        w.ok(Command::EditKey { id: id.clone(), expected: None, edit }),
+        w.ok(Command::EditKey { id, expected: None, edit }),
         ["key.updated", "key.scopes_edited", "key.ips_edited"]
     );
     let key = w.table.key(&id).unwrap();
-    assert_eq!((key.name.as_str(), key.version), ("renamed", Seq(6)));
+    assert_eq!((key.name(), key.version), ("renamed", Seq(6)));
     let same = KeyEdit { name: Some("renamed".into()), ..KeyEdit::default() };
-    assert!(w.ok(Command::EditKey { id: id.clone(), expected: None, edit: same }).is_empty());
+    assert!(w.ok(Command::EditKey { id, expected: None, edit: same }).is_empty());
     let never = KeyEdit { expires_at: Some(None), owner: Some(String::new()), ..KeyEdit::default() };
     let changes = w.run(Command::EditKey { id, expected: None, edit: never }).unwrap();
     match &changes[..] {
@@ -205,8 +205,8 @@ fn a_stale_version_is_refused() {
     let mut w = World::new();
     let id = w.key("k");
     let v = w.table.key(&id).unwrap().version;
-    w.ok(Command::Disable { id: id.clone(), expected: Some(v) });
-    let r = w.refused(Command::Enable { id: id.clone(), expected: Some(v) });
+    w.ok(Command::Disable { id, expected: Some(v) });
+    let r = w.refused(Command::Enable { id, expected: Some(v) });
     assert_eq!(r, Refusal::VersionMismatch { expected: v, actual: v.next() });
     w.ok(Command::Enable { id, expected: Some(v.next()) });
 }
@@ -215,11 +215,11 @@ fn a_stale_version_is_refused() {
 fn disable_and_enable_only_from_the_other_state() {
     let mut w = World::new();
     let id = w.key("k");
-    assert!(matches!(w.refused(Command::Enable { id: id.clone(), expected: None }), Refusal::Conflict(_)));
-    assert_eq!(w.ok(Command::Disable { id: id.clone(), expected: None }), ["key.disabled"]);
+    assert!(matches!(w.refused(Command::Enable { id, expected: None }), Refusal::Conflict(_)));
+    assert_eq!(w.ok(Command::Disable { id, expected: None }), ["key.disabled"]);
     assert_eq!(w.status(&id), Status::Disabled);
-    assert!(matches!(w.refused(Command::Disable { id: id.clone(), expected: None }), Refusal::Conflict(_)));
-    assert_eq!(w.ok(Command::Enable { id: id.clone(), expected: None }), ["key.enabled"]);
+    assert!(matches!(w.refused(Command::Disable { id, expected: None }), Refusal::Conflict(_)));
+    assert_eq!(w.ok(Command::Enable { id, expected: None }), ["key.enabled"]);
     assert_eq!(w.status(&id), Status::Active);
 }
 
@@ -227,23 +227,13 @@ fn disable_and_enable_only_from_the_other_state() {
 fn revocation_is_final() {
     let mut w = World::new();
     let id = w.key("k");
-    assert_eq!(
-        w.ok(Command::Revoke { id: id.clone(), expected: None, reason: Some("leaked".into()) }),
-        ["key.revoked"]
-    );
-    assert!(matches!(
-        w.refused(Command::Revoke { id: id.clone(), expected: None, reason: None }),
-        Refusal::Conflict(_)
-    ));
+    assert_eq!(w.ok(Command::Revoke { id, expected: None, reason: Some("leaked".into()) }), ["key.revoked"]);
+    assert!(matches!(w.refused(Command::Revoke { id, expected: None, reason: None }), Refusal::Conflict(_)));
     for command in [
-        Command::Enable { id: id.clone(), expected: None },
-        Command::Disable { id: id.clone(), expected: None },
-        Command::EditKey {
-            id: id.clone(),
-            expected: None,
-            edit: KeyEdit { name: Some("x".into()), ..KeyEdit::default() },
-        },
-        Command::Rotate { id: id.clone(), expected: None, secret: w.new_key("x").secret, grace_seconds: 0 },
+        Command::Enable { id, expected: None },
+        Command::Disable { id, expected: None },
+        Command::EditKey { id, expected: None, edit: KeyEdit { name: Some("x".into()), ..KeyEdit::default() } },
+        Command::Rotate { id, expected: None, secret: w.new_key("x").secret, grace_seconds: 0 },
     ] {
         assert!(matches!(w.refused(command), Refusal::Conflict(_)));
     }
@@ -255,15 +245,15 @@ fn revocation_is_final() {
 fn deletion_needs_the_name_and_happens_once() {
     let mut w = World::new();
     let id = w.key("prod key");
-    let wrong = Command::Delete { id: id.clone(), confirm: "prod".into(), reason: None };
+    let wrong = Command::Delete { id, confirm: "prod".into(), reason: None };
     assert!(is_validation(&w.refused(wrong), "confirm"));
-    assert_eq!(w.ok(Command::Delete { id: id.clone(), confirm: "prod key".into(), reason: None }), ["key.deleted"]);
+    assert_eq!(w.ok(Command::Delete { id, confirm: "prod key".into(), reason: None }), ["key.deleted"]);
     assert_eq!(w.status(&id), Status::Deleted);
     assert_eq!(w.table.org(&w.org).unwrap().counted_keys, 1);
     let again = Command::Delete { id, confirm: "prod key".into(), reason: None };
     assert!(matches!(w.refused(again), Refusal::Conflict(_)));
     let revoked = w.key("old");
-    w.ok(Command::Revoke { id: revoked.clone(), expected: None, reason: None });
+    w.ok(Command::Revoke { id: revoked, expected: None, reason: None });
     assert_eq!(w.ok(Command::Delete { id: revoked, confirm: "old".into(), reason: None }), ["key.deleted"]);
 }
 
@@ -272,15 +262,15 @@ fn bulk_revoke_is_all_or_nothing() {
     let mut w = World::new();
     let (a, b) = (w.key("a"), w.key("b"));
     let stranger = IdGenerator::default().key_id(w.now);
-    let with_unknown = Command::BulkRevoke { ids: vec![a.clone(), stranger], reason: None, delete: false };
+    let with_unknown = Command::BulkRevoke { ids: vec![a, stranger], reason: None, delete: false };
     assert!(matches!(w.refused(with_unknown), Refusal::NotFound { .. }));
     assert_eq!(w.status(&a), Status::Active);
-    let twice = Command::BulkRevoke { ids: vec![a.clone(), a.clone()], reason: None, delete: false };
+    let twice = Command::BulkRevoke { ids: vec![a, a], reason: None, delete: false };
     assert!(is_validation(&w.refused(twice), "ids"));
     assert!(is_validation(&w.refused(Command::BulkRevoke { ids: vec![], reason: None, delete: false }), "ids"));
-    let many = Command::BulkRevoke { ids: vec![a.clone(); 101], reason: None, delete: false };
+    let many = Command::BulkRevoke { ids: vec![a; 101], reason: None, delete: false };
     assert!(is_validation(&w.refused(many), "ids"));
-    let both = Command::BulkRevoke { ids: vec![a.clone(), b.clone()], reason: None, delete: true };
+    let both = Command::BulkRevoke { ids: vec![a, b], reason: None, delete: true };
     assert_eq!(w.ok(both), ["key.deleted", "key.deleted"]);
     assert_eq!((w.status(&a), w.status(&b)), (Status::Deleted, Status::Deleted));
 }
@@ -290,15 +280,9 @@ fn rotation_with_and_without_grace() {
     let mut w = World::new();
     let id = w.key("k");
     let secret = w.new_key("x").secret;
-    let too_long = Command::Rotate {
-        id: id.clone(),
-        expected: None,
-        secret: secret.clone(),
-        grace_seconds: MAX_GRACE_SECONDS + 1,
-    };
+    let too_long = Command::Rotate { id, expected: None, secret: secret.clone(), grace_seconds: MAX_GRACE_SECONDS + 1 };
     assert!(is_validation(&w.refused(too_long), "grace_seconds"));
-    let changes =
-        w.run(Command::Rotate { id: id.clone(), expected: None, secret: secret.clone(), grace_seconds: 60 }).unwrap();
+    let changes = w.run(Command::Rotate { id, expected: None, secret: secret.clone(), grace_seconds: 60 }).unwrap();
     match &changes[..] {
         [Change::Key(_, KeyChange::Rotated(r))] => {
             assert_eq!(r.previous_valid_until, Some(w.now.plus_seconds(60)));
@@ -316,20 +300,16 @@ fn expiry_is_by_the_clock_and_recorded_by_the_sweeper() {
     let mut w = World::new();
     let mut k = w.new_key("temp");
     k.expires_at = Some(w.now.plus_seconds(10));
-    let id = k.id.clone();
+    let id = k.id;
     w.ok(Command::CreateKey(k));
-    assert!(matches!(w.refused(Command::Expire { id: id.clone() }), Refusal::Conflict(_)));
+    assert!(matches!(w.refused(Command::Expire { id }), Refusal::Conflict(_)));
     w.now = w.now.plus_seconds(10);
     // Expired by the clock before any event says so, and no longer editable.
     assert_eq!(w.status(&id), Status::Expired);
-    let edit = Command::EditKey {
-        id: id.clone(),
-        expected: None,
-        edit: KeyEdit { name: Some("x".into()), ..KeyEdit::default() },
-    };
+    let edit = Command::EditKey { id, expected: None, edit: KeyEdit { name: Some("x".into()), ..KeyEdit::default() } };
     assert!(matches!(w.refused(edit), Refusal::Conflict(_)));
-    assert_eq!(w.ok(Command::Expire { id: id.clone() }), ["key.expired"]);
-    assert!(matches!(w.refused(Command::Expire { id: id.clone() }), Refusal::Conflict(_)));
+    assert_eq!(w.ok(Command::Expire { id }), ["key.expired"]);
+    assert!(matches!(w.refused(Command::Expire { id }), Refusal::Conflict(_)));
     assert_eq!(w.ok(Command::Revoke { id, expected: None, reason: None }), ["key.revoked"]);
 }
 
@@ -346,10 +326,10 @@ fn access_reports_count_but_do_not_version_the_key() {
         node: "registry".into(),
         report_id: "r1".into(),
     };
-    assert_eq!(w.ok(Command::RecordAccess { id: id.clone(), report: report(7) }), ["key.accessed"]);
+    assert_eq!(w.ok(Command::RecordAccess { id, report: report(7) }), ["key.accessed"]);
     let key = w.table.key(&id).unwrap();
-    assert_eq!((key.usage.total, key.version), (7, version));
-    assert_eq!(key.usage.last_used_at, Some(Timestamp::from_micros(T0 + 5)));
+    assert_eq!((key.usage().total, key.version), (7, version));
+    assert_eq!(key.usage().last_used_at, Some(Timestamp::from_micros(T0 + 5)));
     assert_eq!(w.table.org(&w.org).unwrap().usage.total, 7);
     assert!(is_validation(&w.refused(Command::RecordAccess { id, report: report(0) }), "report"));
 }
@@ -367,9 +347,9 @@ fn another_orgs_key_is_not_found() {
     });
     w.org = OrgId::parse("beta").unwrap();
     for command in [
-        Command::Disable { id: id.clone(), expected: None },
-        Command::Revoke { id: id.clone(), expected: None, reason: None },
-        Command::Delete { id: id.clone(), confirm: "k".into(), reason: None },
+        Command::Disable { id, expected: None },
+        Command::Revoke { id, expected: None, reason: None },
+        Command::Delete { id, confirm: "k".into(), reason: None },
     ] {
         assert!(matches!(w.refused(command), Refusal::NotFound { what: "key", .. }));
     }
@@ -393,7 +373,7 @@ fn warnings_for_wildcards_narrowing_and_no_expiry() {
         node: "n".into(),
         report_id: "r".into(),
     };
-    w.ok(Command::RecordAccess { id: id.clone(), report });
+    w.ok(Command::RecordAccess { id, report });
     let used = w.table.key(&id).unwrap().clone();
     let loud = warnings(Some(&used), &scopes(&["billing:write"]), &wildcard, Some(w.now.plus_seconds(60)), w.now);
     assert_eq!(loud.len(), 3, "{loud:?}");
@@ -407,7 +387,7 @@ fn an_access_report_is_recorded_once() {
     let id = w.key("k");
     let now = w.now;
     let report = |report_id: &str| Command::RecordAccess {
-        id: id.clone(),
+        id,
         report: KeyAccessed {
             count: 2,
             first_at: now,
@@ -422,5 +402,5 @@ fn an_access_report_is_recorded_once() {
     assert_eq!(w.ok(report("replica-a-1700-3")), ["key.accessed"]);
     assert!(matches!(w.refused(report("replica-a-1700-2")), Refusal::Conflict(_)), "an older number is a redelivery");
     assert_eq!(w.ok(report("replica-a-1800-1")), ["key.accessed"], "a new process starts its own numbers");
-    assert_eq!(w.table.key(&id).unwrap().usage.total, 6);
+    assert_eq!(w.table.key(&id).unwrap().usage().total, 6);
 }

@@ -29,6 +29,7 @@ pub mod client;
 pub mod command;
 pub mod event;
 pub mod id;
+pub mod index;
 pub mod log;
 pub mod metrics;
 pub mod nats;

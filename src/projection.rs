@@ -8,18 +8,20 @@
 //! not exist, say) changes nothing rather than failing, which keeps the fold
 //! total.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::cidr::{self, Cidr};
 use crate::event::{Change, Event, KeyChange};
-use crate::id::FastMap;
-use crate::id::{Actor, KeyId, OrgId, Seq};
+use crate::id::{Actor, FastHasher, KeyId, OrgId, Seq};
+use crate::index::SlotIndex;
 use crate::scope::Scope;
 use crate::time::Timestamp;
-use crate::token::{HashIndex, TokenHash};
+use crate::token::TokenHash;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -75,6 +77,9 @@ pub struct Usage {
     pub per_day: BTreeMap<i64, u64>,
 }
 
+/// What a key that was never used reports.
+static UNUSED: Usage = Usage { total: 0, last_used_at: None, last_ip: None, per_day: BTreeMap::new() };
+
 impl Usage {
     fn record(&mut self, count: u64, last_at: Timestamp, last_ip: Option<&String>) {
         self.total += count;
@@ -88,32 +93,86 @@ impl Usage {
     }
 }
 
+/// One key. Kept small (a table may hold millions, and a verify at that
+/// size is bound by cache misses): the fields a verify reads come first and
+/// share two cache lines, ids are inline, scope and address sets are shared
+/// between the keys that have the same ones, the descriptive text is one
+/// allocation, and what most keys lack (a grace period, any use) is boxed.
 #[derive(Clone, Debug, PartialEq)]
+#[repr(C)]
 pub struct Key {
+    pub hash: TokenHash,
     pub id: KeyId,
+    /// The status as events set it; `status_at` adds expiry by the clock.
+    pub status: Status,
+    pub expires_at: Option<Timestamp>,
     pub org: OrgId,
-    pub name: String,
-    pub description: String,
-    pub owner: String,
+    pub scopes: Arc<[Scope]>,
+    pub allowed_cidrs: Arc<[Cidr]>,
+    /// The previous secret's hash and the instant it stops working, after a
+    /// rotation with a grace period.
+    grace: Option<Box<(TokenHash, Timestamp)>>,
+    text: Text,
     pub created_by: Actor,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
-    pub expires_at: Option<Timestamp>,
-    /// Shared: a verify's answer names them without copying.
-    pub scopes: std::sync::Arc<[Scope]>,
-    pub allowed_cidrs: Vec<Cidr>,
-    /// The status as events set it; `status_at` adds expiry by the clock.
-    pub status: Status,
-    pub display_prefix: String,
     pub version: Seq,
-    pub hash: TokenHash,
-    /// The previous secret's hash and the instant it stops working, after a
-    /// rotation with a grace period.
-    pub grace: Option<(TokenHash, Timestamp)>,
-    pub usage: Usage,
+    usage: Option<Box<Usage>>,
+}
+
+/// A key's name, description, owner and display prefix, in one allocation.
+#[derive(Clone, Debug, PartialEq)]
+struct Text {
+    all: Box<str>,
+    /// Where the name, the description and the owner end in `all`.
+    ends: [u32; 3],
+}
+
+impl Text {
+    fn new(name: &str, description: &str, owner: &str, display_prefix: &str) -> Text {
+        let all: Box<str> = [name, description, owner, display_prefix].concat().into();
+        let mut ends = [0u32; 3];
+        let mut at = 0;
+        for (end, part) in ends.iter_mut().zip([name, description, owner]) {
+            at += part.len();
+            *end = at as u32;
+        }
+        Text { all, ends }
+    }
+
+    fn part(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        let end = self.ends.get(i).map_or(self.all.len(), |&e| e as usize);
+        &self.all[start..end]
+    }
 }
 
 impl Key {
+    pub fn name(&self) -> &str {
+        self.text.part(0)
+    }
+
+    pub fn description(&self) -> &str {
+        self.text.part(1)
+    }
+
+    pub fn owner(&self) -> &str {
+        self.text.part(2)
+    }
+
+    pub fn display_prefix(&self) -> &str {
+        self.text.part(3)
+    }
+
+    pub fn usage(&self) -> &Usage {
+        self.usage.as_deref().unwrap_or(&UNUSED)
+    }
+
+    /// The previous secret's hash and when it stops working, during a grace period.
+    pub fn grace(&self) -> Option<(TokenHash, Timestamp)> {
+        self.grace.as_deref().copied()
+    }
+
     /// The status at `now`: an active or disabled key whose `expires_at` has
     /// passed is expired, whether or not `key.expired` was written yet.
     pub fn status_at(&self, now: Timestamp) -> Status {
@@ -136,18 +195,18 @@ impl Key {
         KeyView {
             id: &self.id,
             org: &self.org,
-            name: &self.name,
-            description: &self.description,
-            owner: &self.owner,
+            name: self.name(),
+            description: self.description(),
+            owner: self.owner(),
             created_by: &self.created_by,
             created_at: self.created_at,
             updated_at: self.updated_at,
-            last_used_at: self.usage.last_used_at,
+            last_used_at: self.usage().last_used_at,
             expires_at: self.expires_at,
             scopes: &self.scopes,
             allowed_cidrs: &self.allowed_cidrs,
             status: self.status_at(now),
-            display_prefix: &self.display_prefix,
+            display_prefix: self.display_prefix(),
             version: self.version,
         }
     }
@@ -184,23 +243,69 @@ pub struct Table {
     /// is one probe of `by_hash` and one slot read.
     keys: Vec<Key>,
     /// Key ids to their slot in `keys`.
-    slots: FastMap<KeyId, u32>,
+    by_id: SlotIndex,
     /// Current and in-grace secret hashes to their key's slot: the verify lookup.
-    by_hash: HashIndex<u32>,
-    /// Each org's keys in id order, which is creation order: listings and
-    /// their cursors walk this.
-    by_org: HashMap<OrgId, BTreeSet<KeyId>>,
+    by_hash: SlotIndex,
+    /// Each org's keys' slots in key id order: listings and their cursors
+    /// walk this.
+    by_org: HashMap<OrgId, Vec<u32>>,
     /// Active and disabled keys that have an expiry, by expiry: what the
     /// sweeper will have to record, found without a scan.
     expiring: BTreeSet<(Timestamp, KeyId)>,
     /// The highest access-report number recorded per origin (node and
     /// process), so a report delivered twice is recognised.
     reports: HashMap<String, u64>,
+    /// The distinct scope and address sets of keys, so keys that have the
+    /// same ones share them.
+    shared: Shared,
+}
+
+/// Interned scope and address sets. A cache, not state: it never makes two
+/// tables differ.
+#[derive(Clone, Debug, Default)]
+struct Shared {
+    scopes: HashSet<Arc<[Scope]>>,
+    cidrs: HashSet<Arc<[Cidr]>>,
+}
+
+impl PartialEq for Shared {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Shared {
+    fn scopes(&mut self, scopes: &[Scope]) -> Arc<[Scope]> {
+        intern(&mut self.scopes, scopes)
+    }
+
+    fn cidrs(&mut self, cidrs: &[Cidr]) -> Arc<[Cidr]> {
+        intern(&mut self.cidrs, cidrs)
+    }
+}
+
+fn intern<T: Clone + Eq + std::hash::Hash>(set: &mut HashSet<Arc<[T]>>, items: &[T]) -> Arc<[T]> {
+    if let Some(shared) = set.get(items) {
+        return shared.clone();
+    }
+    let shared: Arc<[T]> = items.into();
+    set.insert(shared.clone());
+    shared
+}
+
+/// Where a key id sits in `by_id`. Ids are made by keyreg (or checked
+/// against its grammar on the way in), so a fast non-keyed hash is enough.
+fn id_hash(id: &KeyId) -> u64 {
+    std::hash::BuildHasherDefault::<FastHasher>::default().hash_one(id)
 }
 
 impl Table {
+    fn slot_of(&self, id: &KeyId) -> Option<u32> {
+        self.by_id.get(id_hash(id), |slot| self.keys[slot as usize].id == *id)
+    }
+
     fn slot(&self, id: &KeyId) -> Option<&Key> {
-        self.slots.get(id).map(|&i| &self.keys[i as usize])
+        self.slot_of(id).map(|i| &self.keys[i as usize])
     }
 
     pub fn applied(&self) -> Seq {
@@ -233,24 +338,24 @@ impl Table {
     /// The key a presented secret belongs to at `now`: its current secret, or
     /// its previous one while the rotation grace period lasts.
     pub fn key_by_hash(&self, hash: &TokenHash, now: Timestamp) -> Option<&Key> {
-        let key = &self.keys[*self.by_hash.get(hash)? as usize];
-        if key.hash == *hash {
-            return Some(key);
-        }
-        match key.grace {
-            Some((old, until)) if old == *hash && now < until => Some(key),
-            _ => None,
+        let mut in_grace = false;
+        let slot = self.by_hash.get(hash.prefix(), |slot| {
+            let key = &self.keys[slot as usize];
+            in_grace = key.hash != *hash;
+            !in_grace || key.grace.as_ref().is_some_and(|g| g.0 == *hash)
+        })?;
+        let key = &self.keys[slot as usize];
+        match key.grace() {
+            Some((_, until)) if in_grace && now >= until => None,
+            _ => Some(key),
         }
     }
 
     /// An org's keys, newest first, starting after `before` (exclusive).
     pub fn keys_of<'a>(&'a self, org: &OrgId, before: Option<&'a KeyId>) -> impl Iterator<Item = &'a Key> + 'a {
-        let ids = self.by_org.get(org);
-        let range = ids.into_iter().flat_map(move |set| match before {
-            Some(b) => Box::new(set.range(..b.clone()).rev()) as Box<dyn Iterator<Item = &KeyId>>,
-            None => Box::new(set.iter().rev()),
-        });
-        range.filter_map(|id| self.slot(id))
+        let slots = self.by_org.get(org).map(Vec::as_slice).unwrap_or_default();
+        let end = before.map_or(slots.len(), |b| slots.partition_point(|&s| self.keys[s as usize].id < *b));
+        slots[..end].iter().rev().map(|&s| &self.keys[s as usize])
     }
 
     /// Keys whose expiry has passed at `now` but whose `key.expired` is not
@@ -258,7 +363,7 @@ impl Table {
     pub fn due_to_expire(&self, now: Timestamp) -> Vec<(OrgId, KeyId)> {
         self.expiring
             .range(..=(now, KeyId::max()))
-            .filter_map(|(_, id)| self.slot(id).map(|k| (k.org.clone(), id.clone())))
+            .filter_map(|(_, id)| self.slot(id).map(|k| (k.org.clone(), *id)))
             .collect()
     }
 
@@ -294,9 +399,9 @@ impl Table {
             let line = serde_json::json!([
                 k.id,
                 k.org,
-                k.name,
-                k.description,
-                k.owner,
+                k.name(),
+                k.description(),
+                k.owner(),
                 k.created_by,
                 k.created_at,
                 k.updated_at,
@@ -304,11 +409,11 @@ impl Table {
                 k.scopes,
                 k.allowed_cidrs,
                 k.status,
-                k.display_prefix,
+                k.display_prefix(),
                 k.version,
                 k.hash,
-                k.grace,
-                k.usage
+                k.grace(),
+                k.usage()
             ]);
             h.update(line.to_string().as_bytes());
             h.update(b"\n");
@@ -319,7 +424,7 @@ impl Table {
     /// Every key, in id order.
     pub fn all_keys(&self) -> Vec<&Key> {
         let mut v: Vec<&Key> = self.keys.iter().collect();
-        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v.sort_by_key(|a| a.id);
         v
     }
 
@@ -332,11 +437,7 @@ impl Table {
         }
         for id in ids {
             if let Some(k) = self.slot(id) {
-                let slot = t.keys.len() as u32;
-                t.keys.push(k.clone());
-                t.slots.insert(id.clone(), slot);
-                t.by_hash.insert(k.hash, slot);
-                t.by_org.entry(k.org.clone()).or_default().insert(id.clone());
+                t.insert_key(k.clone());
             }
         }
         t
@@ -369,45 +470,56 @@ impl Table {
                 }
             }
             Change::Key(id, KeyChange::Created(c)) => {
-                if self.slots.contains_key(id) {
+                if self.slot_of(id).is_some() {
                     return;
                 }
-                let slot = self.keys.len() as u32;
-                self.slots.insert(id.clone(), slot);
-                self.by_hash.insert(c.key_hash, slot);
                 if let Some(at) = c.expires_at {
-                    self.expiring.insert((at, id.clone()));
+                    self.expiring.insert((at, *id));
                 }
-                self.by_org.entry(event.org.clone()).or_default().insert(id.clone());
-                if let Some(org) = self.orgs.get_mut(&event.org) {
-                    org.counted_keys += 1;
-                }
-                self.keys.push(Key {
-                    id: id.clone(),
-                    org: event.org.clone(),
-                    name: c.name.clone(),
-                    description: c.description.clone(),
-                    owner: c.owner.clone(),
+                // The org's own id, so that its keys share it.
+                let org = match self.orgs.get_mut(&event.org) {
+                    Some(org) => {
+                        org.counted_keys += 1;
+                        org.id.clone()
+                    }
+                    None => event.org.clone(),
+                };
+                let key = Key {
+                    hash: c.key_hash,
+                    id: *id,
+                    status: Status::Active,
+                    expires_at: c.expires_at,
+                    org,
+                    scopes: self.shared.scopes(&c.scopes),
+                    allowed_cidrs: self.shared.cidrs(&c.allowed_cidrs),
+                    grace: None,
+                    text: Text::new(&c.name, &c.description, &c.owner, &c.display_prefix),
                     created_by: event.actor.clone(),
                     created_at: t,
                     updated_at: t,
-                    expires_at: c.expires_at,
-                    scopes: c.scopes.as_slice().into(),
-                    allowed_cidrs: c.allowed_cidrs.clone(),
-                    status: Status::Active,
-                    display_prefix: c.display_prefix.clone(),
                     version: seq,
-                    hash: c.key_hash,
-                    grace: None,
-                    usage: Usage::default(),
-                });
+                    usage: None,
+                };
+                self.insert_key(key);
             }
             Change::Key(id, change) => self.apply_to_key(seq, t, id, change),
         }
     }
 
+    /// Adds a new key to `keys` and every index.
+    fn insert_key(&mut self, key: Key) {
+        let slot = self.keys.len() as u32;
+        self.by_id.insert(id_hash(&key.id), slot);
+        self.by_hash.insert(key.hash.prefix(), slot);
+        let in_org = self.by_org.entry(key.org.clone()).or_default();
+        // Ids increase with creation time, so this is nearly always a push.
+        let at = in_org.partition_point(|&s| self.keys[s as usize].id < key.id);
+        in_org.insert(at, slot);
+        self.keys.push(key);
+    }
+
     fn apply_to_key(&mut self, seq: Seq, t: Timestamp, id: &KeyId, change: &KeyChange) {
-        let Some(&slot) = self.slots.get(id) else {
+        let Some(slot) = self.slot_of(id) else {
             return;
         };
         let key = &mut self.keys[slot as usize];
@@ -418,7 +530,7 @@ impl Table {
             }
             // Use is not a change to the key: no new version, no updated_at,
             // so an If-Match taken before a verify still holds after it.
-            key.usage.record(a.count, a.last_at, a.last_ip.as_ref());
+            key.usage.get_or_insert_default().record(a.count, a.last_at, a.last_ip.as_ref());
             if let Some(org) = self.orgs.get_mut(&key.org) {
                 org.usage.record(a.count, a.last_at, a.last_ip.as_ref());
             }
@@ -429,31 +541,27 @@ impl Table {
         match change {
             KeyChange::Created(_) | KeyChange::Accessed(_) => {}
             KeyChange::Updated(u) => {
-                key.name = u.name.clone();
-                key.description = u.description.clone();
-                key.owner = u.owner.clone();
+                key.text = Text::new(&u.name, &u.description, &u.owner, key.display_prefix());
                 key.expires_at = u.expires_at;
             }
-            KeyChange::ScopesEdited(s) => key.scopes = s.scopes.as_slice().into(),
-            KeyChange::IpsEdited(i) => key.allowed_cidrs = i.allowed_cidrs.clone(),
+            KeyChange::ScopesEdited(s) => key.scopes = self.shared.scopes(&s.scopes),
+            KeyChange::IpsEdited(i) => key.allowed_cidrs = self.shared.cidrs(&i.allowed_cidrs),
             KeyChange::Disabled => key.status = Status::Disabled,
             KeyChange::Enabled => key.status = Status::Active,
             KeyChange::Revoked(_) => key.status = Status::Revoked,
             KeyChange::Deleted(_) => key.status = Status::Deleted,
             KeyChange::Expired(_) => key.status = Status::Expired,
             KeyChange::Rotated(r) => {
-                if let Some((old, _)) = key.grace.take() {
-                    self.by_hash.remove(&old);
+                if let Some(old) = key.grace.take() {
+                    self.by_hash.remove(old.0.prefix(), slot);
                 }
                 let previous = std::mem::replace(&mut key.hash, r.key_hash);
                 match r.previous_valid_until {
-                    Some(until) => key.grace = Some((previous, until)),
-                    None => {
-                        self.by_hash.remove(&previous);
-                    }
+                    Some(until) => key.grace = Some(Box::new((previous, until))),
+                    None => self.by_hash.remove(previous.prefix(), slot),
                 }
-                key.display_prefix = r.display_prefix.clone();
-                self.by_hash.insert(r.key_hash, slot);
+                key.text = Text::new(key.name(), key.description(), key.owner(), &r.display_prefix);
+                self.by_hash.insert(r.key_hash.prefix(), slot);
             }
         }
         key.version = seq;
@@ -479,7 +587,7 @@ impl Table {
 /// The key's place in the expiry index, if it has one.
 fn expiry_entry(key: &Key) -> Option<(Timestamp, KeyId)> {
     match key.status {
-        Status::Active | Status::Disabled => key.expires_at.map(|at| (at, key.id.clone())),
+        Status::Active | Status::Disabled => key.expires_at.map(|at| (at, key.id)),
         _ => None,
     }
 }
@@ -521,14 +629,14 @@ mod tests {
             display_prefix: old.display_prefix(),
             key_hash: old.hash(&pepper),
         };
-        t.apply(Seq(2), &ev(2, &org, Change::Key(id.clone(), KeyChange::Created(created))));
+        t.apply(Seq(2), &ev(2, &org, Change::Key(id, KeyChange::Created(created))));
         assert_eq!(t.org(&org).unwrap().counted_keys, 1);
         let rotated = KeyRotated {
             display_prefix: new.display_prefix(),
             key_hash: new.hash(&pepper),
             previous_valid_until: Some(Timestamp::from_micros(100)),
         };
-        t.apply(Seq(3), &ev(3, &org, Change::Key(id.clone(), KeyChange::Rotated(rotated))));
+        t.apply(Seq(3), &ev(3, &org, Change::Key(id, KeyChange::Rotated(rotated))));
         let at = Timestamp::from_micros;
         assert!(t.key_by_hash(&old.hash(&pepper), at(99)).is_some());
         assert!(t.key_by_hash(&old.hash(&pepper), at(100)).is_none());

@@ -314,7 +314,7 @@ impl Registry {
             .changes
             .iter()
             .filter_map(|c| match c {
-                event::Change::Key(id, _) => Some(id.clone()),
+                event::Change::Key(id, _) => Some(*id),
                 _ => None,
             })
             .collect();

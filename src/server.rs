@@ -90,7 +90,7 @@ async fn sweep(registry: Registry, every: Duration, mut stop: watch::Receiver<bo
     loop {
         let due = registry.read().table.due_to_expire(registry.now());
         for (org, id) in due {
-            match registry.execute(actor.clone(), org, Command::Expire { id: id.clone() }).await {
+            match registry.execute(actor.clone(), org, Command::Expire { id }).await {
                 Ok(_) | Err(ExecError::Refused(_)) => {}
                 Err(e) => {
                     tracing::warn!(key = %id, error = %e, "the sweeper could not record an expiry")
@@ -124,7 +124,7 @@ async fn flush_access(
 pub async fn flush_once(registry: &Registry, access: &AccessCounter) {
     let actor = Actor::system("usage");
     for (org, id, report) in access.take() {
-        let command = Command::RecordAccess { id: id.clone(), report: report.clone() };
+        let command = Command::RecordAccess { id, report: report.clone() };
         match registry.execute(actor.clone(), org.clone(), command).await {
             Ok(_) => {}
             Err(ExecError::Refused(r)) => {

@@ -9,7 +9,7 @@
 //! only `blake3::keyed_hash(pepper, token)`.
 
 use std::fmt;
-use std::hash::{Hash, Hasher};
+
 use std::path::Path;
 
 use rand::RngCore;
@@ -152,46 +152,20 @@ impl Token {
     }
 }
 
-/// Hashes a `TokenHash` by passing its first eight bytes through: the value
-/// is already uniformly random (see `TokenHash`).
-#[derive(Default, Clone, Copy)]
-pub struct PassThroughHasher(u64);
-
-impl std::hash::Hasher for PassThroughHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8) | u64::from(*b);
-        }
-    }
-
-    fn write_u64(&mut self, word: u64) {
-        self.0 = word;
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-pub type HashIndex<V> = std::collections::HashMap<TokenHash, V, std::hash::BuildHasherDefault<PassThroughHasher>>;
-
 /// The stored form of a secret: `blake3::keyed_hash(pepper, token)`.
 ///
-/// Equality is blake3's constant-time comparison. `Hash` feeds only the
-/// first eight bytes: the value is already uniformly random (a keyed hash
-/// whose key the caller does not know), so that is as good as hashing all of
-/// it and cheaper on the verify path.
+/// Equality is blake3's constant-time comparison.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct TokenHash(blake3::Hash);
 
-impl Hash for TokenHash {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        let b = self.0.as_bytes();
-        state.write_u64(u64::from_le_bytes(b[..8].try_into().unwrap_or_default()));
-    }
-}
-
 impl TokenHash {
+    /// The first eight bytes, as the table's index hashes it: the value is
+    /// already uniformly random (a keyed hash whose key the caller does not
+    /// know), so that is as good as hashing all of it, and free.
+    pub fn prefix(&self) -> u64 {
+        u64::from_le_bytes(self.0.as_bytes()[..8].try_into().unwrap_or_default())
+    }
+
     pub fn to_hex(&self) -> String {
         self.0.to_hex().to_string()
     }

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::id::{KeyId, OrgId};
-use crate::projection::{Status, Table};
+use crate::projection::{Key, Status, Table};
 use crate::time::Timestamp;
 use crate::token::{Pepper, TokenFormat, TokenHash};
 
@@ -74,11 +74,19 @@ pub struct Found {
     pub expires_at: Option<Timestamp>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct Verdict {
+impl Found {
+    pub fn of(key: &Key) -> Found {
+        Found { key_id: key.id, org: key.org.clone(), scopes: key.scopes.clone(), expires_at: key.expires_at }
+    }
+}
+
+/// A verify's outcome, borrowing the key it found from the table: deciding
+/// copies nothing, and the caller takes what it needs while it holds the table.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Verdict<'a> {
     pub code: Code,
     /// Present whenever a key was found, whatever the code.
-    pub found: Option<Found>,
+    pub key: Option<&'a Key>,
 }
 
 /// The keyed hash of a presented token, or `MALFORMED` without any lookup.
@@ -87,9 +95,9 @@ pub fn hash_presented(format: &TokenFormat, pepper: &Pepper, presented: &str) ->
 }
 
 /// Checks a hashed secret against the table at `now`.
-pub fn check(table: &Table, hash: &TokenHash, question: &Question<'_>, now: Timestamp) -> Verdict {
+pub fn check<'a>(table: &'a Table, hash: &TokenHash, question: &Question<'_>, now: Timestamp) -> Verdict<'a> {
     let Some(key) = table.key_by_hash(hash, now) else {
-        return Verdict { code: Code::NotFound, found: None };
+        return Verdict { code: Code::NotFound, key: None };
     };
     let code = match key.status_at(now) {
         Status::Revoked | Status::Deleted => Code::Revoked,
@@ -105,7 +113,5 @@ pub fn check(table: &Table, hash: &TokenHash, question: &Question<'_>, now: Time
             }
         }
     };
-    let found =
-        Found { key_id: key.id.clone(), org: key.org.clone(), scopes: key.scopes.clone(), expires_at: key.expires_at };
-    Verdict { code, found: Some(found) }
+    Verdict { code, key: Some(key) }
 }

@@ -229,7 +229,7 @@ pub async fn list(
         let mut more = false;
         let matching = table.keys_of(&caller.org, cursor.as_ref()).filter(|k| {
             status.is_none_or(|st| k.status_at(now) == st)
-                && needle.as_deref().is_none_or(|n| k.name.to_lowercase().contains(n))
+                && needle.as_deref().is_none_or(|n| k.name().to_lowercase().contains(n))
         });
         for key in matching {
             if keys.len() == limit {
@@ -308,7 +308,7 @@ pub async fn update(
         allowed_cidrs: req.allowed_cidrs.as_deref().map(parse_cidrs).transpose()?,
     };
     let before = s.registry.read().table.key_in(&caller.org, &id).cloned();
-    let command = Command::EditKey { id: id.clone(), expected, edit };
+    let command = Command::EditKey { id, expected, edit };
     let outcome = if q.dry_run {
         s.registry.preview(caller.actor(), caller.org.clone(), &command)?
     } else {

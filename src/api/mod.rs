@@ -158,7 +158,7 @@ pub struct Caller {
 
 impl Caller {
     pub fn actor(&self) -> Actor {
-        Actor::Key(self.key_id.clone())
+        Actor::Key(self.key_id)
     }
 
     /// Refuses unless one of the caller's scopes grants `action` (on every
@@ -198,11 +198,8 @@ impl FromRequestParts<AppState> for Caller {
                 return Err(ApiError::Forbidden("the key may not be used from this address".into()));
             }
         }
-        let key = verdict
-            .found
-            .and_then(|f| p.table.key(&f.key_id))
-            .ok_or_else(|| ApiError::Internal("key vanished".into()))?;
-        Ok(Caller { key_id: key.id.clone(), org: key.org.clone(), scopes: key.scopes.clone() })
+        let key = verdict.key.ok_or_else(|| ApiError::Internal("a found key has no record".into()))?;
+        Ok(Caller { key_id: key.id, org: key.org.clone(), scopes: key.scopes.clone() })
     }
 }
 

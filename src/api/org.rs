@@ -143,7 +143,7 @@ pub async fn key_usage(
         .table
         .key_in(&caller.org, &id)
         .ok_or_else(|| ApiError::NotFound(format!("no key {id} in this organization")))?;
-    Ok(json(StatusCode::OK, &UsageView::of(&key.usage, Some(id))))
+    Ok(json(StatusCode::OK, &UsageView::of(key.usage(), Some(id))))
 }
 
 pub async fn org_usage(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {

@@ -108,7 +108,12 @@ pub fn answer(hash: Result<TokenHash, Code>, table: &Table, question: &Question<
         Err(code) => VerifyAnswer { valid: false, code, found: None, seq },
         Ok(hash) => {
             let verdict = verifier::check(table, &hash, question, now);
-            VerifyAnswer { valid: verdict.code == Code::Valid, code: verdict.code, found: verdict.found, seq }
+            VerifyAnswer {
+                valid: verdict.code == Code::Valid,
+                code: verdict.code,
+                found: verdict.key.map(Found::of),
+                seq,
+            }
         }
     }
 }

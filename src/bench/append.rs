@@ -52,7 +52,7 @@ pub fn on_log(registry: &Registry, writers: usize, events: u64, print_acks: bool
                 while i < per_writer {
                     let token = registry.format().generate();
                     let key = registry.new_key(&token, &format!("bench {w}-{i}"), "", &["bench:read"]);
-                    let id = key.id.clone();
+                    let id = key.id;
                     for command in [Command::CreateKey(key), Command::Revoke { id, expected: None, reason: None }] {
                         let t = Instant::now();
                         let outcome = registry.execute_blocking(actor.clone(), OrgId::system(), command)?;

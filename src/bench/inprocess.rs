@@ -17,8 +17,10 @@ use crate::time::{Clock, SystemClock, Timestamp};
 use crate::token::{Pepper, TokenFormat};
 use crate::verifier::{self, Question};
 
+/// An event as an org's admin key makes it through the API, the usual author.
 fn event(ids: &mut IdGenerator, now: Timestamp, org: &OrgId, change: Change) -> Event {
-    Event { id: ids.event_id(now), time: now, org: org.clone(), actor: Actor::system("bench"), change }
+    let actor = Actor::Key(ids.key_id(Timestamp::from_micros(0)));
+    Event { id: ids.event_id(now), time: now, org: org.clone(), actor, change }
 }
 
 fn created(display_prefix: String, hash: crate::token::TokenHash, scopes: &[Scope], cidrs: &[Cidr]) -> KeyCreated {
@@ -63,7 +65,7 @@ pub fn verify_and_memory(size: Size) -> Vec<Row> {
         &event(&mut ids, now, &org, Change::OrgCreated(OrgSettings { name: "Acme".into(), max_keys: 10_000_000 })),
     );
     for (i, (id, prefix, hash)) in keyed.iter().enumerate() {
-        let change = Change::Key(id.clone(), KeyChange::Created(created(prefix.clone(), *hash, &scopes, &cidrs)));
+        let change = Change::Key(*id, KeyChange::Created(created(prefix.clone(), *hash, &scopes, &cidrs)));
         table.apply(Seq(i as u64 + 2), &event(&mut ids, now, &org, change));
     }
     let per_key = resident_bytes().saturating_sub(before) as f64 / n as f64;
@@ -160,10 +162,10 @@ pub fn replay(size: Size) -> anyhow::Result<Vec<Row>> {
             let change = if i % 4 == 1 || keys.is_empty() {
                 let token = format.generate();
                 let id = ids.key_id(now);
-                keys.push(id.clone());
+                keys.push(id);
                 Change::Key(id, KeyChange::Created(created(token.display_prefix(), token.hash(&pepper), &scopes, &[])))
             } else {
-                let id = keys[i % keys.len()].clone();
+                let id = keys[i % keys.len()];
                 let updated = KeyUpdated {
                     name: "bench key".into(),
                     description: format!("edit {i}"),

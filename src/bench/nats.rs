@@ -112,7 +112,7 @@ fn propagation(registry: &Registry, replicas: &[Replica], revokes: usize) -> any
     for i in 0..revokes + 50 {
         let token = registry.format().generate();
         let new = registry.new_key(&token, &format!("p{i}"), "", &["read"]);
-        let id = new.id.clone();
+        let id = new.id;
         registry.execute_blocking(actor.clone(), org.clone(), Command::CreateKey(new))?;
         keys.push((id, token.expose().to_owned()));
     }
@@ -144,7 +144,7 @@ fn propagation(registry: &Registry, replicas: &[Replica], revokes: usize) -> any
         registry.execute_blocking(
             actor.clone(),
             org.clone(),
-            Command::Revoke { id: id.clone(), expected: None, reason: None },
+            Command::Revoke { id: *id, expected: None, reason: None },
         )?;
         let acked = Instant::now();
         let mut pending = vec![true; replicas.len()];

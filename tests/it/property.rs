@@ -89,7 +89,7 @@ fn command(
         Op::Revoke(i) => Command::Revoke { id: pick(i)?.0, expected: None, reason: Some("property".into()) },
         Op::Delete(i, right) => {
             let (id, name) = pick(i)?;
-            let current = registry.read().table.key(&id).map(|k| k.name.clone()).unwrap_or(name);
+            let current = registry.read().table.key(&id).map(|k| k.name().to_owned()).unwrap_or(name);
             Command::Delete { id, confirm: if *right { current } else { "wrong".into() }, reason: None }
         }
         Op::Rotate(i, grace) => {
@@ -141,7 +141,7 @@ proptest! {
                 continue;
             }
             let Some(command) = command(op, &keys, &registry, clock.now()) else { continue };
-            let created = if let Command::CreateKey(k) = &command { Some((k.id.clone(), k.name.clone())) } else { None };
+            let created = if let Command::CreateKey(k) = &command { Some((k.id, k.name.clone())) } else { None };
             let actor = if matches!(op, Op::Expire(_)) { Actor::system("sweeper") } else { admin() };
             if registry.execute_blocking(actor, acme(), command).is_ok() {
                 keys.extend(created);

@@ -79,7 +79,7 @@ pub fn every_event_type(registry: &Registry, clock: &ManualClock) -> Vec<Token> 
     run(acme(), Cmd::UpdateOrg { name: Some("Acme Inc".into()), max_keys: None });
     let mut ci = new_key("ci", &["billing:*", "read@workspaces/ws-1/**"]);
     ci.expires_at = Some(clock.now().plus_seconds(3600));
-    let ci_id = ci.id.clone();
+    let ci_id = ci.id;
     run(acme(), Cmd::CreateKey(ci));
     let edit = KeyEdit {
         description: Some("deploys".into()),
@@ -87,13 +87,13 @@ pub fn every_event_type(registry: &Registry, clock: &ManualClock) -> Vec<Token> 
         allowed_cidrs: Some(vec![keyreg::cidr::Cidr::parse("2001:db8::/32").unwrap()]),
         ..KeyEdit::default()
     };
-    run(acme(), Cmd::EditKey { id: ci_id.clone(), expected: None, edit });
-    run(acme(), Cmd::Disable { id: ci_id.clone(), expected: None });
-    run(acme(), Cmd::Enable { id: ci_id.clone(), expected: None });
+    run(acme(), Cmd::EditKey { id: ci_id, expected: None, edit });
+    run(acme(), Cmd::Disable { id: ci_id, expected: None });
+    run(acme(), Cmd::Enable { id: ci_id, expected: None });
     let rotated = registry.format().generate();
     let secret = registry.secret_of(&rotated);
     tokens.borrow_mut().push(rotated);
-    run(acme(), Cmd::Rotate { id: ci_id.clone(), expected: None, secret, grace_seconds: 30 });
+    run(acme(), Cmd::Rotate { id: ci_id, expected: None, secret, grace_seconds: 30 });
     let report = KeyAccessed {
         count: 3,
         first_at: clock.now(),
@@ -102,11 +102,11 @@ pub fn every_event_type(registry: &Registry, clock: &ManualClock) -> Vec<Token> 
         node: "registry".into(),
         report_id: "registry-1".into(),
     };
-    run(acme(), Cmd::RecordAccess { id: ci_id.clone(), report });
+    run(acme(), Cmd::RecordAccess { id: ci_id, report });
     let doomed = new_key("doomed", &["read"]);
-    let doomed_id: KeyId = doomed.id.clone();
+    let doomed_id: KeyId = doomed.id;
     run(acme(), Cmd::CreateKey(doomed));
-    run(acme(), Cmd::Revoke { id: doomed_id.clone(), expected: None, reason: Some("leaked in a log".into()) });
+    run(acme(), Cmd::Revoke { id: doomed_id, expected: None, reason: Some("leaked in a log".into()) });
     run(acme(), Cmd::Delete { id: doomed_id, confirm: "doomed".into(), reason: None });
     clock.advance_seconds(3600);
     registry.execute_blocking(Actor::system("sweeper"), acme(), Cmd::Expire { id: ci_id }).expect("expire");
