@@ -158,8 +158,11 @@ impl Replica {
             return Err(h);
         }
         let now = self.inner.config.clock.now();
-        let hash = verifier::hash_presented(&self.inner.config.format, &self.inner.config.pepper, presented);
-        let answer = answer(hash, &self.inner.followed.read().unwrap_or_else(|e| e.into_inner()).table, &question, now);
+        let config = &self.inner.config;
+        let answer = {
+            let table = &self.inner.followed.read().unwrap_or_else(|e| e.into_inner()).table;
+            answer(verifier::verify(table, &config.format, &config.pepper, presented, &question, now), table)
+        };
         if let Some(found) = &answer.found {
             self.inner.access.record(&found.org, &found.key_id, now, question.ip);
         }

@@ -19,7 +19,7 @@ use crate::projection::Table;
 use crate::scope;
 use crate::time::Timestamp;
 use crate::token::{Pepper, TokenFormat, TokenHash};
-use crate::verifier::{self, Code, Found, Question};
+use crate::verifier::{self, Code, Found, Question, Verdict};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,29 +93,22 @@ impl Checked {
         verifier::hash_presented(format, pepper, &self.token)
     }
 
-    /// The answer against `table` at `now`.
+    /// The answer against `table` at `now`, for the presented key already
+    /// reduced to its keyed hash (or refused as `MALFORMED`).
     pub fn answer(&self, hash: Result<TokenHash, Code>, table: &Table, now: Timestamp) -> VerifyAnswer {
         let question = Question { action: self.action.as_deref(), resource: self.resource.as_deref(), ip: self.ip };
-        answer(hash, table, &question, now)
+        let verdict = match hash {
+            Err(code) => Verdict { code, key: None },
+            Ok(hash) => verifier::check(table, &hash, &question, now),
+        };
+        answer(verdict, table)
     }
 }
 
-/// The answer to `question` for a presented key already reduced to its
-/// keyed hash (or refused as `MALFORMED`), against `table` at `now`.
-pub fn answer(hash: Result<TokenHash, Code>, table: &Table, question: &Question<'_>, now: Timestamp) -> VerifyAnswer {
-    let seq = table.applied();
-    match hash {
-        Err(code) => VerifyAnswer { valid: false, code, found: None, seq },
-        Ok(hash) => {
-            let verdict = verifier::check(table, &hash, question, now);
-            VerifyAnswer {
-                valid: verdict.code == Code::Valid,
-                code: verdict.code,
-                found: verdict.key.map(Found::of),
-                seq,
-            }
-        }
-    }
+/// The answer that reports `verdict`, reached on `table`.
+pub fn answer(verdict: Verdict<'_>, table: &Table) -> VerifyAnswer {
+    let code = verdict.code;
+    VerifyAnswer { valid: code == Code::Valid, code, found: verdict.key.map(Found::of), seq: table.applied() }
 }
 
 /// A node that answers verify: the registry or a replica. Each holds its
