@@ -40,10 +40,7 @@ impl ChainHash {
     }
 
     pub fn from_hex(s: &str) -> Option<ChainHash> {
-        if s.len() != 64 || !s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
-            return None;
-        }
-        blake3::Hash::from_hex(s).ok().map(|h| ChainHash(*h.as_bytes()))
+        crate::token::parse_hex32(s).map(ChainHash)
     }
 }
 

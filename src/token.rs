@@ -204,11 +204,39 @@ impl TokenHash {
     }
 
     pub fn from_hex(s: &str) -> Option<Self> {
-        if s.len() != 64 || !s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
-            return None;
-        }
-        blake3::Hash::from_hex(s).ok().map(TokenHash)
+        parse_hex32(s).map(|b| TokenHash(blake3::Hash::from_bytes(b)))
     }
+}
+
+/// 64 lower-case hex digits (the only form keyreg writes) to 32 bytes.
+/// Every stored event carries two such hashes, so replay parses millions:
+/// a table lookup per digit, one check at the end.
+pub fn parse_hex32(s: &str) -> Option<[u8; 32]> {
+    const INVALID: u8 = 0xff;
+    const DIGITS: [u8; 256] = {
+        let mut t = [INVALID; 256];
+        let mut i = 0;
+        while i < 10 {
+            t[b'0' as usize + i] = i as u8;
+            i += 1;
+        }
+        let mut i = 0;
+        while i < 6 {
+            t[b'a' as usize + i] = 10 + i as u8;
+            i += 1;
+        }
+        t
+    };
+    let s: &[u8; 64] = s.as_bytes().try_into().ok()?;
+    let mut out = [0u8; 32];
+    let mut seen = 0u8;
+    for (byte, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
+        let (hi, lo) = (DIGITS[pair[0] as usize], DIGITS[pair[1] as usize]);
+        seen |= hi | lo;
+        *byte = (hi << 4) | (lo & 0x0f);
+    }
+    // An invalid digit sets the high bits; no valid one does.
+    (seen & 0xf0 == 0).then_some(out)
 }
 
 impl fmt::Debug for TokenHash {
@@ -293,6 +321,16 @@ mod tests {
         assert!(s[3..].bytes().all(|c| c.is_ascii_alphanumeric()));
         assert_eq!(format.parse(s).unwrap().expose(), s);
         assert_eq!(t.display_prefix(), &s[..9]);
+    }
+
+    #[test]
+    fn only_64_lower_case_hex_digits_parse_as_a_hash() {
+        let hex = blake3::hash(b"x").to_hex().to_string();
+        assert_eq!(parse_hex32(&hex), Some(*blake3::hash(b"x").as_bytes()));
+        assert_eq!(parse_hex32(&"0f".repeat(32)), Some([0x0f; 32]));
+        for bad in [hex.to_uppercase(), hex[1..].to_owned(), format!("{hex}0"), hex.replacen(&hex[..1], "g", 1)] {
+            assert_eq!(parse_hex32(&bad), None, "{bad}");
+        }
     }
 
     #[test]
