@@ -95,6 +95,13 @@ impl KeyId {
         // Only ASCII ever gets in: `parse` checks it, `max` and the generator write it.
         std::str::from_utf8(&self.0).unwrap_or_default()
     }
+
+    fn from_ulid(ulid: [u8; 26]) -> KeyId {
+        let mut id = [0u8; KEY_ID_LEN];
+        id[..4].copy_from_slice(b"key_");
+        id[4..].copy_from_slice(&ulid);
+        KeyId(id)
+    }
 }
 
 impl fmt::Debug for KeyId {
@@ -134,9 +141,7 @@ fn is_ulid_id(s: &str, prefix: &str) -> bool {
 impl KeyId {
     /// Sorts after every real key id: an open upper bound for range scans.
     pub fn max() -> Self {
-        let mut id = [b'~'; KEY_ID_LEN];
-        id[..4].copy_from_slice(b"key_");
-        KeyId(id)
+        KeyId::from_ulid([b'~'; 26])
     }
 }
 
@@ -181,10 +186,7 @@ impl IdGenerator {
     }
 
     pub fn key_id(&mut self, now: Timestamp) -> KeyId {
-        let mut id = [0u8; KEY_ID_LEN];
-        id[..4].copy_from_slice(b"key_");
-        id[4..].copy_from_slice(&self.next_raw(now));
-        KeyId(id)
+        KeyId::from_ulid(self.next_raw(now))
     }
 
     pub fn event_id(&mut self, now: Timestamp) -> EventId {

@@ -142,28 +142,29 @@ impl Text {
         Text(all.into_boxed_slice())
     }
 
+    /// Part `i`: 0 name, 1 description, 2 owner, 3 display prefix.
     fn part(&self, i: usize) -> &str {
         let mut rest = &self.0[..];
-        for n in 0..=i.min(2) {
-            let mut len = 0usize;
-            let mut shift = 0;
-            while let Some((&b, tail)) = rest.split_first() {
-                rest = tail;
-                len |= usize::from(b & 0x7f) << shift;
-                shift += 7;
-                if b < 0x80 {
-                    break;
-                }
-            }
-            let (part, tail) = rest.split_at(len.min(rest.len()));
-            if n == i {
-                rest = part;
+        for _ in 0..i {
+            rest = Text::split_first_part(rest).1;
+        }
+        let part = if i < 3 { Text::split_first_part(rest).0 } else { rest };
+        // Built from `&str`s only, so every part is UTF-8.
+        std::str::from_utf8(part).unwrap_or_default()
+    }
+
+    /// A length-prefixed part and what follows it.
+    fn split_first_part(mut bytes: &[u8]) -> (&[u8], &[u8]) {
+        let (mut len, mut shift) = (0usize, 0);
+        while let Some((&b, tail)) = bytes.split_first() {
+            bytes = tail;
+            len |= usize::from(b & 0x7f) << shift;
+            shift += 7;
+            if b < 0x80 {
                 break;
             }
-            rest = tail;
         }
-        // Built from `&str`s only, so every part is UTF-8.
-        std::str::from_utf8(rest).unwrap_or_default()
+        bytes.split_at(len.min(bytes.len()))
     }
 }
 
@@ -379,7 +380,7 @@ impl Table {
     /// An org's keys, newest first, starting after `before` (exclusive).
     pub fn keys_of<'a>(&'a self, org: &OrgId, before: Option<&'a KeyId>) -> impl Iterator<Item = &'a Key> + 'a {
         let slots = self.by_org.get(org).map(Vec::as_slice).unwrap_or_default();
-        let end = before.map_or(slots.len(), |b| slots.partition_point(|&s| self.keys[s as usize].id < *b));
+        let end = before.map_or(slots.len(), |b| position_by_id(&self.keys, slots, b));
         slots[..end].iter().rev().map(|&s| &self.keys[s as usize])
     }
 
@@ -542,8 +543,7 @@ impl Table {
         // at every step).
         match in_org.last() {
             Some(&last) if self.keys[last as usize].id > key.id => {
-                let at = in_org.partition_point(|&s| self.keys[s as usize].id < key.id);
-                in_org.insert(at, slot);
+                in_org.insert(position_by_id(&self.keys, in_org, &key.id), slot);
             }
             _ => in_org.push(slot),
         }
@@ -616,6 +616,11 @@ impl Table {
     }
 }
 
+/// Where `id` goes in `slots`, a list of slots kept in key id order.
+fn position_by_id(keys: &[Key], slots: &[u32], id: &KeyId) -> usize {
+    slots.partition_point(|&s| keys[s as usize].id < *id)
+}
+
 /// The key's place in the expiry index, if it has one.
 fn expiry_entry(key: &Key) -> Option<(Timestamp, KeyId)> {
     match key.status {
@@ -647,7 +652,8 @@ mod tests {
     #[test]
     fn listings_follow_id_order_whatever_the_creation_order() {
         let org = OrgId::parse("acme").unwrap();
-        let mut ids: Vec<KeyId> = (0..6).map(|i| IdGenerator::default().key_id(Timestamp::from_micros(i * 1000))).collect();
+        let mut ids: Vec<KeyId> =
+            (0..6).map(|i| IdGenerator::default().key_id(Timestamp::from_micros(i * 1000))).collect();
         let mut t = Table::default();
         t.apply(Seq(1), &ev(1, &org, Change::OrgCreated(OrgSettings { name: "Acme".into(), max_keys: 10 })));
         let pepper = Pepper::generate();
@@ -677,6 +683,12 @@ mod tests {
             let text = Text::new(parts[0], parts[1], parts[2], parts[3]);
             assert_eq!([0, 1, 2, 3].map(|i| text.part(i)), parts);
         }
+    }
+
+    /// The memory budget (≤ 300 bytes per key with indexes and text, see
+    /// BENCHMARKS.md) leaves about this much for the record itself.
+    #[test]
+    fn a_key_record_stays_small() {
         assert!(std::mem::size_of::<Key>() <= 224, "{}", std::mem::size_of::<Key>());
     }
 

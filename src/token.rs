@@ -9,7 +9,6 @@
 //! only `blake3::keyed_hash(pepper, token)`.
 
 use std::fmt;
-
 use std::path::Path;
 
 use rand::RngCore;
