@@ -26,10 +26,10 @@ run:
 
 # The benchmarks, quick sizes (under 5 minutes): prints the results table.
 bench:
-    cargo build --release --features bench-pg
-    ./target/release/keyreg bench run
+    cargo build --release -p keyreg-bench
+    ./target/release/keyreg-bench run
 
 # The benchmarks at the sizes of BENCHMARKS.md (1,000,000 keys and events).
 bench-full:
-    cargo build --release --features bench-pg
-    ./target/release/keyreg bench run --full
+    cargo build --release -p keyreg-bench
+    ./target/release/keyreg-bench run --full

@@ -4,18 +4,21 @@
 //! Counts are exact: each verify adds one to exactly one pending report, and
 //! `take` hands every pending report out exactly once, with an id unique to
 //! this node and process (`<node>-<boot micros>-<n>`) so that a consumer can
-//! append each report once. Counts still in memory when the process dies are
-//! lost, and so are at most one flush window of them; graceful shutdown
-//! flushes first.
+//! append each report once. A report whose delivery failed goes back with
+//! `retry` and comes out of the next `take` under the same id: if the first
+//! delivery did land (an acknowledgement lost on the way back), the
+//! consumer recognises the id and does not count it twice. Counts still in
+//! memory when the process dies are lost, and so are at most one flush
+//! window of them; graceful shutdown flushes first.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::event::KeyAccessed;
-use crate::id::{KeyId, OrgId};
-use crate::time::Timestamp;
+use crate::domain::event::KeyAccessed;
+use crate::domain::id::{KeyId, OrgId};
+use crate::domain::time::Timestamp;
 
 #[derive(Debug)]
 struct Pending {
@@ -33,6 +36,8 @@ pub struct AccessCounter {
     /// Pending counts by key; swapped out whole by `take`, so a verify never
     /// waits for a flush.
     pending: Mutex<HashMap<KeyId, Pending>>,
+    /// Reports handed out whose delivery failed, kept whole (id included).
+    retries: Mutex<Vec<Report>>,
 }
 
 /// One report ready to be recorded: the key's org, the key, the event data.
@@ -45,6 +50,7 @@ impl AccessCounter {
             boot: boot.micros(),
             reports: AtomicU64::new(0),
             pending: Mutex::default(),
+            retries: Mutex::default(),
         }
     }
 
@@ -52,7 +58,7 @@ impl AccessCounter {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         match pending.get_mut(key) {
             Some(p) => {
-                p.count += 1;
+                p.count = p.count.saturating_add(1);
                 p.first_at = p.first_at.min(at);
                 if at >= p.last_at {
                     p.last_at = at;
@@ -67,56 +73,37 @@ impl AccessCounter {
         }
     }
 
-    /// Every pending count as a report, each with a new id; the counter
-    /// starts again from zero.
+    /// Reports to deliver: those to retry, under their first ids, then every
+    /// pending count as a new report with a new id. The counter starts again
+    /// from zero.
     pub fn take(&self) -> Vec<Report> {
+        let mut reports = std::mem::take(&mut *self.retries.lock().unwrap_or_else(|e| e.into_inner()));
         let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
-        pending
-            .into_iter()
-            .map(|(key, p)| {
-                let n = self.reports.fetch_add(1, Ordering::Relaxed) + 1;
-                let report = KeyAccessed {
-                    count: p.count,
-                    first_at: p.first_at,
-                    last_at: p.last_at,
-                    last_ip: p.last_ip.map(|ip| ip.to_string()),
-                    node: self.node.clone(),
-                    report_id: format!("{}-{}-{n}", self.node, self.boot),
-                };
-                (p.org, key, report)
-            })
-            .collect()
+        reports.extend(pending.into_iter().map(|(key, p)| {
+            let n = self.reports.fetch_add(1, Ordering::Relaxed) + 1;
+            let report = KeyAccessed {
+                count: p.count,
+                first_at: p.first_at,
+                last_at: p.last_at,
+                last_ip: p.last_ip.map(|ip| ip.to_string()),
+                node: self.node.clone(),
+                report_id: format!("{}-{}-{n}", self.node, self.boot),
+            };
+            (p.org, key, report)
+        }));
+        reports
     }
 
-    /// Puts a report that could not be recorded back into the pending
-    /// counts, to go out with the next flush under a new id.
-    pub fn restore(&self, (org, key, report): Report) {
-        let ip = report.last_ip.as_deref().and_then(|s| s.parse().ok());
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let p = pending.entry(key).or_insert(Pending {
-            org,
-            count: 0,
-            first_at: report.first_at,
-            last_at: report.last_at,
-            last_ip: ip,
-        });
-        p.count += report.count;
-        p.first_at = p.first_at.min(report.first_at);
-        p.last_at = p.last_at.max(report.last_at);
+    /// Keeps a report whose delivery failed, to go out again with the next
+    /// `take`, unchanged.
+    pub fn retry(&self, report: Report) {
+        self.retries.lock().unwrap_or_else(|e| e.into_inner()).push(report);
     }
 }
-
-/// Splits a report id `<origin>-<n>` into its origin (node and process) and
-/// its number, which increases within the origin. `None` for other ids.
-pub fn report_number(report_id: &str) -> Option<(&str, u64)> {
-    let (origin, n) = report_id.rsplit_once('-')?;
-    Some((origin, n.parse().ok()?))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::id::IdGenerator;
+    use crate::domain::id::IdGenerator;
 
     #[test]
     fn counts_coalesce_per_key_and_are_taken_once() {
@@ -135,7 +122,23 @@ mod tests {
         assert_eq!((r.count, r.first_at.micros(), r.last_at.micros()), (3, 1, 3));
         assert_ne!(reports[0].2.report_id, reports[1].2.report_id);
         assert!(c.take().is_empty());
-        c.restore(reports.remove(0));
-        assert_eq!(c.take()[0].2.count, 3);
+    }
+
+    /// A report that may have landed is sent again as it was: same id, same
+    /// count, never merged into newer counts under a new id.
+    #[test]
+    fn a_retried_report_keeps_its_id() {
+        let c = AccessCounter::new("n1", Timestamp::from_micros(5));
+        let org = OrgId::parse("acme").unwrap();
+        let key = IdGenerator::default().key_id(Timestamp::from_micros(0));
+        c.record(&org, &key, Timestamp::from_micros(1), None);
+        let first = c.take().remove(0);
+        c.retry(first.clone());
+        c.record(&org, &key, Timestamp::from_micros(2), None);
+        let again = c.take();
+        assert_eq!(again.len(), 2);
+        assert_eq!(again[0], first);
+        assert_ne!(again[1].2.report_id, first.2.report_id);
+        assert_eq!(again[1].2.count, 1);
     }
 }

@@ -1,44 +1,44 @@
 //! keyreg: an event-sourced API-key registry.
 //!
-//! Layout, from the inside out (ARCHITECTURE.md has the full map):
+//! Layers, from the inside out (ARCHITECTURE.md has the full map):
 //!
-//! - `id`, `time`, `token`, `scope`, `cidr`: value types with their parsing
-//!   and matching rules.
-//! - `event`: the facts, their exact byte encoding and the hash chain.
-//! - `command`: every business rule, as `decide(table, ctx, command)`.
-//! - `projection`: the key table, folded from events by one total `apply`.
-//! - `audit`: the index of the audit history.
-//! - `log`: the sled-backed, hash-chained log; the only module touching sled.
-//! - `registry`: a data dir, the single writer with group commit, replay.
-//! - `verifier`: the verify rules, one pure function over a table.
+//! - `domain`: the rules and the facts, with no I/O: ids, tokens, scopes,
+//!   events, the hash chain, `decide`, the key table and its `apply`, the
+//!   history fold, verify.
+//! - `store`: the data dir on disk: the pepper file and the sled log.
+//! - `registry`: the single writer with group commit, the live projections.
 //! - `access`, `metrics`: access counting and Prometheus metrics.
-//! - `api`, `server`: the registry's HTTP API and the service around it.
+//! - `http`, `server`: the HTTP API (registry and replica routes) and the
+//!   service around it (expiry sweeper, access flush, outbox).
 //! - `nats`: the JetStream layout, the outbox publisher, access reports.
-//! - `replica`: a verifier replica following the stream (also embeddable).
-//! - `client`, `cli`, `bench`: the command line, its API client, benchmarks.
+//! - `replica`: a verifier replica following the stream (embeddable).
+//! - `cli`: the `keyreg` command line and its HTTP client.
+//!
+//! Cargo features: `replica` is what a service embedding a verifier needs
+//! (domain, NATS, tokio); `server` adds sled, the writer and the HTTP API;
+//! `cli` adds the command line. The default is `server` and `cli`.
 
 // One exception, `SlotIndex::prefetch`, says why where it is.
 #![deny(unsafe_code)]
 
+pub mod domain;
+pub mod store;
+
+#[cfg(feature = "replica")]
 pub mod access;
-pub mod api;
-pub mod audit;
-pub mod bench;
-pub mod cidr;
-pub mod cli;
-pub mod client;
-pub mod command;
-pub mod event;
-pub mod id;
-pub mod index;
-pub mod log;
+#[cfg(feature = "replica")]
 pub mod metrics;
+#[cfg(feature = "replica")]
 pub mod nats;
-pub mod projection;
-pub mod registry;
+#[cfg(feature = "replica")]
 pub mod replica;
-pub mod scope;
+
+#[cfg(feature = "server")]
+pub mod http;
+#[cfg(feature = "server")]
+pub mod registry;
+#[cfg(feature = "server")]
 pub mod server;
-pub mod time;
-pub mod token;
-pub mod verifier;
+
+#[cfg(feature = "cli")]
+pub mod cli;

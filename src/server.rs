@@ -15,12 +15,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::access::AccessCounter;
-use crate::api::{self, ApiOptions, AppState};
-use crate::command::Command;
-use crate::id::Actor;
+use crate::domain::command::Command;
+use crate::domain::id::Actor;
+use crate::http::{self, ApiOptions, AppState};
 use crate::metrics::Metrics;
+use crate::nats::ingest;
 use crate::nats::publisher::{self, OutboxStatus};
-use crate::nats::reports;
 use crate::registry::{ExecError, Registry};
 
 #[derive(Clone, Debug)]
@@ -72,9 +72,9 @@ pub async fn serve(
     if let (Some(url), Some(outbox)) = (&options.nats, outbox) {
         let log = registry.log().clone();
         tasks.push(tokio::spawn(publisher::run(url.clone(), log, registry.committed(), outbox, stop_rx.clone())));
-        tasks.push(tokio::spawn(reports::ingest(url.clone(), registry.clone(), stop_rx)));
+        tasks.push(tokio::spawn(ingest::run(url.clone(), registry.clone(), stop_rx)));
     }
-    let app = api::app(state).into_make_service_with_connect_info::<SocketAddr>();
+    let app = http::app(state).into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     let _ = stop_tx.send(true);
     for task in tasks {
@@ -132,7 +132,7 @@ pub async fn flush_once(registry: &Registry, access: &AccessCounter) {
             }
             Err(ExecError::Unavailable(e)) => {
                 tracing::warn!(key = %id, error = %e, "an access report waits for the next flush");
-                access.restore((org, id, report));
+                access.retry((org, id, report));
             }
         }
     }

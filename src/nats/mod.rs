@@ -10,6 +10,9 @@
 //! - `KEYREG_ACCESS`, subjects `keyreg.access.>`: access reports from
 //!   verifier replicas, deduplicated by report id (`Nats-Msg-Id`).
 
+#[cfg(feature = "server")]
+pub mod ingest;
+#[cfg(feature = "server")]
 pub mod publisher;
 pub mod reports;
 
@@ -18,8 +21,8 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer, stream};
 use futures_util::StreamExt;
 
-use crate::event::ChainHash;
-use crate::id::Seq;
+use crate::domain::chain::ChainHash;
+use crate::domain::id::Seq;
 
 pub const EVENTS_STREAM: &str = "KEYREG_EVENTS";
 pub const ACCESS_STREAM: &str = "KEYREG_ACCESS";
@@ -70,22 +73,6 @@ async fn file_stream(js: &jetstream::Context, name: &str, subjects: &str) -> Res
     })
     .await
     .map_err(nats_err)
-}
-
-/// Where a `nats-server` binary is, for tests and benchmarks that start their
-/// own: on PATH, then /usr/sbin/nats-server, then `explicit` (or
-/// `$NATS_SERVER_BIN`).
-pub fn find_server_binary(explicit: Option<&std::path::Path>) -> Option<std::path::PathBuf> {
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("nats-server"))
-        .find(|p| p.is_file());
-    let explicit =
-        explicit.map(std::path::Path::to_path_buf).or_else(|| std::env::var_os("NATS_SERVER_BIN").map(Into::into));
-    on_path
-        .or_else(|| Some(std::path::PathBuf::from("/usr/sbin/nats-server")).filter(|p| p.is_file()))
-        .or_else(|| explicit.filter(|p| p.is_file()))
 }
 
 /// The chain hash a message carries in `Keyreg-Hash`.

@@ -21,9 +21,9 @@ use async_nats::jetstream::{self, message::PublishMessage};
 use tokio::sync::watch;
 
 use super::{NatsError, event_subject, events_stream, hash_header, nats_err};
-use crate::event;
-use crate::id::Seq;
-use crate::log::Reader;
+use crate::domain::event;
+use crate::domain::id::Seq;
+use crate::store::log::{Head, Reader, Record};
 
 /// Events published per pipelined batch.
 const BATCH: u64 = 512;
@@ -44,7 +44,7 @@ pub struct OutboxStatus {
 pub async fn run(
     url: String,
     log: Reader,
-    mut committed: watch::Receiver<Seq>,
+    mut committed: watch::Receiver<Head>,
     status: Arc<OutboxStatus>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -87,7 +87,7 @@ pub async fn run(
 async fn publish_until_error(
     js: &jetstream::Context,
     log: &Reader,
-    committed: &mut watch::Receiver<Seq>,
+    committed: &mut watch::Receiver<Head>,
     status: &OutboxStatus,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), NatsError> {
@@ -95,7 +95,7 @@ async fn publish_until_error(
     status.published.store(next.0 - 1, Ordering::Relaxed);
     status.connected.store(true, Ordering::Relaxed);
     loop {
-        let head = *committed.borrow_and_update();
+        let head = committed.borrow_and_update().seq;
         if next > head {
             tokio::select! {
                 changed = committed.changed() => if changed.is_err() { return Ok(()) },
@@ -105,8 +105,7 @@ async fn publish_until_error(
         }
         let last = Seq(head.0.min(next.0 + BATCH - 1));
         let mut acks = Vec::with_capacity((last.0 - next.0 + 1) as usize);
-        for record in log.read(next, Some(last)) {
-            let record = record.map_err(nats_err)?;
+        for record in read(log, next, Some(last)).await? {
             let decoded = event::decode(record.bytes()).map_err(nats_err)?;
             let subject = event_subject(decoded.event.org.as_str(), decoded.event.change.type_name());
             let message = PublishMessage::build()
@@ -136,12 +135,22 @@ async fn resume_point(js: &jetstream::Context, log: &Reader) -> Result<Seq, Nats
         return Ok(last);
     }
     let message = stream.get_raw_message(last.0).await.map_err(nats_err)?;
-    let record = log
-        .get(last)
-        .map_err(nats_err)?
+    let record = read(log, last, Some(last))
+        .await?
+        .pop()
         .ok_or_else(|| NatsError::Diverged { seq: last, why: "the stream is ahead of the log".into() })?;
     if hash_header(Some(&message.headers)) != Some(record.hash) || message.payload.as_ref() != record.bytes() {
         return Err(NatsError::Diverged { seq: last, why: "its bytes or hash differ from the log's".into() });
     }
     Ok(last)
+}
+
+/// Records `from..=to` of the log, read off the async runtime (sled reads
+/// block).
+async fn read(log: &Reader, from: Seq, to: Option<Seq>) -> Result<Vec<Record>, NatsError> {
+    let log = log.clone();
+    tokio::task::spawn_blocking(move || log.read(from, to).collect::<Result<Vec<_>, _>>())
+        .await
+        .map_err(nats_err)?
+        .map_err(nats_err)
 }

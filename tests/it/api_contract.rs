@@ -69,7 +69,7 @@ fn every_route_is_documented_and_nothing_else() {
         .flat_map(|(path, ops)| ops.as_object().unwrap().keys().map(move |m| (m.to_uppercase(), path.clone())))
         .collect();
     let served: BTreeSet<(String, String)> =
-        keyreg::api::ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+        keyreg::http::ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
     assert_eq!(documented, served);
 }
 
@@ -78,14 +78,14 @@ fn the_server_answers_every_listed_route() {
     let dir = tempdir();
     let (server, _) = Server::init_and_start(dir.path(), &[]);
     let api = Api::new(&server.url);
-    for (method, template) in keyreg::api::ROUTES {
+    for (method, template) in keyreg::http::ROUTES {
         let r = api.req(method, template, Some("key_01M81EM52K5397MXQMHK8PAG58")).send();
         let fallback = r.json["detail"].as_str().is_some_and(|d| d.starts_with("no such route")) || r.status == 405;
         assert!(!fallback, "{method} {template} is listed but not routed: {}", r.status);
     }
     check_against_openapi(&api.exchanges.borrow());
     let metrics = String::from_utf8(api.get("/metrics").send().body).unwrap();
-    for (method, template) in keyreg::api::ROUTES {
+    for (method, template) in keyreg::http::ROUTES {
         assert!(
             metrics.contains(&format!("method=\"{method}\",route=\"{template}\"")),
             "{method} {template} missing from /metrics"

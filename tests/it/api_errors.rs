@@ -67,7 +67,7 @@ fn bad_requests_are_refused_with_a_stable_code_and_change_nothing() {
     api.req("POST", "/v1/keys/{id}/disable", Some(&disabled_id)).auth(&admin).send().ok(200);
     let (_, fenced) =
         new_key(&api, &admin, json!({"name": "fenced", "scopes": ["keys:admin"], "allowed_cidrs": ["10.0.0.0/8"]}));
-    let unknown_token = keyreg::token::TokenFormat::default().generate().expose().to_owned();
+    let unknown_token = keyreg::domain::token::TokenFormat::default().generate().expose().to_owned();
     let unknown_id = "key_01M81EM52K5397MXQMHK8PAG58";
     let version =
         api.req("GET", "/v1/keys/{id}", Some(&id)).auth(&admin).send().json["key"]["version"].as_u64().unwrap();

@@ -157,8 +157,8 @@ fn the_life_of_a_key() {
         api.req("GET", "/v1/audit", None).auth(&admin).query("key_id", &temp).query("type", "key.expired").send();
     let event = &audit.json["events"][0];
     assert_eq!(event["actor"], "system:sweeper");
-    let written = keyreg::time::Timestamp::parse(event["time"].as_str().unwrap()).unwrap();
-    let due = keyreg::time::Timestamp::parse(event["data"]["expires_at"].as_str().unwrap()).unwrap();
+    let written = keyreg::domain::time::Timestamp::parse(event["time"].as_str().unwrap()).unwrap();
+    let due = keyreg::domain::time::Timestamp::parse(event["data"]["expires_at"].as_str().unwrap()).unwrap();
     assert!(written >= due && written.micros() - due.micros() < 1_000_000, "expired at {due}, recorded at {written}");
     assert_eq!(api.req("GET", "/v1/keys/{id}", Some(&temp)).auth(&admin).send().json["key"]["status"], "expired");
 

@@ -65,7 +65,7 @@ fn every_verify_code_end_to_end() {
     typo[10] = if typo[10] == b'a' { b'b' } else { b'a' };
     assert_eq!(verify(&api, json!({"key": String::from_utf8(typo).unwrap()})), "MALFORMED");
     assert_eq!(verify(&api, json!({"key": "hello"})), "MALFORMED");
-    let unknown = keyreg::token::TokenFormat::default().generate();
+    let unknown = keyreg::domain::token::TokenFormat::default().generate();
     let nf = api.post("/v1/verify").json(json!({"key": unknown.expose()})).send();
     assert_eq!((nf.json["code"].as_str(), nf.json["key_id"].as_str()), (Some("NOT_FOUND"), None));
 

@@ -1,8 +1,8 @@
 //! The command line over a real data dir: init, audit verify and export,
 //! tampering, and an independent check of the chain.
 
-use keyreg::id::Seq;
-use keyreg::log::Log;
+use keyreg::domain::id::Seq;
+use keyreg::store::log::Log;
 
 use crate::support::*;
 
@@ -14,7 +14,7 @@ fn init_prints_only_the_token_and_refuses_a_second_time() {
     assert!(out.status.success(), "{}", stderr(&out));
     let token = stdout(&out);
     let token = token.trim_end();
-    assert!(keyreg::token::TokenFormat::default().parse(token).is_ok(), "stdout is the token alone: {token:?}");
+    assert!(keyreg::domain::token::TokenFormat::default().parse(token).is_ok(), "stdout is the token alone: {token:?}");
     assert!(!stderr(&out).contains(token));
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(data.join("pepper")).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
@@ -50,6 +50,7 @@ fn a_changed_byte_makes_audit_verify_name_its_sequence() {
     {
         let (registry, _, clock) = registry_with_clock(&data);
         every_event_type(&registry, &clock);
+        registry.close().unwrap();
     }
     let ok = keyreg(&["audit", "verify", "--data", path_str(&data)]);
     assert!(ok.status.success(), "{}", stdout(&ok));
@@ -65,6 +66,7 @@ fn a_changed_byte_makes_audit_verify_name_its_sequence() {
             })
             .unwrap();
         }
+        assert!(keyreg::store::log::wait_unlocked(&copy.join("log"), std::time::Duration::from_secs(10)));
         let out = keyreg(&["audit", "verify", "--data", path_str(&copy)]);
         assert_eq!(out.status.code(), Some(1), "seq {seq}: {}", stdout(&out));
         assert!(stdout(&out).starts_with(&format!("BROKEN at seq {seq}:")), "seq {seq}: {}", stdout(&out));
@@ -97,6 +99,7 @@ fn the_exported_chain_checks_with_plain_blake3() {
     {
         let (registry, _, clock) = registry_with_clock(&data);
         every_event_type(&registry, &clock);
+        registry.close().unwrap();
     }
     let out = keyreg(&["audit", "export", "--data", path_str(&data)]);
     assert!(out.status.success());
@@ -125,7 +128,9 @@ fn export_filters_by_time_and_keeps_the_bytes() {
     let stored: Vec<Vec<u8>> = {
         let (registry, _, clock) = registry_with_clock(&data);
         every_event_type(&registry, &clock);
-        registry.log().read(Seq(1), None).map(|r| r.unwrap().bytes().to_vec()).collect()
+        let stored = registry.log().read(Seq(1), None).map(|r| r.unwrap().bytes().to_vec()).collect();
+        registry.close().unwrap();
+        stored
     };
     let all = keyreg(&["audit", "export", "--data", path_str(&data)]);
     let lines: Vec<&[u8]> = all.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
@@ -145,6 +150,7 @@ fn replay_prints_the_table_as_it_stood() {
     {
         let (registry, _, clock) = registry_with_clock(&data);
         every_event_type(&registry, &clock);
+        registry.close().unwrap();
     }
     let table = |at: &str, org: Option<&str>| -> serde_json::Value {
         let mut args = vec!["replay", "--data", path_str(&data), "--at", at];

@@ -41,7 +41,7 @@ fn every_keys_subcommand_against_a_real_server() {
     assert!(created.status.success(), "{}", stderr(&created));
     let secret_line = text.lines().find(|l| l.starts_with("SECRET (shown once")).unwrap();
     let secret = secret_line.rsplit(' ').next().unwrap();
-    assert!(keyreg::token::TokenFormat::default().parse(secret).is_ok());
+    assert!(keyreg::domain::token::TokenFormat::default().parse(secret).is_ok());
     assert!(text.contains("warning: allowed_cidrs contains a wildcard"), "{text}");
     let id = text.lines().find(|l| l.starts_with("id ")).unwrap().split_whitespace().nth(1).unwrap().to_owned();
 

@@ -1,12 +1,11 @@
-//! Durability under SIGKILL: a real `keyreg` process appends in a loop and
-//! is killed at random moments; every sequence it acknowledged must survive.
+//! Durability under SIGKILL: a real process (`keyreg-append-load`, the
+//! registry's writer under load) appends in a loop and is killed at random
+//! moments; every sequence it acknowledged must survive.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-use rand::Rng;
 
 use crate::support::*;
 
@@ -14,16 +13,15 @@ use crate::support::*;
 fn acknowledged_appends_survive_sigkill_twenty_times() {
     let dir = tempdir();
     let data = dir.path().join("data");
-    let mut rng = rand::rngs::OsRng;
     let mut total_acked = 0usize;
     for round in 1..=20 {
-        let mut child = Command::new(keyreg_bin())
-            .args(["bench", "append", "--data", path_str(&data), "--writers", "4", "--events", "0", "--print-acks"])
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keyreg-append-load"))
+            .args(["--data", path_str(&data), "--writers", "4"])
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .expect("spawn keyreg bench append");
+            .expect("spawn keyreg-append-load");
         let out = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         let reader = std::thread::spawn(move || {
@@ -37,7 +35,7 @@ fn acknowledged_appends_survive_sigkill_twenty_times() {
         // Wait for the first acknowledgement so every round kills a writer
         // that is busy, then let it run a random while longer.
         let first = rx.recv_timeout(Duration::from_secs(60)).expect("the child acknowledged nothing");
-        std::thread::sleep(Duration::from_millis(rng.gen_range(5..300)));
+        std::thread::sleep(Duration::from_millis(5 + getrandom::u64().unwrap() % 295));
         child.kill().expect("SIGKILL");
         child.wait().unwrap();
         reader.join().unwrap();

@@ -1,6 +1,8 @@
 //! keyreg's integration tests: one binary (it builds once), one module per
 //! area, helpers in `support`.
 
+#[path = "../common/nats_server.rs"]
+mod nats_server;
 mod nats_support;
 mod serve;
 mod support;

@@ -21,7 +21,7 @@ fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
 #[test]
 fn ten_thousand_events_through_a_nats_outage_and_a_sigkill() {
     let dir = tempdir();
-    let mut nats = NatsServer::start(dir.path());
+    let mut nats = start_nats(dir.path());
     let nats_url = nats.url.clone();
     let flags = ["--nats", nats_url.as_str(), "--access-flush-ms", "3600000"];
     let (server, system) = Server::init_and_start(dir.path(), &flags);
@@ -74,7 +74,7 @@ fn ten_thousand_events_through_a_nats_outage_and_a_sigkill() {
     assert!(head.load(Ordering::Relaxed) > stopped_at + 100, "writes must go on while NATS is down");
     let lagging = api.get("/healthz").send();
     assert!(lagging.json["outbox"]["lag"].as_u64().unwrap() > 0, "{}", lagging.json);
-    nats.restart();
+    nats.restart().unwrap();
 
     wait_until("5,000 events", Duration::from_secs(120), || reached(5_000));
     drop(server); // SIGKILL

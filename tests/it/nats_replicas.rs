@@ -21,7 +21,7 @@ struct Cluster {
 impl Cluster {
     fn start(flush_ms: u64) -> Cluster {
         let dir = tempdir();
-        let nats = NatsServer::start(dir.path());
+        let nats = start_nats(dir.path());
         let flush = flush_ms.to_string();
         let (server, system) = Server::init_and_start(dir.path(), &["--nats", &nats.url, "--access-flush-ms", &flush]);
         let admin = new_org(&Api::new(&server.url), &system, "acme");
@@ -179,7 +179,7 @@ fn a_forged_event_halts_a_replica() {
         }
         forged["data"]["name"] = json!("forged");
         let bytes = serde_json::to_vec(&forged).unwrap();
-        let prev = keyreg::event::ChainHash::from_hex(forged["prevhash"].as_str().unwrap()).unwrap();
+        let prev = keyreg::domain::chain::ChainHash::from_hex(forged["prevhash"].as_str().unwrap()).unwrap();
         let hash = prev.next(&bytes).to_hex();
         publish_raw(&c.nats.url, "keyreg.events.acme.key.created", &[("Keyreg-Hash", &hash)], bytes);
 

@@ -3,76 +3,16 @@
 //! processes.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
+pub use crate::nats_server::NatsServer;
 use crate::support::*;
 
-fn nats_server_bin() -> PathBuf {
-    keyreg::nats::find_server_binary(None).unwrap_or_else(|| {
-        panic!(
-            "these tests need nats-server with JetStream: `apt-get install nats-server`, \
-             or put it on PATH, or set NATS_SERVER_BIN to its path"
-        )
-    })
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn wait_for_port(port: u16) {
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(10), "nats-server did not open port {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-pub struct NatsServer {
-    child: Option<Child>,
-    port: u16,
-    store: PathBuf,
-    pub url: String,
-}
-
-impl NatsServer {
-    pub fn start(dir: &Path) -> NatsServer {
-        let port = free_port();
-        let mut server =
-            NatsServer { child: None, port, store: dir.join("jetstream"), url: format!("nats://127.0.0.1:{port}") };
-        server.restart();
-        server
-    }
-
-    /// Starts it again on the same port and store.
-    pub fn restart(&mut self) {
-        assert!(self.child.is_none());
-        let child = Command::new(nats_server_bin())
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
-            .arg(&self.store)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nats-server");
-        self.child = Some(child);
-        wait_for_port(self.port);
-    }
-
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
+/// A private nats-server for one test; fails the test, saying how to
+/// install one, when the machine has none.
+pub fn start_nats(dir: &Path) -> NatsServer {
+    NatsServer::start(dir).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A `keyreg verifier` process.

@@ -4,12 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use keyreg::command::{Command, KeyEdit};
-use keyreg::event::KeyAccessed;
-use keyreg::id::{Actor, KeyId};
-use keyreg::projection::Table;
-use keyreg::scope::Scope;
-use keyreg::time::{Clock, Timestamp};
+use keyreg::domain::command::{Command, Expiry, KeyEdit};
+use keyreg::domain::event::KeyAccessed;
+use keyreg::domain::id::{Actor, KeyId};
+use keyreg::domain::scope::Scope;
+use keyreg::domain::table::Table;
+use keyreg::domain::time::{Clock, Timestamp};
 use proptest::prelude::*;
 
 use crate::support::*;
@@ -60,7 +60,7 @@ fn command(
         Op::Create { scopes, expires_in } => {
             let token = registry.format().generate();
             let mut key = registry.new_key(&token, &format!("key {}", keys.len()), "", SCOPE_SETS[*scopes]);
-            key.expires_at = expires_in.map(|s| now.plus_seconds(s));
+            key.expiry = expires_in.map_or(Expiry::Never, |s| Expiry::At(now.plus_seconds(s)));
             Command::CreateKey(key)
         }
         Op::Rename(i) => {
@@ -77,7 +77,7 @@ fn command(
             }
         }
         Op::EditCidrs(i, some) => {
-            let cidrs = if *some { vec![keyreg::cidr::Cidr::parse("10.0.0.0/8").unwrap()] } else { vec![] };
+            let cidrs = if *some { vec![keyreg::domain::cidr::Cidr::parse("10.0.0.0/8").unwrap()] } else { vec![] };
             Command::EditKey {
                 id: pick(i)?.0,
                 expected: None,
@@ -158,7 +158,7 @@ proptest! {
             }
         }
         prop_assert!(registry.table_as_of(t0().plus_seconds(-1)).unwrap() == Table::default());
-        drop(registry);
+        registry.close().unwrap();
         let reopened = reopen(dir.path(), &clock);
         prop_assert!(reopened.read().table == final_table);
     }

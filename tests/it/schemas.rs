@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use keyreg::id::Seq;
+use keyreg::domain::id::Seq;
 
 use crate::support::*;
 
@@ -32,7 +32,7 @@ fn one_event_of_every_type_validates_against_its_schema() {
         assert!(data_errors.is_empty(), "{type_name}: {data_errors:?}");
         seen.insert(type_name);
     }
-    let all: BTreeSet<String> = keyreg::event::TYPES.iter().map(|t| t.to_string()).collect();
+    let all: BTreeSet<String> = keyreg::domain::event::TYPES.iter().map(|t| t.to_string()).collect();
     assert_eq!(seen, all, "the workload should emit every type");
 }
 

@@ -29,18 +29,15 @@ fn no_token_appears_in_the_data_dir_or_the_output() {
     let init_token = stdout(&init).trim().to_owned();
     let mut secrets = vec![init_token];
     {
-        let clock =
-            std::sync::Arc::new(keyreg::time::ManualClock::new(keyreg::time::Clock::now(&keyreg::time::SystemClock)));
+        let clock = std::sync::Arc::new(keyreg::domain::time::ManualClock::new(keyreg::domain::time::Clock::now(
+            &keyreg::domain::time::SystemClock,
+        )));
         let registry = reopen(&data, &clock);
         secrets.extend(every_event_type(&registry, &clock).iter().map(|t| t.expose().to_owned()));
+        registry.close().unwrap();
     }
     let mut printed = stderr(&init).into_bytes();
-    for args in [
-        vec!["audit", "export"],
-        vec!["audit", "verify"],
-        vec!["replay", "--at", "2030-01-01T00:00:00Z"],
-        vec!["bench", "append", "--events", "20", "--print-acks"],
-    ] {
+    for args in [vec!["audit", "export"], vec!["audit", "verify"], vec!["replay", "--at", "2030-01-01T00:00:00Z"]] {
         let mut full = args.clone();
         full.extend(["--data", path_str(&data)]);
         let out = keyreg(&full);

@@ -5,12 +5,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use keyreg::command::{Command as Cmd, KeyEdit};
-use keyreg::event::KeyAccessed;
-use keyreg::id::{Actor, KeyId, OrgId};
+use keyreg::domain::command::{Command as Cmd, Expiry, KeyEdit};
+use keyreg::domain::event::KeyAccessed;
+use keyreg::domain::id::{Actor, KeyId, OrgId};
+use keyreg::domain::time::{Clock, ManualClock, Timestamp};
+use keyreg::domain::token::{Token, TokenFormat};
 use keyreg::registry::{Config, Registry};
-use keyreg::time::{Clock, ManualClock, Timestamp};
-use keyreg::token::{Token, TokenFormat};
+use keyreg::store::DataDir;
 
 pub fn keyreg_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_keyreg"))
@@ -46,13 +47,13 @@ pub fn t0() -> Timestamp {
 pub fn registry_with_clock(dir: &Path) -> (Registry, Token, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(t0()));
     let config = Config { clock: clock.clone() as Arc<dyn Clock>, format: TokenFormat::default() };
-    let (registry, token) = Registry::init(dir, config).expect("init");
+    let (registry, token) = Registry::init(&DataDir::new(dir), config).expect("init");
     (registry, token, clock)
 }
 
 pub fn reopen(dir: &Path, clock: &Arc<ManualClock>) -> Registry {
     let config = Config { clock: clock.clone() as Arc<dyn Clock>, format: TokenFormat::default() };
-    Registry::open(dir, config).expect("reopen")
+    Registry::open(&DataDir::new(dir), config).expect("reopen")
 }
 
 pub fn admin() -> Actor {
@@ -78,13 +79,13 @@ pub fn every_event_type(registry: &Registry, clock: &ManualClock) -> Vec<Token> 
     run(acme(), Cmd::CreateOrg { id: acme(), name: "Acme".into(), max_keys: Some(50), admin: admin_key });
     run(acme(), Cmd::UpdateOrg { name: Some("Acme Inc".into()), max_keys: None });
     let mut ci = new_key("ci", &["billing:*", "read@workspaces/ws-1/**"]);
-    ci.expires_at = Some(clock.now().plus_seconds(3600));
+    ci.expiry = Expiry::At(clock.now().plus_seconds(3600));
     let ci_id = ci.id;
     run(acme(), Cmd::CreateKey(ci));
     let edit = KeyEdit {
         description: Some("deploys".into()),
-        scopes: Some(vec![keyreg::scope::Scope::parse("billing:read").unwrap()]),
-        allowed_cidrs: Some(vec![keyreg::cidr::Cidr::parse("2001:db8::/32").unwrap()]),
+        scopes: Some(vec![keyreg::domain::scope::Scope::parse("billing:read").unwrap()]),
+        allowed_cidrs: Some(vec![keyreg::domain::cidr::Cidr::parse("2001:db8::/32").unwrap()]),
         ..KeyEdit::default()
     };
     run(acme(), Cmd::EditKey { id: ci_id, expected: None, edit });

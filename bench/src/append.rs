@@ -1,0 +1,140 @@
+//! Durable appends: events acknowledged per second and their latency with
+//! 1, 16 and 64 concurrent writers, straight on the log (group commit), and
+//! the baseline: PostgreSQL INSERTs with `synchronous_commit=on` at the same
+//! concurrency, driven by `pgbench` against the local server.
+
+use std::process::Command as Process;
+use std::time::Instant;
+
+use anyhow::Context;
+
+use crate::{Row, Size, percentile, progress};
+use keyreg::domain::command::Command;
+use keyreg::domain::id::{Actor, OrgId};
+use keyreg::registry::Registry;
+use keyreg::store::DataDir;
+
+pub struct AppendStats {
+    pub events: usize,
+    pub writers: usize,
+    pub per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+impl std::fmt::Display for AppendStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "appended {} events with {} writers: {:.0} events/s, latency p50 {:.2} ms, p99 {:.2} ms",
+            self.events, self.writers, self.per_sec, self.p50_ms, self.p99_ms
+        )
+    }
+}
+
+/// Each writer creates a key and revokes it, again and again, waiting for
+/// every acknowledgement, until `events` are appended.
+pub fn on_log(registry: &Registry, writers: usize, events: u64) -> anyhow::Result<AppendStats> {
+    let writers = writers.max(1);
+    let per_writer = events.div_ceil(writers as u64);
+    let started = Instant::now();
+    let handles: Vec<_> = (0..writers)
+        .map(|w| {
+            let registry = registry.clone();
+            std::thread::spawn(move || -> anyhow::Result<Vec<f64>> {
+                let mut latencies = vec![];
+                let actor = Actor::system("bench");
+                let mut i = 0u64;
+                while i < per_writer {
+                    let token = registry.format().generate();
+                    let key = registry.new_key(&token, &format!("bench {w}-{i}"), "", &["bench:read"]);
+                    let id = key.id;
+                    for command in [Command::CreateKey(key), Command::Revoke { id, expected: None, reason: None }] {
+                        let t = Instant::now();
+                        registry.execute_blocking(actor.clone(), OrgId::system(), command)?;
+                        latencies.push(t.elapsed().as_secs_f64() * 1e3);
+                        i += 1;
+                    }
+                }
+                Ok(latencies)
+            })
+        })
+        .collect();
+    let mut latencies = vec![];
+    for h in handles {
+        latencies.extend(h.join().map_err(|_| anyhow::anyhow!("a writer panicked"))??);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    Ok(AppendStats {
+        events: latencies.len(),
+        writers,
+        per_sec: latencies.len() as f64 / elapsed,
+        p50_ms: percentile(&latencies, 0.5),
+        p99_ms: percentile(&latencies, 0.99),
+    })
+}
+
+/// (transactions/s, average latency in ms) of single-row INSERTs from
+/// `clients` pgbench clients for `seconds`, each committed durably.
+fn postgres(clients: usize, seconds: u64) -> anyhow::Result<(f64, f64)> {
+    let psql = Process::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-q", "-c"])
+        .arg("CREATE TABLE IF NOT EXISTS keyreg_bench_events (seq bigserial PRIMARY KEY, body text NOT NULL)")
+        .output()
+        .context("psql is needed for the PostgreSQL baseline")?;
+    anyhow::ensure!(psql.status.success(), "psql: {}", String::from_utf8_lossy(&psql.stderr));
+    let script = std::env::temp_dir().join(format!("keyreg-bench-{}.sql", std::process::id()));
+    std::fs::write(&script, "INSERT INTO keyreg_bench_events (body) VALUES (repeat('x', 400));\n")?;
+    let out = Process::new("pgbench")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-n", "-M", "prepared"])
+        .args(["-c", &clients.to_string(), "-j", "2", "-T", &seconds.to_string(), "-f"])
+        .arg(&script)
+        .arg("postgres")
+        .env("PGOPTIONS", "-c synchronous_commit=on")
+        .output()
+        .context("pgbench is needed for the PostgreSQL baseline")?;
+    let _ = std::fs::remove_file(&script);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |prefix: &str| -> Option<f64> {
+        text.lines().find(|l| l.starts_with(prefix))?.split('=').nth(1)?.split_whitespace().next()?.parse().ok()
+    };
+    match (field("tps"), field("latency average")) {
+        (Some(tps), Some(latency)) => Ok((tps, latency)),
+        _ => anyhow::bail!("cannot read pgbench's output: {text}{}", String::from_utf8_lossy(&out.stderr)),
+    }
+}
+
+pub(crate) fn measure(size: Size) -> anyhow::Result<Vec<Row>> {
+    let mut rows = vec![];
+    for writers in [1usize, 16, 64] {
+        let mut runs = vec![];
+        for run in 0..size.runs {
+            progress(&format!("append: {writers} writers, run {} of {}", run + 1, size.runs));
+            let dir = std::env::temp_dir().join(format!("keyreg-bench-append-{}-{writers}-{run}", std::process::id()));
+            let (registry, _) = Registry::init(&DataDir::new(&dir), crate::config())?;
+            runs.push(on_log(&registry, writers, size.append_events.max(writers as u64 * 20))?);
+            registry.close()?;
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        runs.sort_by(|a, b| a.per_sec.total_cmp(&b.per_sec));
+        let ours = &runs[runs.len() / 2];
+        progress(&format!("append: PostgreSQL baseline, {writers} clients"));
+        let baseline = postgres(writers, if size.runs > 3 { 10 } else { 4 });
+        let (baseline_text, met) = match &baseline {
+            Ok((tps, latency)) => (
+                format!("PostgreSQL {tps:.0} INSERT/s, avg {latency:.2} ms; ×{:.2}", ours.per_sec / tps),
+                (writers > 1).then_some(ours.per_sec >= *tps),
+            ),
+            Err(e) => (format!("not measured: {e}"), None),
+        };
+        rows.push(Row::new(
+            format!("4. durable append on the log, {writers} writers"),
+            format!("{:.0} events/s, p50 {:.2} ms, p99 {:.2} ms", ours.per_sec, ours.p50_ms, ours.p99_ms),
+            if writers > 1 { "≥ PostgreSQL" } else { "-" },
+            baseline_text,
+            met,
+        ));
+    }
+    Ok(rows)
+}

@@ -1,0 +1,222 @@
+//! Measurements inside one process: verify against a table of many keys
+//! (baseline: the keyed hash alone, the floor of any verify), the replica's
+//! memory per key, and replay and start-up from a large log.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use crate::{Row, Size, median, progress, resident_bytes};
+use keyreg::domain::cidr::Cidr;
+use keyreg::domain::event::{Change, Event, KeyChange, KeyCreated, KeyUpdated, OrgSettings};
+use keyreg::domain::history::History;
+use keyreg::domain::id::{Actor, IdGenerator, KeyId, OrgId, Seq};
+use keyreg::domain::scope::Scope;
+use keyreg::domain::table::Table;
+use keyreg::domain::time::{Clock, SystemClock, Timestamp};
+use keyreg::domain::token::{Pepper, TokenFormat};
+use keyreg::domain::verifier::{self, Question};
+use keyreg::registry::{Projections, Registry, fold_log};
+use keyreg::store::DataDir;
+use keyreg::store::log::Log;
+
+/// An event as an org's admin key makes it through the API, the usual author.
+fn event(ids: &mut IdGenerator, now: Timestamp, org: &OrgId, change: Change) -> Event {
+    let actor = Actor::Key(ids.key_id(Timestamp::from_micros(0)));
+    Event { id: ids.event_id(now), time: now, org: org.clone(), actor, change }
+}
+
+fn created(
+    display_prefix: String,
+    hash: keyreg::domain::token::TokenHash,
+    scopes: &[Scope],
+    cidrs: &[Cidr],
+) -> KeyCreated {
+    KeyCreated {
+        name: "bench key".into(),
+        description: String::new(),
+        owner: String::new(),
+        scopes: scopes.to_vec(),
+        allowed_cidrs: cidrs.to_vec(),
+        expires_at: None,
+        display_prefix,
+        key_hash: hash,
+    }
+}
+
+/// Verify in process over a table of `size.keys` keys, and the memory that
+/// table takes.
+pub(crate) fn verify_and_memory(size: Size) -> Vec<Row> {
+    let n = size.keys;
+    progress(&format!("verify: generating {n} keys"));
+    let format = TokenFormat::default();
+    let pepper = Pepper::generate();
+    let now = SystemClock.now();
+    let org = OrgId::parse("acme").unwrap_or_else(|_| OrgId::system());
+    let mut ids = IdGenerator::default();
+    let scopes =
+        [Scope::parse("billing:*"), Scope::parse("read@workspaces/ws-1/**")].into_iter().flatten().collect::<Vec<_>>();
+    let cidrs = [Cidr::parse("10.0.0.0/8"), Cidr::parse("2001:db8::/32")].into_iter().flatten().collect::<Vec<_>>();
+    let tokens: Vec<String> = (0..n).map(|_| format.generate().expose().to_owned()).collect();
+    let keyed: Vec<(KeyId, String, keyreg::domain::token::TokenHash)> = tokens
+        .iter()
+        .map(|t| {
+            let token = format.parse(t).expect("a generated token parses");
+            (ids.key_id(now), token.display_prefix(), token.hash(&pepper))
+        })
+        .collect();
+
+    let before = resident_bytes();
+    let mut table = Table::default();
+    table.apply(
+        Seq(1),
+        &event(&mut ids, now, &org, Change::OrgCreated(OrgSettings { name: "Acme".into(), max_keys: 10_000_000 })),
+    );
+    for (i, (id, prefix, hash)) in keyed.iter().enumerate() {
+        let change = Change::Key(*id, KeyChange::Created(created(prefix.clone(), *hash, &scopes, &cidrs)));
+        table.apply(Seq(i as u64 + 2), &event(&mut ids, now, &org, change));
+    }
+    let per_key = resident_bytes().saturating_sub(before) as f64 / n as f64;
+    drop(keyed);
+
+    // 80 % valid, 10 % unknown but well-formed, 10 % malformed.
+    let mut presented: Vec<String> = Vec::with_capacity(n);
+    for (i, t) in tokens.iter().enumerate() {
+        presented.push(match i % 10 {
+            8 => format.generate().expose().to_owned(),
+            9 => format!("{}0", &t[..t.len() - 1]),
+            _ => tokens[(i * 7919) % n].clone(),
+        });
+    }
+    let plain = Question::default();
+    let checked =
+        Question { action: Some("read"), resource: Some("workspaces/ws-1/reports"), ip: "10.1.2.3".parse().ok() };
+    let mut floor = vec![];
+    let mut bare = vec![];
+    let mut full = vec![];
+    for run in 0..size.runs {
+        progress(&format!("verify: run {} of {}", run + 1, size.runs));
+        let t = Instant::now();
+        for p in &presented {
+            black_box(blake3::keyed_hash(&FLOOR_KEY, p.as_bytes()));
+        }
+        floor.push(t.elapsed().as_nanos() as f64 / n as f64);
+        for (question, out) in [(&plain, &mut bare), (&checked, &mut full)] {
+            let t = Instant::now();
+            for p in &presented {
+                black_box(verifier::verify(&table, &format, &pepper, p, question, now));
+            }
+            out.push(t.elapsed().as_nanos() as f64 / n as f64);
+        }
+    }
+    let (floor, bare, full) = (median(floor), median(bare), median(full));
+    let per_sec = |ns: f64| format!("{:.0} ns = {:.2} M/s", ns, 1e3 / ns);
+    vec![
+        Row::new(
+            format!("1. verify in process, {n} keys, no scope/IP check"),
+            per_sec(bare),
+            "≤ 500 ns (≥ 2 M/s)",
+            format!("keyed hash alone {}; ×{:.2} the floor", per_sec(floor), bare / floor),
+            Some(bare <= 500.0),
+        ),
+        Row::new(
+            format!("1. verify in process, {n} keys, scope + IP check"),
+            per_sec(full),
+            "≤ 500 ns (≥ 2 M/s)",
+            format!("×{:.2} the floor", full / floor),
+            Some(full <= 500.0),
+        ),
+        Row::new(
+            format!("6. replica table memory, {n} keys"),
+            format!("{per_key:.0} bytes/key"),
+            "≤ 300 bytes/key",
+            "-",
+            Some(per_key <= 300.0),
+        ),
+    ]
+}
+
+/// Any 32-byte key gives the baseline's cost: the floor is one keyed hash.
+const FLOOR_KEY: [u8; 32] = [7; 32];
+
+/// Replay and start-up from a log of `size.events` events.
+pub(crate) fn replay(size: Size) -> anyhow::Result<Vec<Row>> {
+    let n = size.events;
+    let dir = crate::tempdir()?;
+    let data = DataDir::new(&dir.join("data"));
+    data.create(&Pepper::generate())?;
+    progress(&format!("replay: writing a log of {n} events"));
+    {
+        let mut log = Log::open(&data.log_path())?;
+        let mut ids = IdGenerator::default();
+        let org = OrgId::parse("acme")?;
+        let now = SystemClock.now();
+        let format = TokenFormat::default();
+        let pepper = Pepper::generate();
+        log.stage(&event(
+            &mut ids,
+            now,
+            &org,
+            Change::OrgCreated(OrgSettings { name: "Acme".into(), max_keys: 10_000_000 }),
+        ))?;
+        let mut keys: Vec<KeyId> = vec![];
+        let scopes = vec![Scope::parse("read")?];
+        for i in 1..n {
+            let change = if i % 4 == 1 || keys.is_empty() {
+                let token = format.generate();
+                let id = ids.key_id(now);
+                keys.push(id);
+                Change::Key(id, KeyChange::Created(created(token.display_prefix(), token.hash(&pepper), &scopes, &[])))
+            } else {
+                let id = keys[i % keys.len()];
+                let updated = KeyUpdated {
+                    name: "bench key".into(),
+                    description: format!("edit {i}"),
+                    owner: String::new(),
+                    expires_at: None,
+                    changed: vec!["description".into()],
+                };
+                Change::Key(id, KeyChange::Updated(updated))
+            };
+            log.stage(&event(&mut ids, now, &org, change))?;
+            if i % 100_000 == 0 {
+                log.commit()?;
+            }
+        }
+        log.commit()?;
+    }
+    let mut rates = vec![];
+    let mut startups = vec![];
+    for run in 0..size.runs {
+        progress(&format!("replay: run {} of {}", run + 1, size.runs));
+        let log = Log::open(&data.log_path())?;
+        let t = Instant::now();
+        let mut history = History::new(Projections::default());
+        fold_log(&log.reader(), &mut history, None, |_| {})?;
+        anyhow::ensure!(history.report().ok, "the benchmark's log does not check out");
+        let p = history.into_state();
+        rates.push(n as f64 / t.elapsed().as_secs_f64());
+        drop((p, log));
+        let t = Instant::now();
+        let registry = Registry::open(&data, crate::config())?;
+        startups.push(t.elapsed().as_secs_f64());
+        registry.close()?;
+    }
+    let (rate, startup) = (median(rates), median(startups));
+    std::fs::remove_dir_all(&dir)?;
+    Ok(vec![
+        Row::new(
+            format!("5. replay {n} events into the projections"),
+            format!("{:.2} M events/s", rate / 1e6),
+            "≥ 1 M events/s",
+            "-",
+            Some(rate >= 1e6),
+        ),
+        Row::new(
+            format!("5. registry start-up with {n} events"),
+            format!("{startup:.2} s"),
+            "< 2 s",
+            "-",
+            Some(startup < 2.0),
+        ),
+    ])
+}

@@ -1,0 +1,135 @@
+//! History from the command line: `keyreg replay` (the table as it stood at
+//! a time), `keyreg audit verify` (the chain) and `keyreg audit export` (the
+//! stored bytes). Replay and verify read either a stopped registry's data
+//! dir or the NATS stream, through the same fold.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::bail;
+
+use super::progress;
+use crate::domain::chain::ChainReport;
+use crate::domain::history::{Apply, History, Step};
+use crate::domain::id::{OrgId, Seq};
+use crate::domain::table::{KeyView, Org, Table};
+use crate::domain::time::Timestamp;
+use crate::nats;
+use crate::registry::{PROGRESS_EVERY, fold_log};
+use crate::store::DataDir;
+use crate::store::log::{Log, Reader};
+
+/// Where history is read from: a data dir or the NATS stream.
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct Source {
+    /// A data dir (of a registry that is not running: sled locks it).
+    #[arg(long, env = "KEYREG_DATA")]
+    data: Option<PathBuf>,
+    /// A NATS server holding the KEYREG_EVENTS stream.
+    #[arg(long)]
+    nats: Option<String>,
+}
+
+/// The log of an initialised data dir, opened for reading.
+fn open_log(data: &Path) -> anyhow::Result<Reader> {
+    let path = DataDir::new(data).require_log()?;
+    Ok(Log::open(&path)?.reader())
+}
+
+/// Feeds the whole history of `source` into `history`, reporting progress.
+fn fold<T: Apply>(source: &Source, history: &mut History<T>, what: &'static str) -> anyhow::Result<()> {
+    let mut report = progress(what);
+    match (&source.data, &source.nats) {
+        (Some(data), _) => fold_log(&open_log(data)?, history, None, report)?,
+        (None, Some(url)) => super::runtime()?.block_on(nats::read_all(url, |ev| {
+            if ev.seq.0.is_multiple_of(PROGRESS_EVERY) {
+                report(ev.seq.0);
+            }
+            matches!(history.push(ev.seq, &ev.bytes, ev.hash), Ok(Step::Applied))
+        }))?,
+        (None, None) => bail!("give --data or --nats"),
+    }
+    Ok(())
+}
+
+#[derive(serde::Serialize)]
+struct ReplayOutput<'a> {
+    at: Timestamp,
+    seq: Seq,
+    orgs: Vec<&'a Org>,
+    keys: Vec<KeyView<'a>>,
+}
+
+/// Prints the table as it stood at `at`, after checking the chain up to
+/// there: a history that does not check out is not replayed.
+pub fn replay(source: &Source, at: Timestamp, org: Option<&OrgId>) -> anyhow::Result<()> {
+    let mut history = History::new(Table::default()).until(at);
+    fold(source, &mut history, "replay")?;
+    if let Some(b) = history.broken() {
+        bail!("{b}; `keyreg audit verify` says more");
+    }
+    let table = history.state();
+    let mut orgs: Vec<&Org> = table.orgs().filter(|o| org.is_none_or(|x| &o.id == x)).collect();
+    orgs.sort_by(|a, b| a.id.cmp(&b.id));
+    let keys = table.all_keys().into_iter().filter(|k| org.is_none_or(|x| &k.org == x)).map(|k| k.view(at)).collect();
+    let out = ReplayOutput { at, seq: table.applied(), orgs, keys };
+    let mut stdout = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut stdout, &out)?;
+    writeln!(stdout)?;
+    Ok(())
+}
+
+/// Checks the whole chain of `source`.
+pub fn verify(source: &Source) -> anyhow::Result<ChainReport> {
+    let mut history = History::new(());
+    fold(source, &mut history, "verify")?;
+    Ok(history.report())
+}
+
+pub fn print_report(report: &ChainReport, json: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string(&report)?)?;
+    } else if report.ok {
+        writeln!(out, "ok: {} events, head seq {}, head hash {}", report.events, report.head_seq, report.head_hash)?;
+    } else {
+        writeln!(
+            out,
+            "BROKEN at seq {}: {} ({} events verified before it)",
+            report.first_bad_seq.unwrap_or_default(),
+            report.problem.as_deref().unwrap_or("unknown"),
+            report.events
+        )?;
+    }
+    Ok(())
+}
+
+/// Writes the stored events stamped between `since` and `until`, one per
+/// line, byte for byte.
+pub fn export(data: &Path, since: Option<Timestamp>, until: Option<Timestamp>) -> anyhow::Result<()> {
+    let log = open_log(data)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut report = progress("export");
+    let mut n = 0u64;
+    for record in log.read(Seq(1), None) {
+        let record = record?;
+        if since.is_some() || until.is_some() {
+            let time = crate::domain::event::decode(record.bytes())?.event.time;
+            if since.is_some_and(|s| time < s) {
+                continue;
+            }
+            if until.is_some_and(|u| time > u) {
+                break;
+            }
+        }
+        out.write_all(record.bytes())?;
+        out.write_all(b"\n")?;
+        n += 1;
+        if n.is_multiple_of(PROGRESS_EVERY) {
+            report(n);
+        }
+    }
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,265 @@
+//! The command line: flags (also read from `KEYREG_*` variables), logging
+//! setup, and one function per command. The binary's `main` calls `main`
+//! here; `anyhow` lives at this edge only. `history` holds replay, audit
+//! verify and export; `keys` the HTTP client behind `keyreg keys`.
+
+mod history;
+pub mod keys;
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::domain::id::OrgId;
+use crate::domain::time::{SystemClock, Timestamp};
+use crate::domain::token::TokenFormat;
+use crate::registry::{Config, Registry};
+use crate::replica::{Replica, ReplicaConfig};
+use crate::server::{self, ServeOptions};
+use crate::store::{self, DataDir};
+
+#[derive(Parser)]
+#[command(name = "keyreg", version, about = "An event-sourced API-key registry")]
+struct Cli {
+    /// The token prefix of this deployment.
+    #[arg(long, global = true, env = "KEYREG_TOKEN_PREFIX", default_value = crate::domain::token::DEFAULT_PREFIX)]
+    token_prefix: String,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Make a data dir: the pepper, the `_system` org and its first key.
+    /// The key's token goes to stdout, once; everything else to stderr.
+    Init {
+        #[arg(long, env = "KEYREG_DATA")]
+        data: PathBuf,
+    },
+    /// Run the registry: the HTTP API on --listen over the data dir.
+    Serve {
+        #[arg(long, env = "KEYREG_DATA")]
+        data: PathBuf,
+        /// Address to listen on; port 0 picks a free one (the address is printed).
+        #[arg(long, env = "KEYREG_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// This node's name in access reports.
+        #[arg(long, env = "KEYREG_NODE", default_value = "registry")]
+        node: String,
+        /// Milliseconds between flushes of access counts into `key.accessed` events.
+        #[arg(long, env = "KEYREG_ACCESS_FLUSH_MS", default_value_t = 10_000)]
+        access_flush_ms: u64,
+        /// NATS URL to publish events to, or `none` (events wait in the log).
+        #[arg(long, env = "KEYREG_NATS", default_value = "none")]
+        nats: String,
+    },
+    /// Run a verifier replica: follow the stream, answer verify locally.
+    Verifier {
+        #[arg(long, env = "KEYREG_NATS")]
+        nats: String,
+        #[arg(long, env = "KEYREG_LISTEN", default_value = "127.0.0.1:8081")]
+        listen: String,
+        /// The registry's pepper (DIR/pepper), 32 bytes.
+        #[arg(long, env = "KEYREG_PEPPER_FILE")]
+        pepper_file: PathBuf,
+        /// This replica's name in access reports.
+        #[arg(long, env = "KEYREG_NODE", default_value = "replica")]
+        node: String,
+        #[arg(long, env = "KEYREG_ACCESS_FLUSH_MS", default_value_t = 10_000)]
+        access_flush_ms: u64,
+    },
+    /// Print the key table as it stood at a time, as JSON.
+    Replay {
+        #[command(flatten)]
+        source: history::Source,
+        /// An RFC 3339 time, e.g. 2026-11-22T10:00:00Z.
+        #[arg(long)]
+        at: String,
+        /// Only this organization.
+        #[arg(long)]
+        org: Option<String>,
+    },
+    /// Check or export the hash-chained history.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCmd,
+    },
+    /// Manage keys through a registry's HTTP API (token from KEYREG_TOKEN).
+    Keys(keys::KeysArgs),
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Check the whole chain; exit 1 naming the first bad sequence.
+    Verify {
+        #[command(flatten)]
+        source: history::Source,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the stored events, one per line, byte for byte.
+    Export {
+        #[arg(long, env = "KEYREG_DATA")]
+        data: PathBuf,
+        /// Only events at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events at or before this RFC 3339 time.
+        #[arg(long)]
+        until: Option<String>,
+    },
+}
+
+pub fn main() -> ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        // The reader went away (`keyreg replay | head`): not an error of ours.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", describe(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr through `tracing`, warnings only unless `RUST_LOG` says
+/// otherwise, coloured only for a terminal.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// An error and its causes, each said once: a cause whose text its parent
+/// already quotes is not repeated.
+fn describe(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
+fn config(prefix: &str) -> anyhow::Result<Config> {
+    let format = TokenFormat::new(prefix).context("--token-prefix must be 1 to 16 characters of [a-z0-9_]")?;
+    Ok(Config { clock: Arc::new(SystemClock), format })
+}
+
+fn parse_time(flag: &str, s: &str) -> anyhow::Result<Timestamp> {
+    Timestamp::parse(s).with_context(|| format!("{flag} {s:?} is not an RFC 3339 time (e.g. 2026-11-22T10:00:00Z)"))
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Cmd::Init { data } => init(&data, config(&cli.token_prefix)?),
+        Cmd::Serve { data, listen, node, access_flush_ms, nats } => {
+            let options = ServeOptions {
+                node,
+                access_flush: Duration::from_millis(access_flush_ms.max(10)),
+                nats: (nats != "none").then_some(nats),
+                ..ServeOptions::default()
+            };
+            serve(&data, config(&cli.token_prefix)?, &listen, options)
+        }
+        Cmd::Keys(args) => keys::run(args).map(|_| ExitCode::SUCCESS),
+        Cmd::Replay { source, at, org } => {
+            let at = parse_time("--at", &at)?;
+            let org = org.as_deref().map(OrgId::parse).transpose()?;
+            history::replay(&source, at, org.as_ref())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Verifier { nats, listen, pepper_file, node, access_flush_ms } => {
+            let config = config(&cli.token_prefix)?;
+            let mut replica = ReplicaConfig::new(&nats, store::load_pepper(&pepper_file)?);
+            replica.format = config.format;
+            replica.node = node;
+            replica.access_flush = Duration::from_millis(access_flush_ms.max(10));
+            verifier(replica, &listen)
+        }
+        Cmd::Audit { command: AuditCmd::Verify { source, json } } => {
+            let report = history::verify(&source)?;
+            history::print_report(&report, json)?;
+            Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Cmd::Audit { command: AuditCmd::Export { data, since, until } } => {
+            let since = since.map(|s| parse_time("--since", &s)).transpose()?;
+            let until = until.map(|s| parse_time("--until", &s)).transpose()?;
+            history::export(&data, since, until)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn init(data: &Path, config: Config) -> anyhow::Result<ExitCode> {
+    let (registry, token) = Registry::init(&DataDir::new(data), config)?;
+    let head = registry.head();
+    registry.close()?;
+    eprintln!("initialised {} (log head {}).", data.display(), head.seq);
+    eprintln!(
+        "The token of the system org's first key follows on stdout. It is shown once and never stored: keep it now."
+    );
+    println!("{}", token.expose());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+fn serve(data: &Path, config: Config, listen: &str, options: ServeOptions) -> anyhow::Result<ExitCode> {
+    let registry = Registry::open(&DataDir::new(data), config)?;
+    let served = registry.clone();
+    runtime()?.block_on(async move {
+        let listener =
+            tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        let addr = listener.local_addr()?;
+        println!("keyreg listening on http://{addr}");
+        std::io::stdout().flush()?;
+        tracing::info!(%addr, head = %served.head().seq, "serving");
+        server::serve(listener, served, options, server::shutdown_signal()).await?;
+        anyhow::Ok(())
+    })?;
+    registry.close()?;
+    eprintln!("keyreg stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Progress of long work, on stderr.
+fn progress(what: &'static str) -> impl FnMut(u64) {
+    move |n| eprintln!("{what}: {n} events")
+}
+
+fn verifier(config: ReplicaConfig, listen: &str) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async move {
+        let listener =
+            tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        let addr = listener.local_addr()?;
+        let replica = Replica::start(config).await?;
+        println!("keyreg verifier listening on http://{addr}");
+        std::io::stdout().flush()?;
+        crate::http::replica::serve(&replica, listener, server::shutdown_signal()).await?;
+        anyhow::Ok(())
+    })?;
+    eprintln!("keyreg verifier stopped");
+    Ok(ExitCode::SUCCESS)
+}

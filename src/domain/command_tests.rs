@@ -1,0 +1,432 @@
+//! Decision tests, as given (earlier commands) / when (a command) / then
+//! (events or a refusal).
+
+use super::*;
+use crate::domain::token::{Pepper, TokenFormat};
+
+const T0: i64 = 1_790_000_000_000_000;
+
+struct World {
+    table: Table,
+    now: Timestamp,
+    ids: IdGenerator,
+    pepper: Pepper,
+    org: OrgId,
+}
+
+fn scopes(list: &[&str]) -> Vec<Scope> {
+    list.iter().map(|s| Scope::parse(s).unwrap()).collect()
+}
+
+impl World {
+    /// An org `acme` (max_keys 3) with its admin key.
+    fn new() -> World {
+        let mut w = World {
+            table: Table::default(),
+            now: Timestamp::from_micros(T0),
+            ids: IdGenerator::default(),
+            pepper: Pepper::generate(),
+            org: OrgId::parse("acme").unwrap(),
+        };
+        let admin = w.new_key("admin");
+        w.ok(Command::CreateOrg { id: w.org.clone(), name: "Acme".into(), max_keys: Some(3), admin });
+        w
+    }
+
+    fn new_key(&mut self, name: &str) -> NewKey {
+        let token = TokenFormat::default().generate();
+        NewKey {
+            id: self.ids.key_id(self.now),
+            secret: NewSecret { hash: token.hash(&self.pepper), display_prefix: token.display_prefix() },
+            name: name.into(),
+            description: String::new(),
+            owner: "ops@acme.test".into(),
+            scopes: scopes(&["billing:read"]),
+            allowed_cidrs: vec![],
+            expiry: Expiry::Never,
+        }
+    }
+
+    fn ctx(&self) -> Context {
+        Context { actor: Actor::system("test"), org: self.org.clone(), now: self.now }
+    }
+
+    fn decide(&mut self, command: Command) -> Result<Decision, Refusal> {
+        let ctx = self.ctx();
+        let d = decide(&self.table, &ctx, &command)?;
+        for event in d.events(&ctx, &mut self.ids) {
+            let seq = self.table.applied().next();
+            self.table.apply(seq, &event);
+        }
+        Ok(d)
+    }
+
+    fn run(&mut self, command: Command) -> Result<Vec<Change>, Refusal> {
+        self.decide(command).map(|d| d.changes)
+    }
+
+    fn ok(&mut self, command: Command) -> Vec<&'static str> {
+        let changes = self.run(command.clone()).unwrap_or_else(|e| panic!("{command:?} refused: {e}"));
+        changes.iter().map(Change::type_name).collect()
+    }
+
+    fn refused(&mut self, command: Command) -> Refusal {
+        let before = self.table.clone();
+        let r = self.run(command.clone()).expect_err(&format!("{command:?} should be refused"));
+        assert!(self.table == before, "a refused command changed the table");
+        r
+    }
+
+    fn key(&mut self, name: &str) -> KeyId {
+        let k = self.new_key(name);
+        let id = k.id;
+        self.ok(Command::CreateKey(k));
+        id
+    }
+
+    fn status(&self, id: &KeyId) -> Status {
+        self.table.key(id).unwrap().status_at(self.now)
+    }
+}
+
+fn is_validation(r: &Refusal, field: &str) -> bool {
+    matches!(r, Refusal::Validation { field: f, .. } if *f == field)
+}
+
+#[test]
+fn creating_an_org_records_the_org_and_its_admin_key() {
+    let w = World::new();
+    let org = w.table.org(&w.org).unwrap();
+    assert_eq!((org.name.as_str(), org.max_keys, org.counted_keys), ("Acme", 3, 1));
+}
+
+#[test]
+fn org_creation_refusals() {
+    let mut w = World::new();
+    let admin = w.new_key("admin");
+    let again = Command::CreateOrg { id: w.org.clone(), name: "Again".into(), max_keys: None, admin: admin.clone() };
+    assert!(matches!(w.refused(again), Refusal::Conflict(_)));
+    let system = Command::CreateOrg { id: OrgId::system(), name: "Sys".into(), max_keys: None, admin: admin.clone() };
+    assert!(is_validation(&w.refused(system), "id"));
+    let blank = Command::CreateOrg {
+        id: OrgId::parse("beta").unwrap(),
+        name: " ".into(),
+        max_keys: None,
+        admin: admin.clone(),
+    };
+    assert!(is_validation(&w.refused(blank), "name"));
+    let zero = Command::CreateOrg { id: OrgId::parse("beta").unwrap(), name: "Beta".into(), max_keys: Some(0), admin };
+    assert!(is_validation(&w.refused(zero), "max_keys"));
+}
+
+#[test]
+fn updating_an_org() {
+    let mut w = World::new();
+    assert_eq!(w.ok(Command::UpdateOrg { name: Some("Acme Inc".into()), max_keys: Some(10) }), ["org.updated"]);
+    assert_eq!(w.table.org(&w.org).unwrap().max_keys, 10);
+    assert!(w.ok(Command::UpdateOrg { name: Some("Acme Inc".into()), max_keys: None }).is_empty());
+    assert!(is_validation(&w.refused(Command::UpdateOrg { name: Some("x".repeat(101)), max_keys: None }), "name"));
+}
+
+#[test]
+fn creating_keys_and_the_key_limit() {
+    let mut w = World::new();
+    let a = w.key("a");
+    w.key("b");
+    assert_eq!(w.status(&a), Status::Active);
+    let third = w.new_key("c");
+    assert_eq!(w.refused(Command::CreateKey(third.clone())), Refusal::KeyLimit { max_keys: 3 });
+    // Revoked keys stop counting; expired ones still do.
+    w.ok(Command::Revoke { id: a, expected: None, reason: None });
+    assert_eq!(w.ok(Command::CreateKey(third)), ["key.created"]);
+}
+
+#[test]
+fn key_creation_validation() {
+    let mut w = World::new();
+    type Spoil = Box<dyn Fn(&mut NewKey)>;
+    let cases: Vec<(&str, Spoil)> = vec![
+        ("name", Box::new(|k| k.name = String::new())),
+        ("name", Box::new(|k| k.name = "n".repeat(101))),
+        ("name", Box::new(|k| k.name = "tab\there".into())),
+        ("description", Box::new(|k| k.description = "d".repeat(1001))),
+        ("owner", Box::new(|k| k.owner = "o".repeat(321))),
+        ("scopes", Box::new(|k| k.scopes = vec![])),
+        ("scopes", Box::new(|k| k.scopes = (0..101).map(|i| Scope::parse(&format!("s:v{i}")).unwrap()).collect())),
+        ("expires_at", Box::new(|k| k.expiry = Expiry::At(Timestamp::from_micros(T0)))),
+        ("expires_at", Box::new(|k| k.expiry = Expiry::At(Timestamp::from_micros(T0 - 1)))),
+        ("expires_at", Box::new(|k| k.expiry = Expiry::AfterSeconds(0))),
+    ];
+    for (field, spoil) in cases {
+        let mut k = w.new_key("k");
+        spoil(&mut k);
+        let r = w.refused(Command::CreateKey(k));
+        assert!(is_validation(&r, field), "{field}: {r:?}");
+    }
+    let mut edge = w.new_key(&"n".repeat(100));
+    edge.description = "d".repeat(1000);
+    edge.scopes = scopes(&["read", "read", "write"]);
+    edge.expiry = Expiry::At(Timestamp::from_micros(T0 + 1));
+    w.ok(Command::CreateKey(edge.clone()));
+    assert_eq!(&*w.table.key(&edge.id).unwrap().scopes, scopes(&["read", "write"]).as_slice());
+}
+
+#[test]
+fn editing_records_one_event_per_kind_of_change() {
+    let mut w = World::new();
+    let id = w.key("k");
+    let edit = KeyEdit {
+        name: Some("renamed".into()),
+        scopes: Some(scopes(&["billing:*"])),
+        allowed_cidrs: Some(vec![Cidr::parse("10.0.0.0/8").unwrap()]),
+        ..KeyEdit::default()
+    };
+    assert_eq!(
+        w.ok(Command::EditKey { id, expected: None, edit }),
+        ["key.updated", "key.scopes_edited", "key.ips_edited"]
+    );
+    let key = w.table.key(&id).unwrap();
+    assert_eq!((key.name(), key.version), ("renamed", Seq(6)));
+    let same = KeyEdit { name: Some("renamed".into()), ..KeyEdit::default() };
+    assert!(w.ok(Command::EditKey { id, expected: None, edit: same }).is_empty());
+    let never = KeyEdit { expires_at: Some(None), owner: Some(String::new()), ..KeyEdit::default() };
+    let changes = w.run(Command::EditKey { id, expected: None, edit: never }).unwrap();
+    match &changes[..] {
+        [Change::Key(_, KeyChange::Updated(u))] => assert_eq!(u.changed, ["owner"]),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_stale_version_is_refused() {
+    let mut w = World::new();
+    let id = w.key("k");
+    let v = w.table.key(&id).unwrap().version;
+    w.ok(Command::Disable { id, expected: Some(v) });
+    let r = w.refused(Command::Enable { id, expected: Some(v) });
+    assert_eq!(r, Refusal::VersionMismatch { expected: v, actual: v.next() });
+    w.ok(Command::Enable { id, expected: Some(v.next()) });
+}
+
+#[test]
+fn disable_and_enable_only_from_the_other_state() {
+    let mut w = World::new();
+    let id = w.key("k");
+    assert!(matches!(w.refused(Command::Enable { id, expected: None }), Refusal::Conflict(_)));
+    assert_eq!(w.ok(Command::Disable { id, expected: None }), ["key.disabled"]);
+    assert_eq!(w.status(&id), Status::Disabled);
+    assert!(matches!(w.refused(Command::Disable { id, expected: None }), Refusal::Conflict(_)));
+    assert_eq!(w.ok(Command::Enable { id, expected: None }), ["key.enabled"]);
+    assert_eq!(w.status(&id), Status::Active);
+}
+
+#[test]
+fn revocation_is_final() {
+    let mut w = World::new();
+    let id = w.key("k");
+    assert_eq!(w.ok(Command::Revoke { id, expected: None, reason: Some("leaked".into()) }), ["key.revoked"]);
+    assert!(matches!(w.refused(Command::Revoke { id, expected: None, reason: None }), Refusal::Conflict(_)));
+    for command in [
+        Command::Enable { id, expected: None },
+        Command::Disable { id, expected: None },
+        Command::EditKey { id, expected: None, edit: KeyEdit { name: Some("x".into()), ..KeyEdit::default() } },
+        Command::Rotate { id, expected: None, secret: w.new_key("x").secret, grace_seconds: 0 },
+    ] {
+        assert!(matches!(w.refused(command), Refusal::Conflict(_)));
+    }
+    let reason = Command::Revoke { id: w.key("j"), expected: None, reason: Some("r".repeat(1001)) };
+    assert!(is_validation(&w.refused(reason), "reason"));
+}
+
+#[test]
+fn deletion_needs_the_name_and_happens_once() {
+    let mut w = World::new();
+    let id = w.key("prod key");
+    let wrong = Command::Delete { id, confirm: "prod".into(), reason: None };
+    assert!(is_validation(&w.refused(wrong), "confirm"));
+    assert_eq!(w.ok(Command::Delete { id, confirm: "prod key".into(), reason: None }), ["key.deleted"]);
+    assert_eq!(w.status(&id), Status::Deleted);
+    assert_eq!(w.table.org(&w.org).unwrap().counted_keys, 1);
+    let again = Command::Delete { id, confirm: "prod key".into(), reason: None };
+    assert!(matches!(w.refused(again), Refusal::Conflict(_)));
+    let revoked = w.key("old");
+    w.ok(Command::Revoke { id: revoked, expected: None, reason: None });
+    assert_eq!(w.ok(Command::Delete { id: revoked, confirm: "old".into(), reason: None }), ["key.deleted"]);
+}
+
+#[test]
+fn bulk_revoke_is_all_or_nothing() {
+    let mut w = World::new();
+    let (a, b) = (w.key("a"), w.key("b"));
+    let stranger = IdGenerator::default().key_id(w.now);
+    let with_unknown = Command::BulkRevoke { ids: vec![a, stranger], reason: None, delete: false };
+    assert!(matches!(w.refused(with_unknown), Refusal::NotFound { .. }));
+    assert_eq!(w.status(&a), Status::Active);
+    let twice = Command::BulkRevoke { ids: vec![a, a], reason: None, delete: false };
+    assert!(is_validation(&w.refused(twice), "ids"));
+    assert!(is_validation(&w.refused(Command::BulkRevoke { ids: vec![], reason: None, delete: false }), "ids"));
+    let many = Command::BulkRevoke { ids: vec![a; 101], reason: None, delete: false };
+    assert!(is_validation(&w.refused(many), "ids"));
+    let both = Command::BulkRevoke { ids: vec![a, b], reason: None, delete: true };
+    assert_eq!(w.ok(both), ["key.deleted", "key.deleted"]);
+    assert_eq!((w.status(&a), w.status(&b)), (Status::Deleted, Status::Deleted));
+}
+
+#[test]
+fn rotation_with_and_without_grace() {
+    let mut w = World::new();
+    let id = w.key("k");
+    let secret = w.new_key("x").secret;
+    let too_long = Command::Rotate { id, expected: None, secret: secret.clone(), grace_seconds: MAX_GRACE_SECONDS + 1 };
+    assert!(is_validation(&w.refused(too_long), "grace_seconds"));
+    let changes = w.run(Command::Rotate { id, expected: None, secret: secret.clone(), grace_seconds: 60 }).unwrap();
+    match &changes[..] {
+        [Change::Key(_, KeyChange::Rotated(r))] => {
+            assert_eq!(r.previous_valid_until, Some(w.now.plus_seconds(60)));
+            assert!(r.key_hash == secret.hash);
+        }
+        other => panic!("{other:?}"),
+    }
+    let secret = w.new_key("y").secret;
+    let changes = w.run(Command::Rotate { id, expected: None, secret, grace_seconds: 0 }).unwrap();
+    assert!(matches!(&changes[..], [Change::Key(_, KeyChange::Rotated(r))] if r.previous_valid_until.is_none()));
+}
+
+#[test]
+fn expiry_is_by_the_clock_and_recorded_by_the_sweeper() {
+    let mut w = World::new();
+    let mut k = w.new_key("temp");
+    k.expiry = Expiry::At(w.now.plus_seconds(10));
+    let id = k.id;
+    w.ok(Command::CreateKey(k));
+    assert!(matches!(w.refused(Command::Expire { id }), Refusal::Conflict(_)));
+    w.now = w.now.plus_seconds(10);
+    // Expired by the clock before any event says so, and no longer editable.
+    assert_eq!(w.status(&id), Status::Expired);
+    let edit = Command::EditKey { id, expected: None, edit: KeyEdit { name: Some("x".into()), ..KeyEdit::default() } };
+    assert!(matches!(w.refused(edit), Refusal::Conflict(_)));
+    assert_eq!(w.ok(Command::Expire { id }), ["key.expired"]);
+    assert!(matches!(w.refused(Command::Expire { id }), Refusal::Conflict(_)));
+    assert_eq!(w.ok(Command::Revoke { id, expected: None, reason: None }), ["key.revoked"]);
+}
+
+#[test]
+fn access_reports_count_but_do_not_version_the_key() {
+    let mut w = World::new();
+    let id = w.key("k");
+    let version = w.table.key(&id).unwrap().version;
+    let report = |count| KeyAccessed {
+        count,
+        first_at: Timestamp::from_micros(T0),
+        last_at: Timestamp::from_micros(T0 + 5),
+        last_ip: Some("10.0.0.1".into()),
+        node: "registry".into(),
+        report_id: "r1".into(),
+    };
+    assert_eq!(w.ok(Command::RecordAccess { id, report: report(7) }), ["key.accessed"]);
+    let key = w.table.key(&id).unwrap();
+    assert_eq!((key.usage().total, key.version), (7, version));
+    assert_eq!(key.usage().last_used_at, Some(Timestamp::from_micros(T0 + 5)));
+    assert_eq!(w.table.org(&w.org).unwrap().usage.total, 7);
+    assert!(is_validation(&w.refused(Command::RecordAccess { id, report: report(0) }), "report"));
+}
+
+#[test]
+fn another_orgs_key_is_not_found() {
+    let mut w = World::new();
+    let id = w.key("k");
+    let beta_admin = w.new_key("admin");
+    w.ok(Command::CreateOrg {
+        id: OrgId::parse("beta").unwrap(),
+        name: "Beta".into(),
+        max_keys: None,
+        admin: beta_admin,
+    });
+    w.org = OrgId::parse("beta").unwrap();
+    for command in [
+        Command::Disable { id, expected: None },
+        Command::Revoke { id, expected: None, reason: None },
+        Command::Delete { id, confirm: "k".into(), reason: None },
+    ] {
+        assert!(matches!(w.refused(command), Refusal::NotFound { what: "key", .. }));
+    }
+}
+
+#[test]
+fn warnings_for_wildcards_narrowing_and_no_expiry() {
+    let mut w = World::new();
+    let id = w.key("k");
+    let wildcard = [Cidr::parse("0.0.0.0/0").unwrap()];
+    let fresh = warnings(None, &scopes(&["read"]), &wildcard, None, w.now);
+    assert_eq!(fresh.len(), 2, "{fresh:?}");
+    let key = w.table.key(&id).unwrap().clone();
+    let quiet = warnings(Some(&key), &scopes(&["billing:write"]), &[], Some(w.now.plus_seconds(60)), w.now);
+    assert!(quiet.is_empty(), "an unused key narrows without warning: {quiet:?}");
+    let report = KeyAccessed {
+        count: 1,
+        first_at: w.now,
+        last_at: w.now,
+        last_ip: None,
+        node: "n".into(),
+        report_id: "r".into(),
+    };
+    w.ok(Command::RecordAccess { id, report });
+    let used = w.table.key(&id).unwrap().clone();
+    let loud = warnings(Some(&used), &scopes(&["billing:write"]), &wildcard, Some(w.now.plus_seconds(60)), w.now);
+    assert_eq!(loud.len(), 3, "{loud:?}");
+    let widened = warnings(Some(&used), &scopes(&["billing:*"]), &[], Some(w.now.plus_seconds(60)), w.now);
+    assert!(widened.is_empty(), "{widened:?}");
+}
+
+#[test]
+fn an_access_report_is_recorded_once() {
+    let mut w = World::new();
+    let id = w.key("k");
+    let now = w.now;
+    let report = |report_id: &str| Command::RecordAccess {
+        id,
+        report: KeyAccessed {
+            count: 2,
+            first_at: now,
+            last_at: now,
+            last_ip: None,
+            node: "replica-a".into(),
+            report_id: report_id.into(),
+        },
+    };
+    assert_eq!(w.ok(report("replica-a-1700-1")), ["key.accessed"]);
+    assert!(matches!(w.refused(report("replica-a-1700-1")), Refusal::Conflict(_)));
+    assert_eq!(w.ok(report("replica-a-1700-3")), ["key.accessed"]);
+    assert!(matches!(w.refused(report("replica-a-1700-2")), Refusal::Conflict(_)), "an older number is a redelivery");
+    assert_eq!(w.ok(report("replica-a-1800-1")), ["key.accessed"], "a new process starts its own numbers");
+    assert_eq!(w.table.key(&id).unwrap().usage().total, 6);
+}
+
+/// `expires_in_days` is counted from the event that creates the key, so the
+/// key lives exactly that long.
+#[test]
+fn a_relative_expiry_counts_from_the_creating_event() {
+    let mut w = World::new();
+    let mut k = w.new_key("thirty days");
+    k.expiry = Expiry::AfterSeconds(30 * 86_400);
+    let id = k.id;
+    w.ok(Command::CreateKey(k));
+    let key = w.table.key(&id).unwrap();
+    assert_eq!(key.expires_at, Some(key.created_at.plus_seconds(30 * 86_400)));
+}
+
+/// Warnings are decided with the command, against the table it is decided on.
+#[test]
+fn decisions_carry_their_warnings() {
+    let mut w = World::new();
+    let mut k = w.new_key("open");
+    k.allowed_cidrs = vec![Cidr::parse("::/0").unwrap()];
+    let id = k.id;
+    let created = w.decide(Command::CreateKey(k)).unwrap();
+    assert_eq!(created.warnings.len(), 2, "{:?}", created.warnings);
+    let rename = KeyEdit { name: Some("closed".into()), allowed_cidrs: Some(vec![]), ..KeyEdit::default() };
+    let edited = w.decide(Command::EditKey { id, expected: None, edit: rename }).unwrap();
+    assert_eq!(edited.warnings, ["this key never expires"]);
+    let revoked = w.decide(Command::Revoke { id, expected: None, reason: None }).unwrap();
+    assert!(revoked.warnings.is_empty());
+}

@@ -1,0 +1,32 @@
+//! The domain: keyreg's rules and facts, with no I/O.
+//!
+//! Nothing here touches sled, tokio, axum, NATS, a socket or the disk:
+//! time, ids and secrets' hashes come in as arguments. The same code runs in
+//! the registry, in every verifier replica and in a point-in-time replay,
+//! so they cannot disagree.
+//!
+//! - `id`, `time`, `token`, `scope`, `cidr`: value types, their parsing and
+//!   matching rules.
+//! - `event`: the facts, their exact byte encoding.
+//! - `chain`: the hash chain over those bytes and its checker.
+//! - `command`: every business rule, as `decide(table, ctx, command)`;
+//!   `validate` holds the field rules it applies.
+//! - `table`: the key table, folded from events by one total `apply`.
+//! - `audit`: the index of the audit history.
+//! - `history`: the one fold from stored or streamed records (checked
+//!   against the chain) into a table.
+//! - `verifier`: the verify rules, one pure function over a table.
+
+pub mod audit;
+pub mod chain;
+pub mod cidr;
+pub mod command;
+pub mod event;
+pub mod history;
+pub mod id;
+pub mod scope;
+pub mod table;
+pub mod time;
+pub mod token;
+pub mod validate;
+pub mod verifier;

@@ -1,0 +1,174 @@
+//! `Table::apply`: folds one event into the table. Total and rule-free:
+//! every event it sees was decided valid before it was appended, and an
+//! event that does not fit (a key that does not exist, say) changes nothing
+//! rather than failing.
+
+use super::key::{Key, Status, Text, Usage};
+use super::{Org, Table, id_hash, position_by_id};
+use crate::domain::event::{Change, Event, KeyChange};
+use crate::domain::history::Apply;
+use crate::domain::id::{KeyId, Seq};
+use crate::domain::time::Timestamp;
+
+/// The same fold, for `History`.
+impl Apply for Table {
+    fn apply(&mut self, seq: Seq, event: &Event) {
+        Table::apply(self, seq, event);
+    }
+}
+
+impl Table {
+    /// Folds one event into the table. Total: never fails, never panics.
+    pub fn apply(&mut self, seq: Seq, event: &Event) {
+        self.applied = seq;
+        self.last_time = Some(event.time);
+        let t = event.time;
+        match &event.change {
+            Change::OrgCreated(s) => {
+                self.orgs.entry(event.org.clone()).or_insert_with(|| Org {
+                    id: event.org.clone(),
+                    name: s.name.clone(),
+                    max_keys: s.max_keys,
+                    created_at: t,
+                    updated_at: t,
+                    version: seq,
+                    counted_keys: 0,
+                    usage: Usage::default(),
+                });
+            }
+            Change::OrgUpdated(s) => {
+                if let Some(org) = self.orgs.get_mut(&event.org) {
+                    org.name = s.name.clone();
+                    org.max_keys = s.max_keys;
+                    org.updated_at = t;
+                    org.version = seq;
+                }
+            }
+            Change::Key(id, KeyChange::Created(c)) => {
+                if self.slot_of(id).is_some() {
+                    return;
+                }
+                if let Some(at) = c.expires_at {
+                    self.expiring.insert((at, *id));
+                }
+                // The org's own id, so that its keys share it.
+                let org = match self.orgs.get_mut(&event.org) {
+                    Some(org) => {
+                        org.counted_keys += 1;
+                        org.id.clone()
+                    }
+                    None => event.org.clone(),
+                };
+                let key = Key {
+                    hash: c.key_hash,
+                    id: *id,
+                    status: Status::Active,
+                    expires_at: c.expires_at,
+                    org,
+                    scopes: self.shared.scopes(&c.scopes),
+                    allowed_cidrs: self.shared.cidrs(&c.allowed_cidrs),
+                    grace: None,
+                    text: Text::new(&c.name, &c.description, &c.owner, &c.display_prefix),
+                    created_by: event.actor.clone(),
+                    created_at: t,
+                    updated_at: t,
+                    version: seq,
+                    usage: None,
+                };
+                self.insert_key(key);
+            }
+            Change::Key(id, change) => self.apply_to_key(seq, t, id, change),
+        }
+    }
+
+    /// Adds a new key to `keys` and every index.
+    pub(super) fn insert_key(&mut self, key: Key) {
+        let slot = self.keys.len() as u32;
+        self.by_id.insert(id_hash(&key.id), slot);
+        self.by_hash.insert(key.hash.prefix(), slot);
+        let in_org = self.by_org.entry(key.org.clone()).or_default();
+        // Ids increase with creation time, so this is nearly always a push,
+        // decided by one comparison (a binary search would read a cold key
+        // at every step).
+        match in_org.last() {
+            Some(&last) if self.keys[last as usize].id > key.id => {
+                in_org.insert(position_by_id(&self.keys, in_org, &key.id), slot);
+            }
+            _ => in_org.push(slot),
+        }
+        self.keys.push(key);
+    }
+
+    fn apply_to_key(&mut self, seq: Seq, t: Timestamp, id: &KeyId, change: &KeyChange) {
+        let Some(slot) = self.slot_of(id) else {
+            return;
+        };
+        let key = &mut self.keys[slot as usize];
+        if let KeyChange::Accessed(a) = change {
+            if let Some((origin, n)) = a.origin_and_number() {
+                let mark = self.reports.entry(origin.to_owned()).or_default();
+                *mark = (*mark).max(n);
+            }
+            // Use is not a change to the key: no new version, no updated_at,
+            // so an If-Match taken before a verify still holds after it.
+            key.usage.get_or_insert_default().record(a.count, a.last_at, a.last_ip.as_ref());
+            if let Some(org) = self.orgs.get_mut(&key.org) {
+                org.usage.record(a.count, a.last_at, a.last_ip.as_ref());
+            }
+            return;
+        }
+        let counted_before = key.status.counts_against_limit();
+        let expiring_before = expiry_entry(key);
+        match change {
+            KeyChange::Created(_) | KeyChange::Accessed(_) => {}
+            KeyChange::Updated(u) => {
+                key.text = Text::new(&u.name, &u.description, &u.owner, key.display_prefix());
+                key.expires_at = u.expires_at;
+            }
+            KeyChange::ScopesEdited(s) => key.scopes = self.shared.scopes(&s.scopes),
+            KeyChange::IpsEdited(i) => key.allowed_cidrs = self.shared.cidrs(&i.allowed_cidrs),
+            KeyChange::Disabled => key.status = Status::Disabled,
+            KeyChange::Enabled => key.status = Status::Active,
+            KeyChange::Revoked(_) => key.status = Status::Revoked,
+            KeyChange::Deleted(_) => key.status = Status::Deleted,
+            KeyChange::Expired(_) => key.status = Status::Expired,
+            KeyChange::Rotated(r) => {
+                if let Some(old) = key.grace.take() {
+                    self.by_hash.remove(old.0.prefix(), slot);
+                }
+                let previous = std::mem::replace(&mut key.hash, r.key_hash);
+                match r.previous_valid_until {
+                    Some(until) => key.grace = Some(Box::new((previous, until))),
+                    None => self.by_hash.remove(previous.prefix(), slot),
+                }
+                key.text = Text::new(key.name(), key.description(), key.owner(), &r.display_prefix);
+                self.by_hash.insert(r.key_hash.prefix(), slot);
+            }
+        }
+        key.version = seq;
+        key.updated_at = t;
+        let expiring_after = expiry_entry(key);
+        if expiring_before != expiring_after {
+            if let Some(e) = expiring_before {
+                self.expiring.remove(&e);
+            }
+            if let Some(e) = expiring_after {
+                self.expiring.insert(e);
+            }
+        }
+        if counted_before
+            && !key.status.counts_against_limit()
+            && let Some(org) = self.orgs.get_mut(&key.org)
+        {
+            org.counted_keys = org.counted_keys.saturating_sub(1);
+        }
+    }
+}
+
+/// The key's place in the expiry index, if it has one.
+fn expiry_entry(key: &Key) -> Option<(Timestamp, KeyId)> {
+    match key.status {
+        Status::Active | Status::Disabled => key.expires_at.map(|at| (at, key.id)),
+        _ => None,
+    }
+}

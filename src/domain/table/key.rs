@@ -1,0 +1,268 @@
+//! One key as the table holds it: compact, because a table may hold
+//! millions and a verify at that size is bound by cache misses; its status,
+//! its usage, and `KeyView`, what users see of it.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::domain::cidr::{self, Cidr};
+use crate::domain::id::{Actor, KeyId, OrgId, Seq};
+use crate::domain::scope::Scope;
+use crate::domain::time::Timestamp;
+use crate::domain::token::TokenHash;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Active,
+    Disabled,
+    Expired,
+    Revoked,
+    Deleted,
+}
+
+impl Status {
+    pub const ALL: [Status; 5] = [Status::Active, Status::Disabled, Status::Expired, Status::Revoked, Status::Deleted];
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|status| status.as_str() == s)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "active",
+            Status::Disabled => "disabled",
+            Status::Expired => "expired",
+            Status::Revoked => "revoked",
+            Status::Deleted => "deleted",
+        }
+    }
+
+    /// Keys in these states count against `max_keys`.
+    pub fn counts_against_limit(self) -> bool {
+        !matches!(self, Status::Revoked | Status::Deleted)
+    }
+}
+
+/// Verifications that found a key (or any key of an org), from `key.accessed`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Usage {
+    pub total: u64,
+    pub last_used_at: Option<Timestamp>,
+    pub last_ip: Option<String>,
+    /// Days since the epoch (UTC) to counts, by the day of each report's `last_at`.
+    pub per_day: BTreeMap<i64, u64>,
+}
+
+/// What a key that was never used reports.
+static UNUSED: Usage = Usage { total: 0, last_used_at: None, last_ip: None, per_day: BTreeMap::new() };
+
+impl Usage {
+    /// Adds a report's count. Counts come from the network (replicas'
+    /// reports), so they saturate rather than wrap or panic.
+    pub(super) fn record(&mut self, count: u64, last_at: Timestamp, last_ip: Option<&String>) {
+        self.total = self.total.saturating_add(count);
+        let day = self.per_day.entry(last_at.day()).or_default();
+        *day = day.saturating_add(count);
+        if self.last_used_at.is_none_or(|t| t <= last_at) {
+            self.last_used_at = Some(last_at);
+            if last_ip.is_some() {
+                self.last_ip = last_ip.cloned();
+            }
+        }
+    }
+}
+
+/// One key. Kept small (a table may hold millions, and a verify at that
+/// size is bound by cache misses): the fields a verify reads come first and
+/// share two cache lines, ids are inline, scope and address sets are shared
+/// between the keys that have the same ones, the descriptive text is one
+/// allocation, and what most keys lack (a grace period, any use) is boxed.
+#[derive(Clone, Debug, PartialEq)]
+#[repr(C)]
+pub struct Key {
+    pub hash: TokenHash,
+    pub id: KeyId,
+    /// The status as events set it; `status_at` adds expiry by the clock.
+    pub status: Status,
+    pub expires_at: Option<Timestamp>,
+    pub org: OrgId,
+    pub scopes: Arc<[Scope]>,
+    pub allowed_cidrs: Arc<[Cidr]>,
+    /// The previous secret's hash and the instant it stops working, after a
+    /// rotation with a grace period.
+    pub(super) grace: Option<Box<(TokenHash, Timestamp)>>,
+    pub(super) text: Text,
+    pub created_by: Actor,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub version: Seq,
+    pub(super) usage: Option<Box<Usage>>,
+}
+
+/// A key's name, description, owner and display prefix, in one allocation:
+/// each of the first three after its length in bytes (LEB128), the display
+/// prefix last. Sixteen bytes in the key, and one small block on the heap.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct Text(Box<[u8]>);
+
+impl Text {
+    pub(super) fn new(name: &str, description: &str, owner: &str, display_prefix: &str) -> Text {
+        let mut all = Vec::with_capacity(name.len() + description.len() + owner.len() + display_prefix.len() + 6);
+        for part in [name, description, owner] {
+            let mut len = part.len();
+            while len >= 0x80 {
+                all.push(len as u8 | 0x80);
+                len >>= 7;
+            }
+            all.push(len as u8);
+            all.extend_from_slice(part.as_bytes());
+        }
+        all.extend_from_slice(display_prefix.as_bytes());
+        Text(all.into_boxed_slice())
+    }
+
+    /// Part `i`: 0 name, 1 description, 2 owner, 3 display prefix.
+    fn part(&self, i: usize) -> &str {
+        let mut rest = &self.0[..];
+        for _ in 0..i {
+            rest = Text::split_first_part(rest).1;
+        }
+        let part = if i < 3 { Text::split_first_part(rest).0 } else { rest };
+        // Built from `&str`s only, so every part is UTF-8.
+        std::str::from_utf8(part).unwrap_or_default()
+    }
+
+    /// A length-prefixed part and what follows it.
+    fn split_first_part(mut bytes: &[u8]) -> (&[u8], &[u8]) {
+        let (mut len, mut shift) = (0usize, 0);
+        while let Some((&b, tail)) = bytes.split_first() {
+            bytes = tail;
+            len |= usize::from(b & 0x7f) << shift;
+            shift += 7;
+            if b < 0x80 {
+                break;
+            }
+        }
+        bytes.split_at(len.min(bytes.len()))
+    }
+}
+
+impl Key {
+    pub fn name(&self) -> &str {
+        self.text.part(0)
+    }
+
+    pub fn description(&self) -> &str {
+        self.text.part(1)
+    }
+
+    pub fn owner(&self) -> &str {
+        self.text.part(2)
+    }
+
+    pub fn display_prefix(&self) -> &str {
+        self.text.part(3)
+    }
+
+    pub fn usage(&self) -> &Usage {
+        self.usage.as_deref().unwrap_or(&UNUSED)
+    }
+
+    /// The previous secret's hash and when it stops working, during a grace period.
+    pub fn grace(&self) -> Option<(TokenHash, Timestamp)> {
+        self.grace.as_deref().copied()
+    }
+
+    /// The status at `now`: an active or disabled key whose `expires_at` has
+    /// passed is expired, whether or not `key.expired` was written yet.
+    pub fn status_at(&self, now: Timestamp) -> Status {
+        match self.status {
+            Status::Active | Status::Disabled if self.expires_at.is_some_and(|e| e <= now) => Status::Expired,
+            s => s,
+        }
+    }
+
+    pub fn allows_ip(&self, ip: IpAddr) -> bool {
+        cidr::allows(&self.allowed_cidrs, ip)
+    }
+
+    pub fn grants(&self, action: &str, resource: Option<&str>) -> bool {
+        self.scopes.iter().any(|s| s.grants(action, resource))
+    }
+
+    /// The public view of the key at `now`: everything but its hashes.
+    pub fn view(&self, now: Timestamp) -> KeyView<'_> {
+        KeyView {
+            id: &self.id,
+            org: &self.org,
+            name: self.name(),
+            description: self.description(),
+            owner: self.owner(),
+            created_by: &self.created_by,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            last_used_at: self.usage().last_used_at,
+            expires_at: self.expires_at,
+            scopes: &self.scopes,
+            allowed_cidrs: &self.allowed_cidrs,
+            status: self.status_at(now),
+            display_prefix: self.display_prefix(),
+            version: self.version,
+        }
+    }
+}
+
+/// A key as users see it (HTTP responses, `keyreg replay`); never a hash.
+#[derive(Serialize)]
+pub struct KeyView<'a> {
+    pub id: &'a KeyId,
+    pub org: &'a OrgId,
+    pub name: &'a str,
+    pub description: &'a str,
+    pub owner: &'a str,
+    pub created_by: &'a Actor,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub last_used_at: Option<Timestamp>,
+    pub expires_at: Option<Timestamp>,
+    pub scopes: &'a [Scope],
+    pub allowed_cidrs: &'a [Cidr],
+    pub status: Status,
+    pub display_prefix: &'a str,
+    pub version: Seq,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_keys_text_gives_back_each_part() {
+        let long = "é".repeat(700);
+        for parts in [["ci", "", "", "kr_a1B2c3"], ["", "", "", ""], [&long, "ü", &"o".repeat(128), "acme_xyzXYZ"]] {
+            let text = Text::new(parts[0], parts[1], parts[2], parts[3]);
+            assert_eq!([0, 1, 2, 3].map(|i| text.part(i)), parts);
+        }
+    }
+
+    /// The memory budget (≤ 300 bytes per key with indexes and text, see
+    /// BENCHMARKS.md) leaves about this much for the record itself.
+    #[test]
+    fn a_key_record_stays_small() {
+        assert!(std::mem::size_of::<Key>() <= 224, "{}", std::mem::size_of::<Key>());
+    }
+
+    #[test]
+    fn usage_counts_saturate_instead_of_wrapping() {
+        let mut usage = Usage::default();
+        let at = Timestamp::from_micros(86_400_000_000 * 3);
+        usage.record(u64::MAX / 2 + 1, at, None);
+        usage.record(u64::MAX / 2 + 1, at, None);
+        assert_eq!(usage.total, u64::MAX);
+        assert_eq!(usage.per_day[&3], u64::MAX);
+    }
+}

@@ -1,0 +1,156 @@
+//! Verification: may the holder of this secret do this action, on this
+//! resource, from this address, now? One pure function over a `Table`, so
+//! the registry and every replica answer with the same rules.
+//!
+//! The checks run in a fixed order and the first failure is the answer:
+//! format and checksum (no lookup at all), then the lookup by keyed hash,
+//! then revoked, expired (by the clock, before any `key.expired` event),
+//! disabled, address, scope.
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::domain::id::{KeyId, OrgId, Seq};
+use crate::domain::scope::Scope;
+use crate::domain::table::{Key, Status, Table};
+use crate::domain::time::Timestamp;
+use crate::domain::token::{Pepper, TokenFormat, TokenHash};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Code {
+    Valid,
+    Malformed,
+    NotFound,
+    Revoked,
+    Expired,
+    Disabled,
+    ForbiddenIp,
+    ForbiddenScope,
+}
+
+impl Code {
+    pub const ALL: [Code; 8] = [
+        Code::Valid,
+        Code::Malformed,
+        Code::NotFound,
+        Code::Revoked,
+        Code::Expired,
+        Code::Disabled,
+        Code::ForbiddenIp,
+        Code::ForbiddenScope,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Valid => "VALID",
+            Code::Malformed => "MALFORMED",
+            Code::NotFound => "NOT_FOUND",
+            Code::Revoked => "REVOKED",
+            Code::Expired => "EXPIRED",
+            Code::Disabled => "DISABLED",
+            Code::ForbiddenIp => "FORBIDDEN_IP",
+            Code::ForbiddenScope => "FORBIDDEN_SCOPE",
+        }
+    }
+}
+
+/// What is being asked, with the secret already reduced to its keyed hash.
+#[derive(Clone, Debug, Default)]
+pub struct Question<'a> {
+    pub action: Option<&'a str>,
+    pub resource: Option<&'a str>,
+    /// The caller's address; a key with `allowed_cidrs` refuses a question
+    /// that does not say where it comes from.
+    pub ip: Option<IpAddr>,
+}
+
+/// The key a verify found, as the answer reports it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Found {
+    pub key_id: KeyId,
+    pub org: OrgId,
+    pub scopes: std::sync::Arc<[Scope]>,
+    pub expires_at: Option<Timestamp>,
+}
+
+impl Found {
+    pub fn of(key: &Key) -> Found {
+        Found { key_id: key.id, org: key.org.clone(), scopes: key.scopes.clone(), expires_at: key.expires_at }
+    }
+}
+
+/// A verify's outcome, borrowing the key it found from the table: deciding
+/// copies nothing, and the caller takes what it needs while it holds the table.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Verdict<'a> {
+    pub code: Code,
+    /// Present whenever a key was found, whatever the code.
+    pub key: Option<&'a Key>,
+}
+
+impl Verdict<'_> {
+    /// The answer that reports this verdict, reached on a table that had
+    /// applied `seq`.
+    pub fn answer(&self, seq: Seq) -> Answer {
+        let code = self.code;
+        Answer { valid: code == Code::Valid, code, found: self.key.map(Found::of), seq }
+    }
+}
+
+/// A verify's answer, as `POST /v1/verify` and an embedded replica give it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Answer {
+    pub valid: bool,
+    pub code: Code,
+    #[serde(flatten)]
+    pub found: Option<Found>,
+    /// The last log sequence the answering node had applied.
+    pub seq: Seq,
+}
+
+/// The keyed hash of a presented token, or `MALFORMED` without any lookup.
+pub fn hash_presented(format: &TokenFormat, pepper: &Pepper, presented: &str) -> Result<TokenHash, Code> {
+    format.hash_presented(pepper, presented).map_err(|_| Code::Malformed)
+}
+
+/// The whole verify of a presented token against `table` at `now`: format
+/// and checksum, lookup, rules. The in-process path (an embedded replica),
+/// where the table is at hand while hashing, so the lookup's first memory
+/// access can overlap the checksum.
+pub fn verify<'a>(
+    table: &'a Table,
+    format: &TokenFormat,
+    pepper: &Pepper,
+    presented: &str,
+    question: &Question<'_>,
+    now: Timestamp,
+) -> Verdict<'a> {
+    match format.hash_presented_then(pepper, presented, |hash| table.prefetch(hash)) {
+        Ok(hash) => check(table, &hash, question, now),
+        Err(_) => Verdict { code: Code::Malformed, key: None },
+    }
+}
+
+/// Checks a hashed secret against the table at `now`.
+pub fn check<'a>(table: &'a Table, hash: &TokenHash, question: &Question<'_>, now: Timestamp) -> Verdict<'a> {
+    let Some(key) = table.key_by_hash(hash, now) else {
+        return Verdict { code: Code::NotFound, key: None };
+    };
+    let code = match key.status_at(now) {
+        Status::Revoked | Status::Deleted => Code::Revoked,
+        Status::Expired => Code::Expired,
+        Status::Disabled => Code::Disabled,
+        Status::Active => {
+            if !key.allowed_cidrs.is_empty() && !question.ip.is_some_and(|ip| key.allows_ip(ip)) {
+                Code::ForbiddenIp
+            } else if question.action.is_some_and(|a| !key.grants(a, question.resource)) {
+                Code::ForbiddenScope
+            } else {
+                Code::Valid
+            }
+        }
+    };
+    Verdict { code, key: Some(key) }
+}

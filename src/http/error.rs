@@ -1,0 +1,135 @@
+//! The one mapping from errors to HTTP: every failure an API call can meet
+//! becomes an `ApiError`, and `ApiError` alone decides status, code and
+//! title. Bodies are `application/problem+json`. 5xx details are logged,
+//! never returned.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::domain::command::Refusal;
+use crate::registry::ExecError;
+use crate::store::log::LogError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Validation(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    KeyLimit(String),
+    #[error("{0}")]
+    VersionMismatch(String),
+    #[error("the request body is larger than 64 KiB")]
+    PayloadTooLarge,
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    Stale(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    type_: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    code: &'a str,
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            ApiError::Validation(_) => (StatusCode::BAD_REQUEST, "VALIDATION", "The request is not valid"),
+            ApiError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "No valid key was presented"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN", "The key may not do this"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND", "Not found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "CONFLICT", "The current state does not allow this"),
+            ApiError::KeyLimit(_) => (StatusCode::CONFLICT, "KEY_LIMIT", "The organization has reached max_keys"),
+            ApiError::VersionMismatch(_) => {
+                (StatusCode::PRECONDITION_FAILED, "VERSION_MISMATCH", "The key has changed since that version")
+            }
+            ApiError::PayloadTooLarge => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "The request body is too large")
+            }
+            ApiError::MethodNotAllowed(_) => {
+                (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "Method not allowed")
+            }
+            ApiError::Stale(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "STALE", "This node has not applied that sequence yet")
+            }
+            ApiError::Unavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "The service cannot take writes now")
+            }
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "Internal error"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, title) = self.parts();
+        let detail = match &self {
+            ApiError::Internal(why) | ApiError::Unavailable(why) => {
+                tracing::error!(code, error = %why, "request failed");
+                if matches!(self, ApiError::Internal(_)) {
+                    "internal error; the server log has the details".to_owned()
+                } else {
+                    self.to_string()
+                }
+            }
+            other => other.to_string(),
+        };
+        let problem = Problem {
+            type_: format!("urn:keyreg:problem:{}", code.to_ascii_lowercase()),
+            title,
+            status: status.as_u16(),
+            detail,
+            code,
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        response
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Validation { .. } => ApiError::Validation(r.to_string()),
+            Refusal::NotFound { .. } => ApiError::NotFound(r.to_string()),
+            Refusal::Conflict(_) => ApiError::Conflict(r.to_string()),
+            Refusal::KeyLimit { .. } => ApiError::KeyLimit(r.to_string()),
+            Refusal::VersionMismatch { .. } => ApiError::VersionMismatch(r.to_string()),
+        }
+    }
+}
+
+/// A log that cannot be read is the server's failure, never the caller's.
+impl From<LogError> for ApiError {
+    fn from(e: LogError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl From<ExecError> for ApiError {
+    fn from(e: ExecError) -> Self {
+        match e {
+            ExecError::Refused(r) => r.into(),
+            ExecError::Unavailable(why) => ApiError::Unavailable(why),
+        }
+    }
+}

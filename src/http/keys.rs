@@ -1,0 +1,412 @@
+//! Key management routes: create, list, get, edit (with If-Match and dry
+//! run), disable, enable, revoke, delete, bulk revoke, rotate.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    ApiError, AppState, Body, Caller, Params, blocking, expected_version, json, no_such_key, parse_key_id, parse_time,
+};
+use crate::domain::cidr::Cidr;
+use crate::domain::command::{Command, Expiry, KeyEdit, NewKey};
+use crate::domain::id::KeyId;
+use crate::domain::scope::Scope;
+use crate::domain::table::{Key, KeyView, Status, Table};
+use crate::domain::time::Timestamp;
+use crate::registry::Outcome;
+
+pub const DEFAULT_LIMIT: usize = 100;
+pub const MAX_LIMIT: usize = 1000;
+/// `expires_in_days` above this (100 years) is surely a mistake.
+const MAX_EXPIRES_IN_DAYS: f64 = 36_500.0;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyRequest {
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    owner: String,
+    scopes: Vec<String>,
+    expires_at: Option<String>,
+    expires_in_days: Option<f64>,
+    #[serde(default)]
+    allowed_cidrs: Vec<String>,
+}
+
+/// Absent fields stay as they are; `expires_at: null` removes the expiry.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateKeyRequest {
+    name: Option<String>,
+    description: Option<String>,
+    owner: Option<String>,
+    scopes: Option<Vec<String>>,
+    allowed_cidrs: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
+    expires_at: Option<Option<String>>,
+}
+
+/// Distinguishes a field given as `null` (`Some(None)`) from an absent one.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRevokeRequest {
+    ids: Vec<String>,
+    reason: Option<String>,
+    #[serde(default)]
+    delete: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateRequest {
+    #[serde(default)]
+    grace_seconds: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    status: Option<String>,
+    q: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+    as_of: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AsOfQuery {
+    as_of: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DryRunQuery {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQuery {
+    confirm: Option<String>,
+    reason: Option<String>,
+}
+
+#[derive(Serialize)]
+struct KeyResponse<'a> {
+    key: KeyView<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warnings: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    dry_run: bool,
+}
+
+#[derive(Serialize)]
+struct KeyList<'a> {
+    keys: Vec<KeyView<'a>>,
+    next_cursor: Option<String>,
+}
+
+fn parse_scopes(scopes: &[String]) -> Result<Vec<Scope>, ApiError> {
+    scopes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Scope::parse(s).map_err(|e| ApiError::Validation(format!("scopes[{i}]: {e}"))))
+        .collect()
+}
+
+fn parse_cidrs(cidrs: &[String]) -> Result<Vec<Cidr>, ApiError> {
+    cidrs
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Cidr::parse(c).map_err(|e| ApiError::Validation(format!("allowed_cidrs[{i}]: {e}"))))
+        .collect()
+}
+
+/// The answer to a write: the key after it, with an `ETag` of its version.
+fn key_response(
+    status: StatusCode,
+    key: &Key,
+    now: Timestamp,
+    secret: Option<&str>,
+    warnings: Option<&[String]>,
+    dry_run: bool,
+) -> Response {
+    let mut response = json(status, &KeyResponse { key: key.view(now), secret, warnings, dry_run });
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", key.version)) {
+        response.headers_mut().insert(header::ETAG, v);
+    }
+    response
+}
+
+fn changed_key(outcome: &Outcome) -> Result<&Key, ApiError> {
+    outcome.keys.first().ok_or_else(|| ApiError::Internal("a key command returned no key".into()))
+}
+
+pub async fn create(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(req): Body<CreateKeyRequest>,
+) -> Result<Response, ApiError> {
+    caller.require("keys:admin")?;
+    let expiry = match (&req.expires_at, req.expires_in_days) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::Validation("give expires_at or expires_in_days, not both".into()));
+        }
+        (Some(at), None) => Expiry::At(parse_time("expires_at", at)?),
+        (None, Some(days)) if days.is_finite() && days > 0.0 && days <= MAX_EXPIRES_IN_DAYS => {
+            Expiry::AfterSeconds((days * 86_400.0).round() as i64)
+        }
+        (None, Some(_)) => {
+            return Err(ApiError::Validation(format!(
+                "expires_in_days must be a positive number of days, at most {MAX_EXPIRES_IN_DAYS}"
+            )));
+        }
+        (None, None) => Expiry::Never,
+    };
+    let token = s.registry.format().generate();
+    let new = NewKey {
+        id: s.registry.next_key_id(),
+        secret: s.registry.secret_of(&token),
+        name: req.name,
+        description: req.description,
+        owner: req.owner,
+        scopes: parse_scopes(&req.scopes)?,
+        allowed_cidrs: parse_cidrs(&req.allowed_cidrs)?,
+        expiry,
+    };
+    let outcome = s.registry.execute(caller.actor(), caller.org.clone(), Command::CreateKey(new)).await?;
+    let key = changed_key(&outcome)?;
+    let now = s.registry.now();
+    Ok(key_response(StatusCode::CREATED, key, now, Some(token.expose()), Some(&outcome.warnings), false))
+}
+
+/// Which statuses a listing shows.
+fn status_filter(status: Option<&str>) -> Result<Option<Status>, ApiError> {
+    match status.unwrap_or("active") {
+        "all" => Ok(None),
+        s => Status::parse(s).map(Some).ok_or_else(|| {
+            ApiError::Validation("status must be active, disabled, expired, revoked, deleted or all".into())
+        }),
+    }
+}
+
+pub async fn list(
+    State(s): State<AppState>,
+    caller: Caller,
+    Params(q): Params<ListQuery>,
+) -> Result<Response, ApiError> {
+    caller.require("keys:read")?;
+    let status = status_filter(q.status.as_deref())?;
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::Validation(format!("limit must be 1 to {MAX_LIMIT}")));
+    }
+    let cursor = q
+        .cursor
+        .as_deref()
+        .map(|c| KeyId::parse(c).map_err(|_| ApiError::Validation("cursor is not one this API returned".into())))
+        .transpose()?;
+    let needle = q.q.as_deref().map(str::to_lowercase);
+    let page = |table: &Table, now: Timestamp| -> Response {
+        let mut keys = Vec::with_capacity(limit.min(64));
+        let mut more = false;
+        let matching = table.keys_of(&caller.org, cursor.as_ref()).filter(|k| {
+            status.is_none_or(|st| k.status_at(now) == st)
+                && needle.as_deref().is_none_or(|n| k.name().to_lowercase().contains(n))
+        });
+        for key in matching {
+            if keys.len() == limit {
+                more = true;
+                break;
+            }
+            keys.push(key.view(now));
+        }
+        let next_cursor = if more { keys.last().map(|k| k.id.to_string()) } else { None };
+        json(StatusCode::OK, &KeyList { keys, next_cursor })
+    };
+    match q.as_of {
+        Some(at) => {
+            let at = parse_time("as_of", &at)?;
+            let table = table_as_of(&s, at).await?;
+            Ok(page(&table, at))
+        }
+        None => Ok(page(&s.registry.read().table, s.registry.now())),
+    }
+}
+
+async fn table_as_of(s: &AppState, at: Timestamp) -> Result<Table, ApiError> {
+    let registry = s.registry.clone();
+    blocking(move || Ok(registry.table_as_of(at)?)).await
+}
+
+pub async fn get(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Params(q): Params<AsOfQuery>,
+) -> Result<Response, ApiError> {
+    caller.require("keys:read")?;
+    let id = parse_key_id(&id)?;
+    let not_found = || no_such_key(id.as_str());
+    match q.as_of {
+        Some(at) => {
+            let at = parse_time("as_of", &at)?;
+            let table = table_as_of(&s, at).await?;
+            let key = table.key_in(&caller.org, &id).ok_or_else(not_found)?;
+            Ok(key_response(StatusCode::OK, key, at, None, None, false))
+        }
+        None => {
+            let p = s.registry.read();
+            let key = p.table.key_in(&caller.org, &id).ok_or_else(not_found)?;
+            Ok(key_response(StatusCode::OK, key, s.registry.now(), None, None, false))
+        }
+    }
+}
+
+pub async fn update(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Params(q): Params<DryRunQuery>,
+    headers: HeaderMap,
+    Body(req): Body<UpdateKeyRequest>,
+) -> Result<Response, ApiError> {
+    caller.require("keys:admin")?;
+    let id = parse_key_id(&id)?;
+    let expected = expected_version(&headers)?;
+    let expires_at = match req.expires_at {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(at)) => Some(Some(parse_time("expires_at", &at)?)),
+    };
+    let edit = KeyEdit {
+        name: req.name,
+        description: req.description,
+        owner: req.owner,
+        expires_at,
+        scopes: req.scopes.as_deref().map(parse_scopes).transpose()?,
+        allowed_cidrs: req.allowed_cidrs.as_deref().map(parse_cidrs).transpose()?,
+    };
+    let command = Command::EditKey { id, expected, edit };
+    let outcome = if q.dry_run {
+        s.registry.preview(caller.actor(), caller.org.clone(), &command)?
+    } else {
+        s.registry.execute(caller.actor(), caller.org.clone(), command).await?
+    };
+    let now = s.registry.now();
+    Ok(key_response(StatusCode::OK, changed_key(&outcome)?, now, None, Some(&outcome.warnings), q.dry_run))
+}
+
+/// Runs a command that changes one key and answers with the key after it.
+async fn one_key(s: &AppState, caller: &Caller, command: Command) -> Result<Response, ApiError> {
+    let outcome = s.registry.execute(caller.actor(), caller.org.clone(), command).await?;
+    Ok(key_response(StatusCode::OK, changed_key(&outcome)?, s.registry.now(), None, None, false))
+}
+
+pub async fn disable(
+    s: State<AppState>,
+    caller: Caller,
+    id: Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    switch(s, caller, id, headers, |id, expected| Command::Disable { id, expected }).await
+}
+
+pub async fn enable(
+    s: State<AppState>,
+    caller: Caller,
+    id: Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    switch(s, caller, id, headers, |id, expected| Command::Enable { id, expected }).await
+}
+
+/// Disable and enable: the same request, a different command.
+async fn switch(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    command: fn(KeyId, Option<crate::domain::id::Seq>) -> Command,
+) -> Result<Response, ApiError> {
+    caller.require("keys:admin")?;
+    let command = command(parse_key_id(&id)?, expected_version(&headers)?);
+    one_key(&s, &caller, command).await
+}
+
+pub async fn revoke(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Body(req): Body<RevokeRequest>,
+) -> Result<Response, ApiError> {
+    caller.require("keys:admin")?;
+    let command = Command::Revoke { id: parse_key_id(&id)?, expected: expected_version(&headers)?, reason: req.reason };
+    one_key(&s, &caller, command).await
+}
+
+pub async fn delete(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Params(q): Params<DeleteQuery>,
+) -> Result<Response, ApiError> {
+    caller.require("keys:admin")?;
+    let id = parse_key_id(&id)?;
+    let confirm =
+        q.confirm.ok_or_else(|| ApiError::Validation("confirm: pass ?confirm=<the key's name> to delete it".into()))?;
+    one_key(&s, &caller, Command::Delete { id, confirm, reason: q.reason }).await
+}
+
+pub async fn bulk_revoke(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(req): Body<BulkRevokeRequest>,
+) -> Result<Response, ApiError> {
+    caller.require("keys:admin")?;
+    let ids = req.ids.iter().map(|id| parse_key_id(id)).collect::<Result<Vec<_>, _>>()?;
+    let command = Command::BulkRevoke { ids, reason: req.reason, delete: req.delete };
+    let outcome = s.registry.execute(caller.actor(), caller.org.clone(), command).await?;
+    let now = s.registry.now();
+    let keys: Vec<KeyView> = outcome.keys.iter().map(|k| k.view(now)).collect();
+    Ok(json(StatusCode::OK, &KeyList { keys, next_cursor: None }))
+}
+
+pub async fn rotate(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Body(req): Body<RotateRequest>,
+) -> Result<Response, ApiError> {
+    caller.require("keys:admin")?;
+    let token = s.registry.format().generate();
+    let command = Command::Rotate {
+        id: parse_key_id(&id)?,
+        expected: expected_version(&headers)?,
+        secret: s.registry.secret_of(&token),
+        grace_seconds: req.grace_seconds,
+    };
+    let outcome = s.registry.execute(caller.actor(), caller.org.clone(), command).await?;
+    Ok(key_response(StatusCode::OK, changed_key(&outcome)?, s.registry.now(), Some(token.expose()), None, false)
+        .into_response())
+}

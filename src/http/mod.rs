@@ -1,0 +1,288 @@
+//! The HTTP API (docs/http-api.md): the registry's router, authentication,
+//! request parsing, and the handlers by area (`keys`, `org`, `audit`,
+//! `verify`, `ops`); `replica` is a verifier replica's router. Request and
+//! response types live here, never in the domain; the domain's refusals
+//! become HTTP through `error` alone.
+
+mod audit;
+mod error;
+mod keys;
+mod ops;
+mod org;
+pub mod replica;
+pub mod verify;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::connect_info::ConnectInfo;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::de::DeserializeOwned;
+
+pub use audit::Digest;
+pub use error::ApiError;
+pub use verify::Node;
+
+use crate::access::AccessCounter;
+use crate::domain::id::{Actor, KeyId, OrgId, Seq};
+use crate::domain::scope::Scope;
+use crate::domain::verifier::{self, Code, Question};
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+
+/// Bodies over this many bytes are refused with 413.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// Every route the registry answers, as (method, path template). The router
+/// below is built to match, `schemas/openapi.json` documents each, and a
+/// test holds the three together.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/v1/orgs"),
+    ("GET", "/v1/org"),
+    ("PATCH", "/v1/org"),
+    ("POST", "/v1/keys"),
+    ("GET", "/v1/keys"),
+    ("GET", "/v1/keys/{id}"),
+    ("PATCH", "/v1/keys/{id}"),
+    ("DELETE", "/v1/keys/{id}"),
+    ("POST", "/v1/keys/{id}/disable"),
+    ("POST", "/v1/keys/{id}/enable"),
+    ("POST", "/v1/keys/{id}/revoke"),
+    ("POST", "/v1/keys/{id}/rotate"),
+    ("POST", "/v1/keys/bulk-revoke"),
+    ("GET", "/v1/keys/{id}/usage"),
+    ("GET", "/v1/usage"),
+    ("POST", "/v1/verify"),
+    ("GET", "/v1/audit"),
+    ("GET", "/v1/audit/verify"),
+    ("GET", "/v1/events"),
+    ("GET", "/v1/state/digest"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+];
+
+/// Settings of the API that tests and operators tune.
+#[derive(Clone, Debug)]
+pub struct ApiOptions {
+    /// How long a verify with `min_seq` waits for that sequence.
+    pub min_seq_wait: Duration,
+}
+
+impl Default for ApiOptions {
+    fn default() -> Self {
+        ApiOptions { min_seq_wait: Duration::from_secs(1) }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Registry,
+    pub access: Arc<AccessCounter>,
+    pub metrics: Arc<Metrics>,
+    pub options: ApiOptions,
+    /// The outbox's progress, when the registry publishes to NATS.
+    pub outbox: Option<Arc<crate::nats::publisher::OutboxStatus>>,
+}
+
+/// The registry's router. Tests may drive it without a socket; then no
+/// caller address is known and keys with `allowed_cidrs` refuse.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/orgs", post(org::create_org))
+        .route("/v1/org", get(org::get_org).patch(org::update_org))
+        .route("/v1/keys", post(keys::create).get(keys::list))
+        .route("/v1/keys/bulk-revoke", post(keys::bulk_revoke))
+        .route("/v1/keys/{id}", get(keys::get).patch(keys::update).delete(keys::delete))
+        .route("/v1/keys/{id}/disable", post(keys::disable))
+        .route("/v1/keys/{id}/enable", post(keys::enable))
+        .route("/v1/keys/{id}/revoke", post(keys::revoke))
+        .route("/v1/keys/{id}/rotate", post(keys::rotate))
+        .route("/v1/keys/{id}/usage", get(org::key_usage))
+        .route("/v1/usage", get(org::org_usage))
+        .route("/v1/verify", post(verify::verify::<AppState>))
+        .route("/v1/audit", get(audit::list))
+        .route("/v1/audit/verify", get(audit::verify_chain))
+        .route("/v1/events", get(audit::events))
+        .route("/v1/state/digest", get(audit::digest))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), track::<AppState>))
+        .fallback(|| async { ApiError::NotFound("no such route; docs/http-api.md lists them".into()) })
+        .method_not_allowed_fallback(|| async {
+            ApiError::MethodNotAllowed("this route does not take that method".into())
+        })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// Counts and times every routed request under its path template.
+pub async fn track<N: verify::Node>(State(node): State<N>, req: Request, next: Next) -> Response {
+    let route = match req.extensions().get::<MatchedPath>() {
+        Some(p) => format!("{} {}", req.method(), p.as_str()),
+        None => format!("{} unmatched", req.method()),
+    };
+    let started = Instant::now();
+    let response = next.run(req).await;
+    node.metrics().observe(&route, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// The token in `Authorization`, raw or after `Bearer `.
+fn presented_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let token = match value.get(..7) {
+        Some(p) if p.eq_ignore_ascii_case("bearer ") => value[7..].trim_start(),
+        _ => value,
+    };
+    (!token.is_empty()).then_some(token)
+}
+
+fn peer_ip(parts: &Parts) -> Option<std::net::IpAddr> {
+    parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
+}
+
+/// An authenticated caller: an active key, used from an address it allows.
+pub struct Caller {
+    pub key_id: KeyId,
+    pub org: OrgId,
+    scopes: Arc<[Scope]>,
+}
+
+impl Caller {
+    pub fn actor(&self) -> Actor {
+        Actor::Key(self.key_id)
+    }
+
+    /// Refuses unless one of the caller's scopes grants `action` (on every
+    /// resource: management scopes are not per resource).
+    pub fn require(&self, action: &str) -> Result<(), ApiError> {
+        if self.scopes.iter().any(|s| s.grants(action, None)) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!("this call needs a key with the scope {action}")))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = presented_token(&parts.headers).ok_or_else(|| {
+            ApiError::Unauthenticated("send a key in the Authorization header (raw or as Bearer)".into())
+        })?;
+        let registry = &state.registry;
+        let hash = verifier::hash_presented(registry.format(), registry.pepper(), token)
+            .map_err(|_| ApiError::Unauthenticated("the presented key is malformed".into()))?;
+        let question = Question { ip: peer_ip(parts), ..Question::default() };
+        let now = registry.now();
+        let p = registry.read();
+        let verdict = verifier::check(&p.table, &hash, &question, now);
+        let refuse = |why: &str| Err(ApiError::Unauthenticated(format!("the presented key {why}")));
+        match verdict.code {
+            Code::Valid | Code::ForbiddenScope => {}
+            Code::Malformed => return refuse("is malformed"),
+            Code::NotFound => return refuse("is not known"),
+            Code::Revoked => return refuse("is revoked"),
+            Code::Expired => return refuse("has expired"),
+            Code::Disabled => return refuse("is disabled"),
+            Code::ForbiddenIp => {
+                return Err(ApiError::Forbidden("the key may not be used from this address".into()));
+            }
+        }
+        let key = verdict.key.ok_or_else(|| ApiError::Internal("a found key has no record".into()))?;
+        Ok(Caller { key_id: key.id, org: key.org.clone(), scopes: key.scopes.clone() })
+    }
+}
+
+/// A JSON request body: at most `BODY_LIMIT` bytes, unknown fields refused
+/// (the request types say `deny_unknown_fields`); an empty body reads as `{}`.
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
+            if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::Validation(format!("cannot read the request body: {}", r.body_text()))
+            }
+        })?;
+        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
+        serde_json::from_slice(bytes)
+            .map(Body)
+            .map_err(|e| ApiError::Validation(format!("the body is not valid for this call: {e}")))
+    }
+}
+
+/// Query parameters; unknown ones are refused like unknown body fields.
+pub struct Params<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|q| Params(q.0))
+            .map_err(|e| ApiError::Validation(format!("bad query parameters: {}", e.body_text())))
+    }
+}
+
+/// `If-Match: 5`, `"5"` or `W/"5"`: the version a write expects; `*` or no
+/// header: any version.
+fn expected_version(headers: &HeaderMap) -> Result<Option<Seq>, ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or_default().trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    let bare = text.trim_start_matches("W/").trim_matches('"');
+    bare.parse::<u64>()
+        .map(|v| Some(Seq(v)))
+        .map_err(|_| ApiError::Validation("If-Match must be a key version, e.g. If-Match: \"42\"".into()))
+}
+
+/// A JSON response with a status.
+fn json<T: serde::Serialize>(status: axum::http::StatusCode, body: &T) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+/// Runs blocking work (sled reads, a walk of the log) off the async runtime.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| ApiError::Internal(e.to_string()))?
+}
+
+/// Prometheus's text exposition.
+fn prometheus(text: String) -> Response {
+    ([(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; version=0.0.4"))], text).into_response()
+}
+
+fn parse_key_id(id: &str) -> Result<KeyId, ApiError> {
+    KeyId::parse(id).map_err(|_| no_such_key(id))
+}
+
+/// Another org's key is answered exactly like a key that does not exist.
+fn no_such_key(id: &str) -> ApiError {
+    ApiError::NotFound(format!("no key {:?} in this organization", id.chars().take(80).collect::<String>()))
+}
+
+fn parse_time(field: &str, value: &str) -> Result<crate::domain::time::Timestamp, ApiError> {
+    crate::domain::time::Timestamp::parse(value)
+        .map_err(|_| ApiError::Validation(format!("{field} must be an RFC 3339 time, e.g. 2026-11-22T10:00:00Z")))
+}

@@ -1,0 +1,84 @@
+//! Operational routes: liveness, readiness and Prometheus metrics.
+
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Serialize;
+
+use super::{AppState, json, prometheus};
+use crate::domain::id::Seq;
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    head_seq: Seq,
+    head_hash: String,
+    applied_seq: Seq,
+    /// Why the registry refuses writes, when it does (a broken chain, a
+    /// failed commit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refusing_writes: Option<String>,
+    /// Present when the registry publishes to NATS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outbox: Option<Outbox>,
+}
+
+#[derive(Serialize)]
+struct Outbox {
+    published_seq: u64,
+    /// Log head minus the last sequence the stream acknowledged.
+    lag: u64,
+    connected: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    diverged: Option<String>,
+}
+
+fn health(s: &AppState) -> (bool, Health) {
+    let head = s.registry.head();
+    let applied = s.registry.read().table.applied();
+    let outbox = s.outbox.as_ref().map(|o| {
+        let published = o.published.load(Ordering::Relaxed);
+        Outbox {
+            published_seq: published,
+            lag: head.seq.0.saturating_sub(published),
+            connected: o.connected.load(Ordering::Relaxed),
+            diverged: o.diverged.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        }
+    });
+    // A diverged outbox is a failure; a lagging one is not: writes go on
+    // and the stream catches up.
+    let refusing_writes = s.registry.refusing_writes();
+    let ok = refusing_writes.is_none() && outbox.as_ref().is_none_or(|o| o.diverged.is_none());
+    let status = if ok { "ok" } else { "failing" };
+    let head_hash = head.hash.to_hex();
+    (ok, Health { status, head_seq: head.seq, head_hash, applied_seq: applied, refusing_writes, outbox })
+}
+
+/// Alive: the process answers. Reports the log head.
+pub async fn healthz(State(s): State<AppState>) -> Response {
+    json(StatusCode::OK, &health(&s).1)
+}
+
+/// Ready: the log takes writes (its chain holds, no commit failed) and the
+/// outbox has not found the stream diverging from the log.
+pub async fn readyz(State(s): State<AppState>) -> Response {
+    let (ok, h) = health(&s);
+    json(if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &h)
+}
+
+pub async fn metrics(State(s): State<AppState>) -> Response {
+    let head = s.registry.head().seq.0;
+    let mut gauges = vec![("keyreg_log_head_seq", "The sequence of the last event in the log.", head as f64)];
+    if let Some(o) = &s.outbox {
+        let published = o.published.load(Ordering::Relaxed);
+        gauges.push(("keyreg_outbox_published_seq", "The last sequence NATS acknowledged.", published as f64));
+        gauges.push((
+            "keyreg_outbox_lag",
+            "Log head minus the last sequence NATS acknowledged.",
+            head.saturating_sub(published) as f64,
+        ));
+    }
+    prometheus(s.metrics.render(&gauges))
+}

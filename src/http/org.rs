@@ -1,0 +1,151 @@
+//! Organization routes (create, read, update) and usage.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, AppState, Body, Caller, json, no_such_key, parse_key_id};
+use crate::domain::command::Command;
+use crate::domain::id::{KeyId, OrgId, SYSTEM_ORG};
+use crate::domain::table::{KeyView, Org, Status, Usage};
+use crate::domain::time::Timestamp;
+use crate::registry::ORG_ADMIN_SCOPES;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrgRequest {
+    id: String,
+    name: String,
+    max_keys: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateOrgRequest {
+    name: Option<String>,
+    max_keys: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct CreatedOrg<'a> {
+    org: &'a Org,
+    key: KeyView<'a>,
+    secret: &'a str,
+}
+
+#[derive(Serialize)]
+struct OrgResponse<'a> {
+    org: &'a Org,
+    key_counts: BTreeMap<&'static str, u64>,
+    usage: UsageView,
+}
+
+#[derive(Serialize)]
+struct DayCount {
+    date: String,
+    count: u64,
+}
+
+#[derive(Serialize)]
+struct UsageView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_id: Option<KeyId>,
+    total: u64,
+    last_used_at: Option<Timestamp>,
+    per_day: Vec<DayCount>,
+}
+
+impl UsageView {
+    fn of(usage: &Usage, key_id: Option<KeyId>) -> Self {
+        let per_day = usage
+            .per_day
+            .iter()
+            .map(|(day, count)| DayCount {
+                date: Timestamp::from_micros(day * 86_400_000_000).datetime().format("%Y-%m-%d").to_string(),
+                count: *count,
+            })
+            .collect();
+        UsageView { key_id, total: usage.total, last_used_at: usage.last_used_at, per_day }
+    }
+}
+
+pub async fn create_org(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(req): Body<CreateOrgRequest>,
+) -> Result<Response, ApiError> {
+    if caller.org.as_str() != SYSTEM_ORG {
+        return Err(ApiError::Forbidden(format!("only keys of the {SYSTEM_ORG} org may create organizations")));
+    }
+    caller.require("orgs:create")?;
+    let id = OrgId::parse(&req.id)
+        .ok()
+        .filter(OrgId::is_tenant)
+        .ok_or_else(|| ApiError::Validation("id must match [a-z0-9][a-z0-9-]{1,62}".into()))?;
+    let token = s.registry.format().generate();
+    let admin = s.registry.new_key(&token, "admin", "the first key of the organization", ORG_ADMIN_SCOPES);
+    let command = Command::CreateOrg { id: id.clone(), name: req.name, max_keys: req.max_keys, admin };
+    let outcome = s.registry.execute(caller.actor(), id, command).await?;
+    let (Some(org), Some(key)) = (outcome.org.as_ref(), outcome.keys.first()) else {
+        return Err(ApiError::Internal("org creation returned no org or key".into()));
+    };
+    let now = s.registry.now();
+    Ok(json(StatusCode::CREATED, &CreatedOrg { org, key: key.view(now), secret: token.expose() }))
+}
+
+fn org_response(s: &AppState, caller: &Caller) -> Result<Response, ApiError> {
+    let now = s.registry.now();
+    let p = s.registry.read();
+    let org = p.table.org(&caller.org).ok_or_else(|| ApiError::NotFound("the organization is gone".into()))?;
+    let mut key_counts: BTreeMap<&'static str, u64> =
+        [("active", 0), ("disabled", 0), ("expired", 0), ("revoked", 0), ("deleted", 0)].into_iter().collect();
+    for key in p.table.keys_of(&caller.org, None) {
+        let name = match key.status_at(now) {
+            Status::Active => "active",
+            Status::Disabled => "disabled",
+            Status::Expired => "expired",
+            Status::Revoked => "revoked",
+            Status::Deleted => "deleted",
+        };
+        *key_counts.entry(name).or_default() += 1;
+    }
+    Ok(json(StatusCode::OK, &OrgResponse { org, key_counts, usage: UsageView::of(&org.usage, None) }))
+}
+
+pub async fn get_org(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    caller.require("keys:read")?;
+    org_response(&s, &caller)
+}
+
+pub async fn update_org(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(req): Body<UpdateOrgRequest>,
+) -> Result<Response, ApiError> {
+    caller.require("keys:admin")?;
+    let command = Command::UpdateOrg { name: req.name, max_keys: req.max_keys };
+    s.registry.execute(caller.actor(), caller.org.clone(), command).await?;
+    org_response(&s, &caller)
+}
+
+pub async fn key_usage(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require("keys:read")?;
+    let id = parse_key_id(&id)?;
+    let p = s.registry.read();
+    let key = p.table.key_in(&caller.org, &id).ok_or_else(|| no_such_key(id.as_str()))?;
+    Ok(json(StatusCode::OK, &UsageView::of(key.usage(), Some(id))))
+}
+
+pub async fn org_usage(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    caller.require("keys:read")?;
+    let p = s.registry.read();
+    let org = p.table.org(&caller.org).ok_or_else(|| ApiError::NotFound("the organization is gone".into()))?;
+    Ok(json(StatusCode::OK, &UsageView::of(&org.usage, None)))
+}

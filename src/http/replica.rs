@@ -1,0 +1,119 @@
+//! A verifier replica's HTTP API: verify (the same handler as the
+//! registry's), its health and readiness, metrics and the state digest.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+
+use super::verify::{Checked, Node, verify};
+use super::{ApiError, BODY_LIMIT, Digest, json, prometheus, track};
+use crate::domain::id::Seq;
+use crate::domain::time::Timestamp;
+use crate::domain::token::{Pepper, TokenFormat, TokenHash};
+use crate::domain::verifier::{Answer, Code};
+use crate::metrics::Metrics;
+use crate::replica::Replica;
+
+impl Node for Replica {
+    fn format(&self) -> &TokenFormat {
+        &self.config().format
+    }
+
+    fn pepper(&self) -> &Pepper {
+        &self.config().pepper
+    }
+
+    fn now(&self) -> Timestamp {
+        self.config().clock.now()
+    }
+
+    fn min_seq_wait(&self) -> Duration {
+        self.config().min_seq_wait
+    }
+
+    fn metrics(&self) -> &Metrics {
+        Replica::metrics(self)
+    }
+
+    async fn wait_applied(&self, seq: Seq, timeout: Duration) -> bool {
+        Replica::wait_applied(self, seq, timeout).await
+    }
+
+    fn answer(&self, checked: &Checked, hash: Result<TokenHash, Code>, now: Timestamp) -> Result<Answer, ApiError> {
+        let history = self.table().map_err(|h| {
+            ApiError::Unavailable(format!(
+                "this replica stopped applying at sequence {}: {}; it cannot vouch for its state",
+                h.seq, h.why
+            ))
+        })?;
+        Ok(checked.answer(hash, history.state(), now))
+    }
+
+    fn counted(&self, answer: &Answer, now: Timestamp, ip: Option<IpAddr>) {
+        Replica::counted(self, answer, now, ip);
+    }
+}
+
+/// The replica's router.
+pub fn router(replica: &Replica) -> Router {
+    Router::new()
+        .route("/v1/verify", post(verify::<Replica>))
+        .route("/v1/state/digest", get(digest))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::from_fn_with_state(replica.clone(), track::<Replica>))
+        .fallback(|| async { ApiError::NotFound("no such route on a verifier replica".into()) })
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(replica.clone())
+}
+
+/// Serves the replica's router on `listener` until `shutdown`, then sends
+/// the pending access reports.
+pub async fn serve(
+    replica: &Replica,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(replica).into_make_service_with_connect_info::<SocketAddr>();
+    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    replica.flush_now().await;
+    result
+}
+
+async fn healthz(State(r): State<Replica>) -> Response {
+    let h = r.health();
+    let status = if h.halted.is_some() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    json(status, &h)
+}
+
+/// Ready once caught up with the stream at least once, and not halted.
+async fn readyz(State(r): State<Replica>) -> Response {
+    let h = r.health();
+    let ready = h.halted.is_none() && r.caught_up();
+    json(if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &h)
+}
+
+async fn metrics(State(r): State<Replica>) -> Response {
+    let h = r.health();
+    prometheus(r.metrics().render(&[
+        ("keyreg_replica_applied_seq", "The last sequence this replica applied.", h.applied_seq.0 as f64),
+        ("keyreg_replica_stream_last_seq", "The stream's last sequence as last seen.", h.stream_last_seq as f64),
+        ("keyreg_replica_apply_lag", "Stream last sequence minus applied sequence.", h.lag as f64),
+        (
+            "keyreg_replica_halted",
+            "1 when the replica stopped applying on a broken chain.",
+            h.halted.is_some() as u8 as f64,
+        ),
+    ]))
+}
+
+async fn digest(State(r): State<Replica>) -> Response {
+    let (seq, digest) = r.digest();
+    json(StatusCode::OK, &Digest { seq, digest: digest.to_hex().to_string() })
+}

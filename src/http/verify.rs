@@ -1,0 +1,168 @@
+//! `POST /v1/verify`: the request and its rules, and the one handler that
+//! serves it on the registry and on every replica (each a `Node`). The
+//! answer itself is the domain's (`domain::verifier::Answer`), so an
+//! embedded replica answers exactly as this route does.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde::Deserialize;
+
+use super::{ApiError, AppState, Body, json, presented_token};
+use crate::domain::id::Seq;
+use crate::domain::scope;
+use crate::domain::table::Table;
+use crate::domain::time::Timestamp;
+use crate::domain::token::{Pepper, TokenFormat, TokenHash};
+use crate::domain::verifier::{self, Answer, Code, Question, Verdict};
+use crate::metrics::Metrics;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    key: Option<String>,
+    action: Option<String>,
+    resource: Option<String>,
+    ip: Option<String>,
+    min_seq: Option<u64>,
+}
+
+/// A verify request whose fields have been checked.
+pub struct Checked {
+    token: String,
+    action: Option<String>,
+    resource: Option<String>,
+    pub ip: Option<IpAddr>,
+    pub min_seq: Option<Seq>,
+}
+
+impl VerifyRequest {
+    /// Applies the request rules: a key (body or `Authorization`), a concrete
+    /// action, a concrete resource only with an action, a parseable address.
+    pub fn check(self, headers: &HeaderMap) -> Result<Checked, ApiError> {
+        let token = match self.key {
+            Some(k) => k,
+            None => presented_token(headers).map(str::to_owned).ok_or_else(|| {
+                ApiError::Validation("give the key as \"key\" in the body or in the Authorization header".into())
+            })?,
+        };
+        if let Some(a) = &self.action
+            && !scope::is_concrete_action(a)
+        {
+            return Err(ApiError::Validation("action must be a verb or service:verb without wildcards".into()));
+        }
+        if let Some(r) = &self.resource {
+            if self.action.is_none() {
+                return Err(ApiError::Validation("a resource needs an action".into()));
+            }
+            if !scope::is_concrete_resource(r) {
+                return Err(ApiError::Validation(
+                    "resource must be a /-separated path of non-empty segments without wildcards".into(),
+                ));
+            }
+        }
+        let ip = self
+            .ip
+            .as_deref()
+            .map(|ip| {
+                ip.parse::<IpAddr>().map_err(|_| ApiError::Validation("ip must be an IPv4 or IPv6 address".into()))
+            })
+            .transpose()?;
+        Ok(Checked { token, action: self.action, resource: self.resource, ip, min_seq: self.min_seq.map(Seq) })
+    }
+}
+
+impl Checked {
+    /// The keyed hash of the presented token, or `MALFORMED` without any
+    /// lookup. Done before the caller takes its table lock.
+    pub fn hash(&self, format: &TokenFormat, pepper: &Pepper) -> Result<TokenHash, Code> {
+        verifier::hash_presented(format, pepper, &self.token)
+    }
+
+    /// The answer against `table` at `now`, for the presented key already
+    /// reduced to its keyed hash (or refused as `MALFORMED`).
+    pub fn answer(&self, hash: Result<TokenHash, Code>, table: &Table, now: Timestamp) -> Answer {
+        let question = Question { action: self.action.as_deref(), resource: self.resource.as_deref(), ip: self.ip };
+        let verdict = match hash {
+            Err(code) => Verdict { code, key: None },
+            Ok(hash) => verifier::check(table, &hash, &question, now),
+        };
+        verdict.answer(table.applied())
+    }
+}
+
+/// A node that answers verify: the registry or a replica. Each holds its
+/// table its own way; the handler, the rules and the answer are shared.
+pub trait Node: Clone + Send + Sync + 'static {
+    fn format(&self) -> &TokenFormat;
+    fn pepper(&self) -> &Pepper;
+    fn now(&self) -> Timestamp;
+    fn min_seq_wait(&self) -> Duration;
+    fn metrics(&self) -> &Metrics;
+    /// Waits until the node has applied `seq`, at most `timeout`.
+    fn wait_applied(&self, seq: Seq, timeout: Duration) -> impl Future<Output = bool> + Send;
+    /// Answers against the node's table, under its read lock; refuses when
+    /// the node cannot vouch for its state.
+    fn answer(&self, checked: &Checked, hash: Result<TokenHash, Code>, now: Timestamp) -> Result<Answer, ApiError>;
+    /// Counts a verify that found a key as an access of it, and its code.
+    fn counted(&self, answer: &Answer, now: Timestamp, ip: Option<IpAddr>);
+}
+
+pub async fn verify<N: Node>(
+    State(node): State<N>,
+    headers: HeaderMap,
+    Body(req): Body<VerifyRequest>,
+) -> Result<Response, ApiError> {
+    let checked = req.check(&headers)?;
+    if let Some(min) = checked.min_seq
+        && !node.wait_applied(min, node.min_seq_wait()).await
+    {
+        return Err(ApiError::Stale(format!("this node has not applied sequence {min} yet; try again")));
+    }
+    let now = node.now();
+    let hash = checked.hash(node.format(), node.pepper());
+    let answer = node.answer(&checked, hash, now)?;
+    node.counted(&answer, now, checked.ip);
+    Ok(json(StatusCode::OK, &answer))
+}
+
+impl Node for AppState {
+    fn format(&self) -> &TokenFormat {
+        self.registry.format()
+    }
+
+    fn pepper(&self) -> &Pepper {
+        self.registry.pepper()
+    }
+
+    fn now(&self) -> Timestamp {
+        self.registry.now()
+    }
+
+    fn min_seq_wait(&self) -> Duration {
+        self.options.min_seq_wait
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn wait_applied(&self, seq: Seq, timeout: Duration) -> impl Future<Output = bool> + Send {
+        self.registry.wait_applied(seq, timeout)
+    }
+
+    fn answer(&self, checked: &Checked, hash: Result<TokenHash, Code>, now: Timestamp) -> Result<Answer, ApiError> {
+        Ok(checked.answer(hash, &self.registry.read().table, now))
+    }
+
+    fn counted(&self, answer: &Answer, now: Timestamp, ip: Option<IpAddr>) {
+        if let Some(found) = &answer.found {
+            self.access.record(&found.org, &found.key_id, now, ip);
+        }
+        self.metrics.verified(answer.code);
+    }
+}

@@ -1,0 +1,82 @@
+//! The registry's side of access reports: every report on `KEYREG_ACCESS`
+//! becomes a `key.accessed` event, once. A message is acknowledged only
+//! after its event is durable (or was refused as already recorded), so a
+//! crash redelivers rather than loses.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer};
+use futures_util::StreamExt;
+use tokio::sync::watch;
+
+use super::reports::ReportMessage;
+use super::{NatsError, access_stream, nats_err};
+use crate::domain::command::{Command, Refusal};
+use crate::domain::id::Actor;
+use crate::registry::{ExecError, Registry};
+
+const CONSUMER: &str = "keyreg-registry";
+
+/// Appends every report from `KEYREG_ACCESS` to the log, until `stop`.
+pub async fn run(url: String, registry: Registry, mut stop: watch::Receiver<bool>) {
+    let client = match super::connect(&url).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot ingest access reports");
+            return;
+        }
+    };
+    let js = jetstream::new(client);
+    loop {
+        tokio::select! {
+            result = run_until_error(&js, &registry) => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "access report ingest waits for NATS");
+                }
+            }
+            _ = stop.changed() => return,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn run_until_error(js: &jetstream::Context, registry: &Registry) -> Result<(), NatsError> {
+    let stream = access_stream(js).await?;
+    let config = consumer::pull::Config {
+        durable_name: Some(CONSUMER.into()),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(30),
+        ..Default::default()
+    };
+    let consumer = stream.get_or_create_consumer(CONSUMER, config).await.map_err(nats_err)?;
+    let mut messages = consumer.messages().await.map_err(nats_err)?;
+    let actor = Actor::system("usage");
+    while let Some(message) = messages.next().await {
+        let message = message.map_err(nats_err)?;
+        let report: ReportMessage = match serde_json::from_slice(&message.payload) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "an access report is not readable; dropping it");
+                message.ack().await.map_err(nats_err)?;
+                continue;
+            }
+        };
+        let command = Command::RecordAccess { id: report.key_id, report: report.report };
+        match registry.execute(actor.clone(), report.org, command).await {
+            Ok(_) => {}
+            Err(ExecError::Refused(Refusal::Conflict(why))) => {
+                tracing::debug!(%why, "duplicate access report")
+            }
+            Err(ExecError::Refused(r)) => {
+                tracing::warn!(refusal = %r, "an access report was refused")
+            }
+            // Not acknowledged: NATS redelivers it after ack_wait.
+            Err(ExecError::Unavailable(e)) => return Err(NatsError::Nats(e)),
+        }
+        message.ack().await.map_err(nats_err)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,372 @@
+//! The registry: a data dir, its log, the projections folded from it, and
+//! the single writer (`writer.rs`) that turns commands into durable events.
+//!
+//! Readers (verify, listings) take the projections' read lock for the
+//! length of a lookup and never touch the disk. Readers may see a batch's
+//! events a few milliseconds before its commit returns; no caller has been
+//! told of them yet, and if the commit fails the registry refuses writes
+//! until a restart rebuilds it from what is on disk.
+//!
+//! Opening folds the whole log through the chain checker (`history.rs`). A
+//! log whose chain breaks opens anyway, with the projections as they stood
+//! just before the break, and refuses every write: `broken()` names the
+//! sequence, so the operator learns of it from `/readyz` rather than from a
+//! registry that will not start.
+
+mod history;
+mod writer;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
+use std::time::Duration;
+
+use tokio::sync::{oneshot, watch};
+
+pub use history::{PROGRESS_EVERY, fold_log};
+
+use crate::domain::audit::AuditIndex;
+use crate::domain::chain::{ChainBreak, ChainReport};
+use crate::domain::command::{self, Command, Context, Decision, Expiry, NewKey, NewSecret, Refusal};
+use crate::domain::event::Event;
+use crate::domain::history::{Apply, History};
+use crate::domain::id::{Actor, IdGenerator, KeyId, OrgId, Seq};
+use crate::domain::scope::Scope;
+use crate::domain::table::{Key, Org, Table};
+use crate::domain::time::{Clock, Timestamp};
+use crate::domain::token::{Pepper, Token, TokenFormat};
+use crate::store::log::{Head, Log, LogError, Reader};
+use crate::store::{DataDir, DirError};
+use writer::{Job, Writer};
+
+/// Scopes of the first key `keyreg init` makes in the system org.
+pub const SYSTEM_ADMIN_SCOPES: &[&str] = &["orgs:create", "keys:admin", "keys:read", "audit:read"];
+/// Scopes of the first key of every new organization.
+pub const ORG_ADMIN_SCOPES: &[&str] = &["keys:admin", "keys:read", "audit:read"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Dir(#[from] DirError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("initialising failed: {0}")]
+    Init(String),
+    #[error("cannot start the writer thread: {0}")]
+    Thread(std::io::Error),
+    #[error("the log in {0} is still locked after the registry closed")]
+    StillLocked(String),
+}
+
+/// Why a command did not take effect.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// Refused by the rules; nothing was recorded.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// The log could not make the events durable, or the registry does not
+    /// take writes. Nothing was acknowledged; whether the events survive is
+    /// decided by what reached the disk, and a restart will tell.
+    #[error("the log is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What a command did: its events with their sequence numbers, the state
+/// after it of every key it touched and of its organization, and the
+/// warnings its decision carried.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub events: Vec<(Seq, Event)>,
+    pub keys: Vec<Key>,
+    pub org: Option<Org>,
+    /// The log head after the command (for a command that recorded nothing,
+    /// the head when it was decided).
+    pub head: Seq,
+    pub warnings: Vec<String>,
+}
+
+impl Outcome {
+    /// The state after `events` of the keys they touched (and of the key
+    /// the command is about, even when it changed nothing) and of `org`.
+    fn of(table: &Table, command: &Command, decision: Decision, events: Vec<(Seq, Event)>, before: Seq) -> Outcome {
+        let mut keys: Vec<Key> = vec![];
+        let touched = command.key().into_iter().chain(events.iter().filter_map(|(_, e)| e.key_id().copied()));
+        for id in touched {
+            if !keys.iter().any(|k| k.id == id)
+                && let Some(k) = table.key(&id)
+            {
+                keys.push(k.clone());
+            }
+        }
+        let Decision { org, warnings, .. } = decision;
+        let head = events.last().map(|(s, _)| *s).unwrap_or(before);
+        Outcome { events, keys, org: table.org(&org).cloned(), head, warnings }
+    }
+}
+
+/// The live projections: the key table and the audit index, always at the
+/// same sequence.
+#[derive(Default)]
+pub struct Projections {
+    pub table: Table,
+    pub audit: AuditIndex,
+}
+
+impl Projections {
+    pub fn apply(&mut self, seq: Seq, event: &Event) {
+        self.table.apply(seq, event);
+        self.audit.apply(seq, event);
+    }
+}
+
+impl Apply for Projections {
+    fn apply(&mut self, seq: Seq, event: &Event) {
+        Projections::apply(self, seq, event);
+    }
+}
+
+pub struct Config {
+    pub clock: Arc<dyn Clock>,
+    pub format: TokenFormat,
+}
+
+struct Shared {
+    projections: RwLock<Projections>,
+    /// A read handle on the log; the writer thread owns the write side.
+    log: Reader,
+    clock: Arc<dyn Clock>,
+    pepper: Pepper,
+    format: TokenFormat,
+    /// Set when a commit failed: the registry refuses writes until restarted.
+    failed: AtomicBool,
+    /// Where the stored chain breaks, if it does: writes are refused.
+    broken: Option<ChainBreak>,
+    /// Ids must increase in creation order across all callers.
+    ids: Mutex<IdGenerator>,
+    /// The last sequence applied to the projections, for callers that wait
+    /// to read their own writes (`min_seq`).
+    applied: watch::Sender<Seq>,
+    /// The last event made durable: the outbox publishes up to here and
+    /// never further, so NATS never carries an event the log could lose.
+    /// Kept in memory so that health checks never read the disk.
+    committed: watch::Sender<Head>,
+}
+
+impl Shared {
+    fn read(&self) -> RwLockReadGuard<'_, Projections> {
+        self.projections.read().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A handle on an open registry; cheap to clone.
+#[derive(Clone)]
+pub struct Registry {
+    shared: Arc<Shared>,
+    writer: Arc<Writer>,
+    dir: DataDir,
+}
+
+impl Registry {
+    /// Makes a new data dir: pepper, log, the `_system` org and its first
+    /// key. Returns the open registry and that key's secret.
+    pub fn init(dir: &DataDir, config: Config) -> Result<(Registry, Token), OpenError> {
+        dir.create(&Pepper::generate())?;
+        let registry = Registry::open(dir, config)?;
+        let token = registry.shared.format.generate();
+        let admin = registry.new_key(
+            &token,
+            "init",
+            "the first key of the system org, made by keyreg init",
+            SYSTEM_ADMIN_SCOPES,
+        );
+        let command = Command::CreateOrg { id: OrgId::system(), name: "System".into(), max_keys: None, admin };
+        registry
+            .execute_blocking(Actor::system("init"), OrgId::system(), command)
+            .map_err(|e| OpenError::Init(e.to_string()))?;
+        Ok((registry, token))
+    }
+
+    /// Opens an initialised data dir and folds its log into the
+    /// projections, checking the chain on the way.
+    pub fn open(dir: &DataDir, config: Config) -> Result<Registry, OpenError> {
+        let pepper = dir.pepper()?;
+        let log = Log::open(&dir.log_path())?;
+        let mut history = History::new(Projections::default());
+        fold_log(&log.reader(), &mut history, None, |n| tracing::info!(events = n, "replaying the log"))?;
+        let broken = history.broken().cloned();
+        match &broken {
+            Some(b) => tracing::error!(seq = %b.seq, why = %b.why, "the stored chain is broken; refusing writes"),
+            None => tracing::info!(head = %log.head().seq, "log opened"),
+        }
+        let applied = history.head().0;
+        let shared = Arc::new(Shared {
+            projections: RwLock::new(history.into_state()),
+            log: log.reader(),
+            clock: config.clock,
+            pepper,
+            format: config.format,
+            failed: AtomicBool::new(false),
+            broken,
+            ids: Mutex::new(IdGenerator::default()),
+            applied: watch::Sender::new(applied),
+            committed: watch::Sender::new(log.head()),
+        });
+        let writer = Writer::start(log, shared.clone()).map_err(OpenError::Thread)?;
+        Ok(Registry { shared, writer: Arc::new(writer), dir: dir.clone() })
+    }
+
+    /// Closes the registry: queued commands are committed and answered, the
+    /// writer stops, and this returns once the log's lock is released, so
+    /// the data dir can be opened again at once (dropping the last handle
+    /// also closes, but sled releases its lock when it gets round to it).
+    /// Other handles still in use make this an error.
+    pub fn close(self) -> Result<(), OpenError> {
+        let Registry { shared, writer, dir } = self;
+        // Every handle holds the writer; the writer thread holds `shared`.
+        if Arc::strong_count(&writer) > 1 {
+            return Err(OpenError::Init("close: other handles on this registry are still open".into()));
+        }
+        writer.stop();
+        drop((writer, shared));
+        crate::store::log::wait_unlocked(&dir.log_path(), Duration::from_secs(10))
+            .then_some(())
+            .ok_or_else(|| OpenError::StillLocked(dir.path().display().to_string()))
+    }
+
+    pub fn pepper(&self) -> &Pepper {
+        &self.shared.pepper
+    }
+
+    pub fn format(&self) -> &TokenFormat {
+        &self.shared.format
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.shared.clock.now()
+    }
+
+    /// The live projections, read-locked. Hold the guard only for a lookup.
+    pub fn read(&self) -> RwLockReadGuard<'_, Projections> {
+        self.shared.read()
+    }
+
+    pub fn log(&self) -> &Reader {
+        &self.shared.log
+    }
+
+    /// Why the registry refuses writes, if it does: a broken chain found at
+    /// start, or a failed commit.
+    pub fn refusing_writes(&self) -> Option<String> {
+        if let Some(b) = &self.shared.broken {
+            return Some(format!(
+                "{b}; run `keyreg audit verify` on the data dir (the registry refuses writes until the log is repaired)"
+            ));
+        }
+        self.shared.failed.load(Ordering::Relaxed).then(|| "an earlier commit failed; restart the registry".to_owned())
+    }
+
+    /// Where the stored chain breaks, if it does.
+    pub fn broken(&self) -> Option<&ChainBreak> {
+        self.shared.broken.as_ref()
+    }
+
+    /// Waits until the projections have applied `seq`, at most `timeout`.
+    pub async fn wait_applied(&self, seq: Seq, timeout: Duration) -> bool {
+        let mut rx = self.shared.applied.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|applied| *applied >= seq)).await.is_ok_and(|r| r.is_ok())
+    }
+
+    /// The last durable event.
+    pub fn head(&self) -> Head {
+        *self.shared.committed.borrow()
+    }
+
+    /// Follows the last durable event.
+    pub fn committed(&self) -> watch::Receiver<Head> {
+        self.shared.committed.subscribe()
+    }
+
+    /// A `NewKey` for a fresh token, with a new id.
+    pub fn new_key(&self, token: &Token, name: &str, description: &str, scopes: &[&str]) -> NewKey {
+        NewKey {
+            id: self.next_key_id(),
+            secret: self.secret_of(token),
+            name: name.to_owned(),
+            description: description.to_owned(),
+            owner: String::new(),
+            scopes: scopes.iter().filter_map(|s| Scope::parse(s).ok()).collect(),
+            allowed_cidrs: vec![],
+            expiry: Expiry::Never,
+        }
+    }
+
+    pub fn secret_of(&self, token: &Token) -> NewSecret {
+        NewSecret { hash: token.hash(&self.shared.pepper), display_prefix: token.display_prefix() }
+    }
+
+    pub fn next_key_id(&self) -> KeyId {
+        self.shared.ids.lock().unwrap_or_else(PoisonError::into_inner).key_id(self.now())
+    }
+
+    /// Decides and records `command`; returns once its events are durable.
+    pub async fn execute(&self, actor: Actor, org: OrgId, command: Command) -> Result<Outcome, ExecError> {
+        let rx = self.submit(actor, org, command)?;
+        rx.await.map_err(|_| ExecError::Unavailable("the writer stopped".into()))?
+    }
+
+    /// `execute` for callers outside an async runtime.
+    pub fn execute_blocking(&self, actor: Actor, org: OrgId, command: Command) -> Result<Outcome, ExecError> {
+        let rx = self.submit(actor, org, command)?;
+        rx.blocking_recv().map_err(|_| ExecError::Unavailable("the writer stopped".into()))?
+    }
+
+    fn submit(
+        &self,
+        actor: Actor,
+        org: OrgId,
+        command: Command,
+    ) -> Result<oneshot::Receiver<Result<Outcome, ExecError>>, ExecError> {
+        if let Some(why) = self.refusing_writes() {
+            return Err(ExecError::Unavailable(why));
+        }
+        let (reply, rx) = oneshot::channel();
+        if !self.writer.submit(Job { actor, org, command, reply }) {
+            return Err(ExecError::Unavailable("the writer stopped".into()));
+        }
+        Ok(rx)
+    }
+
+    /// What `command` would do, decided against the live table and applied
+    /// to a scratch copy: nothing is recorded. For `?dry_run=true`.
+    pub fn preview(&self, actor: Actor, org: OrgId, command: &Command) -> Result<Outcome, Refusal> {
+        let p = self.read();
+        let now = self.now().max(p.table.last_time().unwrap_or(Timestamp::from_micros(i64::MIN)));
+        let ctx = Context { actor, org, now };
+        let decision = command::decide(&p.table, &ctx, command)?;
+        let events = decision.events(&ctx, &mut IdGenerator::default());
+        let touched: Vec<KeyId> =
+            command.key().into_iter().chain(events.iter().filter_map(|e| e.key_id().copied())).collect();
+        let mut scratch = p.table.scratch(&decision.org, &touched);
+        let before = p.table.applied();
+        let events: Vec<(Seq, Event)> = (before.0 + 1..).map(Seq).zip(events).collect();
+        for (seq, event) in &events {
+            scratch.apply(*seq, event);
+        }
+        Ok(Outcome::of(&scratch, command, decision, events, before))
+    }
+
+    /// Checks the whole stored chain (blocking: it reads the whole log).
+    pub fn check_chain(&self) -> Result<ChainReport, LogError> {
+        let mut history = History::new(());
+        fold_log(&self.shared.log, &mut history, None, |_| {})?;
+        Ok(history.report())
+    }
+
+    /// The key table as it stood at `at`: the log folded up to the last
+    /// event at or before `at`.
+    pub fn table_as_of(&self, at: Timestamp) -> Result<Table, LogError> {
+        let last = self.read().audit.last_seq_at(at);
+        let mut history = History::new(Table::default());
+        fold_log(&self.shared.log, &mut history, Some(last), |_| {})?;
+        Ok(history.into_state())
+    }
+}

@@ -1,0 +1,80 @@
+//! A private `nats-server` with JetStream on a free loopback port and its
+//! own store dir, stopped on drop; it can be stopped and started again on
+//! the same port and store (fault tests). Shared, as source, by the
+//! integration tests and the benchmarks.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where the `nats-server` binary is: on PATH, then /usr/sbin/nats-server,
+/// then `$NATS_SERVER_BIN`.
+pub fn binary() -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("nats-server"))
+        .find(|p| p.is_file());
+    on_path
+        .or_else(|| Some(PathBuf::from("/usr/sbin/nats-server")).filter(|p| p.is_file()))
+        .or_else(|| std::env::var_os("NATS_SERVER_BIN").map(PathBuf::from).filter(|p| p.is_file()))
+}
+
+/// What to tell someone whose machine has no nats-server.
+pub const MISSING: &str = "nats-server with JetStream is needed: `apt-get install nats-server`, \
+                           or put it on PATH, or set NATS_SERVER_BIN to its path";
+
+pub struct NatsServer {
+    binary: PathBuf,
+    child: Option<Child>,
+    port: u16,
+    store: PathBuf,
+    pub url: String,
+}
+
+impl NatsServer {
+    /// Starts a server whose JetStream store is `dir/jetstream`.
+    pub fn start(dir: &Path) -> Result<NatsServer, String> {
+        let binary = binary().ok_or(MISSING)?;
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+        let url = format!("nats://127.0.0.1:{port}");
+        let mut server = NatsServer { binary, child: None, port, store: dir.join("jetstream"), url };
+        server.restart()?;
+        Ok(server)
+    }
+
+    /// Starts it again on the same port and store.
+    pub fn restart(&mut self) -> Result<(), String> {
+        assert!(self.child.is_none(), "the server is running");
+        let child = Command::new(&self.binary)
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .arg(&self.store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", self.binary.display()))?;
+        self.child = Some(child);
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if started.elapsed() > Duration::from_secs(10) {
+                return Err(format!("nats-server did not open port {}", self.port));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
