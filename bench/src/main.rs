@@ -9,6 +9,7 @@
 
 mod append;
 mod http;
+mod index;
 mod inprocess;
 mod nats;
 #[path = "../../tests/common/nats_server.rs"]
@@ -35,7 +36,7 @@ enum Cmd {
         /// The full sizes (1,000,000 keys and events) instead of the quick ones.
         #[arg(long)]
         full: bool,
-        /// Only these measurements (verify, replay, append, http, nats); all if absent.
+        /// Only these measurements (verify, index, replay, append, http, nats); all if absent.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },
@@ -87,6 +88,9 @@ fn run(size: Size, only: &[String]) -> anyhow::Result<()> {
     };
     if wanted("verify") {
         record("1./6. verify and memory", Ok(inprocess::verify_and_memory(size)));
+    }
+    if wanted("index") {
+        record("8. index", Ok(index::measure(size)));
     }
     if wanted("replay") {
         record("5. replay", inprocess::replay(size));

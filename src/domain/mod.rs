@@ -9,8 +9,8 @@
 //!   matching rules.
 //! - `event`: the facts, their exact byte encoding.
 //! - `chain`: the hash chain over those bytes and its checker.
-//! - `command`: every business rule, as `decide(table, ctx, command)`;
-//!   `validate` holds the field rules it applies.
+//! - `command`, `decide`: commands and every business rule, as
+//!   `decide(table, ctx, command)`; `validate` holds the field rules.
 //! - `table`: the key table, folded from events by one total `apply`.
 //! - `audit`: the index of the audit history.
 //! - `history`: the one fold from stored or streamed records (checked
@@ -21,6 +21,7 @@ pub mod audit;
 pub mod chain;
 pub mod cidr;
 pub mod command;
+pub mod decide;
 pub mod event;
 pub mod history;
 pub mod id;

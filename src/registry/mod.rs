@@ -26,7 +26,8 @@ pub use history::{PROGRESS_EVERY, fold_log};
 
 use crate::domain::audit::AuditIndex;
 use crate::domain::chain::{ChainBreak, ChainReport};
-use crate::domain::command::{self, Command, Context, Decision, Expiry, NewKey, NewSecret, Refusal};
+use crate::domain::command::{Command, Context, Decision, Expiry, NewKey, NewSecret, Refusal};
+use crate::domain::decide::decide;
 use crate::domain::event::Event;
 use crate::domain::history::{Apply, History};
 use crate::domain::id::{Actor, IdGenerator, KeyId, OrgId, Seq};
@@ -341,7 +342,7 @@ impl Registry {
         let p = self.read();
         let now = self.now().max(p.table.last_time().unwrap_or(Timestamp::from_micros(i64::MIN)));
         let ctx = Context { actor, org, now };
-        let decision = command::decide(&p.table, &ctx, command)?;
+        let decision = decide(&p.table, &ctx, command)?;
         let events = decision.events(&ctx, &mut IdGenerator::default());
         let touched: Vec<KeyId> =
             command.key().into_iter().chain(events.iter().filter_map(|e| e.key_id().copied())).collect();

@@ -18,7 +18,8 @@ use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 
 use super::{ExecError, Outcome, Shared};
-use crate::domain::command::{self, Command, Context};
+use crate::domain::command::{Command, Context, Refusal};
+use crate::domain::decide::decide;
 use crate::domain::event::Event;
 use crate::domain::id::{Actor, IdGenerator, OrgId, Seq};
 use crate::store::log::{Log, LogError};
@@ -116,7 +117,7 @@ fn write_loop(mut log: Log, shared: &Shared, rx: mpsc::Receiver<Job>) {
 }
 
 enum Failed {
-    Refused(command::Refusal),
+    Refused(Refusal),
     Log(LogError),
 }
 
@@ -126,7 +127,7 @@ fn run(log: &mut Log, shared: &Shared, ids: &mut IdGenerator, job: &Job) -> Resu
     // Event times never go backwards, so "as of T" is a prefix of the log.
     let now = before.time.map_or(shared.clock.now(), |t| shared.clock.now().max(t));
     let ctx = Context { actor: job.actor.clone(), org: job.org.clone(), now };
-    let decision = command::decide(&shared.read().table, &ctx, &job.command).map_err(Failed::Refused)?;
+    let decision = decide(&shared.read().table, &ctx, &job.command).map_err(Failed::Refused)?;
     let mut events: Vec<(Seq, Event)> = Vec::with_capacity(decision.changes.len());
     for event in decision.events(&ctx, ids) {
         let record = log.stage(&event).map_err(Failed::Log)?;

@@ -36,6 +36,9 @@ fn the_life_of_a_key() {
 
     // Listing: status filters and search.
     let (other, _) = new_key(&api, &admin, json!({"name": "nightly export", "scopes": ["read"], "expires_in_days": 7}));
+    let nightly = api.req("GET", "/v1/keys/{id}", Some(&other)).auth(&admin).send().ok(200)["key"].clone();
+    let time = |field: &str| keyreg::domain::time::Timestamp::parse(nightly[field].as_str().unwrap()).unwrap();
+    assert_eq!(time("expires_at"), time("created_at").plus_seconds(7 * 86_400), "exactly seven days: {nightly}");
     let names = |status: &str, q: &str| -> Vec<String> {
         let mut r = api.get("/v1/keys").auth(&admin).query("status", status);
         if !q.is_empty() {

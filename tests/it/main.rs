@@ -14,6 +14,7 @@ mod api_verify;
 mod chain;
 mod cli_keys;
 mod crash;
+mod lifecycle;
 mod nats_outbox;
 mod nats_replicas;
 mod property;

@@ -11,7 +11,7 @@
 //! The index never stores the values themselves: the table already holds
 //! them, which is what keeps an entry at 8 bytes.
 
-#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 struct Entry {
     /// The low 32 bits of the value's hash; an entry's home position is
     /// `tag & mask`, so growing and deleting need nothing but the entry.
@@ -154,9 +154,44 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// The whole index against the model, in one pass over the array: the
+    /// entries are exactly the model's, and every entry sits in the run of
+    /// occupied positions that starts at or before its home, so no probe
+    /// for it can stop at a gap first. This is what makes every `get`
+    /// right, checked without a probe per entry.
+    fn check(index: &SlotIndex, model: &HashMap<u32, u64>, step: u32) {
+        let mut expected: Vec<Entry> =
+            model.iter().map(|(&slot, &h)| Entry { tag: h as u32, slot: slot + 1 }).collect();
+        expected.sort_unstable();
+        assert_eq!(index.sorted(), expected, "step {step}: the entries differ from the model");
+        assert_eq!(index.len, model.len());
+        let size = index.entries.len();
+        let Some(empty) = index.entries.iter().position(|e| e.slot == 0) else {
+            assert_eq!(size, 0, "step {step}: a full array can never end a probe");
+            return;
+        };
+        // Walk once around from an empty position, tracking where the
+        // current run of occupied positions began.
+        let mut run_start = None;
+        for k in 1..=size {
+            let i = (empty + k) % size;
+            let e = index.entries[i];
+            if e.slot == 0 {
+                run_start = None;
+                continue;
+            }
+            let start = *run_start.get_or_insert(i);
+            let home = e.tag as usize & (size - 1);
+            // `home` must lie in the run between `start` and `i`, cyclically.
+            let in_run = if start <= i { (start..=i).contains(&home) } else { home >= start || home <= i };
+            assert!(in_run, "step {step}: the entry at {i} (home {home}) is cut off by a gap before {start}");
+        }
+    }
+
     /// Random inserts and removals, with hashes chosen to collide in the low
-    /// bits (long runs, wrap-around at the end of the array), checked against
-    /// a `HashMap` after every step.
+    /// bits (long runs, wrap-around at the end of the array): `get` checked
+    /// on the entry each step touches, and the whole index against a
+    /// `HashMap` every 50 steps.
     #[test]
     fn agrees_with_a_map_through_inserts_removals_and_growth() {
         let mut index = SlotIndex::default();
@@ -174,19 +209,19 @@ mod tests {
                 let slot = *model.keys().nth((rand() % model.len() as u64) as usize).unwrap();
                 let hash = model.remove(&slot).unwrap();
                 index.remove(hash, slot);
+                assert_eq!(index.get(hash, |s| s == slot), None, "step {step}: a removed entry is found");
             } else {
                 // Few distinct low bits: many entries share a home position.
                 let hash = (rand() & !0xffff_ffff) | (rand() % 64) | if step % 2 == 0 { 0xffff_ffc0 } else { 0 };
                 index.insert(hash, step);
                 model.insert(step, hash);
+                assert_eq!(index.get(hash, |s| s == step), Some(step), "step {step}");
             }
-            assert_eq!(index.len, model.len());
-            if step % 97 == 0 {
-                for (&slot, &hash) in &model {
-                    assert_eq!(index.get(hash, |s| s == slot), Some(slot), "step {step}");
-                }
+            if step % 50 == 0 {
+                check(&index, &model, step);
             }
         }
+        check(&index, &model, 20_000);
         for (&slot, &hash) in &model {
             assert_eq!(index.get(hash, |s| s == slot), Some(slot));
             assert_eq!(index.get(hash, |_| false), None);

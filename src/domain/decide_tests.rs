@@ -2,6 +2,9 @@
 //! (events or a refusal).
 
 use super::*;
+use crate::domain::command::{Expiry, NewSecret};
+use crate::domain::event::{Change, KeyAccessed};
+use crate::domain::id::{Actor, IdGenerator, OrgId};
 use crate::domain::token::{Pepper, TokenFormat};
 
 const T0: i64 = 1_790_000_000_000_000;
