@@ -1,35 +1,50 @@
 # keyreg's tasks. `just test` runs every test; `just run` starts a registry.
 
+# Run every test (the same as `just test`)
 default: test
 
-# Every test: unit, integration (real binary, real sled, real processes).
+# Every test: unit, integration (real binary, real sled, real nats-server)
 test:
     cargo test
 
-# Lints as CI would want them.
-lint:
-    cargo fmt --check
-    cargo clippy --all-targets -- -D warnings
+# The embeddable replica builds without the server, sled or the command line
+lean:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    tree=$(cargo tree -e normal --no-default-features --features replica --prefix none)
+    for crate in axum clap sled ureq tracing-subscriber anyhow; do
+        if grep -q "^$crate v" <<<"$tree"; then echo "the replica feature pulls in $crate"; exit 1; fi
+    done
+    cargo build --no-default-features --features replica
+    echo "lean: the replica feature builds without axum, clap, sled, ureq, tracing-subscriber and anyhow"
 
-# A working registry on ./data at http://127.0.0.1:8080 (the first run
-# initialises ./data and prints its first key, once), publishing to NATS
-# when one answers at 127.0.0.1:4222.
+# Formatting and lints, as CI would want them
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# A registry on $KEYREG_DATA (./data) at $KEYREG_LISTEN (127.0.0.1:8080), publishing to $KEYREG_NATS
 run:
     #!/usr/bin/env bash
     set -euo pipefail
+    data="${KEYREG_DATA:-data}"
+    listen="${KEYREG_LISTEN:-127.0.0.1:8080}"
+    nats="${KEYREG_NATS:-}"
+    if [ -z "$nats" ]; then
+        nats=none
+        if (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; then nats=nats://127.0.0.1:4222; fi
+    fi
     cargo build --release
-    test -e data/pepper || ./target/release/keyreg init --data data
-    nats=none
-    if (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; then nats=nats://127.0.0.1:4222; fi
-    echo "NATS: $nats"
-    exec ./target/release/keyreg serve --data data --listen 127.0.0.1:8080 --nats "$nats"
+    test -e "$data/pepper" || ./target/release/keyreg init --data "$data"
+    echo "data: $data   listen: http://$listen   NATS: $nats" >&2
+    exec ./target/release/keyreg serve --data "$data" --listen "$listen" --nats "$nats"
 
-# The benchmarks, quick sizes (under 5 minutes): prints the results table.
+# The benchmarks at quick sizes (a few minutes); prints the results table
 bench:
     cargo build --release -p keyreg-bench
     ./target/release/keyreg-bench run
 
-# The benchmarks at the sizes of BENCHMARKS.md (1,000,000 keys and events).
+# The benchmarks at the sizes of BENCHMARKS.md (1,000,000 keys and events)
 bench-full:
     cargo build --release -p keyreg-bench
     ./target/release/keyreg-bench run --full

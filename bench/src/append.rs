@@ -136,5 +136,70 @@ pub(crate) fn measure(size: Size) -> anyhow::Result<Vec<Row>> {
             met,
         ));
     }
+    rows.push(verify_while_appending(size)?);
     Ok(rows)
+}
+
+/// What appends cost verifies: the latency of single in-process verifies on
+/// the registry's live table (its read lock included), alone and while 64
+/// writers append. The writer takes the table's write lock only to apply a
+/// decided, already staged command, so the two should be close.
+fn verify_while_appending(size: Size) -> anyhow::Result<Row> {
+    let dir = crate::tempdir()?;
+    let (registry, _) = Registry::init(&DataDir::new(&dir), crate::config())?;
+    let token = registry.format().generate();
+    let key = registry.new_key(&token, "verified", "", &["read"]);
+    registry.execute_blocking(Actor::system("bench"), OrgId::system(), Command::CreateKey(key))?;
+    let sample = |until: &dyn Fn() -> bool| -> Vec<f64> {
+        let mut latencies = vec![];
+        while !until() || latencies.len() < 1000 {
+            let t = Instant::now();
+            let p = registry.read();
+            std::hint::black_box(keyreg::domain::verifier::verify(
+                &p.table,
+                registry.format(),
+                registry.pepper(),
+                token.expose(),
+                &Default::default(),
+                registry.now(),
+            ));
+            drop(p);
+            latencies.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        latencies.sort_by(f64::total_cmp);
+        latencies
+    };
+    progress("append: verify latency alone");
+    let started = Instant::now();
+    let alone = sample(&|| started.elapsed().as_secs_f64() > 2.0);
+    progress("append: verify latency while 64 writers append");
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let loaded = std::thread::scope(|scope| -> anyhow::Result<Vec<f64>> {
+        let writers = scope.spawn(|| {
+            let stats = on_log(&registry, 64, size.append_events.max(4000));
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            stats
+        });
+        let latencies = sample(&|| done.load(std::sync::atomic::Ordering::Relaxed));
+        writers.join().map_err(|_| anyhow::anyhow!("the writers panicked"))??;
+        Ok(latencies)
+    })?;
+    registry.close()?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let spread = |l: &[f64]| {
+        format!(
+            "p50 {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs, max {:.0} µs",
+            percentile(l, 0.5),
+            percentile(l, 0.99),
+            percentile(l, 0.999),
+            l.last().copied().unwrap_or(0.0)
+        )
+    };
+    Ok(Row::new(
+        "4. verify in process while 64 writers append",
+        spread(&loaded),
+        "appends do not stall verifies",
+        format!("alone: {}", spread(&alone)),
+        None,
+    ))
 }

@@ -91,6 +91,26 @@ enum Cmd {
     },
     /// Manage keys through a registry's HTTP API (token from KEYREG_TOKEN).
     Keys(keys::KeysArgs),
+    /// Manage the NATS event stream.
+    Stream {
+        #[command(subcommand)]
+        command: StreamCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum StreamCmd {
+    /// Delete the event stream, so that the registry republishes its whole
+    /// log on its next start: the way out when the stream diverges from the
+    /// log (a wiped data dir, another registry's events). Stop the registry
+    /// first; restart replicas after.
+    Reset {
+        #[arg(long, env = "KEYREG_NATS")]
+        nats: String,
+        /// Yes, delete it.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -200,6 +220,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let report = history::verify(&source)?;
             history::print_report(&report, json)?;
             Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Cmd::Stream { command: StreamCmd::Reset { nats, yes } } => {
+            anyhow::ensure!(
+                yes,
+                "this deletes the stream {} on {nats}; stop the registry, then run again with --yes",
+                crate::nats::EVENTS_STREAM
+            );
+            let existed = runtime()?.block_on(crate::nats::reset_events_stream(&nats))?;
+            eprintln!(
+                "{}; start the registry to publish its log from sequence 1, then restart the replicas",
+                if existed { "the event stream is deleted" } else { "there was no event stream" }
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Audit { command: AuditCmd::Export { data, since, until } } => {
             let since = since.map(|s| parse_time("--since", &s)).transpose()?;

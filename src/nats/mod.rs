@@ -123,15 +123,40 @@ pub async fn next_event(messages: &mut consumer::pull::Ordered) -> Option<Result
     }))
 }
 
-/// Reads the whole events stream as it is now, in order, calling `each` on
-/// every event; stops early when `each` returns false.
-pub async fn read_all(url: &str, mut each: impl FnMut(StreamEvent) -> bool) -> Result<(), NatsError> {
+/// Connects once, failing at once when NATS does not answer: for the
+/// command line, where waiting for NATS to come back helps nobody.
+async fn connect_now(url: &str) -> Result<jetstream::Context, NatsError> {
     let client = async_nats::ConnectOptions::new()
         .connection_timeout(Duration::from_secs(5))
         .connect(url)
         .await
-        .map_err(nats_err)?;
-    let js = jetstream::new(client);
+        .map_err(|e| NatsError::Nats(format!("cannot reach NATS at {url}: {e}")))?;
+    Ok(jetstream::new(client))
+}
+
+/// Deletes the events stream: the next registry to publish to this NATS
+/// starts it again from its own log's first event. True if there was one.
+/// The way out of a divergence (a wiped data dir, or another registry's
+/// events): stop the registry, reset, start it again, restart replicas.
+pub async fn reset_events_stream(url: &str) -> Result<bool, NatsError> {
+    let js = connect_now(url).await?;
+    match js.delete_stream(EVENTS_STREAM).await {
+        Ok(_) => Ok(true),
+        Err(e) => match e.kind() {
+            jetstream::context::DeleteStreamErrorKind::JetStream(js)
+                if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+            {
+                Ok(false)
+            }
+            _ => Err(nats_err(e)),
+        },
+    }
+}
+
+/// Reads the whole events stream as it is now, in order, calling `each` on
+/// every event; stops early when `each` returns false.
+pub async fn read_all(url: &str, mut each: impl FnMut(StreamEvent) -> bool) -> Result<(), NatsError> {
+    let js = connect_now(url).await?;
     let mut stream = js.get_stream(EVENTS_STREAM).await.map_err(nats_err)?;
     let last = stream.info().await.map_err(nats_err)?.state.last_sequence;
     if last == 0 {

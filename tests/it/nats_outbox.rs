@@ -118,3 +118,50 @@ fn ten_thousand_events_through_a_nats_outage_and_a_sigkill() {
     assert!(from_stream.status.success(), "{}", stdout(&from_stream));
     assert_eq!(stdout(&from_stream), stdout(&from_log));
 }
+
+/// A registry whose data dir was wiped and made again finds the old
+/// registry's events on the stream: its outbox refuses to publish over them
+/// and `/readyz` says so; `keyreg stream reset` (only with `--yes`) clears
+/// the way, and the next start publishes the new log from sequence 1.
+#[test]
+fn a_diverged_stream_is_reset_and_republished() {
+    let dir = tempdir();
+    let nats = start_nats(dir.path());
+    let flags = ["--nats", nats.url.as_str()];
+    let (first, system) = Server::init_and_start(&dir.path().join("first"), &flags);
+    let api = Api::new(&first.url);
+    new_org(&api, &system, "acme");
+    let published = api.head();
+    wait_until("the first log on the stream", Duration::from_secs(10), || {
+        api.get("/healthz").send().json["outbox"]["published_seq"].as_u64() == Some(published)
+    });
+    first.stop();
+
+    let (second, _) = Server::init_and_start(&dir.path().join("second"), &flags);
+    let api = Api::new(&second.url);
+    wait_until("the divergence to show", Duration::from_secs(10), || api.get("/readyz").send().status == 503);
+    let ready = api.get("/readyz").send();
+    assert!(ready.json["outbox"]["diverged"].as_str().unwrap().contains("diverges"), "{}", ready.json);
+    let data = second.data.clone();
+    second.stop();
+
+    let refused = keyreg(&["stream", "reset", "--nats", &nats.url]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stderr(&refused).contains("--yes"), "{}", stderr(&refused));
+    assert_eq!(stream_events(&nats.url).len() as u64, published, "nothing is deleted without --yes");
+    let reset = keyreg(&["stream", "reset", "--nats", &nats.url, "--yes"]);
+    assert!(reset.status.success(), "{}", stderr(&reset));
+
+    let second = Server::start(&data, &flags);
+    let api = Api::new(&second.url);
+    let head = api.head();
+    wait_until("the second log on the stream", Duration::from_secs(10), || {
+        api.get("/readyz").send().json["outbox"]["published_seq"].as_u64() == Some(head)
+    });
+    assert_eq!(api.get("/readyz").send().status, 200);
+    second.stop();
+    let exported = keyreg(&["audit", "export", "--data", path_str(&data)]).stdout;
+    let streamed: Vec<u8> =
+        stream_events(&nats.url).into_iter().flat_map(|(_, bytes, _)| [bytes, b"\n".to_vec()].concat()).collect();
+    assert_eq!(streamed, exported, "the stream is the second registry's log, byte for byte");
+}

@@ -24,19 +24,22 @@ fn the_readme_quickstart_works_as_written() {
     let bin_dir = keyreg_bin().parent().unwrap().to_owned();
     let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
     let script = format!("set -euo pipefail\n{}", quickstart_block());
-    let out = Command::new("bash")
-        .args(["-c", &script])
-        .env("KEYREG_URL", &server.url)
-        .env("KEYREG_TOKEN", &system)
-        .env("PATH", path)
-        .output()
-        .unwrap();
-    let text = stdout(&out);
-    assert!(out.status.success(), "{text}\n{}", stderr(&out));
-    let lines: Vec<&str> = text.lines().collect();
-    assert!(lines.contains(&"VALID") && lines.contains(&"REVOKED") && lines.contains(&"revoked"), "{text}");
-    assert!(text.contains("SECRET (shown once"), "{text}");
-    let revoked_table = &text[text.rfind("ID ").unwrap()..];
-    assert!(revoked_table.contains("nightly") && revoked_table.contains("revoked"), "{text}");
+    // README promises the steps can be run again as they are.
+    for run in ["first", "second"] {
+        let out = Command::new("bash")
+            .args(["-c", &script])
+            .env("KEYREG_URL", &server.url)
+            .env("KEYREG_TOKEN", &system)
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        let text = stdout(&out);
+        assert!(out.status.success(), "{run} run: {text}\n{}", stderr(&out));
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines.contains(&"VALID") && lines.contains(&"REVOKED") && lines.contains(&"revoked"), "{text}");
+        assert!(text.contains("SECRET (shown once"), "{text}");
+        let revoked_table = &text[text.rfind("ID ").unwrap()..];
+        assert!(revoked_table.contains("nightly") && revoked_table.contains("revoked"), "{text}");
+    }
     server.stop();
 }
