@@ -1,11 +1,20 @@
-//! A verifier replica: follows `KEYREG_EVENTS`, folds every event through
+//! A verifier replica: follows the events stream, folds every event through
 //! the same history fold as the registry (chain checked, then
 //! `Table::apply`), and answers verify locally, without a round trip to the
 //! registry. Its access counts travel back as reports.
 //!
-//! A replica that meets a gap, a bad hash or an event it cannot read stops
-//! applying for good, reports why, and refuses to answer: it never serves
-//! from a state it cannot vouch for. Restarting it rebuilds from sequence 1.
+//! A replica answers only when it can vouch for its table; otherwise verify
+//! is refused (`Unavailable`) and `/readyz` says why:
+//!
+//! - *halted*: it met a gap, a bad hash or an event it cannot read; it stops
+//!   applying for good (restarting rebuilds from sequence 1);
+//! - *wrong pepper*: the stream records another pepper's fingerprint, so
+//!   every key would be `NOT_FOUND`;
+//! - *catching up*: it has not yet reached the stream's end since it started;
+//! - *stale*: it has heard no registry heartbeat, or stayed behind the
+//!   heartbeat's sequence, for longer than `max_staleness` (fail closed:
+//!   better a refused verify than a revoked key answered `VALID`).
+//!
 //! Its HTTP routes are in `http::replica`; this type is what a Rust service
 //! embeds to verify in process.
 //!
@@ -16,49 +25,64 @@
 //!
 //! let replica = Replica::start(ReplicaConfig::new("nats://127.0.0.1:4222", pepper)).await?;
 //! let question = Question { action: Some("billing:read"), ..Question::default() };
-//! let answer = replica.verify("kr_…", question)?;
-//! if answer.valid { /* serve the request */ }
+//! match replica.verify("kr_…", question) {
+//!     Ok(answer) if answer.valid => { /* serve the request */ }
+//!     Ok(answer) => { /* refuse it: answer.code says why */ }
+//!     Err(unavailable) => { /* the replica cannot vouch for its table: fail closed */ }
+//! }
 //! # Ok(()) }
 //! ```
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use async_nats::jetstream;
+use futures_util::StreamExt;
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::access::AccessCounter;
 use crate::domain::history::History;
 use crate::domain::id::Seq;
 use crate::domain::table::Table;
 use crate::domain::time::{Clock, SystemClock, Timestamp};
-use crate::domain::token::{Pepper, TokenFormat};
+use crate::domain::token::{Pepper, PepperFingerprint, TokenFormat};
 use crate::domain::verifier::{self, Answer, Question};
 use crate::metrics::Metrics;
-use crate::nats::{self, NatsError, StreamEvent};
+use crate::nats::heartbeat::Heartbeat;
+use crate::nats::{self, Connection, Nats, NatsError, StreamEvent};
 
 pub struct ReplicaConfig {
-    pub nats: String,
+    pub nats: Nats,
     pub pepper: Pepper,
     pub format: TokenFormat,
-    /// This replica's name in access reports (`keyreg.access.<node>`).
+    /// This replica's name in access reports (`<prefix>.access.<node>`).
     pub node: String,
     pub access_flush: Duration,
     pub min_seq_wait: Duration,
+    /// Refuse verifies after hearing no heartbeat (or staying behind it) for
+    /// this long; `None` never refuses for staleness.
+    pub max_staleness: Option<Duration>,
     pub clock: Arc<dyn Clock>,
 }
+
+/// The default bound on staleness.
+pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(2);
+
+/// A replica that has fallen behind the heartbeat for this long, without
+/// applying anything, starts its consumer again.
+const STUCK_AFTER: Duration = Duration::from_millis(300);
 
 impl ReplicaConfig {
     pub fn new(nats: &str, pepper: Pepper) -> Self {
         ReplicaConfig {
-            nats: nats.to_owned(),
+            nats: Nats::new(nats),
             pepper,
             format: TokenFormat::default(),
             node: "replica".into(),
             access_flush: Duration::from_secs(10),
             min_seq_wait: Duration::from_secs(1),
+            max_staleness: Some(DEFAULT_MAX_STALENESS),
             clock: Arc::new(SystemClock),
         }
     }
@@ -72,16 +96,63 @@ pub struct Halt {
     pub why: String,
 }
 
+/// Why a replica refuses to answer.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum Unavailable {
+    #[error("{0}; it cannot vouch for its state")]
+    Halted(Halt),
+    #[error(
+        "this replica's pepper is not the registry's (the stream records another fingerprint); give it the registry's pepper file"
+    )]
+    WrongPepper,
+    #[error("this replica is catching up with the stream (applied {applied} of {stream_last}); try again")]
+    CatchingUp { applied: Seq, stream_last: u64 },
+    #[error("{0}; try again")]
+    Stale(String),
+}
+
+/// Times kept as microseconds since the replica started, in atomics, so
+/// that every verify can check readiness without a lock.
+struct Clockwork {
+    started: Instant,
+}
+
+impl Clockwork {
+    /// Microseconds since start, never 0 (0 means "never").
+    fn now(&self) -> u64 {
+        self.started.elapsed().as_micros() as u64 + 1
+    }
+
+    fn since(&self, micros: u64) -> Option<Duration> {
+        (micros != 0).then(|| Duration::from_micros(self.now().saturating_sub(micros)))
+    }
+}
+
 struct Inner {
     config: ReplicaConfig,
+    fingerprint: PepperFingerprint,
     /// The table and the chain it was folded from, always together.
     followed: RwLock<History<Table>>,
     applied: watch::Sender<Seq>,
-    /// The stream's last sequence as last seen, for the lag.
+    /// The stream's last sequence as last seen (stream info, pending counts,
+    /// heartbeats), for the lag and for catching up.
     stream_last: AtomicU64,
     /// Set once the replica has caught up with the stream after starting.
     caught_up: AtomicBool,
     halted: Mutex<Option<Halt>>,
+    /// A copy of `halted.is_some()`, and of "the stream records another
+    /// pepper", for the verify path.
+    stopped: AtomicBool,
+    wrong_pepper: AtomicBool,
+    clockwork: Clockwork,
+    /// When the last heartbeat arrived (0: never), and when the replica
+    /// fell behind the heartbeats' sequence (0: it is not behind).
+    last_beat: AtomicU64,
+    behind_since: AtomicU64,
+    /// When the replica last applied an event.
+    last_progress: AtomicU64,
+    /// Wakes the follower to start its consumer again.
+    kick: Notify,
     access: AccessCounter,
     metrics: Metrics,
 }
@@ -92,7 +163,7 @@ pub struct Replica {
     inner: Arc<Inner>,
 }
 
-/// What `/healthz` reports.
+/// What `/healthz` and `/readyz` report.
 #[derive(Serialize)]
 pub struct ReplicaHealth {
     pub status: &'static str,
@@ -100,32 +171,47 @@ pub struct ReplicaHealth {
     pub head_hash: String,
     pub stream_last_seq: u64,
     pub lag: u64,
+    /// Milliseconds since the last heartbeat (absent: none heard yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_heartbeat_ms: Option<u64>,
+    /// Why the replica refuses verifies, when it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub halted: Option<Halt>,
 }
 
 impl Replica {
     /// Connects (retrying while NATS is down) and starts following the
-    /// stream and flushing access reports in the background.
+    /// stream and its heartbeats and flushing access reports in the
+    /// background.
     pub async fn start(config: ReplicaConfig) -> Result<Replica, NatsError> {
-        let client = nats::connect(&config.nats).await?;
+        let connection = config.nats.connect().await?;
         let boot = config.clock.now();
         let replica = Replica {
             inner: Arc::new(Inner {
                 access: AccessCounter::new(&config.node, boot),
+                fingerprint: config.pepper.fingerprint(),
                 config,
                 followed: RwLock::new(History::new(Table::default())),
                 applied: watch::Sender::new(Seq(0)),
                 stream_last: AtomicU64::new(0),
                 caught_up: AtomicBool::new(false),
                 halted: Mutex::new(None),
+                stopped: AtomicBool::new(false),
+                wrong_pepper: AtomicBool::new(false),
+                clockwork: Clockwork { started: Instant::now() },
+                last_beat: AtomicU64::new(0),
+                behind_since: AtomicU64::new(0),
+                last_progress: AtomicU64::new(0),
+                kick: Notify::new(),
                 metrics: Metrics::default(),
             }),
         };
-        let js = jetstream::new(client);
-        tokio::spawn(replica.clone().follow(js.clone()));
-        tokio::spawn(replica.clone().watch_stream(js.clone()));
-        tokio::spawn(replica.clone().flush_reports(js));
+        tokio::spawn(replica.clone().follow(connection.clone()));
+        tokio::spawn(replica.clone().watch_stream(connection.clone()));
+        tokio::spawn(replica.clone().listen_to_heartbeats(connection.clone()));
+        tokio::spawn(replica.clone().flush_reports(connection));
         Ok(replica)
     }
 
@@ -149,22 +235,57 @@ impl Replica {
         self.inner.halted.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    /// Whether the replica has caught up with the stream at least once.
-    pub fn caught_up(&self) -> bool {
-        self.inner.caught_up.load(Ordering::Relaxed)
+    /// Why the replica refuses to answer now, if it does.
+    pub fn unavailable(&self) -> Option<Unavailable> {
+        let inner = &self.inner;
+        if inner.stopped.load(Ordering::Relaxed)
+            && let Some(h) = self.halted()
+        {
+            return Some(Unavailable::Halted(h));
+        }
+        if inner.wrong_pepper.load(Ordering::Relaxed) {
+            return Some(Unavailable::WrongPepper);
+        }
+        if !inner.caught_up.load(Ordering::Relaxed) {
+            let stream_last = inner.stream_last.load(Ordering::Relaxed);
+            return Some(Unavailable::CatchingUp { applied: self.applied(), stream_last });
+        }
+        let max = inner.config.max_staleness?;
+        let clock = &inner.clockwork;
+        match clock.since(inner.last_beat.load(Ordering::Relaxed)) {
+            None => {
+                return Some(Unavailable::Stale("this replica has heard no heartbeat from the registry yet".into()));
+            }
+            Some(quiet) if quiet > max => {
+                return Some(Unavailable::Stale(format!(
+                    "this replica has heard no heartbeat from the registry for {} ms (at most {} ms)",
+                    quiet.as_millis(),
+                    max.as_millis()
+                )));
+            }
+            Some(_) => {}
+        }
+        match clock.since(inner.behind_since.load(Ordering::Relaxed)) {
+            Some(behind) if behind > max => Some(Unavailable::Stale(format!(
+                "this replica has been behind the registry for {} ms (at most {} ms)",
+                behind.as_millis(),
+                max.as_millis()
+            ))),
+            _ => None,
+        }
     }
 
-    /// The table, read-locked; refused while the replica is halted.
-    pub fn table(&self) -> Result<RwLockReadGuard<'_, History<Table>>, Halt> {
-        match self.halted() {
-            Some(h) => Err(h),
+    /// The table, read-locked, if the replica can vouch for it.
+    pub fn table(&self) -> Result<RwLockReadGuard<'_, History<Table>>, Unavailable> {
+        match self.unavailable() {
+            Some(u) => Err(u),
             None => Ok(self.inner.followed.read().unwrap_or_else(PoisonError::into_inner)),
         }
     }
 
     /// Verifies a presented key, as `POST /v1/verify` would, and counts the
-    /// access. Refused while the replica is halted.
-    pub fn verify(&self, presented: &str, question: Question<'_>) -> Result<Answer, Halt> {
+    /// access. Refused while the replica cannot vouch for its table.
+    pub fn verify(&self, presented: &str, question: Question<'_>) -> Result<Answer, Unavailable> {
         let config = &self.inner.config;
         let now = config.clock.now();
         let answer = {
@@ -193,14 +314,24 @@ impl Replica {
     pub fn health(&self) -> ReplicaHealth {
         let (applied, head) = self.inner.followed.read().unwrap_or_else(PoisonError::into_inner).head();
         let stream_last = self.inner.stream_last.load(Ordering::Relaxed).max(applied.0);
-        let halted = self.halted();
+        let unavailable = self.unavailable();
+        let status = match &unavailable {
+            None => "ok",
+            Some(Unavailable::Halted(_)) => "halted",
+            Some(Unavailable::WrongPepper) => "wrong_pepper",
+            Some(Unavailable::CatchingUp { .. }) => "catching_up",
+            Some(Unavailable::Stale(_)) => "stale",
+        };
+        let clock = &self.inner.clockwork;
         ReplicaHealth {
-            status: if halted.is_some() { "halted" } else { "ok" },
+            status,
             applied_seq: applied,
             head_hash: head.to_hex(),
             stream_last_seq: stream_last,
             lag: stream_last - applied.0,
-            halted,
+            last_heartbeat_ms: clock.since(self.inner.last_beat.load(Ordering::Relaxed)).map(|d| d.as_millis() as u64),
+            unavailable: unavailable.as_ref().map(ToString::to_string),
+            halted: self.halted(),
         }
     }
 
@@ -212,14 +343,15 @@ impl Replica {
 
     /// Sends the pending access reports once; `serve` calls it on shutdown.
     pub async fn flush_now(&self) {
-        if let Ok(client) = nats::connect(&self.inner.config.nats).await {
-            self.flush_once(&jetstream::new(client)).await;
+        if let Ok(connection) = self.inner.config.nats.connect().await {
+            self.flush_once(&connection).await;
         }
     }
 
     fn halt(&self, seq: Seq, why: String) {
         tracing::error!(%seq, %why, "the replica stops applying");
         *self.inner.halted.lock().unwrap_or_else(PoisonError::into_inner) = Some(Halt { seq, why });
+        self.inner.stopped.store(true, Ordering::Relaxed);
     }
 
     /// Folds one stream event; false once halted.
@@ -233,29 +365,48 @@ impl Replica {
             self.halt(broken.seq, broken.why);
             return false;
         }
+        let wrong_pepper = history.state().pepper_fingerprint().is_some_and(|fp| fp != self.inner.fingerprint);
         drop(history);
-        self.inner.applied.send_replace(ev.seq);
-        self.inner.stream_last.fetch_max(ev.seq.0 + ev.pending, Ordering::Relaxed);
-        if ev.pending == 0 {
-            self.inner.caught_up.store(true, Ordering::Relaxed);
+        let inner = &self.inner;
+        inner.wrong_pepper.store(wrong_pepper, Ordering::Relaxed);
+        inner.applied.send_replace(ev.seq);
+        inner.last_progress.store(inner.clockwork.now(), Ordering::Relaxed);
+        let last = inner.stream_last.fetch_max(ev.seq.0 + ev.pending, Ordering::Relaxed).max(ev.seq.0 + ev.pending);
+        if ev.seq.0 >= last {
+            inner.caught_up.store(true, Ordering::Relaxed);
+            inner.behind_since.store(0, Ordering::Relaxed);
         }
         true
     }
 
-    async fn follow(self, js: jetstream::Context) {
-        let mut backoff = Duration::from_millis(100);
+    /// Follows the stream from the next sequence, starting over whenever NATS
+    /// reconnects or the replica is found stuck behind the heartbeat.
+    async fn follow(self, connection: Connection) {
+        let mut reconnected = connection.connected.clone();
+        let mut backoff = Duration::from_millis(20);
         while self.halted().is_none() {
-            match self.follow_until_error(&js).await {
-                Ok(()) => return,
-                Err(e) => tracing::debug!(error = %e, "the replica waits for NATS"),
+            tokio::select! {
+                result = self.follow_until_error(&connection) => match result {
+                    Ok(()) => return,
+                    Err(e) => tracing::debug!(error = %e, "the replica waits for NATS"),
+                },
+                _ = reconnected.changed() => {
+                    backoff = Duration::from_millis(20);
+                    continue;
+                }
+                _ = self.inner.kick.notified() => continue,
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(2));
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = reconnected.changed() => {}
+                _ = self.inner.kick.notified() => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_millis(250));
         }
     }
 
-    async fn follow_until_error(&self, js: &jetstream::Context) -> Result<(), NatsError> {
-        let stream = nats::events_stream(js).await?;
+    async fn follow_until_error(&self, connection: &Connection) -> Result<(), NatsError> {
+        let stream = self.inner.config.nats.events_stream(&connection.js).await?;
         let mut messages = nats::follow(&stream, self.applied().next()).await?;
         while let Some(ev) = nats::next_event(&mut messages).await {
             if !self.apply(ev?) {
@@ -266,35 +417,78 @@ impl Replica {
     }
 
     /// Keeps `stream_last` current while no events arrive (for the lag, and
-    /// for "caught up" on an empty or idle stream).
-    async fn watch_stream(self, js: jetstream::Context) {
+    /// for "caught up" on an empty or idle stream with no registry beating).
+    async fn watch_stream(self, connection: Connection) {
         loop {
-            if let Ok(mut stream) = nats::events_stream(&js).await
+            if let Ok(mut stream) = self.inner.config.nats.events_stream(&connection.js).await
                 && let Ok(info) = stream.info().await
             {
-                let last = info.state.last_sequence;
-                self.inner.stream_last.store(last, Ordering::Relaxed);
-                if self.applied().0 >= last {
-                    self.inner.caught_up.store(true, Ordering::Relaxed);
-                }
+                self.saw_stream_last(info.state.last_sequence);
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 
-    async fn flush_reports(self, js: jetstream::Context) {
-        loop {
-            tokio::time::sleep(self.inner.config.access_flush).await;
-            self.flush_once(&js).await;
+    /// Notes how far the stream goes; whether this replica is there.
+    fn saw_stream_last(&self, last: u64) {
+        let inner = &self.inner;
+        inner.stream_last.fetch_max(last, Ordering::Relaxed);
+        let applied = self.applied().0;
+        if applied >= last {
+            inner.caught_up.store(true, Ordering::Relaxed);
+            inner.behind_since.store(0, Ordering::Relaxed);
+        } else if inner.behind_since.load(Ordering::Relaxed) == 0 {
+            inner.behind_since.store(inner.clockwork.now(), Ordering::Relaxed);
         }
     }
 
-    async fn flush_once(&self, js: &jetstream::Context) {
+    async fn listen_to_heartbeats(self, connection: Connection) {
+        let subject = self.inner.config.nats.layout.heartbeat_subject();
+        loop {
+            let Ok(mut beats) = connection.client.subscribe(subject.clone()).await else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            while let Some(message) = beats.next().await {
+                if let Ok(beat) = serde_json::from_slice::<Heartbeat>(&message.payload) {
+                    self.heard(beat);
+                }
+            }
+        }
+    }
+
+    /// A heartbeat: the registry and NATS are there, and the stream goes up
+    /// to `beat.seq`. A replica behind it that is not moving is kicked.
+    fn heard(&self, beat: Heartbeat) {
+        let inner = &self.inner;
+        let now = inner.clockwork.now();
+        inner.last_beat.store(now, Ordering::Relaxed);
+        self.saw_stream_last(beat.seq.0);
+        let (applied, head) = inner.followed.read().unwrap_or_else(PoisonError::into_inner).head();
+        if applied == beat.seq && head != beat.hash && beat.seq.0 > 0 {
+            self.halt(applied, format!("the registry's event {applied} hashes to {}, not {head}", beat.hash));
+            return;
+        }
+        let still = inner.clockwork.since(inner.last_progress.load(Ordering::Relaxed)).unwrap_or(Duration::MAX);
+        if applied < beat.seq && still > STUCK_AFTER {
+            inner.kick.notify_one();
+        }
+    }
+
+    async fn flush_reports(self, connection: Connection) {
+        loop {
+            tokio::time::sleep(self.inner.config.access_flush).await;
+            self.flush_once(&connection).await;
+        }
+    }
+
+    async fn flush_once(&self, connection: &Connection) {
         let reports = self.inner.access.take();
         if reports.is_empty() {
             return;
         }
-        for report in nats::reports::publish(js, &self.inner.config.node, reports).await {
+        let config = &self.inner.config;
+        for report in nats::reports::publish(&connection.js, &config.nats.layout, &config.node, reports).await {
             self.inner.access.retry(report);
         }
     }

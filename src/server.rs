@@ -1,13 +1,13 @@
-//! Running the registry as a service: the HTTP server plus its two
-//! background duties, the expiry sweeper and the access-count flush. The
-//! entry takes its listener and a shutdown future, so tests start it on any
-//! port and stop it without signals.
+//! Running the registry as a service: the HTTP server plus its background
+//! duties: the expiry sweeper, the access-count flush, and with NATS the
+//! outbox, the access-report ingest and the heartbeat. The entry takes its
+//! listener and a shutdown future, so tests start it on any port and stop
+//! it without signals.
 //!
 //! Shutdown order: stop accepting, let in-flight requests finish (their
 //! writes are committed and answered), flush pending access counts, stop.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,10 +17,11 @@ use tokio::sync::watch;
 use crate::access::AccessCounter;
 use crate::domain::command::Command;
 use crate::domain::id::Actor;
+use crate::http::listen::Limits;
 use crate::http::{self, ApiOptions, AppState};
 use crate::metrics::Metrics;
-use crate::nats::ingest;
 use crate::nats::publisher::{self, OutboxStatus};
+use crate::nats::{Nats, heartbeat, ingest};
 use crate::registry::{ExecError, Registry};
 
 #[derive(Clone, Debug)]
@@ -31,10 +32,11 @@ pub struct ServeOptions {
     pub access_flush: Duration,
     /// How often the sweeper looks for keys past their expiry.
     pub sweep_every: Duration,
-    /// NATS URL to publish events to and take access reports from; `None`
-    /// runs without NATS (events wait in the log, the outbox, for later).
-    pub nats: Option<String>,
+    /// Where to publish events and take access reports from; `None` runs
+    /// without NATS (events wait in the log, the outbox, for later).
+    pub nats: Option<Nats>,
     pub api: ApiOptions,
+    pub limits: Limits,
 }
 
 impl Default for ServeOptions {
@@ -45,6 +47,7 @@ impl Default for ServeOptions {
             sweep_every: Duration::from_millis(250),
             nats: None,
             api: ApiOptions::default(),
+            limits: Limits::default(),
         }
     }
 }
@@ -69,13 +72,20 @@ pub async fn serve(
         tokio::spawn(sweep(registry.clone(), options.sweep_every, stop_rx.clone())),
         tokio::spawn(flush_access(registry.clone(), access.clone(), options.access_flush, stop_rx.clone())),
     ];
-    if let (Some(url), Some(outbox)) = (&options.nats, outbox) {
-        let log = registry.log().clone();
-        tasks.push(tokio::spawn(publisher::run(url.clone(), log, registry.committed(), outbox, stop_rx.clone())));
-        tasks.push(tokio::spawn(ingest::run(url.clone(), registry.clone(), stop_rx)));
+    if let (Some(nats), Some(outbox)) = (options.nats, outbox) {
+        match nats.connect().await {
+            Ok(connection) => {
+                let (log, committed) = (registry.log().clone(), registry.committed());
+                let (n, c, o, stop) = (nats.clone(), connection.clone(), outbox.clone(), stop_rx.clone());
+                tasks.push(tokio::spawn(publisher::run(n, c, log, committed, o, stop)));
+                let (n, c, r, stop) = (nats.clone(), connection.clone(), registry.clone(), stop_rx.clone());
+                tasks.push(tokio::spawn(ingest::run(n, c, r, stop)));
+                tasks.push(tokio::spawn(heartbeat::run(nats, connection, outbox, registry.clock(), stop_rx)));
+            }
+            Err(e) => tracing::error!(error = %e, "cannot use NATS; events wait in the log"),
+        }
     }
-    let app = http::app(state).into_make_service_with_connect_info::<SocketAddr>();
-    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let result = http::listen::serve(listener, http::app(state), options.limits, shutdown).await;
     let _ = stop_tx.send(true);
     for task in tasks {
         let _ = task.await;

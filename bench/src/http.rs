@@ -16,6 +16,7 @@ use crate::{Row, Size, median, progress};
 use keyreg::domain::command::Command;
 use keyreg::domain::id::{Actor, OrgId};
 use keyreg::domain::token::TokenFormat;
+use keyreg::http::listen::Limits;
 use keyreg::registry::Registry;
 use keyreg::server::{ServeOptions, serve};
 use keyreg::store::DataDir;
@@ -83,13 +84,17 @@ pub(crate) fn measure(size: Size, nats_url: Option<&str>) -> anyhow::Result<Vec<
         Ok((l, a))
     };
     let (listener, registry_addr) = bind(&runtime)?;
-    let options = ServeOptions { access_flush: Duration::from_secs(1), ..ServeOptions::default() };
+    let options = ServeOptions {
+        access_flush: Duration::from_secs(1),
+        nats: nats_url.map(keyreg::nats::Nats::new),
+        ..ServeOptions::default()
+    };
     runtime.spawn(serve(listener, registry.clone(), options, std::future::pending()));
     let (listener, empty_addr) = bind(&runtime)?;
     let empty = Router::new()
         .route("/v1/verify", post(|_body: axum::body::Bytes| async { axum::Json(serde_json::json!({"valid": true})) }))
         .layer(axum::extract::DefaultBodyLimit::max(keyreg::http::BODY_LIMIT));
-    runtime.spawn(async move { axum::serve(listener, empty).await });
+    runtime.spawn(keyreg::http::listen::serve(listener, empty, Limits::default(), std::future::pending()));
     let replica_addr = match nats_url {
         Some(url) => {
             let replica = runtime.block_on(keyreg::replica::Replica::start(keyreg::replica::ReplicaConfig::new(
@@ -98,10 +103,12 @@ pub(crate) fn measure(size: Size, nats_url: Option<&str>) -> anyhow::Result<Vec<
             )))?;
             let (listener, addr) = bind(&runtime)?;
             let r = replica.clone();
-            runtime.spawn(async move { keyreg::http::replica::serve(&r, listener, std::future::pending()).await });
-            let head = registry.head().seq;
+            runtime.spawn(async move {
+                keyreg::http::replica::serve(&r, listener, Limits::default(), std::future::pending()).await
+            });
             let started = std::time::Instant::now();
-            while replica.applied() < head && started.elapsed() < Duration::from_secs(30) {
+            while replica.unavailable().is_some() {
+                anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "the replica did not become ready");
                 std::thread::sleep(Duration::from_millis(20));
             }
             Some(addr)

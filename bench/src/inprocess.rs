@@ -69,7 +69,12 @@ pub(crate) fn verify_and_memory(size: Size) -> Vec<Row> {
     let mut table = Table::default();
     table.apply(
         Seq(1),
-        &event(&mut ids, now, &org, Change::OrgCreated(OrgSettings { name: "Acme".into(), max_keys: 10_000_000 })),
+        &event(
+            &mut ids,
+            now,
+            &org,
+            Change::OrgCreated(OrgSettings { name: "Acme".into(), max_keys: 10_000_000, ..OrgSettings::default() }),
+        ),
     );
     for (i, (id, prefix, hash)) in keyed.iter().enumerate() {
         let change = Change::Key(*id, KeyChange::Created(created(prefix.clone(), *hash, &scopes, &cidrs)));
@@ -156,7 +161,7 @@ pub(crate) fn replay(size: Size) -> anyhow::Result<Vec<Row>> {
             &mut ids,
             now,
             &org,
-            Change::OrgCreated(OrgSettings { name: "Acme".into(), max_keys: 10_000_000 }),
+            Change::OrgCreated(OrgSettings { name: "Acme".into(), max_keys: 10_000_000, ..OrgSettings::default() }),
         ))?;
         let mut keys: Vec<KeyId> = vec![];
         let scopes = vec![Scope::parse("read")?];

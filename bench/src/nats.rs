@@ -14,6 +14,7 @@ use keyreg::domain::command::Command;
 use keyreg::domain::id::{Actor, KeyId, OrgId};
 use keyreg::domain::verifier::{Code, Question};
 use keyreg::nats::publisher::{self, OutboxStatus};
+use keyreg::nats::{Nats, heartbeat};
 use keyreg::registry::Registry;
 use keyreg::replica::{Replica, ReplicaConfig};
 use keyreg::store::DataDir;
@@ -25,13 +26,12 @@ pub(crate) fn measure(size: Size, nats_url: &str) -> anyhow::Result<Vec<Row>> {
     let (registry, _) = Registry::init(&DataDir::new(&dir.join("data")), crate::config())?;
     let outbox = Arc::new(OutboxStatus::default());
     let (stop_tx, stop_rx) = watch::channel(false);
-    runtime.spawn(publisher::run(
-        nats_url.to_owned(),
-        registry.log().clone(),
-        registry.committed(),
-        outbox.clone(),
-        stop_rx,
-    ));
+    let nats = Nats::new(nats_url);
+    let connection = runtime.block_on(nats.connect())?;
+    let (log, committed) = (registry.log().clone(), registry.committed());
+    let (n, c, o, stop) = (nats.clone(), connection.clone(), outbox.clone(), stop_rx.clone());
+    runtime.spawn(publisher::run(n, c, log, committed, o, stop));
+    runtime.spawn(heartbeat::run(nats, connection, outbox.clone(), registry.clock(), stop_rx));
     let replicas: Vec<Replica> = ["bench-r1", "bench-r2"]
         .iter()
         .map(|node| {
@@ -41,6 +41,9 @@ pub(crate) fn measure(size: Size, nats_url: &str) -> anyhow::Result<Vec<Row>> {
             runtime.block_on(Replica::start(c))
         })
         .collect::<Result<_, _>>()?;
+    wait_for("the replicas to be ready", Duration::from_secs(30), || {
+        replicas.iter().all(|r| r.unavailable().is_none())
+    })?;
     let result = (|| -> anyhow::Result<Vec<Row>> {
         let mut rows = propagation(&registry, &replicas, if size.runs > 3 { 1000 } else { 300 })?;
         rows.push(outbox_rate(&registry, &outbox, size.append_events.max(4000))?);
@@ -162,7 +165,7 @@ fn outbox_rate(registry: &Registry, outbox: &OutboxStatus, events: u64) -> anyho
     std::thread::scope(|scope| -> anyhow::Result<()> {
         let sampler = scope.spawn(|| {
             while !done.load(Ordering::Relaxed) {
-                let lag = registry.head().seq.0.saturating_sub(outbox.published.load(Ordering::Relaxed));
+                let lag = registry.head().seq.0.saturating_sub(outbox.published().0.0);
                 lags.lock().unwrap_or_else(|e| e.into_inner()).push(lag as f64);
                 std::thread::sleep(Duration::from_millis(5));
             }
@@ -173,7 +176,7 @@ fn outbox_rate(registry: &Registry, outbox: &OutboxStatus, events: u64) -> anyho
         stats.map(|_| ())
     })?;
     let head = registry.head().seq.0;
-    wait_for("the outbox to catch up", Duration::from_secs(120), || outbox.published.load(Ordering::Relaxed) >= head)?;
+    wait_for("the outbox to catch up", Duration::from_secs(120), || outbox.published().0.0 >= head)?;
     let rate = (head - start_seq) as f64 / started.elapsed().as_secs_f64();
     let mut lags = std::mem::take(&mut *lags.lock().unwrap_or_else(|e| e.into_inner()));
     lags.sort_by(f64::total_cmp);

@@ -14,7 +14,7 @@ use crate::domain::history::{Apply, History, Step};
 use crate::domain::id::{OrgId, Seq};
 use crate::domain::table::{KeyView, Org, Table};
 use crate::domain::time::Timestamp;
-use crate::nats;
+use crate::nats::{Layout, Nats};
 use crate::registry::{PROGRESS_EVERY, fold_log};
 use crate::store::DataDir;
 use crate::store::log::{Log, Reader};
@@ -38,16 +38,24 @@ fn open_log(data: &Path) -> anyhow::Result<Reader> {
 }
 
 /// Feeds the whole history of `source` into `history`, reporting progress.
-fn fold<T: Apply>(source: &Source, history: &mut History<T>, what: &'static str) -> anyhow::Result<()> {
+fn fold<T: Apply>(
+    source: &Source,
+    layout: &Layout,
+    history: &mut History<T>,
+    what: &'static str,
+) -> anyhow::Result<()> {
     let mut report = progress(what);
     match (&source.data, &source.nats) {
         (Some(data), _) => fold_log(&open_log(data)?, history, None, report)?,
-        (None, Some(url)) => super::runtime()?.block_on(nats::read_all(url, |ev| {
-            if ev.seq.0.is_multiple_of(PROGRESS_EVERY) {
-                report(ev.seq.0);
-            }
-            matches!(history.push(ev.seq, &ev.bytes, ev.hash), Ok(Step::Applied))
-        }))?,
+        (None, Some(url)) => {
+            let nats = Nats { url: url.clone(), layout: layout.clone() };
+            super::runtime()?.block_on(nats.read_all(|ev| {
+                if ev.seq.0.is_multiple_of(PROGRESS_EVERY) {
+                    report(ev.seq.0);
+                }
+                matches!(history.push(ev.seq, &ev.bytes, ev.hash), Ok(Step::Applied))
+            }))?
+        }
         (None, None) => bail!("give --data or --nats"),
     }
     Ok(())
@@ -63,9 +71,9 @@ struct ReplayOutput<'a> {
 
 /// Prints the table as it stood at `at`, after checking the chain up to
 /// there: a history that does not check out is not replayed.
-pub fn replay(source: &Source, at: Timestamp, org: Option<&OrgId>) -> anyhow::Result<()> {
+pub fn replay(source: &Source, layout: &Layout, at: Timestamp, org: Option<&OrgId>) -> anyhow::Result<()> {
     let mut history = History::new(Table::default()).until(at);
-    fold(source, &mut history, "replay")?;
+    fold(source, layout, &mut history, "replay")?;
     if let Some(b) = history.broken() {
         bail!("{b}; `keyreg audit verify` says more");
     }
@@ -81,9 +89,9 @@ pub fn replay(source: &Source, at: Timestamp, org: Option<&OrgId>) -> anyhow::Re
 }
 
 /// Checks the whole chain of `source`.
-pub fn verify(source: &Source) -> anyhow::Result<ChainReport> {
+pub fn verify(source: &Source, layout: &Layout) -> anyhow::Result<ChainReport> {
     let mut history = History::new(());
-    fold(source, &mut history, "verify")?;
+    fold(source, layout, &mut history, "verify")?;
     Ok(history.report())
 }
 

@@ -9,6 +9,8 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
+use crate::domain::validate::is_unsafe_char;
+
 #[derive(Args)]
 pub struct KeysArgs {
     /// The registry's URL, e.g. http://127.0.0.1:8080
@@ -330,10 +332,15 @@ fn render(answer: &Value) -> String {
     out
 }
 
+/// A value as a person reads it. Control and formatting characters are
+/// shown escaped (`\u{1b}`), never sent to the terminal: text from the
+/// registry must not be able to move the cursor or clear the screen, even
+/// text stored before keyreg refused such characters.
 fn text(v: &Value) -> String {
-    match v {
+    let raw = match v {
         Value::String(s) => s.clone(),
         Value::Null => "-".into(),
         other => other.to_string(),
-    }
+    };
+    raw.chars().map(|c| if is_unsafe_char(c) { c.escape_unicode().to_string() } else { c.to_string() }).collect()
 }

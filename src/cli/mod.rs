@@ -18,6 +18,8 @@ use clap::{Parser, Subcommand};
 use crate::domain::id::OrgId;
 use crate::domain::time::{SystemClock, Timestamp};
 use crate::domain::token::TokenFormat;
+use crate::http::listen::Limits;
+use crate::nats::{Layout, Nats};
 use crate::registry::{Config, Registry};
 use crate::replica::{Replica, ReplicaConfig};
 use crate::server::{self, ServeOptions};
@@ -29,6 +31,10 @@ struct Cli {
     /// The token prefix of this deployment.
     #[arg(long, global = true, env = "KEYREG_TOKEN_PREFIX", default_value = crate::domain::token::DEFAULT_PREFIX)]
     token_prefix: String,
+    /// Names this registry's NATS streams and subjects (PREFIX_EVENTS,
+    /// prefix.events.>, …), so one NATS can carry several registries.
+    #[arg(long, global = true, env = "KEYREG_STREAM_PREFIX", default_value = crate::nats::DEFAULT_PREFIX)]
+    stream_prefix: String,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -57,6 +63,8 @@ enum Cmd {
         /// NATS URL to publish events to, or `none` (events wait in the log).
         #[arg(long, env = "KEYREG_NATS", default_value = "none")]
         nats: String,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Run a verifier replica: follow the stream, answer verify locally.
     Verifier {
@@ -64,7 +72,7 @@ enum Cmd {
         nats: String,
         #[arg(long, env = "KEYREG_LISTEN", default_value = "127.0.0.1:8081")]
         listen: String,
-        /// The registry's pepper (DIR/pepper), 32 bytes.
+        /// The registry's pepper (DIR/pepper), 32 bytes, mode 0600.
         #[arg(long, env = "KEYREG_PEPPER_FILE")]
         pepper_file: PathBuf,
         /// This replica's name in access reports.
@@ -72,6 +80,12 @@ enum Cmd {
         node: String,
         #[arg(long, env = "KEYREG_ACCESS_FLUSH_MS", default_value_t = 10_000)]
         access_flush_ms: u64,
+        /// Refuse verifies (503 STALE) after hearing no registry heartbeat,
+        /// or staying behind it, this long: e.g. 500ms, 2s; 0: never.
+        #[arg(long, env = "KEYREG_MAX_STALENESS", default_value = "2s", value_parser = parse_duration)]
+        max_staleness: Duration,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Print the key table as it stood at a time, as JSON.
     Replay {
@@ -111,6 +125,40 @@ enum StreamCmd {
         #[arg(long)]
         yes: bool,
     },
+}
+
+/// What one HTTP connection may hold.
+#[derive(clap::Args)]
+struct LimitArgs {
+    /// How long a request's headers, or its body, may take to arrive; also
+    /// how long a kept-alive connection may sit idle: e.g. 500ms, 10s.
+    #[arg(long, env = "KEYREG_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    read_timeout: Duration,
+    /// Connections served at once; more wait to be accepted.
+    #[arg(long, env = "KEYREG_MAX_CONNECTIONS", default_value_t = 1024)]
+    max_connections: usize,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Limits {
+        Limits { read_timeout: self.read_timeout, max_connections: self.max_connections }
+    }
+}
+
+/// `500ms`, `2s`, `1m`, or `0`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration: write e.g. 500ms, 2s or 1m (0 for none)");
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(bad()),
+    }
 }
 
 #[derive(Subcommand)]
@@ -190,13 +238,16 @@ fn parse_time(flag: &str, s: &str) -> anyhow::Result<Timestamp> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let layout = Layout::new(&cli.stream_prefix)?;
+    let nats = |url: &str| Nats { url: url.to_owned(), layout: layout.clone() };
     match cli.command {
         Cmd::Init { data } => init(&data, config(&cli.token_prefix)?),
-        Cmd::Serve { data, listen, node, access_flush_ms, nats } => {
+        Cmd::Serve { data, listen, node, access_flush_ms, nats: url, limits } => {
             let options = ServeOptions {
                 node,
                 access_flush: Duration::from_millis(access_flush_ms.max(10)),
-                nats: (nats != "none").then_some(nats),
+                nats: (url != "none").then(|| nats(&url)),
+                limits: limits.limits(),
                 ..ServeOptions::default()
             };
             serve(&data, config(&cli.token_prefix)?, &listen, options)
@@ -205,29 +256,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Replay { source, at, org } => {
             let at = parse_time("--at", &at)?;
             let org = org.as_deref().map(OrgId::parse).transpose()?;
-            history::replay(&source, at, org.as_ref())?;
+            history::replay(&source, &layout, at, org.as_ref())?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Verifier { nats, listen, pepper_file, node, access_flush_ms } => {
+        Cmd::Verifier { nats: url, listen, pepper_file, node, access_flush_ms, max_staleness, limits } => {
             let config = config(&cli.token_prefix)?;
-            let mut replica = ReplicaConfig::new(&nats, store::load_pepper(&pepper_file)?);
+            let mut replica = ReplicaConfig::new(&url, store::load_pepper(&pepper_file)?);
+            replica.nats = nats(&url);
             replica.format = config.format;
             replica.node = node;
             replica.access_flush = Duration::from_millis(access_flush_ms.max(10));
-            verifier(replica, &listen)
+            replica.max_staleness = (!max_staleness.is_zero()).then_some(max_staleness);
+            verifier(replica, &listen, limits.limits())
         }
         Cmd::Audit { command: AuditCmd::Verify { source, json } } => {
-            let report = history::verify(&source)?;
+            let report = history::verify(&source, &layout)?;
             history::print_report(&report, json)?;
             Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Cmd::Stream { command: StreamCmd::Reset { nats, yes } } => {
+        Cmd::Stream { command: StreamCmd::Reset { nats: url, yes } } => {
             anyhow::ensure!(
                 yes,
-                "this deletes the stream {} on {nats}; stop the registry, then run again with --yes",
-                crate::nats::EVENTS_STREAM
+                "this deletes the stream {} on {url}; stop the registry, then run again with --yes",
+                layout.events_stream()
             );
-            let existed = runtime()?.block_on(crate::nats::reset_events_stream(&nats))?;
+            let existed = runtime()?.block_on(nats(&url).reset_events_stream())?;
             eprintln!(
                 "{}; start the registry to publish its log from sequence 1, then restart the replicas",
                 if existed { "the event stream is deleted" } else { "there was no event stream" }
@@ -282,7 +335,7 @@ fn progress(what: &'static str) -> impl FnMut(u64) {
     move |n| eprintln!("{what}: {n} events")
 }
 
-fn verifier(config: ReplicaConfig, listen: &str) -> anyhow::Result<ExitCode> {
+fn verifier(config: ReplicaConfig, listen: &str, limits: Limits) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async move {
         let listener =
             tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
@@ -290,7 +343,7 @@ fn verifier(config: ReplicaConfig, listen: &str) -> anyhow::Result<ExitCode> {
         let replica = Replica::start(config).await?;
         println!("keyreg verifier listening on http://{addr}");
         std::io::stdout().flush()?;
-        crate::http::replica::serve(&replica, listener, server::shutdown_signal()).await?;
+        crate::http::replica::serve(&replica, listener, limits, server::shutdown_signal()).await?;
         anyhow::Ok(())
     })?;
     eprintln!("keyreg verifier stopped");

@@ -98,6 +98,14 @@ impl AuditIndex {
         }
     }
 
+    /// How many events of `org` there are up to `up_to` (inclusive), and the
+    /// last of them.
+    pub fn org_events(&self, org: &OrgId, up_to: Seq) -> (u64, Option<Seq>) {
+        let list = self.orgs.get(org).and_then(|o| self.by_org.get(&o)).map(Vec::as_slice).unwrap_or_default();
+        let n = list.partition_point(|p| self.entries[*p as usize].seq <= up_to);
+        (n as u64, n.checked_sub(1).map(|i| self.entries[list[i] as usize].seq))
+    }
+
     /// The last sequence whose time is at or before `t` (0 if none).
     pub fn last_seq_at(&self, t: Timestamp) -> Seq {
         let n = self.entries.partition_point(|e| e.time <= t);

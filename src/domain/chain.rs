@@ -60,6 +60,13 @@ impl Serialize for ChainHash {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for ChainHash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        ChainHash::from_hex(&s).ok_or_else(|| serde::de::Error::custom("expected 64 lower-case hex digits"))
+    }
+}
+
 /// Where and why a chain stopped holding.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
 #[error("the chain breaks at sequence {seq}: {why}")]

@@ -12,7 +12,7 @@ use crate::domain::event::{Change, Event, KeyAccessed};
 use crate::domain::id::{Actor, IdGenerator, KeyId, OrgId, Seq};
 use crate::domain::scope::Scope;
 use crate::domain::time::Timestamp;
-use crate::domain::token::TokenHash;
+use crate::domain::token::{PepperFingerprint, TokenHash};
 
 /// Who acts, for which organization, and when.
 #[derive(Clone, Debug)]
@@ -76,6 +76,14 @@ pub struct KeyEdit {
 
 #[derive(Clone, Debug)]
 pub enum Command {
+    /// The log's first events: the `_system` org, its first key, and the
+    /// pepper's fingerprint.
+    Init {
+        admin: NewKey,
+        pepper: PepperFingerprint,
+    },
+    /// Records the pepper's fingerprint in a log made before fingerprints.
+    RecordPepper(PepperFingerprint),
     /// A new organization and its first admin key.
     CreateOrg {
         id: OrgId,
@@ -146,7 +154,11 @@ impl Command {
             | Command::Rotate { id, .. }
             | Command::Expire { id }
             | Command::RecordAccess { id, .. } => Some(*id),
-            Command::CreateOrg { .. } | Command::UpdateOrg { .. } | Command::BulkRevoke { .. } => None,
+            Command::Init { .. }
+            | Command::RecordPepper(_)
+            | Command::CreateOrg { .. }
+            | Command::UpdateOrg { .. }
+            | Command::BulkRevoke { .. } => None,
         }
     }
 }

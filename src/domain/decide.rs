@@ -11,7 +11,7 @@ use crate::domain::command::{Command, Context, Decision, KeyEdit, NewKey, Refusa
 use crate::domain::event::{
     Change, Expired, IpsEdited, KeyChange, KeyCreated, KeyRotated, KeyUpdated, OrgSettings, Reason, ScopesEdited,
 };
-use crate::domain::id::{KeyId, Seq};
+use crate::domain::id::{KeyId, OrgId, Seq};
 use crate::domain::scope::Scope;
 use crate::domain::table::{Key, Status, Table};
 use crate::domain::time::Timestamp;
@@ -21,9 +21,32 @@ pub fn decide(table: &Table, ctx: &Context, command: &Command) -> Result<Decisio
     let key_change = |id: &KeyId, c: KeyChange| Change::Key(*id, c);
     let one = |id: &KeyId, c: KeyChange| Ok(Decision::of(&ctx.org, vec![key_change(id, c)]));
     match command {
+        Command::Init { admin, pepper } => {
+            if table.applied() != Seq(0) {
+                return Err(Refusal::Conflict("the log is already initialised".into()));
+            }
+            let settings =
+                OrgSettings { name: "System".into(), max_keys: DEFAULT_MAX_KEYS, pepper_fingerprint: Some(*pepper) };
+            let created = new_key_event(admin, ctx.now)?;
+            let system = OrgId::system();
+            Ok(Decision::of(
+                &system,
+                vec![Change::OrgCreated(settings), key_change(&admin.id, KeyChange::Created(created))],
+            ))
+        }
+        Command::RecordPepper(fingerprint) => {
+            let system = OrgId::system();
+            let org = table.org(&system).ok_or_else(|| not_found("organization", system.as_str()))?;
+            if table.pepper_fingerprint().is_some() {
+                return Err(Refusal::Conflict("the pepper's fingerprint is already recorded".into()));
+            }
+            let settings =
+                OrgSettings { name: org.name.clone(), max_keys: org.max_keys, pepper_fingerprint: Some(*fingerprint) };
+            Ok(Decision::of(&system, vec![Change::OrgUpdated(settings)]))
+        }
         Command::CreateOrg { id, name, max_keys, admin } => {
-            // `_system` is made by `keyreg init` as the log's first event, never later.
-            if !id.is_tenant() && table.applied() != Seq(0) {
+            // `_system` is made by `keyreg init`, as the log's first event.
+            if !id.is_tenant() {
                 return Err(invalid("id", "organization ids are [a-z0-9][a-z0-9-]{1,62}"));
             }
             if table.org(id).is_some() {
@@ -32,6 +55,7 @@ pub fn decide(table: &Table, ctx: &Context, command: &Command) -> Result<Decisio
             let settings = OrgSettings {
                 name: check_name("name", name)?,
                 max_keys: check_max_keys(max_keys.unwrap_or(DEFAULT_MAX_KEYS))?,
+                pepper_fingerprint: None,
             };
             let created = new_key_event(admin, ctx.now)?;
             Ok(Decision::of(id, vec![Change::OrgCreated(settings), key_change(&admin.id, KeyChange::Created(created))]))
@@ -44,6 +68,9 @@ pub fn decide(table: &Table, ctx: &Context, command: &Command) -> Result<Decisio
                     None => org.name.clone(),
                 },
                 max_keys: check_max_keys(max_keys.unwrap_or(org.max_keys))?,
+                // The settings after the change are whole: the system org's
+                // keep its pepper's fingerprint.
+                pepper_fingerprint: if ctx.org.is_tenant() { None } else { table.pepper_fingerprint() },
             };
             let unchanged = settings.name == org.name && settings.max_keys == org.max_keys;
             let changes = if unchanged { vec![] } else { vec![Change::OrgUpdated(settings)] };
@@ -196,8 +223,8 @@ fn check_revocable(key: &Key, deleting: bool) -> Result<(), Refusal> {
 fn new_key_event(new: &NewKey, now: Timestamp) -> Result<KeyCreated, Refusal> {
     Ok(KeyCreated {
         name: check_name("name", &new.name)?,
-        description: check_len("description", &new.description, MAX_DESCRIPTION)?,
-        owner: check_len("owner", &new.owner, MAX_OWNER)?,
+        description: check_text("description", &new.description, MAX_DESCRIPTION)?,
+        owner: check_text("owner", &new.owner, MAX_OWNER)?,
         scopes: check_scopes(&new.scopes)?,
         allowed_cidrs: check_cidrs(&new.allowed_cidrs)?,
         expires_at: check_expiry(new.expiry.at(now), now)?,
@@ -222,10 +249,10 @@ fn edit_changes(key: &Key, edit: &KeyEdit, now: Timestamp) -> Result<Vec<Change>
         updated.name = check_name("name", n)?;
     }
     if let Some(d) = &edit.description {
-        updated.description = check_len("description", d, MAX_DESCRIPTION)?;
+        updated.description = check_text("description", d, MAX_DESCRIPTION)?;
     }
     if let Some(o) = &edit.owner {
-        updated.owner = check_len("owner", o, MAX_OWNER)?;
+        updated.owner = check_text("owner", o, MAX_OWNER)?;
     }
     if let Some(e) = edit.expires_at {
         updated.expires_at = check_expiry(e, now)?;

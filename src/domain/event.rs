@@ -15,7 +15,7 @@ use crate::domain::cidr::Cidr;
 use crate::domain::id::{Actor, EventId, KeyId, OrgId, Seq};
 use crate::domain::scope::Scope;
 use crate::domain::time::Timestamp;
-use crate::domain::token::TokenHash;
+use crate::domain::token::{PepperFingerprint, TokenHash};
 
 /// One fact, before it has a place in the log.
 #[derive(Clone, Debug, PartialEq)]
@@ -51,11 +51,16 @@ pub enum KeyChange {
     Accessed(KeyAccessed),
 }
 
-/// `org.created` and `org.updated` both carry the full settings after the change.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// `org.created` and `org.updated` both carry the full settings after the
+/// change. The `_system` org's also carry the pepper's fingerprint, once it
+/// is recorded (at `keyreg init`, or on the first start of a data dir made
+/// before fingerprints).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct OrgSettings {
     pub name: String,
     pub max_keys: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pepper_fingerprint: Option<PepperFingerprint>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -347,7 +352,8 @@ mod tests {
 
     #[test]
     fn encoding_is_compact_ordered_and_round_trips() {
-        let e = sample(Change::OrgCreated(OrgSettings { name: "Acme".into(), max_keys: 1000 }));
+        let e =
+            sample(Change::OrgCreated(OrgSettings { name: "Acme".into(), max_keys: 1000, ..OrgSettings::default() }));
         let bytes = encode(Seq(1), &ChainHash::ZERO, &e);
         let text = std::str::from_utf8(&bytes).unwrap();
         assert!(text.starts_with(r#"{"specversion":"1.0","id":"evt_"#), "{text}");

@@ -120,7 +120,11 @@ mod tests {
                     time,
                     org: OrgId::parse("acme").unwrap(),
                     actor: Actor::system("test"),
-                    change: Change::OrgUpdated(OrgSettings { name: format!("Acme {i}"), max_keys: 5 }),
+                    change: Change::OrgUpdated(OrgSettings {
+                        name: format!("Acme {i}"),
+                        max_keys: 5,
+                        ..OrgSettings::default()
+                    }),
                 };
                 let bytes = encode(Seq(i), &prev, &event);
                 prev = prev.next(&bytes);

@@ -51,9 +51,15 @@ fn is_name(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
-/// A literal resource segment: printable, no `/`, `@` or `*`.
+/// A literal resource segment: printable ASCII without `/`, `@`, `*` or
+/// `%`, and not `.` or `..`. A service that normalises or percent-decodes a
+/// path after keyreg matched it (`ws-1/../ws-2`, `%2e%2e`) would otherwise
+/// act on a resource the scope never granted.
 fn is_literal_segment(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|c| c.is_ascii_graphic() && !matches!(c, b'/' | b'@' | b'*'))
+    !s.is_empty()
+        && s != "."
+        && s != ".."
+        && s.bytes().all(|c| c.is_ascii_graphic() && !matches!(c, b'/' | b'@' | b'*' | b'%'))
 }
 
 /// A concrete action as named in a verify request (no wildcards).
@@ -71,6 +77,21 @@ pub fn is_concrete_resource(s: &str) -> bool {
 
 impl Scope {
     pub fn parse(s: &str) -> Result<Scope, ScopeError> {
+        Scope::parse_with(s, is_literal_segment)
+    }
+
+    /// Parses a scope read back from the log. Events were decided valid when
+    /// they were written, under the rules of their day, so stored scopes are
+    /// read with the literal segments of the first release (which allowed
+    /// `%`, `.` and `..`): such a segment can still never match, because
+    /// verify refuses those in requests.
+    fn parse_stored(s: &str) -> Result<Scope, ScopeError> {
+        Scope::parse_with(s, |seg| {
+            !seg.is_empty() && seg.bytes().all(|c| c.is_ascii_graphic() && !matches!(c, b'/' | b'@' | b'*'))
+        })
+    }
+
+    fn parse_with(s: &str, literal: fn(&str) -> bool) -> Result<Scope, ScopeError> {
         let err = |why| ScopeError { scope: s.chars().take(120).collect(), why };
         if s.len() > 512 {
             return Err(err("longer than 512 characters"));
@@ -99,10 +120,10 @@ impl Scope {
                         "*" => Segment::One,
                         "**" if i + 1 == parts.len() => Segment::Rest,
                         "**" => return Err(err("** may only be the last segment")),
-                        p if is_literal_segment(p) => Segment::Literal(p.to_owned()),
+                        p if literal(p) => Segment::Literal(p.to_owned()),
                         _ => {
                             return Err(err(
-                                "resource segments are non-empty, without spaces, and * or ** stand alone",
+                                "resource segments are non-empty, without spaces, %, . or .., and * or ** stand alone",
                             ));
                         }
                     });
@@ -220,7 +241,7 @@ impl Serialize for Scope {
 impl<'de> Deserialize<'de> for Scope {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Scope::parse(&s).map_err(serde::de::Error::custom)
+        Scope::parse_stored(&s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -295,8 +316,27 @@ mod tests {
             "read@a b",
             "a@b@c",
             "**",
+            "read@ws/../admin",
+            "read@ws/./x",
+            "read@ws/%2e%2e/x",
+            "read@ws/a%20b",
+            "read@./**",
         ] {
             assert!(Scope::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    /// Paths that mean something else once a service normalises them are not
+    /// resources: a verify naming one is a malformed question.
+    #[test]
+    fn resources_refuse_what_a_service_would_rewrite() {
+        for bad in
+            ["ws-1/../ws-2/doc", "ws-1/./doc", "./ws-1", "ws-1/..", "%2e%2e/ws-2", "ws-1/..%2fws-2", "a//b", "a/", "/a"]
+        {
+            assert!(!is_concrete_resource(bad), "{bad:?}");
+        }
+        for good in ["workspaces/ws-1/doc", "a.b/c..d/.e", "x"] {
+            assert!(is_concrete_resource(good), "{good:?}");
         }
     }
 

@@ -282,6 +282,44 @@ impl Pepper {
     pub fn bytes(&self) -> &[u8; 32] {
         &self.0
     }
+
+    /// What the log records of the pepper, so that a registry or a replica
+    /// given another pepper knows it: a keyed hash of a fixed label, which
+    /// says nothing about the pepper itself.
+    pub fn fingerprint(&self) -> PepperFingerprint {
+        PepperFingerprint(*blake3::keyed_hash(&self.0, b"keyreg pepper fingerprint v1").as_bytes())
+    }
+}
+
+/// The pepper's fingerprint, recorded in the `_system` org's settings.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct PepperFingerprint([u8; 32]);
+
+impl fmt::Debug for PepperFingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PepperFingerprint({})", &self.to_hex()[..12])
+    }
+}
+
+impl PepperFingerprint {
+    pub fn to_hex(&self) -> String {
+        blake3::Hash::from_bytes(self.0).to_hex().to_string()
+    }
+}
+
+impl serde::Serialize for PepperFingerprint {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PepperFingerprint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        parse_hex32(&s)
+            .map(PepperFingerprint)
+            .ok_or_else(|| serde::de::Error::custom("expected 64 lower-case hex digits"))
+    }
 }
 
 #[cfg(test)]

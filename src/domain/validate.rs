@@ -22,26 +22,64 @@ pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> Refusa
     Refusal::Validation { field, message: message.into() }
 }
 
-pub(crate) fn check_name(field: &'static str, name: &str) -> Result<String, Refusal> {
-    let n = name.chars().count();
-    if n == 0 || n > MAX_NAME || name.trim().is_empty() {
-        return Err(invalid(field, format!("must be 1 to {MAX_NAME} characters, not blank")));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(invalid(field, "must not contain control characters"));
-    }
-    Ok(name.to_owned())
+/// Unicode's format characters (category Cf, Unicode 15.1): invisible, but
+/// they reorder (bidi overrides), hide (zero-width) or mark (BOM) the text
+/// around them, so a name can read as something it is not.
+const FORMAT_CHARS: &[(char, char)] = &[
+    ('\u{00AD}', '\u{00AD}'),
+    ('\u{0600}', '\u{0605}'),
+    ('\u{061C}', '\u{061C}'),
+    ('\u{06DD}', '\u{06DD}'),
+    ('\u{070F}', '\u{070F}'),
+    ('\u{0890}', '\u{0891}'),
+    ('\u{08E2}', '\u{08E2}'),
+    ('\u{180E}', '\u{180E}'),
+    ('\u{200B}', '\u{200F}'),
+    ('\u{202A}', '\u{202E}'),
+    ('\u{2060}', '\u{2064}'),
+    ('\u{2066}', '\u{206F}'),
+    ('\u{FEFF}', '\u{FEFF}'),
+    ('\u{FFF9}', '\u{FFFB}'),
+    ('\u{110BD}', '\u{110BD}'),
+    ('\u{110CD}', '\u{110CD}'),
+    ('\u{13430}', '\u{1343F}'),
+    ('\u{1BCA0}', '\u{1BCA3}'),
+    ('\u{1D173}', '\u{1D17A}'),
+    ('\u{E0001}', '\u{E0001}'),
+    ('\u{E0020}', '\u{E007F}'),
+];
+
+/// A control (Cc: NUL, ESC, BEL, newlines …) or format (Cf) character:
+/// never accepted in a text field, because it means something else later,
+/// in a terminal, a log line or a page.
+pub fn is_unsafe_char(c: char) -> bool {
+    c.is_control() || FORMAT_CHARS.iter().any(|&(lo, hi)| (lo..=hi).contains(&c))
 }
 
-pub(crate) fn check_len(field: &'static str, value: &str, max: usize) -> Result<String, Refusal> {
+/// Free text: at most `max` characters, none of them unsafe.
+pub(crate) fn check_text(field: &'static str, value: &str, max: usize) -> Result<String, Refusal> {
     if value.chars().count() > max {
         return Err(invalid(field, format!("must be at most {max} characters")));
+    }
+    if let Some(c) = value.chars().find(|&c| is_unsafe_char(c)) {
+        return Err(invalid(
+            field,
+            format!("must not contain control or invisible formatting characters (found U+{:04X})", c as u32),
+        ));
     }
     Ok(value.to_owned())
 }
 
+/// A name: text of 1 to `MAX_NAME` characters, not blank.
+pub(crate) fn check_name(field: &'static str, name: &str) -> Result<String, Refusal> {
+    if name.trim().is_empty() {
+        return Err(invalid(field, format!("must be 1 to {MAX_NAME} characters, not blank")));
+    }
+    check_text(field, name, MAX_NAME)
+}
+
 pub(crate) fn check_reason(reason: &Option<String>) -> Result<Option<String>, Refusal> {
-    reason.as_deref().map(|r| check_len("reason", r, MAX_REASON)).transpose()
+    reason.as_deref().map(|r| check_text("reason", r, MAX_REASON)).transpose()
 }
 
 pub(crate) fn check_max_keys(n: u32) -> Result<u32, Refusal> {
@@ -85,5 +123,34 @@ pub(crate) fn check_expiry(at: Option<Timestamp>, now: Timestamp) -> Result<Opti
     match at {
         Some(t) if t <= now => Err(invalid("expires_at", "must be in the future")),
         other => Ok(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_and_format_characters_are_refused_in_text() {
+        for bad in [
+            "nul\0",
+            "esc \u{1b}[2J",
+            "bell\u{7}",
+            "tab\there",
+            "line\nbreak",
+            "\u{202e}gnp.exe",
+            "zero\u{200b}width",
+            "\u{feff}bom",
+            "soft\u{ad}hyphen",
+            "tag\u{e0041}",
+        ] {
+            assert!(check_text("description", bad, 100).is_err(), "{bad:?}");
+            assert!(check_name("name", bad).is_err(), "{bad:?}");
+        }
+        for good in ["Deploy key", "clé de déploiement", "デプロイ", "emoji 🔑", "ops@acme.test", "a-b_c.d"] {
+            assert_eq!(check_text("description", good, 100).unwrap(), good);
+        }
+        assert!(check_name("name", "   ").is_err());
+        assert!(check_name("name", &"n".repeat(101)).is_err());
     }
 }

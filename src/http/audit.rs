@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::{ApiError, AppState, Caller, Params, blocking, json, parse_key_id, parse_time};
 use crate::domain::audit::{Order, Query};
+use crate::domain::chain::ChainHash;
 use crate::domain::event;
 use crate::domain::id::{Actor, SYSTEM_ORG, Seq};
 
@@ -103,10 +104,27 @@ pub async fn list(
     Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response())
 }
 
+/// Checks the whole chain. A `_system` key hears about the whole log; any
+/// other org's key about its own events in it: how many of them the check
+/// covered, and the last of them (with its hash), so one tenant learns
+/// nothing of another's activity. `ok` and `first_bad_seq` are the chain's:
+/// a break anywhere matters to everyone whose history follows it.
 pub async fn verify_chain(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     caller.require("audit:read")?;
     let registry = s.registry.clone();
-    let report = blocking(move || Ok(registry.check_chain()?)).await?;
+    let mut report = blocking(move || Ok(registry.check_chain()?)).await?;
+    if caller.org.as_str() != SYSTEM_ORG {
+        let (events, last) = s.registry.read().audit.org_events(&caller.org, report.head_seq);
+        report.events = events;
+        report.head_seq = last.unwrap_or_default();
+        report.head_hash = match last {
+            Some(seq) => {
+                let reader = s.registry.log().clone();
+                blocking(move || Ok(reader.get(seq)?.map(|r| r.hash))).await?.unwrap_or_default()
+            }
+            None => ChainHash::ZERO,
+        };
+    }
     Ok(json(StatusCode::OK, &report))
 }
 
@@ -166,9 +184,16 @@ pub struct Digest {
 }
 
 /// `{seq, digest}` of the live table: equal on every node that applied the
-/// same log up to `seq`.
+/// same log up to `seq`. A `_system` key gets the whole table's; any other
+/// org's key its own org's, at its org's last event.
 pub async fn digest(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     caller.require("audit:read")?;
     let p = s.registry.read();
-    Ok(json(StatusCode::OK, &Digest { seq: p.table.applied(), digest: p.table.digest().to_hex().to_string() }))
+    let (seq, digest) = if caller.org.as_str() == SYSTEM_ORG {
+        (p.table.applied(), p.table.digest())
+    } else {
+        let last = p.audit.org_events(&caller.org, p.table.applied()).1;
+        (last.unwrap_or_default(), p.table.org_digest(&caller.org))
+    };
+    Ok(json(StatusCode::OK, &Digest { seq, digest: digest.to_hex().to_string() }))
 }

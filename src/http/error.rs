@@ -29,6 +29,10 @@ pub enum ApiError {
     VersionMismatch(String),
     #[error("the request body is larger than 64 KiB")]
     PayloadTooLarge,
+    #[error("the request headers are larger than 16 KiB")]
+    HeadersTooLarge,
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
     #[error("{0}")]
     MethodNotAllowed(String),
     #[error("{0}")]
@@ -63,6 +67,12 @@ impl ApiError {
             }
             ApiError::PayloadTooLarge => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "The request body is too large")
+            }
+            ApiError::HeadersTooLarge => {
+                (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "HEADERS_TOO_LARGE", "The request headers are too large")
+            }
+            ApiError::RequestTimeout => {
+                (StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT", "The request body did not arrive in time")
             }
             ApiError::MethodNotAllowed(_) => {
                 (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "Method not allowed")
@@ -102,6 +112,11 @@ impl IntoResponse for ApiError {
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        // Refused before the request was read to its end: the rest of it is
+        // still on the wire, so the connection cannot carry another request.
+        if matches!(self, ApiError::PayloadTooLarge | ApiError::HeadersTooLarge | ApiError::RequestTimeout) {
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response
     }
 }

@@ -7,7 +7,8 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ApiError, AppState, Body, Caller, Params, blocking, expected_version, json, no_such_key, parse_key_id, parse_time,
+    ApiError, AppState, Body, Caller, Params, blocking, expected_version, json, no_store, no_such_key, parse_key_id,
+    parse_time,
 };
 use crate::domain::cidr::Cidr;
 use crate::domain::command::{Command, Expiry, KeyEdit, NewKey};
@@ -153,7 +154,7 @@ fn key_response(
     if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", key.version)) {
         response.headers_mut().insert(header::ETAG, v);
     }
-    response
+    if secret.is_some() { no_store(response) } else { response }
 }
 
 fn changed_key(outcome: &Outcome) -> Result<&Key, ApiError> {

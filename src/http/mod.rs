@@ -7,6 +7,7 @@
 mod audit;
 mod error;
 mod keys;
+pub mod listen;
 mod ops;
 mod org;
 pub mod replica;
@@ -122,6 +123,7 @@ pub fn app(state: AppState) -> Router {
             ApiError::MethodNotAllowed("this route does not take that method".into())
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(listen::guard))
         .with_state(state)
 }
 
@@ -137,14 +139,24 @@ pub async fn track<N: verify::Node>(State(node): State<N>, req: Request, next: N
     response
 }
 
-/// The token in `Authorization`, raw or after `Bearer `.
-fn presented_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+/// The token in `Authorization`, raw or after `Bearer `. Two
+/// `Authorization` headers are refused: which one a proxy or a log would
+/// take is anyone's guess.
+fn presented_token(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let mut all = headers.get_all(header::AUTHORIZATION).iter();
+    let (Some(value), None) = (all.next(), all.next()) else {
+        return match headers.contains_key(header::AUTHORIZATION) {
+            true => Err(ApiError::Validation("send one Authorization header, not several".into())),
+            false => Ok(None),
+        };
+    };
+    let Ok(value) = value.to_str() else { return Ok(None) };
+    let value = value.trim();
     let token = match value.get(..7) {
         Some(p) if p.eq_ignore_ascii_case("bearer ") => value[7..].trim_start(),
         _ => value,
     };
-    (!token.is_empty()).then_some(token)
+    Ok((!token.is_empty()).then_some(token))
 }
 
 fn peer_ip(parts: &Parts) -> Option<std::net::IpAddr> {
@@ -178,7 +190,7 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = presented_token(&parts.headers).ok_or_else(|| {
+        let token = presented_token(&parts.headers)?.ok_or_else(|| {
             ApiError::Unauthenticated("send a key in the Authorization header (raw or as Bearer)".into())
         })?;
         let registry = &state.registry;
@@ -213,7 +225,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
+        let timeout =
+            req.extensions().get::<listen::ReadTimeout>().map_or(listen::Limits::default().read_timeout, |t| t.0);
+        let read = tokio::time::timeout(timeout, Bytes::from_request(req, state)).await;
+        let bytes = read.map_err(|_| ApiError::RequestTimeout)?.map_err(|r| {
             if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge
             } else {
@@ -266,6 +281,12 @@ async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work).await.map_err(|e| ApiError::Internal(e.to_string()))?
+}
+
+/// An answer that carries a secret: no cache, shared or private, may keep it.
+fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    response
 }
 
 /// Prometheus's text exposition.

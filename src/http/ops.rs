@@ -1,7 +1,5 @@
 //! Operational routes: liveness, readiness and Prometheus metrics.
 
-use std::sync::atomic::Ordering;
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -39,12 +37,12 @@ fn health(s: &AppState) -> (bool, Health) {
     let head = s.registry.head();
     let applied = s.registry.read().table.applied();
     let outbox = s.outbox.as_ref().map(|o| {
-        let published = o.published.load(Ordering::Relaxed);
+        let published = o.published().0.0;
         Outbox {
             published_seq: published,
             lag: head.seq.0.saturating_sub(published),
-            connected: o.connected.load(Ordering::Relaxed),
-            diverged: o.diverged.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            connected: o.connected(),
+            diverged: o.diverged(),
         }
     });
     // A diverged outbox is a failure; a lagging one is not: writes go on
@@ -72,7 +70,7 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
     let head = s.registry.head().seq.0;
     let mut gauges = vec![("keyreg_log_head_seq", "The sequence of the last event in the log.", head as f64)];
     if let Some(o) = &s.outbox {
-        let published = o.published.load(Ordering::Relaxed);
+        let published = o.published().0.0;
         gauges.push(("keyreg_outbox_published_seq", "The last sequence NATS acknowledged.", published as f64));
         gauges.push((
             "keyreg_outbox_lag",

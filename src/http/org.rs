@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, AppState, Body, Caller, json, no_such_key, parse_key_id};
+use super::{ApiError, AppState, Body, Caller, json, no_store, no_such_key, parse_key_id};
 use crate::domain::command::Command;
 use crate::domain::id::{KeyId, OrgId, SYSTEM_ORG};
 use crate::domain::table::{KeyView, Org, Status, Usage};
@@ -93,7 +93,7 @@ pub async fn create_org(
         return Err(ApiError::Internal("org creation returned no org or key".into()));
     };
     let now = s.registry.now();
-    Ok(json(StatusCode::CREATED, &CreatedOrg { org, key: key.view(now), secret: token.expose() }))
+    Ok(no_store(json(StatusCode::CREATED, &CreatedOrg { org, key: key.view(now), secret: token.expose() })))
 }
 
 fn org_response(s: &AppState, caller: &Caller) -> Result<Response, ApiError> {

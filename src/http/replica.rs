@@ -1,7 +1,7 @@
 //! A verifier replica's HTTP API: verify (the same handler as the
 //! registry's), its health and readiness, metrics and the state digest.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::Router;
@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 
+use super::listen::Limits;
 use super::verify::{Checked, Node, verify};
 use super::{ApiError, BODY_LIMIT, Digest, json, prometheus, track};
 use crate::domain::id::Seq;
@@ -17,7 +18,7 @@ use crate::domain::time::Timestamp;
 use crate::domain::token::{Pepper, TokenFormat, TokenHash};
 use crate::domain::verifier::{Answer, Code};
 use crate::metrics::Metrics;
-use crate::replica::Replica;
+use crate::replica::{Replica, Unavailable};
 
 impl Node for Replica {
     fn format(&self) -> &TokenFormat {
@@ -45,11 +46,9 @@ impl Node for Replica {
     }
 
     fn answer(&self, checked: &Checked, hash: Result<TokenHash, Code>, now: Timestamp) -> Result<Answer, ApiError> {
-        let history = self.table().map_err(|h| {
-            ApiError::Unavailable(format!(
-                "this replica stopped applying at sequence {}: {}; it cannot vouch for its state",
-                h.seq, h.why
-            ))
+        let history = self.table().map_err(|u| match u {
+            Unavailable::CatchingUp { .. } | Unavailable::Stale(_) => ApiError::Stale(u.to_string()),
+            Unavailable::Halted(_) | Unavailable::WrongPepper => ApiError::Unavailable(u.to_string()),
         })?;
         Ok(checked.answer(hash, history.state(), now))
     }
@@ -70,6 +69,7 @@ pub fn router(replica: &Replica) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(replica.clone(), track::<Replica>))
         .fallback(|| async { ApiError::NotFound("no such route on a verifier replica".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(super::listen::guard))
         .with_state(replica.clone())
 }
 
@@ -78,25 +78,27 @@ pub fn router(replica: &Replica) -> Router {
 pub async fn serve(
     replica: &Replica,
     listener: tokio::net::TcpListener,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(replica).into_make_service_with_connect_info::<SocketAddr>();
-    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let result = super::listen::serve(listener, router(replica), limits, shutdown).await;
     replica.flush_now().await;
     result
 }
 
+/// Alive, unless it can never answer again without an operator (halted on
+/// a broken chain, or given the wrong pepper).
 async fn healthz(State(r): State<Replica>) -> Response {
     let h = r.health();
-    let status = if h.halted.is_some() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
-    json(status, &h)
+    let dead = matches!(r.unavailable(), Some(Unavailable::Halted(_) | Unavailable::WrongPepper));
+    json(if dead { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK }, &h)
 }
 
-/// Ready once caught up with the stream at least once, and not halted.
+/// Ready when it answers verifies: caught up, current, and vouching for
+/// its table.
 async fn readyz(State(r): State<Replica>) -> Response {
     let h = r.health();
-    let ready = h.halted.is_none() && r.caught_up();
-    json(if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &h)
+    json(if h.unavailable.is_none() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &h)
 }
 
 async fn metrics(State(r): State<Replica>) -> Response {
@@ -110,6 +112,7 @@ async fn metrics(State(r): State<Replica>) -> Response {
             "1 when the replica stopped applying on a broken chain.",
             h.halted.is_some() as u8 as f64,
         ),
+        ("keyreg_replica_ready", "1 when the replica answers verifies.", h.unavailable.is_none() as u8 as f64),
     ]))
 }
 

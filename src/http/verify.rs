@@ -44,11 +44,14 @@ impl VerifyRequest {
     /// Applies the request rules: a key (body or `Authorization`), a concrete
     /// action, a concrete resource only with an action, a parseable address.
     pub fn check(self, headers: &HeaderMap) -> Result<Checked, ApiError> {
-        let token = match self.key {
-            Some(k) => k,
-            None => presented_token(headers).map(str::to_owned).ok_or_else(|| {
-                ApiError::Validation("give the key as \"key\" in the body or in the Authorization header".into())
-            })?,
+        let token = match (self.key, presented_token(headers)?) {
+            (Some(k), _) => k,
+            (None, Some(t)) => t.to_owned(),
+            (None, None) => {
+                return Err(ApiError::Validation(
+                    "give the key as \"key\" in the body or in the Authorization header".into(),
+                ));
+            }
         };
         if let Some(a) = &self.action
             && !scope::is_concrete_action(a)

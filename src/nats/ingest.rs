@@ -10,26 +10,18 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 
 use super::reports::ReportMessage;
-use super::{NatsError, access_stream, nats_err};
+use super::{Connection, Nats, NatsError, nats_err};
 use crate::domain::command::{Command, Refusal};
 use crate::domain::id::Actor;
 use crate::registry::{ExecError, Registry};
 
 const CONSUMER: &str = "keyreg-registry";
 
-/// Appends every report from `KEYREG_ACCESS` to the log, until `stop`.
-pub async fn run(url: String, registry: Registry, mut stop: watch::Receiver<bool>) {
-    let client = match super::connect(&url).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot ingest access reports");
-            return;
-        }
-    };
-    let js = jetstream::new(client);
+/// Appends every report from the access stream to the log, until `stop`.
+pub async fn run(nats: Nats, connection: Connection, registry: Registry, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
-            result = run_until_error(&js, &registry) => {
+            result = run_until_error(&nats, &connection.js, &registry) => {
                 if let Err(e) = result {
                     tracing::debug!(error = %e, "access report ingest waits for NATS");
                 }
@@ -43,8 +35,8 @@ pub async fn run(url: String, registry: Registry, mut stop: watch::Receiver<bool
     }
 }
 
-async fn run_until_error(js: &jetstream::Context, registry: &Registry) -> Result<(), NatsError> {
-    let stream = access_stream(js).await?;
+async fn run_until_error(nats: &Nats, js: &jetstream::Context, registry: &Registry) -> Result<(), NatsError> {
+    let stream = nats.access_stream(js).await?;
     let config = consumer::pull::Config {
         durable_name: Some(CONSUMER.into()),
         ack_policy: consumer::AckPolicy::Explicit,

@@ -1,6 +1,9 @@
-//! Everything that touches NATS: the JetStream layout (streams, subjects,
-//! headers), connecting, and reading the event stream back. Only this
-//! module and its children talk to NATS.
+//! Everything that touches NATS: the layout (streams, subjects, headers),
+//! connecting, and reading the event stream back. Only this module and its
+//! children, and `replica`, talk to NATS.
+//!
+//! With the default prefix `KEYREG` (`--stream-prefix` names another, so one
+//! NATS can carry several registries):
 //!
 //! - `KEYREG_EVENTS`, subjects `keyreg.events.>`: one message per event on
 //!   `keyreg.events.<org>.<type>`, body = the stored bytes, `Nats-Msg-Id` =
@@ -9,7 +12,10 @@
 //!   `Nats-Expected-Last-Sequence: seq - 1`.
 //! - `KEYREG_ACCESS`, subjects `keyreg.access.>`: access reports from
 //!   verifier replicas, deduplicated by report id (`Nats-Msg-Id`).
+//! - `keyreg.heartbeat` (core NATS, not a stream): the registry's
+//!   `{seq, hash, time}` every 100 ms, so replicas know they are current.
 
+pub mod heartbeat;
 #[cfg(feature = "server")]
 pub mod ingest;
 #[cfg(feature = "server")]
@@ -20,15 +26,21 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
 use futures_util::StreamExt;
+use tokio::sync::watch;
 
 use crate::domain::chain::ChainHash;
 use crate::domain::id::Seq;
 
-pub const EVENTS_STREAM: &str = "KEYREG_EVENTS";
-pub const ACCESS_STREAM: &str = "KEYREG_ACCESS";
 pub const HASH_HEADER: &str = "Keyreg-Hash";
+pub const DEFAULT_PREFIX: &str = "KEYREG";
 /// How long JetStream remembers message ids for deduplication.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// The longest wait between two attempts to reach NATS again: a replica is
+/// current within a second of NATS's return only if it retries this often.
+const RECONNECT_AT_MOST_EVERY: Duration = Duration::from_millis(100);
+/// How long a JetStream call (a publish's ack, a stream lookup) may take
+/// before its outcome counts as unknown and the caller starts over.
+const JETSTREAM_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum NatsError {
@@ -36,31 +48,188 @@ pub enum NatsError {
     Nats(String),
     #[error("the stream's event {seq} is not what the log holds there: {why}")]
     Diverged { seq: Seq, why: String },
+    #[error("--stream-prefix {0:?} must be 1 to 32 characters of [A-Za-z0-9_-]")]
+    Prefix(String),
 }
 
 fn nats_err(e: impl std::fmt::Display) -> NatsError {
     NatsError::Nats(e.to_string())
 }
 
-/// Connects, retrying in the background while NATS is down: the caller gets
-/// a client at once and NATS calls fail until it is up.
-pub async fn connect(url: &str) -> Result<async_nats::Client, NatsError> {
-    async_nats::ConnectOptions::new().retry_on_initial_connect().name("keyreg").connect(url).await.map_err(nats_err)
+/// The names of one registry's streams and subjects, from its prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// Upper case, for stream names (`KEYREG_EVENTS`).
+    streams: String,
+    /// Lower case, for subjects (`keyreg.events.>`).
+    subjects: String,
 }
 
-/// The subject an event is published on.
-pub fn event_subject(org: &str, type_name: &str) -> String {
-    format!("keyreg.events.{org}.{type_name}")
+impl Default for Layout {
+    fn default() -> Self {
+        Layout::new(DEFAULT_PREFIX).expect("the default prefix is valid")
+    }
 }
 
-/// The events stream, created if missing.
-pub async fn events_stream(js: &jetstream::Context) -> Result<stream::Stream, NatsError> {
-    file_stream(js, EVENTS_STREAM, "keyreg.events.>").await
+impl Layout {
+    pub fn new(prefix: &str) -> Result<Layout, NatsError> {
+        let ok = (1..=32).contains(&prefix.len())
+            && prefix.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-');
+        if !ok {
+            return Err(NatsError::Prefix(prefix.chars().take(40).collect()));
+        }
+        Ok(Layout { streams: prefix.to_ascii_uppercase(), subjects: prefix.to_ascii_lowercase() })
+    }
+
+    pub fn events_stream(&self) -> String {
+        format!("{}_EVENTS", self.streams)
+    }
+
+    pub fn access_stream(&self) -> String {
+        format!("{}_ACCESS", self.streams)
+    }
+
+    /// The subject an event is published on.
+    pub fn event_subject(&self, org: &str, type_name: &str) -> String {
+        format!("{}.events.{org}.{type_name}", self.subjects)
+    }
+
+    /// The subject a node's access reports are published on.
+    pub fn access_subject(&self, node: &str) -> String {
+        format!("{}.access.{node}", self.subjects)
+    }
+
+    pub fn heartbeat_subject(&self) -> String {
+        format!("{}.heartbeat", self.subjects)
+    }
 }
 
-/// The access-report stream, created if missing.
-pub async fn access_stream(js: &jetstream::Context) -> Result<stream::Stream, NatsError> {
-    file_stream(js, ACCESS_STREAM, "keyreg.access.>").await
+/// A connection to NATS: the client, a JetStream context on it, and a
+/// counter that moves on every (re)connection.
+#[derive(Clone)]
+pub struct Connection {
+    pub client: async_nats::Client,
+    pub js: jetstream::Context,
+    pub connected: watch::Receiver<u64>,
+}
+
+/// Where the stream is: a NATS URL and the layout on it.
+#[derive(Clone, Debug)]
+pub struct Nats {
+    pub url: String,
+    pub layout: Layout,
+}
+
+impl Nats {
+    pub fn new(url: &str) -> Nats {
+        Nats { url: url.to_owned(), layout: Layout::default() }
+    }
+
+    /// Connects, retrying in the background while NATS is down: the caller
+    /// gets a connection at once and NATS calls fail until it is up. After
+    /// an outage it tries again every `RECONNECT_AT_MOST_EVERY`, and
+    /// `Connection::connected` changes on every (re)connection, so that work
+    /// stuck waiting for an answer lost in the outage can start over at once
+    /// instead of waiting out its timeout.
+    pub async fn connect(&self) -> Result<Connection, NatsError> {
+        let (tx, connected) = watch::channel(0u64);
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .reconnect_delay_callback(|attempts| {
+                RECONNECT_AT_MOST_EVERY.min(Duration::from_millis(10 * attempts as u64))
+            })
+            .event_callback(move |event| {
+                let tx = tx.clone();
+                async move {
+                    if matches!(event, async_nats::Event::Connected) {
+                        tx.send_modify(|n| *n += 1);
+                    }
+                }
+            })
+            .name("keyreg")
+            .connect(&self.url)
+            .await
+            .map_err(nats_err)?;
+        let mut js = jetstream::new(client.clone());
+        js.set_timeout(JETSTREAM_TIMEOUT);
+        Ok(Connection { client, js, connected })
+    }
+
+    /// Connects once, failing at once when NATS does not answer: for the
+    /// command line, where waiting for NATS to come back helps nobody.
+    async fn connect_now(&self) -> Result<jetstream::Context, NatsError> {
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_secs(5))
+            .connect(&self.url)
+            .await
+            .map_err(|e| NatsError::Nats(format!("cannot reach NATS at {}: {e}", self.url)))?;
+        Ok(jetstream::new(client))
+    }
+
+    /// The events stream, created if missing.
+    pub async fn events_stream(&self, js: &jetstream::Context) -> Result<stream::Stream, NatsError> {
+        file_stream(js, &self.layout.events_stream(), &format!("{}.events.>", self.layout.subjects)).await
+    }
+
+    /// The access-report stream, created if missing.
+    pub async fn access_stream(&self, js: &jetstream::Context) -> Result<stream::Stream, NatsError> {
+        file_stream(js, &self.layout.access_stream(), &format!("{}.access.>", self.layout.subjects)).await
+    }
+
+    /// Deletes the events stream: the next registry to publish there starts
+    /// it again from its own log's first event. True if there was one. The
+    /// way out of a divergence (a wiped data dir, or another registry's
+    /// events): stop the registry, reset, start it again, restart replicas.
+    pub async fn reset_events_stream(&self) -> Result<bool, NatsError> {
+        let js = self.connect_now().await?;
+        match js.delete_stream(self.layout.events_stream()).await {
+            Ok(_) => Ok(true),
+            Err(e) => match e.kind() {
+                jetstream::context::DeleteStreamErrorKind::JetStream(js)
+                    if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+                {
+                    Ok(false)
+                }
+                _ => Err(nats_err(e)),
+            },
+        }
+    }
+
+    /// Reads the whole events stream as it is now, in order, calling `each`
+    /// on every event; stops early when `each` returns false.
+    pub async fn read_all(&self, mut each: impl FnMut(StreamEvent) -> bool) -> Result<(), NatsError> {
+        let js = self.connect_now().await?;
+        let name = self.layout.events_stream();
+        let mut stream = js
+            .get_stream(&name)
+            .await
+            .map_err(|e| NatsError::Nats(format!("no stream {name} on {}: {e}", self.url)))?;
+        let last = stream.info().await.map_err(nats_err)?.state.last_sequence;
+        if last == 0 {
+            return Ok(());
+        }
+        let mut messages = follow(&stream, Seq(1)).await?;
+        let mut seen = 0;
+        while seen < last {
+            let event = match tokio::time::timeout(Duration::from_secs(10), next_event(&mut messages)).await {
+                Ok(Some(e)) => e?,
+                Ok(None) => break,
+                Err(_) => {
+                    return Err(NatsError::Nats(format!(
+                        "the stream stopped delivering after sequence {seen} of {last}"
+                    )));
+                }
+            };
+            if event.seq.0 <= seen {
+                continue;
+            }
+            seen = event.seq.0;
+            if !each(event) {
+                break;
+            }
+        }
+        Ok(())
+    }
 }
 
 async fn file_stream(js: &jetstream::Context, name: &str, subjects: &str) -> Result<stream::Stream, NatsError> {
@@ -121,64 +290,4 @@ pub async fn next_event(messages: &mut consumer::pull::Ordered) -> Option<Result
         bytes: message.payload.clone(),
         pending: info.1,
     }))
-}
-
-/// Connects once, failing at once when NATS does not answer: for the
-/// command line, where waiting for NATS to come back helps nobody.
-async fn connect_now(url: &str) -> Result<jetstream::Context, NatsError> {
-    let client = async_nats::ConnectOptions::new()
-        .connection_timeout(Duration::from_secs(5))
-        .connect(url)
-        .await
-        .map_err(|e| NatsError::Nats(format!("cannot reach NATS at {url}: {e}")))?;
-    Ok(jetstream::new(client))
-}
-
-/// Deletes the events stream: the next registry to publish to this NATS
-/// starts it again from its own log's first event. True if there was one.
-/// The way out of a divergence (a wiped data dir, or another registry's
-/// events): stop the registry, reset, start it again, restart replicas.
-pub async fn reset_events_stream(url: &str) -> Result<bool, NatsError> {
-    let js = connect_now(url).await?;
-    match js.delete_stream(EVENTS_STREAM).await {
-        Ok(_) => Ok(true),
-        Err(e) => match e.kind() {
-            jetstream::context::DeleteStreamErrorKind::JetStream(js)
-                if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
-            {
-                Ok(false)
-            }
-            _ => Err(nats_err(e)),
-        },
-    }
-}
-
-/// Reads the whole events stream as it is now, in order, calling `each` on
-/// every event; stops early when `each` returns false.
-pub async fn read_all(url: &str, mut each: impl FnMut(StreamEvent) -> bool) -> Result<(), NatsError> {
-    let js = connect_now(url).await?;
-    let mut stream = js.get_stream(EVENTS_STREAM).await.map_err(nats_err)?;
-    let last = stream.info().await.map_err(nats_err)?.state.last_sequence;
-    if last == 0 {
-        return Ok(());
-    }
-    let mut messages = follow(&stream, Seq(1)).await?;
-    let mut seen = 0;
-    while seen < last {
-        let event = match tokio::time::timeout(Duration::from_secs(10), next_event(&mut messages)).await {
-            Ok(Some(e)) => e?,
-            Ok(None) => break,
-            Err(_) => {
-                return Err(NatsError::Nats(format!("the stream stopped delivering after sequence {seen} of {last}")));
-            }
-        };
-        if event.seq.0 <= seen {
-            continue;
-        }
-        seen = event.seq.0;
-        if !each(event) {
-            break;
-        }
-    }
-    Ok(())
 }

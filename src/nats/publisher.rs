@@ -13,60 +13,83 @@
 //! resynchronises from the stream's actual last message. Writes to the log
 //! go on meanwhile; the outbox catches up when NATS returns.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, message::PublishMessage};
 use tokio::sync::watch;
 
-use super::{NatsError, event_subject, events_stream, hash_header, nats_err};
+use super::{Connection, Nats, NatsError, hash_header, nats_err};
+use crate::domain::chain::ChainHash;
 use crate::domain::event;
 use crate::domain::id::Seq;
 use crate::store::log::{Head, Reader, Record};
 
 /// Events published per pipelined batch.
 const BATCH: u64 = 512;
+/// The longest pause between two attempts to reach NATS.
+const MAX_BACKOFF: Duration = Duration::from_millis(250);
 
-/// What the outbox reports to `/readyz` and `/metrics`.
+/// What the outbox reports to `/readyz`, `/metrics` and the heartbeat.
 #[derive(Default)]
 pub struct OutboxStatus {
-    /// The last sequence the stream acknowledged.
-    pub published: AtomicU64,
-    /// Whether the last attempt to reach NATS succeeded.
-    pub connected: AtomicBool,
+    /// The last event the stream acknowledged, and its hash.
+    published: Mutex<(Seq, ChainHash)>,
+    /// Whether the stream was last found to agree with the log and NATS
+    /// answered since.
+    connected: AtomicBool,
     /// Set when the stream holds something the log does not: the outbox
     /// stops, because publishing on would hide the divergence.
-    pub diverged: std::sync::Mutex<Option<String>>,
+    diverged: Mutex<Option<String>>,
 }
 
-/// Runs until `stop` turns true.
+impl OutboxStatus {
+    pub fn published(&self) -> (Seq, ChainHash) {
+        *self.published.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    pub fn diverged(&self) -> Option<String> {
+        self.diverged.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn set_published(&self, seq: Seq, hash: ChainHash) {
+        *self.published.lock().unwrap_or_else(PoisonError::into_inner) = (seq, hash);
+    }
+}
+
+/// Runs until `stop` turns true. A (re)connection to NATS abandons
+/// whatever was waiting on the old one and starts over from the stream's
+/// last message.
 pub async fn run(
-    url: String,
+    nats: Nats,
+    connection: Connection,
     log: Reader,
     mut committed: watch::Receiver<Head>,
     status: Arc<OutboxStatus>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let client = match super::connect(&url).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "the outbox cannot use NATS");
-            return;
-        }
-    };
-    let js = jetstream::new(client);
-    let mut backoff = Duration::from_millis(100);
+    let mut reconnected = connection.connected.clone();
+    let mut backoff = Duration::from_millis(20);
     loop {
         if *stop.borrow() {
             return;
         }
-        match publish_until_error(&js, &log, &mut committed, &status, &mut stop).await {
+        let result = tokio::select! {
+            result = publish_until_error(&nats, &connection.js, &log, &mut committed, &status, &mut stop) => result,
+            _ = reconnected.changed() => Err(NatsError::Nats("NATS reconnected; starting over".into())),
+        };
+        match result {
             Ok(()) => return,
             Err(NatsError::Diverged { seq, why }) => {
                 let message = format!("the stream diverges from the log at {seq}: {why}");
                 tracing::error!("{message}; the outbox stops");
-                *status.diverged.lock().unwrap_or_else(|e| e.into_inner()) = Some(message);
+                *status.diverged.lock().unwrap_or_else(PoisonError::into_inner) = Some(message);
+                status.connected.store(false, Ordering::Relaxed);
                 return;
             }
             Err(e) => {
@@ -74,9 +97,10 @@ pub async fn run(
                 tracing::debug!(error = %e, "the outbox waits for NATS");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
+                    _ = reconnected.changed() => {}
                     _ = stop.changed() => return,
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
     }
@@ -85,15 +109,17 @@ pub async fn run(
 /// Resynchronises with the stream, then publishes committed events as they
 /// come; returns on the first error, or `Ok` when told to stop.
 async fn publish_until_error(
+    nats: &Nats,
     js: &jetstream::Context,
     log: &Reader,
     committed: &mut watch::Receiver<Head>,
     status: &OutboxStatus,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), NatsError> {
-    let mut next = resume_point(js, log).await?.next();
-    status.published.store(next.0 - 1, Ordering::Relaxed);
+    let (last, hash) = resume_point(nats, js, log).await?;
+    status.set_published(last, hash);
     status.connected.store(true, Ordering::Relaxed);
+    let mut next = last.next();
     loop {
         let head = committed.borrow_and_update().seq;
         if next > head {
@@ -107,32 +133,32 @@ async fn publish_until_error(
         let mut acks = Vec::with_capacity((last.0 - next.0 + 1) as usize);
         for record in read(log, next, Some(last)).await? {
             let decoded = event::decode(record.bytes()).map_err(nats_err)?;
-            let subject = event_subject(decoded.event.org.as_str(), decoded.event.change.type_name());
+            let subject = nats.layout.event_subject(decoded.event.org.as_str(), decoded.event.change.type_name());
             let message = PublishMessage::build()
                 .payload(bytes::Bytes::copy_from_slice(record.bytes()))
                 .message_id(record.seq.to_string())
                 .expected_last_sequence(record.seq.0 - 1)
                 .header(super::HASH_HEADER, record.hash.to_hex().as_str());
-            acks.push((record.seq, js.send_publish(subject, message).await.map_err(nats_err)?));
+            acks.push((record.seq, record.hash, js.send_publish(subject, message).await.map_err(nats_err)?));
         }
-        for (seq, ack) in acks {
+        for (seq, hash, ack) in acks {
             let ack = ack.await.map_err(nats_err)?;
             if ack.sequence != seq.0 {
                 return Err(NatsError::Diverged { seq, why: format!("the stream stored it at {}", ack.sequence) });
             }
-            status.published.store(seq.0, Ordering::Relaxed);
+            status.set_published(seq, hash);
             next = seq.next();
         }
     }
 }
 
-/// The last sequence the stream holds, after checking that it holds what
-/// the log holds there.
-async fn resume_point(js: &jetstream::Context, log: &Reader) -> Result<Seq, NatsError> {
-    let mut stream = events_stream(js).await?;
+/// The last sequence the stream holds and its hash, after checking that it
+/// holds what the log holds there.
+async fn resume_point(nats: &Nats, js: &jetstream::Context, log: &Reader) -> Result<(Seq, ChainHash), NatsError> {
+    let mut stream = nats.events_stream(js).await?;
     let last = Seq(stream.info().await.map_err(nats_err)?.state.last_sequence);
     if last == Seq(0) {
-        return Ok(last);
+        return Ok((last, ChainHash::ZERO));
     }
     let message = stream.get_raw_message(last.0).await.map_err(nats_err)?;
     let record = read(log, last, Some(last))
@@ -142,7 +168,7 @@ async fn resume_point(js: &jetstream::Context, log: &Reader) -> Result<Seq, Nats
     if hash_header(Some(&message.headers)) != Some(record.hash) || message.payload.as_ref() != record.bytes() {
         return Err(NatsError::Diverged { seq: last, why: "its bytes or hash differ from the log's".into() });
     }
-    Ok(last)
+    Ok((last, record.hash))
 }
 
 /// Records `from..=to` of the log, read off the async runtime (sled reads

@@ -12,6 +12,7 @@
 use async_nats::jetstream::{self, message::PublishMessage};
 use serde::{Deserialize, Serialize};
 
+use super::Layout;
 use crate::access::Report;
 use crate::domain::event::KeyAccessed;
 use crate::domain::id::{KeyId, OrgId};
@@ -25,13 +26,9 @@ pub struct ReportMessage {
     pub report: KeyAccessed,
 }
 
-pub fn subject(node: &str) -> String {
-    format!("keyreg.access.{node}")
-}
-
 /// Publishes reports and waits for their acknowledgements; returns those
 /// that could not be published, for the next flush.
-pub async fn publish(js: &jetstream::Context, node: &str, reports: Vec<Report>) -> Vec<Report> {
+pub async fn publish(js: &jetstream::Context, layout: &Layout, node: &str, reports: Vec<Report>) -> Vec<Report> {
     let mut failed = vec![];
     for (org, key_id, report) in reports {
         let message = ReportMessage { org, key_id, report };
@@ -40,7 +37,7 @@ pub async fn publish(js: &jetstream::Context, node: &str, reports: Vec<Report>) 
             Err(_) => continue,
         };
         let publish = PublishMessage::build().payload(body.into()).message_id(message.report.report_id.as_str());
-        let acked = match js.send_publish(subject(node), publish).await {
+        let acked = match js.send_publish(layout.access_subject(node), publish).await {
             Ok(ack) => ack.await.is_ok(),
             Err(_) => false,
         };

@@ -56,6 +56,11 @@ pub enum OpenError {
     Thread(std::io::Error),
     #[error("the log in {0} is still locked after the registry closed")]
     StillLocked(String),
+    #[error(
+        "{0}/pepper is not the pepper this log was made with (its fingerprint differs from the one the log \
+         records), so every key would answer NOT_FOUND; put back this data dir's own pepper file"
+    )]
+    WrongPepper(String),
 }
 
 /// Why a command did not take effect.
@@ -179,7 +184,7 @@ impl Registry {
             "the first key of the system org, made by keyreg init",
             SYSTEM_ADMIN_SCOPES,
         );
-        let command = Command::CreateOrg { id: OrgId::system(), name: "System".into(), max_keys: None, admin };
+        let command = Command::Init { admin, pepper: registry.shared.pepper.fingerprint() };
         registry
             .execute_blocking(Actor::system("init"), OrgId::system(), command)
             .map_err(|e| OpenError::Init(e.to_string()))?;
@@ -191,8 +196,18 @@ impl Registry {
     pub fn open(dir: &DataDir, config: Config) -> Result<Registry, OpenError> {
         let pepper = dir.pepper()?;
         let log = Log::open(&dir.log_path())?;
+        if dir.restrict()? {
+            tracing::warn!(
+                dir = %dir.path().display(),
+                "the data dir was open to other users; restricted it to its owner (dirs 0700, files 0600)"
+            );
+        }
         let mut history = History::new(Projections::default());
         fold_log(&log.reader(), &mut history, None, |n| tracing::info!(events = n, "replaying the log"))?;
+        let recorded = history.state().table.pepper_fingerprint();
+        if recorded.is_some_and(|fp| fp != pepper.fingerprint()) {
+            return Err(OpenError::WrongPepper(dir.path().display().to_string()));
+        }
         let broken = history.broken().cloned();
         match &broken {
             Some(b) => tracing::error!(seq = %b.seq, why = %b.why, "the stored chain is broken; refusing writes"),
@@ -212,7 +227,19 @@ impl Registry {
             committed: watch::Sender::new(log.head()),
         });
         let writer = Writer::start(log, shared.clone()).map_err(OpenError::Thread)?;
-        Ok(Registry { shared, writer: Arc::new(writer), dir: dir.clone() })
+        let registry = Registry { shared, writer: Arc::new(writer), dir: dir.clone() };
+        let made_before_fingerprints = recorded.is_none() && registry.read().table.org(&OrgId::system()).is_some();
+        if made_before_fingerprints && registry.refusing_writes().is_none() {
+            let record = Command::RecordPepper(registry.shared.pepper.fingerprint());
+            let outcome = registry
+                .execute_blocking(Actor::system("upgrade"), OrgId::system(), record)
+                .map_err(|e| OpenError::Init(format!("cannot record the pepper's fingerprint: {e}")))?;
+            tracing::warn!(
+                seq = %outcome.head,
+                "this data dir was made before keyreg recorded its pepper's fingerprint; recorded it now"
+            );
+        }
+        Ok(registry)
     }
 
     /// Closes the registry: queued commands are committed and answered, the
@@ -243,6 +270,10 @@ impl Registry {
 
     pub fn now(&self) -> Timestamp {
         self.shared.clock.now()
+    }
+
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.shared.clock.clone()
     }
 
     /// The live projections, read-locked. Hold the guard only for a lookup.

@@ -190,12 +190,20 @@ impl Reader {
 }
 
 /// Opens sled. sled takes an exclusive `flock` on its data file and fails
-/// at once if it cannot, so wait a little for it first: a handle dropped a
-/// moment ago in this process (or a child process between fork and exec)
-/// may hold it still.
+/// at once if it cannot, so a failure to open is retried for a while: a
+/// handle dropped a moment ago in this process, or a child process between
+/// fork and exec (it holds a copy of every open file), may hold it still.
 fn open_db(dir: &Path) -> Result<sled::Db, sled::Error> {
-    wait_unlocked(dir, Duration::from_secs(3));
-    sled::Config::new().path(dir).cache_capacity(128 * 1024 * 1024).open()
+    let config = sled::Config::new().path(dir).cache_capacity(128 * 1024 * 1024);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(_)) if Instant::now() < deadline && !unlocked(dir) => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Whether nothing holds the lock on the log in `dir` (a log not made yet
@@ -249,7 +257,11 @@ mod tests {
             time,
             org: OrgId::parse("acme").unwrap(),
             actor: Actor::system("test"),
-            change: Change::OrgUpdated(OrgSettings { name: format!("Acme {n}"), max_keys: 5 }),
+            change: Change::OrgUpdated(OrgSettings {
+                name: format!("Acme {n}"),
+                max_keys: 5,
+                ..OrgSettings::default()
+            }),
         }
     }
 

@@ -3,6 +3,7 @@
 //! else:
 //!
 //! ```text
+//! DIR/          mode 0700: the owner alone reads any of it
 //! DIR/pepper    32 random bytes, mode 0600: the key of every token hash
 //! DIR/log/      sled: the hash-chained event log (`log.rs`)
 //! ```
@@ -13,6 +14,7 @@
 #[cfg(feature = "server")]
 pub mod log;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::domain::token::Pepper;
@@ -21,16 +23,28 @@ use crate::domain::token::Pepper;
 pub enum PepperError {
     #[error("cannot read the pepper file {path}: {source}")]
     Read { path: String, source: std::io::Error },
+    #[error(
+        "the pepper file {path} can be read by group or others (mode {mode:03o}); the pepper is the key of every \
+         token hash: run `chmod 600 {path}`"
+    )]
+    Exposed { path: String, mode: u32 },
     #[error("the pepper file {path} must hold exactly 32 bytes, it holds {len}")]
     Length { path: String, len: usize },
     #[error("cannot write the pepper file {path}: {source}")]
     Write { path: String, source: std::io::Error },
 }
 
-/// Reads a pepper file (a data dir's, or the copy a replica is given).
+/// Reads a pepper file (a data dir's, or the copy a replica is given). A
+/// file that group or others may read is refused, as ssh refuses a private
+/// key: whoever reads it can test guesses against every stored hash.
 pub fn load_pepper(path: &Path) -> Result<Pepper, PepperError> {
     let shown = || path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| PepperError::Read { path: shown(), source })?;
+    let read = |source| PepperError::Read { path: shown(), source };
+    let mode = std::fs::metadata(path).map_err(read)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(PepperError::Exposed { path: shown(), mode });
+    }
+    let bytes = std::fs::read(path).map_err(read)?;
     let bytes: [u8; 32] =
         bytes.as_slice().try_into().map_err(|_| PepperError::Length { path: shown(), len: bytes.len() })?;
     Ok(Pepper::from_bytes(bytes))
@@ -44,6 +58,21 @@ fn save_new_pepper(pepper: &Pepper, path: &Path) -> Result<(), PepperError> {
     let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(err)?;
     f.write_all(pepper.bytes()).map_err(err)?;
     f.sync_all().map_err(err)
+}
+
+fn restrict(path: &Path) -> Result<(), DirError> {
+    let err = |source| DirError::Permissions { path: path.display().to_string(), source };
+    let meta = std::fs::symlink_metadata(path).map_err(err)?;
+    let wanted = if meta.is_dir() { 0o700 } else { 0o600 };
+    if (meta.is_dir() || meta.is_file()) && meta.permissions().mode() & 0o777 != wanted {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(wanted)).map_err(err)?;
+    }
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path).map_err(err)? {
+            restrict(&entry.map_err(err)?.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// A keyreg data dir.
@@ -62,6 +91,8 @@ pub enum DirError {
     Create { dir: String, source: std::io::Error },
     #[error(transparent)]
     Pepper(#[from] PepperError),
+    #[error("cannot restrict the permissions of {path}: {source}")]
+    Permissions { path: String, source: std::io::Error },
 }
 
 impl DataDir {
@@ -85,14 +116,31 @@ impl DataDir {
         self.root.display().to_string()
     }
 
-    /// Makes a new data dir holding a new pepper; refuses one that is
-    /// already initialised, changing nothing.
+    /// Makes a new data dir (mode 0700) holding a new pepper; refuses one
+    /// that is already initialised, changing nothing.
     pub fn create(&self, pepper: &Pepper) -> Result<(), DirError> {
         if self.pepper_path().exists() || self.log_path().exists() {
             return Err(DirError::AlreadyInitialised(self.shown()));
         }
-        std::fs::create_dir_all(&self.root).map_err(|source| DirError::Create { dir: self.shown(), source })?;
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.root)
+            .map_err(|source| DirError::Create { dir: self.shown(), source })?;
         Ok(save_new_pepper(pepper, &self.pepper_path())?)
+    }
+
+    /// Restricts the data dir to its owner: the dirs 0700, the files 0600.
+    /// The log holds every tenant's metadata and the keyed hashes; sled
+    /// makes its files with the default umask, and older data dirs were
+    /// made with it too. Returns whether the dir itself was open to others
+    /// (sled's new files inside a closed dir were not exposed).
+    pub fn restrict(&self) -> Result<bool, DirError> {
+        let err = |source| DirError::Permissions { path: self.shown(), source };
+        let exposed = std::fs::metadata(&self.root).map_err(err)?.permissions().mode() & 0o077 != 0;
+        restrict(&self.root)?;
+        Ok(exposed)
     }
 
     /// The pepper of an initialised data dir.

@@ -256,8 +256,9 @@ fn access_counts_across_nodes_are_exact() {
 
     // Neither stream carries a secret: events hold keyed hashes, reports ids.
     let secrets = [c.system.as_str(), c.admin.as_str(), key.as_str()];
-    for stream in [keyreg::nats::EVENTS_STREAM, keyreg::nats::ACCESS_STREAM] {
-        let contents = stream_contents(&c.nats.url, stream);
+    let layout = keyreg::nats::Layout::default();
+    for stream in [layout.events_stream(), layout.access_stream()] {
+        let contents = stream_contents(&c.nats.url, &stream);
         assert!(!contents.is_empty(), "{stream} is empty");
         for message in &contents {
             for secret in secrets {

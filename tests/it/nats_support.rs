@@ -22,11 +22,23 @@ pub struct Verifier {
 }
 
 impl Verifier {
+    /// A replica that answers: it has caught up and heard the registry.
     pub fn start(nats: &str, data: &Path, node: &str, flush_ms: u64) -> Verifier {
+        let v = Verifier::spawn(nats, data, node, flush_ms, &[]);
+        let ready = crate::serve::eventually(std::time::Duration::from_secs(20), || {
+            crate::serve::Api::new(&v.url).get("/readyz").send().status == 200
+        });
+        assert!(ready, "the replica {node} did not become ready");
+        v
+    }
+
+    /// A replica process, as it starts, ready or not.
+    pub fn spawn(nats: &str, data: &Path, node: &str, flush_ms: u64, extra: &[&str]) -> Verifier {
         let mut child = Command::new(keyreg_bin())
             .args(["verifier", "--nats", nats, "--listen", "127.0.0.1:0", "--node", node])
             .args(["--access-flush-ms", &flush_ms.to_string(), "--pepper-file"])
             .arg(data.join("pepper"))
+            .args(extra)
             .env("RUST_LOG", "keyreg=debug")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -56,7 +68,7 @@ impl Drop for Verifier {
 pub fn stream_events(url: &str) -> Vec<(u64, Vec<u8>, Option<String>)> {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut out = vec![];
-    rt.block_on(keyreg::nats::read_all(url, |ev| {
+    rt.block_on(keyreg::nats::Nats::new(url).read_all(|ev| {
         out.push((ev.seq.0, ev.bytes.to_vec(), ev.hash.map(|h| h.to_hex())));
         true
     }))

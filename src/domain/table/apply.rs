@@ -23,6 +23,12 @@ impl Table {
         self.applied = seq;
         self.last_time = Some(event.time);
         let t = event.time;
+        if let Change::OrgCreated(s) | Change::OrgUpdated(s) = &event.change
+            && s.pepper_fingerprint.is_some()
+            && !event.org.is_tenant()
+        {
+            self.pepper = s.pepper_fingerprint;
+        }
         match &event.change {
             Change::OrgCreated(s) => {
                 self.orgs.entry(event.org.clone()).or_insert_with(|| Org {

@@ -1,7 +1,8 @@
 //! The state digest: a blake3 hash of the table's canonical form, equal on
 //! every node that applied the same log.
 
-use super::{Org, Table};
+use super::{Key, Org, Table};
+use crate::domain::id::OrgId;
 
 impl Table {
     /// A blake3 digest of the table's canonical form: every org and key in id
@@ -9,46 +10,58 @@ impl Table {
     /// Two nodes that applied the same log give the same digest, whatever
     /// their clocks say.
     pub fn digest(&self) -> blake3::Hash {
-        let mut h = blake3::Hasher::new();
         let mut orgs: Vec<&Org> = self.orgs.values().collect();
         orgs.sort_by(|a, b| a.id.cmp(&b.id));
-        for o in orgs {
-            let line = serde_json::json!([
-                o.id,
-                o.name,
-                o.max_keys,
-                o.created_at,
-                o.updated_at,
-                o.version,
-                o.counted_keys,
-                o.usage
-            ]);
-            h.update(line.to_string().as_bytes());
-            h.update(b"\n");
-        }
-        for k in self.all_keys() {
-            let line = serde_json::json!([
-                k.id,
-                k.org,
-                k.name(),
-                k.description(),
-                k.owner(),
-                k.created_by,
-                k.created_at,
-                k.updated_at,
-                k.expires_at,
-                k.scopes,
-                k.allowed_cidrs,
-                k.status,
-                k.display_prefix(),
-                k.version,
-                k.hash,
-                k.grace(),
-                k.usage()
-            ]);
-            h.update(line.to_string().as_bytes());
-            h.update(b"\n");
-        }
-        h.finalize()
+        digest_of(orgs, self.all_keys())
     }
+
+    /// The same digest over one organization and its keys only: what a
+    /// tenant may compare, without learning anything of other tenants.
+    pub fn org_digest(&self, org: &OrgId) -> blake3::Hash {
+        let mut keys: Vec<&Key> = self.keys_of(org, None).collect();
+        keys.reverse();
+        digest_of(self.org(org), keys)
+    }
+}
+
+fn digest_of<'a>(orgs: impl IntoIterator<Item = &'a Org>, keys: Vec<&'a Key>) -> blake3::Hash {
+    let mut h = blake3::Hasher::new();
+    for o in orgs {
+        let line = serde_json::json!([
+            o.id,
+            o.name,
+            o.max_keys,
+            o.created_at,
+            o.updated_at,
+            o.version,
+            o.counted_keys,
+            o.usage
+        ]);
+        h.update(line.to_string().as_bytes());
+        h.update(b"\n");
+    }
+    for k in keys {
+        let line = serde_json::json!([
+            k.id,
+            k.org,
+            k.name(),
+            k.description(),
+            k.owner(),
+            k.created_by,
+            k.created_at,
+            k.updated_at,
+            k.expires_at,
+            k.scopes,
+            k.allowed_cidrs,
+            k.status,
+            k.display_prefix(),
+            k.version,
+            k.hash,
+            k.grace(),
+            k.usage()
+        ]);
+        h.update(line.to_string().as_bytes());
+        h.update(b"\n");
+    }
+    h.finalize()
 }

@@ -25,7 +25,7 @@ use crate::domain::event::KeyAccessed;
 use crate::domain::id::{KeyId, OrgId, Seq};
 use crate::domain::scope::Scope;
 use crate::domain::time::Timestamp;
-use crate::domain::token::TokenHash;
+use crate::domain::token::{PepperFingerprint, TokenHash};
 use index::SlotIndex;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -48,6 +48,8 @@ pub struct Org {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Table {
     applied: Seq,
+    /// The pepper's fingerprint, as the `_system` org's settings record it.
+    pepper: Option<PepperFingerprint>,
     last_time: Option<Timestamp>,
     orgs: HashMap<OrgId, Org>,
     /// Every key ever created, in creation order (keys are never removed:
@@ -127,6 +129,12 @@ impl Table {
 
     pub fn applied(&self) -> Seq {
         self.applied
+    }
+
+    /// The fingerprint of the pepper this log's hashes were made with, once
+    /// recorded.
+    pub fn pepper_fingerprint(&self) -> Option<PepperFingerprint> {
+        self.pepper
     }
 
     /// The time of the last applied event, if any.
@@ -243,7 +251,14 @@ mod tests {
         let mut ids: Vec<KeyId> =
             (0..6).map(|i| IdGenerator::default().key_id(Timestamp::from_micros(i * 1000))).collect();
         let mut t = Table::default();
-        t.apply(Seq(1), &ev(1, &org, Change::OrgCreated(OrgSettings { name: "Acme".into(), max_keys: 10 })));
+        t.apply(
+            Seq(1),
+            &ev(
+                1,
+                &org,
+                Change::OrgCreated(OrgSettings { name: "Acme".into(), max_keys: 10, ..OrgSettings::default() }),
+            ),
+        );
         let pepper = Pepper::generate();
         for (n, i) in [3, 0, 5, 1, 4, 2].into_iter().enumerate() {
             let secret = TokenFormat::default().generate();
@@ -272,7 +287,14 @@ mod tests {
         let org = OrgId::parse("acme").unwrap();
         let id = IdGenerator::default().key_id(Timestamp::from_micros(0));
         let mut t = Table::default();
-        t.apply(Seq(1), &ev(1, &org, Change::OrgCreated(OrgSettings { name: "Acme".into(), max_keys: 10 })));
+        t.apply(
+            Seq(1),
+            &ev(
+                1,
+                &org,
+                Change::OrgCreated(OrgSettings { name: "Acme".into(), max_keys: 10, ..OrgSettings::default() }),
+            ),
+        );
         let created = KeyCreated {
             name: "ci".into(),
             description: String::new(),

@@ -1,0 +1,137 @@
+//! The connection loop: accepts TCP connections and serves HTTP/1.1 on each
+//! with a router, within limits that keep a client from holding the server:
+//!
+//! - at most `max_connections` at once; beyond that, new connections wait
+//!   in the kernel's backlog until one closes;
+//! - a request's headers must arrive within `read_timeout`; the same timer
+//!   runs while a kept-alive connection waits for its next request, so an
+//!   idle connection is closed after `read_timeout` too;
+//! - its body must arrive within `read_timeout` (the `Body` extractor's
+//!   timer: 408), and a `Content-Length` over the body limit is refused
+//!   before a byte of it is read (413, `guard` below).
+//!
+//! axum's own `serve` has no timeouts and no limit; this is the same loop
+//! (hyper under the router, graceful shutdown) with them.
+
+use std::convert::Infallible;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::extract::Request;
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tower_service::Service;
+
+use super::{ApiError, BODY_LIMIT};
+
+/// Request headers larger than this, in all, are refused with 431.
+pub const HEADER_LIMIT: usize = 16 * 1024;
+/// The HTTP layer's own read buffer: headers beyond it are refused by hyper
+/// itself, with a bare 431.
+const READ_BUFFER: usize = 128 * 1024;
+
+/// What one connection may hold.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub read_timeout: Duration,
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { read_timeout: Duration::from_secs(10), max_connections: 1024 }
+    }
+}
+
+/// How long a request's body may take to arrive, for the `Body` extractor.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadTimeout(pub Duration);
+
+/// Serves `router` on `listener` until `shutdown`, then lets in-flight
+/// requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    // Dropped when shutdown comes: every connection task watches it.
+    let (signal_tx, signal_rx) = watch::channel(());
+    tokio::spawn(async move {
+        shutdown.await;
+        drop(signal_rx);
+    });
+    // Each connection task holds a receiver; the loop waits for them all.
+    let (close_tx, close_rx) = watch::channel(());
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            _ = signal_tx.closed() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::debug!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            _ = signal_tx.closed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            request.extensions_mut().insert(ReadTimeout(limits.read_timeout));
+            let mut router = router.clone();
+            async move { Ok::<_, Infallible>(router.call(request).await.unwrap_or_else(|e| match e {})) }
+        });
+        let (signal_tx, close_rx) = (signal_tx.clone(), close_rx.clone());
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(TokioTimer::new()).header_read_timeout(limits.read_timeout).max_buf_size(READ_BUFFER);
+            let mut connection = pin!(builder.serve_connection(TokioIo::new(stream), service));
+            let mut closing = pin!(signal_tx.closed());
+            loop {
+                tokio::select! {
+                    result = connection.as_mut() => {
+                        if let Err(e) = result {
+                            tracing::debug!(%peer, error = %e, "connection ended");
+                        }
+                        break;
+                    }
+                    _ = &mut closing => connection.as_mut().graceful_shutdown(),
+                }
+            }
+            drop((permit, close_rx));
+        });
+    }
+    drop((close_rx, listener));
+    close_tx.closed().await;
+    Ok(())
+}
+
+/// Refuses, before reading anything more, a request whose headers are too
+/// large (431) or whose `Content-Length` is over the body limit (413): both
+/// as problem+json, like every other error.
+pub async fn guard(request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let size: usize = headers.iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
+    if size > HEADER_LIMIT {
+        return ApiError::HeadersTooLarge.into_response();
+    }
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+        return ApiError::PayloadTooLarge.into_response();
+    }
+    next.run(request).await
+}

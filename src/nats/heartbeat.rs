@@ -1,0 +1,67 @@
+//! The registry's heartbeat: every 100 ms, on core NATS (not a stream),
+//! `{seq, hash, time}` of the last event the stream holds. A replica that
+//! hears it knows both that the registry and NATS are there and how far the
+//! stream goes, so it can refuse to answer when it has heard nothing for
+//! too long (`--max-staleness`) instead of answering from a stale table.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::chain::ChainHash;
+use crate::domain::id::Seq;
+use crate::domain::time::Timestamp;
+
+/// How often the registry beats.
+pub const EVERY: Duration = Duration::from_millis(100);
+
+/// One beat: the last sequence the stream holds and its hash, and the
+/// registry's time (for people; replicas time beats by their own clock).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub seq: Seq,
+    pub hash: ChainHash,
+    pub time: Timestamp,
+}
+
+#[cfg(feature = "server")]
+pub use publish::run;
+
+#[cfg(feature = "server")]
+mod publish {
+    use std::sync::Arc;
+
+    use tokio::sync::watch;
+
+    use super::{EVERY, Heartbeat};
+    use crate::domain::time::Clock;
+    use crate::nats::publisher::OutboxStatus;
+    use crate::nats::{Connection, Nats};
+
+    /// Publishes a beat every `EVERY` while connected, until `stop`.
+    pub async fn run(
+        nats: Nats,
+        connection: Connection,
+        outbox: Arc<OutboxStatus>,
+        clock: Arc<dyn Clock>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let subject = nats.layout.heartbeat_subject();
+        let mut every = tokio::time::interval(EVERY);
+        loop {
+            tokio::select! {
+                _ = every.tick() => {}
+                _ = stop.changed() => return,
+            }
+            // Only a stream the outbox has checked against the log is vouched for.
+            if !outbox.connected() {
+                continue;
+            }
+            let (seq, hash) = outbox.published();
+            let beat = Heartbeat { seq, hash, time: clock.now() };
+            if let Ok(body) = serde_json::to_vec(&beat) {
+                let _ = connection.client.publish(subject.clone(), body.into()).await;
+            }
+        }
+    }
+}
