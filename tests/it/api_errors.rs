@@ -98,6 +98,15 @@ fn bad_requests_are_refused_with_a_stable_code_and_change_nothing() {
         ),
         create("zero days", json!({"name": "x", "scopes": ["read"], "expires_in_days": 0})),
         create("negative days", json!({"name": "x", "scopes": ["read"], "expires_in_days": -30})),
+        create("NUL in a name", json!({"name": "a\u{0}b", "scopes": ["read"]})),
+        create("ESC in a description", json!({"name": "x", "description": "\u{1b}[2J", "scopes": ["read"]})),
+        create("BEL in an owner", json!({"name": "x", "owner": "ops\u{7}@acme.test", "scopes": ["read"]})),
+        create("bidi override in a name", json!({"name": "\u{202e}gnp.exe", "scopes": ["read"]})),
+        create("zero-width space in an owner", json!({"name": "x", "owner": "a\u{200b}b", "scopes": ["read"]})),
+        create("BOM in a description", json!({"name": "x", "description": "\u{feff}notes", "scopes": ["read"]})),
+        create(".. in a scope's resource", json!({"name": "x", "scopes": ["read@ws/../admin"]})),
+        create(". in a scope's resource", json!({"name": "x", "scopes": ["read@ws/./x"]})),
+        create("% in a scope's resource", json!({"name": "x", "scopes": ["read@ws/%2e%2e/x"]})),
         bad("oversized body", "POST", "/v1/keys", 413, "PAYLOAD_TOO_LARGE")
             .as_(a)
             .json(json!({"name": "x", "scopes": ["read"], "description": "d".repeat(70 * 1024)})),
@@ -182,6 +191,27 @@ fn bad_requests_are_refused_with_a_stable_code_and_change_nothing() {
             .json(json!({"key": unknown_token, "ip": "10.0.0.300"})),
         bad("verify with an unknown field", "POST", "/v1/verify", 400, "VALIDATION")
             .json(json!({"key": unknown_token, "scope": "read"})),
+        bad("verify with .. in the resource", "POST", "/v1/verify", 400, "VALIDATION")
+            .json(json!({"key": unknown_token, "action": "read", "resource": "workspaces/ws-1/../ws-2/doc"})),
+        bad("verify with ./ in the resource", "POST", "/v1/verify", 400, "VALIDATION")
+            .json(json!({"key": unknown_token, "action": "read", "resource": "workspaces/ws-1/./doc"})),
+        bad("verify with %2e%2e in the resource", "POST", "/v1/verify", 400, "VALIDATION")
+            .json(json!({"key": unknown_token, "action": "read", "resource": "workspaces/%2e%2e/ws-2"})),
+        bad("verify with ..%2f in the resource", "POST", "/v1/verify", 400, "VALIDATION")
+            .json(json!({"key": unknown_token, "action": "read", "resource": "workspaces/ws-1/..%2fws-2"})),
+        bad("verify with an empty segment", "POST", "/v1/verify", 400, "VALIDATION")
+            .json(json!({"key": unknown_token, "action": "read", "resource": "workspaces//ws-2"})),
+        bad("ESC in a revoke reason", "POST", "/v1/keys/{id}/revoke", 400, "VALIDATION")
+            .as_(a)
+            .id(&id)
+            .json(json!({"reason": "\u{1b}]0;pwned\u{7}"})),
+        bad("a control character in an org's name", "POST", "/v1/orgs", 400, "VALIDATION")
+            .as_(&system)
+            .json(json!({"id": "delta", "name": "Delta\u{0}"})),
+        bad("a format character in a new name", "PATCH", "/v1/keys/{id}", 400, "VALIDATION")
+            .as_(a)
+            .id(&id)
+            .json(json!({"name": "vic\u{2066}tim"})),
         bad("audit with a bad order", "GET", "/v1/audit", 400, "VALIDATION").as_(a).q("order", "sideways"),
         bad("audit with an unknown type", "GET", "/v1/audit", 400, "VALIDATION").as_(a).q("type", "key.exploded"),
         bad("unknown route", "GET", "/v1/nothing", 404, "NOT_FOUND").as_(a),

@@ -24,12 +24,16 @@ pub struct Verifier {
 impl Verifier {
     /// A replica that answers: it has caught up and heard the registry.
     pub fn start(nats: &str, data: &Path, node: &str, flush_ms: u64) -> Verifier {
-        let v = Verifier::spawn(nats, data, node, flush_ms, &[]);
+        Verifier::spawn(nats, data, node, flush_ms, &[]).ready()
+    }
+
+    /// Waits until the replica answers verifies.
+    pub fn ready(self) -> Verifier {
         let ready = crate::serve::eventually(std::time::Duration::from_secs(20), || {
-            crate::serve::Api::new(&v.url).get("/readyz").send().status == 200
+            crate::serve::Api::new(&self.url).get("/readyz").send().status == 200
         });
-        assert!(ready, "the replica {node} did not become ready");
-        v
+        assert!(ready, "the replica at {} did not become ready", self.url);
+        self
     }
 
     /// A replica process, as it starts, ready or not.
@@ -111,5 +115,16 @@ pub fn stream_contents(url: &str, stream: &str) -> Vec<Vec<u8>> {
             }
         }
         out
+    })
+}
+
+/// The names of the JetStream streams on a server.
+pub fn stream_names(url: &str) -> Vec<String> {
+    use futures_util::StreamExt;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(url).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        js.stream_names().map(|n| n.unwrap()).collect().await
     })
 }

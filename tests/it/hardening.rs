@@ -1,0 +1,407 @@
+//! What a hostile review of a running registry found, each refused now:
+//! a tampered log served as if it were whole, a wrong or exposed pepper, a
+//! world-readable data dir, slow clients holding connections, oversized or
+//! doubled headers, secrets cached, a sequence that wraps, and tenants
+//! learning of one another through the chain check and the digest.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use keyreg::domain::command::Command;
+use keyreg::domain::event::{Change, Event, KeyChange, KeyCreated, OrgSettings};
+use keyreg::domain::id::{Actor, IdGenerator, OrgId, Seq};
+use keyreg::domain::scope::Scope;
+use keyreg::store::DataDir;
+use keyreg::store::log::Log;
+use serde_json::json;
+
+use crate::serve::*;
+use crate::support::*;
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn chmod(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Every file and dir under `dir`, with `dir` itself.
+fn tree(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![dir.to_owned()];
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(tree(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// One changed byte at sequence 10 of a 700-event log, made on a stopped
+/// registry: `keyreg serve` starts, but refuses every write, fails
+/// `/readyz` naming sequence 10, and serves the state from before the
+/// break, so the forged scopes are never granted.
+#[test]
+fn a_tampered_log_is_served_read_only_and_named() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let (token, system) = {
+        let (registry, system, _) = registry_with_clock(&data);
+        let org = OrgId::system();
+        let token = registry.format().generate();
+        let key = registry.new_key(&token, "payments", "", &["billing:read"]);
+        let id = key.id;
+        registry.execute_blocking(admin(), org.clone(), Command::CreateKey(key)).unwrap();
+        for i in 0..6 {
+            let edit =
+                keyreg::domain::command::KeyEdit { description: Some(format!("edit {i}")), ..Default::default() };
+            registry.execute_blocking(admin(), org.clone(), Command::EditKey { id, expected: None, edit }).unwrap();
+        }
+        // Sequence 10: the key's scopes, edited to what they already are
+        // in substance, so that the forgery below has an event to change.
+        let edit = keyreg::domain::command::KeyEdit {
+            scopes: Some(vec![Scope::parse("billing:read").unwrap(), Scope::parse("billing:list").unwrap()]),
+            ..Default::default()
+        };
+        let outcome =
+            registry.execute_blocking(admin(), org.clone(), Command::EditKey { id, expected: None, edit }).unwrap();
+        assert_eq!(outcome.head, Seq(10));
+        while registry.head().seq.0 < 700 {
+            let t = registry.format().generate();
+            let k = registry.new_key(&t, "filler", "", &["read"]);
+            let kid = k.id;
+            registry.execute_blocking(admin(), org.clone(), Command::CreateKey(k)).unwrap();
+            registry
+                .execute_blocking(admin(), org.clone(), Command::Revoke { id: kid, expected: None, reason: None })
+                .unwrap();
+        }
+        registry.close().unwrap();
+        (token, system)
+    };
+    {
+        let mut log = Log::open(&data.join("log")).unwrap();
+        log.tamper(Seq(10), |bytes| {
+            let text = String::from_utf8(bytes.clone()).unwrap();
+            *bytes = text.replace(r#""scopes":["billing:read","billing:list"]"#, r#""scopes":["*"]"#).into_bytes();
+            assert_ne!(bytes.as_slice(), text.as_bytes(), "the forgery changed nothing");
+        })
+        .unwrap();
+    }
+    assert!(keyreg::store::log::wait_unlocked(&data.join("log"), Duration::from_secs(10)));
+
+    let server = Server::start(&data, &[]);
+    let api = Api::new(&server.url);
+    let ready = api.get("/readyz").send();
+    assert_eq!(ready.status, 503, "{}", ready.json);
+    let why = ready.json["refusing_writes"].as_str().unwrap_or_default().to_owned();
+    assert!(why.contains("sequence 10"), "{why}");
+    assert_eq!(api.get("/healthz").send().status, 200, "alive, serving reads");
+    assert_eq!(verify_token(&api, token.expose(), "compute:run"), "FORBIDDEN_SCOPE", "the forged * is not granted");
+    assert_eq!(verify_token(&api, token.expose(), "billing:read"), "VALID");
+    let head = api.head();
+    let write = api.post("/v1/keys").auth(system.expose()).json(json!({"name": "new", "scopes": ["read"]})).send();
+    write.problem(503, "UNAVAILABLE");
+    assert!(write.json["detail"].as_str().unwrap().contains("sequence 10"), "{}", write.json);
+    assert_eq!(api.head(), head, "nothing was appended");
+    server.stop();
+}
+
+fn verify_token(api: &Api, token: &str, action: &str) -> String {
+    verify(api, json!({"key": token, "action": action}))
+}
+
+/// A data dir given another pepper, or a pepper file others may read, does
+/// not start; the message says what is wrong and what to do.
+#[test]
+fn serve_refuses_another_pepper_and_an_exposed_one() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    assert!(keyreg(&["init", "--data", path_str(&data)]).status.success());
+    let pepper = data.join("pepper");
+    let own = std::fs::read(&pepper).unwrap();
+
+    chmod(&pepper, 0o644);
+    let exposed = keyreg(&["serve", "--data", path_str(&data), "--listen", "127.0.0.1:0"]);
+    assert_eq!(exposed.status.code(), Some(1));
+    assert!(stderr(&exposed).contains("chmod 600"), "{}", stderr(&exposed));
+    chmod(&pepper, 0o600);
+
+    std::fs::write(&pepper, [7u8; 32]).unwrap();
+    let wrong = keyreg(&["serve", "--data", path_str(&data), "--listen", "127.0.0.1:0"]);
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(stderr(&wrong).contains("not the pepper this log was made with"), "{}", stderr(&wrong));
+    std::fs::write(&pepper, &own).unwrap();
+    let (server, _) = (Server::start(&data, &[]), ());
+    assert_eq!(Api::new(&server.url).get("/readyz").send().status, 200);
+    server.stop();
+}
+
+/// `keyreg init` makes a dir only its owner can read; an older dir that was
+/// open to others is closed on the next start, and says so.
+#[test]
+fn the_data_dir_is_private() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    assert!(keyreg(&["init", "--data", path_str(&data)]).status.success());
+    for path in tree(&data) {
+        let want = if path.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode(&path), want, "{}", path.display());
+    }
+    for path in tree(&data) {
+        if path.file_name().is_some_and(|n| n != "pepper") {
+            chmod(&path, if path.is_dir() { 0o755 } else { 0o644 });
+        }
+    }
+    let server = Server::start(&data, &[]);
+    server.stop();
+    let log = std::fs::read_to_string(server_log(&data)).unwrap();
+    assert!(log.contains("restricted it to its owner"), "{log}");
+    for path in tree(&data) {
+        let want = if path.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode(&path), want, "{}", path.display());
+    }
+}
+
+/// The newest server log written beside `data`.
+fn server_log(data: &Path) -> std::path::PathBuf {
+    let parent = data.parent().unwrap();
+    let mut logs: Vec<_> = std::fs::read_dir(parent)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains(".serve-"))
+        .collect();
+    logs.sort_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap());
+    logs.pop().unwrap()
+}
+
+/// A log made before keyreg recorded pepper fingerprints (its first event
+/// has none) gets one on its first start: an `org.updated` of `_system`,
+/// said in the log, once.
+#[test]
+fn an_older_data_dir_gets_its_fingerprint_on_first_start() {
+    let dir = tempdir();
+    let data = DataDir::new(&dir.path().join("data"));
+    let pepper = keyreg::domain::token::Pepper::generate();
+    data.create(&pepper).unwrap();
+    {
+        let mut log = Log::open(&data.log_path()).unwrap();
+        let mut ids = IdGenerator::default();
+        let now = t0();
+        let token = keyreg::domain::token::TokenFormat::default().generate();
+        let event = |ids: &mut IdGenerator, change| Event {
+            id: ids.event_id(now),
+            time: now,
+            org: OrgId::system(),
+            actor: Actor::system("init"),
+            change,
+        };
+        let settings = OrgSettings { name: "System".into(), max_keys: 1000, pepper_fingerprint: None };
+        log.stage(&event(&mut ids, Change::OrgCreated(settings))).unwrap();
+        let created = KeyCreated {
+            name: "init".into(),
+            description: String::new(),
+            owner: String::new(),
+            scopes: vec![Scope::parse("keys:admin").unwrap()],
+            allowed_cidrs: vec![],
+            expires_at: None,
+            display_prefix: token.display_prefix(),
+            key_hash: token.hash(&pepper),
+        };
+        let id = ids.key_id(now);
+        log.stage(&event(&mut ids, Change::Key(id, KeyChange::Created(created)))).unwrap();
+        log.commit().unwrap();
+    }
+    assert!(keyreg::store::log::wait_unlocked(&data.log_path(), Duration::from_secs(10)));
+    let upgrade = |expected_head: u64| {
+        let server = Server::start(data.path(), &[]);
+        let head = Api::new(&server.url).head();
+        server.stop();
+        assert_eq!(head, expected_head);
+        std::fs::read_to_string(server_log(data.path())).unwrap()
+    };
+    let first = upgrade(3);
+    assert!(first.contains("recorded it now"), "{first}");
+    let export = keyreg(&["audit", "export", "--data", path_str(data.path())]);
+    let last = stdout(&export).lines().last().unwrap().to_owned();
+    let event: serde_json::Value = serde_json::from_str(&last).unwrap();
+    assert_eq!((event["type"].as_str(), event["org"].as_str()), (Some("org.updated"), Some("_system")));
+    assert_eq!(event["data"]["pepper_fingerprint"].as_str().map(str::len), Some(64));
+    let second = upgrade(3);
+    assert!(!second.contains("recorded it now"), "only once: {second}");
+}
+
+/// A raw connection to `url`'s host.
+fn connect(url: &str) -> TcpStream {
+    let s = TcpStream::connect(url.trim_start_matches("http://")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// Reads until the server closes the connection; what it sent, and when
+/// it closed.
+fn read_to_close(mut s: TcpStream) -> (String, Instant) {
+    let mut buf = vec![];
+    let _ = s.read_to_end(&mut buf);
+    (String::from_utf8_lossy(&buf).into_owned(), Instant::now())
+}
+
+/// A client may not hold a connection: partial headers, a short body and an
+/// idle keep-alive are each cut off after the read timeout; a declared body
+/// over 64 KiB is refused at once; headers over 16 KiB get 431, and two
+/// `Authorization` headers 400, both as problem+json; past the connection
+/// limit, a new connection waits until one frees.
+#[test]
+fn what_a_connection_may_hold() {
+    let dir = tempdir();
+    let (server, _) = Server::init_and_start(dir.path(), &["--read-timeout", "1s", "--max-connections", "4"]);
+    let url = server.url.clone();
+    let host = url.trim_start_matches("http://").to_owned();
+
+    let started = Instant::now();
+    let mut partial = connect(&url);
+    partial.write_all(format!("POST /v1/verify HTTP/1.1\r\nHost: {host}\r\n").as_bytes()).unwrap();
+    let (_, closed) = read_to_close(partial);
+    let held = closed - started;
+    assert!(held >= Duration::from_millis(900) && held < Duration::from_secs(5), "partial headers held {held:?}");
+
+    let started = Instant::now();
+    let mut short = connect(&url);
+    short
+        .write_all(
+            format!("POST /v1/verify HTTP/1.1\r\nHost: {host}\r\nContent-Length: 100\r\n\r\n{{\"key\":").as_bytes(),
+        )
+        .unwrap();
+    let (answer, closed) = read_to_close(short);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("application/problem+json") && answer.contains("REQUEST_TIMEOUT"), "{answer}");
+    assert!(closed - started < Duration::from_secs(5));
+
+    let started = Instant::now();
+    let mut huge = connect(&url);
+    huge.write_all(format!("POST /v1/verify HTTP/1.1\r\nHost: {host}\r\nContent-Length: 99999999\r\n\r\n").as_bytes())
+        .unwrap();
+    let (answer, closed) = read_to_close(huge);
+    assert!(answer.starts_with("HTTP/1.1 413") && answer.contains("PAYLOAD_TOO_LARGE"), "{answer}");
+    assert!(closed - started < Duration::from_millis(900), "413 at once, not after waiting for the body");
+
+    let mut idle = connect(&url);
+    idle.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes()).unwrap();
+    let mut first = [0u8; 12];
+    idle.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    let answered = Instant::now();
+    let (_, closed) = read_to_close(idle);
+    assert!(closed - answered < Duration::from_secs(5), "an idle keep-alive connection is closed");
+
+    let big = "x".repeat(20 * 1024);
+    let mut headers = connect(&url);
+    headers.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\nX-Big: {big}\r\n\r\n").as_bytes()).unwrap();
+    let (answer, _) = read_to_close(headers);
+    assert!(answer.starts_with("HTTP/1.1 431"), "{}", &answer[..answer.len().min(200)]);
+    assert!(answer.contains("application/problem+json") && answer.contains("HEADERS_TOO_LARGE"), "{answer}");
+
+    let mut twice = connect(&url);
+    twice
+        .write_all(
+            format!("GET /v1/keys HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer a\r\nAuthorization: Bearer b\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
+    let (answer, _) = read_to_close(twice);
+    assert!(answer.starts_with("HTTP/1.1 400") && answer.contains("one Authorization header"), "{answer}");
+
+    // Four idle connections take every slot; a fifth waits for one of them
+    // to be cut off by the read timeout.
+    let holders: Vec<TcpStream> = (0..4).map(|_| connect(&url)).collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    let mut waiting = connect(&url);
+    waiting
+        .write_all(format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
+        .unwrap();
+    let (answer, served) = read_to_close(waiting);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let waited = served - started;
+    assert!(waited >= Duration::from_millis(500), "served at once ({waited:?}): the limit did not hold");
+    drop(holders);
+    server.stop();
+}
+
+/// Answers that carry a secret may not be cached.
+#[test]
+fn secrets_are_not_cached() {
+    let dir = tempdir();
+    let (server, system) = Server::init_and_start(dir.path(), &[]);
+    let api = Api::new(&server.url);
+    let cache =
+        |r: &ureq::http::Response<ureq::Body>| r.headers().get("cache-control").map(|v| v.to_str().unwrap().to_owned());
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let post = |path: &str, token: &str, body: serde_json::Value| {
+        agent
+            .post(format!("{}{path}", server.url))
+            .header("Authorization", format!("Bearer {token}"))
+            .send_json(body)
+            .unwrap()
+    };
+    let mut org = post("/v1/orgs", &system, json!({"id": "acme", "name": "Acme"}));
+    assert_eq!(cache(&org), Some("no-store".into()));
+    let admin: serde_json::Value = serde_json::from_slice(&org.body_mut().read_to_vec().unwrap()).unwrap();
+    let admin = admin["secret"].as_str().unwrap();
+    let mut created = post("/v1/keys", admin, json!({"name": "k", "scopes": ["read"]}));
+    assert_eq!(cache(&created), Some("no-store".into()));
+    let key: serde_json::Value = serde_json::from_slice(&created.body_mut().read_to_vec().unwrap()).unwrap();
+    let id = key["key"]["id"].as_str().unwrap();
+    let rotated = post(&format!("/v1/keys/{id}/rotate"), admin, json!({}));
+    assert_eq!(rotated.status(), 200);
+    assert_eq!(cache(&rotated), Some("no-store".into()));
+    let listed =
+        agent.get(format!("{}/v1/keys", server.url)).header("Authorization", format!("Bearer {admin}")).call().unwrap();
+    assert_eq!(cache(&listed), None, "only answers with a secret");
+    let after_all = api.get("/v1/events").auth(&system).query("after_seq", &u64::MAX.to_string()).send();
+    assert!(after_all.body.is_empty(), "nothing comes after the last sequence there can be");
+    server.stop();
+}
+
+/// A tenant's chain check and digest speak of its own org: its events, its
+/// last sequence, its keys; the whole log's figures need a `_system` key.
+#[test]
+fn tenants_see_their_own_org_in_the_chain_check_and_the_digest() {
+    let dir = tempdir();
+    let (server, system) = Server::init_and_start(dir.path(), &[]);
+    let api = Api::new(&server.url);
+    let acme = new_org(&api, &system, "acme");
+    let beta = new_org(&api, &system, "beta");
+    new_key(&api, &acme, json!({"name": "a1", "scopes": ["read"]}));
+    let acme_last = api.head();
+    for i in 0..5 {
+        new_key(&api, &beta, json!({"name": format!("b{i}"), "scopes": ["read"]}));
+    }
+    let global = api.get("/v1/audit/verify").auth(&system).send().ok(200).clone();
+    let own = api.get("/v1/audit/verify").auth(&acme).send().ok(200).clone();
+    assert_eq!(global["head_seq"], api.head());
+    assert_eq!((own["ok"].as_bool(), own["events"].as_u64()), (Some(true), Some(3)), "{own}");
+    assert_eq!(own["head_seq"], acme_last, "{own}");
+    assert_ne!(own["head_hash"], global["head_hash"]);
+    let after = api.get("/v1/events").auth(&system).query("after_seq", &acme_last.to_string()).send().body;
+    let next: serde_json::Value = serde_json::from_slice(after.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(own["head_hash"], next["prevhash"], "the hash of acme's last event");
+
+    let global_digest = api.get("/v1/state/digest").auth(&system).send().ok(200).clone();
+    let acme_digest = api.get("/v1/state/digest").auth(&acme).send().ok(200).clone();
+    assert_eq!(global_digest["seq"], api.head());
+    assert_eq!(acme_digest["seq"], acme_last);
+    assert_ne!(acme_digest["digest"], global_digest["digest"]);
+    new_key(&api, &beta, json!({"name": "b-later", "scopes": ["read"]}));
+    assert_eq!(
+        api.get("/v1/state/digest").auth(&acme).send().ok(200),
+        &acme_digest,
+        "beta's activity does not move acme's"
+    );
+    server.stop();
+}
