@@ -18,6 +18,10 @@ lean:
     cargo build --no-default-features --features replica
     echo "lean: the replica feature builds without axum, clap, sled, ureq, tracing-subscriber and anyhow"
 
+# Schemathesis against schemas/openapi.json for FUZZ_SECONDS (90): no 5xx, no answer off its schema, the chain intact
+fuzz:
+    bash .ci/fuzz
+
 # Formatting and lints, as CI would want them
 lint:
     cargo fmt --all --check
@@ -43,6 +47,12 @@ run:
 bench:
     cargo build --release -p keyreg-bench
     ./target/release/keyreg-bench run
+
+# Ten minutes of mixed load on a registry and two replicas while NATS restarts every minute (RELIABILITY.md)
+soak minutes="10":
+    cargo build --release -p keyreg --bin keyreg
+    cargo build --release -p keyreg-bench
+    ./target/release/keyreg-bench soak --minutes {{minutes}}
 
 # The benchmarks at the sizes of BENCHMARKS.md (1,000,000 keys and events)
 bench-full:

@@ -11,9 +11,10 @@
 //! - *wrong pepper*: the stream records another pepper's fingerprint, so
 //!   every key would be `NOT_FOUND`;
 //! - *catching up*: it has not yet reached the stream's end since it started;
-//! - *stale*: it has heard no registry heartbeat, or stayed behind the
-//!   heartbeat's sequence, for longer than `max_staleness` (fail closed:
-//!   better a refused verify than a revoked key answered `VALID`).
+//! - *stale*: its table may be older than `max_staleness`: the last
+//!   registry heartbeat whose sequence it had applied arrived longer ago
+//!   than that (fail closed: better a refused verify than a revoked key
+//!   answered `VALID`).
 //!
 //! Its HTTP routes are in `http::replica`; this type is what a Rust service
 //! embeds to verify in process.
@@ -60,8 +61,9 @@ pub struct ReplicaConfig {
     pub node: String,
     pub access_flush: Duration,
     pub min_seq_wait: Duration,
-    /// Refuse verifies after hearing no heartbeat (or staying behind it) for
-    /// this long; `None` never refuses for staleness.
+    /// Refuse verifies once the table may be older than this: the last
+    /// heartbeat whose sequence the replica had applied arrived longer ago.
+    /// `None` never refuses for staleness.
     pub max_staleness: Option<Duration>,
     pub clock: Arc<dyn Clock>,
 }
@@ -70,7 +72,8 @@ pub struct ReplicaConfig {
 pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(2);
 
 /// A replica that has fallen behind the heartbeat for this long, without
-/// applying anything, starts its consumer again.
+/// applying anything, starts its consumer again; at most once in this long,
+/// so that a slow new consumer is not abandoned before it delivers.
 const STUCK_AFTER: Duration = Duration::from_millis(300);
 
 impl ReplicaConfig {
@@ -135,24 +138,34 @@ struct Inner {
     followed: RwLock<History<Table>>,
     applied: watch::Sender<Seq>,
     /// The stream's last sequence as last seen (stream info, pending counts,
-    /// heartbeats), for the lag and for catching up.
+    /// heartbeats), for the lag.
     stream_last: AtomicU64,
+    /// The stream's last sequence as the stream itself or a heartbeat said
+    /// it (0: not heard yet), for "caught up". A consumer's pending count
+    /// is a hint, not an authority: a replica never calls itself caught up
+    /// on it.
+    known_last: AtomicU64,
     /// Set once the replica has caught up with the stream after starting.
     caught_up: AtomicBool,
+    /// Whether the stream's extent was ever heard (an empty stream's is 0).
+    heard_stream: AtomicBool,
     halted: Mutex<Option<Halt>>,
     /// A copy of `halted.is_some()`, and of "the stream records another
     /// pepper", for the verify path.
     stopped: AtomicBool,
     wrong_pepper: AtomicBool,
     clockwork: Clockwork,
-    /// When the last heartbeat arrived (0: never), and when the replica
-    /// fell behind the heartbeats' sequence (0: it is not behind).
-    last_beat: AtomicU64,
-    behind_since: AtomicU64,
+    /// The last heartbeat: its sequence and when it arrived (0: never).
+    last_beat: Mutex<(u64, u64)>,
+    /// How fresh the table is: the arrival of the last heartbeat whose
+    /// sequence the replica had applied (0: none yet). Everything the
+    /// registry had made durable by then, the replica knows.
+    fresh_at: AtomicU64,
     /// When the replica last applied an event.
     last_progress: AtomicU64,
-    /// Wakes the follower to start its consumer again.
+    /// Wakes the follower to start its consumer again; when it last did.
     kick: Notify,
+    last_kick: AtomicU64,
     access: AccessCounter,
     metrics: Metrics,
 }
@@ -196,15 +209,18 @@ impl Replica {
                 followed: RwLock::new(History::new(Table::default())),
                 applied: watch::Sender::new(Seq(0)),
                 stream_last: AtomicU64::new(0),
+                known_last: AtomicU64::new(0),
                 caught_up: AtomicBool::new(false),
+                heard_stream: AtomicBool::new(false),
                 halted: Mutex::new(None),
                 stopped: AtomicBool::new(false),
                 wrong_pepper: AtomicBool::new(false),
                 clockwork: Clockwork { started: Instant::now() },
-                last_beat: AtomicU64::new(0),
-                behind_since: AtomicU64::new(0),
+                last_beat: Mutex::new((0, 0)),
+                fresh_at: AtomicU64::new(0),
                 last_progress: AtomicU64::new(0),
                 kick: Notify::new(),
+                last_kick: AtomicU64::new(0),
                 metrics: Metrics::default(),
             }),
         };
@@ -251,27 +267,14 @@ impl Replica {
             return Some(Unavailable::CatchingUp { applied: self.applied(), stream_last });
         }
         let max = inner.config.max_staleness?;
-        let clock = &inner.clockwork;
-        match clock.since(inner.last_beat.load(Ordering::Relaxed)) {
-            None => {
-                return Some(Unavailable::Stale("this replica has heard no heartbeat from the registry yet".into()));
-            }
-            Some(quiet) if quiet > max => {
-                return Some(Unavailable::Stale(format!(
-                    "this replica has heard no heartbeat from the registry for {} ms (at most {} ms)",
-                    quiet.as_millis(),
-                    max.as_millis()
-                )));
-            }
-            Some(_) => {}
-        }
-        match clock.since(inner.behind_since.load(Ordering::Relaxed)) {
-            Some(behind) if behind > max => Some(Unavailable::Stale(format!(
-                "this replica has been behind the registry for {} ms (at most {} ms)",
-                behind.as_millis(),
+        match inner.clockwork.since(inner.fresh_at.load(Ordering::Relaxed)) {
+            None => Some(Unavailable::Stale("this replica has not yet heard the registry's heartbeat".into())),
+            Some(age) if age > max => Some(Unavailable::Stale(format!(
+                "this replica's table may be {} ms behind the registry (it answers only within {} ms)",
+                age.as_millis(),
                 max.as_millis()
             ))),
-            _ => None,
+            Some(_) => None,
         }
     }
 
@@ -329,7 +332,7 @@ impl Replica {
             head_hash: head.to_hex(),
             stream_last_seq: stream_last,
             lag: stream_last - applied.0,
-            last_heartbeat_ms: clock.since(self.inner.last_beat.load(Ordering::Relaxed)).map(|d| d.as_millis() as u64),
+            last_heartbeat_ms: clock.since(self.last_beat().1).map(|d| d.as_millis() as u64),
             unavailable: unavailable.as_ref().map(ToString::to_string),
             halted: self.halted(),
         }
@@ -371,12 +374,28 @@ impl Replica {
         inner.wrong_pepper.store(wrong_pepper, Ordering::Relaxed);
         inner.applied.send_replace(ev.seq);
         inner.last_progress.store(inner.clockwork.now(), Ordering::Relaxed);
-        let last = inner.stream_last.fetch_max(ev.seq.0 + ev.pending, Ordering::Relaxed).max(ev.seq.0 + ev.pending);
-        if ev.seq.0 >= last {
-            inner.caught_up.store(true, Ordering::Relaxed);
-            inner.behind_since.store(0, Ordering::Relaxed);
-        }
+        inner.stream_last.fetch_max(ev.seq.0 + ev.pending, Ordering::Relaxed);
+        self.check_caught_up();
         true
+    }
+
+    fn last_beat(&self) -> (u64, u64) {
+        *self.inner.last_beat.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Caught up once the replica has applied the stream's last sequence as
+    /// the stream or a heartbeat last said it; as fresh as the last
+    /// heartbeat whose sequence it has applied.
+    fn check_caught_up(&self) {
+        let inner = &self.inner;
+        let applied = self.applied().0;
+        if inner.heard_stream.load(Ordering::Relaxed) && applied >= inner.known_last.load(Ordering::Relaxed) {
+            inner.caught_up.store(true, Ordering::Relaxed);
+        }
+        let (seq, at) = self.last_beat();
+        if at != 0 && applied >= seq {
+            inner.fresh_at.fetch_max(at, Ordering::Relaxed);
+        }
     }
 
     /// Follows the stream from the next sequence, starting over whenever NATS
@@ -429,17 +448,13 @@ impl Replica {
         }
     }
 
-    /// Notes how far the stream goes; whether this replica is there.
+    /// Notes how far the stream goes, as the stream or the registry said it.
     fn saw_stream_last(&self, last: u64) {
         let inner = &self.inner;
         inner.stream_last.fetch_max(last, Ordering::Relaxed);
-        let applied = self.applied().0;
-        if applied >= last {
-            inner.caught_up.store(true, Ordering::Relaxed);
-            inner.behind_since.store(0, Ordering::Relaxed);
-        } else if inner.behind_since.load(Ordering::Relaxed) == 0 {
-            inner.behind_since.store(inner.clockwork.now(), Ordering::Relaxed);
-        }
+        inner.known_last.fetch_max(last, Ordering::Relaxed);
+        inner.heard_stream.store(true, Ordering::Relaxed);
+        self.check_caught_up();
     }
 
     async fn listen_to_heartbeats(self, connection: Connection) {
@@ -462,15 +477,18 @@ impl Replica {
     fn heard(&self, beat: Heartbeat) {
         let inner = &self.inner;
         let now = inner.clockwork.now();
-        inner.last_beat.store(now, Ordering::Relaxed);
+        *inner.last_beat.lock().unwrap_or_else(PoisonError::into_inner) = (beat.seq.0, now);
         self.saw_stream_last(beat.seq.0);
         let (applied, head) = inner.followed.read().unwrap_or_else(PoisonError::into_inner).head();
         if applied == beat.seq && head != beat.hash && beat.seq.0 > 0 {
             self.halt(applied, format!("the registry's event {applied} hashes to {}, not {head}", beat.hash));
             return;
         }
-        let still = inner.clockwork.since(inner.last_progress.load(Ordering::Relaxed)).unwrap_or(Duration::MAX);
-        if applied < beat.seq && still > STUCK_AFTER {
+        let clock = &inner.clockwork;
+        let still = clock.since(inner.last_progress.load(Ordering::Relaxed)).unwrap_or(Duration::MAX);
+        let last_kick = clock.since(inner.last_kick.load(Ordering::Relaxed)).unwrap_or(Duration::MAX);
+        if applied < beat.seq && still > STUCK_AFTER && last_kick > STUCK_AFTER * 3 {
+            inner.last_kick.store(now, Ordering::Relaxed);
             inner.kick.notify_one();
         }
     }

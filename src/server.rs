@@ -80,7 +80,7 @@ pub async fn serve(
                 tasks.push(tokio::spawn(publisher::run(n, c, log, committed, o, stop)));
                 let (n, c, r, stop) = (nats.clone(), connection.clone(), registry.clone(), stop_rx.clone());
                 tasks.push(tokio::spawn(ingest::run(n, c, r, stop)));
-                tasks.push(tokio::spawn(heartbeat::run(nats, connection, outbox, registry.clock(), stop_rx)));
+                tasks.push(tokio::spawn(heartbeat::run(nats, connection, outbox, registry.clone(), stop_rx)));
             }
             Err(e) => tracing::error!(error = %e, "cannot use NATS; events wait in the log"),
         }

@@ -14,6 +14,7 @@ mod inprocess;
 mod nats;
 #[path = "../../tests/common/nats_server.rs"]
 mod nats_server;
+mod soak;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -40,6 +41,12 @@ enum Cmd {
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },
+    /// Mixed load on a registry and two replicas while NATS restarts every
+    /// minute; prints a report for RELIABILITY.md.
+    Soak {
+        #[arg(long, default_value_t = 10)]
+        minutes: u64,
+    },
     /// Durable appends straight on the log: each writer creates and revokes
     /// keys in the system org, waiting for every acknowledgement.
     Append {
@@ -56,6 +63,7 @@ enum Cmd {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Cmd::Run { full, only } => run(if full { Size::full() } else { Size::quick() }, &only),
+        Cmd::Soak { minutes } => soak::run(minutes),
         Cmd::Append { data, writers, events } => {
             let dir = DataDir::new(&data);
             let registry = match Registry::open(&dir, config()) {

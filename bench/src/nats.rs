@@ -31,7 +31,7 @@ pub(crate) fn measure(size: Size, nats_url: &str) -> anyhow::Result<Vec<Row>> {
     let (log, committed) = (registry.log().clone(), registry.committed());
     let (n, c, o, stop) = (nats.clone(), connection.clone(), outbox.clone(), stop_rx.clone());
     runtime.spawn(publisher::run(n, c, log, committed, o, stop));
-    runtime.spawn(heartbeat::run(nats, connection, outbox.clone(), registry.clock(), stop_rx));
+    runtime.spawn(heartbeat::run(nats, connection, outbox.clone(), registry.clone(), stop_rx));
     let replicas: Vec<Replica> = ["bench-r1", "bench-r2"]
         .iter()
         .map(|node| {

@@ -2,8 +2,11 @@
 //! which type, when. An index of sequence numbers; the events themselves
 //! stay in the log and are served from there byte for byte.
 //!
-//! Entries are kept in log order, and the log's times never go backwards,
-//! so "since"/"until" are binary searches and a cursor is a sequence number.
+//! Entries are kept in log order, one per event, so an entry's sequence is
+//! its position; the log's times never go backwards, so "since"/"until"
+//! are binary searches and a cursor is a sequence number. An entry is 16
+//! bytes, and each event adds one more position to its org's list (and its
+//! key's): the index grows with the log, by about 24 bytes an event.
 
 use std::collections::HashMap;
 
@@ -13,11 +16,8 @@ use crate::domain::time::Timestamp;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Entry {
-    seq: Seq,
     time: Timestamp,
-    org: u32,
     actor: u32,
-    key: Option<u32>,
     type_index: u8,
 }
 
@@ -47,10 +47,14 @@ impl<T: std::hash::Hash + Eq + Clone> Interner<T> {
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct AuditIndex {
+    /// The sequence of `entries[0]` (the log's first event: 1).
+    first: Seq,
     entries: Vec<Entry>,
     orgs: Interner<OrgId>,
     actors: Interner<Actor>,
     keys: Interner<KeyId>,
+    /// The org of each interned key: a key belongs to one org for good.
+    key_org: Vec<u32>,
     /// Positions in `entries`, per org and per key: the two lists a query
     /// starts from (every query is inside one org).
     by_org: HashMap<u32, Vec<u32>>,
@@ -79,37 +83,46 @@ pub struct Query {
 }
 
 impl AuditIndex {
+    /// Indexes the event at `seq`: the next one, since the index holds every
+    /// event of the log in order.
     pub fn apply(&mut self, seq: Seq, event: &Event) {
+        if self.entries.is_empty() {
+            self.first = seq;
+        }
         let position = self.entries.len() as u32;
         let org = self.orgs.intern(&event.org);
-        let key = event.key_id().map(|k| self.keys.intern(k));
         let entry = Entry {
-            seq,
             time: event.time,
-            org,
             actor: self.actors.intern(&event.actor),
-            key,
             type_index: TYPES.iter().position(|t| *t == event.change.type_name()).unwrap_or(0) as u8,
         };
         self.entries.push(entry);
         self.by_org.entry(org).or_default().push(position);
-        if let Some(k) = key {
-            self.by_key.entry(k).or_default().push(position);
+        if let Some(k) = event.key_id() {
+            let key = self.keys.intern(k);
+            if key as usize == self.key_org.len() {
+                self.key_org.push(org);
+            }
+            self.by_key.entry(key).or_default().push(position);
         }
+    }
+
+    fn seq(&self, position: u32) -> Seq {
+        Seq(self.first.0 + u64::from(position))
     }
 
     /// How many events of `org` there are up to `up_to` (inclusive), and the
     /// last of them.
     pub fn org_events(&self, org: &OrgId, up_to: Seq) -> (u64, Option<Seq>) {
         let list = self.orgs.get(org).and_then(|o| self.by_org.get(&o)).map(Vec::as_slice).unwrap_or_default();
-        let n = list.partition_point(|p| self.entries[*p as usize].seq <= up_to);
-        (n as u64, n.checked_sub(1).map(|i| self.entries[list[i] as usize].seq))
+        let n = list.partition_point(|p| self.seq(*p) <= up_to);
+        (n as u64, n.checked_sub(1).map(|i| self.seq(list[i])))
     }
 
     /// The last sequence whose time is at or before `t` (0 if none).
     pub fn last_seq_at(&self, t: Timestamp) -> Seq {
         let n = self.entries.partition_point(|e| e.time <= t);
-        if n == 0 { Seq(0) } else { self.entries[n - 1].seq }
+        if n == 0 { Seq(0) } else { self.seq(n as u32 - 1) }
     }
 
     /// Matching sequence numbers in the query's order, at most `limit`, and
@@ -118,10 +131,11 @@ impl AuditIndex {
         let Some(org) = self.orgs.get(&q.org) else {
             return (vec![], false);
         };
+        // Another org's key is answered as if it had no history.
         let list: &[u32] = match &q.key {
             Some(k) => match self.keys.get(k) {
-                Some(k) => self.by_key.get(&k).map(Vec::as_slice).unwrap_or(&[]),
-                None => &[],
+                Some(k) if self.key_org[k as usize] == org => self.by_key.get(&k).map(Vec::as_slice).unwrap_or(&[]),
+                _ => &[],
             },
             None => self.by_org.get(&org).map(Vec::as_slice).unwrap_or(&[]),
         };
@@ -142,24 +156,114 @@ impl AuditIndex {
         let entry = |p: &u32| &self.entries[*p as usize];
         // Narrow by time and cursor with binary searches: both are monotonic.
         let lo = list.partition_point(|p| {
-            let e = entry(p);
-            q.since.is_some_and(|s| e.time < s) || (q.order == Order::Asc && q.after.is_some_and(|a| e.seq <= a))
+            q.since.is_some_and(|s| entry(p).time < s)
+                || (q.order == Order::Asc && q.after.is_some_and(|a| self.seq(*p) <= a))
         });
         let hi = list.partition_point(|p| {
-            let e = entry(p);
-            q.until.is_none_or(|u| e.time <= u) && (q.order == Order::Asc || q.after.is_none_or(|a| e.seq < a))
+            q.until.is_none_or(|u| entry(p).time <= u)
+                && (q.order == Order::Asc || q.after.is_none_or(|a| self.seq(*p) < a))
         });
         let slice = if lo < hi { &list[lo..hi] } else { &[][..] };
         let keep = |p: &&u32| {
             let e = entry(p);
-            e.org == org && actor.is_none_or(|a| e.actor == a) && type_index.is_none_or(|t| e.type_index == t)
+            actor.is_none_or(|a| e.actor == a) && type_index.is_none_or(|t| e.type_index == t)
         };
         let mut out: Vec<Seq> = match q.order {
-            Order::Asc => slice.iter().filter(keep).take(q.limit + 1).map(|p| entry(p).seq).collect(),
-            Order::Desc => slice.iter().rev().filter(keep).take(q.limit + 1).map(|p| entry(p).seq).collect(),
+            Order::Asc => slice.iter().filter(keep).take(q.limit + 1).map(|p| self.seq(*p)).collect(),
+            Order::Desc => slice.iter().rev().filter(keep).take(q.limit + 1).map(|p| self.seq(*p)).collect(),
         };
         let more = out.len() > q.limit;
         out.truncate(q.limit);
         (out, more)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::event::{Change, KeyChange, OrgSettings};
+    use crate::domain::id::IdGenerator;
+
+    /// Events 1..=9: orgs a and b, keys of each, two actors, one a second.
+    fn index() -> (AuditIndex, Vec<KeyId>) {
+        let mut ids = IdGenerator::default();
+        let keys: Vec<KeyId> = (0..3).map(|i| ids.key_id(Timestamp::from_micros(i))).collect();
+        let (a, b) = (OrgId::parse("aa").unwrap(), OrgId::parse("bb").unwrap());
+        let plan: [(&OrgId, &str, Option<usize>); 9] = [
+            (&a, "system:init", None),
+            (&a, "system:x", Some(0)),
+            (&b, "system:init", None),
+            (&b, "system:x", Some(1)),
+            (&a, "system:x", Some(0)),
+            (&a, "system:y", Some(2)),
+            (&b, "system:y", Some(1)),
+            (&a, "system:x", Some(0)),
+            (&a, "system:y", Some(2)),
+        ];
+        let mut index = AuditIndex::default();
+        for (i, (org, actor, key)) in plan.into_iter().enumerate() {
+            let time = Timestamp::from_micros(i as i64 * 1_000_000);
+            let change = match key {
+                Some(k) => Change::Key(keys[k], KeyChange::Disabled),
+                None => Change::OrgUpdated(OrgSettings::default()),
+            };
+            let event =
+                Event { id: ids.event_id(time), time, org: org.clone(), actor: Actor::parse(actor).unwrap(), change };
+            index.apply(Seq(i as u64 + 1), &event);
+        }
+        (index, keys)
+    }
+
+    fn query(org: &str) -> Query {
+        Query {
+            org: OrgId::parse(org).unwrap(),
+            key: None,
+            actor: None,
+            type_name: None,
+            since: None,
+            until: None,
+            after: None,
+            order: Order::Desc,
+            limit: 100,
+        }
+    }
+
+    fn seqs(list: &[u64]) -> Vec<Seq> {
+        list.iter().map(|s| Seq(*s)).collect()
+    }
+
+    #[test]
+    fn queries_filter_and_page_within_one_org() {
+        let (index, keys) = index();
+        assert_eq!(index.query(&query("aa")).0, seqs(&[9, 8, 6, 5, 2, 1]));
+        assert_eq!(index.query(&Query { key: Some(keys[0]), ..query("aa") }).0, seqs(&[8, 5, 2]));
+        assert!(index.query(&Query { key: Some(keys[1]), ..query("aa") }).0.is_empty(), "another org's key");
+        let by_y = Query { actor: Some(Actor::parse("system:y").unwrap()), ..query("aa") };
+        assert_eq!(index.query(&by_y).0, seqs(&[9, 6]));
+        let typed = Query { type_name: Some("org.updated".into()), ..query("bb") };
+        assert_eq!(index.query(&typed).0, seqs(&[3]));
+        let window = Query {
+            since: Some(Timestamp::from_micros(2_000_000)),
+            until: Some(Timestamp::from_micros(6_000_000)),
+            order: Order::Asc,
+            ..query("aa")
+        };
+        assert_eq!(index.query(&window).0, seqs(&[5, 6]));
+        let (first, more) = index.query(&Query { limit: 2, ..query("aa") });
+        assert_eq!((first.clone(), more), (seqs(&[9, 8]), true));
+        let rest = index.query(&Query { after: Some(first[1]), ..query("aa") });
+        assert_eq!(rest, (seqs(&[6, 5, 2, 1]), false));
+        let asc = index.query(&Query { order: Order::Asc, after: Some(Seq(5)), ..query("aa") });
+        assert_eq!(asc.0, seqs(&[6, 8, 9]));
+    }
+
+    #[test]
+    fn positions_give_sequences_and_times() {
+        let (index, _) = index();
+        assert_eq!(index.org_events(&OrgId::parse("bb").unwrap(), Seq(6)), (2, Some(Seq(4))));
+        assert_eq!(index.org_events(&OrgId::parse("cc").unwrap(), Seq(9)), (0, None));
+        assert_eq!(index.last_seq_at(Timestamp::from_micros(4_500_000)), Seq(5));
+        assert_eq!(index.last_seq_at(Timestamp::from_micros(-1)), Seq(0));
+        assert_eq!(std::mem::size_of::<Entry>(), 16);
     }
 }

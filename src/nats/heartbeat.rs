@@ -1,8 +1,11 @@
 //! The registry's heartbeat: every 100 ms, on core NATS (not a stream),
-//! `{seq, hash, time}` of the last event the stream holds. A replica that
+//! `{seq, hash, time}` of the registry's last durable event. A replica that
 //! hears it knows both that the registry and NATS are there and how far the
-//! stream goes, so it can refuse to answer when it has heard nothing for
-//! too long (`--max-staleness`) instead of answering from a stale table.
+//! log goes, so it can refuse to answer when it has heard nothing for too
+//! long, or has stayed behind for too long (`--max-staleness`), instead of
+//! answering from a stale table. The beat names the log's head, not the
+//! stream's: a revocation the outbox has not published yet still makes a
+//! replica behind.
 
 use std::time::Duration;
 
@@ -15,7 +18,7 @@ use crate::domain::time::Timestamp;
 /// How often the registry beats.
 pub const EVERY: Duration = Duration::from_millis(100);
 
-/// One beat: the last sequence the stream holds and its hash, and the
+/// One beat: the registry's last durable sequence and its hash, and the
 /// registry's time (for people; replicas time beats by their own clock).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Heartbeat {
@@ -34,16 +37,17 @@ mod publish {
     use tokio::sync::watch;
 
     use super::{EVERY, Heartbeat};
-    use crate::domain::time::Clock;
     use crate::nats::publisher::OutboxStatus;
     use crate::nats::{Connection, Nats};
+    use crate::registry::Registry;
 
-    /// Publishes a beat every `EVERY` while connected, until `stop`.
+    /// Publishes a beat every `EVERY` while the outbox holds the stream, until
+    /// `stop`.
     pub async fn run(
         nats: Nats,
         connection: Connection,
         outbox: Arc<OutboxStatus>,
-        clock: Arc<dyn Clock>,
+        registry: Registry,
         mut stop: watch::Receiver<bool>,
     ) {
         let subject = nats.layout.heartbeat_subject();
@@ -57,8 +61,8 @@ mod publish {
             if !outbox.connected() {
                 continue;
             }
-            let (seq, hash) = outbox.published();
-            let beat = Heartbeat { seq, hash, time: clock.now() };
+            let head = registry.head();
+            let beat = Heartbeat { seq: head.seq, hash: head.hash, time: registry.now() };
             if let Ok(body) = serde_json::to_vec(&beat) {
                 let _ = connection.client.publish(subject.clone(), body.into()).await;
             }

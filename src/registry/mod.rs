@@ -272,10 +272,6 @@ impl Registry {
         self.shared.clock.now()
     }
 
-    pub fn clock(&self) -> Arc<dyn Clock> {
-        self.shared.clock.clone()
-    }
-
     /// The live projections, read-locked. Hold the guard only for a lookup.
     pub fn read(&self) -> RwLockReadGuard<'_, Projections> {
         self.shared.read()

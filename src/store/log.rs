@@ -189,12 +189,18 @@ impl Reader {
     }
 }
 
+/// sled's page cache. The projections live in memory anyway; the log is
+/// read back only for audit answers, `as_of` and the outbox, which read
+/// recent events: a small cache keeps the registry's memory flat as the
+/// log grows (the soak test's measure), at no cost to appends.
+const CACHE_BYTES: u64 = 8 * 1024 * 1024;
+
 /// Opens sled. sled takes an exclusive `flock` on its data file and fails
 /// at once if it cannot, so a failure to open is retried for a while: a
 /// handle dropped a moment ago in this process, or a child process between
 /// fork and exec (it holds a copy of every open file), may hold it still.
 fn open_db(dir: &Path) -> Result<sled::Db, sled::Error> {
-    let config = sled::Config::new().path(dir).cache_capacity(128 * 1024 * 1024);
+    let config = sled::Config::new().path(dir).cache_capacity(CACHE_BYTES);
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
         match config.open() {
