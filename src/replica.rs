@@ -294,7 +294,7 @@ impl Replica {
         let answer = {
             let history = self.table()?;
             let table = history.state();
-            verifier::verify(table, &config.format, &config.pepper, presented, &question, now).answer(table.applied())
+            verifier::verify(table, &config.format, &config.pepper, presented, &question, now).answer(table)
         };
         self.counted(&answer, now, question.ip);
         Ok(answer)

@@ -19,6 +19,9 @@ use serde_json::{Value, json};
 use crate::nats_server::NatsServer;
 use crate::progress;
 
+/// Keys made before the load starts.
+const POPULATION: usize = 100_000;
+
 /// A `keyreg` process whose first stdout line names its URL.
 struct Process {
     child: Child,
@@ -71,6 +74,11 @@ impl Drop for Process {
 /// The `keyreg` binary built beside this one (`just soak` builds both).
 fn keyreg_bin() -> PathBuf {
     std::env::current_exe().ok().and_then(|p| Some(p.parent()?.join("keyreg"))).unwrap_or_else(|| "keyreg".into())
+}
+
+/// The registry's log head, from its `/healthz`.
+fn head_seq(url: &str) -> u64 {
+    call(&new_agent(), "GET", &format!("{url}/healthz"), None, None).1["head_seq"].as_u64().unwrap_or_default()
 }
 
 fn new_agent() -> ureq::Agent {
@@ -153,20 +161,33 @@ pub(crate) fn run(minutes: u64) -> anyhow::Result<()> {
     let valid: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
     let revoked: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
 
-    // A steady population: 2,000 keys made first, then edited over and
-    // over, with one key in ten made and revoked, so memory measures what
-    // the registry keeps per event rather than an ever-growing key count.
-    let mut population = vec![];
-    for i in 0..2000 {
-        let body =
-            json!({"name": format!("steady {i}"), "scopes": ["read", "billing:*"], "owner": format!("team-{}", i % 7)});
-        let (status, key) = call(&agent, "POST", &format!("{}/v1/keys", registry.url), Some(&admin), Some(body));
-        ensure!(status == 201, "create a key: {status} {key}");
-        population.push(key["key"]["id"].as_str().unwrap_or_default().to_owned());
-        let mut v = valid.lock().unwrap();
-        v.push((key["secret"].as_str().unwrap_or_default().to_owned(), Instant::now()));
-    }
-    let population = Arc::new(population);
+    // A registry of a realistic size, 100,000 keys, made first; then the
+    // first 2,000 edited over and over, with one write in ten making and
+    // revoking a key. Memory then measures what the registry keeps per
+    // event, over a base that is not a toy's.
+    progress(&format!("soak: making {POPULATION} keys"));
+    let population: Vec<(String, String)> = std::thread::scope(|scope| {
+        let makers: Vec<_> = (0..4)
+            .map(|m| {
+                let (url, admin) = (&registry.url, &admin);
+                scope.spawn(move || {
+                    let agent = new_agent();
+                    (m..POPULATION)
+                        .step_by(4)
+                        .map(|i| {
+                            let body = json!({"name": format!("steady {i}"), "scopes": ["read", "billing:*"], "owner": format!("team-{}", i % 7)});
+                            let (_, key) = call(&agent, "POST", &format!("{url}/v1/keys"), Some(admin), Some(body));
+                            (key["key"]["id"].as_str().unwrap_or_default().to_owned(), key["secret"].as_str().unwrap_or_default().to_owned())
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        makers.into_iter().flat_map(|m| m.join().unwrap_or_default()).collect()
+    });
+    ensure!(population.iter().all(|(id, _)| !id.is_empty()), "some keys were not made");
+    valid.lock().unwrap().extend(population.iter().take(2000).map(|(_, secret)| (secret.clone(), Instant::now())));
+    let population = Arc::new(population.into_iter().take(2000).map(|(id, _)| id).collect::<Vec<_>>());
     let writers: Vec<_> = (0..2)
         .map(|w| {
             let (url, admin, done, tally) = (registry.url.clone(), admin.clone(), done.clone(), tally.clone());
@@ -277,15 +298,17 @@ pub(crate) fn run(minutes: u64) -> anyhow::Result<()> {
     // Warm-up, then the memory baseline; then NATS restarted every minute
     // and the second replica killed and started again halfway.
     let mut rss_warm = 0;
+    let mut seq_warm = 0;
     let mut restarts = 0;
     let mut killed = false;
     let mut next_restart = Duration::from_secs(60);
     while started.elapsed() < duration {
         std::thread::sleep(Duration::from_secs(1));
         let t = started.elapsed();
-        if rss_warm == 0 && t >= Duration::from_secs(60).min(duration / 3) {
+        if rss_warm == 0 && t >= Duration::from_secs(120).min(duration / 3) {
             rss_warm = registry.rss_kib();
-            progress(&format!("soak: warm, registry RSS {rss_warm} KiB"));
+            seq_warm = head_seq(&registry.url);
+            progress(&format!("soak: warm, registry RSS {rss_warm} KiB at seq {seq_warm}"));
         }
         if t >= next_restart && t + Duration::from_secs(20) < duration {
             progress(&format!("soak: {:.0} s: NATS down for 3 s", t.as_secs_f64()));
@@ -304,12 +327,13 @@ pub(crate) fn run(minutes: u64) -> anyhow::Result<()> {
         }
         if t.as_secs().is_multiple_of(30) {
             progress(&format!(
-                "soak: {:.0} s, {} writes, {} verifies ({} refused while stale, {} wrong)",
+                "soak: {:.0} s, {} writes, {} verifies ({} refused while stale, {} wrong), registry RSS {} KiB",
                 t.as_secs_f64(),
                 tally.writes.load(Ordering::Relaxed),
                 tally.verifies.load(Ordering::Relaxed),
                 tally.stale.load(Ordering::Relaxed),
-                tally.wrong.load(Ordering::Relaxed)
+                tally.wrong.load(Ordering::Relaxed),
+                registry.rss_kib()
             ));
         }
     }
@@ -409,6 +433,10 @@ pub(crate) fn run(minutes: u64) -> anyhow::Result<()> {
     );
     println!("| `keyreg audit verify` | {chain} |");
     println!("| registry RSS after warm-up → end | {rss_warm} KiB → {rss_end} KiB ({growth:+.1}%) |");
+    println!(
+        "| history added after warm-up | {} events (the in-memory audit index keeps about 24 bytes of each) |",
+        head.saturating_sub(seq_warm)
+    );
     for sample in tally.samples.lock().unwrap().iter() {
         println!("\nwrong: {sample}");
     }

@@ -80,7 +80,8 @@ pub fn replay(source: &Source, layout: &Layout, at: Timestamp, org: Option<&OrgI
     let table = history.state();
     let mut orgs: Vec<&Org> = table.orgs().filter(|o| org.is_none_or(|x| &o.id == x)).collect();
     orgs.sort_by(|a, b| a.id.cmp(&b.id));
-    let keys = table.all_keys().into_iter().filter(|k| org.is_none_or(|x| &k.org == x)).map(|k| k.view(at)).collect();
+    let keys =
+        table.all_keys().into_iter().filter(|k| org.is_none_or(|x| &k.org == x)).map(|k| table.view(k, at)).collect();
     let out = ReplayOutput { at, seq: table.applied(), orgs, keys };
     let mut stdout = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut stdout, &out)?;

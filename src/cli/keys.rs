@@ -344,3 +344,22 @@ fn text(v: &Value) -> String {
     };
     raw.chars().map(|c| if is_unsafe_char(c) { c.escape_unicode().to_string() } else { c.to_string() }).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Text stored before keyreg refused control characters (or coming
+    /// from a registry that does not) reaches the terminal escaped.
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        let answer = json!({"key": {"name": "clear\u{1b}[2J", "description": "bell\u{7}", "owner": "\u{202e}gnp.exe"}});
+        let shown = render(&answer);
+        assert!(shown.lines().all(|l| !l.chars().any(is_unsafe_char)), "{shown:?}");
+        assert!(
+            shown.contains(r"clear\u{1b}[2J") && shown.contains(r"bell\u{7}") && shown.contains(r"\u{202e}gnp.exe")
+        );
+        let list = render(&json!({"keys": [{"id": "key_1", "name": "a\u{0}b"}], "next_cursor": null}));
+        assert!(list.contains(r"a\u{0}b"), "{list}");
+    }
+}

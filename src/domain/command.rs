@@ -8,8 +8,9 @@
 //! and the dry run alike.
 
 use crate::domain::cidr::Cidr;
-use crate::domain::event::{Change, Event, KeyAccessed};
-use crate::domain::id::{Actor, IdGenerator, KeyId, OrgId, Seq};
+use crate::domain::event::{Catalog, Change, Event, KeyAccessed};
+use crate::domain::id::{Actor, IdGenerator, KeyId, OrgId, RoleName, Seq};
+use crate::domain::permission::Permissions;
 use crate::domain::scope::Scope;
 use crate::domain::time::Timestamp;
 use crate::domain::token::{PepperFingerprint, TokenHash};
@@ -37,6 +38,7 @@ pub struct NewKey {
     pub description: String,
     pub owner: String,
     pub scopes: Vec<Scope>,
+    pub roles: Vec<RoleName>,
     pub allowed_cidrs: Vec<Cidr>,
     pub expiry: Expiry,
 }
@@ -71,7 +73,15 @@ pub struct KeyEdit {
     pub owner: Option<String>,
     pub expires_at: Option<Option<Timestamp>>,
     pub scopes: Option<Vec<Scope>>,
+    pub roles: Option<Vec<RoleName>>,
     pub allowed_cidrs: Option<Vec<Cidr>>,
+}
+
+/// A role edit, like a key edit: `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct RoleEdit {
+    pub description: Option<String>,
+    pub scopes: Option<Vec<Scope>>,
 }
 
 #[derive(Clone, Debug)]
@@ -91,10 +101,30 @@ pub enum Command {
         max_keys: Option<u32>,
         admin: NewKey,
     },
+    /// `max_keys` is the operator's: only keyreg itself or a `_system` key
+    /// holding `orgs:admin` may change it.
     UpdateOrg {
         name: Option<String>,
         max_keys: Option<u32>,
     },
+    CreateRole {
+        name: RoleName,
+        description: String,
+        scopes: Vec<Scope>,
+    },
+    EditRole {
+        name: RoleName,
+        expected: Option<Seq>,
+        edit: RoleEdit,
+    },
+    /// `force` takes the role from the keys holding it; without it a role
+    /// that live keys hold is not deleted.
+    DeleteRole {
+        name: RoleName,
+        expected: Option<Seq>,
+        force: bool,
+    },
+    SetCatalog(Catalog),
     CreateKey(NewKey),
     EditKey {
         id: KeyId,
@@ -158,7 +188,21 @@ impl Command {
             | Command::RecordPepper(_)
             | Command::CreateOrg { .. }
             | Command::UpdateOrg { .. }
-            | Command::BulkRevoke { .. } => None,
+            | Command::BulkRevoke { .. }
+            | Command::CreateRole { .. }
+            | Command::EditRole { .. }
+            | Command::DeleteRole { .. }
+            | Command::SetCatalog(_) => None,
+        }
+    }
+
+    /// The role the command is about, for role commands.
+    pub fn role(&self) -> Option<&RoleName> {
+        match self {
+            Command::CreateRole { name, .. } | Command::EditRole { name, .. } | Command::DeleteRole { name, .. } => {
+                Some(name)
+            }
+            _ => None,
         }
     }
 }
@@ -180,8 +224,27 @@ pub enum Refusal {
     #[error("the organization already has {max_keys} keys that are not revoked or deleted (max_keys)")]
     KeyLimit { max_keys: u32 },
     /// `If-Match` named a version that is no longer current.
-    #[error("the key is at version {actual}, not {expected}")]
-    VersionMismatch { expected: Seq, actual: Seq },
+    #[error("the {what} is at version {actual}, not {expected}")]
+    VersionMismatch { what: &'static str, expected: Seq, actual: Seq },
+    /// The change would grant management permissions the caller lacks.
+    #[error("this would grant {permissions}, which the calling key does not hold: a key grants no more than it has")]
+    Escalation { permissions: Permissions },
+    /// The org's enforced catalogue does not list this exact action.
+    #[error("{action} is not in the organization's catalogue of actions{}", suggest(suggestions))]
+    UnknownAction { action: String, suggestions: Vec<String> },
+    /// Live keys hold the role.
+    #[error("{keys} live keys hold the role {role}: take it from them first, or delete with force=true")]
+    RoleInUse { role: RoleName, keys: usize },
+    /// The caller may never do this, whatever it holds.
+    #[error("{0}")]
+    Forbidden(String),
+}
+
+fn suggest(suggestions: &[String]) -> String {
+    match suggestions {
+        [] => String::new(),
+        s => format!("; did you mean {}?", s.join(", ")),
+    }
 }
 
 /// What to record: changes, all in one organization, and what the caller

@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 
 use crate::domain::chain::ChainHash;
 use crate::domain::cidr::Cidr;
-use crate::domain::id::{Actor, EventId, KeyId, OrgId, Seq};
+use crate::domain::id::{Actor, EventId, KeyId, OrgId, RoleName, Seq};
 use crate::domain::scope::Scope;
 use crate::domain::time::Timestamp;
 use crate::domain::token::{PepperFingerprint, TokenHash};
@@ -34,6 +34,57 @@ pub enum Change {
     OrgCreated(OrgSettings),
     OrgUpdated(OrgSettings),
     Key(KeyId, KeyChange),
+    Role(RoleChange),
+    CatalogUpdated(Catalog),
+}
+
+/// What happened to a role: an org's named bundle of scopes. Keys hold roles
+/// by name, so one `role.updated` changes every key holding the role.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RoleChange {
+    Created(RoleDefined),
+    Updated(RoleDefined),
+    Deleted(RoleDeleted),
+}
+
+/// `role.created` and `role.updated`: the role after the change, and (on
+/// update) which of its fields changed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RoleDefined {
+    pub name: RoleName,
+    pub description: String,
+    pub scopes: Vec<Scope>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<String>,
+}
+
+/// `role.deleted`: the role, and the keys that held it (a forced delete
+/// takes it from them).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RoleDeleted {
+    pub name: RoleName,
+    pub removed_from: Vec<KeyId>,
+}
+
+/// `key.roles_edited`: the key's roles after the change.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RolesEdited {
+    pub roles: Vec<RoleName>,
+}
+
+/// `catalog.updated`: the org's whole catalogue of actions after the change.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Catalog {
+    pub actions: Vec<CatalogAction>,
+    /// Refuse scopes naming an exact action that is not listed.
+    pub enforce: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogAction {
+    pub action: String,
+    #[serde(default)]
+    pub description: String,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -49,6 +100,7 @@ pub enum KeyChange {
     Expired(Expired),
     Rotated(KeyRotated),
     Accessed(KeyAccessed),
+    RolesEdited(RolesEdited),
 }
 
 /// `org.created` and `org.updated` both carry the full settings after the
@@ -74,6 +126,8 @@ pub struct KeyCreated {
     pub display_prefix: String,
     /// The keyed hash of the secret; the secret itself is never recorded.
     pub key_hash: TokenHash,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<RoleName>,
 }
 
 /// `key.updated` carries the four editable attributes after the change, and
@@ -158,7 +212,12 @@ impl Change {
                 KeyChange::Expired(_) => "key.expired",
                 KeyChange::Rotated(_) => "key.rotated",
                 KeyChange::Accessed(_) => "key.accessed",
+                KeyChange::RolesEdited(_) => "key.roles_edited",
             },
+            Change::Role(RoleChange::Created(_)) => "role.created",
+            Change::Role(RoleChange::Updated(_)) => "role.updated",
+            Change::Role(RoleChange::Deleted(_)) => "role.deleted",
+            Change::CatalogUpdated(_) => "catalog.updated",
         }
     }
 
@@ -175,7 +234,11 @@ impl Change {
                 KeyChange::Expired(d) => serde_json::to_string(d),
                 KeyChange::Rotated(d) => serde_json::to_string(d),
                 KeyChange::Accessed(d) => serde_json::to_string(d),
+                KeyChange::RolesEdited(d) => serde_json::to_string(d),
             },
+            Change::Role(RoleChange::Created(d) | RoleChange::Updated(d)) => serde_json::to_string(d),
+            Change::Role(RoleChange::Deleted(d)) => serde_json::to_string(d),
+            Change::CatalogUpdated(d) => serde_json::to_string(d),
         }
     }
 }
@@ -195,13 +258,21 @@ pub const TYPES: &[&str] = &[
     "key.expired",
     "key.rotated",
     "key.accessed",
+    "role.created",
+    "role.updated",
+    "role.deleted",
+    "key.roles_edited",
+    "catalog.updated",
 ];
 
 impl Event {
+    /// A key event's key; every other event's org.
     pub fn subject(&self) -> &str {
         match &self.change {
-            Change::OrgCreated(_) | Change::OrgUpdated(_) => self.org.as_str(),
             Change::Key(id, _) => id.as_str(),
+            Change::OrgCreated(_) | Change::OrgUpdated(_) | Change::Role(_) | Change::CatalogUpdated(_) => {
+                self.org.as_str()
+            }
         }
     }
 
@@ -306,14 +377,16 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, EventError> {
     let prevhash = ChainHash::from_hex(env.prevhash).ok_or_else(|| bad("prevhash", env.prevhash))?;
     let data = env.data.get();
     let key = || KeyId::parse(env.subject).map_err(|_| bad("subject", env.subject));
+    if !env.type_.starts_with("key.") && env.subject != env.org.as_str() {
+        return Err(bad("subject", env.subject));
+    }
     let change = match env.type_ {
-        "org.created" | "org.updated" => {
-            if env.subject != env.org.as_str() {
-                return Err(bad("subject", env.subject));
-            }
-            let settings = serde_json::from_str(data)?;
-            if env.type_ == "org.created" { Change::OrgCreated(settings) } else { Change::OrgUpdated(settings) }
-        }
+        "org.created" => Change::OrgCreated(serde_json::from_str(data)?),
+        "org.updated" => Change::OrgUpdated(serde_json::from_str(data)?),
+        "role.created" => Change::Role(RoleChange::Created(serde_json::from_str(data)?)),
+        "role.updated" => Change::Role(RoleChange::Updated(serde_json::from_str(data)?)),
+        "role.deleted" => Change::Role(RoleChange::Deleted(serde_json::from_str(data)?)),
+        "catalog.updated" => Change::CatalogUpdated(serde_json::from_str(data)?),
         "key.created" => Change::Key(key()?, KeyChange::Created(serde_json::from_str(data)?)),
         "key.updated" => Change::Key(key()?, KeyChange::Updated(serde_json::from_str(data)?)),
         "key.scopes_edited" => Change::Key(key()?, KeyChange::ScopesEdited(serde_json::from_str(data)?)),
@@ -325,6 +398,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, EventError> {
         "key.expired" => Change::Key(key()?, KeyChange::Expired(serde_json::from_str(data)?)),
         "key.rotated" => Change::Key(key()?, KeyChange::Rotated(serde_json::from_str(data)?)),
         "key.accessed" => Change::Key(key()?, KeyChange::Accessed(serde_json::from_str(data)?)),
+        "key.roles_edited" => Change::Key(key()?, KeyChange::RolesEdited(serde_json::from_str(data)?)),
         other => return Err(bad("type", other)),
     };
     Ok(Decoded {

@@ -71,6 +71,14 @@ pub struct IdError {
 }
 
 string_id!(OrgId, is_org_id, "organization id ([a-z0-9][a-z0-9-]{1,62})");
+string_id!(RoleName, is_role_name, "role name ([a-z0-9][a-z0-9:._-]{0,63})");
+
+fn is_role_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    (1..=64).contains(&b.len())
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b[1..].iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b':' | b'.' | b'_' | b'-'))
+}
 
 /// The length of a key id: `key_` and a 26-character ULID.
 const KEY_ID_LEN: usize = 30;
@@ -276,6 +284,16 @@ mod tests {
         let long = "a".repeat(64);
         for bad in ["a", "-acme", "Acme", "acme_corp", "", long.as_str(), "_sys"] {
             assert!(OrgId::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn role_names_follow_the_grammar() {
+        for ok in ["ci", "a", "admin:write", "general.read", "schema-only_v2", &"r".repeat(64)] {
+            assert!(RoleName::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-ci", "CI", "ci role", "ci/role", &"r".repeat(65), ":x"] {
+            assert!(RoleName::parse(bad).is_err(), "{bad}");
         }
     }
 

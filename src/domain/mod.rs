@@ -7,6 +7,9 @@
 //!
 //! - `id`, `time`, `token`, `scope`, `cidr`: value types, their parsing and
 //!   matching rules.
+//! - `permission`: keyreg's own permissions and the grant rule's sets;
+//!   `preset`: the built-in scope templates; `catalog`: an org's list of
+//!   actions and the close matches for a typo.
 //! - `event`: the facts, their exact byte encoding.
 //! - `chain`: the hash chain over those bytes and its checker.
 //! - `command`, `decide`: commands and every business rule, as
@@ -18,6 +21,7 @@
 //! - `verifier`: the verify rules, one pure function over a table.
 
 pub mod audit;
+pub mod catalog;
 pub mod chain;
 pub mod cidr;
 pub mod command;
@@ -25,6 +29,8 @@ pub mod decide;
 pub mod event;
 pub mod history;
 pub mod id;
+pub mod permission;
+pub mod preset;
 pub mod scope;
 pub mod table;
 pub mod time;

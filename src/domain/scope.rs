@@ -1,16 +1,26 @@
 //! Scopes: what a key may do. A scope is `ACTION` or `ACTION@RESOURCE`.
 //!
-//! - ACTION is `*`, a plain verb (`read`), `service:verb`, or `service:*`.
-//!   Names are `[A-Za-z0-9_.-]+`.
+//! - ACTION is `*`, a plain verb (`read`), `service:verb`, `service:*`,
+//!   `*:verb` (that verb of every service), or a verb ending in `*` (a
+//!   prefix: `billing:read_*`, `*:list*`). Names are `[A-Za-z0-9_.-]+`.
 //! - RESOURCE is a `/`-separated filter. A segment `*` matches exactly one
 //!   segment; a final `**` matches zero or more; the filter `*` alone (the
 //!   default) matches every resource, and only it matches a request that
 //!   names no resource.
 //!
+//! keyreg's own permissions are the actions of its reserved services
+//! (`keys`, `audit`, `orgs`, `roles`, `actors`). No wildcard grants one:
+//! `*`, `*:verb` and verb prefixes match the org's own services only, and a
+//! management permission is granted by naming it (`keys:admin`) or its
+//! service (`keys:*`). A scope naming a reserved service names one of its
+//! permissions, or the whole service, on every resource.
+//!
 //! Nothing is granted implicitly: matching is purely syntactic, so an action
-//! invented tomorrow is granted only by `*` or by its own `service:*`.
+//! invented tomorrow is granted only by a wildcard that covers it.
 
 use std::fmt;
+
+use crate::domain::permission::{MANAGEMENT, is_reserved};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -22,9 +32,19 @@ pub struct Scope {
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Action {
+    /// `*`: every plain verb, every action of every service but the reserved.
     Any,
-    Service(String),
+    /// `read`: one plain verb.
+    Verb(String),
+    /// `service:…`; `service: None` is `*:…`, every service but the reserved.
+    Service { service: Option<String>, verb: VerbMatch },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum VerbMatch {
+    All,
     Exact(String),
+    Prefix(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -77,7 +97,28 @@ pub fn is_concrete_resource(s: &str) -> bool {
 
 impl Scope {
     pub fn parse(s: &str) -> Result<Scope, ScopeError> {
-        Scope::parse_with(s, is_literal_segment)
+        let scope = Scope::parse_with(s, is_literal_segment)?;
+        let err = |why| Err(ScopeError { scope: s.chars().take(120).collect(), why });
+        if let Action::Service { service: Some(service), verb } = &scope.action
+            && is_reserved(service)
+        {
+            let named = match verb {
+                VerbMatch::All => true,
+                VerbMatch::Exact(v) => MANAGEMENT.contains(&format!("{service}:{v}").as_str()),
+                VerbMatch::Prefix(_) => false,
+            };
+            if !named {
+                return err(
+                    "keys, audit, orgs, roles and actors are keyreg's own services: name one of their permissions \
+                     (keys:admin, keys:read, audit:read, orgs:create, orgs:admin, roles:admin, actors:assert) or a \
+                     whole service (keys:*)",
+                );
+            }
+            if scope.resource != Filter::Any {
+                return err("keyreg's own permissions hold on every resource: they take no @resource");
+            }
+        }
+        Ok(scope)
     }
 
     /// Parses a scope read back from the log. Events were decided valid when
@@ -100,15 +141,20 @@ impl Scope {
             Some((a, r)) => (a, Some(r)),
             None => (s, None),
         };
-        let action = if action == "*" {
-            Action::Any
-        } else {
-            match action.split_once(':') {
-                Some((service, "*")) if is_name(service) => Action::Service(service.to_owned()),
-                Some((service, verb)) if is_name(service) && is_name(verb) => Action::Exact(action.to_owned()),
-                None if is_name(action) => Action::Exact(action.to_owned()),
-                _ => return Err(err("the action must be *, verb, service:verb or service:*")),
-            }
+        let verb_match = |verb: &str| match verb {
+            "*" => Some(VerbMatch::All),
+            v if v.ends_with('*') && is_name(&v[..v.len() - 1]) => Some(VerbMatch::Prefix(v[..v.len() - 1].to_owned())),
+            v if is_name(v) => Some(VerbMatch::Exact(v.to_owned())),
+            _ => None,
+        };
+        let action = match action.split_once(':') {
+            None if action == "*" => Action::Any,
+            None if is_name(action) => Action::Verb(action.to_owned()),
+            Some((service, verb)) if service == "*" || is_name(service) => match verb_match(verb) {
+                Some(verb) => Action::Service { service: (service != "*").then(|| service.to_owned()), verb },
+                None => return Err(err(ACTION_FORMS)),
+            },
+            _ => return Err(err(ACTION_FORMS)),
         };
         let resource = match resource {
             None | Some("*") => Filter::Any,
@@ -134,13 +180,38 @@ impl Scope {
         Ok(Scope { action, resource })
     }
 
+    /// The one action this scope names, when it names one exactly
+    /// (`read`, `billing:read`) and it is the org's own: what a catalogue
+    /// checks.
+    pub fn exact_action(&self) -> Option<String> {
+        match &self.action {
+            Action::Verb(v) => Some(v.clone()),
+            Action::Service { service: Some(s), verb: VerbMatch::Exact(v) } if !is_reserved(s) => {
+                Some(format!("{s}:{v}"))
+            }
+            _ => None,
+        }
+    }
+
     /// Does this scope grant `action` on `resource` (`None`: no resource named)?
     pub fn grants(&self, action: &str, resource: Option<&str>) -> bool {
-        let action_ok = match &self.action {
-            Action::Any => true,
-            Action::Exact(a) => a == action,
-            Action::Service(service) => {
-                action.split_once(':').is_some_and(|(s, verb)| s == service && !verb.is_empty())
+        let action_ok = match (&self.action, action.split_once(':')) {
+            (Action::Any, None) => true,
+            (Action::Any, Some((service, _))) => !is_reserved(service),
+            (Action::Verb(v), None) => v == action,
+            (Action::Verb(_), Some(_)) | (Action::Service { .. }, None) => false,
+            (Action::Service { service, verb }, Some((s, v))) => {
+                let service_ok = match service {
+                    None => !is_reserved(s),
+                    Some(named) => named == s,
+                };
+                let verb_ok = match verb {
+                    VerbMatch::All => true,
+                    VerbMatch::Exact(e) => e == v,
+                    // Reserved permissions are granted by name or by service only.
+                    VerbMatch::Prefix(p) => v.starts_with(p.as_str()) && !is_reserved(s),
+                };
+                service_ok && verb_ok
             }
         };
         action_ok
@@ -155,11 +226,25 @@ impl Scope {
     /// Used to warn when an edit narrows a key's scopes; conservative: it may
     /// say "not covered" for exotic filter pairs that do in fact nest.
     pub fn covered_by(&self, other: &Scope) -> bool {
+        let reserved = |service: &Option<String>| service.as_deref().is_some_and(is_reserved);
         let action_ok = match (&other.action, &self.action) {
+            (Action::Any, Action::Service { service, .. }) => !reserved(service),
             (Action::Any, _) => true,
-            (Action::Service(s), Action::Service(t)) => s == t,
-            (Action::Service(s), Action::Exact(a)) => a.split_once(':').is_some_and(|(svc, _)| svc == s),
-            (Action::Exact(a), Action::Exact(b)) => a == b,
+            (Action::Verb(o), Action::Verb(s)) => o == s,
+            (Action::Service { service: os, verb: ov }, Action::Service { service: ss, verb: sv }) => {
+                let service_ok = match (os, ss) {
+                    (None, _) => !reserved(ss),
+                    (Some(o), Some(s)) => o == s,
+                    (Some(_), None) => false,
+                };
+                let verb_ok = match (ov, sv) {
+                    (VerbMatch::All, _) => true,
+                    (VerbMatch::Prefix(o), VerbMatch::Exact(s) | VerbMatch::Prefix(s)) => s.starts_with(o.as_str()),
+                    (VerbMatch::Exact(o), VerbMatch::Exact(s)) => o == s,
+                    _ => false,
+                };
+                service_ok && verb_ok
+            }
             _ => false,
         };
         action_ok
@@ -170,6 +255,9 @@ impl Scope {
             }
     }
 }
+
+const ACTION_FORMS: &str =
+    "the action must be *, verb, service:verb, service:*, *:verb, or a verb ending in * (service:read_*)";
 
 fn path_matches(filter: &[Segment], resource: &str) -> bool {
     let mut parts = resource.split('/');
@@ -212,8 +300,15 @@ impl fmt::Display for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.action {
             Action::Any => f.write_str("*")?,
-            Action::Service(s) => write!(f, "{s}:*")?,
-            Action::Exact(a) => f.write_str(a)?,
+            Action::Verb(v) => f.write_str(v)?,
+            Action::Service { service, verb } => {
+                f.write_str(service.as_deref().unwrap_or("*"))?;
+                match verb {
+                    VerbMatch::All => f.write_str(":*")?,
+                    VerbMatch::Exact(v) => write!(f, ":{v}")?,
+                    VerbMatch::Prefix(p) => write!(f, ":{p}*")?,
+                }
+            }
         }
         if let Filter::Path(segments) = &self.resource {
             f.write_str("@")?;
@@ -287,6 +382,34 @@ mod tests {
         ("billing:*@orgs/*/invoices/**", "billing:export", Some("orgs/o1/costs"), false),
         ("read@a/b", "read", Some("a/b/"), false),
         ("read@a/b", "read", Some("a"), false),
+        ("*:read", "billing:read", None, true),
+        ("*:read", "compute:read", Some("vms/1"), true),
+        ("*:read", "billing:read_costs", None, false),
+        ("*:read", "read", None, false),
+        ("billing:read_*", "billing:read_costs", None, true),
+        ("billing:read_*", "billing:read_", None, true),
+        ("billing:read_*", "billing:read", None, false),
+        ("billing:read_*", "compute:read_costs", None, false),
+        ("*:list*", "compute:list_vms", None, true),
+        ("*:list*", "billing:list", None, true),
+        ("*:list*", "list", None, false),
+        ("*:*", "billing:anything", None, true),
+        ("*:*", "read", None, false),
+        // keyreg's own permissions: never through a wildcard.
+        ("*", "keys:admin", None, false),
+        ("*", "audit:read", None, false),
+        ("*", "orgs:create", None, false),
+        ("*:admin", "keys:admin", None, false),
+        ("*:read", "audit:read", None, false),
+        ("*:read*", "keys:read", None, false),
+        ("*:*", "roles:admin", None, false),
+        ("keys:*", "keys:admin", None, true),
+        ("keys:*", "keys:read", None, true),
+        ("keys:*", "audit:read", None, false),
+        ("keys:admin", "keys:admin", None, true),
+        ("keys:admin", "keys:read", None, false),
+        ("audit:read", "audit:read", None, true),
+        ("actors:assert", "actors:assert", None, true),
     ];
 
     #[test]
@@ -311,8 +434,16 @@ mod tests {
             "bill ing:read",
             "billing:",
             ":read",
-            "*:read",
             "billing:read:more",
+            "read*",
+            "billing:*_read",
+            "bill*:read",
+            "billing:**",
+            "keys:frobnicate",
+            "keys:ad*",
+            "audit:*@workspaces/**",
+            "keys:admin@ws/1",
+            "orgs:delete",
             "read@a b",
             "a@b@c",
             "**",
@@ -342,7 +473,20 @@ mod tests {
 
     #[test]
     fn scopes_print_as_they_were_written() {
-        for s in ["*", "read", "billing:*", "billing:read_costs", "read@workspaces/ws-1/**", "x@*/a/**"] {
+        for s in [
+            "*",
+            "read",
+            "billing:*",
+            "billing:read_costs",
+            "read@workspaces/ws-1/**",
+            "x@*/a/**",
+            "*:read",
+            "*:list*",
+            "billing:read_*",
+            "*:*",
+            "keys:*",
+            "audit:read",
+        ] {
             assert_eq!(Scope::parse(s).unwrap().to_string(), s);
         }
         assert_eq!(Scope::parse("read@*").unwrap().to_string(), "read");
@@ -351,11 +495,43 @@ mod tests {
     #[test]
     fn coverage_detects_narrowing() {
         let p = |s| Scope::parse(s).unwrap();
-        assert!(p("billing:read").covered_by(&p("billing:*")));
-        assert!(p("read@ws/1/**").covered_by(&p("read@ws/**")));
-        assert!(p("read@ws/1").covered_by(&p("read@ws/*")));
-        assert!(!p("read").covered_by(&p("read@ws/**")));
-        assert!(!p("billing:*").covered_by(&p("billing:read")));
-        assert!(p("anything@x").covered_by(&p("*")));
+        // (inner, outer, covered)
+        let cases = [
+            ("billing:read", "billing:*", true),
+            ("read@ws/1/**", "read@ws/**", true),
+            ("read@ws/1", "read@ws/*", true),
+            ("read", "read@ws/**", false),
+            ("billing:*", "billing:read", false),
+            ("anything@x", "*", true),
+            ("billing:read", "*:read", true),
+            ("*:read", "*:read*", true),
+            ("*:read*", "*:read", false),
+            ("billing:read_costs", "billing:read_*", true),
+            ("billing:read_*", "billing:read*", true),
+            ("billing:read*", "billing:read_*", false),
+            ("billing:read_*", "*:read*", true),
+            ("*:read*", "billing:*", false),
+            ("billing:*", "*:*", true),
+            ("*:*", "*", true),
+            ("*", "*:*", false),
+            ("read", "*:*", false),
+            ("keys:admin", "*", false),
+            ("keys:admin", "*:*", false),
+            ("keys:admin", "keys:*", true),
+            ("keys:*", "keys:*", true),
+            ("keys:read", "keys:admin", false),
+        ];
+        for (inner, outer, want) in cases {
+            assert_eq!(p(inner).covered_by(&p(outer)), want, "{inner} within {outer}");
+        }
+        // Exact against the matcher: whatever the inner grants, the outer grants.
+        let actions = ["read", "billing:read", "billing:read_costs", "compute:list_vms", "keys:admin", "audit:read"];
+        for (inner, outer, want) in cases {
+            if want {
+                for a in actions {
+                    assert!(!p(inner).grants(a, None) || p(outer).grants(a, None), "{inner} within {outer} on {a}");
+                }
+            }
+        }
     }
 }

@@ -14,6 +14,8 @@ pub const MAX_DESCRIPTION: usize = 1000;
 pub const MAX_OWNER: usize = 320;
 pub const MAX_REASON: usize = 1000;
 pub const MAX_SCOPES: usize = 100;
+/// The most roles one org defines.
+pub const MAX_ROLES: usize = 1000;
 pub const MAX_CIDRS: usize = 100;
 pub const MAX_BULK: usize = 100;
 pub const MAX_GRACE_SECONDS: u64 = 30 * 86_400;
@@ -89,11 +91,9 @@ pub(crate) fn check_max_keys(n: u32) -> Result<u32, Refusal> {
     Ok(n)
 }
 
-/// At least one scope, at most `MAX_SCOPES`; repeats are dropped, order kept.
+/// At most `MAX_SCOPES`; repeats are dropped, order kept. (A key may have
+/// none when it has roles; a role needs one.)
 pub(crate) fn check_scopes(scopes: &[Scope]) -> Result<Vec<Scope>, Refusal> {
-    if scopes.is_empty() {
-        return Err(invalid("scopes", "a key needs at least one scope"));
-    }
     if scopes.len() > MAX_SCOPES {
         return Err(invalid("scopes", format!("at most {MAX_SCOPES} scopes")));
     }

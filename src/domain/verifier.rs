@@ -11,7 +11,10 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::domain::id::{KeyId, OrgId, Seq};
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use crate::domain::id::{KeyId, OrgId, RoleName, Seq};
 use crate::domain::scope::Scope;
 use crate::domain::table::{Key, Status, Table};
 use crate::domain::time::Timestamp;
@@ -66,18 +69,26 @@ pub struct Question<'a> {
     pub ip: Option<IpAddr>,
 }
 
-/// The key a verify found, as the answer reports it.
+/// The key a verify found, as the answer reports it: its effective scopes
+/// (its own and its roles') and its roles.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Found {
     pub key_id: KeyId,
     pub org: OrgId,
-    pub scopes: std::sync::Arc<[Scope]>,
+    pub scopes: Arc<[Scope]>,
+    pub roles: Box<[RoleName]>,
     pub expires_at: Option<Timestamp>,
 }
 
 impl Found {
-    pub fn of(key: &Key) -> Found {
-        Found { key_id: key.id, org: key.org.clone(), scopes: key.scopes.clone(), expires_at: key.expires_at }
+    pub fn of(key: &Key, table: &Table) -> Found {
+        // Most keys hold no role: their scopes are shared, not copied.
+        let scopes = match table.effective_scopes(key) {
+            Cow::Borrowed(_) => key.scopes.clone(),
+            Cow::Owned(all) => all.into(),
+        };
+        let roles = table.role_names(key).into_iter().cloned().collect();
+        Found { key_id: key.id, org: key.org.clone(), scopes, roles, expires_at: key.expires_at }
     }
 }
 
@@ -91,11 +102,10 @@ pub struct Verdict<'a> {
 }
 
 impl Verdict<'_> {
-    /// The answer that reports this verdict, reached on a table that had
-    /// applied `seq`.
-    pub fn answer(&self, seq: Seq) -> Answer {
+    /// The answer that reports this verdict, reached on `table`.
+    pub fn answer(&self, table: &Table) -> Answer {
         let code = self.code;
-        Answer { valid: code == Code::Valid, code, found: self.key.map(Found::of), seq }
+        Answer { valid: code == Code::Valid, code, found: self.key.map(|k| Found::of(k, table)), seq: table.applied() }
     }
 }
 
@@ -145,7 +155,7 @@ pub fn check<'a>(table: &'a Table, hash: &TokenHash, question: &Question<'_>, no
         Status::Active => {
             if !key.allowed_cidrs.is_empty() && !question.ip.is_some_and(|ip| key.allows_ip(ip)) {
                 Code::ForbiddenIp
-            } else if question.action.is_some_and(|a| !key.grants(a, question.resource)) {
+            } else if question.action.is_some_and(|a| !table.grants(key, a, question.resource)) {
                 Code::ForbiddenScope
             } else {
                 Code::Valid

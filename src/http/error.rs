@@ -27,7 +27,13 @@ pub enum ApiError {
     KeyLimit(String),
     #[error("{0}")]
     VersionMismatch(String),
-    #[error("the request body is larger than 64 KiB")]
+    #[error("{detail}")]
+    Escalation { detail: String, permissions: Vec<String> },
+    #[error("{detail}")]
+    UnknownAction { detail: String, suggestions: Vec<String> },
+    #[error("{0}")]
+    RoleInUse(String),
+    #[error("the request body is larger than this route accepts (64 KiB; 4 MiB for PUT /v1/catalog)")]
     PayloadTooLarge,
     #[error("the request headers are larger than 16 KiB")]
     HeadersTooLarge,
@@ -51,6 +57,12 @@ struct Problem<'a> {
     status: u16,
     detail: String,
     code: &'a str,
+    /// `ESCALATION`: the management permissions the change would grant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    permissions: Option<&'a [String]>,
+    /// `UNKNOWN_ACTION`: the catalogue's closest actions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    suggestions: Option<&'a [String]>,
 }
 
 impl ApiError {
@@ -63,8 +75,15 @@ impl ApiError {
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "CONFLICT", "The current state does not allow this"),
             ApiError::KeyLimit(_) => (StatusCode::CONFLICT, "KEY_LIMIT", "The organization has reached max_keys"),
             ApiError::VersionMismatch(_) => {
-                (StatusCode::PRECONDITION_FAILED, "VERSION_MISMATCH", "The key has changed since that version")
+                (StatusCode::PRECONDITION_FAILED, "VERSION_MISMATCH", "The resource has changed since that version")
             }
+            ApiError::Escalation { .. } => {
+                (StatusCode::FORBIDDEN, "ESCALATION", "A key may not grant more than it holds")
+            }
+            ApiError::UnknownAction { .. } => {
+                (StatusCode::BAD_REQUEST, "UNKNOWN_ACTION", "The action is not in the organization's catalogue")
+            }
+            ApiError::RoleInUse(_) => (StatusCode::CONFLICT, "ROLE_IN_USE", "Keys still hold the role"),
             ApiError::PayloadTooLarge => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "The request body is too large")
             }
@@ -108,6 +127,14 @@ impl IntoResponse for ApiError {
             status: status.as_u16(),
             detail,
             code,
+            permissions: match &self {
+                ApiError::Escalation { permissions, .. } => Some(permissions),
+                _ => None,
+            },
+            suggestions: match &self {
+                ApiError::UnknownAction { suggestions, .. } => Some(suggestions),
+                _ => None,
+            },
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();
@@ -129,6 +156,15 @@ impl From<Refusal> for ApiError {
             Refusal::Conflict(_) => ApiError::Conflict(r.to_string()),
             Refusal::KeyLimit { .. } => ApiError::KeyLimit(r.to_string()),
             Refusal::VersionMismatch { .. } => ApiError::VersionMismatch(r.to_string()),
+            Refusal::Escalation { permissions } => ApiError::Escalation {
+                detail: r.to_string(),
+                permissions: permissions.iter().map(str::to_owned).collect(),
+            },
+            Refusal::UnknownAction { ref suggestions, .. } => {
+                ApiError::UnknownAction { detail: r.to_string(), suggestions: suggestions.clone() }
+            }
+            Refusal::RoleInUse { .. } => ApiError::RoleInUse(r.to_string()),
+            Refusal::Forbidden(_) => ApiError::Forbidden(r.to_string()),
         }
     }
 }

@@ -2,17 +2,17 @@
 //! run), disable, enable, revoke, delete, bulk revoke, rotate.
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ApiError, AppState, Body, Caller, Params, blocking, expected_version, json, no_store, no_such_key, parse_key_id,
-    parse_time,
+    ApiError, AppState, AsOfQuery, Body, Caller, DryRunQuery, Params, expected_version, json, no_store, no_such_key,
+    parse_key_id, parse_time, table_as_of, with_etag,
 };
 use crate::domain::cidr::Cidr;
 use crate::domain::command::{Command, Expiry, KeyEdit, NewKey};
-use crate::domain::id::KeyId;
+use crate::domain::id::{KeyId, RoleName};
 use crate::domain::scope::Scope;
 use crate::domain::table::{Key, KeyView, Status, Table};
 use crate::domain::time::Timestamp;
@@ -31,7 +31,12 @@ pub struct CreateKeyRequest {
     description: String,
     #[serde(default)]
     owner: String,
+    #[serde(default)]
     scopes: Vec<String>,
+    /// A preset's scopes, added to `scopes`.
+    preset: Option<String>,
+    #[serde(default)]
+    roles: Vec<String>,
     expires_at: Option<String>,
     expires_in_days: Option<f64>,
     #[serde(default)]
@@ -46,6 +51,8 @@ pub struct UpdateKeyRequest {
     description: Option<String>,
     owner: Option<String>,
     scopes: Option<Vec<String>>,
+    preset: Option<String>,
+    roles: Option<Vec<String>>,
     allowed_cidrs: Option<Vec<String>>,
     #[serde(default, deserialize_with = "present")]
     expires_at: Option<Option<String>>,
@@ -90,19 +97,6 @@ pub struct ListQuery {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AsOfQuery {
-    as_of: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DryRunQuery {
-    #[serde(default)]
-    dry_run: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct DeleteQuery {
     confirm: Option<String>,
     reason: Option<String>,
@@ -125,11 +119,42 @@ struct KeyList<'a> {
     next_cursor: Option<String>,
 }
 
-fn parse_scopes(scopes: &[String]) -> Result<Vec<Scope>, ApiError> {
+pub(super) fn parse_scopes(scopes: &[String]) -> Result<Vec<Scope>, ApiError> {
     scopes
         .iter()
         .enumerate()
         .map(|(i, s)| Scope::parse(s).map_err(|e| ApiError::Validation(format!("scopes[{i}]: {e}"))))
+        .collect()
+}
+
+/// The scopes a request asks for: a preset's, expanded, and then the ones
+/// it names. `None` when it names neither (an edit that keeps the scopes).
+fn scopes_asked(scopes: Option<&[String]>, preset: Option<&str>) -> Result<Option<Vec<Scope>>, ApiError> {
+    let mut asked = match preset {
+        None => return scopes.map(parse_scopes).transpose(),
+        Some(name) => crate::domain::preset::find(name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = crate::domain::preset::PRESETS.iter().map(|p| p.name).collect();
+                ApiError::Validation(format!(
+                    "preset: there is no preset {name:?}; the presets are {}",
+                    known.join(", ")
+                ))
+            })?
+            .scopes(),
+    };
+    for scope in parse_scopes(scopes.unwrap_or_default())? {
+        if !asked.contains(&scope) {
+            asked.push(scope);
+        }
+    }
+    Ok(Some(asked))
+}
+
+fn parse_roles(roles: &[String]) -> Result<Vec<RoleName>, ApiError> {
+    roles
+        .iter()
+        .enumerate()
+        .map(|(i, r)| RoleName::parse(r).map_err(|e| ApiError::Validation(format!("roles[{i}]: {e}"))))
         .collect()
 }
 
@@ -141,24 +166,27 @@ fn parse_cidrs(cidrs: &[String]) -> Result<Vec<Cidr>, ApiError> {
         .collect()
 }
 
-/// The answer to a write: the key after it, with an `ETag` of its version.
-fn key_response(
-    status: StatusCode,
-    key: &Key,
-    now: Timestamp,
-    secret: Option<&str>,
-    warnings: Option<&[String]>,
+/// What goes with a key in an answer, beside the key itself.
+#[derive(Default)]
+struct Extras<'a> {
+    secret: Option<&'a str>,
+    warnings: Option<&'a [String]>,
     dry_run: bool,
-) -> Response {
-    let mut response = json(status, &KeyResponse { key: key.view(now), secret, warnings, dry_run });
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", key.version)) {
-        response.headers_mut().insert(header::ETAG, v);
-    }
+}
+
+/// The answer about one key (as `table` renders its roles), with an `ETag`
+/// of its version.
+fn key_response(status: StatusCode, table: &Table, key: &Key, now: Timestamp, extras: Extras<'_>) -> Response {
+    let Extras { secret, warnings, dry_run } = extras;
+    let response =
+        with_etag(json(status, &KeyResponse { key: table.view(key, now), secret, warnings, dry_run }), key.version);
     if secret.is_some() { no_store(response) } else { response }
 }
 
-fn changed_key(outcome: &Outcome) -> Result<&Key, ApiError> {
-    outcome.keys.first().ok_or_else(|| ApiError::Internal("a key command returned no key".into()))
+/// The answer about a key a command changed, rendered with the live table.
+fn changed(s: &AppState, status: StatusCode, outcome: &Outcome, extras: Extras<'_>) -> Result<Response, ApiError> {
+    let key = outcome.keys.first().ok_or_else(|| ApiError::Internal("a key command returned no key".into()))?;
+    Ok(key_response(status, &s.registry.read().table, key, s.registry.now(), extras))
 }
 
 pub async fn create(
@@ -189,14 +217,14 @@ pub async fn create(
         name: req.name,
         description: req.description,
         owner: req.owner,
-        scopes: parse_scopes(&req.scopes)?,
+        scopes: scopes_asked(Some(&req.scopes), req.preset.as_deref())?.unwrap_or_default(),
+        roles: parse_roles(&req.roles)?,
         allowed_cidrs: parse_cidrs(&req.allowed_cidrs)?,
         expiry,
     };
     let outcome = s.registry.execute(caller.actor(), caller.org.clone(), Command::CreateKey(new)).await?;
-    let key = changed_key(&outcome)?;
-    let now = s.registry.now();
-    Ok(key_response(StatusCode::CREATED, key, now, Some(token.expose()), Some(&outcome.warnings), false))
+    let extras = Extras { secret: Some(token.expose()), warnings: Some(&outcome.warnings), dry_run: false };
+    changed(&s, StatusCode::CREATED, &outcome, extras)
 }
 
 /// Which statuses a listing shows.
@@ -238,7 +266,7 @@ pub async fn list(
                 more = true;
                 break;
             }
-            keys.push(key.view(now));
+            keys.push(table.view(key, now));
         }
         let next_cursor = if more { keys.last().map(|k| k.id.to_string()) } else { None };
         json(StatusCode::OK, &KeyList { keys, next_cursor })
@@ -251,11 +279,6 @@ pub async fn list(
         }
         None => Ok(page(&s.registry.read().table, s.registry.now())),
     }
-}
-
-async fn table_as_of(s: &AppState, at: Timestamp) -> Result<Table, ApiError> {
-    let registry = s.registry.clone();
-    blocking(move || Ok(registry.table_as_of(at)?)).await
 }
 
 pub async fn get(
@@ -272,12 +295,12 @@ pub async fn get(
             let at = parse_time("as_of", &at)?;
             let table = table_as_of(&s, at).await?;
             let key = table.key_in(&caller.org, &id).ok_or_else(not_found)?;
-            Ok(key_response(StatusCode::OK, key, at, None, None, false))
+            Ok(key_response(StatusCode::OK, &table, key, at, Extras::default()))
         }
         None => {
             let p = s.registry.read();
             let key = p.table.key_in(&caller.org, &id).ok_or_else(not_found)?;
-            Ok(key_response(StatusCode::OK, key, s.registry.now(), None, None, false))
+            Ok(key_response(StatusCode::OK, &p.table, key, s.registry.now(), Extras::default()))
         }
     }
 }
@@ -303,7 +326,8 @@ pub async fn update(
         description: req.description,
         owner: req.owner,
         expires_at,
-        scopes: req.scopes.as_deref().map(parse_scopes).transpose()?,
+        scopes: scopes_asked(req.scopes.as_deref(), req.preset.as_deref())?,
+        roles: req.roles.as_deref().map(parse_roles).transpose()?,
         allowed_cidrs: req.allowed_cidrs.as_deref().map(parse_cidrs).transpose()?,
     };
     let command = Command::EditKey { id, expected, edit };
@@ -312,14 +336,14 @@ pub async fn update(
     } else {
         s.registry.execute(caller.actor(), caller.org.clone(), command).await?
     };
-    let now = s.registry.now();
-    Ok(key_response(StatusCode::OK, changed_key(&outcome)?, now, None, Some(&outcome.warnings), q.dry_run))
+    let extras = Extras { secret: None, warnings: Some(&outcome.warnings), dry_run: q.dry_run };
+    changed(&s, StatusCode::OK, &outcome, extras)
 }
 
 /// Runs a command that changes one key and answers with the key after it.
 async fn one_key(s: &AppState, caller: &Caller, command: Command) -> Result<Response, ApiError> {
     let outcome = s.registry.execute(caller.actor(), caller.org.clone(), command).await?;
-    Ok(key_response(StatusCode::OK, changed_key(&outcome)?, s.registry.now(), None, None, false))
+    changed(s, StatusCode::OK, &outcome, Extras::default())
 }
 
 pub async fn disable(
@@ -388,7 +412,8 @@ pub async fn bulk_revoke(
     let command = Command::BulkRevoke { ids, reason: req.reason, delete: req.delete };
     let outcome = s.registry.execute(caller.actor(), caller.org.clone(), command).await?;
     let now = s.registry.now();
-    let keys: Vec<KeyView> = outcome.keys.iter().map(|k| k.view(now)).collect();
+    let p = s.registry.read();
+    let keys: Vec<KeyView> = outcome.keys.iter().map(|k| p.table.view(k, now)).collect();
     Ok(json(StatusCode::OK, &KeyList { keys, next_cursor: None }))
 }
 
@@ -408,6 +433,5 @@ pub async fn rotate(
         grace_seconds: req.grace_seconds,
     };
     let outcome = s.registry.execute(caller.actor(), caller.org.clone(), command).await?;
-    Ok(key_response(StatusCode::OK, changed_key(&outcome)?, s.registry.now(), Some(token.expose()), None, false)
-        .into_response())
+    changed(&s, StatusCode::OK, &outcome, Extras { secret: Some(token.expose()), ..Extras::default() })
 }

@@ -30,7 +30,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tower_service::Service;
 
-use super::{ApiError, BODY_LIMIT};
+use super::{ApiError, BODY_LIMIT, CATALOG_BODY_LIMIT};
 
 /// Request headers larger than this, in all, are refused with 431.
 pub const HEADER_LIMIT: usize = 16 * 1024;
@@ -130,7 +130,11 @@ pub async fn guard(request: Request, next: Next) -> Response {
         return ApiError::HeadersTooLarge.into_response();
     }
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+    let limit = match (request.method(), request.uri().path()) {
+        (&axum::http::Method::PUT, "/v1/catalog") => CATALOG_BODY_LIMIT,
+        _ => BODY_LIMIT,
+    };
+    if declared.is_some_and(|n| n > limit as u64) {
         return ApiError::PayloadTooLarge.into_response();
     }
     next.run(request).await

@@ -11,6 +11,7 @@ pub mod listen;
 mod ops;
 mod org;
 pub mod replica;
+mod roles;
 pub mod verify;
 
 use std::net::SocketAddr;
@@ -25,7 +26,8 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 pub use audit::Digest;
@@ -34,19 +36,25 @@ pub use verify::Node;
 
 use crate::access::AccessCounter;
 use crate::domain::id::{Actor, KeyId, OrgId, Seq};
-use crate::domain::scope::Scope;
+use crate::domain::permission::Permissions;
+use crate::domain::table::Table;
+use crate::domain::time::Timestamp;
 use crate::domain::verifier::{self, Code, Question};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 
 /// Bodies over this many bytes are refused with 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
+/// The one exception: a catalogue of up to 10,000 actions with their
+/// descriptions does not fit in 64 KiB.
+pub const CATALOG_BODY_LIMIT: usize = 4 * 1024 * 1024;
 
 /// Every route the registry answers, as (method, path template). The router
 /// below is built to match, `schemas/openapi.json` documents each, and a
 /// test holds the three together.
 pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/orgs"),
+    ("PATCH", "/v1/orgs/{id}"),
     ("GET", "/v1/org"),
     ("PATCH", "/v1/org"),
     ("POST", "/v1/keys"),
@@ -60,6 +68,14 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/keys/{id}/rotate"),
     ("POST", "/v1/keys/bulk-revoke"),
     ("GET", "/v1/keys/{id}/usage"),
+    ("POST", "/v1/roles"),
+    ("GET", "/v1/roles"),
+    ("GET", "/v1/roles/{name}"),
+    ("PATCH", "/v1/roles/{name}"),
+    ("DELETE", "/v1/roles/{name}"),
+    ("GET", "/v1/presets"),
+    ("GET", "/v1/catalog"),
+    ("PUT", "/v1/catalog"),
     ("GET", "/v1/usage"),
     ("POST", "/v1/verify"),
     ("GET", "/v1/audit"),
@@ -99,6 +115,7 @@ pub struct AppState {
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/v1/orgs", post(org::create_org))
+        .route("/v1/orgs/{id}", patch(org::operate_org))
         .route("/v1/org", get(org::get_org).patch(org::update_org))
         .route("/v1/keys", post(keys::create).get(keys::list))
         .route("/v1/keys/bulk-revoke", post(keys::bulk_revoke))
@@ -108,6 +125,13 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/keys/{id}/revoke", post(keys::revoke))
         .route("/v1/keys/{id}/rotate", post(keys::rotate))
         .route("/v1/keys/{id}/usage", get(org::key_usage))
+        .route("/v1/roles", post(roles::create).get(roles::list))
+        .route("/v1/roles/{name}", get(roles::get).patch(roles::update).delete(roles::delete))
+        .route("/v1/presets", get(roles::presets))
+        .route(
+            "/v1/catalog",
+            get(roles::get_catalog).put(roles::put_catalog).layer(DefaultBodyLimit::max(CATALOG_BODY_LIMIT)),
+        )
         .route("/v1/usage", get(org::org_usage))
         .route("/v1/verify", post(verify::verify::<AppState>))
         .route("/v1/audit", get(audit::list))
@@ -167,7 +191,8 @@ fn peer_ip(parts: &Parts) -> Option<std::net::IpAddr> {
 pub struct Caller {
     pub key_id: KeyId,
     pub org: OrgId,
-    scopes: Arc<[Scope]>,
+    /// keyreg's own permissions the key holds, through its scopes or roles.
+    permissions: Permissions,
 }
 
 impl Caller {
@@ -175,10 +200,9 @@ impl Caller {
         Actor::Key(self.key_id)
     }
 
-    /// Refuses unless one of the caller's scopes grants `action` (on every
-    /// resource: management scopes are not per resource).
+    /// Refuses unless the caller holds the management permission `action`.
     pub fn require(&self, action: &str) -> Result<(), ApiError> {
-        if self.scopes.iter().any(|s| s.grants(action, None)) {
+        if self.permissions.contains(action) {
             Ok(())
         } else {
             Err(ApiError::Forbidden(format!("this call needs a key with the scope {action}")))
@@ -213,7 +237,7 @@ impl FromRequestParts<AppState> for Caller {
             }
         }
         let key = verdict.key.ok_or_else(|| ApiError::Internal("a found key has no record".into()))?;
-        Ok(Caller { key_id: key.id, org: key.org.clone(), scopes: key.scopes.clone() })
+        Ok(Caller { key_id: key.id, org: key.org.clone(), permissions: p.table.permissions(key) })
     }
 }
 
@@ -268,7 +292,34 @@ fn expected_version(headers: &HeaderMap) -> Result<Option<Seq>, ApiError> {
     let bare = text.trim_start_matches("W/").trim_matches('"');
     bare.parse::<u64>()
         .map(|v| Some(Seq(v)))
-        .map_err(|_| ApiError::Validation("If-Match must be a key version, e.g. If-Match: \"42\"".into()))
+        .map_err(|_| ApiError::Validation("If-Match must be a version (the ETag), e.g. If-Match: \"42\"".into()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AsOfQuery {
+    as_of: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DryRunQuery {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// The table as it stood at `at`, folded from the log off the runtime.
+async fn table_as_of(s: &AppState, at: Timestamp) -> Result<Table, ApiError> {
+    let registry = s.registry.clone();
+    blocking(move || Ok(registry.table_as_of(at)?)).await
+}
+
+/// Adds an `ETag` of a key's or role's version, for `If-Match`.
+fn with_etag(mut response: Response, version: Seq) -> Response {
+    if let Ok(v) = header::HeaderValue::from_str(&format!("\"{version}\"")) {
+        response.headers_mut().insert(header::ETAG, v);
+    }
+    response
 }
 
 /// A JSON response with a status.
@@ -303,7 +354,7 @@ fn no_such_key(id: &str) -> ApiError {
     ApiError::NotFound(format!("no key {:?} in this organization", id.chars().take(80).collect::<String>()))
 }
 
-fn parse_time(field: &str, value: &str) -> Result<crate::domain::time::Timestamp, ApiError> {
-    crate::domain::time::Timestamp::parse(value)
+fn parse_time(field: &str, value: &str) -> Result<Timestamp, ApiError> {
+    Timestamp::parse(value)
         .map_err(|_| ApiError::Validation(format!("{field} must be an RFC 3339 time, e.g. 2026-11-22T10:00:00Z")))
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::{ApiError, AppState, Body, Caller, json, no_store, no_such_key, parse_key_id};
 use crate::domain::command::Command;
 use crate::domain::id::{KeyId, OrgId, SYSTEM_ORG};
-use crate::domain::table::{KeyView, Org, Status, Usage};
+use crate::domain::table::{KeyView, Org, Usage};
 use crate::domain::time::Timestamp;
 use crate::registry::ORG_ADMIN_SCOPES;
 
@@ -41,6 +41,8 @@ struct OrgResponse<'a> {
     org: &'a Org,
     key_counts: BTreeMap<&'static str, u64>,
     usage: UsageView,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    warnings: &'a [String],
 }
 
 #[derive(Serialize)]
@@ -93,42 +95,62 @@ pub async fn create_org(
         return Err(ApiError::Internal("org creation returned no org or key".into()));
     };
     let now = s.registry.now();
-    Ok(no_store(json(StatusCode::CREATED, &CreatedOrg { org, key: key.view(now), secret: token.expose() })))
+    let p = s.registry.read();
+    Ok(no_store(json(StatusCode::CREATED, &CreatedOrg { org, key: p.table.view(key, now), secret: token.expose() })))
 }
 
-fn org_response(s: &AppState, caller: &Caller) -> Result<Response, ApiError> {
+fn org_response(s: &AppState, id: &OrgId, warnings: &[String]) -> Result<Response, ApiError> {
     let now = s.registry.now();
     let p = s.registry.read();
-    let org = p.table.org(&caller.org).ok_or_else(|| ApiError::NotFound("the organization is gone".into()))?;
+    let org = p.table.org(id).ok_or_else(|| ApiError::NotFound(format!("no organization {id}")))?;
     let mut key_counts: BTreeMap<&'static str, u64> =
         [("active", 0), ("disabled", 0), ("expired", 0), ("revoked", 0), ("deleted", 0)].into_iter().collect();
-    for key in p.table.keys_of(&caller.org, None) {
-        let name = match key.status_at(now) {
-            Status::Active => "active",
-            Status::Disabled => "disabled",
-            Status::Expired => "expired",
-            Status::Revoked => "revoked",
-            Status::Deleted => "deleted",
-        };
-        *key_counts.entry(name).or_default() += 1;
+    for key in p.table.keys_of(id, None) {
+        *key_counts.entry(key.status_at(now).as_str()).or_default() += 1;
     }
-    Ok(json(StatusCode::OK, &OrgResponse { org, key_counts, usage: UsageView::of(&org.usage, None) }))
+    Ok(json(StatusCode::OK, &OrgResponse { org, key_counts, usage: UsageView::of(&org.usage, None), warnings }))
 }
 
 pub async fn get_org(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     caller.require("keys:read")?;
-    org_response(&s, &caller)
+    org_response(&s, &caller.org, &[])
 }
 
+/// The org's own settings: its name. `max_keys` is the operator's.
 pub async fn update_org(
     State(s): State<AppState>,
     caller: Caller,
     Body(req): Body<UpdateOrgRequest>,
 ) -> Result<Response, ApiError> {
     caller.require("keys:admin")?;
-    let command = Command::UpdateOrg { name: req.name, max_keys: req.max_keys };
+    if req.max_keys.is_some() {
+        return Err(ApiError::Forbidden(
+            "max_keys is the operator's: a _system key holding orgs:admin sets it with PATCH /v1/orgs/{id}".into(),
+        ));
+    }
+    let command = Command::UpdateOrg { name: req.name, max_keys: None };
     s.registry.execute(caller.actor(), caller.org.clone(), command).await?;
-    org_response(&s, &caller)
+    org_response(&s, &caller.org, &[])
+}
+
+/// The operator's settings of any org: its `max_keys` (and name).
+pub async fn operate_org(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(req): Body<UpdateOrgRequest>,
+) -> Result<Response, ApiError> {
+    if caller.org.as_str() != SYSTEM_ORG {
+        return Err(ApiError::Forbidden(format!("only keys of the {SYSTEM_ORG} org hold operator settings")));
+    }
+    caller.require("orgs:admin")?;
+    let id = OrgId::parse(&id)
+        .map_err(|_| ApiError::NotFound(format!("no organization {:?}", id.chars().take(80).collect::<String>())))?;
+    let outcome = s
+        .registry
+        .execute(caller.actor(), id.clone(), Command::UpdateOrg { name: req.name, max_keys: req.max_keys })
+        .await?;
+    org_response(&s, &id, &outcome.warnings)
 }
 
 pub async fn key_usage(

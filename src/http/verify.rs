@@ -94,7 +94,7 @@ impl Checked {
             Err(code) => Verdict { code, key: None },
             Ok(hash) => verifier::check(table, &hash, &question, now),
         };
-        verdict.answer(table.applied())
+        verdict.answer(table)
     }
 }
 

@@ -32,7 +32,7 @@ use crate::domain::event::Event;
 use crate::domain::history::{Apply, History};
 use crate::domain::id::{Actor, IdGenerator, KeyId, OrgId, Seq};
 use crate::domain::scope::Scope;
-use crate::domain::table::{Key, Org, Table};
+use crate::domain::table::{Key, Org, Role, Table};
 use crate::domain::time::{Clock, Timestamp};
 use crate::domain::token::{Pepper, Token, TokenFormat};
 use crate::store::log::{Head, Log, LogError, Reader};
@@ -40,9 +40,10 @@ use crate::store::{DataDir, DirError};
 use writer::{Job, Writer};
 
 /// Scopes of the first key `keyreg init` makes in the system org.
-pub const SYSTEM_ADMIN_SCOPES: &[&str] = &["orgs:create", "keys:admin", "keys:read", "audit:read"];
+pub const SYSTEM_ADMIN_SCOPES: &[&str] =
+    &["orgs:create", "orgs:admin", "keys:admin", "keys:read", "audit:read", "roles:admin", "actors:assert"];
 /// Scopes of the first key of every new organization.
-pub const ORG_ADMIN_SCOPES: &[&str] = &["keys:admin", "keys:read", "audit:read"];
+pub const ORG_ADMIN_SCOPES: &[&str] = &["keys:admin", "keys:read", "audit:read", "roles:admin", "actors:assert"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -84,6 +85,8 @@ pub struct Outcome {
     pub events: Vec<(Seq, Event)>,
     pub keys: Vec<Key>,
     pub org: Option<Org>,
+    /// The role a role command is about, after it (none once deleted).
+    pub role: Option<Role>,
     /// The log head after the command (for a command that recorded nothing,
     /// the head when it was decided).
     pub head: Seq,
@@ -105,7 +108,8 @@ impl Outcome {
         }
         let Decision { org, warnings, .. } = decision;
         let head = events.last().map(|(s, _)| *s).unwrap_or(before);
-        Outcome { events, keys, org: table.org(&org).cloned(), head, warnings }
+        let role = command.role().and_then(|name| table.role(&org, name).cloned());
+        Outcome { events, keys, org: table.org(&org).cloned(), role, head, warnings }
     }
 }
 
@@ -322,6 +326,7 @@ impl Registry {
             description: description.to_owned(),
             owner: String::new(),
             scopes: scopes.iter().filter_map(|s| Scope::parse(s).ok()).collect(),
+            roles: vec![],
             allowed_cidrs: vec![],
             expiry: Expiry::Never,
         }

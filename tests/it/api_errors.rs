@@ -87,7 +87,9 @@ fn bad_requests_are_refused_with_a_stable_code_and_change_nothing() {
         create("1001-character description", json!({"name": "x", "description": "d".repeat(1001), "scopes": ["read"]})),
         create("zero scopes", json!({"name": "x", "scopes": []})),
         create("bad scope syntax", json!({"name": "x", "scopes": ["read@a//b"]})),
-        create("wildcard verb with no service", json!({"name": "x", "scopes": ["*:read"]})),
+        create("a verb prefix with no service", json!({"name": "x", "scopes": ["read*"]})),
+        create("an unknown permission of keyreg's", json!({"name": "x", "scopes": ["keys:frobnicate"]})),
+        create("a management permission on a resource", json!({"name": "x", "scopes": ["audit:read@ws/1"]})),
         create("bad CIDR", json!({"name": "x", "scopes": ["read"], "allowed_cidrs": ["10.0.0.0/33"]})),
         create("CIDR that is a word", json!({"name": "x", "scopes": ["read"], "allowed_cidrs": ["office"]})),
         create("past expiry", json!({"name": "x", "scopes": ["read"], "expires_at": "2020-01-01T00:00:00Z"})),
@@ -181,7 +183,10 @@ fn bad_requests_are_refused_with_a_stable_code_and_change_nothing() {
         bad("org id _system", "POST", "/v1/orgs", 400, "VALIDATION")
             .as_(&system)
             .json(json!({"id": "_system", "name": "S"})),
-        bad("max_keys zero", "PATCH", "/v1/org", 400, "VALIDATION").as_(a).json(json!({"max_keys": 0})),
+        bad("max_keys zero", "PATCH", "/v1/orgs/{id}", 400, "VALIDATION")
+            .as_(&system)
+            .id("acme")
+            .json(json!({"max_keys": 0})),
         bad("verify without a key", "POST", "/v1/verify", 400, "VALIDATION").json(json!({"action": "read"})),
         bad("verify with a wildcard action", "POST", "/v1/verify", 400, "VALIDATION")
             .json(json!({"key": unknown_token, "action": "billing:*"})),

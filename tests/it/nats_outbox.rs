@@ -28,7 +28,7 @@ fn ten_thousand_events_through_a_nats_outage_and_a_sigkill() {
     let data = server.data.clone();
     let api = Api::new(&server.url);
     let admin = new_org(&api, &system, "acme");
-    api.req("PATCH", "/v1/org", None).auth(&admin).json(json!({"max_keys": 20000})).send().ok(200);
+    api.req("PATCH", "/v1/orgs/{id}", Some("acme")).auth(&system).json(json!({"max_keys": 20000})).send().ok(200);
 
     let url = Arc::new(RwLock::new(server.url.clone()));
     let done = Arc::new(AtomicBool::new(false));

@@ -48,7 +48,7 @@ fn no_token_appears_in_the_data_dir_or_the_output() {
     let mut all = vec![];
     files(&data, &mut all);
     assert!(all.len() >= 3);
-    assert_eq!(secrets.len(), 5);
+    assert_eq!(secrets.len(), 6);
     for secret in &secrets {
         // The random part alone, so a token stored without its prefix or
         // with a changed checksum would be caught too.

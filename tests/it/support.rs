@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use keyreg::domain::command::{Command as Cmd, Expiry, KeyEdit};
-use keyreg::domain::event::KeyAccessed;
-use keyreg::domain::id::{Actor, KeyId, OrgId};
+use keyreg::domain::command::{Command as Cmd, Expiry, KeyEdit, RoleEdit};
+use keyreg::domain::event::{Catalog, CatalogAction, KeyAccessed};
+use keyreg::domain::id::{Actor, KeyId, OrgId, RoleName};
+use keyreg::domain::scope::Scope;
 use keyreg::domain::time::{Clock, ManualClock, Timestamp};
 use keyreg::domain::token::{Token, TokenFormat};
 use keyreg::registry::{Config, Registry};
@@ -109,6 +110,25 @@ pub fn every_event_type(registry: &Registry, clock: &ManualClock) -> Vec<Token> 
     run(acme(), Cmd::CreateKey(doomed));
     run(acme(), Cmd::Revoke { id: doomed_id, expected: None, reason: Some("leaked in a log".into()) });
     run(acme(), Cmd::Delete { id: doomed_id, confirm: "doomed".into(), reason: None });
+    let scopes = |list: &[&str]| -> Vec<Scope> { list.iter().map(|s| Scope::parse(s).unwrap()).collect() };
+    let catalog = Catalog {
+        actions: vec![CatalogAction { action: "billing:read".into(), description: "read invoices".into() }],
+        enforce: false,
+    };
+    run(acme(), Cmd::SetCatalog(catalog));
+    let ops = RoleName::parse("ops").unwrap();
+    run(acme(), Cmd::CreateRole { name: ops.clone(), description: "operators".into(), scopes: scopes(&["compute:*"]) });
+    let mut operator = new_key("operator", &[]);
+    operator.roles = vec![ops.clone()];
+    let operator_id = operator.id;
+    run(acme(), Cmd::CreateKey(operator));
+    let edit = KeyEdit { roles: Some(vec![]), scopes: Some(scopes(&["read"])), ..KeyEdit::default() };
+    run(acme(), Cmd::EditKey { id: operator_id, expected: None, edit });
+    let edit = KeyEdit { roles: Some(vec![ops.clone()]), ..KeyEdit::default() };
+    run(acme(), Cmd::EditKey { id: operator_id, expected: None, edit });
+    let edit = RoleEdit { scopes: Some(scopes(&["compute:read", "billing:read"])), ..RoleEdit::default() };
+    run(acme(), Cmd::EditRole { name: ops.clone(), expected: None, edit });
+    run(acme(), Cmd::DeleteRole { name: ops, expected: None, force: true });
     clock.advance_seconds(3600);
     registry.execute_blocking(Actor::system("sweeper"), acme(), Cmd::Expire { id: ci_id }).expect("expire");
     tokens.into_inner()

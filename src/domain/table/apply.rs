@@ -5,7 +5,7 @@
 
 use super::key::{Key, Status, Text, Usage};
 use super::{Org, Table, id_hash, position_by_id};
-use crate::domain::event::{Change, Event, KeyChange};
+use crate::domain::event::{Change, Event, KeyChange, RoleChange};
 use crate::domain::history::Apply;
 use crate::domain::id::{KeyId, Seq};
 use crate::domain::time::Timestamp;
@@ -73,9 +73,10 @@ impl Table {
                     org,
                     scopes: self.shared.scopes(&c.scopes),
                     allowed_cidrs: self.shared.cidrs(&c.allowed_cidrs),
+                    roles: self.roles.slots(&event.org, &c.roles),
                     grace: None,
                     text: Text::new(&c.name, &c.description, &c.owner, &c.display_prefix),
-                    created_by: event.actor.clone(),
+                    created_by: self.shared.actor(&event.actor),
                     created_at: t,
                     updated_at: t,
                     version: seq,
@@ -84,6 +85,15 @@ impl Table {
                 self.insert_key(key);
             }
             Change::Key(id, change) => self.apply_to_key(seq, t, id, change),
+            Change::Role(RoleChange::Created(d) | RoleChange::Updated(d)) => {
+                self.roles.define(&event.org, d, &event.actor, seq, t);
+            }
+            Change::Role(RoleChange::Deleted(d)) => {
+                if let Some(slot) = self.roles.remove(&event.org, d) {
+                    self.drop_role(&event.org, slot, seq, t);
+                }
+            }
+            Change::CatalogUpdated(c) => self.roles.set_catalog(&event.org, c),
         }
     }
 
@@ -127,6 +137,7 @@ impl Table {
         let expiring_before = expiry_entry(key);
         match change {
             KeyChange::Created(_) | KeyChange::Accessed(_) => {}
+            KeyChange::RolesEdited(r) => key.roles = self.roles.slots(&key.org, &r.roles),
             KeyChange::Updated(u) => {
                 key.text = Text::new(&u.name, &u.description, &u.owner, key.display_prefix());
                 key.expires_at = u.expires_at;

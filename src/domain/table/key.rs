@@ -2,14 +2,16 @@
 //! millions and a verify at that size is bound by cache misses; its status,
 //! its usage, and `KeyView`, what users see of it.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::Table;
 use crate::domain::cidr::{self, Cidr};
-use crate::domain::id::{Actor, KeyId, OrgId, Seq};
+use crate::domain::id::{Actor, KeyId, OrgId, RoleName, Seq};
 use crate::domain::scope::Scope;
 use crate::domain::time::Timestamp;
 use crate::domain::token::TokenHash;
@@ -90,13 +92,17 @@ pub struct Key {
     pub status: Status,
     pub expires_at: Option<Timestamp>,
     pub org: OrgId,
+    /// The key's own scopes; `Table::effective_scopes` adds its roles'.
     pub scopes: Arc<[Scope]>,
     pub allowed_cidrs: Arc<[Cidr]>,
+    /// The slots of its roles in the table (most keys have none).
+    pub(super) roles: Box<[u32]>,
     /// The previous secret's hash and the instant it stops working, after a
     /// rotation with a grace period.
     pub(super) grace: Option<Box<(TokenHash, Timestamp)>>,
     pub(super) text: Text,
-    pub created_by: Actor,
+    /// Shared: the same few actors create most keys.
+    pub created_by: Arc<Actor>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub version: Seq,
@@ -186,32 +192,38 @@ impl Key {
         }
     }
 
+    /// How many roles the key holds (`Table::roles_of_key` names them).
+    pub fn role_count(&self) -> usize {
+        self.roles.len()
+    }
+
     pub fn allows_ip(&self, ip: IpAddr) -> bool {
         cidr::allows(&self.allowed_cidrs, ip)
     }
+}
 
-    pub fn grants(&self, action: &str, resource: Option<&str>) -> bool {
-        self.scopes.iter().any(|s| s.grants(action, resource))
-    }
-
-    /// The public view of the key at `now`: everything but its hashes.
-    pub fn view(&self, now: Timestamp) -> KeyView<'_> {
+impl Table {
+    /// The public view of a key at `now`: everything but its hashes, with its
+    /// roles and effective scopes as this table holds them.
+    pub fn view<'a>(&'a self, key: &'a Key, now: Timestamp) -> KeyView<'a> {
         KeyView {
-            id: &self.id,
-            org: &self.org,
-            name: self.name(),
-            description: self.description(),
-            owner: self.owner(),
-            created_by: &self.created_by,
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-            last_used_at: self.usage().last_used_at,
-            expires_at: self.expires_at,
-            scopes: &self.scopes,
-            allowed_cidrs: &self.allowed_cidrs,
-            status: self.status_at(now),
-            display_prefix: self.display_prefix(),
-            version: self.version,
+            id: &key.id,
+            org: &key.org,
+            name: key.name(),
+            description: key.description(),
+            owner: key.owner(),
+            created_by: &key.created_by,
+            created_at: key.created_at,
+            updated_at: key.updated_at,
+            last_used_at: key.usage().last_used_at,
+            expires_at: key.expires_at,
+            scopes: &key.scopes,
+            roles: self.role_names(key),
+            effective_scopes: self.effective_scopes(key),
+            allowed_cidrs: &key.allowed_cidrs,
+            status: key.status_at(now),
+            display_prefix: key.display_prefix(),
+            version: key.version,
         }
     }
 }
@@ -230,6 +242,8 @@ pub struct KeyView<'a> {
     pub last_used_at: Option<Timestamp>,
     pub expires_at: Option<Timestamp>,
     pub scopes: &'a [Scope],
+    pub roles: Vec<&'a RoleName>,
+    pub effective_scopes: Cow<'a, [Scope]>,
     pub allowed_cidrs: &'a [Cidr],
     pub status: Status,
     pub display_prefix: &'a str,

@@ -11,6 +11,7 @@ mod apply;
 mod digest;
 pub mod index;
 mod key;
+mod role;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::BuildHasher;
@@ -19,10 +20,11 @@ use std::sync::Arc;
 use serde::Serialize;
 
 pub use key::{Key, KeyView, Status, Usage};
+pub use role::{Role, RoleView, union};
 
 use crate::domain::cidr::Cidr;
 use crate::domain::event::KeyAccessed;
-use crate::domain::id::{KeyId, OrgId, Seq};
+use crate::domain::id::{Actor, KeyId, OrgId, Seq};
 use crate::domain::scope::Scope;
 use crate::domain::time::Timestamp;
 use crate::domain::token::{PepperFingerprint, TokenHash};
@@ -69,8 +71,10 @@ pub struct Table {
     /// The highest access-report number recorded per origin (node and
     /// process), so a report delivered twice is recognised.
     reports: HashMap<String, u64>,
-    /// The distinct scope and address sets of keys, so keys that have the
-    /// same ones share them.
+    /// Every org's roles and catalogue of actions.
+    roles: role::Roles,
+    /// The distinct scope and address sets and creators of keys, so keys
+    /// that have the same ones share them.
     shared: Shared,
 }
 
@@ -80,6 +84,7 @@ pub struct Table {
 struct Shared {
     scopes: HashSet<Arc<[Scope]>>,
     cidrs: HashSet<Arc<[Cidr]>>,
+    actors: HashSet<Arc<Actor>>,
 }
 
 impl PartialEq for Shared {
@@ -95,6 +100,15 @@ impl Shared {
 
     fn cidrs(&mut self, cidrs: &[Cidr]) -> Arc<[Cidr]> {
         intern(&mut self.cidrs, cidrs)
+    }
+
+    fn actor(&mut self, actor: &Actor) -> Arc<Actor> {
+        if let Some(shared) = self.actors.get(actor) {
+            return shared.clone();
+        }
+        let shared = Arc::new(actor.clone());
+        self.actors.insert(shared.clone());
+        shared
     }
 }
 
@@ -209,10 +223,12 @@ impl Table {
         v
     }
 
-    /// A table holding only `org` and the keys `ids` (as they are now), for
-    /// previewing a command's effect without touching the live table.
+    /// A table holding only `org`, the keys `ids` (as they are now) and every
+    /// role, for previewing a command's effect without touching the live
+    /// table.
     pub fn scratch(&self, org: &OrgId, ids: &[KeyId]) -> Table {
-        let mut t = Table { applied: self.applied, last_time: self.last_time, ..Table::default() };
+        let mut t =
+            Table { applied: self.applied, last_time: self.last_time, roles: self.roles.clone(), ..Table::default() };
         if let Some(o) = self.orgs.get(org) {
             t.orgs.insert(org.clone(), o.clone());
         }
@@ -271,6 +287,7 @@ mod tests {
                 expires_at: None,
                 display_prefix: secret.display_prefix(),
                 key_hash: secret.hash(&pepper),
+                roles: vec![],
             };
             t.apply(Seq(n as u64 + 2), &ev(2, &org, Change::Key(ids[i], KeyChange::Created(created))));
         }
@@ -304,6 +321,7 @@ mod tests {
             expires_at: None,
             display_prefix: old.display_prefix(),
             key_hash: old.hash(&pepper),
+            roles: vec![],
         };
         t.apply(Seq(2), &ev(2, &org, Change::Key(id, KeyChange::Created(created))));
         assert_eq!(t.org(&org).unwrap().counted_keys, 1);

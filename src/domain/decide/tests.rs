@@ -1,10 +1,15 @@
 //! Decision tests, as given (earlier commands) / when (a command) / then
 //! (events or a refusal).
 
+use super::keys::warnings;
 use super::*;
-use crate::domain::command::{Expiry, NewSecret};
+use crate::domain::cidr::Cidr;
+use crate::domain::command::{Expiry, KeyEdit, NewKey, NewSecret};
 use crate::domain::event::{Change, KeyAccessed};
-use crate::domain::id::{Actor, IdGenerator, OrgId};
+use crate::domain::id::{Actor, IdGenerator, KeyId, OrgId};
+use crate::domain::scope::Scope;
+use crate::domain::table::Status;
+use crate::domain::time::Timestamp;
 use crate::domain::token::{Pepper, TokenFormat};
 
 const T0: i64 = 1_790_000_000_000_000;
@@ -45,6 +50,7 @@ impl World {
             description: String::new(),
             owner: "ops@acme.test".into(),
             scopes: scopes(&["billing:read"]),
+            roles: vec![],
             allowed_cidrs: vec![],
             expiry: Expiry::Never,
         }
@@ -207,7 +213,7 @@ fn a_stale_version_is_refused() {
     let v = w.table.key(&id).unwrap().version;
     w.ok(Command::Disable { id, expected: Some(v) });
     let r = w.refused(Command::Enable { id, expected: Some(v) });
-    assert_eq!(r, Refusal::VersionMismatch { expected: v, actual: v.next() });
+    assert_eq!(r, Refusal::VersionMismatch { what: "key", expected: v, actual: v.next() });
     w.ok(Command::Enable { id, expected: Some(v.next()) });
 }
 
@@ -363,7 +369,7 @@ fn warnings_for_wildcards_narrowing_and_no_expiry() {
     let fresh = warnings(None, &scopes(&["read"]), &wildcard, None, w.now);
     assert_eq!(fresh.len(), 2, "{fresh:?}");
     let key = w.table.key(&id).unwrap().clone();
-    let quiet = warnings(Some(&key), &scopes(&["billing:write"]), &[], Some(w.now.plus_seconds(60)), w.now);
+    let quiet = warnings(Some((&key, &key.scopes)), &scopes(&["billing:write"]), &[], Some(w.now.plus_seconds(60)), w.now);
     assert!(quiet.is_empty(), "an unused key narrows without warning: {quiet:?}");
     let report = KeyAccessed {
         count: 1,
@@ -375,9 +381,9 @@ fn warnings_for_wildcards_narrowing_and_no_expiry() {
     };
     w.ok(Command::RecordAccess { id, report });
     let used = w.table.key(&id).unwrap().clone();
-    let loud = warnings(Some(&used), &scopes(&["billing:write"]), &wildcard, Some(w.now.plus_seconds(60)), w.now);
+    let loud = warnings(Some((&used, &used.scopes)), &scopes(&["billing:write"]), &wildcard, Some(w.now.plus_seconds(60)), w.now);
     assert_eq!(loud.len(), 3, "{loud:?}");
-    let widened = warnings(Some(&used), &scopes(&["billing:*"]), &[], Some(w.now.plus_seconds(60)), w.now);
+    let widened = warnings(Some((&used, &used.scopes)), &scopes(&["billing:*"]), &[], Some(w.now.plus_seconds(60)), w.now);
     assert!(widened.is_empty(), "{widened:?}");
 }
 

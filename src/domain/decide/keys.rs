@@ -1,0 +1,339 @@
+//! A key's life: create, edit, disable, enable, revoke, delete, rotate,
+//! expire, and the access reports that count its use.
+
+use super::grant::{check_catalog, check_grant, check_not_empty, permissions_of, roles};
+use super::{invalid, not_found};
+use crate::domain::cidr::Cidr;
+use crate::domain::command::{Context, Decision, KeyEdit, NewKey, NewSecret, Refusal};
+use crate::domain::event::{
+    Change, Expired, IpsEdited, KeyAccessed, KeyChange, KeyCreated, KeyRotated, KeyUpdated, Reason, RolesEdited,
+    ScopesEdited,
+};
+use crate::domain::id::{KeyId, Seq};
+use crate::domain::permission::Permissions;
+use crate::domain::scope::Scope;
+use crate::domain::table::{Key, Role, Status, Table, union};
+use crate::domain::time::Timestamp;
+use crate::domain::validate::*;
+
+fn one(ctx: &Context, id: &KeyId, change: KeyChange) -> Result<Decision, Refusal> {
+    Ok(Decision::of(&ctx.org, vec![Change::Key(*id, change)]))
+}
+
+pub(super) fn create(table: &Table, ctx: &Context, new: &NewKey) -> Result<Decision, Refusal> {
+    let org = table.org(&ctx.org).ok_or_else(|| not_found("organization", ctx.org.as_str()))?;
+    let roles = roles(table, &ctx.org, &new.roles)?;
+    let created = new_key_event(new, &roles, ctx.now)?;
+    check_not_empty(&created.scopes, &roles)?;
+    check_catalog(table, &ctx.org, &created.scopes, &[])?;
+    check_grant(table, ctx, Permissions::default(), permissions_of(&created.scopes, &roles))?;
+    if table.key(&new.id).is_some() {
+        return Err(Refusal::Conflict(format!("the key id {} is taken", new.id)));
+    }
+    if org.counted_keys >= org.max_keys {
+        return Err(Refusal::KeyLimit { max_keys: org.max_keys });
+    }
+    let after = union(&created.scopes, &roles);
+    let warnings = warnings(None, &after, &created.allowed_cidrs, created.expires_at, ctx.now);
+    let mut decision = one(ctx, &new.id, KeyChange::Created(created))?;
+    decision.warnings = warnings;
+    Ok(decision)
+}
+
+/// The first key of the log or of a new org: keyreg's own to give, so the
+/// grant rule does not apply (the caller of `POST /v1/orgs` needs
+/// `orgs:create`, not the permissions of the org's admin key).
+pub(super) fn first_key(new: &NewKey, now: Timestamp) -> Result<KeyCreated, Refusal> {
+    let created = new_key_event(new, &[], now)?;
+    check_not_empty(&created.scopes, &[])?;
+    Ok(created)
+}
+
+pub(super) fn edit(
+    table: &Table,
+    ctx: &Context,
+    id: &KeyId,
+    expected: Option<Seq>,
+    edit: &KeyEdit,
+) -> Result<Decision, Refusal> {
+    let key = live_key(table, ctx, id, expected)?;
+    let roles_before = table.roles_of_key(key);
+    let roles_after = match &edit.roles {
+        Some(names) => roles(table, &ctx.org, names)?,
+        None => roles_before.clone(),
+    };
+    let scopes_after = match &edit.scopes {
+        Some(s) => check_scopes(s)?,
+        None => key.scopes.to_vec(),
+    };
+    let mut changes = attribute_changes(key, edit, ctx.now)?;
+    let cidrs = edit.allowed_cidrs.as_deref().map(check_cidrs).transpose()?;
+    check_not_empty(&scopes_after, &roles_after)?;
+    check_catalog(table, &ctx.org, &scopes_after, &key.scopes)?;
+    check_grant(table, ctx, table.permissions(key), permissions_of(&scopes_after, &roles_after))?;
+    if scopes_after[..] != key.scopes[..] {
+        changes.push(Change::Key(*id, KeyChange::ScopesEdited(ScopesEdited { scopes: scopes_after.clone() })));
+    }
+    let names = |roles: &[&Role]| roles.iter().map(|r| r.name.clone()).collect::<Vec<_>>();
+    if names(&roles_after) != names(&roles_before) {
+        changes.push(Change::Key(*id, KeyChange::RolesEdited(RolesEdited { roles: names(&roles_after) })));
+    }
+    if let Some(allowed_cidrs) = cidrs.filter(|c| c[..] != key.allowed_cidrs[..]) {
+        changes.push(Change::Key(*id, KeyChange::IpsEdited(IpsEdited { allowed_cidrs })));
+    }
+    let cidrs_after = changes
+        .iter()
+        .find_map(|c| match c {
+            Change::Key(_, KeyChange::IpsEdited(i)) => Some(&i.allowed_cidrs[..]),
+            _ => None,
+        })
+        .unwrap_or(&key.allowed_cidrs);
+    let expiry_after = changes
+        .iter()
+        .find_map(|c| match c {
+            Change::Key(_, KeyChange::Updated(u)) => Some(u.expires_at),
+            _ => None,
+        })
+        .unwrap_or(key.expires_at);
+    let before = (key, &table.effective_scopes(key)[..]);
+    let warnings = warnings(Some(before), &union(&scopes_after, &roles_after), cidrs_after, expiry_after, ctx.now);
+    Ok(Decision { org: ctx.org.clone(), changes, warnings })
+}
+
+pub(super) fn disable(table: &Table, ctx: &Context, id: &KeyId, expected: Option<Seq>) -> Result<Decision, Refusal> {
+    let key = live_key(table, ctx, id, expected)?;
+    if key.status == Status::Disabled {
+        return Err(Refusal::Conflict(format!("the key {id} is already disabled")));
+    }
+    one(ctx, id, KeyChange::Disabled)
+}
+
+pub(super) fn enable(table: &Table, ctx: &Context, id: &KeyId, expected: Option<Seq>) -> Result<Decision, Refusal> {
+    let key = live_key(table, ctx, id, expected)?;
+    if key.status != Status::Disabled {
+        return Err(Refusal::Conflict(format!("the key {id} is not disabled")));
+    }
+    one(ctx, id, KeyChange::Enabled)
+}
+
+pub(super) fn revoke(
+    table: &Table,
+    ctx: &Context,
+    id: &KeyId,
+    expected: Option<Seq>,
+    reason: &Option<String>,
+) -> Result<Decision, Refusal> {
+    let key = key_in(table, ctx, id, expected)?;
+    check_revocable(key, false)?;
+    one(ctx, id, KeyChange::Revoked(Reason { reason: check_reason(reason)? }))
+}
+
+pub(super) fn delete(
+    table: &Table,
+    ctx: &Context,
+    id: &KeyId,
+    confirm: &str,
+    reason: &Option<String>,
+) -> Result<Decision, Refusal> {
+    let key = key_in(table, ctx, id, None)?;
+    if confirm != key.name() {
+        return Err(invalid("confirm", "must equal the key's name exactly"));
+    }
+    check_revocable(key, true)?;
+    one(ctx, id, KeyChange::Deleted(Reason { reason: check_reason(reason)? }))
+}
+
+pub(super) fn bulk_revoke(
+    table: &Table,
+    ctx: &Context,
+    ids: &[KeyId],
+    reason: &Option<String>,
+    delete: bool,
+) -> Result<Decision, Refusal> {
+    if ids.is_empty() || ids.len() > MAX_BULK {
+        return Err(invalid("ids", format!("give 1 to {MAX_BULK} key ids")));
+    }
+    let reason = Reason { reason: check_reason(reason)? };
+    let mut seen = std::collections::HashSet::new();
+    let mut changes = Vec::with_capacity(ids.len());
+    for id in ids {
+        if !seen.insert(id) {
+            return Err(invalid("ids", format!("{id} is listed twice")));
+        }
+        check_revocable(key_in(table, ctx, id, None)?, delete)?;
+        let change = if delete { KeyChange::Deleted(reason.clone()) } else { KeyChange::Revoked(reason.clone()) };
+        changes.push(Change::Key(*id, change));
+    }
+    Ok(Decision::of(&ctx.org, changes))
+}
+
+pub(super) fn rotate(
+    table: &Table,
+    ctx: &Context,
+    id: &KeyId,
+    expected: Option<Seq>,
+    secret: &NewSecret,
+    grace_seconds: u64,
+) -> Result<Decision, Refusal> {
+    live_key(table, ctx, id, expected)?;
+    if grace_seconds > MAX_GRACE_SECONDS {
+        return Err(invalid("grace_seconds", format!("at most {MAX_GRACE_SECONDS} (30 days)")));
+    }
+    let until = (grace_seconds > 0).then(|| ctx.now.plus_seconds(grace_seconds as i64));
+    let rotated = KeyRotated {
+        display_prefix: secret.display_prefix.clone(),
+        key_hash: secret.hash,
+        previous_valid_until: until,
+    };
+    one(ctx, id, KeyChange::Rotated(rotated))
+}
+
+pub(super) fn expire(table: &Table, ctx: &Context, id: &KeyId) -> Result<Decision, Refusal> {
+    let key = key_in(table, ctx, id, None)?;
+    match key.expires_at {
+        Some(at) if matches!(key.status, Status::Active | Status::Disabled) && at <= ctx.now => {
+            one(ctx, id, KeyChange::Expired(Expired { expires_at: at }))
+        }
+        _ => Err(Refusal::Conflict(format!("the key {id} is not due to expire"))),
+    }
+}
+
+pub(super) fn record_access(
+    table: &Table,
+    ctx: &Context,
+    id: &KeyId,
+    report: &KeyAccessed,
+) -> Result<Decision, Refusal> {
+    key_in(table, ctx, id, None)?;
+    if table.has_report(report) {
+        return Err(Refusal::Conflict(format!("the access report {} is already recorded", report.report_id)));
+    }
+    if report.count == 0 || report.first_at > report.last_at {
+        return Err(invalid("report", "an access report counts at least one verification, first_at <= last_at"));
+    }
+    one(ctx, id, KeyChange::Accessed(report.clone()))
+}
+
+/// The key, in the caller's org, at the expected version if one was given.
+fn key_in<'a>(table: &'a Table, ctx: &Context, id: &KeyId, expected: Option<Seq>) -> Result<&'a Key, Refusal> {
+    let key = table.key_in(&ctx.org, id).ok_or_else(|| not_found("key", id.as_str()))?;
+    match expected {
+        Some(e) if e != key.version => Err(Refusal::VersionMismatch { what: "key", expected: e, actual: key.version }),
+        _ => Ok(key),
+    }
+}
+
+/// A key that may still be changed: active or disabled, not past expiry.
+fn live_key<'a>(table: &'a Table, ctx: &Context, id: &KeyId, expected: Option<Seq>) -> Result<&'a Key, Refusal> {
+    let key = key_in(table, ctx, id, expected)?;
+    match key.status_at(ctx.now) {
+        Status::Active | Status::Disabled => Ok(key),
+        s => Err(Refusal::Conflict(format!("the key {id} is {} and can no longer be changed", s.as_str()))),
+    }
+}
+
+fn check_revocable(key: &Key, deleting: bool) -> Result<(), Refusal> {
+    match key.status {
+        Status::Deleted => Err(Refusal::Conflict(format!("the key {} is already deleted", key.id))),
+        Status::Revoked if !deleting => Err(Refusal::Conflict(format!("the key {} is already revoked", key.id))),
+        _ => Ok(()),
+    }
+}
+
+fn new_key_event(new: &NewKey, roles: &[&Role], now: Timestamp) -> Result<KeyCreated, Refusal> {
+    Ok(KeyCreated {
+        name: check_name("name", &new.name)?,
+        description: check_text("description", &new.description, MAX_DESCRIPTION)?,
+        owner: check_text("owner", &new.owner, MAX_OWNER)?,
+        scopes: check_scopes(&new.scopes)?,
+        roles: roles.iter().map(|r| r.name.clone()).collect(),
+        allowed_cidrs: check_cidrs(&new.allowed_cidrs)?,
+        expires_at: check_expiry(new.expiry.at(now), now)?,
+        display_prefix: new.secret.display_prefix.clone(),
+        key_hash: new.secret.hash,
+    })
+}
+
+/// `key.updated` for the four attributes, when one of them changes: fields
+/// given with their current value change nothing.
+fn attribute_changes(key: &Key, edit: &KeyEdit, now: Timestamp) -> Result<Vec<Change>, Refusal> {
+    let mut updated = KeyUpdated {
+        name: key.name().to_owned(),
+        description: key.description().to_owned(),
+        owner: key.owner().to_owned(),
+        expires_at: key.expires_at,
+        changed: vec![],
+    };
+    if let Some(n) = &edit.name {
+        updated.name = check_name("name", n)?;
+    }
+    if let Some(d) = &edit.description {
+        updated.description = check_text("description", d, MAX_DESCRIPTION)?;
+    }
+    if let Some(o) = &edit.owner {
+        updated.owner = check_text("owner", o, MAX_OWNER)?;
+    }
+    if let Some(e) = edit.expires_at {
+        updated.expires_at = check_expiry(e, now)?;
+    }
+    for (field, differs) in [
+        ("name", updated.name != key.name()),
+        ("description", updated.description != key.description()),
+        ("owner", updated.owner != key.owner()),
+        ("expires_at", updated.expires_at != key.expires_at),
+    ] {
+        if differs {
+            updated.changed.push(field.to_owned());
+        }
+    }
+    Ok(if updated.changed.is_empty() { vec![] } else { vec![Change::Key(key.id, KeyChange::Updated(updated))] })
+}
+
+/// Whether a key was used in the 24 hours before `now`: then narrowing what
+/// it may do can break calls in flight.
+pub(super) fn used_recently(key: &Key, now: Timestamp) -> bool {
+    key.usage().last_used_at.is_some_and(|t| t > now.plus_seconds(-86_400))
+}
+
+/// Whether some scope of `before` is no longer covered by `after`.
+pub(super) fn narrows(before: &[Scope], after: &[Scope]) -> bool {
+    before.iter().any(|old| !after.iter().any(|new| old.covered_by(new)))
+}
+
+/// Warnings a caller should see before relying on a key as created or
+/// edited: `before` is the key and its effective scopes before the change
+/// (`None` on create); `after_scopes` its effective scopes after.
+pub(super) fn warnings(
+    before: Option<(&Key, &[Scope])>,
+    after_scopes: &[Scope],
+    after_cidrs: &[Cidr],
+    after_expiry: Option<Timestamp>,
+    now: Timestamp,
+) -> Vec<String> {
+    let mut w = vec![];
+    if after_cidrs.iter().any(Cidr::is_wildcard) {
+        w.push(
+            "allowed_cidrs contains a wildcard range (0.0.0.0/0 or ::/0) that allows a whole address family".to_owned(),
+        );
+    }
+    if let Some((key, scopes)) = before
+        && used_recently(key, now)
+    {
+        if narrows(scopes, after_scopes) {
+            w.push(
+                "the scopes are narrowed on a key used in the last 24 hours: this can break calls made with this key"
+                    .to_owned(),
+            );
+        }
+        if after_cidrs != &key.allowed_cidrs[..] {
+            w.push(
+                "allowed_cidrs changed on a key used in the last 24 hours: this can break calls made with this key"
+                    .to_owned(),
+            );
+        }
+    }
+    if after_expiry.is_none() {
+        w.push("this key never expires".to_owned());
+    }
+    w
+}

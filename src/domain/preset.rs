@@ -1,0 +1,59 @@
+//! Presets: built-in templates of scopes, the "All / Read only /
+//! Restricted" choice of a key form. A preset is expanded when a key is
+//! created or edited, and the event records the scopes it expanded to, so
+//! a later change to a preset never changes a key.
+
+use serde::Serialize;
+
+use crate::domain::scope::Scope;
+
+#[derive(Debug, Serialize)]
+pub struct Preset {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub scopes: &'static [&'static str],
+}
+
+/// Every preset, in the order a form offers them.
+pub const PRESETS: &[Preset] = &[
+    Preset {
+        name: "full-access",
+        description: "every action of the organization's own services (never keyreg's own permissions)",
+        scopes: &["*"],
+    },
+    Preset {
+        name: "read-only",
+        description: "the reading verbs of every service (read, list, get, query and their variants)",
+        scopes: &["*:read*", "*:list*", "*:get*", "*:query*", "read"],
+    },
+    Preset { name: "restricted", description: "nothing until chosen: add scopes or roles beside it", scopes: &[] },
+];
+
+/// The preset named `name`.
+pub fn find(name: &str) -> Option<&'static Preset> {
+    PRESETS.iter().find(|p| p.name == name)
+}
+
+impl Preset {
+    pub fn scopes(&self) -> Vec<Scope> {
+        self.scopes.iter().filter_map(|s| Scope::parse(s).ok()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_preset_parses_and_grants_what_its_name_says() {
+        for p in PRESETS {
+            assert_eq!(p.scopes().len(), p.scopes.len(), "{}", p.name);
+        }
+        let grants = |name: &str, action: &str| find(name).unwrap().scopes().iter().any(|s| s.grants(action, None));
+        assert!(grants("full-access", "billing:delete") && !grants("full-access", "keys:admin"));
+        assert!(grants("read-only", "billing:read_costs") && grants("read-only", "compute:list_vms"));
+        assert!(grants("read-only", "read") && !grants("read-only", "billing:write"));
+        assert!(!grants("read-only", "audit:read"));
+        assert!(find("restricted").unwrap().scopes().is_empty() && find("admin").is_none());
+    }
+}
