@@ -317,3 +317,97 @@ fn history_from_the_stream_matches_the_log() {
     assert!(stdout(&b).starts_with(&format!("ok: {head} events")), "{}", stdout(&b));
     drop(c.nats);
 }
+
+/// A small deterministic generator: the same "random" workload every run.
+struct Xorshift(u64);
+
+impl Xorshift {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+/// Random roles given to random keys, then random role edits, gives and
+/// deletes: on both replicas every key's verify answer carries the same
+/// effective scopes and roles as the registry's view of the key.
+#[test]
+fn random_role_edits_reach_every_replica() {
+    const ROLES: [&str; 4] = ["ops", "ci", "billing.read", "auditor"];
+    const SCOPES: [&[&str]; 5] =
+        [&["read"], &["deploy:run", "read@ws/**"], &["billing:read_*"], &["audit:read"], &["*:list*", "compute:*"]];
+    let c = Cluster::start(3_600_000);
+    let replicas = [c.replica("r1", 3_600_000), c.replica("r2", 3_600_000)];
+    let api = c.api();
+    let mut rng = Xorshift(0x9e37_79b9_7f4a_7c15);
+    let mut live: Vec<&str> = vec![];
+    for name in ROLES {
+        let scopes = SCOPES[rng.below(SCOPES.len())];
+        api.post("/v1/roles").auth(&c.admin).json(json!({"name": name, "scopes": scopes})).send().ok(201);
+        live.push(name);
+    }
+    let some_roles = |rng: &mut Xorshift, live: &[&str]| -> Vec<String> {
+        live.iter().filter(|_| rng.below(3) == 0).map(|r| r.to_string()).collect()
+    };
+    let mut keys: Vec<(String, String)> = (0..12)
+        .map(|i| {
+            let roles = some_roles(&mut rng, &live);
+            let scopes: &[&str] = if roles.is_empty() || rng.below(2) == 0 { &["read"] } else { &[] };
+            new_key(&api, &c.admin, json!({"name": format!("k{i}"), "scopes": scopes, "roles": roles}))
+        })
+        .collect();
+    for _ in 0..80 {
+        match rng.below(4) {
+            0 => {
+                let name = ROLES[rng.below(ROLES.len())];
+                let scopes = SCOPES[rng.below(SCOPES.len())];
+                let body = json!({"name": name, "scopes": scopes});
+                if live.contains(&name) {
+                    api.req("PATCH", "/v1/roles/{name}", Some(name)).auth(&c.admin).json(body).send();
+                } else {
+                    api.post("/v1/roles").auth(&c.admin).json(body).send().ok(201);
+                    live.push(name);
+                }
+            }
+            1 => {
+                let (id, _) = &keys[rng.below(keys.len())];
+                let roles = some_roles(&mut rng, &live);
+                let mut body = json!({"roles": roles});
+                if roles.is_empty() {
+                    body["scopes"] = json!(["read"]);
+                }
+                api.req("PATCH", "/v1/keys/{id}", Some(id)).auth(&c.admin).json(body).send();
+            }
+            2 if live.len() > 1 => {
+                let name = live.remove(rng.below(live.len()));
+                api.req("DELETE", "/v1/roles/{name}", Some(name)).auth(&c.admin).query("force", "true").send().ok(200);
+            }
+            _ => {
+                let roles = some_roles(&mut rng, &live);
+                let body = json!({"name": format!("k{}", keys.len()), "scopes": ["read"], "roles": roles});
+                keys.push(new_key(&api, &c.admin, body));
+            }
+        }
+    }
+    let head = api.head();
+    let mut with_roles = 0;
+    for r in &replicas {
+        wait_applied(r, head);
+        let rapi = Api::new(&r.url);
+        for (id, secret) in &keys {
+            let view = api.req("GET", "/v1/keys/{id}", Some(id)).auth(&c.admin).send().ok(200)["key"].clone();
+            let answer = rapi.post("/v1/verify").json(json!({"key": secret})).send().ok(200).clone();
+            assert_eq!(
+                (&answer["scopes"], &answer["roles"]),
+                (&view["effective_scopes"], &view["roles"]),
+                "{id} on {}",
+                r.url
+            );
+            with_roles += usize::from(!view["roles"].as_array().unwrap().is_empty());
+        }
+    }
+    assert!(with_roles > 0, "the workload gave no key a role");
+    assert_eq!(c.digest()["digest"], replica_digest(&replicas[0])["digest"]);
+}

@@ -112,10 +112,11 @@ impl Api {
         Api { agent, url: url.to_owned(), exchanges: RefCell::default() }
     }
 
-    /// A request to `template`, with `{id}` replaced by `id` if given.
+    /// A request to `template`, with `{id}` (or `{name}`) replaced by `id`
+    /// if given.
     pub fn req(&self, method: &'static str, template: &'static str, id: Option<&str>) -> Req<'_> {
         let path = match id {
-            Some(id) => template.replace("{id}", id),
+            Some(id) => template.replace("{id}", id).replace("{name}", id),
             None => template.to_owned(),
         };
         Req { api: self, method, template, path, query: vec![], headers: vec![], body: None }

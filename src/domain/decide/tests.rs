@@ -369,7 +369,8 @@ fn warnings_for_wildcards_narrowing_and_no_expiry() {
     let fresh = warnings(None, &scopes(&["read"]), &wildcard, None, w.now);
     assert_eq!(fresh.len(), 2, "{fresh:?}");
     let key = w.table.key(&id).unwrap().clone();
-    let quiet = warnings(Some((&key, &key.scopes)), &scopes(&["billing:write"]), &[], Some(w.now.plus_seconds(60)), w.now);
+    let quiet =
+        warnings(Some((&key, &key.scopes)), &scopes(&["billing:write"]), &[], Some(w.now.plus_seconds(60)), w.now);
     assert!(quiet.is_empty(), "an unused key narrows without warning: {quiet:?}");
     let report = KeyAccessed {
         count: 1,
@@ -381,9 +382,16 @@ fn warnings_for_wildcards_narrowing_and_no_expiry() {
     };
     w.ok(Command::RecordAccess { id, report });
     let used = w.table.key(&id).unwrap().clone();
-    let loud = warnings(Some((&used, &used.scopes)), &scopes(&["billing:write"]), &wildcard, Some(w.now.plus_seconds(60)), w.now);
+    let loud = warnings(
+        Some((&used, &used.scopes)),
+        &scopes(&["billing:write"]),
+        &wildcard,
+        Some(w.now.plus_seconds(60)),
+        w.now,
+    );
     assert_eq!(loud.len(), 3, "{loud:?}");
-    let widened = warnings(Some((&used, &used.scopes)), &scopes(&["billing:*"]), &[], Some(w.now.plus_seconds(60)), w.now);
+    let widened =
+        warnings(Some((&used, &used.scopes)), &scopes(&["billing:*"]), &[], Some(w.now.plus_seconds(60)), w.now);
     assert!(widened.is_empty(), "{widened:?}");
 }
 

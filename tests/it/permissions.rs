@@ -1,0 +1,383 @@
+//! Permissions over HTTP: the grant rule on every path, for tenant and
+//! `_system` keys (each escalation refused with nothing appended, each legal
+//! grant still working); roles, presets and the catalogue; the operator's
+//! quota.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::serve::*;
+use crate::support::*;
+
+/// A request that must be refused with `status` and `code`, and append
+/// nothing.
+fn refused(api: &Api, what: &str, req: Req<'_>, status: u16, code: &str) -> Value {
+    let head = api.head();
+    let r = req.send();
+    assert_eq!(
+        (r.status, r.json["code"].as_str()),
+        (status, Some(code)),
+        "{what}: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(api.head(), head, "{what} appended an event");
+    r.json
+}
+
+fn key_body(name: &str, scopes: &[&str], roles: &[&str]) -> Value {
+    json!({"name": name, "scopes": scopes, "roles": roles})
+}
+
+/// The escalation table, run in one org with the caller `keymaster`
+/// (`keys:admin` only) and `rolesmith` (`roles:admin` only).
+fn escalations(api: &Api, admin: &str, org: &str, extra: &[&str]) {
+    let (keymaster_id, keymaster) = new_key(api, admin, key_body("keymaster", &["keys:admin"], &[]));
+    let (_, rolesmith) = new_key(api, admin, key_body("rolesmith", &["roles:admin"], &[]));
+    let (victim, _) = new_key(api, admin, key_body("victim", &["read"], &[]));
+    for (name, scopes) in [("auditor", vec!["audit:read"]), ("billing", vec!["billing:*"]), ("plain", vec!["read"])] {
+        api.post("/v1/roles").auth(admin).json(json!({"name": name, "scopes": scopes})).send().ok(201);
+    }
+    let create = |body: Value| api.post("/v1/keys").auth(&keymaster).json(body);
+    let mut cases: Vec<(String, Req<'_>, &str)> = vec![
+        ("a management scope named".into(), create(key_body("x", &["audit:read"], &[])), "audit:read"),
+        ("a reserved service whole".into(), create(key_body("x", &["keys:*"], &[])), "keys:read"),
+        ("roles:admin through a key".into(), create(key_body("x", &["read", "roles:admin"], &[])), "roles:admin"),
+        ("a role holding audit:read".into(), create(key_body("x", &[], &["auditor"])), "audit:read"),
+        (
+            "giving a key a role".into(),
+            api.req("PATCH", "/v1/keys/{id}", Some(&victim)).auth(&keymaster).json(json!({"roles": ["auditor"]})),
+            "audit:read",
+        ),
+        (
+            "a key editing itself".into(),
+            api.req("PATCH", "/v1/keys/{id}", Some(&keymaster_id))
+                .auth(&keymaster)
+                .json(json!({"scopes": ["keys:admin", "audit:read"]})),
+            "audit:read",
+        ),
+        (
+            "creating a role".into(),
+            api.post("/v1/roles").auth(&rolesmith).json(json!({"name": "spy", "scopes": ["audit:read"]})),
+            "audit:read",
+        ),
+        (
+            "editing a role".into(),
+            api.req("PATCH", "/v1/roles/{name}", Some("plain"))
+                .auth(&rolesmith)
+                .json(json!({"scopes": ["read", "keys:admin"]})),
+            "keys:admin",
+        ),
+    ];
+    for permission in extra {
+        cases.push((format!("{permission} named"), create(key_body("x", &[permission], &[])), permission));
+    }
+    for (what, req, permission) in cases {
+        let problem = refused(api, &format!("{org}: {what}"), req, 403, "ESCALATION");
+        let named: Vec<&str> = problem["permissions"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+        assert!(named.contains(&permission), "{org}: {what} names {named:?}");
+        assert!(problem["detail"].as_str().unwrap().contains(permission), "{org}: {what}: {problem}");
+    }
+
+    // What is legal still works. `*` grants every action of the org's own
+    // services and none of keyreg's.
+    let (_, star) = new_key(api, &keymaster, key_body("star", &["*"], &[]));
+    refused(api, "a * key reading audit", api.get("/v1/audit").auth(&star), 403, "FORBIDDEN");
+    refused(
+        api,
+        "a * key making keys",
+        api.post("/v1/keys").auth(&star).json(key_body("y", &["read"], &[])),
+        403,
+        "FORBIDDEN",
+    );
+    new_key(api, &keymaster, key_body("deputy", &["keys:admin", "billing:*"], &[]));
+    new_key(api, &keymaster, key_body("biller", &[], &["billing"]));
+    api.req("PATCH", "/v1/keys/{id}", Some(&victim))
+        .auth(&keymaster)
+        .json(json!({"roles": ["billing"]}))
+        .send()
+        .ok(200);
+    api.req("PATCH", "/v1/roles/{name}", Some("plain"))
+        .auth(&rolesmith)
+        .json(json!({"scopes": ["read", "write"]}))
+        .send()
+        .ok(200);
+    let (_, auditor) = new_key(api, admin, key_body("auditor", &[], &["auditor"]));
+    api.get("/v1/audit").auth(&auditor).send().ok(200);
+    // A key may always give up what it holds.
+    api.req("PATCH", "/v1/keys/{id}", Some(&keymaster_id))
+        .auth(&keymaster)
+        .json(json!({"scopes": ["keys:admin"]}))
+        .send()
+        .ok(200);
+}
+
+#[test]
+fn no_key_grants_more_than_it_holds() {
+    let dir = tempdir();
+    let (server, system) = Server::init_and_start(dir.path(), &[]);
+    let api = Api::new(&server.url);
+    let admin = new_org(&api, &system, "acme");
+    escalations(&api, &admin, "acme", &[]);
+    escalations(&api, &system, "_system", &["orgs:create", "orgs:admin"]);
+    // In `_system`, `*` is no operator either.
+    let (_, star) = new_key(&api, &system, key_body("system star", &["*"], &[]));
+    refused(
+        &api,
+        "a * key making an org",
+        api.post("/v1/orgs").auth(&star).json(json!({"id": "evil", "name": "E"})),
+        403,
+        "FORBIDDEN",
+    );
+    refused(&api, "a * key reading events", api.get("/v1/events").auth(&star), 403, "FORBIDDEN");
+    crate::api_contract::check_against_openapi(&api.exchanges.borrow());
+    server.stop();
+}
+
+#[test]
+fn bad_permission_input_is_refused_and_changes_nothing() {
+    let dir = tempdir();
+    let (server, system) = Server::init_and_start(dir.path(), &[]);
+    let api = Api::new(&server.url);
+    let admin = new_org(&api, &system, "acme");
+    let a = admin.as_str();
+    api.post("/v1/roles").auth(a).json(json!({"name": "ops", "scopes": ["compute:*"]})).send().ok(201);
+    new_key(&api, a, key_body("operator", &[], &["ops"]));
+    let (_, plain_system) = new_key(&api, &system, key_body("keys only", &["keys:admin"], &[]));
+    let role = |body: Value| api.post("/v1/roles").auth(a).json(body);
+    let catalog = |body: Value| api.req("PUT", "/v1/catalog", None).auth(a).json(body);
+    let many: Vec<Value> = (0..10_001).map(|i| json!({"action": format!("svc:action_{i}")})).collect();
+    let cases: Vec<(&str, Req<'_>, u16, &str)> = vec![
+        (
+            "an unknown role on a key",
+            api.post("/v1/keys").auth(a).json(key_body("x", &[], &["ghost"])),
+            400,
+            "VALIDATION",
+        ),
+        ("neither scope nor role", api.post("/v1/keys").auth(a).json(key_body("x", &[], &[])), 400, "VALIDATION"),
+        ("a role name with capitals", role(json!({"name": "Ops", "scopes": ["read"]})), 400, "VALIDATION"),
+        ("a role name with a space", role(json!({"name": "on call", "scopes": ["read"]})), 400, "VALIDATION"),
+        ("a role name of 65 characters", role(json!({"name": "r".repeat(65), "scopes": ["read"]})), 400, "VALIDATION"),
+        ("a role with no scopes", role(json!({"name": "empty", "scopes": []})), 400, "VALIDATION"),
+        ("a role that exists", role(json!({"name": "ops", "scopes": ["read"]})), 409, "CONFLICT"),
+        ("a role with a bad scope", role(json!({"name": "bad", "scopes": ["keys:frobnicate"]})), 400, "VALIDATION"),
+        ("keys: in the catalogue", catalog(json!({"actions": [{"action": "keys:admin"}]})), 400, "VALIDATION"),
+        ("audit: in the catalogue", catalog(json!({"actions": [{"action": "audit:export"}]})), 400, "VALIDATION"),
+        ("a wildcard in the catalogue", catalog(json!({"actions": [{"action": "billing:*"}]})), 400, "VALIDATION"),
+        (
+            "an action listed twice",
+            catalog(json!({"actions": [{"action": "a:b"}, {"action": "a:b"}]})),
+            400,
+            "VALIDATION",
+        ),
+        ("a catalogue of 10,001 actions", catalog(json!({"actions": many})), 400, "VALIDATION"),
+        (
+            "a role in use deleted without force",
+            api.req("DELETE", "/v1/roles/{name}", Some("ops")).auth(a),
+            409,
+            "ROLE_IN_USE",
+        ),
+        ("an unknown role deleted", api.req("DELETE", "/v1/roles/{name}", Some("ghost")).auth(a), 404, "NOT_FOUND"),
+        (
+            "a stale If-Match on a role",
+            api.req("PATCH", "/v1/roles/{name}", Some("ops"))
+                .auth(a)
+                .header("If-Match", "\"1\"")
+                .json(json!({"description": "x"})),
+            412,
+            "VERSION_MISMATCH",
+        ),
+        (
+            "an unknown preset",
+            api.post("/v1/keys").auth(a).json(json!({"name": "x", "preset": "god-mode"})),
+            400,
+            "VALIDATION",
+        ),
+        (
+            "a preset of the wrong type",
+            api.post("/v1/keys").auth(a).json(json!({"name": "x", "preset": ["read-only"]})),
+            400,
+            "VALIDATION",
+        ),
+        (
+            "max_keys on the org's own settings",
+            api.req("PATCH", "/v1/org", None).auth(a).json(json!({"max_keys": 10_000_000})),
+            403,
+            "FORBIDDEN",
+        ),
+        (
+            "a tenant's operator settings",
+            api.req("PATCH", "/v1/orgs/{id}", Some("acme")).auth(a).json(json!({"max_keys": 10_000_000})),
+            403,
+            "FORBIDDEN",
+        ),
+        (
+            "operator settings without orgs:admin",
+            api.req("PATCH", "/v1/orgs/{id}", Some("acme")).auth(&plain_system).json(json!({"max_keys": 5})),
+            403,
+            "FORBIDDEN",
+        ),
+        (
+            "operator settings of no org",
+            api.req("PATCH", "/v1/orgs/{id}", Some("nobody")).auth(&system).json(json!({"max_keys": 5})),
+            404,
+            "NOT_FOUND",
+        ),
+    ];
+    for (what, req, status, code) in cases {
+        refused(&api, what, req, status, code);
+    }
+
+    // With an enforced catalogue a typo is refused with the closest actions,
+    // and wildcards still pass (they are how new actions reach keys).
+    let listed = ["insights:read_insights", "insights:write_insights", "insights:read_reports", "billing:read"];
+    let actions: Vec<Value> = listed.iter().map(|a| json!({"action": a, "description": format!("may {a}")})).collect();
+    let set = api.req("PUT", "/v1/catalog", None).auth(a).json(json!({"actions": actions, "enforce": true})).send();
+    assert_eq!(set.ok(200)["actions"].as_array().unwrap().len(), 4);
+    let typo = refused(
+        &api,
+        "a typo under an enforced catalogue",
+        api.post("/v1/keys").auth(a).json(key_body("x", &["insihgts:raed_insights"], &[])),
+        400,
+        "UNKNOWN_ACTION",
+    );
+    assert_eq!(typo["suggestions"][0], "insights:read_insights", "{typo}");
+    assert!(typo["detail"].as_str().unwrap().contains("did you mean insights:read_insights"), "{typo}");
+    refused(&api, "a typo in a role", role(json!({"name": "t", "scopes": ["biling:read"]})), 400, "UNKNOWN_ACTION");
+    new_key(&api, a, key_body("reader", &["insights:read_insights", "insights:*", "*:read*"], &[]));
+    assert_eq!(api.get("/v1/catalog").auth(a).send().ok(200)["enforce"], true);
+    crate::api_contract::check_against_openapi(&api.exchanges.borrow());
+    server.stop();
+}
+
+/// The key's view: (roles, effective scopes).
+fn grants(api: &Api, admin: &str, id: &str, as_of: Option<&str>) -> (Value, Value) {
+    let mut req = api.req("GET", "/v1/keys/{id}", Some(id)).auth(admin);
+    if let Some(t) = as_of {
+        req = req.query("as_of", t);
+    }
+    let key = req.send().ok(200)["key"].clone();
+    (key["roles"].clone(), key["effective_scopes"].clone())
+}
+
+#[test]
+fn roles_change_every_key_holding_them_and_history_keeps_their_past() {
+    let dir = tempdir();
+    let (server, system) = Server::init_and_start(dir.path(), &["--access-flush-ms", "100"]);
+    let api = Api::new(&server.url);
+    let admin = new_org(&api, &system, "acme");
+    let a = admin.as_str();
+    let created = api
+        .post("/v1/roles")
+        .auth(a)
+        .json(json!({"name": "ci", "description": "deploys", "scopes": ["deploy:run", "read@ws/**"]}))
+        .send();
+    assert_eq!(created.ok(201)["role"]["scopes"], json!(["deploy:run", "read@ws/**"]));
+    let (id, secret) = new_key(&api, a, json!({"name": "pipeline", "roles": ["ci"], "scopes": ["billing:read"]}));
+    assert_eq!(grants(&api, a, &id, None), (json!(["ci"]), json!(["billing:read", "deploy:run", "read@ws/**"])));
+    let answer = api.post("/v1/verify").json(json!({"key": secret, "action": "deploy:run"})).send();
+    let answer = answer.ok(200);
+    assert_eq!((answer["code"].as_str(), &answer["roles"]), (Some("VALID"), &json!(["ci"])));
+    assert_eq!(answer["scopes"], json!(["billing:read", "deploy:run", "read@ws/**"]));
+    let listed = api.get("/v1/roles").auth(a).send();
+    assert_eq!(listed.ok(200)["roles"][0]["name"], "ci");
+    let before_edit = api.req("GET", "/v1/roles/{name}", Some("ci")).auth(a).send();
+    let etag = before_edit.etag.clone().unwrap();
+    // A moment between the key's making and the role's edit.
+    let key = api.req("GET", "/v1/keys/{id}", Some(&id)).auth(a).send();
+    let then = key.json["key"]["updated_at"].as_str().unwrap().to_owned();
+    // The key is used: narrowing its role now warns, naming it.
+    assert!(eventually(Duration::from_secs(5), || {
+        api.req("GET", "/v1/keys/{id}", Some(&id)).auth(a).send().json["key"]["last_used_at"].is_string()
+    }));
+    std::thread::sleep(Duration::from_millis(5));
+    let head = api.head();
+    let dry = api
+        .req("PATCH", "/v1/roles/{name}", Some("ci"))
+        .auth(a)
+        .query("dry_run", "true")
+        .json(json!({"scopes": ["read@ws/**"]}))
+        .send();
+    let dry = dry.ok(200);
+    assert_eq!((dry["dry_run"].as_bool(), &dry["role"]["scopes"]), (Some(true), &json!(["read@ws/**"])));
+    assert!(dry["warnings"][0].as_str().unwrap().contains(&id), "{dry}");
+    assert_eq!(api.head(), head, "a dry run appended");
+    let edited = api
+        .req("PATCH", "/v1/roles/{name}", Some("ci"))
+        .auth(a)
+        .header("If-Match", &etag)
+        .json(json!({"scopes": ["read@ws/**"]}))
+        .send();
+    assert!(edited.ok(200)["warnings"][0].as_str().unwrap().contains(&id));
+    assert_eq!(api.head(), head + 1, "a role edit is one event, whatever the number of keys");
+    assert_eq!(verify(&api, json!({"key": secret, "action": "deploy:run"})), "FORBIDDEN_SCOPE");
+    assert_eq!(grants(&api, a, &id, None).1, json!(["billing:read", "read@ws/**"]));
+    // As of the moment before the edit: the role's definition then.
+    assert_eq!(grants(&api, a, &id, Some(&then)).1, json!(["billing:read", "deploy:run", "read@ws/**"]));
+    let old_role = api.req("GET", "/v1/roles/{name}", Some("ci")).auth(a).query("as_of", &then).send();
+    assert_eq!(old_role.ok(200)["role"]["scopes"], json!(["deploy:run", "read@ws/**"]));
+    // Deleting it takes it from the key, by force only.
+    refused(&api, "delete in use", api.req("DELETE", "/v1/roles/{name}", Some("ci")).auth(a), 409, "ROLE_IN_USE");
+    let gone = api.req("DELETE", "/v1/roles/{name}", Some("ci")).auth(a).query("force", "true").send();
+    assert_eq!(gone.ok(200)["removed_from"], json!([id]));
+    assert_eq!(grants(&api, a, &id, None), (json!([]), json!(["billing:read"])));
+    let events = api.get("/v1/audit").auth(a).query("type", "role.deleted").send();
+    assert_eq!(events.ok(200)["events"][0]["data"]["removed_from"], json!([id]));
+    crate::api_contract::check_against_openapi(&api.exchanges.borrow());
+    server.stop();
+}
+
+#[test]
+fn presets_are_recorded_expanded_and_the_quota_is_the_operators() {
+    let dir = tempdir();
+    let (server, system) = Server::init_and_start(dir.path(), &[]);
+    let api = Api::new(&server.url);
+    let admin = new_org(&api, &system, "acme");
+    let a = admin.as_str();
+    let presets = api.get("/v1/presets").auth(a).send();
+    let names: Vec<&str> =
+        presets.ok(200)["presets"].as_array().unwrap().iter().filter_map(|p| p["name"].as_str()).collect();
+    assert_eq!(names, ["full-access", "read-only", "restricted"]);
+    let (id, secret) = new_key(&api, a, json!({"name": "viewer", "preset": "read-only", "scopes": ["billing:export"]}));
+    let created = api.get("/v1/audit").auth(a).query("key_id", &id).send();
+    assert_eq!(
+        created.ok(200)["events"][0]["data"]["scopes"],
+        json!(["*:read*", "*:list*", "*:get*", "*:query*", "read", "billing:export"])
+    );
+    assert_eq!(verify(&api, json!({"key": secret, "action": "compute:list_vms"})), "VALID");
+    assert_eq!(verify(&api, json!({"key": secret, "action": "compute:delete"})), "FORBIDDEN_SCOPE");
+    assert_eq!(verify(&api, json!({"key": secret, "action": "audit:read"})), "FORBIDDEN_SCOPE");
+    let restricted = api
+        .req("PATCH", "/v1/keys/{id}", Some(&id))
+        .auth(a)
+        .json(json!({"preset": "restricted", "scopes": ["read"]}))
+        .send();
+    assert_eq!(restricted.ok(200)["key"]["scopes"], json!(["read"]));
+    refused(
+        &api,
+        "restricted alone",
+        api.post("/v1/keys").auth(a).json(json!({"name": "x", "preset": "restricted"})),
+        400,
+        "VALIDATION",
+    );
+
+    // The operator lowers the quota below the count: a warning, then creates
+    // are refused until keys are revoked.
+    let lowered = api.req("PATCH", "/v1/orgs/{id}", Some("acme")).auth(&system).json(json!({"max_keys": 1})).send();
+    let lowered = lowered.ok(200);
+    assert_eq!(lowered["org"]["max_keys"], 1);
+    assert!(lowered["warnings"][0].as_str().unwrap().contains("more than max_keys 1"), "{lowered}");
+    refused(
+        &api,
+        "a create over the quota",
+        api.post("/v1/keys").auth(a).json(key_body("x", &["read"], &[])),
+        409,
+        "KEY_LIMIT",
+    );
+    api.req("POST", "/v1/keys/{id}/revoke", Some(&id)).auth(a).send().ok(200);
+    let raised = api.req("PATCH", "/v1/orgs/{id}", Some("acme")).auth(&system).json(json!({"max_keys": 3})).send();
+    assert!(raised.ok(200)["warnings"].is_null());
+    new_key(&api, a, key_body("fits", &["read"], &[]));
+    crate::api_contract::check_against_openapi(&api.exchanges.borrow());
+    server.stop();
+}
