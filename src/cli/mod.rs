@@ -3,8 +3,10 @@
 //! here; `anyhow` lives at this edge only. `history` holds replay, audit
 //! verify and export; `keys` the HTTP client behind `keyreg keys`.
 
+mod client;
 mod history;
 pub mod keys;
+mod roles;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -105,6 +107,12 @@ enum Cmd {
     },
     /// Manage keys through a registry's HTTP API (token from KEYREG_TOKEN).
     Keys(keys::KeysArgs),
+    /// Manage the organization's roles: named bundles of scopes.
+    Roles(roles::RolesArgs),
+    /// Show or replace the organization's catalogue of actions.
+    Catalog(roles::CatalogArgs),
+    /// List the built-in presets of scopes.
+    Presets(roles::PresetsArgs),
     /// Manage the NATS event stream.
     Stream {
         #[command(subcommand)]
@@ -253,6 +261,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             serve(&data, config(&cli.token_prefix)?, &listen, options)
         }
         Cmd::Keys(args) => keys::run(args).map(|_| ExitCode::SUCCESS),
+        Cmd::Roles(args) => roles::roles(args).map(|_| ExitCode::SUCCESS),
+        Cmd::Catalog(args) => roles::catalog(args).map(|_| ExitCode::SUCCESS),
+        Cmd::Presets(args) => roles::presets(args).map(|_| ExitCode::SUCCESS),
         Cmd::Replay { source, at, org } => {
             let at = parse_time("--at", &at)?;
             let org = org.as_deref().map(OrgId::parse).transpose()?;
