@@ -192,8 +192,10 @@ fn role_op() -> impl Strategy<Value = RoleOp> {
     ]
 }
 
-/// Every key's roles and effective scopes in `table`.
-fn effective(table: &Table) -> BTreeMap<KeyId, (Vec<String>, Vec<String>)> {
+/// Every key's roles and effective scopes.
+type Grants = BTreeMap<KeyId, (Vec<String>, Vec<String>)>;
+
+fn effective(table: &Table) -> Grants {
     table
         .all_keys()
         .into_iter()
@@ -230,7 +232,7 @@ proptest! {
             .execute_blocking(admin(), acme(), Command::CreateOrg { id: acme(), name: "Acme".into(), max_keys: None, admin: admin_key })
             .unwrap();
         let mut keys: Vec<KeyId> = vec![];
-        let mut then: BTreeMap<Timestamp, BTreeMap<KeyId, (Vec<String>, Vec<String>)>> = BTreeMap::new();
+        let mut then: BTreeMap<Timestamp, Grants> = BTreeMap::new();
         for op in &ops {
             let command = match op {
                 RoleOp::Wait(s) => {
