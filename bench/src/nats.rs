@@ -1,7 +1,8 @@
 //! Measurements that need NATS, against a private nats-server started for
 //! the run: revocation propagation from the registry's acknowledgement to
 //! the first `REVOKED` answer of each of two replicas while verifies run at
-//! load, and the outbox's publish rate and lag under 64 writers.
+//! load, the same for a role edit (one event changing a thousand keys), and
+//! the outbox's publish rate and lag under 64 writers.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -10,8 +11,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::{Row, Size, percentile, progress};
-use keyreg::domain::command::Command;
-use keyreg::domain::id::{Actor, KeyId, OrgId};
+use keyreg::domain::command::{Command, RoleEdit};
+use keyreg::domain::id::{Actor, KeyId, OrgId, RoleName};
+use keyreg::domain::scope::Scope;
 use keyreg::domain::verifier::{Code, Question};
 use keyreg::nats::publisher::{self, OutboxStatus};
 use keyreg::nats::{Nats, heartbeat};
@@ -109,33 +111,91 @@ fn propagation(registry: &Registry, replicas: &[Replica], revokes: usize) -> any
             org.clone(),
             Command::Revoke { id: *id, expected: None, reason: None },
         )?;
-        let acked = Instant::now();
-        let mut pending = vec![true; replicas.len()];
-        while pending.iter().any(|p| *p) {
-            for (i, r) in replicas.iter().enumerate() {
-                if pending[i] && r.verify(token, Question::default()).is_ok_and(|a| a.code == Code::Revoked) {
-                    pending[i] = false;
-                    delays.push(acked.elapsed().as_secs_f64() * 1e3);
-                }
-            }
-            anyhow::ensure!(acked.elapsed() < Duration::from_secs(10), "a revocation did not reach the replicas");
-            std::thread::sleep(Duration::from_micros(50));
-        }
+        delays.extend(until_seen(replicas, token, Question::default(), Code::Revoked)?);
     }
     let load_rate = load_count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     for l in loaders {
         let _ = l.join();
     }
+    let revoked = delay_row(
+        format!("3. revocation propagation, {revokes} revokes × 2 replicas, under {:.0} verifies/s", load_rate),
+        delays,
+        "Unkey up to 60 s, Kong 5 s poll, Zuplo 60 s cache",
+    );
+    Ok(vec![revoked, role_propagation(registry, replicas, revokes)?])
+}
+
+/// Milliseconds from now until each replica answers `want` for `token`.
+fn until_seen(replicas: &[Replica], token: &str, question: Question<'_>, want: Code) -> anyhow::Result<Vec<f64>> {
+    let acked = Instant::now();
+    let mut delays = vec![];
+    let mut pending = vec![true; replicas.len()];
+    while pending.iter().any(|p| *p) {
+        for (i, r) in replicas.iter().enumerate() {
+            if pending[i] && r.verify(token, question).is_ok_and(|a| a.code == want) {
+                pending[i] = false;
+                delays.push(acked.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        anyhow::ensure!(acked.elapsed() < Duration::from_secs(10), "a change did not reach the replicas");
+        std::thread::sleep(Duration::from_micros(50));
+    }
+    Ok(delays)
+}
+
+fn delay_row(name: String, mut delays: Vec<f64>, baseline: &str) -> Row {
     delays.sort_by(f64::total_cmp);
     let (p50, p99, max) = (percentile(&delays, 0.5), percentile(&delays, 0.99), delays.last().copied().unwrap_or(0.0));
-    Ok(vec![Row::new(
-        format!("3. revocation propagation, {revokes} revokes × 2 replicas, under {:.0} verifies/s", load_rate),
+    Row::new(
+        name,
         format!("p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms"),
         "p99 < 10 ms",
-        "Unkey up to 60 s, Kong 5 s poll, Zuplo 60 s cache",
+        baseline,
         Some(p99 < 10.0),
-    )])
+    )
+}
+
+/// A role held by 1,000 keys, its scopes flipped between `read` and
+/// `write`: from the registry's acknowledgement to each replica answering
+/// with the new scopes. One event changes every holder.
+fn role_propagation(registry: &Registry, replicas: &[Replica], edits: usize) -> anyhow::Result<Row> {
+    const HOLDERS: usize = 1000;
+    progress(&format!("role propagation: a role held by {HOLDERS} keys"));
+    let actor = Actor::system("bench");
+    let org = OrgId::system();
+    let name = RoleName::parse("flip")?;
+    let scopes = |s: &str| vec![Scope::parse(s).expect("a bench scope parses")];
+    let create = Command::CreateRole { name: name.clone(), description: String::new(), scopes: scopes("read") };
+    registry.execute_blocking(actor.clone(), org.clone(), create)?;
+    let mut token = String::new();
+    for i in 0..HOLDERS {
+        let secret = registry.format().generate();
+        let mut new = registry.new_key(&secret, &format!("holder {i}"), "", &[]);
+        new.roles = vec![name.clone()];
+        registry.execute_blocking(actor.clone(), org.clone(), Command::CreateKey(new))?;
+        token = secret.expose().to_owned();
+    }
+    let head = registry.head().seq;
+    wait_for("the replicas to catch up", Duration::from_secs(60), || replicas.iter().all(|r| r.applied() >= head))?;
+    progress(&format!("role propagation: {edits} role edits"));
+    let mut delays = vec![];
+    for i in 0..edits {
+        let verb = if i % 2 == 0 { "write" } else { "read" };
+        let edit = RoleEdit { scopes: Some(scopes(verb)), ..RoleEdit::default() };
+        registry.execute_blocking(
+            actor.clone(),
+            org.clone(),
+            Command::EditRole { name: name.clone(), expected: None, edit },
+        )?;
+        let question = Question { action: Some(verb), ..Question::default() };
+        delays.extend(until_seen(replicas, &token, question, Code::Valid)?);
+    }
+    Ok(delay_row(
+        format!("3b. role-edit propagation, {edits} edits of a role held by {HOLDERS} keys × 2 replicas"),
+        delays,
+        "Unkey: permissions cached up to 60 s",
+    ))
 }
 
 /// A new replica follows the whole stream from sequence 1.

@@ -60,7 +60,7 @@ impl Code {
 }
 
 /// What is being asked, with the secret already reduced to its keyed hash.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Question<'a> {
     pub action: Option<&'a str>,
     pub resource: Option<&'a str>,

@@ -4,9 +4,9 @@
 use super::keys::warnings;
 use super::*;
 use crate::domain::cidr::Cidr;
-use crate::domain::command::{Expiry, KeyEdit, NewKey, NewSecret};
+use crate::domain::command::{Expiry, KeyEdit, NewKey, NewSecret, RoleEdit};
 use crate::domain::event::{Change, KeyAccessed};
-use crate::domain::id::{Actor, IdGenerator, KeyId, OrgId};
+use crate::domain::id::{Actor, IdGenerator, KeyId, OrgId, RoleName};
 use crate::domain::scope::Scope;
 use crate::domain::table::Status;
 use crate::domain::time::Timestamp;
@@ -20,6 +20,8 @@ struct World {
     ids: IdGenerator,
     pepper: Pepper,
     org: OrgId,
+    /// Who acts: keyreg itself unless a test acts as a key.
+    actor: Actor,
 }
 
 fn scopes(list: &[&str]) -> Vec<Scope> {
@@ -35,6 +37,7 @@ impl World {
             ids: IdGenerator::default(),
             pepper: Pepper::generate(),
             org: OrgId::parse("acme").unwrap(),
+            actor: Actor::system("test"),
         };
         let admin = w.new_key("admin");
         w.ok(Command::CreateOrg { id: w.org.clone(), name: "Acme".into(), max_keys: Some(3), admin });
@@ -57,7 +60,7 @@ impl World {
     }
 
     fn ctx(&self) -> Context {
-        Context { actor: Actor::system("test"), org: self.org.clone(), now: self.now }
+        Context { actor: self.actor.clone(), org: self.org.clone(), now: self.now }
     }
 
     fn decide(&mut self, command: Command) -> Result<Decision, Refusal> {
@@ -446,4 +449,127 @@ fn decisions_carry_their_warnings() {
     assert_eq!(edited.warnings, ["this key never expires"]);
     let revoked = w.decide(Command::Revoke { id, expected: None, reason: None }).unwrap();
     assert!(revoked.warnings.is_empty());
+}
+
+fn role(name: &str) -> RoleName {
+    RoleName::parse(name).unwrap()
+}
+
+impl World {
+    /// A key with these scopes and roles.
+    fn key_with(&mut self, name: &str, own: &[&str], roles: &[&str]) -> KeyId {
+        let mut k = self.new_key(name);
+        k.scopes = scopes(own);
+        k.roles = roles.iter().map(|r| role(r)).collect();
+        let id = k.id;
+        self.ok(Command::CreateKey(k));
+        id
+    }
+
+    fn effective(&self, id: &KeyId) -> Vec<String> {
+        let key = self.table.key(id).unwrap();
+        self.table.effective_scopes(key).iter().map(Scope::to_string).collect()
+    }
+
+    fn define(&mut self, name: &str, list: &[&str]) -> Vec<&'static str> {
+        self.ok(Command::CreateRole { name: role(name), description: String::new(), scopes: scopes(list) })
+    }
+}
+
+fn escalated(r: Refusal) -> String {
+    match r {
+        Refusal::Escalation { permissions } => permissions.to_string(),
+        other => panic!("not an escalation: {other}"),
+    }
+}
+
+#[test]
+fn the_grant_rule_counts_what_a_change_adds() {
+    let mut w = World::new();
+    w.ok(Command::UpdateOrg { name: None, max_keys: Some(50) });
+    w.define("auditor", &["audit:read"]);
+    let keymaster = w.key_with("keymaster", &["keys:admin"], &[]);
+    let holder = w.key_with("holder", &["audit:read", "read"], &[]);
+    w.actor = Actor::Key(keymaster);
+    let mut k = w.new_key("x");
+    k.scopes = scopes(&["keys:*", "audit:read", "*"]);
+    assert_eq!(escalated(w.refused(Command::CreateKey(k.clone()))), "keys:read, audit:read");
+    k.scopes = scopes(&["*", "billing:*"]);
+    k.roles = vec![role("auditor")];
+    assert_eq!(escalated(w.refused(Command::CreateKey(k.clone()))), "audit:read");
+    k.roles = vec![];
+    assert_eq!(w.ok(Command::CreateKey(k)), ["key.created"], "wildcards grant no management permission");
+    // Renaming a key that holds more than the caller is not a grant, nor is
+    // keeping what it has while taking something away.
+    let rename = KeyEdit { name: Some("renamed".into()), scopes: Some(scopes(&["audit:read"])), ..KeyEdit::default() };
+    assert_eq!(
+        w.ok(Command::EditKey { id: holder, expected: None, edit: rename }),
+        ["key.updated", "key.scopes_edited"]
+    );
+    let give = KeyEdit { roles: Some(vec![role("auditor")]), ..KeyEdit::default() };
+    let into_self = Command::EditKey { id: keymaster, expected: None, edit: give };
+    assert_eq!(escalated(w.refused(into_self)), "audit:read", "a key editing itself");
+    // keyreg itself may grant anything.
+    w.actor = Actor::system("test");
+    let give = KeyEdit { roles: Some(vec![role("auditor")]), ..KeyEdit::default() };
+    assert_eq!(w.ok(Command::EditKey { id: keymaster, expected: None, edit: give }), ["key.roles_edited"]);
+}
+
+#[test]
+fn a_role_edit_is_one_event_that_changes_every_holder() {
+    let mut w = World::new();
+    assert_eq!(w.define("ci", &["deploy:run"]), ["role.created"]);
+    let a = w.key_with("a", &["read"], &["ci"]);
+    let b = w.key_with("b", &[], &["ci"]);
+    assert_eq!(w.effective(&a), ["read", "deploy:run"]);
+    let edit = RoleEdit { scopes: Some(scopes(&["deploy:run", "deploy:rollback"])), ..RoleEdit::default() };
+    assert_eq!(w.ok(Command::EditRole { name: role("ci"), expected: None, edit }), ["role.updated"]);
+    assert_eq!(w.effective(&b), ["deploy:run", "deploy:rollback"]);
+    assert!(w.table.grants(w.table.key(&a).unwrap(), "deploy:rollback", None));
+    let same = RoleEdit { scopes: Some(scopes(&["deploy:run", "deploy:rollback"])), ..RoleEdit::default() };
+    assert!(w.ok(Command::EditRole { name: role("ci"), expected: None, edit: same }).is_empty());
+    let stale = Command::EditRole { name: role("ci"), expected: Some(Seq(1)), edit: RoleEdit::default() };
+    assert!(matches!(w.refused(stale), Refusal::VersionMismatch { what: "role", .. }));
+    let in_use = Command::DeleteRole { name: role("ci"), expected: None, force: false };
+    assert_eq!(w.refused(in_use), Refusal::RoleInUse { role: role("ci"), keys: 2 });
+    let d = w.decide(Command::DeleteRole { name: role("ci"), expected: None, force: true }).unwrap();
+    assert!(d.warnings.iter().any(|w| w.contains("grant nothing") && w.contains(b.as_str())), "{:?}", d.warnings);
+    assert_eq!((w.effective(&a), w.effective(&b).len()), (vec!["read".to_owned()], 0));
+    // A new role of the same name is not the old one: nobody holds it.
+    w.define("ci", &["admin"]);
+    assert_eq!(w.effective(&a), ["read"]);
+}
+
+#[test]
+fn role_and_key_refusals() {
+    let mut w = World::new();
+    w.define("ci", &["deploy:run"]);
+    let mut k = w.new_key("nothing");
+    k.scopes = vec![];
+    assert!(is_validation(&w.refused(Command::CreateKey(k.clone())), "scopes"));
+    k.roles = vec![role("ghost")];
+    assert!(is_validation(&w.refused(Command::CreateKey(k)), "roles"));
+    let empty = Command::CreateRole { name: role("empty"), description: String::new(), scopes: vec![] };
+    assert!(is_validation(&w.refused(empty), "scopes"));
+    assert!(matches!(
+        w.refused(Command::CreateRole { name: role("ci"), description: String::new(), scopes: scopes(&["read"]) }),
+        Refusal::Conflict(_)
+    ));
+    let missing = Command::EditRole { name: role("ghost"), expected: None, edit: RoleEdit::default() };
+    assert!(matches!(w.refused(missing), Refusal::NotFound { what: "role", .. }));
+}
+
+#[test]
+fn max_keys_is_the_operators() {
+    let mut w = World::new();
+    let admin = w.key_with("tenant admin", &["keys:admin", "orgs:admin"], &[]);
+    w.actor = Actor::Key(admin);
+    let raise = Command::UpdateOrg { name: None, max_keys: Some(1_000_000) };
+    assert!(matches!(w.refused(raise), Refusal::Forbidden(_)), "orgs:admin in a tenant is no operator");
+    assert_eq!(w.ok(Command::UpdateOrg { name: Some("Acme 2".into()), max_keys: None }), ["org.updated"]);
+    w.actor = Actor::system("operator");
+    let d = w.decide(Command::UpdateOrg { name: None, max_keys: Some(1) }).unwrap();
+    assert!(d.warnings[0].contains("more than max_keys 1"), "{:?}", d.warnings);
+    let k = w.new_key("over");
+    assert_eq!(w.refused(Command::CreateKey(k)), Refusal::KeyLimit { max_keys: 1 });
 }
