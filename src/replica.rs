@@ -33,6 +33,10 @@
 //! }
 //! # Ok(()) }
 //! ```
+//!
+//! (Over 450 lines: the follower, its readiness rules and its access flush
+//! are one state machine around one table; split, each part would need the
+//! others' private state.)
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};

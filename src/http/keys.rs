@@ -7,8 +7,8 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ApiError, AppState, AsOfQuery, Body, Caller, DryRunQuery, Params, expected_version, json, no_store, no_such_key,
-    parse_key_id, parse_time, table_as_of, with_etag,
+    ApiError, AppState, AsOfQuery, Body, Caller, DryRunQuery, Params, execute_or_preview, expected_version, json,
+    no_store, no_such_key, parse_key_id, parse_time, table_as_of, with_etag,
 };
 use crate::domain::cidr::Cidr;
 use crate::domain::command::{Command, Expiry, KeyEdit, NewKey};
@@ -331,11 +331,7 @@ pub async fn update(
         allowed_cidrs: req.allowed_cidrs.as_deref().map(parse_cidrs).transpose()?,
     };
     let command = Command::EditKey { id, expected, edit };
-    let outcome = if q.dry_run {
-        s.registry.preview(caller.actor(), caller.org.clone(), &command)?
-    } else {
-        s.registry.execute(caller.actor(), caller.org.clone(), command).await?
-    };
+    let outcome = execute_or_preview(&s, &caller, command, q.dry_run).await?;
     let extras = Extras { secret: None, warnings: Some(&outcome.warnings), dry_run: q.dry_run };
     changed(&s, StatusCode::OK, &outcome, extras)
 }

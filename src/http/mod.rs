@@ -35,13 +35,14 @@ pub use error::ApiError;
 pub use verify::Node;
 
 use crate::access::AccessCounter;
+use crate::domain::command::Command;
 use crate::domain::id::{Actor, KeyId, OrgId, Seq};
 use crate::domain::permission::Permissions;
 use crate::domain::table::Table;
 use crate::domain::time::Timestamp;
 use crate::domain::verifier::{self, Code, Question};
 use crate::metrics::Metrics;
-use crate::registry::Registry;
+use crate::registry::{Outcome, Registry};
 
 /// Bodies over this many bytes are refused with 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -306,6 +307,21 @@ pub struct AsOfQuery {
 pub struct DryRunQuery {
     #[serde(default)]
     dry_run: bool,
+}
+
+/// Runs a command, or with `?dry_run=true` decides it against the live
+/// table and records nothing.
+async fn execute_or_preview(
+    s: &AppState,
+    caller: &Caller,
+    command: Command,
+    dry_run: bool,
+) -> Result<Outcome, ApiError> {
+    if dry_run {
+        Ok(s.registry.preview(caller.actor(), caller.org.clone(), &command)?)
+    } else {
+        Ok(s.registry.execute(caller.actor(), caller.org.clone(), command).await?)
+    }
 }
 
 /// The table as it stood at `at`, folded from the log off the runtime.

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::keys::parse_scopes;
 use super::{
-    ApiError, AppState, AsOfQuery, Body, Caller, DryRunQuery, Params, expected_version, json, parse_time, table_as_of,
-    with_etag,
+    ApiError, AppState, AsOfQuery, Body, Caller, DryRunQuery, Params, execute_or_preview, expected_version, json,
+    parse_time, table_as_of, with_etag,
 };
 use crate::domain::command::{Command, RoleEdit};
 use crate::domain::event::{Catalog, CatalogAction, Change, RoleChange};
@@ -170,11 +170,7 @@ pub async fn update(
     let name = path_role(&name)?;
     let edit = RoleEdit { description: req.description, scopes: req.scopes.as_deref().map(parse_scopes).transpose()? };
     let command = Command::EditRole { name, expected: expected_version(&headers)?, edit };
-    let outcome = if q.dry_run {
-        s.registry.preview(caller.actor(), caller.org.clone(), &command)?
-    } else {
-        s.registry.execute(caller.actor(), caller.org.clone(), command).await?
-    };
+    let outcome = execute_or_preview(&s, &caller, command, q.dry_run).await?;
     changed(&s, StatusCode::OK, &outcome, q.dry_run)
 }
 

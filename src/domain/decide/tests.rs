@@ -1,5 +1,8 @@
 //! Decision tests, as given (earlier commands) / when (a command) / then
 //! (events or a refusal).
+//!
+//! (Over 450 lines: one case per rule and per refusal, each checking the
+//! table did not change; they read best in one place.)
 
 use super::keys::warnings;
 use super::*;
