@@ -22,9 +22,10 @@ use crate::domain::time::{SystemClock, Timestamp};
 use crate::domain::token::TokenFormat;
 use crate::http::listen::Limits;
 use crate::nats::{Layout, Nats};
-use crate::registry::{Config, Registry};
+use crate::registry::{Config, OpenError, Registry};
 use crate::replica::{Replica, ReplicaConfig};
 use crate::server::{self, ServeOptions};
+use crate::store::log::LogError;
 use crate::store::{self, DataDir};
 
 #[derive(Parser)]
@@ -46,6 +47,12 @@ enum Cmd {
     /// Make a data dir: the pepper, the `_system` org and its first key.
     /// The key's token goes to stdout, once; everything else to stderr.
     Init {
+        #[arg(long, env = "KEYREG_DATA")]
+        data: PathBuf,
+    },
+    /// Issue a new system key when every key that could make one is lost.
+    /// The registry must be stopped. The token goes to stdout, once.
+    Recover {
         #[arg(long, env = "KEYREG_DATA")]
         data: PathBuf,
     },
@@ -250,6 +257,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let nats = |url: &str| Nats { url: url.to_owned(), layout: layout.clone() };
     match cli.command {
         Cmd::Init { data } => init(&data, config(&cli.token_prefix)?),
+        Cmd::Recover { data } => recover(&data, config(&cli.token_prefix)?),
         Cmd::Serve { data, listen, node, access_flush_ms, nats: url, limits } => {
             let options = ServeOptions {
                 node,
@@ -314,6 +322,24 @@ fn init(data: &Path, config: Config) -> anyhow::Result<ExitCode> {
     eprintln!("initialised {} (log head {}).", data.display(), head.seq);
     eprintln!(
         "The token of the system org's first key follows on stdout. It is shown once and never stored: keep it now."
+    );
+    println!("{}", token.expose());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn recover(data: &Path, config: Config) -> anyhow::Result<ExitCode> {
+    let (registry, token) = Registry::recover(&DataDir::new(data), config).map_err(|e| match e {
+        OpenError::Log(LogError::Locked(_)) => anyhow::anyhow!(
+            "the registry on {} is running (its log is locked); stop it, then run keyreg recover again",
+            data.display()
+        ),
+        other => other.into(),
+    })?;
+    let head = registry.head();
+    registry.close()?;
+    eprintln!("recovered {}: a new system key, recorded at seq {} as system:recovery.", data.display(), head.seq);
+    eprintln!(
+        "Its token follows on stdout. It is shown once and never stored: keep it now, and revoke keys you no longer trust."
     );
     println!("{}", token.expose());
     Ok(ExitCode::SUCCESS)

@@ -207,8 +207,14 @@ mod tests {
                 Some(k) => Change::Key(keys[k], KeyChange::Disabled),
                 None => Change::OrgUpdated(OrgSettings::default()),
             };
-            let event =
-                Event { id: ids.event_id(time), time, org: org.clone(), actor: Actor::parse(actor).unwrap(), change };
+            let event = Event {
+                id: ids.event_id(time),
+                time,
+                org: org.clone(),
+                actor: Actor::parse(actor).unwrap(),
+                via: None,
+                change,
+            };
             index.apply(Seq(i as u64 + 1), &event);
         }
         (index, keys)

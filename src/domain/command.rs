@@ -15,10 +15,36 @@ use crate::domain::scope::Scope;
 use crate::domain::time::Timestamp;
 use crate::domain::token::{PepperFingerprint, TokenHash};
 
+/// Who acts: the actor recorded, and, for a person, the key acting for
+/// them (recorded as `via`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Acting {
+    pub actor: Actor,
+    pub via: Option<KeyId>,
+}
+
+impl From<Actor> for Acting {
+    fn from(actor: Actor) -> Self {
+        Acting { actor, via: None }
+    }
+}
+
+impl Acting {
+    /// The key whose permissions bound what the change may grant: the
+    /// acting key, or the key a person acts through. `None` for keyreg
+    /// itself.
+    pub fn key(&self) -> Option<KeyId> {
+        match &self.actor {
+            Actor::Key(id) => Some(*id),
+            _ => self.via,
+        }
+    }
+}
+
 /// Who acts, for which organization, and when.
 #[derive(Clone, Debug)]
 pub struct Context {
-    pub actor: Actor,
+    pub who: Acting,
     pub org: OrgId,
     pub now: Timestamp,
 }
@@ -94,6 +120,10 @@ pub enum Command {
     },
     /// Records the pepper's fingerprint in a log made before fingerprints.
     RecordPepper(PepperFingerprint),
+    /// `keyreg recover`: a new `_system` key with the scopes of the first
+    /// one, when every key that could make one is lost. Given `scopes` are
+    /// ignored: the first key's are what it gets.
+    Recover(NewKey),
     /// A new organization and its first admin key.
     CreateOrg {
         id: OrgId,
@@ -126,6 +156,9 @@ pub enum Command {
     },
     SetCatalog(Catalog),
     CreateKey(NewKey),
+    /// A key that existed before keyreg, with its legacy secret's hash
+    /// (`legacy::hash`): refused if that secret was imported before.
+    ImportKey(NewKey),
     EditKey {
         id: KeyId,
         expected: Option<Seq>,
@@ -155,6 +188,11 @@ pub enum Command {
         reason: Option<String>,
         delete: bool,
     },
+    /// Revoke every key of `owner` that is not revoked yet, together.
+    Offboard {
+        owner: String,
+        reason: Option<String>,
+    },
     Rotate {
         id: KeyId,
         expected: Option<Seq>,
@@ -175,7 +213,7 @@ impl Command {
     /// The one key the command is about, for commands about one key.
     pub fn key(&self) -> Option<KeyId> {
         match self {
-            Command::CreateKey(new) => Some(new.id),
+            Command::CreateKey(new) | Command::ImportKey(new) => Some(new.id),
             Command::EditKey { id, .. }
             | Command::Disable { id, .. }
             | Command::Enable { id, .. }
@@ -184,11 +222,13 @@ impl Command {
             | Command::Rotate { id, .. }
             | Command::Expire { id }
             | Command::RecordAccess { id, .. } => Some(*id),
+            Command::Recover(new) => Some(new.id),
             Command::Init { .. }
             | Command::RecordPepper(_)
             | Command::CreateOrg { .. }
             | Command::UpdateOrg { .. }
             | Command::BulkRevoke { .. }
+            | Command::Offboard { .. }
             | Command::CreateRole { .. }
             | Command::EditRole { .. }
             | Command::DeleteRole { .. }
@@ -261,8 +301,8 @@ impl Decision {
         Decision { org: org.clone(), changes, warnings: vec![] }
     }
 
-    /// The changes as events: each with a new id, the context's time and
-    /// actor. The log gives them their sequence numbers.
+    /// The changes as events: each with a new id, the context's time, actor
+    /// and `via`. The log gives them their sequence numbers.
     pub fn events(&self, ctx: &Context, ids: &mut IdGenerator) -> Vec<Event> {
         self.changes
             .iter()
@@ -270,7 +310,8 @@ impl Decision {
                 id: ids.event_id(ctx.now),
                 time: ctx.now,
                 org: self.org.clone(),
-                actor: ctx.actor.clone(),
+                actor: ctx.who.actor.clone(),
+                via: ctx.who.via,
                 change: change.clone(),
             })
             .collect()

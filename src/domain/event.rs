@@ -24,6 +24,8 @@ pub struct Event {
     pub time: Timestamp,
     pub org: OrgId,
     pub actor: Actor,
+    /// For a person (`user:` actor), the key that acted for them.
+    pub via: Option<KeyId>,
     pub change: Change,
 }
 
@@ -90,6 +92,9 @@ pub struct CatalogAction {
 #[derive(Clone, Debug, PartialEq)]
 pub enum KeyChange {
     Created(KeyCreated),
+    /// A key that existed before keyreg, taken in with its legacy secret's
+    /// hash: the same fields as `key.created`.
+    Imported(KeyCreated),
     Updated(KeyUpdated),
     ScopesEdited(ScopesEdited),
     IpsEdited(IpsEdited),
@@ -202,6 +207,7 @@ impl Change {
             Change::OrgUpdated(_) => "org.updated",
             Change::Key(_, k) => match k {
                 KeyChange::Created(_) => "key.created",
+                KeyChange::Imported(_) => "key.imported",
                 KeyChange::Updated(_) => "key.updated",
                 KeyChange::ScopesEdited(_) => "key.scopes_edited",
                 KeyChange::IpsEdited(_) => "key.ips_edited",
@@ -225,7 +231,7 @@ impl Change {
         match self {
             Change::OrgCreated(d) | Change::OrgUpdated(d) => serde_json::to_string(d),
             Change::Key(_, k) => match k {
-                KeyChange::Created(d) => serde_json::to_string(d),
+                KeyChange::Created(d) | KeyChange::Imported(d) => serde_json::to_string(d),
                 KeyChange::Updated(d) => serde_json::to_string(d),
                 KeyChange::ScopesEdited(d) => serde_json::to_string(d),
                 KeyChange::IpsEdited(d) => serde_json::to_string(d),
@@ -263,6 +269,7 @@ pub const TYPES: &[&str] = &[
     "role.deleted",
     "key.roles_edited",
     "catalog.updated",
+    "key.imported",
 ];
 
 impl Event {
@@ -297,6 +304,8 @@ struct EnvelopeOut<'a> {
     seq: Seq,
     org: &'a OrgId,
     actor: &'a Actor,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    via: Option<String>,
     prevhash: String,
     data: &'a RawValue,
 }
@@ -314,6 +323,8 @@ struct EnvelopeIn<'a> {
     seq: Seq,
     org: OrgId,
     actor: Actor,
+    #[serde(default)]
+    via: Option<&'a str>,
     prevhash: &'a str,
     #[serde(borrow)]
     data: &'a RawValue,
@@ -347,6 +358,7 @@ pub fn encode(seq: Seq, prevhash: &ChainHash, event: &Event) -> Vec<u8> {
         seq,
         org: &event.org,
         actor: &event.actor,
+        via: event.via.map(|id| format!("key:{id}")),
         prevhash: prevhash.to_hex(),
         data: &data,
     };
@@ -388,6 +400,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, EventError> {
         "role.deleted" => Change::Role(RoleChange::Deleted(serde_json::from_str(data)?)),
         "catalog.updated" => Change::CatalogUpdated(serde_json::from_str(data)?),
         "key.created" => Change::Key(key()?, KeyChange::Created(serde_json::from_str(data)?)),
+        "key.imported" => Change::Key(key()?, KeyChange::Imported(serde_json::from_str(data)?)),
         "key.updated" => Change::Key(key()?, KeyChange::Updated(serde_json::from_str(data)?)),
         "key.scopes_edited" => Change::Key(key()?, KeyChange::ScopesEdited(serde_json::from_str(data)?)),
         "key.ips_edited" => Change::Key(key()?, KeyChange::IpsEdited(serde_json::from_str(data)?)),
@@ -401,10 +414,19 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, EventError> {
         "key.roles_edited" => Change::Key(key()?, KeyChange::RolesEdited(serde_json::from_str(data)?)),
         other => return Err(bad("type", other)),
     };
+    // A person's change names the key that acted for them; nobody else's does.
+    let via = match (&env.actor, env.via) {
+        (Actor::User(_), Some(v)) => {
+            Some(v.strip_prefix("key:").and_then(|id| KeyId::parse(id).ok()).ok_or_else(|| bad("via", v))?)
+        }
+        (Actor::User(_), None) => return Err(bad("via", "")),
+        (_, Some(v)) => return Err(bad("via", v)),
+        (_, None) => None,
+    };
     Ok(Decoded {
         seq: env.seq,
         prevhash,
-        event: Event { id: env.id, time: env.time, org: env.org, actor: env.actor, change },
+        event: Event { id: env.id, time: env.time, org: env.org, actor: env.actor, via, change },
     })
 }
 
@@ -420,6 +442,7 @@ mod tests {
             time: now,
             org: OrgId::parse("acme").unwrap(),
             actor: Actor::system("test"),
+            via: None,
             change,
         }
     }

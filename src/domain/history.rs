@@ -120,6 +120,7 @@ mod tests {
                     time,
                     org: OrgId::parse("acme").unwrap(),
                     actor: Actor::system("test"),
+                    via: None,
                     change: Change::OrgUpdated(OrgSettings {
                         name: format!("Acme {i}"),
                         max_keys: 5,

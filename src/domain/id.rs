@@ -225,11 +225,32 @@ impl fmt::Display for Seq {
     }
 }
 
-/// Who made a change: a key acting through the API, or a part of the system.
+/// Who made a change: a key acting through the API, a person a key acts
+/// for (`user:<email>`, the key recorded beside it as `via`), or a part of
+/// the system.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Actor {
     Key(KeyId),
+    User(String),
     System(String),
+}
+
+/// The longest email a `user:` actor may carry (RFC 5321's path limit).
+pub const MAX_EMAIL: usize = 254;
+
+/// An email as keyreg accepts one for a person: `local@domain`, printable
+/// ASCII without spaces, one `@`, a dot in the domain, at most 254
+/// characters. Deliberately plain: it names a person in the history, it is
+/// never sent mail.
+pub fn is_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else { return false };
+    s.len() <= MAX_EMAIL
+        && !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && s.bytes().all(|c| c.is_ascii_graphic())
+        && !domain.contains('@')
 }
 
 impl Actor {
@@ -241,11 +262,20 @@ impl Actor {
         if let Some(id) = s.strip_prefix("key:") {
             return Ok(Actor::Key(KeyId::parse(id)?));
         }
+        if let Some(email) = s.strip_prefix("user:") {
+            return match is_email(email) {
+                true => Ok(Actor::User(email.to_owned())),
+                false => Err(IdError { what: "user (user:<email>)", value: s.chars().take(80).collect() }),
+            };
+        }
         match s.strip_prefix("system:") {
             Some(what) if !what.is_empty() && what.bytes().all(|c| c.is_ascii_graphic()) => {
                 Ok(Actor::System(what.to_owned()))
             }
-            _ => Err(IdError { what: "actor (key:<id> or system:<what>)", value: s.chars().take(80).collect() }),
+            _ => Err(IdError {
+                what: "actor (key:<id>, user:<email> or system:<what>)",
+                value: s.chars().take(80).collect(),
+            }),
         }
     }
 }
@@ -254,6 +284,7 @@ impl fmt::Display for Actor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Actor::Key(id) => write!(f, "key:{id}"),
+            Actor::User(email) => write!(f, "user:{email}"),
             Actor::System(what) => write!(f, "system:{what}"),
         }
     }
@@ -309,9 +340,21 @@ mod tests {
 
     #[test]
     fn actors_round_trip() {
-        for s in ["system:init", "key:key_01HZX3Q4M5N6P7R8S9T0V1W2X3"] {
+        for s in ["system:init", "key:key_01HZX3Q4M5N6P7R8S9T0V1W2X3", "user:ada@acme.test", "user:a.b+c@x.y.z"] {
             assert_eq!(Actor::parse(s).unwrap().to_string(), s);
         }
-        assert!(Actor::parse("user:bob").is_err());
+        let long = format!("user:{}@acme.test", "a".repeat(250));
+        for bad in [
+            "user:bob",
+            "user:",
+            "user:@acme.test",
+            "user:bob@acme",
+            "user:bo b@acme.test",
+            "user:a@b@c.d",
+            "root",
+            &long,
+        ] {
+            assert!(Actor::parse(bad).is_err(), "{bad}");
+        }
     }
 }

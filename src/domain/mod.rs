@@ -29,6 +29,7 @@ pub mod decide;
 pub mod event;
 pub mod history;
 pub mod id;
+pub mod legacy;
 pub mod permission;
 pub mod preset;
 pub mod scope;

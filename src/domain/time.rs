@@ -93,6 +93,10 @@ impl ManualClock {
         let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
         *t = t.plus_seconds(seconds);
     }
+
+    pub fn set(&self, to: Timestamp) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = to;
+    }
 }
 
 impl Clock for ManualClock {

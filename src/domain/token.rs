@@ -110,6 +110,13 @@ impl TokenFormat {
         Ok(hash)
     }
 
+    /// Whether `s` has the shape of this format's tokens (prefix, length,
+    /// alphabet), whatever its checksum: such a string is never a legacy
+    /// secret.
+    pub fn is_shaped(&self, s: &str) -> bool {
+        self.check_shape(s).is_ok()
+    }
+
     /// Checks the format and checksum; no lookup, no allocation.
     pub fn parse(&self, s: &str) -> Result<Token, TokenError> {
         self.check(s)?;
@@ -276,6 +283,11 @@ impl Pepper {
 
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         Pepper(bytes)
+    }
+
+    /// A keyed hash under this pepper: what keyreg stores of any secret.
+    pub(crate) fn keyed_hash(&self, data: &[u8]) -> TokenHash {
+        TokenHash(blake3::keyed_hash(&self.0, data))
     }
 
     /// The secret bytes, for writing the pepper file. Nothing else needs them.

@@ -15,6 +15,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::domain::id::{KeyId, OrgId, RoleName, Seq};
+use crate::domain::legacy;
 use crate::domain::scope::Scope;
 use crate::domain::table::{Key, Status, Table};
 use crate::domain::time::Timestamp;
@@ -120,9 +121,32 @@ pub struct Answer {
     pub seq: Seq,
 }
 
-/// The keyed hash of a presented token, or `MALFORMED` without any lookup.
-pub fn hash_presented(format: &TokenFormat, pepper: &Pepper, presented: &str) -> Result<TokenHash, Code> {
-    format.hash_presented(pepper, presented).map_err(|_| Code::Malformed)
+/// A presented token reduced to what the lookup needs, before any lookup
+/// (and before a node takes its table lock).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Presented {
+    /// A token in keyreg's format with a good checksum: its keyed hash.
+    Native(TokenHash),
+    /// Not in keyreg's shape but possibly an imported secret: its legacy hash.
+    Legacy(TokenHash),
+    Malformed,
+}
+
+impl Presented {
+    pub fn of(format: &TokenFormat, pepper: &Pepper, token: &str) -> Presented {
+        match format.hash_presented(pepper, token) {
+            Ok(hash) => Presented::Native(hash),
+            Err(_) => Presented::legacy(format, pepper, token),
+        }
+    }
+
+    fn legacy(format: &TokenFormat, pepper: &Pepper, token: &str) -> Presented {
+        if legacy::is_shaped(token) && !format.is_shaped(token) {
+            Presented::Legacy(legacy::hash_secret(pepper, token))
+        } else {
+            Presented::Malformed
+        }
+    }
 }
 
 /// The whole verify of a presented token against `table` at `now`: format
@@ -137,15 +161,25 @@ pub fn verify<'a>(
     question: &Question<'_>,
     now: Timestamp,
 ) -> Verdict<'a> {
-    match format.hash_presented_then(pepper, presented, |hash| table.prefetch(hash)) {
-        Ok(hash) => check(table, &hash, question, now),
-        Err(_) => Verdict { code: Code::Malformed, key: None },
-    }
+    let presented = match format.hash_presented_then(pepper, presented, |hash| table.prefetch(hash)) {
+        Ok(hash) => Presented::Native(hash),
+        // Hashing a legacy candidate is wasted work while no legacy key exists.
+        Err(_) if table.has_legacy() => Presented::legacy(format, pepper, presented),
+        Err(_) => Presented::Malformed,
+    };
+    check(table, &presented, question, now)
 }
 
-/// Checks a hashed secret against the table at `now`.
-pub fn check<'a>(table: &'a Table, hash: &TokenHash, question: &Question<'_>, now: Timestamp) -> Verdict<'a> {
-    let Some(key) = table.key_by_hash(hash, now) else {
+/// Checks a presented secret against the table at `now`. A legacy
+/// candidate is `MALFORMED` without a lookup while the table holds no
+/// legacy key.
+pub fn check<'a>(table: &'a Table, presented: &Presented, question: &Question<'_>, now: Timestamp) -> Verdict<'a> {
+    let found = match presented {
+        Presented::Native(hash) => table.key_by_hash(hash, now),
+        Presented::Legacy(hash) if table.has_legacy() => table.key_by_legacy_hash(hash, now),
+        Presented::Legacy(_) | Presented::Malformed => return Verdict { code: Code::Malformed, key: None },
+    };
+    let Some(key) = found else {
         return Verdict { code: Code::NotFound, key: None };
     };
     let code = match key.status_at(now) {

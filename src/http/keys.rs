@@ -11,8 +11,8 @@ use super::{
     no_store, no_such_key, parse_key_id, parse_time, table_as_of, with_etag,
 };
 use crate::domain::cidr::Cidr;
-use crate::domain::command::{Command, Expiry, KeyEdit, NewKey};
-use crate::domain::id::{KeyId, RoleName};
+use crate::domain::command::{Command, Expiry, KeyEdit, NewKey, NewSecret};
+use crate::domain::id::{Actor, KeyId, RoleName};
 use crate::domain::scope::Scope;
 use crate::domain::table::{Key, KeyView, Status, Table};
 use crate::domain::time::Timestamp;
@@ -23,9 +23,12 @@ pub const MAX_LIMIT: usize = 1000;
 /// `expires_in_days` above this (100 years) is surely a mistake.
 const MAX_EXPIRES_IN_DAYS: f64 = 36_500.0;
 
+/// The body of a create, and of an import, which adds the legacy secret.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
+    pub(super) secret: Option<String>,
+    pub(super) secret_sha256: Option<String>,
     name: String,
     #[serde(default)]
     description: String,
@@ -71,15 +74,6 @@ pub struct RevokeRequest {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct BulkRevokeRequest {
-    ids: Vec<String>,
-    reason: Option<String>,
-    #[serde(default)]
-    delete: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RotateRequest {
     #[serde(default)]
     grace_seconds: u64,
@@ -90,6 +84,10 @@ pub struct RotateRequest {
 pub struct ListQuery {
     status: Option<String>,
     q: Option<String>,
+    /// Only keys whose owner is exactly this.
+    owner: Option<String>,
+    /// Only keys created by this actor (`key:<id>`, `user:<email>`, `system:<what>`).
+    created_by: Option<String>,
     limit: Option<usize>,
     cursor: Option<String>,
     as_of: Option<String>,
@@ -114,9 +112,9 @@ struct KeyResponse<'a> {
 }
 
 #[derive(Serialize)]
-struct KeyList<'a> {
-    keys: Vec<KeyView<'a>>,
-    next_cursor: Option<String>,
+pub(super) struct KeyList<'a> {
+    pub(super) keys: Vec<KeyView<'a>>,
+    pub(super) next_cursor: Option<String>,
 }
 
 pub(super) fn parse_scopes(scopes: &[String]) -> Result<Vec<Scope>, ApiError> {
@@ -168,10 +166,10 @@ fn parse_cidrs(cidrs: &[String]) -> Result<Vec<Cidr>, ApiError> {
 
 /// What goes with a key in an answer, beside the key itself.
 #[derive(Default)]
-struct Extras<'a> {
-    secret: Option<&'a str>,
-    warnings: Option<&'a [String]>,
-    dry_run: bool,
+pub(super) struct Extras<'a> {
+    pub(super) secret: Option<&'a str>,
+    pub(super) warnings: Option<&'a [String]>,
+    pub(super) dry_run: bool,
 }
 
 /// The answer about one key (as `table` renders its roles), with an `ETag`
@@ -184,7 +182,12 @@ fn key_response(status: StatusCode, table: &Table, key: &Key, now: Timestamp, ex
 }
 
 /// The answer about a key a command changed, rendered with the live table.
-fn changed(s: &AppState, status: StatusCode, outcome: &Outcome, extras: Extras<'_>) -> Result<Response, ApiError> {
+pub(super) fn changed(
+    s: &AppState,
+    status: StatusCode,
+    outcome: &Outcome,
+    extras: Extras<'_>,
+) -> Result<Response, ApiError> {
     let key = outcome.keys.first().ok_or_else(|| ApiError::Internal("a key command returned no key".into()))?;
     Ok(key_response(status, &s.registry.read().table, key, s.registry.now(), extras))
 }
@@ -195,36 +198,48 @@ pub async fn create(
     Body(req): Body<CreateKeyRequest>,
 ) -> Result<Response, ApiError> {
     caller.require("keys:admin")?;
-    let expiry = match (&req.expires_at, req.expires_in_days) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::Validation("give expires_at or expires_in_days, not both".into()));
-        }
-        (Some(at), None) => Expiry::At(parse_time("expires_at", at)?),
-        (None, Some(days)) if days.is_finite() && days > 0.0 && days <= MAX_EXPIRES_IN_DAYS => {
-            Expiry::AfterSeconds((days * 86_400.0).round() as i64)
-        }
-        (None, Some(_)) => {
-            return Err(ApiError::Validation(format!(
-                "expires_in_days must be a positive number of days, at most {MAX_EXPIRES_IN_DAYS}"
-            )));
-        }
-        (None, None) => Expiry::Never,
-    };
+    if req.secret.is_some() || req.secret_sha256.is_some() {
+        return Err(ApiError::Validation(
+            "keyreg makes a new key's secret; to take in an existing secret, use POST /v1/keys/import".into(),
+        ));
+    }
     let token = s.registry.format().generate();
-    let new = NewKey {
-        id: s.registry.next_key_id(),
-        secret: s.registry.secret_of(&token),
-        name: req.name,
-        description: req.description,
-        owner: req.owner,
-        scopes: scopes_asked(Some(&req.scopes), req.preset.as_deref())?.unwrap_or_default(),
-        roles: parse_roles(&req.roles)?,
-        allowed_cidrs: parse_cidrs(&req.allowed_cidrs)?,
-        expiry,
-    };
+    let new = req.into_new_key(s.registry.next_key_id(), s.registry.secret_of(&token))?;
     let outcome = s.registry.execute(caller.actor(), caller.org.clone(), Command::CreateKey(new)).await?;
     let extras = Extras { secret: Some(token.expose()), warnings: Some(&outcome.warnings), dry_run: false };
     changed(&s, StatusCode::CREATED, &outcome, extras)
+}
+
+impl CreateKeyRequest {
+    /// The new key the request describes, with `secret` as its secret.
+    pub(super) fn into_new_key(self, id: KeyId, secret: NewSecret) -> Result<NewKey, ApiError> {
+        let expiry = match (&self.expires_at, self.expires_in_days) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::Validation("give expires_at or expires_in_days, not both".into()));
+            }
+            (Some(at), None) => Expiry::At(parse_time("expires_at", at)?),
+            (None, Some(days)) if days.is_finite() && days > 0.0 && days <= MAX_EXPIRES_IN_DAYS => {
+                Expiry::AfterSeconds((days * 86_400.0).round() as i64)
+            }
+            (None, Some(_)) => {
+                return Err(ApiError::Validation(format!(
+                    "expires_in_days must be a positive number of days, at most {MAX_EXPIRES_IN_DAYS}"
+                )));
+            }
+            (None, None) => Expiry::Never,
+        };
+        Ok(NewKey {
+            id,
+            secret,
+            scopes: scopes_asked(Some(&self.scopes), self.preset.as_deref())?.unwrap_or_default(),
+            roles: parse_roles(&self.roles)?,
+            allowed_cidrs: parse_cidrs(&self.allowed_cidrs)?,
+            name: self.name,
+            description: self.description,
+            owner: self.owner,
+            expiry,
+        })
+    }
 }
 
 /// Which statuses a listing shows.
@@ -254,12 +269,19 @@ pub async fn list(
         .map(|c| KeyId::parse(c).map_err(|_| ApiError::Validation("cursor is not one this API returned".into())))
         .transpose()?;
     let needle = q.q.as_deref().map(str::to_lowercase);
+    let created_by = q
+        .created_by
+        .as_deref()
+        .map(|a| Actor::parse(a).map_err(|e| ApiError::Validation(format!("created_by: {e}"))))
+        .transpose()?;
     let page = |table: &Table, now: Timestamp| -> Response {
         let mut keys = Vec::with_capacity(limit.min(64));
         let mut more = false;
         let matching = table.keys_of(&caller.org, cursor.as_ref()).filter(|k| {
             status.is_none_or(|st| k.status_at(now) == st)
                 && needle.as_deref().is_none_or(|n| k.name().to_lowercase().contains(n))
+                && q.owner.as_deref().is_none_or(|o| k.owner() == o)
+                && created_by.as_ref().is_none_or(|a| *k.created_by == *a)
         });
         for key in matching {
             if keys.len() == limit {
@@ -396,21 +418,6 @@ pub async fn delete(
     let confirm =
         q.confirm.ok_or_else(|| ApiError::Validation("confirm: pass ?confirm=<the key's name> to delete it".into()))?;
     one_key(&s, &caller, Command::Delete { id, confirm, reason: q.reason }).await
-}
-
-pub async fn bulk_revoke(
-    State(s): State<AppState>,
-    caller: Caller,
-    Body(req): Body<BulkRevokeRequest>,
-) -> Result<Response, ApiError> {
-    caller.require("keys:admin")?;
-    let ids = req.ids.iter().map(|id| parse_key_id(id)).collect::<Result<Vec<_>, _>>()?;
-    let command = Command::BulkRevoke { ids, reason: req.reason, delete: req.delete };
-    let outcome = s.registry.execute(caller.actor(), caller.org.clone(), command).await?;
-    let now = s.registry.now();
-    let p = s.registry.read();
-    let keys: Vec<KeyView> = outcome.keys.iter().map(|k| p.table.view(k, now)).collect();
-    Ok(json(StatusCode::OK, &KeyList { keys, next_cursor: None }))
 }
 
 pub async fn rotate(

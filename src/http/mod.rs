@@ -5,7 +5,9 @@
 //! become HTTP through `error` alone.
 
 mod audit;
+mod bulk;
 mod error;
+mod import;
 mod keys;
 pub mod listen;
 mod ops;
@@ -35,12 +37,12 @@ pub use error::ApiError;
 pub use verify::Node;
 
 use crate::access::AccessCounter;
-use crate::domain::command::Command;
-use crate::domain::id::{Actor, KeyId, OrgId, Seq};
+use crate::domain::command::{Acting, Command};
+use crate::domain::id::{Actor, KeyId, MAX_EMAIL, OrgId, Seq};
 use crate::domain::permission::Permissions;
 use crate::domain::table::Table;
 use crate::domain::time::Timestamp;
-use crate::domain::verifier::{self, Code, Question};
+use crate::domain::verifier::{self, Code, Presented, Question};
 use crate::metrics::Metrics;
 use crate::registry::{Outcome, Registry};
 
@@ -68,6 +70,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/keys/{id}/revoke"),
     ("POST", "/v1/keys/{id}/rotate"),
     ("POST", "/v1/keys/bulk-revoke"),
+    ("POST", "/v1/keys/offboard"),
+    ("POST", "/v1/keys/import"),
     ("GET", "/v1/keys/{id}/usage"),
     ("POST", "/v1/roles"),
     ("GET", "/v1/roles"),
@@ -119,7 +123,9 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/orgs/{id}", patch(org::operate_org))
         .route("/v1/org", get(org::get_org).patch(org::update_org))
         .route("/v1/keys", post(keys::create).get(keys::list))
-        .route("/v1/keys/bulk-revoke", post(keys::bulk_revoke))
+        .route("/v1/keys/bulk-revoke", post(bulk::bulk_revoke))
+        .route("/v1/keys/offboard", post(bulk::offboard))
+        .route("/v1/keys/import", post(import::import))
         .route("/v1/keys/{id}", get(keys::get).patch(keys::update).delete(keys::delete))
         .route("/v1/keys/{id}/disable", post(keys::disable))
         .route("/v1/keys/{id}/enable", post(keys::enable))
@@ -184,6 +190,27 @@ fn presented_token(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     Ok((!token.is_empty()).then_some(token))
 }
 
+/// The person named in `Keyreg-Actor`, when the key may name one: at most
+/// one header, `user:<email>`, from a key holding `actors:assert`.
+fn asserted_user(headers: &HeaderMap, permissions: Permissions) -> Result<Option<Actor>, ApiError> {
+    let mut all = headers.get_all(ACTOR_HEADER).iter();
+    let (Some(value), None) = (all.next(), all.next()) else {
+        return match headers.contains_key(ACTOR_HEADER) {
+            true => Err(ApiError::Validation("send one Keyreg-Actor header, not several".into())),
+            false => Ok(None),
+        };
+    };
+    if !permissions.contains("actors:assert") {
+        return Err(ApiError::Forbidden("naming a person in Keyreg-Actor needs a key with actors:assert".into()));
+    }
+    let user = value.to_str().ok().and_then(|v| Actor::parse(v.trim()).ok()).filter(|a| matches!(a, Actor::User(_)));
+    user.map(Some).ok_or_else(|| {
+        ApiError::Validation(format!(
+            "Keyreg-Actor must be user:<email>, an email of at most {MAX_EMAIL} characters, e.g. user:ada@example.com"
+        ))
+    })
+}
+
 fn peer_ip(parts: &Parts) -> Option<std::net::IpAddr> {
     parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
 }
@@ -194,11 +221,26 @@ pub struct Caller {
     pub org: OrgId,
     /// keyreg's own permissions the key holds, through its scopes or roles.
     permissions: Permissions,
+    /// The person the key acts for (`Keyreg-Actor: user:<email>`).
+    user: Option<Actor>,
 }
 
+/// The header naming the person a key acts for.
+pub const ACTOR_HEADER: &str = "keyreg-actor";
+
 impl Caller {
-    pub fn actor(&self) -> Actor {
-        Actor::Key(self.key_id)
+    /// Who the change is recorded as: the person, through this key, or the
+    /// key itself.
+    pub fn actor(&self) -> Acting {
+        match &self.user {
+            Some(user) => Acting { actor: user.clone(), via: Some(self.key_id) },
+            None => Actor::Key(self.key_id).into(),
+        }
+    }
+
+    /// The person the key acts for, if it named one.
+    pub fn user(&self) -> Option<&Actor> {
+        self.user.as_ref()
     }
 
     /// Refuses unless the caller holds the management permission `action`.
@@ -219,12 +261,11 @@ impl FromRequestParts<AppState> for Caller {
             ApiError::Unauthenticated("send a key in the Authorization header (raw or as Bearer)".into())
         })?;
         let registry = &state.registry;
-        let hash = verifier::hash_presented(registry.format(), registry.pepper(), token)
-            .map_err(|_| ApiError::Unauthenticated("the presented key is malformed".into()))?;
+        let presented = Presented::of(registry.format(), registry.pepper(), token);
         let question = Question { ip: peer_ip(parts), ..Question::default() };
         let now = registry.now();
         let p = registry.read();
-        let verdict = verifier::check(&p.table, &hash, &question, now);
+        let verdict = verifier::check(&p.table, &presented, &question, now);
         let refuse = |why: &str| Err(ApiError::Unauthenticated(format!("the presented key {why}")));
         match verdict.code {
             Code::Valid | Code::ForbiddenScope => {}
@@ -238,7 +279,9 @@ impl FromRequestParts<AppState> for Caller {
             }
         }
         let key = verdict.key.ok_or_else(|| ApiError::Internal("a found key has no record".into()))?;
-        Ok(Caller { key_id: key.id, org: key.org.clone(), permissions: p.table.permissions(key) })
+        let permissions = p.table.permissions(key);
+        let user = asserted_user(&parts.headers, permissions)?;
+        Ok(Caller { key_id: key.id, org: key.org.clone(), permissions, user })
     }
 }
 

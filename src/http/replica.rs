@@ -15,8 +15,8 @@ use super::verify::{Checked, Node, verify};
 use super::{ApiError, BODY_LIMIT, Digest, json, prometheus, track};
 use crate::domain::id::Seq;
 use crate::domain::time::Timestamp;
-use crate::domain::token::{Pepper, TokenFormat, TokenHash};
-use crate::domain::verifier::{Answer, Code};
+use crate::domain::token::{Pepper, TokenFormat};
+use crate::domain::verifier::{Answer, Presented};
 use crate::metrics::Metrics;
 use crate::replica::{Replica, Unavailable};
 
@@ -45,12 +45,12 @@ impl Node for Replica {
         Replica::wait_applied(self, seq, timeout).await
     }
 
-    fn answer(&self, checked: &Checked, hash: Result<TokenHash, Code>, now: Timestamp) -> Result<Answer, ApiError> {
+    fn answer(&self, checked: &Checked, hash: Presented, now: Timestamp) -> Result<Answer, ApiError> {
         let history = self.table().map_err(|u| match u {
             Unavailable::CatchingUp { .. } | Unavailable::Stale(_) => ApiError::Stale(u.to_string()),
             Unavailable::Halted(_) | Unavailable::WrongPepper => ApiError::Unavailable(u.to_string()),
         })?;
-        Ok(checked.answer(hash, history.state(), now))
+        Ok(checked.answer(&hash, history.state(), now))
     }
 
     fn counted(&self, answer: &Answer, now: Timestamp, ip: Option<IpAddr>) {

@@ -17,8 +17,8 @@ use crate::domain::id::Seq;
 use crate::domain::scope;
 use crate::domain::table::Table;
 use crate::domain::time::Timestamp;
-use crate::domain::token::{Pepper, TokenFormat, TokenHash};
-use crate::domain::verifier::{self, Answer, Code, Question, Verdict};
+use crate::domain::token::{Pepper, TokenFormat};
+use crate::domain::verifier::{self, Answer, Presented, Question};
 use crate::metrics::Metrics;
 
 #[derive(Deserialize)]
@@ -80,21 +80,17 @@ impl VerifyRequest {
 }
 
 impl Checked {
-    /// The keyed hash of the presented token, or `MALFORMED` without any
-    /// lookup. Done before the caller takes its table lock.
-    pub fn hash(&self, format: &TokenFormat, pepper: &Pepper) -> Result<TokenHash, Code> {
-        verifier::hash_presented(format, pepper, &self.token)
+    /// The presented token reduced to its hash, done before the caller
+    /// takes its table lock.
+    pub fn hash(&self, format: &TokenFormat, pepper: &Pepper) -> Presented {
+        Presented::of(format, pepper, &self.token)
     }
 
     /// The answer against `table` at `now`, for the presented key already
     /// reduced to its keyed hash (or refused as `MALFORMED`).
-    pub fn answer(&self, hash: Result<TokenHash, Code>, table: &Table, now: Timestamp) -> Answer {
+    pub fn answer(&self, presented: &Presented, table: &Table, now: Timestamp) -> Answer {
         let question = Question { action: self.action.as_deref(), resource: self.resource.as_deref(), ip: self.ip };
-        let verdict = match hash {
-            Err(code) => Verdict { code, key: None },
-            Ok(hash) => verifier::check(table, &hash, &question, now),
-        };
-        verdict.answer(table)
+        verifier::check(table, presented, &question, now).answer(table)
     }
 }
 
@@ -110,7 +106,7 @@ pub trait Node: Clone + Send + Sync + 'static {
     fn wait_applied(&self, seq: Seq, timeout: Duration) -> impl Future<Output = bool> + Send;
     /// Answers against the node's table, under its read lock; refuses when
     /// the node cannot vouch for its state.
-    fn answer(&self, checked: &Checked, hash: Result<TokenHash, Code>, now: Timestamp) -> Result<Answer, ApiError>;
+    fn answer(&self, checked: &Checked, hash: Presented, now: Timestamp) -> Result<Answer, ApiError>;
     /// Counts a verify that found a key as an access of it, and its code.
     fn counted(&self, answer: &Answer, now: Timestamp, ip: Option<IpAddr>);
 }
@@ -158,8 +154,8 @@ impl Node for AppState {
         self.registry.wait_applied(seq, timeout)
     }
 
-    fn answer(&self, checked: &Checked, hash: Result<TokenHash, Code>, now: Timestamp) -> Result<Answer, ApiError> {
-        Ok(checked.answer(hash, &self.registry.read().table, now))
+    fn answer(&self, checked: &Checked, hash: Presented, now: Timestamp) -> Result<Answer, ApiError> {
+        Ok(checked.answer(&hash, &self.registry.read().table, now))
     }
 
     fn counted(&self, answer: &Answer, now: Timestamp, ip: Option<IpAddr>) {

@@ -26,7 +26,7 @@ pub use history::{PROGRESS_EVERY, fold_log};
 
 use crate::domain::audit::AuditIndex;
 use crate::domain::chain::{ChainBreak, ChainReport};
-use crate::domain::command::{Command, Context, Decision, Expiry, NewKey, NewSecret, Refusal};
+use crate::domain::command::{Acting, Command, Context, Decision, Expiry, NewKey, NewSecret, Refusal};
 use crate::domain::decide::decide;
 use crate::domain::event::Event;
 use crate::domain::history::{Apply, History};
@@ -195,6 +195,19 @@ impl Registry {
         Ok((registry, token))
     }
 
+    /// `keyreg recover`: opens a stopped registry's data dir and adds a new
+    /// `_system` key with the scopes of the first, recorded as the work of
+    /// `system:recovery`. Returns the open registry and the key's secret.
+    pub fn recover(dir: &DataDir, config: Config) -> Result<(Registry, Token), OpenError> {
+        let registry = Registry::open(dir, config)?;
+        let token = registry.shared.format.generate();
+        let admin = registry.new_key(&token, "recovery", "a system key made by keyreg recover", &[]);
+        registry
+            .execute_blocking(Actor::system("recovery"), OrgId::system(), Command::Recover(admin))
+            .map_err(|e| OpenError::Init(e.to_string()))?;
+        Ok((registry, token))
+    }
+
     /// Opens an initialised data dir and folds its log into the
     /// projections, checking the chain on the way.
     pub fn open(dir: &DataDir, config: Config) -> Result<Registry, OpenError> {
@@ -341,20 +354,20 @@ impl Registry {
     }
 
     /// Decides and records `command`; returns once its events are durable.
-    pub async fn execute(&self, actor: Actor, org: OrgId, command: Command) -> Result<Outcome, ExecError> {
-        let rx = self.submit(actor, org, command)?;
+    pub async fn execute(&self, who: impl Into<Acting>, org: OrgId, command: Command) -> Result<Outcome, ExecError> {
+        let rx = self.submit(who.into(), org, command)?;
         rx.await.map_err(|_| ExecError::Unavailable("the writer stopped".into()))?
     }
 
     /// `execute` for callers outside an async runtime.
-    pub fn execute_blocking(&self, actor: Actor, org: OrgId, command: Command) -> Result<Outcome, ExecError> {
-        let rx = self.submit(actor, org, command)?;
+    pub fn execute_blocking(&self, who: impl Into<Acting>, org: OrgId, command: Command) -> Result<Outcome, ExecError> {
+        let rx = self.submit(who.into(), org, command)?;
         rx.blocking_recv().map_err(|_| ExecError::Unavailable("the writer stopped".into()))?
     }
 
     fn submit(
         &self,
-        actor: Actor,
+        who: Acting,
         org: OrgId,
         command: Command,
     ) -> Result<oneshot::Receiver<Result<Outcome, ExecError>>, ExecError> {
@@ -362,7 +375,7 @@ impl Registry {
             return Err(ExecError::Unavailable(why));
         }
         let (reply, rx) = oneshot::channel();
-        if !self.writer.submit(Job { actor, org, command, reply }) {
+        if !self.writer.submit(Job { who, org, command, reply }) {
             return Err(ExecError::Unavailable("the writer stopped".into()));
         }
         Ok(rx)
@@ -370,10 +383,10 @@ impl Registry {
 
     /// What `command` would do, decided against the live table and applied
     /// to a scratch copy: nothing is recorded. For `?dry_run=true`.
-    pub fn preview(&self, actor: Actor, org: OrgId, command: &Command) -> Result<Outcome, Refusal> {
+    pub fn preview(&self, who: impl Into<Acting>, org: OrgId, command: &Command) -> Result<Outcome, Refusal> {
         let p = self.read();
         let now = self.now().max(p.table.last_time().unwrap_or(Timestamp::from_micros(i64::MIN)));
-        let ctx = Context { actor, org, now };
+        let ctx = Context { who: who.into(), org, now };
         let decision = decide(&p.table, &ctx, command)?;
         let events = decision.events(&ctx, &mut IdGenerator::default());
         let touched: Vec<KeyId> =

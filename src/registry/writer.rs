@@ -18,17 +18,17 @@ use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 
 use super::{ExecError, Outcome, Shared};
-use crate::domain::command::{Command, Context, Refusal};
+use crate::domain::command::{Acting, Command, Context, Refusal};
 use crate::domain::decide::decide;
 use crate::domain::event::Event;
-use crate::domain::id::{Actor, IdGenerator, OrgId, Seq};
+use crate::domain::id::{IdGenerator, OrgId, Seq};
 use crate::store::log::{Log, LogError};
 
 /// Commands taken from the queue into one batch (one commit) at most.
 const MAX_BATCH: usize = 4096;
 
 pub(super) struct Job {
-    pub actor: Actor,
+    pub who: Acting,
     pub org: OrgId,
     pub command: Command,
     pub reply: oneshot::Sender<Result<Outcome, ExecError>>,
@@ -126,7 +126,7 @@ fn run(log: &mut Log, shared: &Shared, ids: &mut IdGenerator, job: &Job) -> Resu
     let before = log.head();
     // Event times never go backwards, so "as of T" is a prefix of the log.
     let now = before.time.map_or(shared.clock.now(), |t| shared.clock.now().max(t));
-    let ctx = Context { actor: job.actor.clone(), org: job.org.clone(), now };
+    let ctx = Context { who: job.who.clone(), org: job.org.clone(), now };
     let decision = decide(&shared.read().table, &ctx, &job.command).map_err(Failed::Refused)?;
     let mut events: Vec<(Seq, Event)> = Vec::with_capacity(decision.changes.len());
     for event in decision.events(&ctx, ids) {

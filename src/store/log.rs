@@ -263,6 +263,7 @@ mod tests {
             time,
             org: OrgId::parse("acme").unwrap(),
             actor: Actor::system("test"),
+            via: None,
             change: Change::OrgUpdated(OrgSettings {
                 name: format!("Acme {n}"),
                 max_keys: 5,

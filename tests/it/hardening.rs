@@ -199,6 +199,7 @@ fn an_older_data_dir_gets_its_fingerprint_on_first_start() {
             time: now,
             org: OrgId::system(),
             actor: Actor::system("init"),
+            via: None,
             change,
         };
         let settings = OrgSettings { name: "System".into(), max_keys: 1000, pepper_fingerprint: None };

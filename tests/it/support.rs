@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use keyreg::domain::command::{Command as Cmd, Expiry, KeyEdit, RoleEdit};
+use keyreg::domain::command::{Acting, Command as Cmd, Expiry, KeyEdit, NewSecret, RoleEdit};
 use keyreg::domain::event::{Catalog, CatalogAction, KeyAccessed};
 use keyreg::domain::id::{Actor, KeyId, OrgId, RoleName};
+use keyreg::domain::legacy;
 use keyreg::domain::scope::Scope;
 use keyreg::domain::time::{Clock, ManualClock, Timestamp};
 use keyreg::domain::token::{Token, TokenFormat};
@@ -65,6 +66,9 @@ pub fn acme() -> OrgId {
     OrgId::parse("acme").unwrap()
 }
 
+/// The secret of the legacy key `every_event_type` imports.
+pub const LEGACY_SECRET: &str = "sk_live_0123456789abcdefghij";
+
 /// Runs commands that between them append every event type, and returns
 /// the secrets of the keys it made.
 pub fn every_event_type(registry: &Registry, clock: &ManualClock) -> Vec<Token> {
@@ -76,7 +80,8 @@ pub fn every_event_type(registry: &Registry, clock: &ManualClock) -> Vec<Token> 
         key
     };
     let run = |org: OrgId, command: Cmd| registry.execute_blocking(admin(), org, command).expect("command");
-    let admin_key = new_key("acme admin", &["keys:admin", "keys:read", "audit:read"]);
+    let admin_key = new_key("acme admin", &["keys:admin", "keys:read", "audit:read", "actors:assert"]);
+    let admin_key_id = admin_key.id;
     run(acme(), Cmd::CreateOrg { id: acme(), name: "Acme".into(), max_keys: Some(50), admin: admin_key });
     run(acme(), Cmd::UpdateOrg { name: Some("Acme Inc".into()), max_keys: None });
     let mut ci = new_key("ci", &["billing:*", "read@workspaces/ws-1/**"]);
@@ -110,6 +115,15 @@ pub fn every_event_type(registry: &Registry, clock: &ManualClock) -> Vec<Token> 
     run(acme(), Cmd::CreateKey(doomed));
     run(acme(), Cmd::Revoke { id: doomed_id, expected: None, reason: Some("leaked in a log".into()) });
     run(acme(), Cmd::Delete { id: doomed_id, confirm: "doomed".into(), reason: None });
+    // A legacy key, imported by a person through the admin key.
+    let mut imported = new_key("legacy", &["read"]);
+    tokens.borrow_mut().pop();
+    imported.secret = NewSecret {
+        hash: legacy::hash_secret(registry.pepper(), LEGACY_SECRET),
+        display_prefix: legacy::display_prefix(LEGACY_SECRET),
+    };
+    let person = Acting { actor: Actor::parse("user:ann@example.com").unwrap(), via: Some(admin_key_id) };
+    registry.execute_blocking(person, acme(), Cmd::ImportKey(imported)).expect("import");
     let scopes = |list: &[&str]| -> Vec<Scope> { list.iter().map(|s| Scope::parse(s).unwrap()).collect() };
     let catalog = Catalog {
         actions: vec![CatalogAction { action: "billing:read".into(), description: "read invoices".into() }],

@@ -4,7 +4,7 @@
 //! exact actions), and that a key is granted something at all.
 
 use crate::domain::catalog;
-use crate::domain::command::{Context, Refusal};
+use crate::domain::command::{Acting, Context, Refusal};
 use crate::domain::id::{Actor, OrgId, RoleName};
 use crate::domain::permission::Permissions;
 use crate::domain::scope::Scope;
@@ -14,12 +14,14 @@ use crate::domain::validate::invalid;
 /// The most roles one key holds.
 pub const MAX_ROLES_PER_KEY: usize = 50;
 
-/// The management permissions the actor holds: every one for keyreg itself
-/// (`system:` actors: init, the sweeper), a key's own otherwise.
-fn held(table: &Table, actor: &Actor) -> Permissions {
-    match actor {
-        Actor::System(_) => Permissions::ALL,
-        Actor::Key(id) => table.key(id).map_or(Permissions::default(), |k| table.permissions(k)),
+/// The management permissions of whoever acts: every one for keyreg itself
+/// (`system:` actors: init, the sweeper, recovery); otherwise the acting
+/// key's, or for a person the key acting for them.
+fn held(table: &Table, who: &Acting) -> Permissions {
+    match (&who.actor, who.key()) {
+        (Actor::System(_), _) => Permissions::ALL,
+        (_, Some(id)) => table.key(&id).map_or(Permissions::default(), |k| table.permissions(k)),
+        (_, None) => Permissions::default(),
     }
 }
 
@@ -31,7 +33,7 @@ pub(super) fn check_grant(
     before: Permissions,
     after: Permissions,
 ) -> Result<(), Refusal> {
-    let missing = after.without(before).without(held(table, &ctx.actor));
+    let missing = after.without(before).without(held(table, &ctx.who));
     if missing.is_empty() { Ok(()) } else { Err(Refusal::Escalation { permissions: missing }) }
 }
 

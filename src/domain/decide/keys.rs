@@ -21,6 +21,24 @@ fn one(ctx: &Context, id: &KeyId, change: KeyChange) -> Result<Decision, Refusal
 }
 
 pub(super) fn create(table: &Table, ctx: &Context, new: &NewKey) -> Result<Decision, Refusal> {
+    new_key(table, ctx, new, KeyChange::Created)
+}
+
+/// A legacy secret names one key: the legacy index is looked up across orgs,
+/// and a secret still known from a rotation must not come back as another key.
+pub(super) fn import(table: &Table, ctx: &Context, new: &NewKey) -> Result<Decision, Refusal> {
+    if table.legacy_hash_known(&new.secret.hash) {
+        return Err(Refusal::Conflict("this secret was already imported; a legacy secret names one key only".into()));
+    }
+    new_key(table, ctx, new, KeyChange::Imported)
+}
+
+fn new_key(
+    table: &Table,
+    ctx: &Context,
+    new: &NewKey,
+    change: fn(KeyCreated) -> KeyChange,
+) -> Result<Decision, Refusal> {
     let org = table.org(&ctx.org).ok_or_else(|| not_found("organization", ctx.org.as_str()))?;
     let roles = roles(table, &ctx.org, &new.roles)?;
     let created = new_key_event(new, &roles, ctx.now)?;
@@ -35,7 +53,7 @@ pub(super) fn create(table: &Table, ctx: &Context, new: &NewKey) -> Result<Decis
     }
     let after = union(&created.scopes, &roles);
     let warnings = warnings(None, &after, &created.allowed_cidrs, created.expires_at, ctx.now);
-    let mut decision = one(ctx, &new.id, KeyChange::Created(created))?;
+    let mut decision = one(ctx, &new.id, change(created))?;
     decision.warnings = warnings;
     Ok(decision)
 }
@@ -164,6 +182,29 @@ pub(super) fn bulk_revoke(
         let change = if delete { KeyChange::Deleted(reason.clone()) } else { KeyChange::Revoked(reason.clone()) };
         changes.push(Change::Key(*id, change));
     }
+    Ok(Decision::of(&ctx.org, changes))
+}
+
+/// Every key of `owner` in the org that is not revoked yet (expired and
+/// disabled ones included), revoked in one decision: one batch, so every
+/// node sees them go together. An owner with no such keys is no error.
+pub(super) fn offboard(
+    table: &Table,
+    ctx: &Context,
+    owner: &str,
+    reason: &Option<String>,
+) -> Result<Decision, Refusal> {
+    if owner.trim().is_empty() {
+        return Err(invalid("owner", "name the owner whose keys to revoke"));
+    }
+    let owner = check_text("owner", owner, MAX_OWNER)?;
+    let reason = Reason { reason: check_reason(reason)? };
+    let mut keys: Vec<&Key> = table
+        .keys_of(&ctx.org, None)
+        .filter(|k| k.owner() == owner && !matches!(k.status, Status::Revoked | Status::Deleted))
+        .collect();
+    keys.reverse();
+    let changes = keys.iter().map(|k| Change::Key(k.id, KeyChange::Revoked(reason.clone()))).collect();
     Ok(Decision::of(&ctx.org, changes))
 }
 

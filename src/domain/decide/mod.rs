@@ -13,7 +13,7 @@ mod grant;
 mod keys;
 mod roles;
 
-use crate::domain::command::{Command, Context, Decision, Refusal};
+use crate::domain::command::{Acting, Command, Context, Decision, NewKey, Refusal};
 use crate::domain::event::{Change, KeyChange, OrgSettings};
 use crate::domain::id::{Actor, OrgId, Seq};
 use crate::domain::table::Table;
@@ -43,6 +43,18 @@ pub fn decide(table: &Table, ctx: &Context, command: &Command) -> Result<Decisio
                 OrgSettings { name: org.name.clone(), max_keys: org.max_keys, pepper_fingerprint: Some(*fingerprint) };
             Ok(Decision::of(&system, vec![Change::OrgUpdated(settings)]))
         }
+        Command::Recover(new) => {
+            let system = OrgId::system();
+            // Keys are listed newest first: the last is `keyreg init`'s.
+            let first = table.keys_of(&system, None).last().ok_or_else(|| {
+                Refusal::Conflict(
+                    "this log has no system key to recover from: run keyreg init on a new data dir".into(),
+                )
+            })?;
+            let admin = NewKey { scopes: first.scopes.to_vec(), ..new.clone() };
+            let created = keys::first_key(&admin, ctx.now)?;
+            Ok(Decision::of(&system, vec![Change::Key(admin.id, KeyChange::Created(created))]))
+        }
         Command::CreateOrg { id, name, max_keys, admin } => {
             // `_system` is made by `keyreg init`, as the log's first event.
             if !id.is_tenant() {
@@ -61,12 +73,14 @@ pub fn decide(table: &Table, ctx: &Context, command: &Command) -> Result<Decisio
         }
         Command::UpdateOrg { name, max_keys } => update_org(table, ctx, name, *max_keys),
         Command::CreateKey(new) => keys::create(table, ctx, new),
+        Command::ImportKey(new) => keys::import(table, ctx, new),
         Command::EditKey { id, expected, edit } => keys::edit(table, ctx, id, *expected, edit),
         Command::Disable { id, expected } => keys::disable(table, ctx, id, *expected),
         Command::Enable { id, expected } => keys::enable(table, ctx, id, *expected),
         Command::Revoke { id, expected, reason } => keys::revoke(table, ctx, id, *expected, reason),
         Command::Delete { id, confirm, reason } => keys::delete(table, ctx, id, confirm, reason),
         Command::BulkRevoke { ids, reason, delete } => keys::bulk_revoke(table, ctx, ids, reason, *delete),
+        Command::Offboard { owner, reason } => keys::offboard(table, ctx, owner, reason),
         Command::Rotate { id, expected, secret, grace_seconds } => {
             keys::rotate(table, ctx, id, *expected, secret, *grace_seconds)
         }
@@ -84,7 +98,7 @@ pub fn decide(table: &Table, ctx: &Context, command: &Command) -> Result<Decisio
 fn update_org(table: &Table, ctx: &Context, name: &Option<String>, max_keys: Option<u32>) -> Result<Decision, Refusal> {
     let org = table.org(&ctx.org).ok_or_else(|| not_found("organization", ctx.org.as_str()))?;
     let max_keys = check_max_keys(max_keys.unwrap_or(org.max_keys))?;
-    if max_keys != org.max_keys && !is_operator(table, &ctx.actor) {
+    if max_keys != org.max_keys && !is_operator(table, &ctx.who) {
         return Err(Refusal::Forbidden(
             "max_keys is the operator's: a _system key holding orgs:admin sets it (PATCH /v1/orgs/{id})".into(),
         ));
@@ -111,13 +125,15 @@ fn update_org(table: &Table, ctx: &Context, name: &Option<String>, max_keys: Opt
     Ok(decision)
 }
 
-/// keyreg itself, or a key of `_system` holding `orgs:admin`.
-fn is_operator(table: &Table, actor: &Actor) -> bool {
-    match actor {
-        Actor::System(_) => true,
-        Actor::Key(id) => {
-            table.key(id).is_some_and(|k| !k.org.is_tenant() && table.permissions(k).contains("orgs:admin"))
+/// keyreg itself, or a key of `_system` holding `orgs:admin` (acting
+/// itself or for a person).
+fn is_operator(table: &Table, who: &Acting) -> bool {
+    match (&who.actor, who.key()) {
+        (Actor::System(_), _) => true,
+        (_, Some(id)) => {
+            table.key(&id).is_some_and(|k| !k.org.is_tenant() && table.permissions(k).contains("orgs:admin"))
         }
+        (_, None) => false,
     }
 }
 

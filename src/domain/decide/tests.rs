@@ -63,7 +63,7 @@ impl World {
     }
 
     fn ctx(&self) -> Context {
-        Context { actor: self.actor.clone(), org: self.org.clone(), now: self.now }
+        Context { who: self.actor.clone().into(), org: self.org.clone(), now: self.now }
     }
 
     fn decide(&mut self, command: Command) -> Result<Decision, Refusal> {

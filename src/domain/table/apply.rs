@@ -3,7 +3,8 @@
 //! event that does not fit (a key that does not exist, say) changes nothing
 //! rather than failing.
 
-use super::key::{Key, Status, Text, Usage};
+use super::index::SlotIndex;
+use super::key::{Key, Legacy, Status, Text, Usage};
 use super::{Org, Table, id_hash, position_by_id};
 use crate::domain::event::{Change, Event, KeyChange, RoleChange};
 use crate::domain::history::Apply;
@@ -50,7 +51,7 @@ impl Table {
                     org.version = seq;
                 }
             }
-            Change::Key(id, KeyChange::Created(c)) => {
+            Change::Key(id, change @ (KeyChange::Created(c) | KeyChange::Imported(c))) => {
                 if self.slot_of(id).is_some() {
                     return;
                 }
@@ -69,6 +70,7 @@ impl Table {
                     hash: c.key_hash,
                     id: *id,
                     status: Status::Active,
+                    legacy: Legacy { current: matches!(change, KeyChange::Imported(_)), grace: false },
                     expires_at: c.expires_at,
                     org,
                     scopes: self.shared.scopes(&c.scopes),
@@ -97,11 +99,15 @@ impl Table {
         }
     }
 
+    fn hashes(&mut self, legacy: bool) -> &mut SlotIndex {
+        index_of(&mut self.by_hash, &mut self.by_legacy, legacy)
+    }
+
     /// Adds a new key to `keys` and every index.
     pub(super) fn insert_key(&mut self, key: Key) {
         let slot = self.keys.len() as u32;
         self.by_id.insert(id_hash(&key.id), slot);
-        self.by_hash.insert(key.hash.prefix(), slot);
+        self.hashes(key.legacy.current).insert(key.hash.prefix(), slot);
         let in_org = self.by_org.entry(key.org.clone()).or_default();
         // Ids increase with creation time, so this is nearly always a push,
         // decided by one comparison (a binary search would read a cold key
@@ -136,7 +142,7 @@ impl Table {
         let counted_before = key.status.counts_against_limit();
         let expiring_before = expiry_entry(key);
         match change {
-            KeyChange::Created(_) | KeyChange::Accessed(_) => {}
+            KeyChange::Created(_) | KeyChange::Imported(_) | KeyChange::Accessed(_) => {}
             KeyChange::RolesEdited(r) => key.roles = self.roles.slots(&key.org, &r.roles),
             KeyChange::Updated(u) => {
                 key.text = Text::new(&u.name, &u.description, &u.owner, key.display_prefix());
@@ -150,14 +156,20 @@ impl Table {
             KeyChange::Deleted(_) => key.status = Status::Deleted,
             KeyChange::Expired(_) => key.status = Status::Expired,
             KeyChange::Rotated(r) => {
+                // The new secret is keyreg's own; a legacy one, current or in
+                // grace, stays in the legacy index for as long as it works.
+                let was = key.legacy;
                 if let Some(old) = key.grace.take() {
-                    self.by_hash.remove(old.0.prefix(), slot);
+                    index_of(&mut self.by_hash, &mut self.by_legacy, was.grace).remove(old.0.prefix(), slot);
                 }
                 let previous = std::mem::replace(&mut key.hash, r.key_hash);
                 match r.previous_valid_until {
                     Some(until) => key.grace = Some(Box::new((previous, until))),
-                    None => self.by_hash.remove(previous.prefix(), slot),
+                    None => {
+                        index_of(&mut self.by_hash, &mut self.by_legacy, was.current).remove(previous.prefix(), slot)
+                    }
                 }
+                key.legacy = Legacy { current: false, grace: key.grace.is_some() && was.current };
                 key.text = Text::new(key.name(), key.description(), key.owner(), &r.display_prefix);
                 self.by_hash.insert(r.key_hash.prefix(), slot);
             }
@@ -180,6 +192,12 @@ impl Table {
             org.counted_keys = org.counted_keys.saturating_sub(1);
         }
     }
+}
+
+/// The index that holds a secret's hash: the legacy one for legacy secrets.
+/// Takes the two fields rather than the table so a key may stay borrowed.
+fn index_of<'a>(native: &'a mut SlotIndex, legacy: &'a mut SlotIndex, is_legacy: bool) -> &'a mut SlotIndex {
+    if is_legacy { legacy } else { native }
 }
 
 /// The key's place in the expiry index, if it has one.

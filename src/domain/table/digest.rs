@@ -1,6 +1,7 @@
 //! The state digest: a blake3 hash of the table's canonical form, equal on
 //! every node that applied the same log.
 
+use super::key::Legacy;
 use super::{Key, Org, Table};
 use crate::domain::id::OrgId;
 
@@ -72,7 +73,7 @@ fn digest_rows<'a>(mut h: blake3::Hasher, orgs: impl IntoIterator<Item = &'a Org
         h.update(b"\n");
     }
     for k in keys {
-        let line = serde_json::json!([
+        let mut line = serde_json::json!([
             k.id,
             k.org,
             k.name(),
@@ -91,6 +92,13 @@ fn digest_rows<'a>(mut h: blake3::Hasher, orgs: impl IntoIterator<Item = &'a Org
             k.grace(),
             k.usage()
         ]);
+        // Only legacy keys carry the flags, so digests of logs without
+        // imports stay what they were.
+        if k.legacy != Legacy::default()
+            && let Some(fields) = line.as_array_mut()
+        {
+            fields.extend([k.legacy.current.into(), k.legacy.grace.into()]);
+        }
         h.update(line.to_string().as_bytes());
         h.update(b"\n");
     }

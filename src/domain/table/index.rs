@@ -64,6 +64,10 @@ impl SlotIndex {
         }
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     pub fn insert(&mut self, hash: u64, slot: u32) {
         if (self.len + 1) * 4 > self.entries.len() * 3 {
             self.grow();

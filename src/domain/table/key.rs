@@ -90,6 +90,8 @@ pub struct Key {
     pub id: KeyId,
     /// The status as events set it; `status_at` adds expiry by the clock.
     pub status: Status,
+    /// Which of its hashes are of legacy secrets (in the legacy index).
+    pub(super) legacy: Legacy,
     pub expires_at: Option<Timestamp>,
     pub org: OrgId,
     /// The key's own scopes; `Table::effective_scopes` adds its roles'.
@@ -107,6 +109,15 @@ pub struct Key {
     pub updated_at: Timestamp,
     pub version: Seq,
     pub(super) usage: Option<Box<Usage>>,
+}
+
+/// Which of a key's secrets are legacy ones, imported rather than issued by
+/// keyreg: their hashes live in the table's legacy index.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Legacy {
+    pub(super) current: bool,
+    /// The previous secret, while a rotation's grace period lasts.
+    pub(super) grace: bool,
 }
 
 /// A key's name, description, owner and display prefix, in one allocation:
@@ -192,6 +203,12 @@ impl Key {
         }
     }
 
+    /// Whether its current secret is a legacy one (imported, not in
+    /// keyreg's format). Rotating gives it a keyreg secret.
+    pub fn is_legacy(&self) -> bool {
+        self.legacy.current
+    }
+
     /// How many roles the key holds (`Table::roles_of_key` names them).
     pub fn role_count(&self) -> usize {
         self.roles.len()
@@ -223,6 +240,7 @@ impl Table {
             allowed_cidrs: &key.allowed_cidrs,
             status: key.status_at(now),
             display_prefix: key.display_prefix(),
+            legacy: key.legacy.current,
             version: key.version,
         }
     }
@@ -247,6 +265,8 @@ pub struct KeyView<'a> {
     pub allowed_cidrs: &'a [Cidr],
     pub status: Status,
     pub display_prefix: &'a str,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub legacy: bool,
     pub version: Seq,
 }
 

@@ -62,6 +62,9 @@ pub struct Table {
     by_id: SlotIndex,
     /// Current and in-grace secret hashes to their key's slot: the verify lookup.
     by_hash: SlotIndex,
+    /// The same for legacy secrets (imported keys), apart so that a token
+    /// not in keyreg's format costs no lookup while no legacy key exists.
+    by_legacy: SlotIndex,
     /// Each org's keys' slots in key id order: listings and their cursors
     /// walk this.
     by_org: HashMap<OrgId, Vec<u32>>,
@@ -177,8 +180,34 @@ impl Table {
     /// The key a presented secret belongs to at `now`: its current secret, or
     /// its previous one while the rotation grace period lasts.
     pub fn key_by_hash(&self, hash: &TokenHash, now: Timestamp) -> Option<&Key> {
+        self.find_secret(&self.by_hash, hash, now)
+    }
+
+    /// The same for a legacy secret's hash (`legacy::hash_secret`).
+    pub fn key_by_legacy_hash(&self, hash: &TokenHash, now: Timestamp) -> Option<&Key> {
+        self.find_secret(&self.by_legacy, hash, now)
+    }
+
+    /// Whether any key has a legacy secret that may still work: if none
+    /// does, a token not in keyreg's format is malformed without a lookup.
+    pub fn has_legacy(&self) -> bool {
+        !self.by_legacy.is_empty()
+    }
+
+    /// Whether any key, of any org and in any state, has or had this legacy
+    /// secret hash (current or kept for a grace period, even a past one).
+    pub fn legacy_hash_known(&self, hash: &TokenHash) -> bool {
+        self.by_legacy
+            .get(hash.prefix(), |slot| {
+                let key = &self.keys[slot as usize];
+                key.hash == *hash || key.grace.as_ref().is_some_and(|g| g.0 == *hash)
+            })
+            .is_some()
+    }
+
+    fn find_secret(&self, index: &SlotIndex, hash: &TokenHash, now: Timestamp) -> Option<&Key> {
         let mut in_grace = false;
-        let slot = self.by_hash.get(hash.prefix(), |slot| {
+        let slot = index.get(hash.prefix(), |slot| {
             let key = &self.keys[slot as usize];
             in_grace = key.hash != *hash;
             !in_grace || key.grace.as_ref().is_some_and(|g| g.0 == *hash)
@@ -255,6 +284,7 @@ mod tests {
             time,
             org: org.clone(),
             actor: Actor::system("test"),
+            via: None,
             change,
         }
     }
