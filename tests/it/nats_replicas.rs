@@ -411,3 +411,53 @@ fn random_role_edits_reach_every_replica() {
     assert!(with_roles > 0, "the workload gave no key a role");
     assert_eq!(c.digest()["digest"], replica_digest(&replicas[0])["digest"]);
 }
+
+/// People on replicas: an imported legacy key verifies there, and keeps
+/// working through its rotation's grace beside its new keyreg secret; an
+/// offboarding reaches a replica as one batch, so no reader sees some of
+/// the owner's keys revoked and others not.
+#[test]
+fn legacy_keys_and_offboarding_reach_the_replicas() {
+    let c = Cluster::start(3_600_000);
+    let replica = c.replica("r1", 3_600_000);
+    let api = c.api();
+    let rapi = Api::new(&replica.url);
+    let legacy = "xoxb-17653672481-19874698323-pdFZKVeTuE8sk7oOcBrzbqgy";
+    assert_eq!(verify(&rapi, json!({"key": legacy})), "MALFORMED", "no legacy key yet: no lookup");
+
+    let imported = api
+        .post("/v1/keys/import")
+        .auth(&c.admin)
+        .json(json!({"name": "slack-era", "owner": "ann@example.com", "scopes": ["read"], "secret": legacy}))
+        .send();
+    let id = imported.ok(201)["key"]["id"].as_str().unwrap().to_owned();
+    let seq = imported.json["key"]["version"].as_u64().unwrap();
+    let answer = rapi.post("/v1/verify").json(json!({"key": legacy, "action": "read", "min_seq": seq})).send();
+    assert_eq!((answer.ok(200)["code"].as_str(), answer.json["key_id"].as_str()), (Some("VALID"), Some(id.as_str())));
+    assert_eq!(verify(&rapi, json!({"key": "xoxb-not-a-key-anyone-has"})), "NOT_FOUND");
+
+    let rotated =
+        api.req("POST", "/v1/keys/{id}/rotate", Some(&id)).auth(&c.admin).json(json!({"grace_seconds": 3600})).send();
+    let fresh = rotated.ok(200)["secret"].as_str().unwrap().to_owned();
+    let seq = rotated.json["key"]["version"].as_u64().unwrap();
+    for key in [&fresh, &legacy.to_owned()] {
+        assert_eq!(verify(&rapi, json!({"key": key, "min_seq": seq})), "VALID");
+    }
+
+    let owned: Vec<String> = (0..5)
+        .map(|i| {
+            new_key(&api, &c.admin, json!({"name": format!("k{i}"), "owner": "ann@example.com", "scopes": ["read"]})).1
+        })
+        .collect();
+    let offboarded = api.post("/v1/keys/offboard").auth(&c.admin).json(json!({"owner": "ann@example.com"})).send();
+    assert_eq!(offboarded.ok(200)["revoked"].as_array().unwrap().len(), 6);
+    let head = api.head();
+    // Between the batch's first event and its last, the replica answers nothing.
+    for key in owned.iter().chain([&fresh]) {
+        let answer = rapi.post("/v1/verify").json(json!({"key": key, "min_seq": head - 5})).send();
+        assert_eq!(answer.ok(200)["code"], "REVOKED", "a replica answered from the middle of the batch");
+        assert!(answer.json["seq"].as_u64().unwrap() >= head);
+    }
+    wait_applied(&replica, head);
+    assert_eq!(replica_digest(&replica), c.digest());
+}

@@ -8,7 +8,7 @@ use super::keys::warnings;
 use super::*;
 use crate::domain::cidr::Cidr;
 use crate::domain::command::{Expiry, KeyEdit, NewKey, NewSecret, RoleEdit};
-use crate::domain::event::{Change, KeyAccessed};
+use crate::domain::event::{Change, KeyAccessed, KeyChange};
 use crate::domain::id::{Actor, IdGenerator, KeyId, OrgId, RoleName};
 use crate::domain::scope::Scope;
 use crate::domain::table::Status;
@@ -575,4 +575,86 @@ fn max_keys_is_the_operators() {
     assert!(d.warnings[0].contains("more than max_keys 1"), "{:?}", d.warnings);
     let k = w.new_key("over");
     assert_eq!(w.refused(Command::CreateKey(k)), Refusal::KeyLimit { max_keys: 1 });
+}
+
+/// A key imported with a legacy secret's hash: found only through the
+/// legacy index, refused a second time anywhere, and moved to keyreg's
+/// index by a rotation.
+#[test]
+fn a_legacy_secret_names_one_key() {
+    let mut w = World::new();
+    let hash = crate::domain::legacy::hash_secret(&w.pepper, "sk_live_0123456789abcdef");
+    let mut imported = w.new_key("legacy");
+    imported.secret = NewSecret { hash, display_prefix: "sk_liv".into() };
+    let id = imported.id;
+    assert_eq!(w.ok(Command::ImportKey(imported)), ["key.imported"]);
+    assert!(w.table.has_legacy() && w.table.key(&id).unwrap().is_legacy());
+    assert_eq!(w.table.key_by_legacy_hash(&hash, w.now).map(|k| k.id), Some(id));
+    assert!(w.table.key_by_hash(&hash, w.now).is_none(), "a legacy hash is not in keyreg's index");
+
+    w.org = OrgId::parse("other").unwrap();
+    let mut again = w.new_key("again");
+    again.secret = NewSecret { hash, display_prefix: "sk_liv".into() };
+    w.org = OrgId::parse("acme").unwrap();
+    assert!(matches!(w.refused(Command::ImportKey(again)), Refusal::Conflict(_)));
+
+    let fresh = TokenFormat::default().generate();
+    let secret = NewSecret { hash: fresh.hash(&w.pepper), display_prefix: fresh.display_prefix() };
+    w.ok(Command::Rotate { id, expected: None, secret, grace_seconds: 0 });
+    assert!(!w.table.key(&id).unwrap().is_legacy());
+    assert!(w.table.key_by_legacy_hash(&hash, w.now).is_none(), "no grace: the legacy secret is gone at once");
+    assert_eq!(w.table.key_by_hash(&fresh.hash(&w.pepper), w.now).map(|k| k.id), Some(id));
+    assert!(!w.table.has_legacy(), "no legacy secret left: tokens not in keyreg's format need no lookup again");
+}
+
+#[test]
+fn offboarding_revokes_the_owners_live_keys_only() {
+    let mut w = World::new();
+    let mut own = |w: &mut World, name: &str, owner: &str| {
+        let mut k = w.new_key(name);
+        k.owner = owner.into();
+        let id = k.id;
+        w.ok(Command::CreateKey(k));
+        id
+    };
+    let a = own(&mut w, "a", "ann@acme.test");
+    let gone = own(&mut w, "b", "ann@acme.test");
+    w.ok(Command::Revoke { id: gone, expected: None, reason: None });
+    let other = w.key("c");
+    let d = w.decide(Command::Offboard { owner: "ann@acme.test".into(), reason: Some("left".into()) }).unwrap();
+    let revoked: Vec<KeyId> = d
+        .changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Key(id, KeyChange::Revoked(_)) => Some(*id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!((revoked, d.changes.len()), (vec![a], 1));
+    assert_eq!((w.status(&a), w.status(&other)), (Status::Revoked, Status::Active));
+    assert!(w.decide(Command::Offboard { owner: "ann@acme.test".into(), reason: None }).unwrap().changes.is_empty());
+    assert!(is_validation(&w.refused(Command::Offboard { owner: "  ".into(), reason: None }), "owner"));
+}
+
+#[test]
+fn recovery_copies_the_first_system_keys_scopes() {
+    let mut w = World::new();
+    let mut first = w.new_key("init");
+    first.scopes = scopes(&["orgs:create", "keys:admin"]);
+    w.table = Table::default();
+    let fingerprint = w.pepper.fingerprint();
+    w.ok(Command::Init { admin: first, pepper: fingerprint });
+    w.org = OrgId::system();
+    let mut recovered = w.new_key("recovery");
+    recovered.scopes = scopes(&["*"]);
+    let id = recovered.id;
+    w.actor = Actor::system("recovery");
+    assert_eq!(w.ok(Command::Recover(recovered)), ["key.created"]);
+    let key = w.table.key(&id).unwrap();
+    assert_eq!((&key.org, &key.scopes[..]), (&OrgId::system(), &scopes(&["orgs:create", "keys:admin"])[..]));
+    assert_eq!(*key.created_by, Actor::system("recovery"));
+    let mut empty = World::new();
+    empty.table = Table::default();
+    let lost = empty.new_key("x");
+    assert!(matches!(empty.refused(Command::Recover(lost)), Refusal::Conflict(_)));
 }
