@@ -1,15 +1,11 @@
-//! The HTTP client behind `keyreg keys`, `keyreg roles` and `keyreg
-//! catalog`: where the registry is, which key to present, one request and
-//! its problem+json turned into a message, and the escaping every printed
-//! value goes through.
-
-use std::fmt::Write as _;
+//! The HTTP client behind every remote command (`keyreg keys`, `roles`,
+//! `org`, …): where the registry is, which key to present and for whom,
+//! one request and its problem+json turned into a message. How answers
+//! look to people is `show.rs`.
 
 use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::{Value, json};
-
-use crate::domain::validate::is_unsafe_char;
 
 /// Where the registry is and which key to present.
 #[derive(Args)]
@@ -20,15 +16,29 @@ pub struct Remote {
     /// A key of your organization with the permission the command needs.
     #[arg(long, env = "KEYREG_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
+    /// Act for this person (an email): changes are recorded as theirs,
+    /// through your key, which needs actors:assert.
+    #[arg(long = "as", env = "KEYREG_ACTOR", value_name = "EMAIL", global = true)]
+    acting_for: Option<String>,
     /// Print the API's JSON answer instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
 }
 
+impl Remote {
+    /// The email of the person acting, from `--as`.
+    pub fn person(&self) -> Option<&str> {
+        self.acting_for.as_deref().map(|p| p.strip_prefix("user:").unwrap_or(p))
+    }
+}
+
 pub struct Client {
     agent: ureq::Agent,
     url: String,
-    token: String,
+    /// None for the one call that presents no key: verify.
+    token: Option<String>,
+    /// `Keyreg-Actor`, when acting for a person.
+    actor: Option<String>,
 }
 
 /// One request: method, path, query, an optional `If-Match` version, body.
@@ -72,13 +82,23 @@ impl Client {
             .clone()
             .filter(|t| !t.is_empty())
             .context("set KEYREG_TOKEN (or --token) to a key of your organization")?;
+        Ok(Client { token: Some(token), ..Client::public(remote) })
+    }
+
+    /// A client that presents no key.
+    pub fn public(remote: &Remote) -> Client {
         let agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        Ok(Client { agent, url: remote.url.clone(), token })
+        let actor = remote.person().map(|email| format!("user:{email}"));
+        Client { agent, url: remote.url.clone(), token: None, actor }
     }
 
     pub fn send(&self, call: Call<'_>) -> anyhow::Result<Value> {
         let url = format!("{}{}", self.url.trim_end_matches('/'), call.path);
-        let mut headers = vec![("Authorization".to_owned(), format!("Bearer {}", self.token))];
+        let mut headers: Vec<(String, String)> =
+            self.token.iter().map(|t| ("Authorization".to_owned(), format!("Bearer {t}"))).collect();
+        if let Some(actor) = &self.actor {
+            headers.push(("Keyreg-Actor".to_owned(), actor.clone()));
+        }
         if let Some(v) = call.if_match {
             headers.push(("If-Match".to_owned(), format!("\"{v}\"")));
         }
@@ -115,75 +135,9 @@ impl Client {
     }
 }
 
-/// Prints an answer: its JSON with `--json`, else as `render` shows it to
-/// people.
-pub fn print(remote: &Remote, answer: &Value, render: fn(&Value) -> String) -> anyhow::Result<()> {
-    if remote.json {
-        println!("{}", serde_json::to_string_pretty(answer)?);
-    } else {
-        print!("{}", render(answer));
-    }
-    Ok(())
-}
-
 /// Sets `field` of the body when a value is given.
 pub fn set(body: &mut Value, field: &str, value: Option<Value>) {
     if let Some(v) = value {
         body[field] = v;
     }
-}
-
-/// Rows under a header, each column as wide as its widest cell.
-pub fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
-    let header = header.map(String::from);
-    let widths: Vec<usize> =
-        (0..N).map(|i| rows.iter().chain([&header]).map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
-    let mut out = String::new();
-    for row in std::iter::once(&header).chain(rows) {
-        let line: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        let _ = writeln!(out, "{}", line.join("  ").trim_end());
-    }
-    out
-}
-
-/// `fields` of `object`, one per line, arrays space-separated.
-pub fn fields(object: &Value, fields: &[&str]) -> String {
-    let mut out = String::new();
-    for field in fields {
-        let _ = writeln!(out, "{field:<17}{}", words(&object[*field]));
-    }
-    out
-}
-
-/// A value for a cell or a field: an array's items space-separated.
-pub fn words(v: &Value) -> String {
-    match v {
-        Value::Array(items) => items.iter().map(text).collect::<Vec<_>>().join(" "),
-        v => text(v),
-    }
-}
-
-/// Warnings and the dry-run note that may follow an answer.
-pub fn notes(answer: &Value) -> String {
-    let mut out = String::new();
-    if answer["dry_run"] == true {
-        let _ = writeln!(out, "(dry run: nothing was changed)");
-    }
-    for w in answer["warnings"].as_array().into_iter().flatten() {
-        let _ = writeln!(out, "warning: {}", text(w));
-    }
-    out
-}
-
-/// A value as a person reads it. Control and formatting characters are
-/// shown escaped (`\u{1b}`), never sent to the terminal: text from the
-/// registry must not be able to move the cursor or clear the screen, even
-/// text stored before keyreg refused such characters.
-pub fn text(v: &Value) -> String {
-    let raw = match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
-    };
-    raw.chars().map(|c| if is_unsafe_char(c) { c.escape_unicode().to_string() } else { c.to_string() }).collect()
 }

@@ -7,7 +7,11 @@ use std::fmt::Write as _;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use super::client::{Call, Client, Remote, fields, notes, print, set, table, text, words};
+use anyhow::Context as _;
+
+use super::client::{Call, Client, Remote, set};
+use super::show::{fields, notes, print, relative, table, text, usage, words};
+use crate::domain::time::{Clock, SystemClock, Timestamp};
 
 #[derive(Args)]
 pub struct KeysArgs {
@@ -17,33 +21,61 @@ pub struct KeysArgs {
     command: KeysCmd,
 }
 
+/// What a new key is: the same for a created key and an imported one.
+#[derive(Args)]
+struct NewKeyArgs {
+    #[arg(long)]
+    name: String,
+    /// A scope such as billing:read or read@workspaces/ws-1/** (repeat for more).
+    #[arg(long = "scope")]
+    scopes: Vec<String>,
+    /// A role of the organization (repeat for more).
+    #[arg(long = "role")]
+    roles: Vec<String>,
+    /// A preset's scopes (full-access, read-only, restricted), with any --scope.
+    #[arg(long)]
+    preset: Option<String>,
+    #[arg(long)]
+    description: Option<String>,
+    /// Whose key it is, e.g. an email: `keys list --owner` and `keys offboard` find it by this.
+    #[arg(long)]
+    owner: Option<String>,
+    #[arg(long, conflicts_with = "expires_at")]
+    expires_in_days: Option<f64>,
+    /// RFC 3339 time.
+    #[arg(long)]
+    expires_at: Option<String>,
+    /// An allowed address range (repeat for more).
+    #[arg(long = "cidr")]
+    cidrs: Vec<String>,
+}
+
+impl NewKeyArgs {
+    fn body(self) -> Value {
+        let mut body =
+            json!({"name": self.name, "scopes": self.scopes, "roles": self.roles, "allowed_cidrs": self.cidrs});
+        set(&mut body, "preset", self.preset.map(Value::from));
+        set(&mut body, "description", self.description.map(Value::from));
+        set(&mut body, "owner", self.owner.map(Value::from));
+        set(&mut body, "expires_in_days", self.expires_in_days.map(Value::from));
+        set(&mut body, "expires_at", self.expires_at.map(Value::from));
+        body
+    }
+}
+
 #[derive(Subcommand)]
 enum KeysCmd {
     /// Create a key; its secret is printed once.
-    Create {
+    Create(NewKeyArgs),
+    /// Import a key that existed before keyreg, so its holder keeps working.
+    /// The secret is read from stdin (one line), never from the command
+    /// line; or give only its SHA-256 with --sha256.
+    Import {
+        #[command(flatten)]
+        key: NewKeyArgs,
+        /// The secret's SHA-256 (64 hex digits), when you do not hold the secret.
         #[arg(long)]
-        name: String,
-        /// A scope such as billing:read or read@workspaces/ws-1/** (repeat for more).
-        #[arg(long = "scope")]
-        scopes: Vec<String>,
-        /// A role of the organization (repeat for more).
-        #[arg(long = "role")]
-        roles: Vec<String>,
-        /// A preset's scopes (full-access, read-only, restricted), with any --scope.
-        #[arg(long)]
-        preset: Option<String>,
-        #[arg(long)]
-        description: Option<String>,
-        #[arg(long)]
-        owner: Option<String>,
-        #[arg(long, conflicts_with = "expires_at")]
-        expires_in_days: Option<f64>,
-        /// RFC 3339 time.
-        #[arg(long)]
-        expires_at: Option<String>,
-        /// An allowed address range (repeat for more).
-        #[arg(long = "cidr")]
-        cidrs: Vec<String>,
+        sha256: Option<String>,
     },
     /// List keys, newest first.
     List {
@@ -53,6 +85,15 @@ enum KeysCmd {
         /// Only names containing this (case-insensitive).
         #[arg(long)]
         q: Option<String>,
+        /// Only keys whose owner is exactly this.
+        #[arg(long)]
+        owner: Option<String>,
+        /// Only your keys: those whose owner is the person of --as.
+        #[arg(long, conflicts_with = "owner")]
+        mine: bool,
+        /// Only keys created by this actor: user:<email>, key:<id> or system:<what>.
+        #[arg(long)]
+        created_by: Option<String>,
         #[arg(long)]
         limit: Option<u32>,
         #[arg(long)]
@@ -126,26 +167,69 @@ enum KeysCmd {
         #[arg(long, default_value_t = 0)]
         grace_seconds: u64,
     },
+    /// Revoke up to 100 keys at once: all checked, then all revoked.
+    BulkRevoke {
+        #[arg(required = true)]
+        ids: Vec<String>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Revoke and hide up to 100 keys at once.
+    BulkDelete {
+        #[arg(required = true)]
+        ids: Vec<String>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Revoke every key of one owner (someone who left), in one step.
+    Offboard {
+        owner: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// A key's use: the total, when it was last used, and a chart per day.
+    Usage { id: String },
+    /// Ask the registry whether a key (read from stdin) may do an action;
+    /// exits 0 only when it may. Needs no KEYREG_TOKEN.
+    Verify {
+        /// e.g. billing:read
+        #[arg(long)]
+        action: Option<String>,
+        /// e.g. workspaces/ws-1/invoices
+        #[arg(long)]
+        resource: Option<String>,
+        /// The address the key is used from, for keys with allowed ranges.
+        #[arg(long)]
+        ip: Option<String>,
+    },
 }
 
-pub fn run(args: KeysArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.remote)?;
+pub fn run(args: KeysArgs) -> anyhow::Result<bool> {
     let call = match args.command {
-        KeysCmd::Create { name, scopes, roles, preset, description, owner, expires_in_days, expires_at, cidrs } => {
-            let mut body = json!({"name": name, "scopes": scopes, "roles": roles, "allowed_cidrs": cidrs});
-            set(&mut body, "preset", preset.map(Value::from));
-            set(&mut body, "description", description.map(Value::from));
-            set(&mut body, "owner", owner.map(Value::from));
-            set(&mut body, "expires_in_days", expires_in_days.map(Value::from));
-            set(&mut body, "expires_at", expires_at.map(Value::from));
-            Call::new("POST", "/v1/keys").body(body)
+        KeysCmd::Verify { action, resource, ip } => return verify(&args.remote, action, resource, ip),
+        KeysCmd::Create(key) => Call::new("POST", "/v1/keys").body(key.body()),
+        KeysCmd::Import { key, sha256 } => {
+            let mut body = key.body();
+            match sha256 {
+                Some(digest) => body["secret_sha256"] = digest.into(),
+                None => body["secret"] = read_secret()?.into(),
+            }
+            Call::new("POST", "/v1/keys/import").body(body)
         }
-        KeysCmd::List { status, q, limit, cursor, as_of } => Call::new("GET", "/v1/keys")
-            .query_opt("status", status)
-            .query_opt("q", q)
-            .query_opt("limit", limit.map(|l| l.to_string()))
-            .query_opt("cursor", cursor)
-            .query_opt("as_of", as_of),
+        KeysCmd::List { status, q, owner, mine, created_by, limit, cursor, as_of } => {
+            let owner = match mine {
+                true => Some(args.remote.person().context("--mine needs --as EMAIL (or KEYREG_ACTOR): whose keys?")?),
+                false => owner.as_deref(),
+            };
+            Call::new("GET", "/v1/keys")
+                .query_opt("status", status)
+                .query_opt("q", q)
+                .query_opt("owner", owner.map(str::to_owned))
+                .query_opt("created_by", created_by)
+                .query_opt("limit", limit.map(|l| l.to_string()))
+                .query_opt("cursor", cursor)
+                .query_opt("as_of", as_of)
+        }
         KeysCmd::Get { id, as_of } => Call::new("GET", format!("/v1/keys/{id}")).query_opt("as_of", as_of),
         KeysCmd::Update {
             id,
@@ -186,15 +270,54 @@ pub fn run(args: KeysArgs) -> anyhow::Result<()> {
         KeysCmd::Rotate { id, grace_seconds } => {
             Call::new("POST", format!("/v1/keys/{id}/rotate")).body(json!({"grace_seconds": grace_seconds}))
         }
+        KeysCmd::BulkRevoke { ids, reason } => {
+            Call::new("POST", "/v1/keys/bulk-revoke").body(json!({"ids": ids, "reason": reason}))
+        }
+        KeysCmd::BulkDelete { ids, reason } => {
+            Call::new("POST", "/v1/keys/bulk-revoke").body(json!({"ids": ids, "reason": reason, "delete": true}))
+        }
+        KeysCmd::Offboard { owner, reason } => {
+            Call::new("POST", "/v1/keys/offboard").body(json!({"owner": owner, "reason": reason}))
+        }
+        KeysCmd::Usage { id } => Call::new("GET", format!("/v1/keys/{id}/usage")),
     };
-    print(&args.remote, &client.send(call)?, render)
+    let answer = Client::new(&args.remote)?.send(call)?;
+    let now = SystemClock.now();
+    print(&args.remote, &answer, |answer| render(answer, now))?;
+    Ok(true)
+}
+
+/// `keys verify`: whether the key may, as the registry answers; presents no key of its own.
+fn verify(
+    remote: &Remote,
+    action: Option<String>,
+    resource: Option<String>,
+    ip: Option<String>,
+) -> anyhow::Result<bool> {
+    let body = json!({"key": read_secret()?, "action": action, "resource": resource, "ip": ip});
+    let answer = Client::public(remote).send(Call::new("POST", "/v1/verify").body(body))?;
+    print(remote, &answer, |a| fields(a, &["code", "key_id", "org", "scopes", "roles", "seq"]))?;
+    Ok(answer["valid"] == true)
+}
+
+/// A secret from stdin, never from the command line (where shell history
+/// and `ps` would keep it): one line, without its line ending.
+fn read_secret() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).context("cannot read the secret from stdin")?;
+    let secret = line.trim_end_matches(['\n', '\r']);
+    anyhow::ensure!(
+        !secret.is_empty(),
+        "give the secret on stdin (e.g. from a file or a password manager), or --sha256"
+    );
+    Ok(secret.to_owned())
 }
 
 /// People's view of an answer: a table for lists, fields for one key, the
-/// secret on its own marked line, then warnings.
-fn render(answer: &Value) -> String {
+/// secret on its own marked line, then warnings; times beside `now`.
+fn render(answer: &Value, now: Timestamp) -> String {
     if let Some(keys) = answer["keys"].as_array() {
-        let rows: Vec<[String; 7]> = keys
+        let rows: Vec<[String; 10]> = keys
             .iter()
             .map(|k| {
                 [
@@ -204,15 +327,30 @@ fn render(answer: &Value) -> String {
                     text(&k["display_prefix"]),
                     words(&k["scopes"]),
                     words(&k["roles"]),
-                    text(&k["expires_at"]),
+                    text(&k["created_by"]),
+                    relative(&k["created_at"], now),
+                    relative(&k["last_used_at"], now),
+                    relative(&k["expires_at"], now),
                 ]
             })
             .collect();
-        let mut out = table(["ID", "NAME", "STATUS", "PREFIX", "SCOPES", "ROLES", "EXPIRES"], &rows);
+        let header =
+            ["ID", "NAME", "STATUS", "PREFIX", "SCOPES", "ROLES", "CREATED BY", "CREATED", "LAST USED", "EXPIRES"];
+        let mut out = table(header, &rows);
         if let Some(next) = answer["next_cursor"].as_str() {
             let _ = writeln!(out, "(more: --cursor {next})");
         }
         return out;
+    }
+    if let Some(revoked) = answer["revoked"].as_array() {
+        let mut out = format!("revoked {} keys of {}\n", revoked.len(), text(&answer["owner"]));
+        for id in revoked {
+            let _ = writeln!(out, "  {}", text(id));
+        }
+        return out;
+    }
+    if answer.get("per_day").is_some() {
+        return usage(answer, now);
     }
     let mut out = fields(
         &answer["key"],
@@ -235,6 +373,9 @@ fn render(answer: &Value) -> String {
             "version",
         ],
     );
+    if answer["key"]["legacy"] == true {
+        let _ = writeln!(out, "{:<17}yes: its secret was imported; rotate it to give it a keyreg secret", "legacy");
+    }
     if let Some(secret) = answer["secret"].as_str() {
         let _ = writeln!(out, "\nSECRET (shown once, never again; store it now): {secret}");
     }
@@ -251,12 +392,15 @@ mod tests {
     #[test]
     fn control_characters_are_shown_escaped() {
         let answer = json!({"key": {"name": "clear\u{1b}[2J", "description": "bell\u{7}", "owner": "\u{202e}gnp.exe"}});
-        let shown = render(&answer);
+        let shown = render(&answer, Timestamp::from_micros(0));
         assert!(shown.lines().all(|l| !l.chars().any(is_unsafe_char)), "{shown:?}");
         assert!(
             shown.contains(r"clear\u{1b}[2J") && shown.contains(r"bell\u{7}") && shown.contains(r"\u{202e}gnp.exe")
         );
-        let list = render(&json!({"keys": [{"id": "key_1", "name": "a\u{0}b"}], "next_cursor": null}));
+        let list = render(
+            &json!({"keys": [{"id": "key_1", "name": "a\u{0}b"}], "next_cursor": null}),
+            Timestamp::from_micros(0),
+        );
         assert!(list.contains(r"a\u{0}b"), "{list}");
     }
 }

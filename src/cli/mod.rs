@@ -3,10 +3,13 @@
 //! here; `anyhow` lives at this edge only. `history` holds replay, audit
 //! verify and export; `keys` the HTTP client behind `keyreg keys`.
 
+mod audit;
 mod client;
 mod history;
 pub mod keys;
+mod org;
 mod roles;
+mod show;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -120,6 +123,12 @@ enum Cmd {
     Catalog(roles::CatalogArgs),
     /// List the built-in presets of scopes.
     Presets(roles::PresetsArgs),
+    /// Show or rename your organization.
+    Org(org::OrgArgs),
+    /// Create organizations and set their quotas (operators: a system key).
+    Orgs(org::OrgsArgs),
+    /// Your organization's use: verifies per day, as a chart.
+    Usage(org::UsageArgs),
     /// Manage the NATS event stream.
     Stream {
         #[command(subcommand)]
@@ -186,6 +195,8 @@ enum AuditCmd {
         #[arg(long)]
         json: bool,
     },
+    /// The organization's events through the registry's API, newest first.
+    Log(audit::LogArgs),
     /// Write the stored events, one per line, byte for byte.
     Export {
         #[arg(long, env = "KEYREG_DATA")]
@@ -268,10 +279,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             serve(&data, config(&cli.token_prefix)?, &listen, options)
         }
-        Cmd::Keys(args) => keys::run(args).map(|_| ExitCode::SUCCESS),
+        Cmd::Keys(args) => keys::run(args).map(|ok| if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }),
         Cmd::Roles(args) => roles::roles(args).map(|_| ExitCode::SUCCESS),
         Cmd::Catalog(args) => roles::catalog(args).map(|_| ExitCode::SUCCESS),
         Cmd::Presets(args) => roles::presets(args).map(|_| ExitCode::SUCCESS),
+        Cmd::Org(args) => org::org(args).map(|_| ExitCode::SUCCESS),
+        Cmd::Orgs(args) => org::orgs(args).map(|_| ExitCode::SUCCESS),
+        Cmd::Usage(args) => org::org_usage(args).map(|_| ExitCode::SUCCESS),
         Cmd::Replay { source, at, org } => {
             let at = parse_time("--at", &at)?;
             let org = org.as_deref().map(OrgId::parse).transpose()?;
@@ -306,6 +320,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Audit { command: AuditCmd::Log(args) } => audit::log(args).map(|_| ExitCode::SUCCESS),
         Cmd::Audit { command: AuditCmd::Export { data, since, until } } => {
             let since = since.map(|s| parse_time("--since", &s)).transpose()?;
             let until = until.map(|s| parse_time("--until", &s)).transpose()?;

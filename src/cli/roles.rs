@@ -9,7 +9,8 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use super::client::{Call, Client, Remote, fields, notes, print, set, table, text, words};
+use super::client::{Call, Client, Remote, set};
+use super::show::{fields, notes, print, table, text, words};
 
 #[derive(Args)]
 pub struct RolesArgs {

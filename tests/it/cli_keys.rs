@@ -1,4 +1,5 @@
-//! `keyreg keys`, `roles`, `catalog` and `presets` against a real server:
+//! The remote commands (`keys`, `roles`, `catalog`, `presets`, `org`,
+//! `orgs`, `usage`, `audit log`) against a real server:
 //! each subcommand, tables and JSON, and errors that exit non-zero with the
 //! API's explanation.
 
@@ -155,4 +156,133 @@ fn roles_catalog_and_presets_from_the_command_line() {
     let escalation = cli(&server, &admin, "keys", &["create", "--name", "x", "--scope", "orgs:create"]);
     assert!(stderr(&escalation).contains("ESCALATION"), "{}", stderr(&escalation));
     server.stop();
+}
+
+/// `cli` with `input` on stdin.
+fn cli_with_stdin(server: &Server, token: &str, args: &[&str], input: &str) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new(keyreg_bin())
+        .args(args)
+        .env("KEYREG_URL", &server.url)
+        .env("KEYREG_TOKEN", token)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn succeeded(out: Output) -> String {
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+}
+
+/// The people commands and the rest of the API from the command line: the
+/// operator's `orgs`, `org`, acting for a person with `--as`, whose keys,
+/// import, verify, usage charts, bulk revoke and delete, offboarding, and
+/// the audit log naming the person.
+#[test]
+fn people_and_every_other_capability_from_the_command_line() {
+    let dir = tempdir();
+    let (server, system) = Server::init_and_start(dir.path(), &["--access-flush-ms", "50"]);
+    let made = succeeded(cli(&server, &system, "orgs", &["create", "acme", "--name", "Acme", "--max-keys", "20"]));
+    assert!(made.contains("Acme") && made.contains("admin key"), "{made}");
+    let admin = made.lines().find_map(|l| l.strip_prefix("SECRET (shown once, never again; store it now): ")).unwrap();
+    let quota = cli_json(&server, &system, "orgs", &["update", "acme", "--max-keys", "30"]);
+    assert_eq!(quota["org"]["max_keys"], 30);
+    let refused = cli(&server, admin, "orgs", &["update", "acme", "--max-keys", "99"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stderr(&refused).contains("FORBIDDEN"), "{}", stderr(&refused));
+    assert_eq!(cli_json(&server, admin, "org", &["update", "--name", "Acme Inc"])["org"]["name"], "Acme Inc");
+    let org = succeeded(cli(&server, admin, "org", &["get"]));
+    assert!(org.contains("Acme Inc") && org.contains("1 active"), "{org}");
+
+    let as_ann = ["--as", "ann@example.com"];
+    let laptop = keys_json(
+        &server,
+        admin,
+        &[&as_ann[..], &["create", "--name", "laptop", "--owner", "ann@example.com", "--scope", "read"]].concat(),
+    );
+    assert_eq!(laptop["key"]["created_by"], "user:ann@example.com");
+    let laptop_id = laptop["key"]["id"].as_str().unwrap().to_owned();
+    let laptop_secret = laptop["secret"].as_str().unwrap().to_owned();
+    let mine = succeeded(keys(&server, admin, &[&as_ann[..], &["list", "--mine"]].concat()));
+    let header = mine.lines().next().unwrap();
+    for column in ["CREATED BY", "CREATED", "LAST USED", "EXPIRES"] {
+        assert!(header.contains(column), "{header}");
+    }
+    let row = mine.lines().nth(1).unwrap();
+    assert!(row.contains("laptop") && row.contains("user:ann@example.com") && row.contains("just now"), "{mine}");
+    assert!(row.contains("never"), "never used, never expires: {row}");
+    assert_eq!(mine.lines().count(), 2, "{mine}");
+    let whose = keys(&server, admin, &["list", "--mine"]);
+    assert!(!whose.status.success() && stderr(&whose).contains("--as"), "{}", stderr(&whose));
+    let by_ann = keys_json(&server, admin, &["list", "--created-by", "user:ann@example.com"]);
+    assert_eq!(by_ann["keys"].as_array().unwrap().len(), 1);
+
+    // Import from stdin (the secret never on the command line) or by digest.
+    let legacy = "sk_live_51H8cliExampleSecret00";
+    let imported = succeeded(cli_with_stdin(
+        &server,
+        admin,
+        &["keys", "import", "--name", "old", "--owner", "ann@example.com", "--scope", "read"],
+        &format!("{legacy}\n"),
+    ));
+    assert!(imported.lines().any(|l| l.starts_with("legacy ") && l.contains("yes")), "{imported}");
+    assert!(!imported.contains(legacy));
+    let digest: String =
+        keyreg::domain::legacy::sha256("another-legacy-secret").iter().map(|b| format!("{b:02x}")).collect();
+    let by_digest = keys_json(&server, admin, &["import", "--name", "older", "--scope", "read", "--sha256", &digest]);
+    assert_eq!(by_digest["key"]["display_prefix"], "legacy");
+    let empty = cli_with_stdin(&server, admin, &["keys", "import", "--name", "x", "--scope", "read"], "");
+    assert!(!empty.status.success() && stderr(&empty).contains("stdin"), "{}", stderr(&empty));
+
+    // Verify reads the key from stdin, presents none, and exits 1 unless valid.
+    let valid = cli_with_stdin(&server, "", &["keys", "verify", "--action", "read"], legacy);
+    assert!(valid.status.success() && stdout(&valid).contains("VALID"), "{}", stderr(&valid));
+    let unknown = cli_with_stdin(&server, "", &["keys", "verify"], "sk_live_51H8cliNobodyHasThis0");
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(stdout(&unknown).contains("NOT_FOUND"), "{}", stdout(&unknown));
+
+    // Use per day, as a chart, for the key and the org (the day read on
+    // both sides of the verifies, in case they straddle midnight).
+    let day = || keyreg::domain::time::Clock::now(&keyreg::domain::time::SystemClock).to_string()[..10].to_owned();
+    let first_day = day();
+    for _ in 0..3 {
+        cli_with_stdin(&server, "", &["keys", "verify"], &laptop_secret);
+    }
+    let used = || keys_json(&server, admin, &["usage", &laptop_id])["total"].as_u64() == Some(3);
+    assert!(eventually(std::time::Duration::from_secs(10), used), "the verifies were not counted");
+    let days = [first_day, day()];
+    let chart = succeeded(keys(&server, admin, &["usage", &laptop_id]));
+    assert!(chart.starts_with("total 3, last used just now"), "{chart}");
+    let bar = |l: &str| days.iter().any(|d| l.starts_with(d.as_str())) && l.contains('█');
+    assert!(chart.lines().any(|l| bar(l) && l.contains(" 3  ")), "{chart}");
+    let org_chart = succeeded(cli(&server, admin, "usage", &[]));
+    assert!(org_chart.starts_with("total 4,") && org_chart.lines().any(bar), "{org_chart}");
+
+    // Many at once: bulk revoke, bulk delete, offboarding.
+    let ids: Vec<String> = (0..3)
+        .map(|i| {
+            let name = format!("batch{i}");
+            keys_json(&server, admin, &["create", "--name", &name, "--scope", "read"])["key"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let revoked = succeeded(keys(&server, admin, &["bulk-revoke", &ids[0], &ids[1], "--reason", "cleanup"]));
+    assert_eq!(revoked.matches("revoked").count(), 2, "{revoked}");
+    let deleted = keys_json(&server, admin, &["bulk-delete", &ids[2]]);
+    assert_eq!(deleted["keys"][0]["status"], "deleted");
+    let offboarded = succeeded(keys(&server, admin, &["offboard", "ann@example.com", "--reason", "left"]));
+    assert!(offboarded.starts_with("revoked 2 keys of ann@example.com"), "{offboarded}");
+    assert!(offboarded.contains(&laptop_id), "{offboarded}");
+
+    let log = succeeded(cli(&server, admin, "audit", &["log", "--actor", "user:ann@example.com"]));
+    assert!(log.starts_with("SEQ ") && log.contains("key.created") && log.contains("(via key:"), "{log}");
+    let revokes = cli_json(&server, admin, "audit", &["log", "--type", "key.revoked", "--oldest-first"]);
+    assert_eq!(revokes["events"].as_array().unwrap().len(), 4);
 }

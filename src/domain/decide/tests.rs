@@ -610,7 +610,7 @@ fn a_legacy_secret_names_one_key() {
 #[test]
 fn offboarding_revokes_the_owners_live_keys_only() {
     let mut w = World::new();
-    let mut own = |w: &mut World, name: &str, owner: &str| {
+    let own = |w: &mut World, name: &str, owner: &str| {
         let mut k = w.new_key(name);
         k.owner = owner.into();
         let id = k.id;

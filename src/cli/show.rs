@@ -1,0 +1,160 @@
+//! How answers look to people: tables, fields, relative times, a bar chart
+//! of use per day, and the escaping every printed value goes through.
+//! `--json` bypasses all of it.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use super::client::Remote;
+use crate::domain::time::Timestamp;
+use crate::domain::validate::is_unsafe_char;
+
+/// Prints an answer: its JSON with `--json`, else as `render` shows it to
+/// people.
+pub fn print(remote: &Remote, answer: &Value, render: impl Fn(&Value) -> String) -> anyhow::Result<()> {
+    if remote.json {
+        println!("{}", serde_json::to_string_pretty(answer)?);
+    } else {
+        print!("{}", render(answer));
+    }
+    Ok(())
+}
+
+/// Rows under a header, each column as wide as its widest cell.
+pub fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+    let header = header.map(String::from);
+    let widths: Vec<usize> =
+        (0..N).map(|i| rows.iter().chain([&header]).map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(rows) {
+        let line: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+    out
+}
+
+/// `fields` of `object`, one per line, arrays space-separated.
+pub fn fields(object: &Value, fields: &[&str]) -> String {
+    let mut out = String::new();
+    for field in fields {
+        let _ = writeln!(out, "{field:<17}{}", words(&object[*field]));
+    }
+    out
+}
+
+/// A value for a cell or a field: an array's items space-separated.
+pub fn words(v: &Value) -> String {
+    match v {
+        Value::Array(items) => items.iter().map(text).collect::<Vec<_>>().join(" "),
+        v => text(v),
+    }
+}
+
+/// Warnings and the dry-run note that may follow an answer.
+pub fn notes(answer: &Value) -> String {
+    let mut out = String::new();
+    if answer["dry_run"] == true {
+        let _ = writeln!(out, "(dry run: nothing was changed)");
+    }
+    for w in answer["warnings"].as_array().into_iter().flatten() {
+        let _ = writeln!(out, "warning: {}", text(w));
+    }
+    out
+}
+
+/// A value as a person reads it. Control and formatting characters are
+/// shown escaped (`\u{1b}`), never sent to the terminal: text from the
+/// registry must not be able to move the cursor or clear the screen, even
+/// text stored before keyreg refused such characters.
+pub fn text(v: &Value) -> String {
+    let raw = match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    };
+    raw.chars().map(|c| if is_unsafe_char(c) { c.escape_unicode().to_string() } else { c.to_string() }).collect()
+}
+
+/// A time as a person reads it beside `now`: "3 days ago", "in 2 hours",
+/// "never" for none.
+pub fn relative(v: &Value, now: Timestamp) -> String {
+    let Some(t) = v.as_str().and_then(|s| Timestamp::parse(s).ok()) else {
+        return if v.is_null() { "never".into() } else { text(v) };
+    };
+    let seconds = (now.micros() - t.micros()) / 1_000_000;
+    let n = seconds.unsigned_abs();
+    if n < 60 {
+        return "just now".into();
+    }
+    let (count, unit) =
+        [(86_400 * 365, "year"), (86_400 * 30, "month"), (86_400, "day"), (3_600, "hour"), (60, "minute")]
+            .into_iter()
+            .find(|(size, _)| n >= *size)
+            // Rounded: a key made to expire in 30 days says so, not "29".
+            .map(|(size, unit)| ((n + size / 2) / size, unit))
+            .unwrap_or((n / 60, "minute"));
+    let plural = if count == 1 { "" } else { "s" };
+    if seconds >= 0 { format!("{count} {unit}{plural} ago") } else { format!("in {count} {unit}{plural}") }
+}
+
+/// How many days of use the chart shows; `--json` has them all.
+const CHART_DAYS: usize = 30;
+/// The longest bar, in characters.
+const CHART_WIDTH: u64 = 40;
+
+/// A usage answer (`total`, `last_used_at`, `per_day`) as a few lines and
+/// one bar per day, each in eighths of a character.
+pub fn usage(answer: &Value, now: Timestamp) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "total {}, last used {}", text(&answer["total"]), relative(&answer["last_used_at"], now));
+    let days = answer["per_day"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let shown = &days[days.len().saturating_sub(CHART_DAYS)..];
+    if shown.len() < days.len() {
+        let _ = writeln!(out, "(the last {CHART_DAYS} of {} days with use; --json for all)", days.len());
+    }
+    let count = |d: &Value| d["count"].as_u64().unwrap_or(0);
+    let max = shown.iter().map(count).max().unwrap_or(0).max(1);
+    let digits = shown.iter().map(|d| count(d).to_string().len()).max().unwrap_or(1);
+    for day in shown {
+        let eighths = count(day).saturating_mul(CHART_WIDTH * 8).div_ceil(max);
+        let mut bar = "█".repeat((eighths / 8) as usize);
+        bar.extend(['▏', '▎', '▍', '▌', '▋', '▊', '▉'].get((eighths % 8) as usize).filter(|_| eighths % 8 > 0));
+        let _ = writeln!(out, "{}  {:>digits$}  {bar}", text(&day["date"]), count(day));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn times_read_as_people_say_them() {
+        let now = Timestamp::parse("2026-11-23T12:00:00Z").unwrap();
+        let at = |s: &str| relative(&json!(s), now);
+        assert_eq!(at("2026-11-23T11:59:30Z"), "just now");
+        assert_eq!(at("2026-11-23T11:58:00Z"), "2 minutes ago");
+        assert_eq!(at("2026-11-23T11:00:00Z"), "1 hour ago");
+        assert_eq!(at("2026-11-20T11:00:00Z"), "3 days ago");
+        assert_eq!(at("2026-12-23T12:00:00Z"), "in 1 month");
+        assert_eq!(at("2024-11-01T12:00:00Z"), "2 years ago");
+        assert_eq!(relative(&Value::Null, now), "never");
+    }
+
+    #[test]
+    fn the_chart_scales_to_the_busiest_day() {
+        let now = Timestamp::parse("2026-11-23T12:00:00Z").unwrap();
+        let answer = json!({"total": 110, "last_used_at": "2026-11-22T12:00:00Z", "per_day": [
+            {"date": "2026-11-21", "count": 100}, {"date": "2026-11-22", "count": 10}]});
+        let shown = usage(&answer, now);
+        let lines: Vec<&str> = shown.lines().collect();
+        assert_eq!(lines[0], "total 110, last used 1 day ago");
+        assert_eq!(lines[1], format!("2026-11-21  100  {}", "█".repeat(40)));
+        assert_eq!(lines[2], "2026-11-22   10  ████");
+        let many: Vec<Value> = (0..40).map(|d| json!({"date": format!("d{d}"), "count": d + 1})).collect();
+        let long = usage(&json!({"total": 1, "last_used_at": null, "per_day": many}), now);
+        assert!(long.contains("the last 30 of 40 days") && !long.contains("d9 ") && long.contains("d39"), "{long}");
+    }
+}
