@@ -49,6 +49,14 @@ fn no_token_appears_in_the_data_dir_or_the_output() {
     files(&data, &mut all);
     assert!(all.len() >= 3);
     assert_eq!(secrets.len(), 6);
+    for file in &all {
+        assert!(
+            !contains(&std::fs::read(file).unwrap(), LEGACY_SECRET.as_bytes()),
+            "a legacy secret is in {}",
+            file.display()
+        );
+    }
+    assert!(!contains(&printed, LEGACY_SECRET.as_bytes()), "a legacy secret was printed");
     for secret in &secrets {
         // The random part alone, so a token stored without its prefix or
         // with a changed checksum would be caught too.
@@ -95,6 +103,16 @@ fn no_secret_leaks_from_a_serving_registry() {
         verify(&api, json!({"key": format!("{}x", &secrets[2 + i][..40])}));
         api.post("/v1/verify").auth(&secrets[2 + i]).json(json!({"ip": "10.0.0.1"})).send();
     }
+    // A legacy secret: imported, imported again (refused), presented to
+    // verify and as a key, and a near miss.
+    let import = json!({"name": "legacy", "scopes": ["read", "keys:read"], "secret": LEGACY_SECRET});
+    api.post("/v1/keys/import").auth(&admin).json(import.clone()).send().ok(201);
+    api.post("/v1/keys/import").auth(&admin).json(import).send().problem(409, "CONFLICT");
+    verify(&api, json!({"key": LEGACY_SECRET, "action": "read"}));
+    verify(&api, json!({"key": format!("{LEGACY_SECRET}x")}));
+    api.get("/v1/keys").auth(LEGACY_SECRET).send().ok(200);
+    let bad = json!({"name": "x", "scopes": ["read"], "secret": format!("{LEGACY_SECRET}\u{7}")});
+    api.post("/v1/keys/import").auth(&admin).json(bad).send().problem(400, "VALIDATION");
     api.req("POST", "/v1/keys/{id}/revoke", Some(&ids[0])).auth(&admin).send();
     api.get("/v1/keys").auth(&admin).query("status", "all").send();
     api.get("/v1/audit").auth(&admin).query("limit", "1000").send();
@@ -115,12 +133,16 @@ fn no_secret_leaks_from_a_serving_registry() {
     files(&data, &mut all);
     written.extend(all.iter().map(|f| (f.display().to_string(), std::fs::read(f).unwrap())));
     for ex in api.exchanges.borrow().iter() {
-        let hands_out_secret = ex.status == 201 || ex.template.ends_with("/rotate");
+        let hands_out_secret =
+            (ex.status == 201 && ex.template != "/v1/keys/import") || ex.template.ends_with("/rotate");
         if !hands_out_secret {
             written.push((format!("{} {} response", ex.method, ex.template), ex.body.clone()));
         }
     }
     assert_eq!(secrets.len(), 12);
+    for (what, bytes) in &written {
+        assert!(!contains(bytes, LEGACY_SECRET.as_bytes()), "the legacy secret is in the {what}");
+    }
     for secret in &secrets {
         for (what, bytes) in &written {
             assert!(!contains(bytes, &secret.as_bytes()[3..35]), "a secret is in the {what}");
