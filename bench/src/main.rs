@@ -11,6 +11,7 @@ mod append;
 mod http;
 mod index;
 mod inprocess;
+mod legacy;
 mod nats;
 #[path = "../../tests/common/nats_server.rs"]
 mod nats_server;
@@ -37,7 +38,7 @@ enum Cmd {
         /// The full sizes (1,000,000 keys and events) instead of the quick ones.
         #[arg(long)]
         full: bool,
-        /// Only these measurements (verify, index, replay, append, http, nats); all if absent.
+        /// Only these measurements (verify, index, replay, append, http, nats, legacy); all if absent.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },
@@ -105,6 +106,9 @@ fn run(size: Size, only: &[String]) -> anyhow::Result<()> {
     }
     if wanted("append") {
         record("4. append", append::measure(size));
+    }
+    if wanted("legacy") {
+        record("9. legacy keys", legacy::measure(size));
     }
     if wanted("http") || wanted("nats") {
         let dir = tempdir()?;
