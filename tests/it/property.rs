@@ -5,10 +5,11 @@
 
 use std::collections::BTreeMap;
 
-use keyreg::domain::command::{Command, Expiry, KeyEdit, RoleEdit};
+use keyreg::domain::command::{Command, Expiry, KeyEdit, NewSecret, RoleEdit};
 use keyreg::domain::event::KeyAccessed;
 use keyreg::domain::history::History;
 use keyreg::domain::id::{Actor, KeyId, RoleName, Seq};
+use keyreg::domain::legacy;
 use keyreg::domain::scope::Scope;
 use keyreg::domain::table::Table;
 use keyreg::domain::time::{Clock, Timestamp};
@@ -18,7 +19,10 @@ use crate::support::*;
 
 #[derive(Clone, Debug)]
 enum Op {
-    Create { scopes: usize, expires_in: Option<i64> },
+    Create {
+        scopes: usize,
+        expires_in: Option<i64>,
+    },
     Rename(usize),
     EditScopes(usize, usize),
     EditCidrs(usize, bool),
@@ -29,8 +33,14 @@ enum Op {
     Rotate(usize, u64),
     Expire(usize),
     Access(usize, u64),
+    /// Import a key with the legacy secret `LEGACY[i]` (a repeat is refused).
+    Import(usize),
+    Offboard(usize),
     Wait(i64),
 }
+
+const LEGACY: &[&str] = &["sk_live_property_0001", "sk_live_property_0002", "ghp_property_secret_3"];
+const OWNERS: &[&str] = &["ann@example.com", "bob@example.com"];
 
 const SCOPE_SETS: &[&[&str]] = &[&["read"], &["billing:*"], &["read@ws/1/**", "write@ws/1/*"], &["*"]];
 
@@ -47,6 +57,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (any::<usize>(), 0u64..5).prop_map(|(k, g)| Op::Rotate(k, g)),
         1 => any::<usize>().prop_map(Op::Expire),
         1 => (any::<usize>(), 1u64..100).prop_map(|(k, n)| Op::Access(k, n)),
+        1 => (0..LEGACY.len()).prop_map(Op::Import),
+        1 => (0..OWNERS.len()).prop_map(Op::Offboard),
         2 => (0i64..4).prop_map(Op::Wait),
     ]
 }
@@ -63,8 +75,20 @@ fn command(
             let token = registry.format().generate();
             let mut key = registry.new_key(&token, &format!("key {}", keys.len()), "", SCOPE_SETS[*scopes]);
             key.expiry = expires_in.map_or(Expiry::Never, |s| Expiry::At(now.plus_seconds(s)));
+            key.owner = OWNERS[keys.len() % OWNERS.len()].into();
             Command::CreateKey(key)
         }
+        Op::Import(i) => {
+            let mut key =
+                registry.new_key(&registry.format().generate(), &format!("key {}", keys.len()), "", &["read"]);
+            key.owner = OWNERS[keys.len() % OWNERS.len()].into();
+            key.secret = NewSecret {
+                hash: legacy::hash_secret(registry.pepper(), LEGACY[*i]),
+                display_prefix: legacy::display_prefix(LEGACY[*i]),
+            };
+            Command::ImportKey(key)
+        }
+        Op::Offboard(o) => Command::Offboard { owner: OWNERS[*o].into(), reason: None },
         Op::Rename(i) => {
             let (id, name) = pick(i)?;
             let edit = KeyEdit { name: Some(format!("{name}'")), ..KeyEdit::default() };
@@ -143,7 +167,10 @@ proptest! {
                 continue;
             }
             let Some(command) = command(op, &keys, &registry, clock.now()) else { continue };
-            let created = if let Command::CreateKey(k) = &command { Some((k.id, k.name.clone())) } else { None };
+            let created = match &command {
+                Command::CreateKey(k) | Command::ImportKey(k) => Some((k.id, k.name.clone())),
+                _ => None,
+            };
             let actor = if matches!(op, Op::Expire(_)) { Actor::system("sweeper") } else { admin() };
             if registry.execute_blocking(actor, acme(), command).is_ok() {
                 keys.extend(created);
