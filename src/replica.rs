@@ -373,10 +373,12 @@ impl Replica {
             return false;
         }
         let wrong_pepper = history.state().pepper_fingerprint().is_some_and(|fp| fp != self.inner.fingerprint);
+        // Behind `ev.seq` while the rest of its decision is still to come.
+        let applied = history.state().applied();
         drop(history);
         let inner = &self.inner;
         inner.wrong_pepper.store(wrong_pepper, Ordering::Relaxed);
-        inner.applied.send_replace(ev.seq);
+        inner.applied.send_replace(applied);
         inner.last_progress.store(inner.clockwork.now(), Ordering::Relaxed);
         inner.stream_last.fetch_max(ev.seq.0 + ev.pending, Ordering::Relaxed);
         self.check_caught_up();

@@ -22,7 +22,7 @@ use keyreg::store::log::Log;
 /// An event as an org's admin key makes it through the API, the usual author.
 fn event(ids: &mut IdGenerator, now: Timestamp, org: &OrgId, change: Change) -> Event {
     let actor = Actor::Key(ids.key_id(Timestamp::from_micros(0)));
-    Event { id: ids.event_id(now), time: now, org: org.clone(), actor, via: None, change }
+    Event { id: ids.event_id(now), time: now, org: org.clone(), actor, via: None, batch_rest: 0, change }
 }
 
 fn created(

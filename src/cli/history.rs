@@ -53,7 +53,7 @@ fn fold<T: Apply>(
                 if ev.seq.0.is_multiple_of(PROGRESS_EVERY) {
                     report(ev.seq.0);
                 }
-                matches!(history.push(ev.seq, &ev.bytes, ev.hash), Ok(Step::Applied))
+                matches!(history.push(ev.seq, &ev.bytes, ev.hash), Ok(Step::Applied | Step::Held))
             }))?
         }
         (None, None) => bail!("give --data or --nats"),

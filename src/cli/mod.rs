@@ -20,9 +20,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use crate::domain::id::OrgId;
+use crate::domain::id::{OrgId, Seq};
 use crate::domain::time::{SystemClock, Timestamp};
-use crate::domain::token::TokenFormat;
+use crate::domain::token::{Token, TokenFormat};
 use crate::http::listen::Limits;
 use crate::nats::{Layout, Nats};
 use crate::registry::{Config, OpenError, Registry};
@@ -332,14 +332,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn init(data: &Path, config: Config) -> anyhow::Result<ExitCode> {
     let (registry, token) = Registry::init(&DataDir::new(data), config)?;
-    let head = registry.head();
-    registry.close()?;
-    eprintln!("initialised {} (log head {}).", data.display(), head.seq);
-    eprintln!(
-        "The token of the system org's first key follows on stdout. It is shown once and never stored: keep it now."
-    );
-    println!("{}", token.expose());
-    Ok(ExitCode::SUCCESS)
+    hand_out(registry, &token, |head| format!("initialised {} (log head {head}).", data.display()))
 }
 
 fn recover(data: &Path, config: Config) -> anyhow::Result<ExitCode> {
@@ -350,12 +343,18 @@ fn recover(data: &Path, config: Config) -> anyhow::Result<ExitCode> {
         ),
         other => other.into(),
     })?;
+    hand_out(registry, &token, |head| {
+        format!("recovered {}: a new system key, recorded at seq {head} as system:recovery.", data.display())
+    })
+}
+
+/// Closes the registry, then prints a new system key's token alone on
+/// stdout, once, and everything else on stderr.
+fn hand_out(registry: Registry, token: &Token, done: impl FnOnce(Seq) -> String) -> anyhow::Result<ExitCode> {
     let head = registry.head();
     registry.close()?;
-    eprintln!("recovered {}: a new system key, recorded at seq {} as system:recovery.", data.display(), head.seq);
-    eprintln!(
-        "Its token follows on stdout. It is shown once and never stored: keep it now, and revoke keys you no longer trust."
-    );
+    eprintln!("{}", done(head.seq));
+    eprintln!("The new system key's token follows on stdout. It is shown once and never stored: keep it now.");
     println!("{}", token.expose());
     Ok(ExitCode::SUCCESS)
 }

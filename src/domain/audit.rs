@@ -213,6 +213,7 @@ mod tests {
                 org: org.clone(),
                 actor: Actor::parse(actor).unwrap(),
                 via: None,
+                batch_rest: 0,
                 change,
             };
             index.apply(Seq(i as u64 + 1), &event);

@@ -304,14 +304,17 @@ impl Decision {
     /// The changes as events: each with a new id, the context's time, actor
     /// and `via`. The log gives them their sequence numbers.
     pub fn events(&self, ctx: &Context, ids: &mut IdGenerator) -> Vec<Event> {
+        let last = self.changes.len().saturating_sub(1);
         self.changes
             .iter()
-            .map(|change| Event {
+            .enumerate()
+            .map(|(i, change)| Event {
                 id: ids.event_id(ctx.now),
                 time: ctx.now,
                 org: self.org.clone(),
                 actor: ctx.who.actor.clone(),
                 via: ctx.who.via,
+                batch_rest: (last - i) as u32,
                 change: change.clone(),
             })
             .collect()

@@ -26,6 +26,10 @@ pub struct Event {
     pub actor: Actor,
     /// For a person (`user:` actor), the key that acted for them.
     pub via: Option<KeyId>,
+    /// How many events after this one come from the same decision (a bulk
+    /// revoke, an offboarding, an org and its first key): a fold applies
+    /// them together, so no reader sees part of a decision.
+    pub batch_rest: u32,
     pub change: Change,
 }
 
@@ -306,6 +310,8 @@ struct EnvelopeOut<'a> {
     actor: &'a Actor,
     #[serde(skip_serializing_if = "Option::is_none")]
     via: Option<String>,
+    #[serde(skip_serializing_if = "is_zero")]
+    batchrest: u32,
     prevhash: String,
     data: &'a RawValue,
 }
@@ -325,6 +331,8 @@ struct EnvelopeIn<'a> {
     actor: Actor,
     #[serde(default)]
     via: Option<&'a str>,
+    #[serde(default)]
+    batchrest: u32,
     prevhash: &'a str,
     #[serde(borrow)]
     data: &'a RawValue,
@@ -336,6 +344,10 @@ pub enum EventError {
     Json(#[from] serde_json::Error),
     #[error("the event's {field} is {value:?}, which keyreg does not write")]
     Envelope { field: &'static str, value: String },
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Encodes `event` as the log stores it at `seq` after `prevhash`.
@@ -359,6 +371,7 @@ pub fn encode(seq: Seq, prevhash: &ChainHash, event: &Event) -> Vec<u8> {
         org: &event.org,
         actor: &event.actor,
         via: event.via.map(|id| format!("key:{id}")),
+        batchrest: event.batch_rest,
         prevhash: prevhash.to_hex(),
         data: &data,
     };
@@ -426,7 +439,15 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, EventError> {
     Ok(Decoded {
         seq: env.seq,
         prevhash,
-        event: Event { id: env.id, time: env.time, org: env.org, actor: env.actor, via, change },
+        event: Event {
+            id: env.id,
+            time: env.time,
+            org: env.org,
+            actor: env.actor,
+            via,
+            batch_rest: env.batchrest,
+            change,
+        },
     })
 }
 
@@ -443,6 +464,7 @@ mod tests {
             org: OrgId::parse("acme").unwrap(),
             actor: Actor::system("test"),
             via: None,
+            batch_rest: 0,
             change,
         }
     }

@@ -3,6 +3,11 @@
 //! are decoded once, and are applied to a state by that state's own total
 //! `apply`.
 //!
+//! A decision's events (marked by `batch_rest`) are applied together, when
+//! the last of them has checked out: no state built here, and so no reader
+//! of one, ever shows part of a decision (some of an offboarding's keys
+//! revoked and others not).
+//!
 //! Every reader of history uses it: the registry's start-up and its `as_of`
 //! tables (records from the sled log), `keyreg replay` and `keyreg audit
 //! verify` (from the log or the NATS stream), and each verifier replica
@@ -29,8 +34,10 @@ impl Apply for () {
 /// What became of one record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
-    /// Checked and applied.
+    /// Checked and applied, with any held events of its decision before it.
     Applied,
+    /// Checked, and held until the rest of its decision has arrived.
+    Held,
     /// Checked, but stamped after the fold's time limit: not applied. Event
     /// times never go backwards, so nothing after it belongs either.
     Past,
@@ -41,18 +48,20 @@ pub struct History<T> {
     checker: ChainChecker,
     state: T,
     until: Option<Timestamp>,
+    /// Checked events of a decision whose last event has not come yet.
+    held: Vec<(Seq, Event)>,
 }
 
 impl<T: Apply> History<T> {
     /// An empty state, expecting the log's first event.
     pub fn new(state: T) -> Self {
-        History { checker: ChainChecker::default(), state, until: None }
+        History { checker: ChainChecker::default(), state, until: None, held: vec![] }
     }
 
     /// A state already folded up to `seq`, whose event hashed to `hash`
     /// (a snapshot's), expecting the event after it.
     pub fn resume(state: T, seq: Seq, hash: ChainHash) -> Self {
-        History { checker: ChainChecker::after(seq, hash), state, until: None }
+        History { checker: ChainChecker::after(seq, hash), state, until: None, held: vec![] }
     }
 
     /// Applies only events stamped at or before `t`: the state as of `t`.
@@ -61,14 +70,29 @@ impl<T: Apply> History<T> {
         self
     }
 
-    /// Checks one record and, if it holds and is in time, applies it.
+    /// Checks one record and, if it holds and is in time, applies it, or
+    /// holds it until the rest of its decision has come.
     pub fn push(&mut self, seq: Seq, bytes: &[u8], recorded: Option<ChainHash>) -> Result<Step, ChainBreak> {
         let decoded = self.checker.check(seq, bytes, recorded)?;
         if self.until.is_some_and(|t| decoded.event.time > t) {
+            // A decision's events share one time, so none is held here in
+            // a log keyreg wrote; whatever is, was in time.
+            self.apply_held();
             return Ok(Step::Past);
         }
+        if decoded.event.batch_rest > 0 {
+            self.held.push((seq, decoded.event));
+            return Ok(Step::Held);
+        }
+        self.apply_held();
         self.state.apply(seq, &decoded.event);
         Ok(Step::Applied)
+    }
+
+    fn apply_held(&mut self) {
+        for (seq, event) in self.held.drain(..) {
+            self.state.apply(seq, &event);
+        }
     }
 
     /// Breaks the chain for a reason found while reading (a record that
@@ -85,7 +109,8 @@ impl<T: Apply> History<T> {
         self.state
     }
 
-    /// The last sequence that checked out, and its hash.
+    /// The last sequence that checked out, and its hash (events held for
+    /// the rest of their decision included).
     pub fn head(&self) -> (Seq, ChainHash) {
         self.checker.head()
     }
@@ -110,6 +135,11 @@ mod tests {
 
     /// Records as the log stores them: (seq, bytes, hash).
     fn records(n: u64) -> Vec<(Seq, Vec<u8>, ChainHash)> {
+        batched(n, |_| 0)
+    }
+
+    /// The same, each event saying how many after it share its decision.
+    fn batched(n: u64, rest: impl Fn(u64) -> u32) -> Vec<(Seq, Vec<u8>, ChainHash)> {
         let mut ids = IdGenerator::default();
         let mut prev = ChainHash::ZERO;
         (1..=n)
@@ -121,6 +151,7 @@ mod tests {
                     org: OrgId::parse("acme").unwrap(),
                     actor: Actor::system("test"),
                     via: None,
+                    batch_rest: rest(i),
                     change: Change::OrgUpdated(OrgSettings {
                         name: format!("Acme {i}"),
                         max_keys: 5,
@@ -152,6 +183,22 @@ mod tests {
         assert_eq!(steps[3..], [Step::Past; 2]);
         assert_eq!(h.state().0, [Seq(1), Seq(2), Seq(3)]);
         assert!(h.report().ok);
+    }
+
+    /// Events 2 to 4 are one decision: nothing of it shows until its last
+    /// event has checked out, then all of it does.
+    #[test]
+    fn a_decisions_events_are_applied_together() {
+        let all = batched(5, |i| if (2..=4).contains(&i) { (4 - i) as u32 } else { 0 });
+        let mut h = History::new(Seen::default());
+        let steps: Vec<Step> = all.iter().map(|(s, b, r)| h.push(*s, b, Some(*r)).unwrap()).collect();
+        assert_eq!(steps, [Step::Applied, Step::Held, Step::Held, Step::Applied, Step::Applied]);
+        assert_eq!(h.state().0, [Seq(1), Seq(2), Seq(3), Seq(4), Seq(5)]);
+        let mut partway = History::new(Seen::default());
+        for (s, b, r) in &all[..3] {
+            partway.push(*s, b, Some(*r)).unwrap();
+        }
+        assert_eq!((partway.state().0.as_slice(), partway.head().0), ([Seq(1)].as_slice(), Seq(3)));
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub fn fold_log<T: Apply>(
             Err(e) => return Err(e),
         };
         match history.push(record.seq, record.bytes(), Some(record.hash)) {
-            Ok(Step::Applied) => {}
+            Ok(Step::Applied | Step::Held) => {}
             Ok(Step::Past) | Err(_) => return Ok(()),
         }
         n += 1;

@@ -264,6 +264,7 @@ mod tests {
             org: OrgId::parse("acme").unwrap(),
             actor: Actor::system("test"),
             via: None,
+            batch_rest: 0,
             change: Change::OrgUpdated(OrgSettings {
                 name: format!("Acme {n}"),
                 max_keys: 5,

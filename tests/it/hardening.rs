@@ -200,6 +200,7 @@ fn an_older_data_dir_gets_its_fingerprint_on_first_start() {
             org: OrgId::system(),
             actor: Actor::system("init"),
             via: None,
+            batch_rest: 0,
             change,
         };
         let settings = OrgSettings { name: "System".into(), max_keys: 1000, pepper_fingerprint: None };

@@ -17,20 +17,6 @@ fn as_ann(req: Req<'_>) -> Req<'_> {
     req.header("Keyreg-Actor", "user:ann@example.com")
 }
 
-/// A request that must be refused with `status` and `code`, appending
-/// nothing.
-fn refused(api: &Api, what: &str, req: Req<'_>, status: u16, code: &str) {
-    let head = api.head();
-    let r = req.send();
-    assert_eq!(
-        (r.status, r.json["code"].as_str()),
-        (status, Some(code)),
-        "{what}: {}",
-        String::from_utf8_lossy(&r.body)
-    );
-    assert_eq!(api.head(), head, "{what} appended an event");
-}
-
 fn ids(v: &Value) -> Vec<String> {
     v.as_array().unwrap().iter().map(|k| k["id"].as_str().unwrap_or_else(|| k.as_str().unwrap()).to_owned()).collect()
 }

@@ -10,21 +10,6 @@ use serde_json::{Value, json};
 use crate::serve::*;
 use crate::support::*;
 
-/// A request that must be refused with `status` and `code`, and append
-/// nothing.
-fn refused(api: &Api, what: &str, req: Req<'_>, status: u16, code: &str) -> Value {
-    let head = api.head();
-    let r = req.send();
-    assert_eq!(
-        (r.status, r.json["code"].as_str()),
-        (status, Some(code)),
-        "{what}: {}",
-        String::from_utf8_lossy(&r.body)
-    );
-    assert_eq!(api.head(), head, "{what} appended an event");
-    r.json
-}
-
 fn key_body(name: &str, scopes: &[&str], roles: &[&str]) -> Value {
     json!({"name": name, "scopes": scopes, "roles": roles})
 }

@@ -240,6 +240,21 @@ pub fn verify(api: &Api, body: Value) -> String {
     r.ok(200)["code"].as_str().unwrap().to_owned()
 }
 
+/// A request that must be refused with `status` and `code`, and append
+/// nothing.
+pub fn refused(api: &Api, what: &str, req: Req<'_>, status: u16, code: &str) -> Value {
+    let head = api.head();
+    let r = req.send();
+    assert_eq!(
+        (r.status, r.json["code"].as_str()),
+        (status, Some(code)),
+        "{what}: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(api.head(), head, "{what} appended an event");
+    r.json
+}
+
 /// Polls `f` until it is true, for at most `limit`.
 pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let started = Instant::now();

@@ -285,6 +285,7 @@ mod tests {
             org: org.clone(),
             actor: Actor::system("test"),
             via: None,
+            batch_rest: 0,
             change,
         }
     }
