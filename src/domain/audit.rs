@@ -12,6 +12,7 @@ use std::collections::HashMap;
 
 use crate::domain::event::{Event, TYPES};
 use crate::domain::id::{Actor, KeyId, OrgId, Seq};
+use crate::domain::snapshot::{Reader, SnapshotError, Writer, damaged};
 use crate::domain::time::Timestamp;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -175,6 +176,98 @@ impl AuditIndex {
         let more = out.len() > q.limit;
         out.truncate(q.limit);
         (out, more)
+    }
+}
+
+impl<T: std::hash::Hash + Eq + Clone> Interner<T> {
+    /// The values in the order of their numbers.
+    fn in_order(&self) -> Vec<&T> {
+        let mut v: Vec<(&T, u32)> = self.ids.iter().map(|(t, n)| (t, *n)).collect();
+        v.sort_unstable_by_key(|(_, n)| *n);
+        v.into_iter().map(|(t, _)| t).collect()
+    }
+
+    fn from_order(values: Vec<T>) -> Self {
+        Interner { ids: values.into_iter().enumerate().map(|(n, t)| (t, n as u32)).collect() }
+    }
+}
+
+/// The index in a snapshot: every field as it is, ids as text.
+impl AuditIndex {
+    pub fn encode(&self, w: &mut Writer) {
+        w.u64(self.first.0);
+        w.len(self.entries.len());
+        for e in &self.entries {
+            w.time(e.time);
+            w.u32(e.actor);
+            w.u8(e.type_index);
+        }
+        let orgs = self.orgs.in_order();
+        w.len(orgs.len());
+        orgs.iter().for_each(|o| w.str(o.as_str()));
+        let actors = self.actors.in_order();
+        w.len(actors.len());
+        actors.iter().for_each(|a| w.str(&a.to_string()));
+        let keys = self.keys.in_order();
+        w.len(keys.len());
+        keys.iter().for_each(|k| w.raw(k.as_str().as_bytes()));
+        w.len(self.key_org.len());
+        self.key_org.iter().for_each(|o| w.u32(*o));
+        for lists in [&self.by_org, &self.by_key] {
+            let mut sorted: Vec<(&u32, &Vec<u32>)> = lists.iter().collect();
+            sorted.sort_unstable_by_key(|(n, _)| **n);
+            w.len(sorted.len());
+            for (n, positions) in sorted {
+                w.u32(*n);
+                w.len(positions.len());
+                positions.iter().for_each(|p| w.u32(*p));
+            }
+        }
+    }
+
+    pub fn decode(r: &mut Reader<'_>) -> Result<AuditIndex, SnapshotError> {
+        let first = Seq(r.u64()?);
+        let entries = (0..r.len(13)?)
+            .map(|_| Ok(Entry { time: r.time()?, actor: r.u32()?, type_index: r.u8()? }))
+            .collect::<Result<Vec<_>, SnapshotError>>()?;
+        let orgs = (0..r.len(4)?).map(|_| OrgId::parse(r.str()?).map_err(damaged)).collect::<Result<Vec<_>, _>>()?;
+        let actors = (0..r.len(4)?).map(|_| Actor::parse(r.str()?).map_err(damaged)).collect::<Result<Vec<_>, _>>()?;
+        let keys = (0..r.len(KeyId::LEN)?)
+            .map(|_| {
+                let id = std::str::from_utf8(r.raw(KeyId::LEN)?).map_err(damaged)?;
+                KeyId::parse(id).map_err(damaged)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let key_org = (0..r.len(4)?).map(|_| r.u32()).collect::<Result<Vec<_>, _>>()?;
+        let mut lists = [HashMap::new(), HashMap::new()];
+        for list in &mut lists {
+            for _ in 0..r.len(8)? {
+                let n = r.u32()?;
+                let positions = (0..r.len(4)?).map(|_| r.u32()).collect::<Result<Vec<_>, _>>()?;
+                if positions.iter().any(|p| *p as usize >= entries.len()) {
+                    return Err(damaged("an audit position past the entries"));
+                }
+                list.insert(n, positions);
+            }
+        }
+        let [by_org, by_key] = lists;
+        if entries.iter().any(|e| e.actor as usize >= actors.len())
+            || key_org.len() != keys.len()
+            || key_org.iter().chain(by_org.keys()).any(|o| *o as usize >= orgs.len())
+            || by_key.keys().any(|k| *k as usize >= keys.len())
+        {
+            return Err(damaged("an audit entry names an org, actor or key the snapshot does not hold"));
+        }
+        Ok(AuditIndex {
+            first,
+            entries,
+            orgs: Interner::from_order(orgs),
+            actors: Interner::from_order(actors),
+            keys: Interner::from_order(keys),
+            key_org,
+            by_org,
+            by_key,
+        })
     }
 }
 

@@ -91,6 +91,9 @@ const KEY_ID_LEN: usize = 30;
 pub struct KeyId([u8; KEY_ID_LEN]);
 
 impl KeyId {
+    /// Every key id is this many bytes: `key_` and a 26-character ULID.
+    pub const LEN: usize = KEY_ID_LEN;
+
     pub fn parse(s: &str) -> Result<Self, IdError> {
         match s.as_bytes().try_into() {
             Ok(bytes) if is_ulid_id(s, "key_") => Ok(KeyId(bytes)),

@@ -33,6 +33,7 @@ pub mod legacy;
 pub mod permission;
 pub mod preset;
 pub mod scope;
+pub mod snapshot;
 pub mod table;
 pub mod time;
 pub mod token;

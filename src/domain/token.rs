@@ -210,6 +210,14 @@ impl TokenHash {
     pub fn from_hex(s: &str) -> Option<Self> {
         parse_hex32(s).map(|b| TokenHash(blake3::Hash::from_bytes(b)))
     }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        self.0.as_bytes()
+    }
+
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        TokenHash(blake3::Hash::from_bytes(bytes))
+    }
 }
 
 /// 64 lower-case hex digits (the only form keyreg writes) to 32 bytes.
@@ -316,6 +324,14 @@ impl fmt::Debug for PepperFingerprint {
 impl PepperFingerprint {
     pub fn to_hex(&self) -> String {
         blake3::Hash::from_bytes(self.0).to_hex().to_string()
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        PepperFingerprint(bytes)
     }
 }
 

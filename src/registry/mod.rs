@@ -25,18 +25,19 @@ use tokio::sync::{oneshot, watch};
 pub use history::{PROGRESS_EVERY, fold_log};
 
 use crate::domain::audit::AuditIndex;
-use crate::domain::chain::{ChainBreak, ChainReport};
+use crate::domain::chain::{ChainBreak, ChainHash, ChainReport};
 use crate::domain::command::{Acting, Command, Context, Decision, Expiry, NewKey, NewSecret, Refusal};
 use crate::domain::decide::decide;
 use crate::domain::event::Event;
 use crate::domain::history::{Apply, History};
 use crate::domain::id::{Actor, IdGenerator, KeyId, OrgId, Seq};
 use crate::domain::scope::Scope;
+use crate::domain::snapshot::{self as encoding, SnapshotError, damaged};
 use crate::domain::table::{Key, Org, Role, Table};
 use crate::domain::time::{Clock, Timestamp};
 use crate::domain::token::{Pepper, Token, TokenFormat};
 use crate::store::log::{Head, Log, LogError, Reader};
-use crate::store::{DataDir, DirError};
+use crate::store::{DataDir, DirError, snapshot};
 use writer::{Job, Writer};
 
 /// Scopes of the first key `keyreg init` makes in the system org.
@@ -126,6 +127,67 @@ impl Projections {
         self.table.apply(seq, event);
         self.audit.apply(seq, event);
     }
+
+    /// The snapshot form: the table, then the audit index.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = encoding::Writer::default();
+        self.table.encode(&mut w);
+        self.audit.encode(&mut w);
+        w.bytes
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Projections, SnapshotError> {
+        let mut r = encoding::Reader::new(bytes);
+        let projections = Projections { table: Table::decode(&mut r)?, audit: AuditIndex::decode(&mut r)? };
+        if !r.is_empty() {
+            return Err(damaged("bytes after the projections"));
+        }
+        Ok(projections)
+    }
+}
+
+/// The newest snapshot that checks out: sealed under this pepper, taken at
+/// an event the log holds with the same chain hash, and decoding to a state
+/// at that event. Every other one is passed over with a warning.
+fn newest_snapshot(dir: &DataDir, pepper: &Pepper, log: &Reader) -> Option<(Projections, Seq, ChainHash)> {
+    for path in snapshot::files(&dir.snapshots_path()) {
+        let why = match snapshot::read(&path, pepper) {
+            Ok(s) => match log.get(s.seq) {
+                Ok(Some(record)) if record.hash == s.hash => match Projections::decode(&s.payload) {
+                    Ok(p) if p.table.applied() == s.seq => return Some((p, s.seq, s.hash)),
+                    Ok(_) => "its state is not at the sequence it names".to_owned(),
+                    Err(e) => e.to_string(),
+                },
+                Ok(_) => "the log does not hold the event it was taken at".to_owned(),
+                Err(e) => e.to_string(),
+            },
+            Err(why) => why,
+        };
+        tracing::warn!(file = %path.display(), %why, "ignoring a snapshot; the log is replayed instead");
+    }
+    None
+}
+
+/// Folds the log into the projections, from the newest good snapshot when
+/// there is one. The chain before the snapshot is still checked: a
+/// snapshot saves applying those events, never checking them. If that
+/// check fails, the state is folded from the start, up to the break.
+fn fold_projections(dir: &DataDir, pepper: &Pepper, log: &Reader) -> Result<History<Projections>, LogError> {
+    let progress = |n| tracing::info!(events = n, "replaying the log");
+    if let Some((projections, seq, hash)) = newest_snapshot(dir, pepper, log) {
+        let mut prefix = History::new(());
+        fold_log(log, &mut prefix, Some(seq), |_| {})?;
+        if prefix.broken().is_none() && prefix.head() == (seq, hash) {
+            tracing::info!(%seq, "loaded a snapshot; replaying the events after it");
+            let mut history = History::resume(projections, seq, hash);
+            fold_log(log, &mut history, None, progress)?;
+            return Ok(history);
+        }
+        tracing::warn!(%seq, "the chain before the snapshot does not check out; replaying the log");
+    }
+    let mut history = History::new(Projections::default());
+    fold_log(log, &mut history, None, progress)?;
+    Ok(history)
 }
 
 impl Apply for Projections {
@@ -164,6 +226,22 @@ struct Shared {
 impl Shared {
     fn read(&self) -> RwLockReadGuard<'_, Projections> {
         self.projections.read().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Snapshots the projections at the committed head, unless a snapshot of
+/// that head exists already. A failure costs only a longer next start.
+fn write_snapshot(dir: &DataDir, shared: &Shared) {
+    let head = *shared.committed.borrow();
+    let path = dir.snapshots_path();
+    let exists = snapshot::files(&path).first().and_then(|f| snapshot::read(f, &shared.pepper).ok()).map(|s| s.seq);
+    if head.seq == Seq(0) || exists == Some(head.seq) {
+        return;
+    }
+    let payload = shared.read().encode();
+    match snapshot::write(&path, &shared.pepper, head.seq, head.hash, &payload) {
+        Ok(file) => tracing::info!(seq = %head.seq, bytes = payload.len(), file = %file.display(), "wrote a snapshot"),
+        Err(e) => tracing::warn!(error = %e, "cannot write a snapshot; the next start replays the whole log"),
     }
 }
 
@@ -219,8 +297,7 @@ impl Registry {
                 "the data dir was open to other users; restricted it to its owner (dirs 0700, files 0600)"
             );
         }
-        let mut history = History::new(Projections::default());
-        fold_log(&log.reader(), &mut history, None, |n| tracing::info!(events = n, "replaying the log"))?;
+        let history = fold_projections(dir, &pepper, &log.reader())?;
         let recorded = history.state().table.pepper_fingerprint();
         if recorded.is_some_and(|fp| fp != pepper.fingerprint()) {
             return Err(OpenError::WrongPepper(dir.path().display().to_string()));
@@ -271,6 +348,9 @@ impl Registry {
             return Err(OpenError::Init("close: other handles on this registry are still open".into()));
         }
         writer.stop();
+        if shared.broken.is_none() && !shared.failed.load(Ordering::Relaxed) {
+            write_snapshot(&dir, &shared);
+        }
         drop((writer, shared));
         crate::store::log::wait_unlocked(&dir.log_path(), Duration::from_secs(10))
             .then_some(())

@@ -6,6 +6,7 @@
 //! DIR/          mode 0700: the owner alone reads any of it
 //! DIR/pepper    32 random bytes, mode 0600: the key of every token hash
 //! DIR/log/      sled: the hash-chained event log (`log.rs`)
+//! DIR/snapshots/ the projections at a few past sequences (`snapshot.rs`)
 //! ```
 //!
 //! Pepper files are read here for replicas too (`--pepper-file`), which is
@@ -13,6 +14,8 @@
 
 #[cfg(feature = "server")]
 pub mod log;
+#[cfg(feature = "server")]
+pub mod snapshot;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -110,6 +113,10 @@ impl DataDir {
 
     pub fn log_path(&self) -> PathBuf {
         self.root.join("log")
+    }
+
+    pub fn snapshots_path(&self) -> PathBuf {
+        self.root.join("snapshots")
     }
 
     fn shown(&self) -> String {

@@ -25,3 +25,4 @@ mod property;
 mod quickstart;
 mod schemas;
 mod secrets;
+mod snapshots;

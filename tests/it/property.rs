@@ -18,7 +18,7 @@ use proptest::prelude::*;
 use crate::support::*;
 
 #[derive(Clone, Debug)]
-enum Op {
+pub enum Op {
     Create {
         scopes: usize,
         expires_in: Option<i64>,
@@ -44,7 +44,7 @@ const OWNERS: &[&str] = &["ann@example.com", "bob@example.com"];
 
 const SCOPE_SETS: &[&[&str]] = &[&["read"], &["billing:*"], &["read@ws/1/**", "write@ws/1/*"], &["*"]];
 
-fn op() -> impl Strategy<Value = Op> {
+pub fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (0..SCOPE_SETS.len(), proptest::option::of(1i64..20)).prop_map(|(scopes, expires_in)| Op::Create { scopes, expires_in }),
         1 => any::<usize>().prop_map(Op::Rename),
@@ -63,7 +63,7 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn command(
+pub fn command(
     op: &Op,
     keys: &[(KeyId, String)],
     registry: &keyreg::registry::Registry,

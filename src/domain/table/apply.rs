@@ -99,7 +99,7 @@ impl Table {
         }
     }
 
-    fn hashes(&mut self, legacy: bool) -> &mut SlotIndex {
+    pub(super) fn hashes(&mut self, legacy: bool) -> &mut SlotIndex {
         index_of(&mut self.by_hash, &mut self.by_legacy, legacy)
     }
 
@@ -201,7 +201,7 @@ fn index_of<'a>(native: &'a mut SlotIndex, legacy: &'a mut SlotIndex, is_legacy:
 }
 
 /// The key's place in the expiry index, if it has one.
-fn expiry_entry(key: &Key) -> Option<(Timestamp, KeyId)> {
+pub(super) fn expiry_entry(key: &Key) -> Option<(Timestamp, KeyId)> {
     match key.status {
         Status::Active | Status::Disabled => key.expires_at.map(|at| (at, key.id)),
         _ => None,

@@ -124,7 +124,7 @@ pub(super) struct Legacy {
 /// each of the first three after its length in bytes (LEB128), the display
 /// prefix last. Sixteen bytes in the key, and one small block on the heap.
 #[derive(Clone, Debug, PartialEq)]
-pub(super) struct Text(Box<[u8]>);
+pub(super) struct Text(pub(super) Box<[u8]>);
 
 impl Text {
     pub(super) fn new(name: &str, description: &str, owner: &str, display_prefix: &str) -> Text {

@@ -12,6 +12,7 @@ mod digest;
 pub mod index;
 mod key;
 mod role;
+mod snapshot;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::BuildHasher;

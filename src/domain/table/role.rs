@@ -64,7 +64,31 @@ pub(super) struct Roles {
     catalogs: HashMap<OrgId, Catalog>,
 }
 
+/// The parts of `Roles`, for a snapshot.
+pub(super) struct RolesParts<'a> {
+    pub(super) slab: &'a [Role],
+    pub(super) live: &'a HashMap<(OrgId, RoleName), u32>,
+    pub(super) catalogs: &'a HashMap<OrgId, Catalog>,
+}
+
 impl Roles {
+    pub(super) fn parts(&self) -> RolesParts<'_> {
+        RolesParts { slab: &self.slab, live: &self.live, catalogs: &self.catalogs }
+    }
+
+    pub(super) fn from_parts(
+        slab: Vec<Role>,
+        live: HashMap<(OrgId, RoleName), u32>,
+        catalogs: HashMap<OrgId, Catalog>,
+    ) -> Self {
+        Roles { slab, live, catalogs }
+    }
+
+    /// Slots ever used.
+    pub(super) fn len(&self) -> usize {
+        self.slab.len()
+    }
+
     pub(super) fn get(&self, slot: u32) -> &Role {
         &self.slab[slot as usize]
     }

@@ -1,0 +1,142 @@
+//! Snapshots of the projections: a registry started from a snapshot and
+//! the log's tail holds exactly what one started from the whole log holds,
+//! whatever the cut; a snapshot that is damaged, sealed under another
+//! pepper or not bound to the log's chain is passed over, and the log used.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use keyreg::domain::audit::AuditIndex;
+use keyreg::domain::chain::ChainHash;
+use keyreg::domain::command::Command;
+use keyreg::domain::table::Table;
+use keyreg::domain::time::{Clock, ManualClock};
+use keyreg::domain::token::Pepper;
+use keyreg::registry::Registry;
+use keyreg::store::{DataDir, snapshot};
+use proptest::prelude::*;
+
+use crate::property::{Op, command, op};
+use crate::support::*;
+
+/// What a registry holds, taken before it closes.
+fn state(r: &Registry) -> (Table, AuditIndex) {
+    let p = r.read();
+    (p.table.clone(), p.audit.clone())
+}
+
+/// The state of `dir` opened from its newest snapshot, and from the whole
+/// log with the snapshots moved aside; both registries closed again.
+fn both_ways(dir: &Path, clock: &Arc<ManualClock>) -> ((Table, AuditIndex), (Table, AuditIndex)) {
+    let from_snapshot = reopen(dir, clock);
+    let a = state(&from_snapshot);
+    from_snapshot.close().unwrap();
+    let aside = dir.join("snapshots-aside");
+    std::fs::rename(dir.join("snapshots"), &aside).unwrap();
+    let from_log = reopen(dir, clock);
+    let b = state(&from_log);
+    from_log.close().unwrap();
+    std::fs::remove_dir_all(dir.join("snapshots")).unwrap();
+    std::fs::rename(&aside, dir.join("snapshots")).unwrap();
+    (a, b)
+}
+
+fn newest(dir: &Path) -> snapshot::Sealed {
+    let pepper = DataDir::new(dir).pepper().unwrap();
+    snapshot::read(&snapshot::files(&dir.join("snapshots"))[0], &pepper).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// Commands in rounds; after each round the registry closes (writing a
+    /// snapshot at its head) and the state from that snapshot is compared
+    /// with the whole log's.
+    #[test]
+    fn a_start_from_a_snapshot_equals_a_start_from_the_log(
+        rounds in proptest::collection::vec(proptest::collection::vec(op(), 0..12), 1..5),
+    ) {
+        let dir = tempdir();
+        let (mut registry, _, clock) = registry_with_clock(dir.path());
+        registry
+            .execute_blocking(admin(), acme(), Command::CreateOrg {
+                id: acme(),
+                name: "Acme".into(),
+                max_keys: Some(12),
+                admin: registry.new_key(&registry.format().generate(), "admin", "", &["keys:admin"]),
+            })
+            .unwrap();
+        let mut keys = vec![];
+        for ops in &rounds {
+            for op in ops {
+                if let Op::Wait(s) = op {
+                    clock.advance_seconds(*s);
+                    continue;
+                }
+                let Some(command) = command(op, &keys, &registry, clock.now()) else { continue };
+                let created = match &command {
+                    Command::CreateKey(k) | Command::ImportKey(k) => Some((k.id, k.name.clone())),
+                    _ => None,
+                };
+                if registry.execute_blocking(admin(), acme(), command).is_ok() {
+                    keys.extend(created);
+                }
+            }
+            let head = registry.head().seq;
+            registry.close().unwrap();
+            prop_assert_eq!(newest(dir.path()).seq, head, "a clean stop snapshots its head");
+            let (from_snapshot, from_log) = both_ways(dir.path(), &clock);
+            prop_assert!(from_snapshot == from_log, "at seq {}", head);
+            prop_assert_eq!(from_snapshot.0.digest(), from_log.0.digest());
+            registry = reopen(dir.path(), &clock);
+        }
+        registry.close().unwrap();
+    }
+}
+
+#[test]
+fn a_snapshot_that_does_not_check_out_is_passed_over() {
+    let dir = tempdir();
+    let (registry, _, clock) = registry_with_clock(dir.path());
+    every_event_type(&registry, &clock);
+    let expected = state(&registry);
+    registry.close().unwrap();
+    let snapshots = dir.path().join("snapshots");
+    let path = snapshot::files(&snapshots)[0].clone();
+    let good = std::fs::read(&path).unwrap();
+    let sealed = newest(dir.path());
+    let pepper = DataDir::new(dir.path()).pepper().unwrap();
+    let rewrite = |bytes: Vec<u8>| {
+        let path = path.clone();
+        move || std::fs::write(&path, &bytes).unwrap()
+    };
+    let seal = |pepper: Pepper, hash: ChainHash, payload: Vec<u8>| {
+        let (dir, seq) = (snapshots.clone(), sealed.seq);
+        move || {
+            snapshot::write(&dir, &pepper, seq, hash, &payload).unwrap();
+        }
+    };
+    let mut flipped = good.clone();
+    flipped[good.len() / 2] ^= 0x20;
+    let cases: Vec<(&str, Box<dyn Fn()>)> = vec![
+        ("a flipped byte", Box::new(rewrite(flipped))),
+        ("cut short", Box::new(rewrite(good[..good.len() - 100].to_vec()))),
+        ("sealed under another pepper", Box::new(seal(Pepper::generate(), sealed.hash, sealed.payload.clone()))),
+        ("bound to another chain", Box::new(seal(pepper.clone(), ChainHash([9; 32]), sealed.payload.clone()))),
+        ("sealed and bound, but not a state", Box::new(seal(pepper.clone(), sealed.hash, b"not a state".to_vec()))),
+    ];
+    for (what, damage) in cases {
+        for f in snapshot::files(&snapshots) {
+            std::fs::remove_file(f).unwrap();
+        }
+        damage();
+        let registry = reopen(dir.path(), &clock);
+        assert!(state(&registry) == expected, "{what}: the state differs from the log's");
+        assert!(registry.refusing_writes().is_none(), "{what}");
+        registry.close().unwrap();
+        assert_eq!(newest(dir.path()).seq, sealed.seq, "{what}: the close wrote a good snapshot again");
+    }
+    let registry = reopen(dir.path(), &clock);
+    assert!(state(&registry) == expected, "from the rewritten snapshot");
+    registry.close().unwrap();
+}
