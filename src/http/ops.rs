@@ -48,8 +48,15 @@ fn health(s: &AppState) -> (bool, Health) {
     // A diverged outbox is a failure; a lagging one is not: writes go on
     // and the stream catches up.
     let refusing_writes = s.registry.refusing_writes();
-    let ok = refusing_writes.is_none() && outbox.as_ref().is_none_or(|o| o.diverged.is_none());
-    let status = if ok { "ok" } else { "failing" };
+    let checking = !s.registry.chain_checked();
+    let failing = refusing_writes.is_some() || outbox.as_ref().is_some_and(|o| o.diverged.is_some());
+    let (ok, status) = match (failing, checking) {
+        (true, _) => (false, "failing"),
+        // Started from a snapshot: reads are served, writes wait for the
+        // check of the chain before it.
+        (false, true) => (false, "checking"),
+        (false, false) => (true, "ok"),
+    };
     let head_hash = head.hash.to_hex();
     (ok, Health { status, head_seq: head.seq, head_hash, applied_seq: applied, refusing_writes, outbox })
 }
@@ -59,8 +66,8 @@ pub async fn healthz(State(s): State<AppState>) -> Response {
     json(StatusCode::OK, &health(&s).1)
 }
 
-/// Ready: the log takes writes (its chain holds, no commit failed) and the
-/// outbox has not found the stream diverging from the log.
+/// Ready: the whole chain has been checked and holds, no commit failed,
+/// and the outbox has not found the stream diverging from the log.
 pub async fn readyz(State(s): State<AppState>) -> Response {
     let (ok, h) = health(&s);
     json(if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &h)

@@ -7,17 +7,21 @@
 //! told of them yet, and if the commit fails the registry refuses writes
 //! until a restart rebuilds it from what is on disk.
 //!
-//! Opening folds the whole log through the chain checker (`history.rs`). A
-//! log whose chain breaks opens anyway, with the projections as they stood
-//! just before the break, and refuses every write: `broken()` names the
-//! sequence, so the operator learns of it from `/readyz` rather than from a
-//! registry that will not start.
+//! Opening folds the log through the chain checker (`history.rs`), from the
+//! newest snapshot that checks out when there is one: then only the events
+//! after it are applied, and the chain before it is checked by the writer
+//! thread before it takes its first command (reads are served meanwhile,
+//! writes wait, `/readyz` says the check is running). A log whose chain
+//! breaks opens anyway, with the projections as they stood just before the
+//! break, and refuses every write: `broken()` names the sequence, so the
+//! operator learns of it from `/readyz` rather than from a registry that
+//! will not start.
 
 mod history;
 mod writer;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use tokio::sync::{oneshot, watch};
@@ -169,25 +173,60 @@ fn newest_snapshot(dir: &DataDir, pepper: &Pepper, log: &Reader) -> Option<(Proj
 }
 
 /// Folds the log into the projections, from the newest good snapshot when
-/// there is one. The chain before the snapshot is still checked: a
-/// snapshot saves applying those events, never checking them. If that
-/// check fails, the state is folded from the start, up to the break.
-fn fold_projections(dir: &DataDir, pepper: &Pepper, log: &Reader) -> Result<History<Projections>, LogError> {
+/// there is one; then the chain up to the snapshot is still to be checked
+/// (`Unchecked`): a snapshot saves applying those events, never checking
+/// them.
+fn fold_projections(
+    dir: &DataDir,
+    pepper: &Pepper,
+    log: &Reader,
+) -> Result<(History<Projections>, Option<Unchecked>), LogError> {
     let progress = |n| tracing::info!(events = n, "replaying the log");
-    if let Some((projections, seq, hash)) = newest_snapshot(dir, pepper, log) {
-        let mut prefix = History::new(());
-        fold_log(log, &mut prefix, Some(seq), |_| {})?;
-        if prefix.broken().is_none() && prefix.head() == (seq, hash) {
+    let (mut history, unchecked) = match newest_snapshot(dir, pepper, log) {
+        Some((projections, seq, hash)) => {
             tracing::info!(%seq, "loaded a snapshot; replaying the events after it");
-            let mut history = History::resume(projections, seq, hash);
-            fold_log(log, &mut history, None, progress)?;
-            return Ok(history);
+            (History::resume(projections, seq, hash), Some(Unchecked { seq, hash }))
         }
-        tracing::warn!(%seq, "the chain before the snapshot does not check out; replaying the log");
-    }
-    let mut history = History::new(Projections::default());
+        None => (History::new(Projections::default()), None),
+    };
     fold_log(log, &mut history, None, progress)?;
-    Ok(history)
+    Ok((history, unchecked))
+}
+
+/// The part of the chain a snapshot stands for, not checked yet.
+pub(crate) struct Unchecked {
+    seq: Seq,
+    hash: ChainHash,
+}
+
+impl Unchecked {
+    /// Checks the chain up to the snapshot. If it breaks, the projections
+    /// are folded again from the start, up to the break, and the break is
+    /// recorded: writes are refused from then on.
+    fn check(self, shared: &Shared) {
+        let mut prefix = History::new(());
+        let read = fold_log(&shared.log, &mut prefix, Some(self.seq), |n| {
+            tracing::info!(events = n, "checking the chain before the snapshot")
+        });
+        let broken = match read {
+            Err(e) => Some(ChainBreak { seq: prefix.head().0.next(), why: format!("cannot read the log: {e}") }),
+            Ok(()) => prefix.broken().cloned().or_else(|| {
+                (prefix.head() != (self.seq, self.hash)).then(|| ChainBreak {
+                    seq: self.seq,
+                    why: "the snapshot's event is not the one the chain leads to".into(),
+                })
+            }),
+        };
+        if let Some(b) = broken {
+            tracing::error!(seq = %b.seq, why = %b.why, "the stored chain is broken; refusing writes");
+            let mut history = History::new(Projections::default());
+            if fold_log(&shared.log, &mut history, None, |_| {}).is_ok() {
+                *shared.projections.write().unwrap_or_else(PoisonError::into_inner) = history.into_state();
+            }
+            let _ = shared.broken.set(b);
+        }
+        shared.chain_checked.store(true, Ordering::Relaxed);
+    }
 }
 
 impl Apply for Projections {
@@ -210,8 +249,11 @@ struct Shared {
     format: TokenFormat,
     /// Set when a commit failed: the registry refuses writes until restarted.
     failed: AtomicBool,
-    /// Where the stored chain breaks, if it does: writes are refused.
-    broken: Option<ChainBreak>,
+    /// Where the stored chain breaks, if it does: writes are refused. Set
+    /// at open, or by the writer's check of the chain before a snapshot.
+    broken: OnceLock<ChainBreak>,
+    /// False while the chain before the loaded snapshot is being checked.
+    chain_checked: AtomicBool,
     /// Ids must increase in creation order across all callers.
     ids: Mutex<IdGenerator>,
     /// The last sequence applied to the projections, for callers that wait
@@ -297,14 +339,17 @@ impl Registry {
                 "the data dir was open to other users; restricted it to its owner (dirs 0700, files 0600)"
             );
         }
-        let history = fold_projections(dir, &pepper, &log.reader())?;
+        let (history, unchecked) = fold_projections(dir, &pepper, &log.reader())?;
         let recorded = history.state().table.pepper_fingerprint();
         if recorded.is_some_and(|fp| fp != pepper.fingerprint()) {
             return Err(OpenError::WrongPepper(dir.path().display().to_string()));
         }
-        let broken = history.broken().cloned();
-        match &broken {
-            Some(b) => tracing::error!(seq = %b.seq, why = %b.why, "the stored chain is broken; refusing writes"),
+        let broken = OnceLock::new();
+        match history.broken().cloned() {
+            Some(b) => {
+                tracing::error!(seq = %b.seq, why = %b.why, "the stored chain is broken; refusing writes");
+                let _ = broken.set(b);
+            }
             None => tracing::info!(head = %log.head().seq, "log opened"),
         }
         let applied = history.head().0;
@@ -316,11 +361,12 @@ impl Registry {
             format: config.format,
             failed: AtomicBool::new(false),
             broken,
+            chain_checked: AtomicBool::new(unchecked.is_none()),
             ids: Mutex::new(IdGenerator::default()),
             applied: watch::Sender::new(applied),
             committed: watch::Sender::new(log.head()),
         });
-        let writer = Writer::start(log, shared.clone()).map_err(OpenError::Thread)?;
+        let writer = Writer::start(log, shared.clone(), unchecked).map_err(OpenError::Thread)?;
         let registry = Registry { shared, writer: Arc::new(writer), dir: dir.clone() };
         let made_before_fingerprints = recorded.is_none() && registry.read().table.org(&OrgId::system()).is_some();
         if made_before_fingerprints && registry.refusing_writes().is_none() {
@@ -348,7 +394,7 @@ impl Registry {
             return Err(OpenError::Init("close: other handles on this registry are still open".into()));
         }
         writer.stop();
-        if shared.broken.is_none() && !shared.failed.load(Ordering::Relaxed) {
+        if shared.broken.get().is_none() && !shared.failed.load(Ordering::Relaxed) {
             write_snapshot(&dir, &shared);
         }
         drop((writer, shared));
@@ -381,7 +427,7 @@ impl Registry {
     /// Why the registry refuses writes, if it does: a broken chain found at
     /// start, or a failed commit.
     pub fn refusing_writes(&self) -> Option<String> {
-        if let Some(b) = &self.shared.broken {
+        if let Some(b) = self.shared.broken.get() {
             return Some(format!(
                 "{b}; run `keyreg audit verify` on the data dir (the registry refuses writes until the log is repaired)"
             ));
@@ -391,7 +437,13 @@ impl Registry {
 
     /// Where the stored chain breaks, if it does.
     pub fn broken(&self) -> Option<&ChainBreak> {
-        self.shared.broken.as_ref()
+        self.shared.broken.get()
+    }
+
+    /// Whether the whole chain has been checked since the registry opened
+    /// (the part a snapshot stands for is checked after start-up).
+    pub fn chain_checked(&self) -> bool {
+        self.shared.chain_checked.load(Ordering::Relaxed)
     }
 
     /// Waits until the projections have applied `seq`, at most `timeout`.

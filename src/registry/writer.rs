@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
-use super::{ExecError, Outcome, Shared};
+use super::{ExecError, Outcome, Shared, Unchecked};
 use crate::domain::command::{Acting, Command, Context, Refusal};
 use crate::domain::decide::decide;
 use crate::domain::event::Event;
@@ -42,10 +42,16 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    pub fn start(log: Log, shared: std::sync::Arc<Shared>) -> std::io::Result<Writer> {
+    /// Starts the writer thread. It first checks the chain a snapshot
+    /// stands for, if any: commands queue meanwhile.
+    pub fn start(log: Log, shared: std::sync::Arc<Shared>, unchecked: Option<Unchecked>) -> std::io::Result<Writer> {
         let (tx, rx) = mpsc::channel();
-        let thread =
-            std::thread::Builder::new().name("keyreg-writer".into()).spawn(move || write_loop(log, &shared, rx))?;
+        let thread = std::thread::Builder::new().name("keyreg-writer".into()).spawn(move || {
+            if let Some(unchecked) = unchecked {
+                unchecked.check(&shared);
+            }
+            write_loop(log, &shared, rx)
+        })?;
         Ok(Writer { tx: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)) })
     }
 
@@ -79,10 +85,12 @@ fn write_loop(mut log: Log, shared: &Shared, rx: mpsc::Receiver<Job>) {
         jobs.extend(rx.try_iter().take(MAX_BATCH - 1));
         let mut answers = Vec::with_capacity(jobs.len());
         let mut failure: Option<LogError> = None;
+        let broken = shared.broken.get().map(|b| format!("{b}; the registry refuses writes"));
         for job in jobs {
-            let result = match &failure {
-                Some(_) => Err(ExecError::Unavailable("the log failed".into())),
-                None => run(&mut log, shared, &mut ids, &job).map_err(|e| match e {
+            let result = match (&failure, &broken) {
+                (Some(_), _) => Err(ExecError::Unavailable("the log failed".into())),
+                (_, Some(why)) => Err(ExecError::Unavailable(why.clone())),
+                (None, None) => run(&mut log, shared, &mut ids, &job).map_err(|e| match e {
                     Failed::Refused(r) => ExecError::Refused(r),
                     Failed::Log(e) => {
                         let shown = ExecError::Unavailable(e.to_string());

@@ -97,7 +97,7 @@ fn a_tampered_log_is_served_read_only_and_named() {
 
     let server = Server::start(&data, &[]);
     let api = Api::new(&server.url);
-    let ready = api.get("/readyz").send();
+    let ready = readyz(&api);
     assert_eq!(ready.status, 503, "{}", ready.json);
     let why = ready.json["refusing_writes"].as_str().unwrap_or_default().to_owned();
     assert!(why.contains("sequence 10"), "{why}");
@@ -138,7 +138,7 @@ fn serve_refuses_another_pepper_and_an_exposed_one() {
     assert!(stderr(&wrong).contains("not the pepper this log was made with"), "{}", stderr(&wrong));
     std::fs::write(&pepper, &own).unwrap();
     let (server, _) = (Server::start(&data, &[]), ());
-    assert_eq!(Api::new(&server.url).get("/readyz").send().status, 200);
+    assert_eq!(readyz(&Api::new(&server.url)).status, 200);
     server.stop();
 }
 

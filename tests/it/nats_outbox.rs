@@ -139,8 +139,11 @@ fn a_diverged_stream_is_reset_and_republished() {
 
     let (second, _) = Server::init_and_start(&dir.path().join("second"), &flags);
     let api = Api::new(&second.url);
-    wait_until("the divergence to show", Duration::from_secs(10), || api.get("/readyz").send().status == 503);
+    wait_until("the divergence to show", Duration::from_secs(10), || {
+        api.get("/readyz").send().json["outbox"]["diverged"].is_string()
+    });
     let ready = api.get("/readyz").send();
+    assert_eq!(ready.status, 503);
     assert!(ready.json["outbox"]["diverged"].as_str().unwrap().contains("diverges"), "{}", ready.json);
     let data = second.data.clone();
     second.stop();
@@ -158,7 +161,7 @@ fn a_diverged_stream_is_reset_and_republished() {
     wait_until("the second log on the stream", Duration::from_secs(10), || {
         api.get("/readyz").send().json["outbox"]["published_seq"].as_u64() == Some(head)
     });
-    assert_eq!(api.get("/readyz").send().status, 200);
+    assert_eq!(readyz(&api).status, 200);
     second.stop();
     let exported = keyreg(&["audit", "export", "--data", path_str(&data)]).stdout;
     let streamed: Vec<u8> =

@@ -255,6 +255,15 @@ pub fn refused(api: &Api, what: &str, req: Req<'_>, status: u16, code: &str) -> 
     r.json
 }
 
+/// `/readyz` once the registry has checked its whole chain: a registry
+/// that started from a snapshot checks the chain before it in the
+/// background, and says `checking` until then.
+pub fn readyz(api: &Api) -> Resp {
+    let checked = eventually(Duration::from_secs(20), || api.get("/readyz").send().json["status"] != "checking");
+    assert!(checked, "the registry was still checking its chain after 20 s");
+    api.get("/readyz").send()
+}
+
 /// Polls `f` until it is true, for at most `limit`.
 pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let started = Instant::now();
