@@ -94,6 +94,9 @@ proptest! {
     }
 }
 
+/// A way to spoil the newest snapshot.
+type Damage = Box<dyn Fn()>;
+
 #[test]
 fn a_snapshot_that_does_not_check_out_is_passed_over() {
     let dir = tempdir();
@@ -118,7 +121,7 @@ fn a_snapshot_that_does_not_check_out_is_passed_over() {
     };
     let mut flipped = good.clone();
     flipped[good.len() / 2] ^= 0x20;
-    let cases: Vec<(&str, Box<dyn Fn()>)> = vec![
+    let cases: Vec<(&str, Damage)> = vec![
         ("a flipped byte", Box::new(rewrite(flipped))),
         ("cut short", Box::new(rewrite(good[..good.len() - 100].to_vec()))),
         ("sealed under another pepper", Box::new(seal(Pepper::generate(), sealed.hash, sealed.payload.clone()))),
