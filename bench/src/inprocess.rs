@@ -141,6 +141,32 @@ pub(crate) fn verify_and_memory(size: Size) -> Vec<Row> {
     ]
 }
 
+/// One key's past at the log's last time, for random keys: (p50, p99) in
+/// ms; and the baseline, the whole table folded to that time, in seconds.
+fn as_of(data: &DataDir) -> anyhow::Result<((f64, f64), f64)> {
+    progress("replay: one key as of a time");
+    let registry = Registry::open(data, crate::config())?;
+    let (keys, at) = {
+        let p = registry.read();
+        let keys: Vec<(OrgId, KeyId)> = p.table.all_keys().iter().map(|k| (k.org.clone(), k.id)).collect();
+        (keys, p.table.last_time().unwrap_or(Timestamp::from_micros(0)))
+    };
+    let mut samples = vec![];
+    for i in 0..1000usize {
+        let (org, id) = &keys[(i * 7919) % keys.len()];
+        let t = Instant::now();
+        let table = registry.key_as_of(org, id, at)?;
+        samples.push(t.elapsed().as_secs_f64() * 1e3);
+        anyhow::ensure!(table.key(id).is_some(), "the key's past lost the key");
+    }
+    samples.sort_by(f64::total_cmp);
+    let t = Instant::now();
+    black_box(registry.table_as_of(at)?);
+    let whole = t.elapsed().as_secs_f64();
+    registry.close()?;
+    Ok(((crate::percentile(&samples, 0.5), crate::percentile(&samples, 0.99)), whole))
+}
+
 /// Any 32-byte key gives the baseline's cost: the floor is one keyed hash.
 const FLOOR_KEY: [u8; 32] = [7; 32];
 
@@ -234,6 +260,7 @@ pub(crate) fn replay(size: Size) -> anyhow::Result<Vec<Row>> {
         anyhow::ensure!(registry.read().table.applied() == Seq(n as u64), "the snapshot start stopped short");
         registry.close()?;
     }
+    let (one_key, whole) = as_of(&data)?;
     let (checked, unchecked, startup) = (median(rates), median(unchecked), median(startups));
     let (from_snapshot, write) = (median(from_snapshot), median(writes));
     let keys = n.div_ceil(4);
@@ -250,6 +277,13 @@ pub(crate) fn replay(size: Size) -> anyhow::Result<Vec<Row>> {
                 (checked - unchecked) / unchecked * 100.0
             ),
             Some(rate >= 1e6),
+        ),
+        Row::new(
+            format!("5. one key as of a time, {n} events (what `GET /v1/keys/{{id}}?as_of` reads)"),
+            format!("p50 {:.3} ms, p99 {:.3} ms", one_key.0, one_key.1),
+            "p99 < 5 ms",
+            format!("the whole table as of the same time: {whole:.2} s"),
+            Some(one_key.1 < 5.0),
         ),
         Row::new(
             format!("5. registry start-up with {n} events, from a snapshot"),

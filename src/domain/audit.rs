@@ -120,6 +120,24 @@ impl AuditIndex {
         (n as u64, n.checked_sub(1).map(|i| self.seq(list[i])))
     }
 
+    /// What a key's past needs, up to `up_to`: its own events and its org's
+    /// events that are not about a key (the org, its roles, its
+    /// catalogue), in log order. Empty if the key is not `org`'s.
+    pub fn key_history(&self, org: &OrgId, key: &KeyId, up_to: Seq) -> Vec<Seq> {
+        let (Some(o), Some(k)) = (self.orgs.get(org), self.keys.get(key)) else {
+            return vec![];
+        };
+        if self.key_org[k as usize] != o {
+            return vec![];
+        }
+        let about_org = |p: &u32| !TYPES[self.entries[*p as usize].type_index as usize].starts_with("key.");
+        let mut positions: Vec<u32> =
+            self.by_org.get(&o).into_iter().flatten().filter(|p| about_org(p)).copied().collect();
+        positions.extend(self.by_key.get(&k).into_iter().flatten().copied());
+        positions.sort_unstable();
+        positions.into_iter().map(|p| self.seq(p)).take_while(|s| *s <= up_to).collect()
+    }
+
     /// The last sequence whose time is at or before `t` (0 if none).
     pub fn last_seq_at(&self, t: Timestamp) -> Seq {
         let n = self.entries.partition_point(|e| e.time <= t);

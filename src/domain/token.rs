@@ -298,7 +298,8 @@ impl Pepper {
         TokenHash(blake3::keyed_hash(&self.0, data))
     }
 
-    /// The secret bytes, for writing the pepper file. Nothing else needs them.
+    /// The secret bytes, for writing the pepper file and deriving the key
+    /// that seals snapshots.
     pub fn bytes(&self) -> &[u8; 32] {
         &self.0
     }

@@ -7,8 +7,8 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ApiError, AppState, AsOfQuery, Body, Caller, DryRunQuery, Params, execute_or_preview, expected_version, json,
-    no_store, no_such_key, parse_key_id, parse_time, table_as_of, with_etag,
+    ApiError, AppState, AsOfQuery, Body, Caller, DryRunQuery, Params, blocking, execute_or_preview, expected_version,
+    json, no_store, no_such_key, parse_key_id, parse_time, table_as_of, with_etag,
 };
 use crate::domain::cidr::Cidr;
 use crate::domain::command::{Command, Expiry, KeyEdit, NewKey, NewSecret};
@@ -315,7 +315,8 @@ pub async fn get(
     match q.as_of {
         Some(at) => {
             let at = parse_time("as_of", &at)?;
-            let table = table_as_of(&s, at).await?;
+            let (registry, org) = (s.registry.clone(), caller.org.clone());
+            let table = blocking(move || Ok(registry.key_as_of(&org, &id, at)?)).await?;
             let key = table.key_in(&caller.org, &id).ok_or_else(not_found)?;
             Ok(key_response(StatusCode::OK, &table, key, at, Extras::default()))
         }

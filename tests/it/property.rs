@@ -1,7 +1,8 @@
 //! Property tests over the real log: any sequence of commands, once applied,
 //! replays from the log to the same table, and the table "as of" any time
 //! equals the table that was live then; with roles, every fold holds the
-//! same effective scopes, now and at every past time.
+//! same effective scopes, now and at every past time; and one key's past,
+//! from its own history alone, is what the whole table said of it.
 
 use std::collections::BTreeMap;
 
@@ -180,6 +181,13 @@ proptest! {
         let final_table = registry.read().table.clone();
         for (t, table) in &live {
             prop_assert!(registry.table_as_of(*t).unwrap() == *table, "as of {}", t);
+            // One key's past, from its own history alone, reads as the whole table's.
+            for key in table.all_keys() {
+                let alone = registry.key_as_of(&key.org, &key.id, *t).unwrap();
+                let view = |table: &Table, k| serde_json::to_value(table.view(k, *t)).unwrap();
+                let own = alone.key(&key.id);
+                prop_assert!(own.is_some_and(|k| view(&alone, k) == view(table, key)), "{} as of {}: {:?} vs {}", key.id, t, own.map(|k| view(&alone, k)), view(table, key));
+            }
             // Half a second later nothing had changed yet.
             let between = Timestamp::from_micros(t.micros() + 500_000);
             if live.range(between..).next().is_none_or(|(next, _)| *next > between) {
