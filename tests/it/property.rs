@@ -13,7 +13,8 @@ use keyreg::domain::id::{Actor, KeyId, RoleName, Seq};
 use keyreg::domain::legacy;
 use keyreg::domain::scope::Scope;
 use keyreg::domain::table::Table;
-use keyreg::domain::time::{Clock, Timestamp};
+use keyreg::domain::time::{Clock, ManualClock, Timestamp};
+use keyreg::registry::Registry;
 use proptest::prelude::*;
 
 use crate::support::*;
@@ -64,12 +65,7 @@ pub fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-pub fn command(
-    op: &Op,
-    keys: &[(KeyId, String)],
-    registry: &keyreg::registry::Registry,
-    now: Timestamp,
-) -> Option<Command> {
+fn command(op: &Op, keys: &[(KeyId, String)], registry: &Registry, now: Timestamp) -> Option<Command> {
     let pick = |i: &usize| keys.get(i % keys.len().max(1)).cloned();
     Some(match op {
         Op::Create { scopes, expires_in } => {
@@ -144,6 +140,34 @@ pub fn command(
     })
 }
 
+/// The org the random commands act in (at most 12 live keys), with its
+/// admin key.
+pub fn create_acme(registry: &Registry) {
+    let admin_key = registry.new_key(&registry.format().generate(), "admin", "", &["keys:admin"]);
+    let command = Command::CreateOrg { id: acme(), name: "Acme".into(), max_keys: Some(12), admin: admin_key };
+    registry.execute_blocking(admin(), acme(), command).unwrap();
+}
+
+/// Runs one random op in acme: a wait moves the clock, anything else is a
+/// command, refused or not; the keys it makes join `keys`. False when no
+/// command was tried.
+pub fn run(op: &Op, keys: &mut Vec<(KeyId, String)>, registry: &Registry, clock: &ManualClock) -> bool {
+    if let Op::Wait(s) = op {
+        clock.advance_seconds(*s);
+        return false;
+    }
+    let Some(command) = command(op, keys, registry, clock.now()) else { return false };
+    let created = match &command {
+        Command::CreateKey(k) | Command::ImportKey(k) => Some((k.id, k.name.clone())),
+        _ => None,
+    };
+    let actor = if matches!(op, Op::Expire(_)) { Actor::system("sweeper") } else { admin() };
+    if registry.execute_blocking(actor, acme(), command).is_ok() {
+        keys.extend(created);
+    }
+    true
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
@@ -151,30 +175,13 @@ proptest! {
     fn replay_equals_the_live_table_now_and_at_every_past_time(ops in proptest::collection::vec(op(), 1..40)) {
         let dir = tempdir();
         let (registry, _, clock) = registry_with_clock(dir.path());
-        registry
-            .execute_blocking(admin(), acme(), Command::CreateOrg {
-                id: acme(),
-                name: "Acme".into(),
-                max_keys: Some(12),
-                admin: registry.new_key(&registry.format().generate(), "admin", "", &["keys:admin"]),
-            })
-            .unwrap();
+        create_acme(&registry);
         let mut keys: Vec<(KeyId, String)> = vec![];
         // The live table after the last command at each clock time.
         let mut live: BTreeMap<Timestamp, Table> = BTreeMap::new();
         for op in &ops {
-            if let Op::Wait(s) = op {
-                clock.advance_seconds(*s);
+            if !run(op, &mut keys, &registry, &clock) {
                 continue;
-            }
-            let Some(command) = command(op, &keys, &registry, clock.now()) else { continue };
-            let created = match &command {
-                Command::CreateKey(k) | Command::ImportKey(k) => Some((k.id, k.name.clone())),
-                _ => None,
-            };
-            let actor = if matches!(op, Op::Expire(_)) { Actor::system("sweeper") } else { admin() };
-            if registry.execute_blocking(actor, acme(), command).is_ok() {
-                keys.extend(created);
             }
             live.insert(clock.now(), registry.read().table.clone());
         }
@@ -186,7 +193,7 @@ proptest! {
                 let alone = registry.key_as_of(&key.org, &key.id, *t).unwrap();
                 let view = |table: &Table, k| serde_json::to_value(table.view(k, *t)).unwrap();
                 let own = alone.key(&key.id);
-                prop_assert!(own.is_some_and(|k| view(&alone, k) == view(table, key)), "{} as of {}: {:?} vs {}", key.id, t, own.map(|k| view(&alone, k)), view(table, key));
+                prop_assert!(own.is_some_and(|k| view(&alone, k) == view(table, key)), "{} as of {}", key.id, t);
             }
             // Half a second later nothing had changed yet.
             let between = Timestamp::from_micros(t.micros() + 500_000);

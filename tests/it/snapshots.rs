@@ -8,15 +8,14 @@ use std::sync::Arc;
 
 use keyreg::domain::audit::AuditIndex;
 use keyreg::domain::chain::ChainHash;
-use keyreg::domain::command::Command;
 use keyreg::domain::table::Table;
-use keyreg::domain::time::{Clock, ManualClock};
+use keyreg::domain::time::ManualClock;
 use keyreg::domain::token::Pepper;
 use keyreg::registry::Registry;
 use keyreg::store::{DataDir, snapshot};
 use proptest::prelude::*;
 
-use crate::property::{Op, command, op};
+use crate::property::{create_acme, op, run};
 use crate::support::*;
 
 /// What a registry holds, taken before it closes.
@@ -58,29 +57,11 @@ proptest! {
     ) {
         let dir = tempdir();
         let (mut registry, _, clock) = registry_with_clock(dir.path());
-        registry
-            .execute_blocking(admin(), acme(), Command::CreateOrg {
-                id: acme(),
-                name: "Acme".into(),
-                max_keys: Some(12),
-                admin: registry.new_key(&registry.format().generate(), "admin", "", &["keys:admin"]),
-            })
-            .unwrap();
+        create_acme(&registry);
         let mut keys = vec![];
         for ops in &rounds {
             for op in ops {
-                if let Op::Wait(s) = op {
-                    clock.advance_seconds(*s);
-                    continue;
-                }
-                let Some(command) = command(op, &keys, &registry, clock.now()) else { continue };
-                let created = match &command {
-                    Command::CreateKey(k) | Command::ImportKey(k) => Some((k.id, k.name.clone())),
-                    _ => None,
-                };
-                if registry.execute_blocking(admin(), acme(), command).is_ok() {
-                    keys.extend(created);
-                }
+                run(op, &mut keys, &registry, &clock);
             }
             let head = registry.head().seq;
             registry.close().unwrap();
