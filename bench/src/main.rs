@@ -82,7 +82,7 @@ fn main() -> anyhow::Result<()> {
 
 /// A registry's configuration on the system clock.
 fn config() -> Config {
-    Config { clock: std::sync::Arc::new(keyreg::domain::time::SystemClock), format: Default::default() }
+    Config::new(std::sync::Arc::new(keyreg::domain::time::SystemClock), Default::default())
 }
 
 /// Runs every measurement and prints the table on stdout.

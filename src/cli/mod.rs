@@ -256,7 +256,7 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 fn config(prefix: &str) -> anyhow::Result<Config> {
     let format = TokenFormat::new(prefix).context("--token-prefix must be 1 to 16 characters of [a-z0-9_]")?;
-    Ok(Config { clock: Arc::new(SystemClock), format })
+    Ok(Config::new(Arc::new(SystemClock), format))
 }
 
 fn parse_time(flag: &str, s: &str) -> anyhow::Result<Timestamp> {

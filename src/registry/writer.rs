@@ -17,7 +17,8 @@ use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
-use super::{ExecError, Outcome, Shared, Unchecked};
+use super::snapshot::{Unchecked, write_snapshot_of};
+use super::{ExecError, Outcome, Shared};
 use crate::domain::command::{Acting, Command, Context, Refusal};
 use crate::domain::decide::decide;
 use crate::domain::event::Event;
@@ -105,7 +106,13 @@ fn write_loop(mut log: Log, shared: &Shared, rx: mpsc::Receiver<Job>) {
         if failure.is_none() && staged {
             match log.commit() {
                 Ok(()) => {
-                    shared.committed.send_replace(log.head());
+                    // A registry that is killed rather than stopped still
+                    // starts from a recent snapshot.
+                    let before = shared.committed.send_replace(log.head());
+                    let every = shared.snapshot_every;
+                    if before.seq.0 / every < log.head().seq.0 / every {
+                        snapshot_in_background(shared);
+                    }
                 }
                 Err(e) => failure = Some(e),
             }
@@ -121,6 +128,20 @@ fn write_loop(mut log: Log, shared: &Shared, rx: mpsc::Receiver<Job>) {
         for (reply, result) in answers {
             let _ = reply.send(result);
         }
+    }
+}
+
+/// Copies the projections (the writer waits only for the copy) and
+/// writes their snapshot on a thread of its own.
+fn snapshot_in_background(shared: &Shared) {
+    let head = *shared.committed.borrow();
+    let copy = shared.read().clone();
+    let (dir, pepper) = (shared.snapshots.clone(), shared.pepper.clone());
+    let spawned = std::thread::Builder::new().name("keyreg-snapshot".into()).spawn(move || {
+        write_snapshot_of(&dir, &pepper, head, &copy);
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the snapshot thread");
     }
 }
 

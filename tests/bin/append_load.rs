@@ -20,7 +20,7 @@ fn main() {
     let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     let data = DataDir::new(&PathBuf::from(flag("--data").expect("--data DIR")));
     let writers: usize = flag("--writers").map_or(4, |w| w.parse().expect("--writers N"));
-    let config = || Config { clock: Arc::new(SystemClock), format: TokenFormat::default() };
+    let config = || Config::new(Arc::new(SystemClock), TokenFormat::default());
     let registry = match Registry::open(&data, config()) {
         Ok(r) => r,
         Err(OpenError::Dir(DirError::NotInitialised(_))) => Registry::init(&data, config()).expect("init").0,

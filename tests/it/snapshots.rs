@@ -5,17 +5,22 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use keyreg::domain::audit::AuditIndex;
 use keyreg::domain::chain::ChainHash;
+use keyreg::domain::command::Command;
+use keyreg::domain::history::History;
 use keyreg::domain::table::Table;
 use keyreg::domain::time::ManualClock;
 use keyreg::domain::token::Pepper;
-use keyreg::registry::Registry;
+use keyreg::domain::token::TokenFormat;
+use keyreg::registry::{Config, Projections, Registry, fold_log};
 use keyreg::store::{DataDir, snapshot};
 use proptest::prelude::*;
 
 use crate::property::{create_acme, op, run};
+use crate::serve::eventually;
 use crate::support::*;
 
 /// What a registry holds, taken before it closes.
@@ -122,5 +127,42 @@ fn a_snapshot_that_does_not_check_out_is_passed_over() {
     }
     let registry = reopen(dir.path(), &clock);
     assert!(state(&registry) == expected, "from the rewritten snapshot");
+    registry.close().unwrap();
+}
+
+/// Every `snapshot_every` events a snapshot is written in the background,
+/// while the registry keeps running, and it holds exactly the state the
+/// log folds to at its sequence.
+#[test]
+fn a_running_registry_snapshots_every_so_many_events() {
+    let dir = tempdir();
+    let clock = Arc::new(ManualClock::new(t0()));
+    let mut config = Config::new(clock.clone() as Arc<dyn keyreg::domain::time::Clock>, TokenFormat::default());
+    config.snapshot_every = 25;
+    let (registry, _) = Registry::init(&DataDir::new(dir.path()), config).unwrap();
+    for i in 0..60 {
+        let key = registry.new_key(&registry.format().generate(), &format!("k{i}"), "", &["read"]);
+        registry.execute_blocking(admin(), keyreg::domain::id::OrgId::system(), Command::CreateKey(key)).unwrap();
+    }
+    let pepper = DataDir::new(dir.path()).pepper().unwrap();
+    let seqs = || -> Vec<u64> {
+        snapshot::files(&dir.path().join("snapshots"))
+            .iter()
+            .filter_map(|f| snapshot::read(f, &pepper).ok())
+            .map(|s| s.seq.0)
+            .collect()
+    };
+    assert!(eventually(Duration::from_secs(10), || seqs().len() == 2), "snapshots: {:?}", seqs());
+    for sealed in snapshot::files(&dir.path().join("snapshots")).iter().map(|f| snapshot::read(f, &pepper).unwrap()) {
+        let from_snapshot = Projections::decode(&sealed.payload).unwrap();
+        let mut folded = History::new(Projections::default());
+        fold_log(registry.log(), &mut folded, Some(sealed.seq), |_| {}).unwrap();
+        assert_eq!(folded.head(), (sealed.seq, sealed.hash));
+        let folded = folded.into_state();
+        assert!(from_snapshot.table == folded.table && from_snapshot.audit == folded.audit, "at {}", sealed.seq);
+    }
+    let mut taken = seqs();
+    taken.sort_unstable();
+    assert!(taken[0] >= 25 && taken[0] < 50 && taken[1] >= 50, "{taken:?}");
     registry.close().unwrap();
 }

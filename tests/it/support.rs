@@ -48,13 +48,13 @@ pub fn t0() -> Timestamp {
 /// A registry in `dir` on a clock the test moves.
 pub fn registry_with_clock(dir: &Path) -> (Registry, Token, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(t0()));
-    let config = Config { clock: clock.clone() as Arc<dyn Clock>, format: TokenFormat::default() };
+    let config = Config::new(clock.clone() as Arc<dyn Clock>, TokenFormat::default());
     let (registry, token) = Registry::init(&DataDir::new(dir), config).expect("init");
     (registry, token, clock)
 }
 
 pub fn reopen(dir: &Path, clock: &Arc<ManualClock>) -> Registry {
-    let config = Config { clock: clock.clone() as Arc<dyn Clock>, format: TokenFormat::default() };
+    let config = Config::new(clock.clone() as Arc<dyn Clock>, TokenFormat::default());
     Registry::open(&DataDir::new(dir), config).expect("reopen")
 }
 

@@ -1,0 +1,140 @@
+//! Snapshots of the projections, for the registry: their form on disk,
+//! which one start-up may trust (`newest_snapshot`), folding the log from
+//! it (`fold_projections`), the chain it stands for, checked by the writer
+//! after start-up (`Unchecked`), and writing one (on a clean stop, or every
+//! `Config::snapshot_every` events from a copy). The file format and its
+//! seal are `store::snapshot`'s; the encoding is each state's own.
+
+use std::path::Path;
+use std::sync::PoisonError;
+use std::sync::atomic::Ordering;
+
+use super::history::fold_log;
+use super::{Projections, Shared};
+use crate::domain::audit::AuditIndex;
+use crate::domain::chain::{ChainBreak, ChainHash};
+use crate::domain::history::History;
+use crate::domain::id::Seq;
+use crate::domain::snapshot::{Reader as Decoder, SnapshotError, Writer as Encoder, damaged};
+use crate::domain::table::Table;
+use crate::domain::token::Pepper;
+use crate::store::log::{Head, LogError, Reader};
+use crate::store::{DataDir, snapshot};
+
+impl Projections {
+    /// The snapshot form: the table, then the audit index.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Encoder::default();
+        self.table.encode(&mut w);
+        self.audit.encode(&mut w);
+        w.bytes
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Projections, SnapshotError> {
+        let mut r = Decoder::new(bytes);
+        let projections = Projections { table: Table::decode(&mut r)?, audit: AuditIndex::decode(&mut r)? };
+        if !r.is_empty() {
+            return Err(damaged("bytes after the projections"));
+        }
+        Ok(projections)
+    }
+}
+
+/// The newest snapshot that checks out: sealed under this pepper, taken at
+/// an event the log holds with the same chain hash, and decoding to a state
+/// at that event. Every other one is passed over with a warning.
+fn newest_snapshot(dir: &DataDir, pepper: &Pepper, log: &Reader) -> Option<(Projections, Seq, ChainHash)> {
+    for path in snapshot::files(&dir.snapshots_path()) {
+        let why = match snapshot::read(&path, pepper) {
+            Ok(s) => match log.get(s.seq) {
+                Ok(Some(record)) if record.hash == s.hash => match Projections::decode(&s.payload) {
+                    Ok(p) if p.table.applied() == s.seq => return Some((p, s.seq, s.hash)),
+                    Ok(_) => "its state is not at the sequence it names".to_owned(),
+                    Err(e) => e.to_string(),
+                },
+                Ok(_) => "the log does not hold the event it was taken at".to_owned(),
+                Err(e) => e.to_string(),
+            },
+            Err(why) => why,
+        };
+        tracing::warn!(file = %path.display(), %why, "ignoring a snapshot; the log is replayed instead");
+    }
+    None
+}
+
+/// Folds the log into the projections, from the newest good snapshot when
+/// there is one; then the chain up to the snapshot is still to be checked
+/// (`Unchecked`): a snapshot saves applying those events, never checking
+/// them.
+pub(super) fn fold_projections(
+    dir: &DataDir,
+    pepper: &Pepper,
+    log: &Reader,
+) -> Result<(History<Projections>, Option<Unchecked>), LogError> {
+    let progress = |n| tracing::info!(events = n, "replaying the log");
+    let (mut history, unchecked) = match newest_snapshot(dir, pepper, log) {
+        Some((projections, seq, hash)) => {
+            tracing::info!(%seq, "loaded a snapshot; replaying the events after it");
+            (History::resume(projections, seq, hash), Some(Unchecked { seq, hash }))
+        }
+        None => (History::new(Projections::default()), None),
+    };
+    fold_log(log, &mut history, None, progress)?;
+    Ok((history, unchecked))
+}
+
+/// The part of the chain a snapshot stands for, not checked yet.
+pub(super) struct Unchecked {
+    seq: Seq,
+    hash: ChainHash,
+}
+
+impl Unchecked {
+    /// Checks the chain up to the snapshot. If it breaks, the projections
+    /// are folded again from the start, up to the break, and the break is
+    /// recorded: writes are refused from then on.
+    pub(super) fn check(self, shared: &Shared) {
+        let mut prefix = History::new(());
+        let read = fold_log(&shared.log, &mut prefix, Some(self.seq), |n| {
+            tracing::info!(events = n, "checking the chain before the snapshot")
+        });
+        let broken = match read {
+            Err(e) => Some(ChainBreak { seq: prefix.head().0.next(), why: format!("cannot read the log: {e}") }),
+            Ok(()) => prefix.broken().cloned().or_else(|| {
+                (prefix.head() != (self.seq, self.hash)).then(|| ChainBreak {
+                    seq: self.seq,
+                    why: "the snapshot's event is not the one the chain leads to".into(),
+                })
+            }),
+        };
+        if let Some(b) = broken {
+            tracing::error!(seq = %b.seq, why = %b.why, "the stored chain is broken; refusing writes");
+            let mut history = History::new(Projections::default());
+            if fold_log(&shared.log, &mut history, None, |_| {}).is_ok() {
+                *shared.projections.write().unwrap_or_else(PoisonError::into_inner) = history.into_state();
+            }
+            let _ = shared.broken.set(b);
+        }
+        shared.chain_checked.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Snapshots the projections at the committed head on a clean stop,
+/// unless a snapshot of that head exists already.
+pub(super) fn write_snapshot(shared: &Shared) {
+    let head = *shared.committed.borrow();
+    let newest = snapshot::files(&shared.snapshots).first().and_then(|f| snapshot::read(f, &shared.pepper).ok());
+    if head.seq != Seq(0) && newest.is_none_or(|s| s.seq != head.seq) {
+        write_snapshot_of(&shared.snapshots, &shared.pepper, head, &shared.read());
+    }
+}
+
+/// Writes `projections`, folded up to `head`, as a snapshot. A failure
+/// costs only a longer next start.
+pub(super) fn write_snapshot_of(dir: &Path, pepper: &Pepper, head: Head, projections: &Projections) {
+    let payload = projections.encode();
+    match snapshot::write(dir, pepper, head.seq, head.hash, &payload) {
+        Ok(file) => tracing::info!(seq = %head.seq, bytes = payload.len(), file = %file.display(), "wrote a snapshot"),
+        Err(e) => tracing::warn!(error = %e, "cannot write a snapshot; the next start replays more of the log"),
+    }
+}
