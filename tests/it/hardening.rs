@@ -159,25 +159,14 @@ fn the_data_dir_is_private() {
         }
     }
     let server = Server::start(&data, &[]);
+    let log = server.log.clone();
     server.stop();
-    let log = std::fs::read_to_string(server_log(&data)).unwrap();
+    let log = std::fs::read_to_string(log).unwrap();
     assert!(log.contains("restricted it to its owner"), "{log}");
     for path in tree(&data) {
         let want = if path.is_dir() { 0o700 } else { 0o600 };
         assert_eq!(mode(&path), want, "{}", path.display());
     }
-}
-
-/// The newest server log written beside `data`.
-fn server_log(data: &Path) -> std::path::PathBuf {
-    let parent = data.parent().unwrap();
-    let mut logs: Vec<_> = std::fs::read_dir(parent)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().contains(".serve-"))
-        .collect();
-    logs.sort_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap());
-    logs.pop().unwrap()
 }
 
 /// A log made before keyreg recorded pepper fingerprints (its first event
@@ -224,9 +213,10 @@ fn an_older_data_dir_gets_its_fingerprint_on_first_start() {
     let upgrade = |expected_head: u64| {
         let server = Server::start(data.path(), &[]);
         let head = Api::new(&server.url).head();
+        let log = server.log.clone();
         server.stop();
         assert_eq!(head, expected_head);
-        std::fs::read_to_string(server_log(data.path())).unwrap()
+        std::fs::read_to_string(log).unwrap()
     };
     let first = upgrade(3);
     assert!(first.contains("recorded it now"), "{first}");

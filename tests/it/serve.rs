@@ -32,8 +32,11 @@ impl Server {
     }
 
     pub fn start(data: &Path, extra: &[&str]) -> Server {
-        let log = data
-            .with_extension(format!("serve-{}.log", Instant::now().elapsed().as_nanos() ^ std::process::id() as u128));
+        // One file per server: two servers on one data dir (a restart) must
+        // not write into the same log.
+        static STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = data.with_extension(format!("serve-{n}.log"));
         let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
         let mut child = Command::new(keyreg_bin())
             .args(["serve", "--data", path_str(data), "--listen", "127.0.0.1:0"])
