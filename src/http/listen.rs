@@ -123,6 +123,11 @@ pub async fn serve(
 /// Refuses, before reading anything more, a request whose headers are too
 /// large (431) or whose `Content-Length` is over the body limit (413): both
 /// as problem+json, like every other error.
+///
+/// An error answered to a request with a body says `Connection: close`:
+/// the body may not have been read (a request refused at authentication
+/// never is), and hyper then closes the connection; without the header a
+/// keep-alive client would send its next request into a closing socket.
 pub async fn guard(request: Request, next: Next) -> Response {
     let headers = request.headers();
     let size: usize = headers.iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
@@ -137,5 +142,10 @@ pub async fn guard(request: Request, next: Next) -> Response {
     if declared.is_some_and(|n| n > limit as u64) {
         return ApiError::PayloadTooLarge.into_response();
     }
-    next.run(request).await
+    let has_body = declared.is_some_and(|n| n > 0) || headers.contains_key(header::TRANSFER_ENCODING);
+    let mut response = next.run(request).await;
+    if has_body && (response.status().is_client_error() || response.status().is_server_error()) {
+        response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    }
+    response
 }
