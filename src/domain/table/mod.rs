@@ -198,26 +198,27 @@ impl Table {
     /// Whether any key, of any org and in any state, has or had this legacy
     /// secret hash (current or kept for a grace period, even a past one).
     pub fn legacy_hash_known(&self, hash: &TokenHash) -> bool {
-        self.by_legacy
-            .get(hash.prefix(), |slot| {
-                let key = &self.keys[slot as usize];
-                key.hash == *hash || key.grace.as_ref().is_some_and(|g| g.0 == *hash)
-            })
-            .is_some()
+        self.holder(&self.by_legacy, hash).is_some()
     }
 
     fn find_secret(&self, index: &SlotIndex, hash: &TokenHash, now: Timestamp) -> Option<&Key> {
+        let (key, in_grace) = self.holder(index, hash)?;
+        match key.grace() {
+            Some((_, until)) if in_grace && now >= until => None,
+            _ => Some(key),
+        }
+    }
+
+    /// The key whose current secret, or previous one kept for a grace
+    /// period (ended or not: `true`), has this hash.
+    fn holder(&self, index: &SlotIndex, hash: &TokenHash) -> Option<(&Key, bool)> {
         let mut in_grace = false;
         let slot = index.get(hash.prefix(), |slot| {
             let key = &self.keys[slot as usize];
             in_grace = key.hash != *hash;
             !in_grace || key.grace.as_ref().is_some_and(|g| g.0 == *hash)
         })?;
-        let key = &self.keys[slot as usize];
-        match key.grace() {
-            Some((_, until)) if in_grace && now >= until => None,
-            _ => Some(key),
-        }
+        Some((&self.keys[slot as usize], in_grace))
     }
 
     /// Starts loading what `key_by_hash(hash, ..)` will read first.
