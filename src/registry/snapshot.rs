@@ -47,7 +47,7 @@ fn newest_snapshot(dir: &DataDir, pepper: &Pepper, log: &Reader) -> Option<(Proj
     for path in snapshot::files(&dir.snapshots_path()) {
         let why = match snapshot::read(&path, pepper) {
             Ok(s) => match log.get(s.seq) {
-                Ok(Some(record)) if record.hash == s.hash => match Projections::decode(&s.payload) {
+                Ok(Some(record)) if record.hash == s.hash => match Projections::decode(s.payload()) {
                     Ok(p) if p.table.applied() == s.seq => return Some((p, s.seq, s.hash)),
                     Ok(_) => "its state is not at the sequence it names".to_owned(),
                     Err(e) => e.to_string(),

@@ -37,7 +37,15 @@ const KEEP: usize = 3;
 pub struct Sealed {
     pub seq: Seq,
     pub hash: ChainHash,
-    pub payload: Vec<u8>,
+    /// The whole file: the payload is read in place, not copied (it is the
+    /// size of the projections).
+    bytes: Vec<u8>,
+}
+
+impl Sealed {
+    pub fn payload(&self) -> &[u8] {
+        &self.bytes[HEADER..self.bytes.len() - SEAL]
+    }
 }
 
 fn seal_key(pepper: &Pepper) -> [u8; 32] {
@@ -104,7 +112,7 @@ pub fn read(path: &Path, pepper: &Pepper) -> Result<Sealed, String> {
     }
     let seq = Seq(u64::from_le_bytes(bytes[20..28].try_into().unwrap_or_default()));
     let hash = ChainHash(bytes[28..60].try_into().unwrap_or_default());
-    Ok(Sealed { seq, hash, payload: sealed[HEADER..].to_vec() })
+    Ok(Sealed { seq, hash, bytes })
 }
 
 #[cfg(test)]
@@ -117,10 +125,7 @@ mod tests {
         let pepper = Pepper::generate();
         let path = write(dir.path(), &pepper, Seq(42), ChainHash([7; 32]), b"the projections").unwrap();
         let back = read(&path, &pepper).unwrap();
-        assert_eq!(
-            (back.seq, back.hash, back.payload.as_slice()),
-            (Seq(42), ChainHash([7; 32]), &b"the projections"[..])
-        );
+        assert_eq!((back.seq, back.hash, back.payload()), (Seq(42), ChainHash([7; 32]), &b"the projections"[..]));
         assert!(read(&path, &Pepper::generate()).is_err(), "another pepper's seal");
         let bytes = std::fs::read(&path).unwrap();
         for at in [0, 17, 25, 40, HEADER + 3, bytes.len() - 1] {

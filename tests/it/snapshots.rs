@@ -110,8 +110,8 @@ fn a_snapshot_that_does_not_check_out_is_passed_over() {
     let cases: Vec<(&str, Damage)> = vec![
         ("a flipped byte", Box::new(rewrite(flipped))),
         ("cut short", Box::new(rewrite(good[..good.len() - 100].to_vec()))),
-        ("sealed under another pepper", Box::new(seal(Pepper::generate(), sealed.hash, sealed.payload.clone()))),
-        ("bound to another chain", Box::new(seal(pepper.clone(), ChainHash([9; 32]), sealed.payload.clone()))),
+        ("sealed under another pepper", Box::new(seal(Pepper::generate(), sealed.hash, sealed.payload().to_vec()))),
+        ("bound to another chain", Box::new(seal(pepper.clone(), ChainHash([9; 32]), sealed.payload().to_vec()))),
         ("sealed and bound, but not a state", Box::new(seal(pepper.clone(), sealed.hash, b"not a state".to_vec()))),
     ];
     for (what, damage) in cases {
@@ -154,7 +154,7 @@ fn a_running_registry_snapshots_every_so_many_events() {
     };
     assert!(eventually(Duration::from_secs(10), || seqs().len() == 2), "snapshots: {:?}", seqs());
     for sealed in snapshot::files(&dir.path().join("snapshots")).iter().map(|f| snapshot::read(f, &pepper).unwrap()) {
-        let from_snapshot = Projections::decode(&sealed.payload).unwrap();
+        let from_snapshot = Projections::decode(sealed.payload()).unwrap();
         let mut folded = History::new(Projections::default());
         fold_log(registry.log(), &mut folded, Some(sealed.seq), |_| {}).unwrap();
         assert_eq!(folded.head(), (sealed.seq, sealed.hash));
