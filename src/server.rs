@@ -66,6 +66,7 @@ pub async fn serve(
         metrics: Arc::new(Metrics::default()),
         options: options.api.clone(),
         outbox: outbox.clone(),
+        past: Arc::new(tokio::sync::Semaphore::new(http::PAST_AT_ONCE)),
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = vec![

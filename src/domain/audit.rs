@@ -27,18 +27,23 @@ struct Entry {
 #[derive(Clone, Debug, PartialEq)]
 struct Interner<T: std::hash::Hash + Eq + Clone> {
     ids: HashMap<T, u32>,
+    /// The values in the order of their numbers.
+    values: Vec<T>,
 }
 
 impl<T: std::hash::Hash + Eq + Clone> Default for Interner<T> {
     fn default() -> Self {
-        Interner { ids: HashMap::new() }
+        Interner { ids: HashMap::new(), values: vec![] }
     }
 }
 
 impl<T: std::hash::Hash + Eq + Clone> Interner<T> {
     fn intern(&mut self, value: &T) -> u32 {
-        let next = self.ids.len() as u32;
-        *self.ids.entry(value.clone()).or_insert(next)
+        let next = self.values.len() as u32;
+        *self.ids.entry(value.clone()).or_insert_with(|| {
+            self.values.push(value.clone());
+            next
+        })
     }
 
     fn get(&self, value: &T) -> Option<u32> {
@@ -60,6 +65,13 @@ pub struct AuditIndex {
     /// starts from (every query is inside one org).
     by_org: HashMap<u32, Vec<u32>>,
     by_key: HashMap<u32, Vec<u32>>,
+    /// Per org, the positions of its events that are about no key (the
+    /// org, its roles, its catalogue): what every key's past starts from.
+    /// Derived from `by_org`, so not written to snapshots.
+    org_only: HashMap<u32, Vec<u32>>,
+    /// Per org, every key it ever had (deleted ones too), by key id: the
+    /// listing order, for a listing as of a past time.
+    org_keys: HashMap<u32, Vec<u32>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,12 +111,29 @@ impl AuditIndex {
         };
         self.entries.push(entry);
         self.by_org.entry(org).or_default().push(position);
-        if let Some(k) = event.key_id() {
-            let key = self.keys.intern(k);
-            if key as usize == self.key_org.len() {
-                self.key_org.push(org);
+        match event.key_id() {
+            Some(k) => {
+                let key = self.keys.intern(k);
+                if key as usize == self.key_org.len() {
+                    self.key_org.push(org);
+                    self.add_org_key(org, key);
+                }
+                self.by_key.entry(key).or_default().push(position);
             }
-            self.by_key.entry(key).or_default().push(position);
+            None => self.org_only.entry(org).or_default().push(position),
+        }
+    }
+
+    /// Ids increase with creation time, so this is nearly always a push.
+    fn add_org_key(&mut self, org: u32, key: u32) {
+        let ids = &self.keys.values;
+        let list = self.org_keys.entry(org).or_default();
+        match list.last() {
+            Some(&last) if ids[last as usize] > ids[key as usize] => {
+                let at = list.partition_point(|k| ids[*k as usize] < ids[key as usize]);
+                list.insert(at, key);
+            }
+            _ => list.push(key),
         }
     }
 
@@ -120,22 +149,46 @@ impl AuditIndex {
         (n as u64, n.checked_sub(1).map(|i| self.seq(list[i])))
     }
 
-    /// What a key's past needs, up to `up_to`: its own events and its org's
-    /// events that are not about a key (the org, its roles, its
-    /// catalogue), in log order. Empty if the key is not `org`'s.
-    pub fn key_history(&self, org: &OrgId, key: &KeyId, up_to: Seq) -> Vec<Seq> {
-        let (Some(o), Some(k)) = (self.orgs.get(org), self.keys.get(key)) else {
+    /// The org's own past up to `up_to` (inclusive): its events that are
+    /// about no key, in log order.
+    pub fn org_history(&self, org: &OrgId, up_to: Seq) -> Vec<Seq> {
+        let list = self.orgs.get(org).and_then(|o| self.org_only.get(&o)).map(Vec::as_slice).unwrap_or_default();
+        self.seqs_up_to(list, up_to).collect()
+    }
+
+    /// What the past of some of `org`'s keys needs, up to `up_to`: the
+    /// org's own past and those keys' events, in log order. Keys of other
+    /// orgs are left out (their past is not this org's to see).
+    pub fn keys_history(&self, org: &OrgId, keys: &[KeyId], up_to: Seq) -> Vec<Seq> {
+        let Some(o) = self.orgs.get(org) else {
             return vec![];
         };
-        if self.key_org[k as usize] != o {
-            return vec![];
+        let mut seqs = self.org_history(org, up_to);
+        for key in keys {
+            if let Some(k) = self.keys.get(key).filter(|k| self.key_org[*k as usize] == o) {
+                seqs.extend(self.seqs_up_to(self.by_key.get(&k).map(Vec::as_slice).unwrap_or_default(), up_to));
+            }
         }
-        let about_org = |p: &u32| !TYPES[self.entries[*p as usize].type_index as usize].starts_with("key.");
-        let mut positions: Vec<u32> =
-            self.by_org.get(&o).into_iter().flatten().filter(|p| about_org(p)).copied().collect();
-        positions.extend(self.by_key.get(&k).into_iter().flatten().copied());
-        positions.sort_unstable();
-        positions.into_iter().map(|p| self.seq(p)).take_while(|s| *s <= up_to).collect()
+        seqs.sort_unstable();
+        seqs
+    }
+
+    /// The org's keys that existed at `up_to` (their first event is at or
+    /// before it) and whose ids are below `before`, highest id first: the
+    /// listing's order.
+    pub fn keys_of(&self, org: &OrgId, up_to: Seq, before: Option<&KeyId>) -> impl Iterator<Item = &KeyId> + '_ {
+        let ids = &self.keys.values;
+        let list = self.orgs.get(org).and_then(|o| self.org_keys.get(&o)).map(Vec::as_slice).unwrap_or_default();
+        let end = before.map_or(list.len(), |b| list.partition_point(|k| ids[*k as usize] < *b));
+        list[..end]
+            .iter()
+            .rev()
+            .filter(move |k| self.by_key.get(k).and_then(|l| l.first()).is_some_and(|p| self.seq(*p) <= up_to))
+            .map(|k| &ids[*k as usize])
+    }
+
+    fn seqs_up_to<'a>(&'a self, positions: &'a [u32], up_to: Seq) -> impl Iterator<Item = Seq> + 'a {
+        positions.iter().map(|p| self.seq(*p)).take_while(move |s| *s <= up_to)
     }
 
     /// The last sequence whose time is at or before `t` (0 if none).
@@ -198,15 +251,8 @@ impl AuditIndex {
 }
 
 impl<T: std::hash::Hash + Eq + Clone> Interner<T> {
-    /// The values in the order of their numbers.
-    fn in_order(&self) -> Vec<&T> {
-        let mut v: Vec<(&T, u32)> = self.ids.iter().map(|(t, n)| (t, *n)).collect();
-        v.sort_unstable_by_key(|(_, n)| *n);
-        v.into_iter().map(|(t, _)| t).collect()
-    }
-
     fn from_order(values: Vec<T>) -> Self {
-        Interner { ids: values.into_iter().enumerate().map(|(n, t)| (t, n as u32)).collect() }
+        Interner { ids: values.iter().enumerate().map(|(n, t)| (t.clone(), n as u32)).collect(), values }
     }
 }
 
@@ -220,18 +266,18 @@ impl AuditIndex {
             w.u32(e.actor);
             w.u8(e.type_index);
         }
-        let orgs = self.orgs.in_order();
+        let orgs = &self.orgs.values;
         w.len(orgs.len());
         orgs.iter().for_each(|o| w.str(o.as_str()));
-        let actors = self.actors.in_order();
+        let actors = &self.actors.values;
         w.len(actors.len());
         actors.iter().for_each(|a| w.str(&a.to_string()));
-        let keys = self.keys.in_order();
+        let keys = &self.keys.values;
         w.len(keys.len());
         keys.iter().for_each(|k| w.raw(k.as_str().as_bytes()));
         w.len(self.key_org.len());
         self.key_org.iter().for_each(|o| w.u32(*o));
-        for lists in [&self.by_org, &self.by_key] {
+        for lists in [&self.by_org, &self.by_key, &self.org_keys] {
             let mut sorted: Vec<(&u32, &Vec<u32>)> = lists.iter().collect();
             sorted.sort_unstable_by_key(|(n, _)| **n);
             w.len(sorted.len());
@@ -257,25 +303,28 @@ impl AuditIndex {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let key_org = (0..r.len(4)?).map(|_| r.u32()).collect::<Result<Vec<_>, _>>()?;
-        let mut lists = [HashMap::new(), HashMap::new()];
-        for list in &mut lists {
+        let mut lists = [HashMap::new(), HashMap::new(), HashMap::new()];
+        for (list, bound) in lists.iter_mut().zip([entries.len(), entries.len(), keys.len()]) {
             for _ in 0..r.len(8)? {
                 let n = r.u32()?;
-                let positions = (0..r.len(4)?).map(|_| r.u32()).collect::<Result<Vec<_>, _>>()?;
-                if positions.iter().any(|p| *p as usize >= entries.len()) {
-                    return Err(damaged("an audit position past the entries"));
+                let items = (0..r.len(4)?).map(|_| r.u32()).collect::<Result<Vec<_>, _>>()?;
+                if items.iter().any(|p| *p as usize >= bound) {
+                    return Err(damaged("an audit position or key number past the end"));
                 }
-                list.insert(n, positions);
+                list.insert(n, items);
             }
         }
-        let [by_org, by_key] = lists;
-        if entries.iter().any(|e| e.actor as usize >= actors.len())
+        let [by_org, by_key, org_keys] = lists;
+        if entries.iter().any(|e| e.actor as usize >= actors.len() || usize::from(e.type_index) >= TYPES.len())
             || key_org.len() != keys.len()
-            || key_org.iter().chain(by_org.keys()).any(|o| *o as usize >= orgs.len())
+            || key_org.iter().chain(by_org.keys()).chain(org_keys.keys()).any(|o| *o as usize >= orgs.len())
             || by_key.keys().any(|k| *k as usize >= keys.len())
         {
             return Err(damaged("an audit entry names an org, actor or key the snapshot does not hold"));
         }
+        let about_no_key = |p: &&u32| !TYPES[entries[**p as usize].type_index as usize].starts_with("key.");
+        let org_only =
+            by_org.iter().map(|(o, list)| (*o, list.iter().filter(about_no_key).copied().collect())).collect();
         Ok(AuditIndex {
             first,
             entries,
@@ -285,6 +334,8 @@ impl AuditIndex {
             key_org,
             by_org,
             by_key,
+            org_only,
+            org_keys,
         })
     }
 }

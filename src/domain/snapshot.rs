@@ -14,7 +14,7 @@ use crate::domain::time::Timestamp;
 
 /// Bumped whenever the encoding changes: a snapshot of another version is
 /// not read, and the state is rebuilt from the log.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SnapshotError {

@@ -45,6 +45,9 @@ pub enum ApiError {
     Stale(String),
     #[error("{0}")]
     Unavailable(String),
+    /// Too many views of the past are being rebuilt at once.
+    #[error("{0}")]
+    Busy(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -101,6 +104,9 @@ impl ApiError {
             }
             ApiError::Unavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "The service cannot take writes now")
+            }
+            ApiError::Busy(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "BUSY", "Too many views of the past are being rebuilt; try again")
             }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "Internal error"),
         }

@@ -7,8 +7,8 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ApiError, AppState, AsOfQuery, Body, Caller, DryRunQuery, Params, blocking, execute_or_preview, expected_version,
-    json, no_store, no_such_key, parse_key_id, parse_time, table_as_of, with_etag,
+    ApiError, AppState, AsOfQuery, Body, Caller, DryRunQuery, Params, execute_or_preview, expected_version, json,
+    no_store, no_such_key, parse_key_id, parse_time, past, with_etag,
 };
 use crate::domain::cidr::Cidr;
 use crate::domain::command::{Command, Expiry, KeyEdit, NewKey, NewSecret};
@@ -252,13 +252,31 @@ fn status_filter(status: Option<&str>) -> Result<Option<Status>, ApiError> {
     }
 }
 
+/// What a listing keeps, from its query.
+#[derive(Clone)]
+struct Wanted {
+    status: Option<Status>,
+    /// Lowercased.
+    needle: Option<String>,
+    owner: Option<String>,
+    created_by: Option<Actor>,
+}
+
+impl Wanted {
+    fn accepts(&self, k: &Key, now: Timestamp) -> bool {
+        self.status.is_none_or(|st| k.status_at(now) == st)
+            && self.needle.as_deref().is_none_or(|n| k.name().to_lowercase().contains(n))
+            && self.owner.as_deref().is_none_or(|o| k.owner() == o)
+            && self.created_by.as_ref().is_none_or(|a| *k.created_by == *a)
+    }
+}
+
 pub async fn list(
     State(s): State<AppState>,
     caller: Caller,
     Params(q): Params<ListQuery>,
 ) -> Result<Response, ApiError> {
     caller.require("keys:read")?;
-    let status = status_filter(q.status.as_deref())?;
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::Validation(format!("limit must be 1 to {MAX_LIMIT}")));
@@ -268,22 +286,20 @@ pub async fn list(
         .as_deref()
         .map(|c| KeyId::parse(c).map_err(|_| ApiError::Validation("cursor is not one this API returned".into())))
         .transpose()?;
-    let needle = q.q.as_deref().map(str::to_lowercase);
-    let created_by = q
-        .created_by
-        .as_deref()
-        .map(|a| Actor::parse(a).map_err(|e| ApiError::Validation(format!("created_by: {e}"))))
-        .transpose()?;
+    let wanted = Wanted {
+        status: status_filter(q.status.as_deref())?,
+        needle: q.q.as_deref().map(str::to_lowercase),
+        owner: q.owner,
+        created_by: q
+            .created_by
+            .as_deref()
+            .map(|a| Actor::parse(a).map_err(|e| ApiError::Validation(format!("created_by: {e}"))))
+            .transpose()?,
+    };
     let page = |table: &Table, now: Timestamp| -> Response {
         let mut keys = Vec::with_capacity(limit.min(64));
         let mut more = false;
-        let matching = table.keys_of(&caller.org, cursor.as_ref()).filter(|k| {
-            status.is_none_or(|st| k.status_at(now) == st)
-                && needle.as_deref().is_none_or(|n| k.name().to_lowercase().contains(n))
-                && q.owner.as_deref().is_none_or(|o| k.owner() == o)
-                && created_by.as_ref().is_none_or(|a| *k.created_by == *a)
-        });
-        for key in matching {
+        for key in table.keys_of(&caller.org, cursor.as_ref()).filter(|k| wanted.accepts(k, now)) {
             if keys.len() == limit {
                 more = true;
                 break;
@@ -296,7 +312,8 @@ pub async fn list(
     match q.as_of {
         Some(at) => {
             let at = parse_time("as_of", &at)?;
-            let table = table_as_of(&s, at).await?;
+            let (org, filter) = (caller.org.clone(), wanted.clone());
+            let table = past(&s, move |r| r.page_as_of(&org, at, cursor, limit, |k| filter.accepts(k, at))).await?;
             Ok(page(&table, at))
         }
         None => Ok(page(&s.registry.read().table, s.registry.now())),
@@ -315,8 +332,8 @@ pub async fn get(
     match q.as_of {
         Some(at) => {
             let at = parse_time("as_of", &at)?;
-            let (registry, org) = (s.registry.clone(), caller.org.clone());
-            let table = blocking(move || Ok(registry.key_as_of(&org, &id, at)?)).await?;
+            let org = caller.org.clone();
+            let table = past(&s, move |r| r.key_as_of(&org, &id, at)).await?;
             let key = table.key_in(&caller.org, &id).ok_or_else(not_found)?;
             Ok(key_response(StatusCode::OK, &table, key, at, Extras::default()))
         }

@@ -40,11 +40,11 @@ use crate::access::AccessCounter;
 use crate::domain::command::{Acting, Command};
 use crate::domain::id::{Actor, KeyId, MAX_EMAIL, OrgId, Seq};
 use crate::domain::permission::Permissions;
-use crate::domain::table::Table;
 use crate::domain::time::Timestamp;
 use crate::domain::verifier::{self, Code, Presented, Question};
 use crate::metrics::Metrics;
 use crate::registry::{Outcome, Registry};
+use crate::store::log::LogError;
 
 /// Bodies over this many bytes are refused with 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -113,6 +113,8 @@ pub struct AppState {
     pub options: ApiOptions,
     /// The outbox's progress, when the registry publishes to NATS.
     pub outbox: Option<Arc<crate::nats::publisher::OutboxStatus>>,
+    /// Permits for rebuilding views of the past (`PAST_AT_ONCE`).
+    pub past: Arc<tokio::sync::Semaphore>,
 }
 
 /// The registry's router. Tests may drive it without a socket; then no
@@ -367,10 +369,27 @@ async fn execute_or_preview(
     }
 }
 
-/// The table as it stood at `at`, folded from the log off the runtime.
-async fn table_as_of(s: &AppState, at: Timestamp) -> Result<Table, ApiError> {
+/// Views of the past rebuilt at once; more wait up to `PAST_WAIT`, then
+/// are answered 503 `BUSY`. A rebuild reads the log, so without a bound a
+/// few cheap requests could keep the disk and both cores busy.
+pub const PAST_AT_ONCE: usize = 2;
+const PAST_WAIT: Duration = Duration::from_secs(2);
+
+/// A view of the past (`Registry::key_as_of`, `page_as_of`, ...), rebuilt
+/// off the runtime, at most `PAST_AT_ONCE` at a time.
+async fn past<T: Send + 'static>(
+    s: &AppState,
+    rebuild: impl FnOnce(&Registry) -> Result<T, LogError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let busy = || ApiError::Busy(format!("{PAST_AT_ONCE} views of the past are being rebuilt; try again shortly"));
+    let permit = tokio::time::timeout(PAST_WAIT, s.past.clone().acquire_owned()).await.map_err(|_| busy())?;
+    let permit = permit.map_err(|_| busy())?;
     let registry = s.registry.clone();
-    blocking(move || Ok(registry.table_as_of(at)?)).await
+    blocking(move || {
+        let _permit = permit;
+        Ok(rebuild(&registry)?)
+    })
+    .await
 }
 
 /// Adds an `ETag` of a key's or role's version, for `If-Match`.

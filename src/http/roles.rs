@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::keys::parse_scopes;
 use super::{
     ApiError, AppState, AsOfQuery, Body, Caller, DryRunQuery, Params, execute_or_preview, expected_version, json,
-    parse_time, table_as_of, with_etag,
+    parse_time, past, with_etag,
 };
 use crate::domain::command::{Command, RoleEdit};
 use crate::domain::event::{Catalog, CatalogAction, Change, RoleChange};
@@ -135,7 +135,10 @@ pub async fn list(
         json(StatusCode::OK, &RoleList { roles: table.roles_of(&caller.org).into_iter().map(Role::view).collect() })
     };
     match q.as_of {
-        Some(at) => Ok(page(&table_as_of(&s, parse_time("as_of", &at)?).await?)),
+        Some(at) => {
+            let (at, org) = (parse_time("as_of", &at)?, caller.org.clone());
+            Ok(page(&past(&s, move |r| r.org_as_of(&org, at)).await?))
+        }
         None => Ok(page(&s.registry.read().table)),
     }
 }
@@ -153,7 +156,10 @@ pub async fn get(
         Ok(role_response(StatusCode::OK, table, role, None, false))
     };
     match q.as_of {
-        Some(at) => answer(&table_as_of(&s, parse_time("as_of", &at)?).await?),
+        Some(at) => {
+            let (at, org) = (parse_time("as_of", &at)?, caller.org.clone());
+            answer(&past(&s, move |r| r.org_as_of(&org, at)).await?)
+        }
         None => answer(&s.registry.read().table),
     }
 }

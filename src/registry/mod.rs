@@ -49,6 +49,9 @@ use crate::store::{DataDir, DirError};
 use snapshot::{fold_projections, write_snapshot};
 use writer::{Job, Writer};
 
+/// Past keys rebuilt at a time by `page_as_of`.
+const PAGE_CHUNK: usize = 256;
+
 /// Scopes of the first key `keyreg init` makes in the system org.
 pub const SYSTEM_ADMIN_SCOPES: &[&str] =
     &["orgs:create", "orgs:admin", "keys:admin", "keys:read", "audit:read", "roles:admin", "actors:assert"];
@@ -446,16 +449,56 @@ impl Registry {
         Ok(history.report())
     }
 
-    /// A table holding one key of `org` (with its org and roles) as it
-    /// stood at `at`: only the events that key's past needs, read one by one,
-    /// so it costs what that history costs, not the whole log. The log's
-    /// chain was checked when the registry opened; these records are read
-    /// from it as they are.
+    /// The key `id` of `org` as it stood at `at`, with its org and roles:
+    /// only that key's events and its org's own are read from the log, so
+    /// it costs what that history costs, not the whole log.
     pub fn key_as_of(&self, org: &OrgId, id: &KeyId, at: Timestamp) -> Result<Table, LogError> {
-        let seqs = {
-            let p = self.read();
-            p.audit.key_history(org, id, p.audit.last_seq_at(at))
-        };
+        self.keys_as_of(org, std::slice::from_ref(id), self.read().audit.last_seq_at(at))
+    }
+
+    /// `org`, its roles and every key it had, as they stood at `at`: the
+    /// cost of that org's history; other orgs' events are not read.
+    pub fn org_as_of(&self, org: &OrgId, at: Timestamp) -> Result<Table, LogError> {
+        let up_to = self.read().audit.last_seq_at(at);
+        let keys: Vec<KeyId> = self.read().audit.keys_of(org, up_to, None).copied().collect();
+        self.keys_as_of(org, &keys, up_to)
+    }
+
+    /// A page of `org`'s keys as they stood at `at`: a table holding the
+    /// org and the first `limit + 1` keys below `before` (highest id first)
+    /// that `wanted` accepts in that past. A listing run over it answers
+    /// what it would over the whole past table. Keys are rebuilt from their
+    /// own histories `PAGE_CHUNK` at a time, so a request holds at most a
+    /// chunk of past keys however large the org, and a page costs its keys'
+    /// histories (more only when the filter passes over many keys).
+    pub fn page_as_of(
+        &self,
+        org: &OrgId,
+        at: Timestamp,
+        before: Option<KeyId>,
+        limit: usize,
+        wanted: impl Fn(&Key) -> bool,
+    ) -> Result<Table, LogError> {
+        let up_to = self.read().audit.last_seq_at(at);
+        let mut found: Vec<KeyId> = vec![];
+        let mut after_chunk = before;
+        while found.len() <= limit {
+            let chunk: Vec<KeyId> =
+                self.read().audit.keys_of(org, up_to, after_chunk.as_ref()).take(PAGE_CHUNK).copied().collect();
+            let Some(last) = chunk.last() else { break };
+            after_chunk = Some(*last);
+            let past = self.keys_as_of(org, &chunk, up_to)?;
+            let room = limit + 1 - found.len();
+            found.extend(chunk.iter().filter(|id| past.key(id).is_some_and(&wanted)).take(room));
+        }
+        self.keys_as_of(org, &found, up_to)
+    }
+
+    /// Folds `org`'s own events and `keys`' events up to `up_to`, read
+    /// from the log. The log's chain was checked when the registry opened;
+    /// these records are read from it as they are.
+    fn keys_as_of(&self, org: &OrgId, keys: &[KeyId], up_to: Seq) -> Result<Table, LogError> {
+        let seqs = self.read().audit.keys_history(org, keys, up_to);
         let mut table = Table::default();
         for seq in seqs {
             let record = self.shared.log.get(seq)?.ok_or(LogError::Damaged(seq))?;

@@ -19,6 +19,7 @@ mod lifecycle;
 mod nats_outbox;
 mod nats_replicas;
 mod nats_staleness;
+mod past;
 mod people;
 mod permissions;
 mod property;

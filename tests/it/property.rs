@@ -2,17 +2,19 @@
 //! replays from the log to the same table, and the table "as of" any time
 //! equals the table that was live then; with roles, every fold holds the
 //! same effective scopes, now and at every past time; and one key's past,
-//! from its own history alone, is what the whole table said of it.
+//! from its own history alone, is what the whole table said of it, as is
+//! every page of a past listing and an org's past roles.
 
 use std::collections::BTreeMap;
 
 use keyreg::domain::command::{Command, Expiry, KeyEdit, NewSecret, RoleEdit};
 use keyreg::domain::event::KeyAccessed;
 use keyreg::domain::history::History;
+use keyreg::domain::id::OrgId;
 use keyreg::domain::id::{Actor, KeyId, RoleName, Seq};
 use keyreg::domain::legacy;
 use keyreg::domain::scope::Scope;
-use keyreg::domain::table::Table;
+use keyreg::domain::table::{Key, Status, Table};
 use keyreg::domain::time::{Clock, ManualClock, Timestamp};
 use keyreg::registry::Registry;
 use proptest::prelude::*;
@@ -195,6 +197,26 @@ proptest! {
                 let own = alone.key(&key.id);
                 prop_assert!(own.is_some_and(|k| view(&alone, k) == view(table, key)), "{} as of {}", key.id, t);
             }
+            // A past listing, from the listed keys' histories alone, pages
+            // through what the whole table lists, whatever the filter.
+            for status in [None, Some(Status::Active), Some(Status::Revoked), Some(Status::Deleted)] {
+                for limit in [1, 2, 5] {
+                    let wanted = |k: &Key| status.is_none_or(|st| k.status_at(*t) == st);
+                    let mut cursor = None;
+                    loop {
+                        let (expected, next) = listing(table, &acme(), cursor, limit, wanted, *t);
+                        let page = registry.page_as_of(&acme(), *t, cursor, limit, wanted).unwrap();
+                        prop_assert_eq!(listing(&page, &acme(), cursor, limit, wanted, *t), (expected, next));
+                        match next {
+                            Some(n) => cursor = Some(n),
+                            None => break,
+                        }
+                    }
+                }
+            }
+            let org = registry.org_as_of(&acme(), *t).unwrap();
+            prop_assert!(org.roles_of(&acme()) == table.roles_of(&acme()), "roles as of {}", t);
+            prop_assert!(org.org(&acme()) == table.org(&acme()), "the org as of {}", t);
             // Half a second later nothing had changed yet.
             let between = Timestamp::from_micros(t.micros() + 500_000);
             if live.range(between..).next().is_none_or(|(next, _)| *next > between) {
@@ -206,6 +228,22 @@ proptest! {
         let reopened = reopen(dir.path(), &clock);
         prop_assert!(reopened.read().table == final_table);
     }
+}
+
+/// A listing's page as `GET /v1/keys` makes it: the views of up to
+/// `limit` keys below `before` that `wanted` keeps, and the next cursor.
+fn listing(
+    table: &Table,
+    org: &OrgId,
+    before: Option<KeyId>,
+    limit: usize,
+    wanted: impl Fn(&Key) -> bool,
+    at: Timestamp,
+) -> (Vec<serde_json::Value>, Option<KeyId>) {
+    let mut matching = table.keys_of(org, before.as_ref()).filter(|k| wanted(k));
+    let page: Vec<&Key> = matching.by_ref().take(limit).collect();
+    let next = matching.next().and(page.last().map(|k| k.id));
+    (page.into_iter().map(|k| serde_json::to_value(table.view(k, at)).unwrap()).collect(), next)
 }
 
 #[derive(Clone, Debug)]
