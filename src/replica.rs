@@ -16,6 +16,10 @@
 //!   than that (fail closed: better a refused verify than a revoked key
 //!   answered `VALID`).
 //!
+//! A new replica starts from the newest snapshot the registry published
+//! that it can bind to the chain (`nats::snapshots`), and follows the
+//! stream after it; without one, from the stream's first event.
+//!
 //! Its HTTP routes are in `http::replica`; this type is what a Rust service
 //! embeds to verify in process.
 //!
@@ -39,7 +43,7 @@
 //! others' private state.)
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -55,6 +59,7 @@ use crate::domain::token::{Pepper, PepperFingerprint, TokenFormat};
 use crate::domain::verifier::{self, Answer, Question};
 use crate::metrics::Metrics;
 use crate::nats::heartbeat::Heartbeat;
+use crate::nats::snapshots::{self, Bootstrap};
 use crate::nats::{self, Connection, Nats, NatsError, StreamEvent};
 
 pub struct ReplicaConfig {
@@ -69,6 +74,10 @@ pub struct ReplicaConfig {
     /// heartbeat whose sequence the replica had applied arrived longer ago.
     /// `None` never refuses for staleness.
     pub max_staleness: Option<Duration>,
+    /// Start from the newest snapshot in the object store that binds to
+    /// the chain (`nats::snapshots`), rather than replaying the stream
+    /// from its first event.
+    pub bootstrap: bool,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -90,6 +99,7 @@ impl ReplicaConfig {
             access_flush: Duration::from_secs(10),
             min_seq_wait: Duration::from_secs(1),
             max_staleness: Some(DEFAULT_MAX_STALENESS),
+            bootstrap: true,
             clock: Arc::new(SystemClock),
         }
     }
@@ -167,6 +177,8 @@ struct Inner {
     fresh_at: AtomicU64,
     /// When the replica last applied an event.
     last_progress: AtomicU64,
+    /// The sequence of the snapshot it started from (0: the stream's start).
+    started_from: AtomicU64,
     /// Wakes the follower to start its consumer again; when it last did.
     kick: Notify,
     last_kick: AtomicU64,
@@ -196,6 +208,10 @@ pub struct ReplicaHealth {
     pub unavailable: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub halted: Option<Halt>,
+    /// The snapshot it started from, if it did not replay the stream from
+    /// its first event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_from_snapshot: Option<Seq>,
 }
 
 impl Replica {
@@ -223,6 +239,7 @@ impl Replica {
                 last_beat: Mutex::new((0, 0)),
                 fresh_at: AtomicU64::new(0),
                 last_progress: AtomicU64::new(0),
+                started_from: AtomicU64::new(0),
                 kick: Notify::new(),
                 last_kick: AtomicU64::new(0),
                 metrics: Metrics::default(),
@@ -339,6 +356,10 @@ impl Replica {
             last_heartbeat_ms: clock.since(self.last_beat().1).map(|d| d.as_millis() as u64),
             unavailable: unavailable.as_ref().map(ToString::to_string),
             halted: self.halted(),
+            started_from_snapshot: match self.inner.started_from.load(Ordering::Relaxed) {
+                0 => None,
+                seq => Some(Seq(seq)),
+            },
         }
     }
 
@@ -372,17 +393,35 @@ impl Replica {
             self.halt(broken.seq, broken.why);
             return false;
         }
+        self.advanced(history, ev.seq.0 + ev.pending);
+        true
+    }
+
+    /// Starts from a snapshot's table instead of the stream's first event,
+    /// if nothing was applied yet. The next event must chain onto it.
+    fn start_from(&self, start: Bootstrap) {
+        let mut history = self.inner.followed.write().unwrap_or_else(PoisonError::into_inner);
+        if history.head().0 != Seq(0) {
+            return;
+        }
+        tracing::info!(seq = %start.seq, "starting from a snapshot; following the stream after it");
+        *history = History::resume(start.table, start.seq, start.hash);
+        self.inner.started_from.store(start.seq.0, Ordering::Relaxed);
+        self.advanced(history, start.seq.0);
+    }
+
+    /// After the table moved on: readiness, lag and progress.
+    fn advanced(&self, history: RwLockWriteGuard<'_, History<Table>>, stream_last: u64) {
         let wrong_pepper = history.state().pepper_fingerprint().is_some_and(|fp| fp != self.inner.fingerprint);
-        // Behind `ev.seq` while the rest of its decision is still to come.
+        // Behind the last event while the rest of its decision is to come.
         let applied = history.state().applied();
         drop(history);
         let inner = &self.inner;
         inner.wrong_pepper.store(wrong_pepper, Ordering::Relaxed);
         inner.applied.send_replace(applied);
         inner.last_progress.store(inner.clockwork.now(), Ordering::Relaxed);
-        inner.stream_last.fetch_max(ev.seq.0 + ev.pending, Ordering::Relaxed);
+        inner.stream_last.fetch_max(stream_last, Ordering::Relaxed);
         self.check_caught_up();
-        true
     }
 
     fn last_beat(&self) -> (u64, u64) {
@@ -431,7 +470,14 @@ impl Replica {
     }
 
     async fn follow_until_error(&self, connection: &Connection) -> Result<(), NatsError> {
-        let stream = self.inner.config.nats.events_stream(&connection.js).await?;
+        let config = &self.inner.config;
+        if config.bootstrap
+            && self.applied() == Seq(0)
+            && let Some(start) = snapshots::newest(&connection.js, &config.nats.layout, &config.pepper).await?
+        {
+            self.start_from(start);
+        }
+        let stream = config.nats.events_stream(&connection.js).await?;
         let mut messages = nats::follow(&stream, self.applied().next()).await?;
         while let Some(ev) = nats::next_event(&mut messages).await {
             if !self.apply(ev?) {

@@ -21,7 +21,7 @@ use crate::http::listen::Limits;
 use crate::http::{self, ApiOptions, AppState};
 use crate::metrics::Metrics;
 use crate::nats::publisher::{self, OutboxStatus};
-use crate::nats::{Nats, heartbeat, ingest};
+use crate::nats::{Nats, heartbeat, ingest, snapshots};
 use crate::registry::{ExecError, Registry};
 
 #[derive(Clone, Debug)]
@@ -81,6 +81,8 @@ pub async fn serve(
                 tasks.push(tokio::spawn(publisher::run(n, c, log, committed, o, stop)));
                 let (n, c, r, stop) = (nats.clone(), connection.clone(), registry.clone(), stop_rx.clone());
                 tasks.push(tokio::spawn(ingest::run(n, c, r, stop)));
+                let (c, layout, r, stop) = (connection.clone(), nats.layout.clone(), registry.clone(), stop_rx.clone());
+                tasks.push(tokio::spawn(snapshots::run(c, layout, r, stop)));
                 tasks.push(tokio::spawn(heartbeat::run(nats, connection, outbox, registry.clone(), stop_rx)));
             }
             Err(e) => tracing::error!(error = %e, "cannot use NATS; events wait in the log"),

@@ -75,6 +75,11 @@ enum Cmd {
         /// NATS URL to publish events to, or `none` (events wait in the log).
         #[arg(long, env = "KEYREG_NATS", default_value = "none")]
         nats: String,
+        /// Snapshot the projections each time the log passes a multiple of
+        /// this many events (and on a clean stop); with NATS, each is also
+        /// published for new replicas to start from.
+        #[arg(long, env = "KEYREG_SNAPSHOT_EVERY", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+        snapshot_every: u64,
         #[command(flatten)]
         limits: LimitArgs,
     },
@@ -96,6 +101,10 @@ enum Cmd {
         /// or staying behind it, this long: e.g. 500ms, 2s; 0: never.
         #[arg(long, env = "KEYREG_MAX_STALENESS", default_value = "2s", value_parser = parse_duration)]
         max_staleness: Duration,
+        /// Replay the stream from its first event instead of starting from
+        /// the newest snapshot the registry published.
+        #[arg(long)]
+        from_stream: bool,
         #[command(flatten)]
         limits: LimitArgs,
     },
@@ -269,7 +278,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Cmd::Init { data } => init(&data, config(&cli.token_prefix)?),
         Cmd::Recover { data } => recover(&data, config(&cli.token_prefix)?),
-        Cmd::Serve { data, listen, node, access_flush_ms, nats: url, limits } => {
+        Cmd::Serve { data, listen, node, access_flush_ms, nats: url, snapshot_every, limits } => {
             let options = ServeOptions {
                 node,
                 access_flush: Duration::from_millis(access_flush_ms.max(10)),
@@ -277,7 +286,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 limits: limits.limits(),
                 ..ServeOptions::default()
             };
-            serve(&data, config(&cli.token_prefix)?, &listen, options)
+            let config = Config { snapshot_every, ..config(&cli.token_prefix)? };
+            serve(&data, config, &listen, options)
         }
         Cmd::Keys(args) => keys::run(args).map(|ok| if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }),
         Cmd::Roles(args) => roles::roles(args).map(|_| ExitCode::SUCCESS),
@@ -292,7 +302,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             history::replay(&source, &layout, at, org.as_ref())?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Verifier { nats: url, listen, pepper_file, node, access_flush_ms, max_staleness, limits } => {
+        Cmd::Verifier { nats: url, listen, pepper_file, node, access_flush_ms, max_staleness, from_stream, limits } => {
             let config = config(&cli.token_prefix)?;
             let mut replica = ReplicaConfig::new(&url, store::load_pepper(&pepper_file)?);
             replica.nats = nats(&url);
@@ -300,6 +310,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             replica.node = node;
             replica.access_flush = Duration::from_millis(access_flush_ms.max(10));
             replica.max_staleness = (!max_staleness.is_zero()).then_some(max_staleness);
+            replica.bootstrap = !from_stream;
             verifier(replica, &listen, limits.limits())
         }
         Cmd::Audit { command: AuditCmd::Verify { source, json } } => {

@@ -12,6 +12,8 @@
 //!   `Nats-Expected-Last-Sequence: seq - 1`.
 //! - `KEYREG_ACCESS`, subjects `keyreg.access.>`: access reports from
 //!   verifier replicas, deduplicated by report id (`Nats-Msg-Id`).
+//! - `KEYREG_SNAPSHOTS`, an object store: the table of the registry's
+//!   newest snapshots, for new replicas to start from (`snapshots`).
 //! - `keyreg.heartbeat` (core NATS, not a stream): the registry's
 //!   `{seq, hash, time}` every 100 ms, so replicas know they are current.
 
@@ -21,6 +23,7 @@ pub mod ingest;
 #[cfg(feature = "server")]
 pub mod publisher;
 pub mod reports;
+pub mod snapshots;
 
 use std::time::Duration;
 
@@ -97,6 +100,11 @@ impl Layout {
     /// The subject a node's access reports are published on.
     pub fn access_subject(&self, node: &str) -> String {
         format!("{}.access.{node}", self.subjects)
+    }
+
+    /// The object store replicas start from.
+    pub fn snapshots_bucket(&self) -> String {
+        format!("{}_SNAPSHOTS", self.streams)
     }
 
     pub fn heartbeat_subject(&self) -> String {

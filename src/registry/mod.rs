@@ -178,6 +178,9 @@ struct Shared {
     /// Where snapshots are written, and how often.
     snapshots: std::path::PathBuf,
     snapshot_every: u64,
+    /// The sequence of the last snapshot written since opening (0: none),
+    /// for the task that publishes them to replicas.
+    snapshot_written: Arc<watch::Sender<Seq>>,
     /// Ids must increase in creation order across all callers.
     ids: Mutex<IdGenerator>,
     /// The last sequence applied to the projections, for callers that wait
@@ -272,6 +275,7 @@ impl Registry {
             chain_checked: AtomicBool::new(unchecked.is_none()),
             snapshots: dir.snapshots_path(),
             snapshot_every: config.snapshot_every.max(1),
+            snapshot_written: Arc::new(watch::Sender::new(Seq(0))),
             ids: Mutex::new(IdGenerator::default()),
             applied: watch::Sender::new(applied),
             committed: watch::Sender::new(log.head()),
@@ -370,6 +374,17 @@ impl Registry {
     /// Follows the last durable event.
     pub fn committed(&self) -> watch::Receiver<Head> {
         self.shared.committed.subscribe()
+    }
+
+    /// Follows the snapshots written since opening (their sequences).
+    pub fn snapshots_written(&self) -> watch::Receiver<Seq> {
+        self.shared.snapshot_written.subscribe()
+    }
+
+    /// The newest snapshot on disk, as the table alone, sealed: what
+    /// replicas start from. Reads the whole file.
+    pub fn newest_table_snapshot(&self) -> Option<(Seq, Vec<u8>)> {
+        snapshot::newest_table(&self.shared.snapshots, &self.shared.pepper)
     }
 
     /// A `NewKey` for a fresh token, with a new id.

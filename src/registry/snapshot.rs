@@ -15,19 +15,21 @@ use crate::domain::audit::AuditIndex;
 use crate::domain::chain::{ChainBreak, ChainHash};
 use crate::domain::history::History;
 use crate::domain::id::Seq;
-use crate::domain::snapshot::{Reader as Decoder, SnapshotError, Writer as Encoder, damaged};
+use crate::domain::snapshot::{Binding, Reader as Decoder, SnapshotError, Writer as Encoder, damaged, seal};
 use crate::domain::table::Table;
 use crate::domain::token::Pepper;
 use crate::store::log::{Head, LogError, Reader};
 use crate::store::{DataDir, snapshot};
 
 impl Projections {
-    /// The snapshot form: the table, then the audit index.
-    pub fn encode(&self) -> Vec<u8> {
+    /// The snapshot form: the table, then the audit index; and the length
+    /// of the table's part.
+    pub fn encode(&self) -> (Vec<u8>, usize) {
         let mut w = Encoder::default();
         self.table.encode(&mut w);
+        let table_len = w.bytes.len();
         self.audit.encode(&mut w);
-        w.bytes
+        (w.bytes, table_len)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Projections, SnapshotError> {
@@ -46,9 +48,9 @@ impl Projections {
 fn newest_snapshot(dir: &DataDir, pepper: &Pepper, log: &Reader) -> Option<(Projections, Seq, ChainHash)> {
     for path in snapshot::files(&dir.snapshots_path()) {
         let why = match snapshot::read(&path, pepper) {
-            Ok(s) => match log.get(s.seq) {
-                Ok(Some(record)) if record.hash == s.hash => match Projections::decode(s.payload()) {
-                    Ok(p) if p.table.applied() == s.seq => return Some((p, s.seq, s.hash)),
+            Ok(s) => match log.get(s.binding.seq) {
+                Ok(Some(record)) if record.hash == s.binding.hash => match Projections::decode(s.payload()) {
+                    Ok(p) if p.table.applied() == s.binding.seq => return Some((p, s.binding.seq, s.binding.hash)),
                     Ok(_) => "its state is not at the sequence it names".to_owned(),
                     Err(e) => e.to_string(),
                 },
@@ -124,17 +126,36 @@ impl Unchecked {
 pub(super) fn write_snapshot(shared: &Shared) {
     let head = *shared.committed.borrow();
     let newest = snapshot::files(&shared.snapshots).first().and_then(|f| snapshot::read(f, &shared.pepper).ok());
-    if head.seq != Seq(0) && newest.is_none_or(|s| s.seq != head.seq) {
-        write_snapshot_of(&shared.snapshots, &shared.pepper, head, &shared.read());
+    if head.seq != Seq(0)
+        && newest.is_none_or(|s| s.binding.seq != head.seq)
+        && write_snapshot_of(&shared.snapshots, &shared.pepper, head, &shared.read())
+    {
+        shared.snapshot_written.send_replace(head.seq);
     }
 }
 
-/// Writes `projections`, folded up to `head`, as a snapshot. A failure
-/// costs only a longer next start.
-pub(super) fn write_snapshot_of(dir: &Path, pepper: &Pepper, head: Head, projections: &Projections) {
-    let payload = projections.encode();
-    match snapshot::write(dir, pepper, head.seq, head.hash, &payload) {
-        Ok(file) => tracing::info!(seq = %head.seq, bytes = payload.len(), file = %file.display(), "wrote a snapshot"),
-        Err(e) => tracing::warn!(error = %e, "cannot write a snapshot; the next start replays more of the log"),
+/// Writes `projections`, folded up to `head`, as a snapshot; true if it
+/// was written. A failure costs only a longer next start.
+pub(super) fn write_snapshot_of(dir: &Path, pepper: &Pepper, head: Head, projections: &Projections) -> bool {
+    let (payload, table_len) = projections.encode();
+    let binding = Binding { seq: head.seq, hash: head.hash, digest: *projections.table.digest().as_bytes() };
+    match snapshot::write(dir, head.seq, &seal(pepper, binding, &payload, table_len)) {
+        Ok(file) => {
+            tracing::info!(seq = %head.seq, bytes = payload.len(), file = %file.display(), "wrote a snapshot");
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot write a snapshot; the next start replays more of the log");
+            false
+        }
     }
+}
+
+/// The newest snapshot file that unseals, as the table alone sealed again:
+/// what the registry publishes for replicas to start from.
+pub(super) fn newest_table(dir: &Path, pepper: &Pepper) -> Option<(Seq, Vec<u8>)> {
+    snapshot::files(dir)
+        .iter()
+        .find_map(|f| snapshot::read(f, pepper).ok())
+        .map(|s| (s.binding.seq, s.table_only(pepper)))
 }

@@ -136,9 +136,11 @@ fn write_loop(mut log: Log, shared: &Shared, rx: mpsc::Receiver<Job>) {
 fn snapshot_in_background(shared: &Shared) {
     let head = *shared.committed.borrow();
     let copy = shared.read().clone();
-    let (dir, pepper) = (shared.snapshots.clone(), shared.pepper.clone());
+    let (dir, pepper, written) = (shared.snapshots.clone(), shared.pepper.clone(), shared.snapshot_written.clone());
     let spawned = std::thread::Builder::new().name("keyreg-snapshot".into()).spawn(move || {
-        write_snapshot_of(&dir, &pepper, head, &copy);
+        if write_snapshot_of(&dir, &pepper, head, &copy) {
+            written.send_replace(head.seq);
+        }
     });
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "cannot start the snapshot thread");

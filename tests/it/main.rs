@@ -18,6 +18,7 @@ mod hardening;
 mod lifecycle;
 mod nats_outbox;
 mod nats_replicas;
+mod nats_snapshots;
 mod nats_staleness;
 mod past;
 mod people;

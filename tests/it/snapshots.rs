@@ -11,6 +11,7 @@ use keyreg::domain::audit::AuditIndex;
 use keyreg::domain::chain::ChainHash;
 use keyreg::domain::command::Command;
 use keyreg::domain::history::History;
+use keyreg::domain::snapshot::{Binding, Sealed, seal};
 use keyreg::domain::table::Table;
 use keyreg::domain::time::ManualClock;
 use keyreg::domain::token::Pepper;
@@ -45,7 +46,7 @@ fn both_ways(dir: &Path, clock: &Arc<ManualClock>) -> ((Table, AuditIndex), (Tab
     (a, b)
 }
 
-fn newest(dir: &Path) -> snapshot::Sealed {
+fn newest(dir: &Path) -> Sealed {
     let pepper = DataDir::new(dir).pepper().unwrap();
     snapshot::read(&snapshot::files(&dir.join("snapshots"))[0], &pepper).unwrap()
 }
@@ -70,7 +71,7 @@ proptest! {
             }
             let head = registry.head().seq;
             registry.close().unwrap();
-            prop_assert_eq!(newest(dir.path()).seq, head, "a clean stop snapshots its head");
+            prop_assert_eq!(newest(dir.path()).binding.seq, head, "a clean stop snapshots its head");
             let (from_snapshot, from_log) = both_ways(dir.path(), &clock);
             prop_assert!(from_snapshot == from_log, "at seq {}", head);
             prop_assert_eq!(from_snapshot.0.digest(), from_log.0.digest());
@@ -99,10 +100,10 @@ fn a_snapshot_that_does_not_check_out_is_passed_over() {
         let path = path.clone();
         move || std::fs::write(&path, &bytes).unwrap()
     };
-    let seal = |pepper: Pepper, hash: ChainHash, payload: Vec<u8>| {
-        let (dir, seq) = (snapshots.clone(), sealed.seq);
+    let reseal = |pepper: Pepper, hash: ChainHash, payload: Vec<u8>| {
+        let (dir, binding) = (snapshots.clone(), Binding { hash, ..sealed.binding });
         move || {
-            snapshot::write(&dir, &pepper, seq, hash, &payload).unwrap();
+            snapshot::write(&dir, binding.seq, &seal(&pepper, binding, &payload, payload.len())).unwrap();
         }
     };
     let mut flipped = good.clone();
@@ -110,9 +111,15 @@ fn a_snapshot_that_does_not_check_out_is_passed_over() {
     let cases: Vec<(&str, Damage)> = vec![
         ("a flipped byte", Box::new(rewrite(flipped))),
         ("cut short", Box::new(rewrite(good[..good.len() - 100].to_vec()))),
-        ("sealed under another pepper", Box::new(seal(Pepper::generate(), sealed.hash, sealed.payload().to_vec()))),
-        ("bound to another chain", Box::new(seal(pepper.clone(), ChainHash([9; 32]), sealed.payload().to_vec()))),
-        ("sealed and bound, but not a state", Box::new(seal(pepper.clone(), sealed.hash, b"not a state".to_vec()))),
+        (
+            "sealed under another pepper",
+            Box::new(reseal(Pepper::generate(), sealed.binding.hash, sealed.payload().to_vec())),
+        ),
+        ("bound to another chain", Box::new(reseal(pepper.clone(), ChainHash([9; 32]), sealed.payload().to_vec()))),
+        (
+            "sealed and bound, but not a state",
+            Box::new(reseal(pepper.clone(), sealed.binding.hash, b"not a state".to_vec())),
+        ),
     ];
     for (what, damage) in cases {
         for f in snapshot::files(&snapshots) {
@@ -123,7 +130,7 @@ fn a_snapshot_that_does_not_check_out_is_passed_over() {
         assert!(state(&registry) == expected, "{what}: the state differs from the log's");
         assert!(registry.refusing_writes().is_none(), "{what}");
         registry.close().unwrap();
-        assert_eq!(newest(dir.path()).seq, sealed.seq, "{what}: the close wrote a good snapshot again");
+        assert_eq!(newest(dir.path()).binding.seq, sealed.binding.seq, "{what}: the close wrote a good snapshot again");
     }
     let registry = reopen(dir.path(), &clock);
     assert!(state(&registry) == expected, "from the rewritten snapshot");
@@ -149,17 +156,21 @@ fn a_running_registry_snapshots_every_so_many_events() {
         snapshot::files(&dir.path().join("snapshots"))
             .iter()
             .filter_map(|f| snapshot::read(f, &pepper).ok())
-            .map(|s| s.seq.0)
+            .map(|s| s.binding.seq.0)
             .collect()
     };
     assert!(eventually(Duration::from_secs(10), || seqs().len() == 2), "snapshots: {:?}", seqs());
     for sealed in snapshot::files(&dir.path().join("snapshots")).iter().map(|f| snapshot::read(f, &pepper).unwrap()) {
         let from_snapshot = Projections::decode(sealed.payload()).unwrap();
         let mut folded = History::new(Projections::default());
-        fold_log(registry.log(), &mut folded, Some(sealed.seq), |_| {}).unwrap();
-        assert_eq!(folded.head(), (sealed.seq, sealed.hash));
+        fold_log(registry.log(), &mut folded, Some(sealed.binding.seq), |_| {}).unwrap();
+        assert_eq!(folded.head(), (sealed.binding.seq, sealed.binding.hash));
         let folded = folded.into_state();
-        assert!(from_snapshot.table == folded.table && from_snapshot.audit == folded.audit, "at {}", sealed.seq);
+        assert!(
+            from_snapshot.table == folded.table && from_snapshot.audit == folded.audit,
+            "at {}",
+            sealed.binding.seq
+        );
     }
     let mut taken = seqs();
     taken.sort_unstable();
