@@ -8,6 +8,7 @@
 //! of keyreg's library and its production binary.
 
 mod append;
+mod bootstrap;
 mod http;
 mod index;
 mod inprocess;
@@ -38,7 +39,7 @@ enum Cmd {
         /// The full sizes (1,000,000 keys and events) instead of the quick ones.
         #[arg(long)]
         full: bool,
-        /// Only these measurements (verify, index, replay, append, http, nats, legacy); all if absent.
+        /// Only these measurements (verify, index, replay, append, http, nats, bootstrap, legacy); all if absent.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },
@@ -110,7 +111,7 @@ fn run(size: Size, only: &[String]) -> anyhow::Result<()> {
     if wanted("legacy") {
         record("9. legacy keys", legacy::measure(size));
     }
-    if wanted("http") || wanted("nats") {
+    if wanted("http") || wanted("nats") || wanted("bootstrap") {
         let dir = tempdir()?;
         match nats_server::NatsServer::start(&dir) {
             Ok(server) => {
@@ -119,6 +120,9 @@ fn run(size: Size, only: &[String]) -> anyhow::Result<()> {
                 }
                 if wanted("nats") {
                     record("3./7. nats", nats::measure(size, &server.url));
+                }
+                if wanted("bootstrap") {
+                    record("5. bootstrap", bootstrap::measure(size, &server.url));
                 }
             }
             Err(e) => record("2./3./7. NATS measurements", Err(anyhow::anyhow!(e))),

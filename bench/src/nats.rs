@@ -58,7 +58,7 @@ pub(crate) fn measure(size: Size, nats_url: &str) -> anyhow::Result<Vec<Row>> {
     result
 }
 
-fn wait_for(what: &str, limit: Duration, f: impl Fn() -> bool) -> anyhow::Result<()> {
+pub(crate) fn wait_for(what: &str, limit: Duration, f: impl Fn() -> bool) -> anyhow::Result<()> {
     let started = Instant::now();
     while !f() {
         anyhow::ensure!(started.elapsed() < limit, "timed out waiting for {what}");
@@ -203,7 +203,9 @@ fn catch_up(registry: &Registry, nats_url: &str, runtime: &tokio::runtime::Runti
     let head = registry.head().seq;
     progress(&format!("catch-up: a new replica reads {head} events"));
     let started = Instant::now();
-    let replica = runtime.block_on(Replica::start(ReplicaConfig::new(nats_url, registry.pepper().clone())))?;
+    let mut config = ReplicaConfig::new(nats_url, registry.pepper().clone());
+    config.bootstrap = false;
+    let replica = runtime.block_on(Replica::start(config))?;
     wait_for("the new replica to catch up", Duration::from_secs(300), || replica.applied() >= head)?;
     let rate = head.0 as f64 / started.elapsed().as_secs_f64();
     Ok(Row::new(
