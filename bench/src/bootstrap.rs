@@ -57,8 +57,14 @@ pub(crate) fn measure(size: Size, nats_url: &str) -> anyhow::Result<Vec<Row>> {
     let connection = runtime.block_on(nats.connect())?;
     let outbox = Arc::new(OutboxStatus::default());
     let (log, committed) = (registry.log().clone(), registry.committed());
-    let publishing =
-        runtime.spawn(publisher::run(nats.clone(), connection.clone(), log, committed, outbox.clone(), stop_rx.clone()));
+    let publishing = runtime.spawn(publisher::run(
+        nats.clone(),
+        connection.clone(),
+        log,
+        committed,
+        outbox.clone(),
+        stop_rx.clone(),
+    ));
     progress(&format!("bootstrap: publishing {head} events to the stream"));
     crate::nats::wait_for("the stream", Duration::from_secs(900), || outbox.published().0 >= head)?;
     let _ = stop_tx.send(true);
@@ -70,7 +76,8 @@ pub(crate) fn measure(size: Size, nats_url: &str) -> anyhow::Result<Vec<Row>> {
     let started = Instant::now();
     let publishing = runtime.spawn(snapshots::run(connection, layout, registry.clone(), stop_rx));
     progress("bootstrap: publishing the snapshot");
-    let js = runtime.block_on(async { anyhow::Ok(async_nats::jetstream::new(async_nats::connect(nats_url).await?)) })?;
+    let js =
+        runtime.block_on(async { anyhow::Ok(async_nats::jetstream::new(async_nats::connect(nats_url).await?)) })?;
     crate::nats::wait_for("the snapshot in the object store", Duration::from_secs(600), || {
         runtime.block_on(async {
             match js.get_object_store(nats.layout.snapshots_bucket()).await {
@@ -80,6 +87,29 @@ pub(crate) fn measure(size: Size, nats_url: &str) -> anyhow::Result<Vec<Row>> {
         })
     })?;
     let publish_s = started.elapsed().as_secs_f64();
+    // Where a bootstrap's time goes, phase by phase, as `snapshots::newest`
+    // spends it.
+    let phases = runtime.block_on(async {
+        use tokio::io::AsyncReadExt;
+        let t = Instant::now();
+        let store = js.get_object_store(nats.layout.snapshots_bucket()).await?;
+        let mut bytes = vec![];
+        store.get(format!("{:020}", head.0)).await?.read_to_end(&mut bytes).await?;
+        let (download, size) = (t.elapsed().as_secs_f64(), bytes.len());
+        let t = Instant::now();
+        let sealed = keyreg::domain::snapshot::unseal(bytes, &pepper)?;
+        let unseal = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let table = keyreg::domain::table::Table::decode(&mut keyreg::domain::snapshot::Reader::new(sealed.table()))?;
+        let decode = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        std::hint::black_box(table.digest());
+        let digest = t.elapsed().as_secs_f64();
+        anyhow::Ok(format!(
+            "{:.0} MB: download {download:.2} s, seal check {unseal:.2} s, decode {decode:.2} s, digest {digest:.2} s",
+            size as f64 / 1e6
+        ))
+    })?;
     let answering = |bootstrap: bool| -> anyhow::Result<f64> {
         let mut config = ReplicaConfig::new(nats_url, pepper.clone());
         config.bootstrap = bootstrap;
@@ -108,8 +138,8 @@ pub(crate) fn measure(size: Size, nats_url: &str) -> anyhow::Result<Vec<Row>> {
         format!("{snapshot:.2} s"),
         "< 2 s",
         format!(
-            "replaying the stream ({head} events): {stream:.2} s; ×{:.1}. Publishing the snapshot's table took \
-             {publish_s:.1} s",
+            "replaying the stream ({head} events): {stream:.2} s; ×{:.1}. The snapshot's table, {phases}. \
+             Publishing it took {publish_s:.1} s",
             stream / snapshot
         ),
         Some(snapshot < 2.0),

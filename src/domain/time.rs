@@ -48,15 +48,67 @@ impl Timestamp {
     }
 }
 
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ`: what chrono's RFC 3339 with micros
+/// writes for years 0 to 9999, written directly. Every answer and every
+/// digest line formats several times, and chrono's general formatter was
+/// most of the state digest's cost.
+const RFC3339_LEN: usize = 27;
+
+impl Timestamp {
+    fn rfc3339(self) -> Option<[u8; RFC3339_LEN]> {
+        let (secs, micros) = (self.0.div_euclid(1_000_000), self.0.rem_euclid(1_000_000));
+        let (days, of_day) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+        let (year, month, day) = civil_from_days(days);
+        if !(0..=9999).contains(&year) {
+            return None;
+        }
+        let mut out = *b"0000-00-00T00:00:00.000000Z";
+        let mut put = |at: usize, width: usize, mut n: i64| {
+            for i in (at..at + width).rev() {
+                out[i] = b'0' + (n % 10) as u8;
+                n /= 10;
+            }
+        };
+        put(0, 4, year);
+        put(5, 2, month);
+        put(8, 2, day);
+        put(11, 2, of_day / 3600);
+        put(14, 2, of_day / 60 % 60);
+        put(17, 2, of_day % 60);
+        put(20, 6, micros);
+        Some(out)
+    }
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard
+/// Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.datetime().to_rfc3339_opts(SecondsFormat::Micros, true))
+        match self.rfc3339() {
+            Some(bytes) => f.write_str(std::str::from_utf8(&bytes).map_err(|_| fmt::Error)?),
+            None => f.write_str(&self.datetime().to_rfc3339_opts(SecondsFormat::Micros, true)),
+        }
     }
 }
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        match self.rfc3339() {
+            Some(bytes) => s.serialize_str(std::str::from_utf8(&bytes).map_err(serde::ser::Error::custom)?),
+            None => s.collect_str(self),
+        }
     }
 }
 
@@ -108,6 +160,27 @@ impl Clock for ManualClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_direct_format_is_chronos_at_every_kind_of_date() {
+        let chrono = |t: Timestamp| t.datetime().to_rfc3339_opts(SecondsFormat::Micros, true);
+        let mut samples: Vec<i64> =
+            vec![0, -1, 1, 951_782_400_000_000, 253_402_300_799_999_999, -62_167_219_200_000_000];
+        // Leap days, month and year ends, before the epoch: a walk of odd
+        // steps over 0000 to 9999.
+        let mut t: i64 = -62_167_219_200_000_000;
+        while t < 253_402_300_799_999_999 {
+            samples.push(t);
+            t += 3_123_456_789_123;
+        }
+        for micros in samples {
+            let t = Timestamp::from_micros(micros);
+            assert_eq!(t.to_string(), chrono(t), "{micros}");
+            assert_eq!(serde_json::to_string(&t).unwrap(), format!("\"{}\"", chrono(t)));
+        }
+        let far = Timestamp::from_micros(253_402_300_800_000_000);
+        assert_eq!(far.to_string(), chrono(far), "a year past 9999 goes through chrono");
+    }
 
     #[test]
     fn formats_utc_with_micros_and_round_trips() {

@@ -178,6 +178,9 @@ struct Shared {
     /// Where snapshots are written, and how often.
     snapshots: std::path::PathBuf,
     snapshot_every: u64,
+    /// The periodic snapshot being written, if one is: the writer starts no
+    /// other meanwhile, and `close` waits for it (it reads the log).
+    snapshotting: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// The sequence of the last snapshot written since opening (0: none),
     /// for the task that publishes them to replicas.
     snapshot_written: Arc<watch::Sender<Seq>>,
@@ -250,7 +253,7 @@ impl Registry {
                 "the data dir was open to other users; restricted it to its owner (dirs 0700, files 0600)"
             );
         }
-        let (history, unchecked) = fold_projections(dir, &pepper, &log.reader())?;
+        let (history, unchecked) = fold_projections(&dir.snapshots_path(), &pepper, &log.reader(), None)?;
         let recorded = history.state().table.pepper_fingerprint();
         if recorded.is_some_and(|fp| fp != pepper.fingerprint()) {
             return Err(OpenError::WrongPepper(dir.path().display().to_string()));
@@ -275,6 +278,7 @@ impl Registry {
             chain_checked: AtomicBool::new(unchecked.is_none()),
             snapshots: dir.snapshots_path(),
             snapshot_every: config.snapshot_every.max(1),
+            snapshotting: Mutex::new(None),
             snapshot_written: Arc::new(watch::Sender::new(Seq(0))),
             ids: Mutex::new(IdGenerator::default()),
             applied: watch::Sender::new(applied),
@@ -308,6 +312,10 @@ impl Registry {
             return Err(OpenError::Init("close: other handles on this registry are still open".into()));
         }
         writer.stop();
+        let periodic = shared.snapshotting.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(t) = periodic {
+            let _ = t.join();
+        }
         if shared.broken.get().is_none() && !shared.failed.load(Ordering::Relaxed) {
             write_snapshot(&shared);
         }
@@ -481,11 +489,13 @@ impl Registry {
 
     /// A page of `org`'s keys as they stood at `at`: a table holding the
     /// org and the first `limit + 1` keys below `before` (highest id first)
-    /// that `wanted` accepts in that past. A listing run over it answers
-    /// what it would over the whole past table. Keys are rebuilt from their
-    /// own histories `PAGE_CHUNK` at a time, so a request holds at most a
-    /// chunk of past keys however large the org, and a page costs its keys'
-    /// histories (more only when the filter passes over many keys).
+    /// that `wanted` accepts in that past, and maybe others it does not. A
+    /// listing run over it answers what it would over the whole past table.
+    /// Keys are rebuilt from their own histories, first `limit + 1` of them
+    /// (when the filter keeps them all, that table is the answer), then
+    /// `PAGE_CHUNK` at a time, so a request holds at most a chunk of past
+    /// keys however large the org, and a page costs its keys' histories
+    /// (more only when the filter passes over many keys).
     pub fn page_as_of(
         &self,
         org: &OrgId,
@@ -497,14 +507,20 @@ impl Registry {
         let up_to = self.read().audit.last_seq_at(at);
         let mut found: Vec<KeyId> = vec![];
         let mut after_chunk = before;
+        let mut chunk_size = limit + 1;
         while found.len() <= limit {
             let chunk: Vec<KeyId> =
-                self.read().audit.keys_of(org, up_to, after_chunk.as_ref()).take(PAGE_CHUNK).copied().collect();
+                self.read().audit.keys_of(org, up_to, after_chunk.as_ref()).take(chunk_size).copied().collect();
             let Some(last) = chunk.last() else { break };
             after_chunk = Some(*last);
             let past = self.keys_as_of(org, &chunk, up_to)?;
             let room = limit + 1 - found.len();
+            let first_chunk = found.is_empty();
             found.extend(chunk.iter().filter(|id| past.key(id).is_some_and(&wanted)).take(room));
+            if first_chunk && (found.len() > limit || chunk.len() < chunk_size) {
+                return Ok(past);
+            }
+            chunk_size = PAGE_CHUNK;
         }
         self.keys_as_of(org, &found, up_to)
     }

@@ -2,8 +2,10 @@
 //! which one start-up may trust (`newest_snapshot`), folding the log from
 //! it (`fold_projections`), the chain it stands for, checked by the writer
 //! after start-up (`Unchecked`), and writing one (on a clean stop, or every
-//! `Config::snapshot_every` events from a copy). The file format and its
-//! seal are `store::snapshot`'s; the encoding is each state's own.
+//! `Config::snapshot_every` events on a thread of its own, from the previous
+//! snapshot and the log), and the newest as the table alone, for replicas.
+//! The sealed form is `domain::snapshot`'s, the files `store::snapshot`'s;
+//! the encoding is each state's own.
 
 use std::path::Path;
 use std::sync::PoisonError;
@@ -19,7 +21,7 @@ use crate::domain::snapshot::{Binding, Reader as Decoder, SnapshotError, Writer 
 use crate::domain::table::Table;
 use crate::domain::token::Pepper;
 use crate::store::log::{Head, LogError, Reader};
-use crate::store::{DataDir, snapshot};
+use crate::store::snapshot;
 
 impl Projections {
     /// The snapshot form: the table, then the audit index; and the length
@@ -45,8 +47,8 @@ impl Projections {
 /// The newest snapshot that checks out: sealed under this pepper, taken at
 /// an event the log holds with the same chain hash, and decoding to a state
 /// at that event. Every other one is passed over with a warning.
-fn newest_snapshot(dir: &DataDir, pepper: &Pepper, log: &Reader) -> Option<(Projections, Seq, ChainHash)> {
-    for path in snapshot::files(&dir.snapshots_path()) {
+fn newest_snapshot(dir: &Path, pepper: &Pepper, log: &Reader) -> Option<(Projections, Seq, ChainHash)> {
+    for path in snapshot::files(dir) {
         let why = match snapshot::read(&path, pepper) {
             Ok(s) => match log.get(s.binding.seq) {
                 Ok(Some(record)) if record.hash == s.binding.hash => match Projections::decode(s.payload()) {
@@ -64,14 +66,15 @@ fn newest_snapshot(dir: &DataDir, pepper: &Pepper, log: &Reader) -> Option<(Proj
     None
 }
 
-/// Folds the log into the projections, from the newest good snapshot when
-/// there is one; then the chain up to the snapshot is still to be checked
-/// (`Unchecked`): a snapshot saves applying those events, never checking
-/// them.
+/// Folds the log up to `to` (its end if `None`) into the projections, from
+/// the newest good snapshot in `dir` when there is one; then the chain up
+/// to the snapshot is still to be checked (`Unchecked`): a snapshot saves
+/// applying those events, never checking them.
 pub(super) fn fold_projections(
-    dir: &DataDir,
+    dir: &Path,
     pepper: &Pepper,
     log: &Reader,
+    to: Option<Seq>,
 ) -> Result<(History<Projections>, Option<Unchecked>), LogError> {
     let progress = |n| tracing::info!(events = n, "replaying the log");
     let (mut history, unchecked) = match newest_snapshot(dir, pepper, log) {
@@ -81,7 +84,7 @@ pub(super) fn fold_projections(
         }
         None => (History::new(Projections::default()), None),
     };
-    fold_log(log, &mut history, None, progress)?;
+    fold_log(log, &mut history, to, progress)?;
     Ok((history, unchecked))
 }
 
@@ -131,6 +134,26 @@ pub(super) fn write_snapshot(shared: &Shared) {
         && write_snapshot_of(&shared.snapshots, &shared.pepper, head, &shared.read())
     {
         shared.snapshot_written.send_replace(head.seq);
+    }
+}
+
+/// The periodic snapshot at `head`, off the writer: the previous snapshot
+/// and the log's events after it, up to `head`, folded on this thread, so
+/// the writer never waits for a copy of the projections. (The chain before
+/// the previous snapshot was checked when it was written or at start-up.)
+pub(super) fn write_periodic(dir: &Path, pepper: &Pepper, log: &Reader, head: Head) -> bool {
+    match fold_projections(dir, pepper, log, Some(head.seq)) {
+        Ok((history, _)) if history.broken().is_none() && history.head() == (head.seq, head.hash) => {
+            write_snapshot_of(dir, pepper, head, history.state())
+        }
+        Ok(_) => {
+            tracing::warn!(seq = %head.seq, "the log does not fold to the committed head; no snapshot taken");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the log for a snapshot; the next start replays more of it");
+            false
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
-use super::snapshot::{Unchecked, write_snapshot_of};
+use super::snapshot::{Unchecked, write_periodic};
 use super::{ExecError, Outcome, Shared};
 use crate::domain::command::{Acting, Command, Context, Refusal};
 use crate::domain::decide::decide;
@@ -131,19 +131,26 @@ fn write_loop(mut log: Log, shared: &Shared, rx: mpsc::Receiver<Job>) {
     }
 }
 
-/// Copies the projections (the writer waits only for the copy) and
-/// writes their snapshot on a thread of its own.
+/// Starts the periodic snapshot at the committed head on a thread of its
+/// own (`write_periodic`), unless the last one is still being written: the
+/// writer only spawns it.
 fn snapshot_in_background(shared: &Shared) {
+    let mut running = shared.snapshotting.lock().unwrap_or_else(PoisonError::into_inner);
+    if running.as_ref().is_some_and(|t| !t.is_finished()) {
+        tracing::info!("the last snapshot is still being written; skipping this mark");
+        return;
+    }
     let head = *shared.committed.borrow();
-    let copy = shared.read().clone();
-    let (dir, pepper, written) = (shared.snapshots.clone(), shared.pepper.clone(), shared.snapshot_written.clone());
+    let (dir, pepper, log) = (shared.snapshots.clone(), shared.pepper.clone(), shared.log.clone());
+    let written = shared.snapshot_written.clone();
     let spawned = std::thread::Builder::new().name("keyreg-snapshot".into()).spawn(move || {
-        if write_snapshot_of(&dir, &pepper, head, &copy) {
+        if write_periodic(&dir, &pepper, &log, head) {
             written.send_replace(head.seq);
         }
     });
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "cannot start the snapshot thread");
+    match spawned {
+        Ok(t) => *running = Some(t),
+        Err(e) => tracing::warn!(error = %e, "cannot start the snapshot thread"),
     }
 }
 
