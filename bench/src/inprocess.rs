@@ -193,10 +193,13 @@ struct AsOf {
     whole: f64,
 }
 
+/// p50, p99 and max, in ms.
+type Latency = (f64, f64, f64);
+
 /// Appends (one writer, each durable) while a periodic snapshot of the
 /// whole log is written, against appends with none: (p50, p99, max) in ms
 /// for each, and how many appends the snapshot lasted.
-fn snapshot_stall(data: &DataDir, events: u64) -> anyhow::Result<((f64, f64, f64), (f64, f64, f64), usize)> {
+fn snapshot_stall(data: &DataDir, events: u64) -> anyhow::Result<(Latency, Latency, usize)> {
     progress("replay: appends during a snapshot");
     // The next mark falls 100 appends after the start.
     let config = keyreg::registry::Config { snapshot_every: events + 100, ..crate::config() };
