@@ -11,7 +11,7 @@
 //! memory when the process dies are lost, and so are at most one flush
 //! window of them; graceful shutdown flushes first.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,7 +35,7 @@ pub struct AccessCounter {
     reports: AtomicU64,
     /// Pending counts by key; swapped out whole by `take`, so a verify never
     /// waits for a flush.
-    pending: Mutex<HashMap<KeyId, Pending>>,
+    pending: Mutex<FxHashMap<KeyId, Pending>>,
     /// Reports handed out whose delivery failed, kept whole (id included).
     retries: Mutex<Vec<Report>>,
 }

@@ -22,19 +22,28 @@ struct RouteStats {
 
 #[derive(Default)]
 pub struct Metrics {
-    /// By "METHOD path-template"; one lock per request, held for a few adds.
-    routes: Mutex<BTreeMap<String, RouteStats>>,
+    /// By path template, then method: one lock per request, held for a
+    /// few adds, and no allocation once a route has been seen.
+    routes: Mutex<BTreeMap<String, Vec<(String, RouteStats)>>>,
     verify: [AtomicU64; 8],
 }
 
 impl Metrics {
-    pub fn observe(&self, route: &str, status: u16, elapsed: Duration) {
+    pub fn observe(&self, method: &str, path: &str, status: u16, elapsed: Duration) {
         let secs = elapsed.as_secs_f64();
         let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
-        let stats = match routes.get_mut(route) {
-            Some(s) => s,
-            None => routes.entry(route.to_owned()).or_default(),
+        let methods = match routes.get_mut(path) {
+            Some(m) => m,
+            None => routes.entry(path.to_owned()).or_default(),
         };
+        let at = match methods.iter().position(|(m, _)| m == method) {
+            Some(i) => i,
+            None => {
+                methods.push((method.to_owned(), RouteStats::default()));
+                methods.len() - 1
+            }
+        };
+        let stats = &mut methods[at].1;
         *stats.by_status.entry(status).or_default() += 1;
         if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
             stats.buckets[i] += 1;
@@ -52,8 +61,8 @@ impl Metrics {
         let mut out = String::new();
         let routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
         out.push_str("# HELP keyreg_http_requests_total HTTP requests by route and status.\n# TYPE keyreg_http_requests_total counter\n");
-        for (route, stats) in routes.iter() {
-            let (method, path) = route.split_once(' ').unwrap_or(("", route));
+        let all = || routes.iter().flat_map(|(path, methods)| methods.iter().map(move |(m, s)| (m, path, s)));
+        for (method, path, stats) in all() {
             for (status, n) in &stats.by_status {
                 let _ = writeln!(
                     out,
@@ -62,8 +71,7 @@ impl Metrics {
             }
         }
         out.push_str("# HELP keyreg_http_request_duration_seconds HTTP request latency by route.\n# TYPE keyreg_http_request_duration_seconds histogram\n");
-        for (route, stats) in routes.iter() {
-            let (method, path) = route.split_once(' ').unwrap_or(("", route));
+        for (method, path, stats) in all() {
             let labels = format!("method=\"{method}\",route=\"{path}\"");
             let mut cumulative = 0;
             for (bound, n) in BUCKETS.iter().zip(stats.buckets) {

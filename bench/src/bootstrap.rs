@@ -48,7 +48,9 @@ pub(crate) fn measure(size: Size, nats_url: &str) -> anyhow::Result<Vec<Row>> {
         log.commit()?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let nats = Nats::new(nats_url);
+    // A prefix of its own: the other measurements' registries publish to
+    // the same nats-server.
+    let nats = Nats { url: nats_url.to_owned(), layout: keyreg::nats::Layout::new("BOOTSTRAP")? };
     // Open (from the log), publish the stream, stop (writing a snapshot),
     // open again from it and publish the snapshot's table.
     let registry = Registry::open(&data, crate::config())?;
@@ -112,6 +114,7 @@ pub(crate) fn measure(size: Size, nats_url: &str) -> anyhow::Result<Vec<Row>> {
     })?;
     let answering = |bootstrap: bool| -> anyhow::Result<f64> {
         let mut config = ReplicaConfig::new(nats_url, pepper.clone());
+        config.nats = nats.clone();
         config.bootstrap = bootstrap;
         config.max_staleness = None;
         let started = Instant::now();

@@ -162,13 +162,12 @@ pub fn app(state: AppState) -> Router {
 
 /// Counts and times every routed request under its path template.
 pub async fn track<N: verify::Node>(State(node): State<N>, req: Request, next: Next) -> Response {
-    let route = match req.extensions().get::<MatchedPath>() {
-        Some(p) => format!("{} {}", req.method(), p.as_str()),
-        None => format!("{} unmatched", req.method()),
-    };
+    let path = req.extensions().get::<MatchedPath>().cloned();
+    let method = req.method().clone();
     let started = Instant::now();
     let response = next.run(req).await;
-    node.metrics().observe(&route, response.status().as_u16(), started.elapsed());
+    let path = path.as_ref().map_or("unmatched", MatchedPath::as_str);
+    node.metrics().observe(method.as_str(), path, response.status().as_u16(), started.elapsed());
     response
 }
 

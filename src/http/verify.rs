@@ -7,8 +7,10 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use axum::extract::FromRequestParts;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::Response;
 use serde::Deserialize;
 
@@ -40,13 +42,25 @@ pub struct Checked {
     pub min_seq: Option<Seq>,
 }
 
+/// The token in the `Authorization` header, if any: read from the request
+/// as it arrives, without copying its headers.
+pub struct HeaderToken(Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for HeaderToken {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        Ok(HeaderToken(presented_token(&parts.headers)?.map(str::to_owned)))
+    }
+}
+
 impl VerifyRequest {
     /// Applies the request rules: a key (body or `Authorization`), a concrete
     /// action, a concrete resource only with an action, a parseable address.
-    pub fn check(self, headers: &HeaderMap) -> Result<Checked, ApiError> {
-        let token = match (self.key, presented_token(headers)?) {
+    pub fn check(self, header: HeaderToken) -> Result<Checked, ApiError> {
+        let token = match (self.key, header.0) {
             (Some(k), _) => k,
-            (None, Some(t)) => t.to_owned(),
+            (None, Some(t)) => t,
             (None, None) => {
                 return Err(ApiError::Validation(
                     "give the key as \"key\" in the body or in the Authorization header".into(),
@@ -113,10 +127,10 @@ pub trait Node: Clone + Send + Sync + 'static {
 
 pub async fn verify<N: Node>(
     State(node): State<N>,
-    headers: HeaderMap,
+    header: HeaderToken,
     Body(req): Body<VerifyRequest>,
 ) -> Result<Response, ApiError> {
-    let checked = req.check(&headers)?;
+    let checked = req.check(header)?;
     if let Some(min) = checked.min_seq
         && !node.wait_applied(min, node.min_seq_wait()).await
     {

@@ -81,7 +81,8 @@ fn restrict(path: &Path) -> Result<(), DirError> {
 /// A keyreg data dir.
 #[derive(Clone, Debug)]
 pub struct DataDir {
-    root: PathBuf,
+    /// Shared: every handle on a registry (one per request) holds one.
+    root: std::sync::Arc<Path>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +101,7 @@ pub enum DirError {
 
 impl DataDir {
     pub fn new(root: &Path) -> DataDir {
-        DataDir { root: root.to_owned() }
+        DataDir { root: root.into() }
     }
 
     pub fn path(&self) -> &Path {
