@@ -8,7 +8,7 @@
 //! bytes, and each event adds one more position to its org's list (and its
 //! key's): the index grows with the log, by about 24 bytes an event.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::domain::event::{Event, TYPES};
 use crate::domain::id::{Actor, KeyId, OrgId, Seq};
@@ -33,7 +33,7 @@ struct Interner<T: std::hash::Hash + Eq + Clone> {
 
 impl<T: std::hash::Hash + Eq + Clone> Default for Interner<T> {
     fn default() -> Self {
-        Interner { ids: HashMap::new(), values: vec![] }
+        Interner { ids: HashMap::default(), values: vec![] }
     }
 }
 
@@ -303,7 +303,7 @@ impl AuditIndex {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let key_org = (0..r.len(4)?).map(|_| r.u32()).collect::<Result<Vec<_>, _>>()?;
-        let mut lists = [HashMap::new(), HashMap::new(), HashMap::new()];
+        let mut lists = [HashMap::default(), HashMap::default(), HashMap::default()];
         for (list, bound) in lists.iter_mut().zip([entries.len(), entries.len(), keys.len()]) {
             for _ in 0..r.len(8)? {
                 let n = r.u32()?;
