@@ -539,8 +539,10 @@ impl Registry {
         Ok(table)
     }
 
-    /// The key table as it stood at `at`: the log folded up to the last
-    /// event at or before `at`.
+    /// The whole key table as it stood at `at`: the log folded up to the
+    /// last event at or before `at`. What the views of the past above must
+    /// equal (the property tests compare them) and the benchmarks' baseline;
+    /// the API never folds the whole log for a request.
     pub fn table_as_of(&self, at: Timestamp) -> Result<Table, LogError> {
         let last = self.read().audit.last_seq_at(at);
         let mut history = History::new(Table::default());
