@@ -322,9 +322,14 @@ impl AuditIndex {
         {
             return Err(damaged("an audit entry names an org, actor or key the snapshot does not hold"));
         }
-        let about_no_key = |p: &&u32| !TYPES[entries[**p as usize].type_index as usize].starts_with("key.");
-        let org_only =
-            by_org.iter().map(|(o, list)| (*o, list.iter().filter(about_no_key).copied().collect())).collect();
+        // An event is about a key exactly when it is in a key's list, as
+        // `apply` sorts them.
+        let mut keyed = vec![false; entries.len()];
+        by_key.values().flatten().for_each(|p| keyed[*p as usize] = true);
+        let org_only = by_org
+            .iter()
+            .map(|(o, list)| (*o, list.iter().filter(|p| !keyed[**p as usize]).copied().collect()))
+            .collect();
         Ok(AuditIndex {
             first,
             entries,

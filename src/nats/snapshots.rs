@@ -89,14 +89,16 @@ async fn publish(js: &jetstream::Context, layout: &Layout, seq: Seq, sealed: &[u
         .create_object_store(object_store::Config { bucket: layout.snapshots_bucket(), ..Default::default() })
         .await
         .map_err(nats_err)?;
-    let existing = names(&store).await?;
+    let mut all = names(&store).await?;
     let name = object_name(seq);
-    if !existing.contains(&name) {
+    if !all.contains(&name) {
         let mut reader = sealed;
         store.put(name.as_str(), &mut reader).await.map_err(nats_err)?;
         tracing::info!(%seq, bytes = sealed.len(), "published a snapshot for replicas");
+        all.push(name);
+        all.sort_unstable_by(|a, b| b.cmp(a));
     }
-    for old in names(&store).await?.into_iter().skip(KEEP) {
+    for old in all.into_iter().skip(KEEP) {
         let _ = store.delete(&old).await;
     }
     Ok(())

@@ -482,9 +482,18 @@ impl Registry {
     /// `org`, its roles and every key it had, as they stood at `at`: the
     /// cost of that org's history; other orgs' events are not read.
     pub fn org_as_of(&self, org: &OrgId, at: Timestamp) -> Result<Table, LogError> {
-        let up_to = self.read().audit.last_seq_at(at);
-        let keys: Vec<KeyId> = self.read().audit.keys_of(org, up_to, None).copied().collect();
+        let (up_to, keys) = {
+            let p = self.read();
+            let up_to = p.audit.last_seq_at(at);
+            (up_to, p.audit.keys_of(org, up_to, None).copied().collect::<Vec<KeyId>>())
+        };
         self.keys_as_of(org, &keys, up_to)
+    }
+
+    /// `org` and its roles and catalogue as they stood at `at`, without its
+    /// keys: the org's own events only.
+    pub fn roles_as_of(&self, org: &OrgId, at: Timestamp) -> Result<Table, LogError> {
+        self.keys_as_of(org, &[], self.read().audit.last_seq_at(at))
     }
 
     /// A page of `org`'s keys as they stood at `at`: a table holding the

@@ -217,6 +217,8 @@ proptest! {
             let org = registry.org_as_of(&acme(), *t).unwrap();
             prop_assert!(org.roles_of(&acme()) == table.roles_of(&acme()), "roles as of {}", t);
             prop_assert!(org.org(&acme()) == table.org(&acme()), "the org as of {}", t);
+            let roles = registry.roles_as_of(&acme(), *t).unwrap();
+            prop_assert!(roles.roles_of(&acme()) == table.roles_of(&acme()), "roles alone as of {}", t);
             // Half a second later nothing had changed yet.
             let between = Timestamp::from_micros(t.micros() + 500_000);
             if live.range(between..).next().is_none_or(|(next, _)| *next > between) {
