@@ -10,6 +10,7 @@
 //! - `access`, `metrics`: access counting and Prometheus metrics.
 //! - `http`, `server`: the HTTP API (registry and replica routes) and the
 //!   service around it (expiry sweeper, access flush, outbox).
+//! - `console`: the web pages under `/console`, answered through the API.
 //! - `nats`: the JetStream layout, the outbox publisher, access reports.
 //! - `replica`: a verifier replica following the stream (embeddable).
 //! - `cli`: the `keyreg` command line and its HTTP client.
@@ -33,6 +34,8 @@ pub mod nats;
 #[cfg(feature = "replica")]
 pub mod replica;
 
+#[cfg(feature = "server")]
+pub mod console;
 #[cfg(feature = "server")]
 pub mod http;
 #[cfg(feature = "server")]

@@ -23,6 +23,7 @@ use clap::{Parser, Subcommand};
 use crate::domain::id::{OrgId, Seq};
 use crate::domain::time::{SystemClock, Timestamp};
 use crate::domain::token::{Token, TokenFormat};
+use crate::http::ApiOptions;
 use crate::http::listen::Limits;
 use crate::nats::{Layout, Nats};
 use crate::registry::{Config, OpenError, Registry};
@@ -80,6 +81,10 @@ enum Cmd {
         /// published for new replicas to start from.
         #[arg(long, env = "KEYREG_SNAPSHOT_EVERY", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
         snapshot_every: u64,
+        /// Seconds a console session may stay unused before it ends (at
+        /// most 3600, the default; a session never outlives 12 hours).
+        #[arg(long, env = "KEYREG_CONSOLE_IDLE_SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        console_idle_secs: u64,
         #[command(flatten)]
         limits: LimitArgs,
     },
@@ -278,12 +283,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Cmd::Init { data } => init(&data, config(&cli.token_prefix)?),
         Cmd::Recover { data } => recover(&data, config(&cli.token_prefix)?),
-        Cmd::Serve { data, listen, node, access_flush_ms, nats: url, snapshot_every, limits } => {
+        Cmd::Serve { data, listen, node, access_flush_ms, nats: url, snapshot_every, console_idle_secs, limits } => {
             let options = ServeOptions {
                 node,
                 access_flush: Duration::from_millis(access_flush_ms.max(10)),
                 nats: (url != "none").then(|| nats(&url)),
                 limits: limits.limits(),
+                api: ApiOptions { console_idle: Duration::from_secs(console_idle_secs), ..ApiOptions::default() },
                 ..ServeOptions::default()
             };
             let config = Config { snapshot_every, ..config(&cli.token_prefix)? };

@@ -16,7 +16,7 @@ pub mod replica;
 mod roles;
 pub mod verify;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -97,11 +97,16 @@ pub const ROUTES: &[(&str, &str)] = &[
 pub struct ApiOptions {
     /// How long a verify with `min_seq` waits for that sequence.
     pub min_seq_wait: Duration,
+    /// How long a console session may stay unused (at most an hour).
+    pub console_idle: Duration,
 }
 
 impl Default for ApiOptions {
     fn default() -> Self {
-        ApiOptions { min_seq_wait: Duration::from_secs(1) }
+        ApiOptions {
+            min_seq_wait: Duration::from_secs(1),
+            console_idle: Duration::from_secs(crate::console::IDLE_SECONDS as u64),
+        }
     }
 }
 
@@ -117,9 +122,16 @@ pub struct AppState {
     pub past: Arc<tokio::sync::Semaphore>,
 }
 
-/// The registry's router. Tests may drive it without a socket; then no
-/// caller address is known and keys with `allowed_cidrs` refuse.
+/// The registry's router: the API and the console. Tests may drive it
+/// without a socket; then no caller address is known and keys with
+/// `allowed_cidrs` refuse.
 pub fn app(state: AppState) -> Router {
+    let api = api(state.clone());
+    api.clone().merge(crate::console::router(state, api))
+}
+
+/// The API alone, which the console calls in process.
+fn api(state: AppState) -> Router {
     Router::new()
         .route("/v1/orgs", post(org::create_org))
         .route("/v1/orgs/{id}", patch(org::operate_org))
@@ -212,7 +224,7 @@ fn asserted_user(headers: &HeaderMap, permissions: Permissions) -> Result<Option
     })
 }
 
-fn peer_ip(parts: &Parts) -> Option<std::net::IpAddr> {
+fn peer_ip(parts: &Parts) -> Option<IpAddr> {
     parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
 }
 
@@ -246,7 +258,7 @@ impl Caller {
 
     /// Refuses unless the caller holds the management permission `action`.
     pub fn require(&self, action: &str) -> Result<(), ApiError> {
-        if self.permissions.contains(action) {
+        if self.holds(action) {
             Ok(())
         } else {
             Err(ApiError::Forbidden(format!("this call needs a key with the scope {action}")))
@@ -254,16 +266,14 @@ impl Caller {
     }
 }
 
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = presented_token(&parts.headers)?.ok_or_else(|| {
-            ApiError::Unauthenticated("send a key in the Authorization header (raw or as Bearer)".into())
-        })?;
+impl Caller {
+    /// The caller presenting `token` from `ip`: an active key the address
+    /// may use, acting for no person yet. The console signs its sessions in
+    /// through here, so a page and an API call accept the same keys.
+    pub(crate) fn authenticate(state: &AppState, token: &str, ip: Option<IpAddr>) -> Result<Caller, ApiError> {
         let registry = &state.registry;
         let presented = Presented::of(registry.format(), registry.pepper(), token);
-        let question = Question { ip: peer_ip(parts), ..Question::default() };
+        let question = Question { ip, ..Question::default() };
         let now = registry.now();
         let p = registry.read();
         let verdict = verifier::check(&p.table, &presented, &question, now);
@@ -280,9 +290,25 @@ impl FromRequestParts<AppState> for Caller {
             }
         }
         let key = verdict.key.ok_or_else(|| ApiError::Internal("a found key has no record".into()))?;
-        let permissions = p.table.permissions(key);
-        let user = asserted_user(&parts.headers, permissions)?;
-        Ok(Caller { key_id: key.id, org: key.org.clone(), permissions, user })
+        Ok(Caller { key_id: key.id, org: key.org.clone(), permissions: p.table.permissions(key), user: None })
+    }
+
+    /// Whether the caller holds the management permission `action`.
+    pub fn holds(&self, action: &str) -> bool {
+        self.permissions.contains(action)
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = presented_token(&parts.headers)?.ok_or_else(|| {
+            ApiError::Unauthenticated("send a key in the Authorization header (raw or as Bearer)".into())
+        })?;
+        let mut caller = Caller::authenticate(state, token, peer_ip(parts))?;
+        caller.user = asserted_user(&parts.headers, caller.permissions)?;
+        Ok(caller)
     }
 }
 

@@ -1,0 +1,73 @@
+// keyreg console: the little the pages need from script. Every page works
+// as plain forms; this adds modal dialogs that trap and return focus, the
+// secret dialog's copy button and acknowledgement, select-all, and buttons
+// that unlock when a confirmation is typed. No inline script exists (the
+// CSP forbids it), so everything is wired here by data- attributes.
+"use strict";
+
+document.addEventListener("DOMContentLoaded", () => {
+  // Dialogs opened by a button: native modal dialogs keep focus inside and
+  // give it back to the opener when they close.
+  for (const opener of document.querySelectorAll("[data-open]")) {
+    const dialog = document.getElementById(opener.dataset.open);
+    if (!dialog) continue;
+    opener.addEventListener("click", () => dialog.showModal());
+    dialog.addEventListener("close", () => opener.focus());
+  }
+  for (const closer of document.querySelectorAll("[data-close]")) {
+    closer.addEventListener("click", () => closer.closest("dialog").close());
+  }
+
+  // The one-time secret: modal from the start, and it cannot be dismissed
+  // (Escape included) before "I have stored it" is ticked.
+  for (const dialog of document.querySelectorAll("dialog[data-modal]")) {
+    dialog.close();
+    dialog.showModal();
+    const stored = dialog.querySelector("#stored");
+    dialog.addEventListener("cancel", (e) => {
+      if (!stored || !stored.checked) e.preventDefault();
+    });
+  }
+
+  // Copy buttons: the text of the element they name, to the clipboard.
+  for (const button of document.querySelectorAll("[data-copy]")) {
+    button.addEventListener("click", async () => {
+      const text = document.getElementById(button.dataset.copy).textContent;
+      const status = document.getElementById("copy-status");
+      try {
+        await navigator.clipboard.writeText(text);
+        if (status) status.textContent = "Copied to the clipboard.";
+      } catch {
+        const range = document.createRange();
+        range.selectNodeContents(document.getElementById(button.dataset.copy));
+        const selection = window.getSelection();
+        selection.removeAllRanges();
+        selection.addRange(range);
+        if (status) status.textContent = "Selected: press Ctrl+C (or ⌘C) to copy.";
+      }
+    });
+  }
+
+  // A checkbox or a typed confirmation that unlocks a button.
+  for (const control of document.querySelectorAll("[data-unlocks]")) {
+    const target = document.getElementById(control.dataset.unlocks);
+    const update = () => {
+      target.disabled = control.type === "checkbox"
+        ? !control.checked
+        : control.value !== control.dataset.mustEqual;
+    };
+    control.addEventListener("input", update);
+    control.addEventListener("change", update);
+    update();
+  }
+
+  // Select every row's checkbox of a named field.
+  for (const all of document.querySelectorAll("[data-select-all]")) {
+    const name = all.dataset.selectAll;
+    all.addEventListener("change", () => {
+      for (const box of all.form.querySelectorAll(`input[type=checkbox][name="${name}"]`)) {
+        box.checked = all.checked;
+      }
+    });
+  }
+});

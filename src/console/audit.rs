@@ -1,0 +1,147 @@
+//! The console's audit page: the org's history, filtered and paged newest
+//! first, under a badge that says how far the hash chain was checked; and
+//! the event table the key details page reuses for a key's timeline.
+
+use axum::extract::Query;
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use maud::{Markup, html};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::Page;
+use super::keys::as_of_time;
+use super::page::{self, Area, exact, frame, q, respond, seg, strings, text};
+use crate::domain::event::TYPES;
+use crate::domain::time::Timestamp;
+
+#[derive(Deserialize, Default)]
+pub struct AuditParams {
+    key_id: Option<String>,
+    actor: Option<String>,
+    #[serde(rename = "type")]
+    type_: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    cursor: Option<String>,
+}
+
+pub async fn page(page: Page, Query(p): Query<AuditParams>) -> Response {
+    let field = |v: &Option<String>| v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+    let (since, until) = (field(&p.since).map(|t| as_of_time(&t)), field(&p.until).map(|t| as_of_time(&t)));
+    let mut filters = String::new();
+    for (name, value) in [
+        ("key_id", field(&p.key_id)),
+        ("actor", field(&p.actor)),
+        ("type", field(&p.type_)),
+        ("since", since.clone()),
+        ("until", until.clone()),
+    ] {
+        if let Some(v) = value {
+            filters += &format!("&{name}={}", q(&v));
+        }
+    }
+    let mut uri = format!("/v1/audit?limit=50{filters}");
+    if let Some(c) = field(&p.cursor) {
+        uri += &format!("&cursor={}", q(&c));
+    }
+    let (events, next, error) = match page.api(Method::GET, &uri, None).await.ok() {
+        Ok(v) => (v["events"].clone(), v["next_cursor"].as_str().map(str::to_owned), None),
+        Err(r) => (Value::Null, None, Some(r)),
+    };
+    let chain = page.api(Method::GET, "/v1/audit/verify", None).await.ok();
+    let local = |t: &Option<String>| t.as_deref().map(|t| t.trim_end_matches('Z').chars().take(19).collect::<String>());
+    let body = html! {
+        @match &chain {
+            Ok(c) if c["ok"].as_bool() == Some(true) => p.badge-chain.ok role="status" {
+                "Chain verified: " (c["events"]) " events, up to seq " (c["head_seq"]) ", head hash "
+                code title=(text(&c["head_hash"])) { (text(&c["head_hash"]).chars().take(16).collect::<String>()) "…" }
+            },
+            Ok(c) => p.badge-chain.broken role="alert" {
+                "The hash chain is broken at seq " (c["first_bad_seq"]) ": " (text(&c["problem"]))
+            },
+            Err(r) => p.badge-chain.broken role="alert" { "The chain could not be checked: " (r.sentence()) },
+        }
+        form.filters method="get" action="/console/audit" {
+            div.field { label for="key_id" { "Key id" } input id="key_id" name="key_id" type="text" value=(field(&p.key_id).unwrap_or_default()); }
+            div.field { label for="actor" { "Actor" } input id="actor" name="actor" type="text" placeholder="user:ada@example.com" value=(field(&p.actor).unwrap_or_default()); }
+            div.field {
+                label for="type" { "Type" }
+                select id="type" name="type" {
+                    option value="" { "any" }
+                    @for t in TYPES { option value=(t) selected[field(&p.type_).as_deref() == Some(*t)] { (t) } }
+                }
+            }
+            div.field { label for="since" { "Since (UTC)" } input id="since" name="since" type="datetime-local" step="1" value=(local(&since).unwrap_or_default()); }
+            div.field { label for="until" { "Until (UTC)" } input id="until" name="until" type="datetime-local" step="1" value=(local(&until).unwrap_or_default()); }
+            button type="submit" { "Filter" }
+        }
+        @if let Some(r) = &error { p.notice.error role="alert" { (r.sentence()) } }
+        (events_table(&events, page.now(), true))
+        nav.pager aria-label="Pages" {
+            @if field(&p.cursor).is_some() { a href=(format!("/console/audit?{}", filters.trim_start_matches('&'))) { "Newest" } }
+            @if let Some(c) = &next { a href=(format!("/console/audit?cursor={}{filters}", q(c))) rel="next" { "Older" } }
+        }
+    };
+    respond(StatusCode::OK, frame(Some(&page), Area::Audit, "Audit", body))
+}
+
+/// Events newest first: when, what, who, and which key.
+pub fn events_table(events: &Value, now: Timestamp, with_key: bool) -> Markup {
+    let events = events.as_array().map(Vec::as_slice).unwrap_or_default();
+    html! {
+        @if events.is_empty() { p.muted { "No events." } } @else {
+            div.scroll {
+                table.events {
+                    thead { tr {
+                        th scope="col" { "When" } th scope="col" { "Seq" } th scope="col" { "Event" } th scope="col" { "By" }
+                        @if with_key { th scope="col" { "Key" } }
+                        th scope="col" { "Details" }
+                    } }
+                    tbody {
+                        @for e in events {
+                            tr {
+                                td { (page::when(&e["time"], now, "")) }
+                                td { (e["seq"]) }
+                                td { code { (text(&e["type"])) } }
+                                td { (text(&e["actor"])) @if let Some(via) = e["via"].as_str() { span.desc { "via " (via) } } }
+                                @if with_key {
+                                    td { @if text(&e["type"]).starts_with("key.") { a href=(format!("/console/keys/{}", seg(text(&e["subject"])))) { code { (text(&e["subject"])) } } } }
+                                }
+                                td { (summary(e)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One line on what an event changed, for a person.
+fn summary(e: &Value) -> String {
+    let d = &e["data"];
+    let list = |v: &Value| strings(v).join(", ");
+    match text(&e["type"]) {
+        "key.created" | "key.imported" => format!("“{}”, scopes: {}", text(&d["name"]), list(&d["scopes"])),
+        "key.updated" => format!("changed {}", list(&d["changed"])),
+        "key.scopes_edited" => format!("scopes now: {}", list(&d["scopes"])),
+        "key.roles_edited" => format!("roles now: {}", list(&d["roles"])),
+        "key.ips_edited" => format!("allowed ranges now: {}", list(&d["allowed_cidrs"])),
+        "key.revoked" | "key.deleted" => d["reason"].as_str().map_or(String::new(), |r| format!("reason: {r}")),
+        "key.rotated" => match d["previous_valid_until"].as_str().and_then(|t| Timestamp::parse(t).ok()) {
+            Some(t) => format!("the old secret works until {}", exact(t)),
+            None => "the old secret stopped at once".into(),
+        },
+        "key.accessed" => format!("{} verifications", d["count"]),
+        "role.created" | "role.updated" => format!("{}: {}", text(&d["name"]), list(&d["scopes"])),
+        "role.deleted" => format!("{}, taken from {} keys", text(&d["name"]), strings(&d["removed_from"]).len()),
+        "catalog.updated" => format!(
+            "{} actions, {}",
+            d["actions"].as_array().map_or(0, Vec::len),
+            if d["enforce"].as_bool() == Some(true) { "enforced" } else { "not enforced" }
+        ),
+        "org.created" | "org.updated" => format!("name “{}”, at most {} keys", text(&d["name"]), d["max_keys"]),
+        _ => String::new(),
+    }
+}

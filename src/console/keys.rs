@@ -1,0 +1,762 @@
+//! The console's key pages: the list (filters, paging, the past, bulk
+//! revoke and delete), creating a key and showing its secret once, a key's
+//! details (usage, timeline, the lifecycle actions) and its edit form, with
+//! the API's dry-run warnings shown before saving.
+
+use axum::extract::{Path, Query};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::page::{self, Area, csrf, field_error, form_error, frame, invalid, q, respond, seg, strings, text, when};
+use super::{Form, Page, Posted, Refusal, audit};
+
+/// Keys per page of the list.
+const PAGE: usize = 50;
+
+/// The API's names of a key's fields, which refusals name.
+const FIELDS: &[&str] =
+    &["name", "description", "owner", "expires_at", "expires_in_days", "scopes", "preset", "roles", "allowed_cidrs"];
+
+/// Expiry choices, in days.
+const EXPIRY_DAYS: [u32; 6] = [7, 30, 60, 90, 180, 365];
+
+#[derive(Deserialize, Default)]
+pub struct ListParams {
+    status: Option<String>,
+    q: Option<String>,
+    owner: Option<String>,
+    mine: Option<String>,
+    cursor: Option<String>,
+    as_of: Option<String>,
+    notice: Option<String>,
+    n: Option<String>,
+}
+
+fn given(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// A `datetime-local` value (`2026-11-24T10:00`, taken as UTC) or an RFC
+/// 3339 time, as RFC 3339.
+pub fn as_of_time(value: &str) -> String {
+    let v = value.trim();
+    match v.len() {
+        16 => format!("{v}:00Z"),
+        19 => format!("{v}Z"),
+        _ => v.to_owned(),
+    }
+}
+
+/// What a finished action says on the page it lands on; fixed sentences,
+/// so a link cannot make the console say anything else.
+fn notice(code: &str, n: usize) -> Option<String> {
+    let keys = if n == 1 { "1 key".to_string() } else { format!("{n} keys") };
+    Some(match code {
+        "revoked" => format!("{keys} revoked."),
+        "deleted" => format!("{keys} deleted."),
+        "saved" => "Changes saved.".into(),
+        "disabled" => "The key is disabled: it is refused until enabled again.".into(),
+        "enabled" => "The key is enabled again.".into(),
+        "none-selected" => "Select at least one key first.".into(),
+        _ => return None,
+    })
+}
+
+pub async fn list(page: Page, Query(p): Query<ListParams>) -> Response {
+    let status = given(&p.status).unwrap_or("active").to_owned();
+    let as_of = given(&p.as_of).map(as_of_time);
+    let mut filters = format!("status={}", q(&status));
+    for (name, value) in [("q", given(&p.q)), ("owner", given(&p.owner)), ("as_of", as_of.as_deref())] {
+        if let Some(v) = value {
+            filters += &format!("&{name}={}", q(v));
+        }
+    }
+    let mine = given(&p.mine).is_some();
+    let mut uri = format!("/v1/keys?limit={PAGE}&{filters}");
+    if mine {
+        let me = page.user().map_or_else(|| format!("key:{}", page.key_id()), |u| format!("user:{u}"));
+        uri += &format!("&created_by={}", q(&me));
+        filters += "&mine=1";
+    }
+    if let Some(c) = given(&p.cursor) {
+        uri += &format!("&cursor={}", q(c));
+    }
+    let (keys, next, error) = match page.api(Method::GET, &uri, None).await.ok() {
+        Ok(v) => {
+            (v["keys"].as_array().cloned().unwrap_or_default(), v["next_cursor"].as_str().map(str::to_owned), None)
+        }
+        Err(r) => (Vec::new(), None, Some(r)),
+    };
+    let now = page.now();
+    let editable = as_of.is_none() && page.can("keys:admin");
+    let n = given(&p.n).and_then(|n| n.parse().ok()).unwrap_or(1);
+    let body = html! {
+        @if let Some(text) = given(&p.notice).and_then(|c| notice(c, n)) { p.notice role="status" { (text) } }
+        @if let Some(t) = &as_of {
+            p.notice.past role="status" {
+                "Showing the keys as they stood at " strong { (t) } ". This view is read-only. "
+                a href="/console/keys" { "Back to now" }
+            }
+        }
+        @if let Some(r) = &error { p.notice.error role="alert" { (r.sentence()) } }
+        div.toolbar {
+            form.filters method="get" action="/console/keys" {
+                div.field {
+                    label for="status" { "Status" }
+                    select id="status" name="status" {
+                        @for (value, label) in [("active", "Active"), ("disabled", "Disabled"), ("expired", "Expired"), ("revoked", "Revoked"), ("deleted", "Deleted"), ("all", "All")] {
+                            option value=(value) selected[status == value] { (label) }
+                        }
+                    }
+                }
+                div.field {
+                    label for="q" { "Name contains" }
+                    input id="q" name="q" type="search" value=(given(&p.q).unwrap_or(""));
+                }
+                div.field {
+                    label for="owner" { "Owner" }
+                    input id="owner" name="owner" type="text" value=(given(&p.owner).unwrap_or(""));
+                }
+                div.field.check {
+                    input id="mine" name="mine" type="checkbox" value="1" checked[mine];
+                    label for="mine" { "Only keys I created" }
+                }
+                div.field {
+                    label for="as_of" { "As of (UTC)" }
+                    input id="as_of" name="as_of" type="datetime-local" step="1"
+                        value=(as_of.as_deref().map(|t| t.trim_end_matches('Z').chars().take(19).collect::<String>()).unwrap_or_default());
+                }
+                button type="submit" { "Apply" }
+            }
+            @if editable { a.button.primary href="/console/keys/new" { "Create key" } }
+        }
+        form id="bulk" method="post" action="/console/keys/bulk" {
+            (csrf(&page))
+            @if editable && !keys.is_empty() {
+                div.bulk {
+                    button type="submit" name="action" value="revoke" { "Revoke selected" }
+                    button type="submit" name="action" value="delete" { "Delete selected" }
+                }
+            }
+            div.scroll {
+                table.keys {
+                    caption.visually-hidden { "Keys, newest first" }
+                    thead { tr {
+                        @if editable {
+                            th scope="col" { input type="checkbox" id="select-all" aria-label="Select every key on this page" data-select-all="id"; }
+                        }
+                        th scope="col" { "Name" } th scope="col" { "Prefix" } th scope="col" { "Status" }
+                        th scope="col" { "Permissions" } th scope="col" { "Created by" } th scope="col" { "Created" }
+                        th scope="col" { "Last used" } th scope="col" { "Expires" }
+                    } }
+                    tbody {
+                        @for k in &keys {
+                            (row(k, editable, as_of.as_deref(), now))
+                        }
+                        @if keys.is_empty() && error.is_none() {
+                            tr { td colspan="9" { "No keys match." } }
+                        }
+                    }
+                }
+            }
+        }
+        nav.pager aria-label="Pages" {
+            @if given(&p.cursor).is_some() { a href=(format!("/console/keys?{filters}")) { "First page" } }
+            @if let Some(c) = &next { a href=(format!("/console/keys?{filters}&cursor={}", q(c))) rel="next" { "Next page" } }
+        }
+    };
+    respond(StatusCode::OK, frame(Some(&page), Area::Keys, "Keys", body))
+}
+
+fn row(k: &Value, editable: bool, as_of: Option<&str>, now: crate::domain::time::Timestamp) -> Markup {
+    let id = text(&k["id"]);
+    let href = match as_of {
+        Some(t) => format!("/console/keys/{}?as_of={}", seg(id), q(t)),
+        None => format!("/console/keys/{}", seg(id)),
+    };
+    let (roles, scopes) = (strings(&k["roles"]).len(), strings(&k["scopes"]).len());
+    html! {
+        tr {
+            @if editable {
+                td { input type="checkbox" name="id" value=(id) aria-label=(format!("Select {}", text(&k["name"]))); }
+            }
+            td.name {
+                a href=(href) { (text(&k["name"])) }
+                @if !text(&k["description"]).is_empty() { span.desc { (text(&k["description"])) } }
+                @if !text(&k["owner"]).is_empty() { span.desc { "Owner: " (text(&k["owner"])) } }
+            }
+            td { code { (text(&k["display_prefix"])) } }
+            td { (status_badge(text(&k["status"]))) }
+            td { (plural(roles, "role")) ", " (plural(scopes, "scope")) }
+            td { (text(&k["created_by"])) }
+            td { (when(&k["created_at"], now, "")) }
+            td { (when(&k["last_used_at"], now, "never")) }
+            td { (when(&k["expires_at"], now, "never")) }
+        }
+    }
+}
+
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
+}
+
+pub fn status_badge(status: &str) -> Markup {
+    html! { span class=(format!("badge {status}")) { (status) } }
+}
+
+pub async fn bulk(Posted { page, form }: Posted) -> Response {
+    let ids: Vec<&str> = form.all("id").collect();
+    let action = if form.get("action") == "delete" { "delete" } else { "revoke" };
+    if ids.is_empty() {
+        return Redirect::to("/console/keys?notice=none-selected").into_response();
+    }
+    if form.has("confirmed") {
+        let body = json!({"ids": ids, "reason": Some(form.get("reason")).filter(|r| !r.is_empty()), "delete": action == "delete"});
+        return match page.api(Method::POST, "/v1/keys/bulk-revoke", Some(&body)).await.ok() {
+            Ok(_) => Redirect::to(&format!("/console/keys?notice={action}d&n={}", ids.len())).into_response(),
+            Err(r) => page::message(Some(&page), StatusCode::BAD_REQUEST, "Nothing was changed", &r.sentence()),
+        };
+    }
+    let mut names = Vec::new();
+    for id in &ids {
+        let key = page.api(Method::GET, &format!("/v1/keys/{}", seg(id)), None).await.body;
+        names.push(text(&key["key"]["name"]).to_owned());
+    }
+    let verb = if action == "delete" { "Delete" } else { "Revoke" };
+    let title = format!("{verb} {}?", plural(ids.len(), "key"));
+    let body = html! {
+        form.card method="post" action="/console/keys/bulk" {
+            (csrf(&page))
+            input type="hidden" name="action" value=(action);
+            input type="hidden" name="confirmed" value="1";
+            @for id in &ids { input type="hidden" name="id" value=(id); }
+            p { (verb) " these " (ids.len()) " keys? Every call made with them will be refused from now on; this cannot be undone." }
+            ul { @for n in &names { li { (n) } } }
+            label for="reason" { "Reason (recorded in the audit log)" }
+            input id="reason" name="reason" type="text" maxlength="1000";
+            div.actions {
+                button.danger type="submit" { (verb) " " (plural(ids.len(), "key")) }
+                a.button href="/console/keys" { "Cancel" }
+            }
+        }
+    };
+    respond(StatusCode::OK, frame(Some(&page), Area::Keys, &title, body))
+}
+
+/// What the create form offers: presets, the org's roles, the catalogue.
+struct Choices {
+    presets: Vec<Value>,
+    roles: Vec<Value>,
+    actions: Vec<Value>,
+}
+
+async fn choices(page: &Page) -> Choices {
+    let list = |v: Value, field: &str| v[field].as_array().cloned().unwrap_or_default();
+    Choices {
+        presets: list(page.api(Method::GET, "/v1/presets", None).await.body, "presets"),
+        roles: list(page.api(Method::GET, "/v1/roles", None).await.body, "roles"),
+        actions: list(page.api(Method::GET, "/v1/catalog", None).await.body, "actions"),
+    }
+}
+
+pub async fn new_form(page: Page) -> Response {
+    let c = choices(&page).await;
+    let defaults = Form(vec![("expiry".into(), "90".into())]);
+    respond(StatusCode::OK, create_page(&page, &c, &defaults, None))
+}
+
+fn create_page(page: &Page, c: &Choices, form: &Form, error: Option<&Refusal>) -> Markup {
+    let body = html! {
+        form.card.wide method="post" action="/console/keys/new" novalidate {
+            (csrf(page))
+            (form_error(error, FIELDS))
+            (identity_fields(form, error))
+            fieldset {
+                legend { "Expiry" }
+                (field_error(error, "expires_at", FIELDS))
+                (field_error(error, "expires_in_days", FIELDS))
+                div.choices {
+                    @for d in EXPIRY_DAYS {
+                        @let v = d.to_string();
+                        div.check {
+                            input type="radio" name="expiry" id=(format!("expiry-{d}")) value=(v) checked[form.get("expiry") == v];
+                            label for=(format!("expiry-{d}")) { (d) " days" }
+                        }
+                    }
+                    div.check {
+                        input type="radio" name="expiry" id="expiry-custom" value="custom" checked[form.get("expiry") == "custom"];
+                        label for="expiry-custom" { "On a date" }
+                    }
+                    div.check {
+                        input type="radio" name="expiry" id="expiry-never" value="never" checked[form.get("expiry") == "never"] aria-describedby="never-warning";
+                        label for="expiry-never" { "Never" }
+                    }
+                }
+                label for="expires_on" { "Expiry date (for \"On a date\"; the key stops at 00:00 UTC that day)" }
+                input id="expires_on" name="expires_on" type="date" value=(form.get("expires_on")) aria-invalid=[invalid(error, "expires_at", FIELDS)];
+                p.warning id="never-warning" { "A key that never expires works until someone revokes it. Prefer an expiry, and rotate the key before it." }
+            }
+            (permission_fields(c, form, error, &[]))
+            (cidr_field(form, error))
+            div.actions {
+                button.primary type="submit" { "Create key" }
+                a.button href="/console/keys" { "Cancel" }
+            }
+        }
+    };
+    frame(Some(page), Area::Keys, "Create a key", body)
+}
+
+fn identity_fields(form: &Form, error: Option<&Refusal>) -> Markup {
+    html! {
+        label for="name" { "Name" }
+        input id="name" name="name" type="text" required maxlength="100" value=(form.get("name"))
+            aria-invalid=[invalid(error, "name", FIELDS)] aria-describedby="name-error";
+        (field_error(error, "name", FIELDS))
+        label for="description" { "Description " span.optional { "(optional)" } }
+        textarea id="description" name="description" maxlength="1000" rows="2"
+            aria-invalid=[invalid(error, "description", FIELDS)] { (form.get("description")) }
+        (field_error(error, "description", FIELDS))
+        label for="owner" { "Owner " span.optional { "(optional: who answers for this key, e.g. an email)" } }
+        input id="owner" name="owner" type="text" maxlength="320" value=(form.get("owner"))
+            aria-invalid=[invalid(error, "owner", FIELDS)];
+        (field_error(error, "owner", FIELDS))
+    }
+}
+
+/// Presets, roles, the catalogue's actions by service with a resource
+/// restriction, and free scopes. `held` are the roles a key holds now.
+fn permission_fields(c: &Choices, form: &Form, error: Option<&Refusal>, held: &[&str]) -> Markup {
+    let fresh = form.get("name").is_empty() && !form.has("scopes");
+    let ticked_role = |name: &str| form.all("roles").any(|r| r == name) || (fresh && held.contains(&name));
+    let mut services: Vec<(&str, Vec<&Value>)> = Vec::new();
+    for a in &c.actions {
+        let service = text(&a["action"]).split_once(':').map_or("(plain actions)", |(s, _)| s);
+        match services.iter_mut().find(|(s, _)| *s == service) {
+            Some((_, list)) => list.push(a),
+            None => services.push((service, vec![a])),
+        }
+    }
+    html! {
+        fieldset {
+            legend { "Permissions" }
+            (field_error(error, "scopes", FIELDS))
+            (field_error(error, "preset", FIELDS))
+            (field_error(error, "roles", FIELDS))
+            @if !c.presets.is_empty() {
+                fieldset.inner {
+                    legend { "Start from a preset" }
+                    div.check {
+                        input type="radio" name="preset" id="preset-none" value="" checked[form.get("preset").is_empty()];
+                        label for="preset-none" { "None: only what is ticked below" }
+                    }
+                    @for p in &c.presets {
+                        @let name = text(&p["name"]);
+                        div.check {
+                            input type="radio" name="preset" id=(format!("preset-{name}")) value=(name) checked[form.get("preset") == name];
+                            label for=(format!("preset-{name}")) {
+                                strong { (preset_label(name)) } " — " (text(&p["description"]))
+                                " (" code { (strings(&p["scopes"]).join(" ")) } ")"
+                            }
+                        }
+                    }
+                }
+            }
+            fieldset.inner {
+                legend { "Roles" }
+                @if c.roles.is_empty() { p.muted { "The organization has no roles yet." } }
+                @for r in &c.roles {
+                    @let name = text(&r["name"]);
+                    div.check {
+                        input type="checkbox" name="roles" id=(format!("role-{name}")) value=(name) checked[ticked_role(name)];
+                        label for=(format!("role-{name}")) {
+                            strong { (name) } @if !text(&r["description"]).is_empty() { " — " (text(&r["description"])) }
+                        }
+                    }
+                }
+            }
+            fieldset.inner {
+                legend { "Actions from the catalogue" }
+                @if services.is_empty() { p.muted { "The catalogue is empty: name scopes below." } }
+                @for (service, actions) in &services {
+                    fieldset.service {
+                        legend { (service) }
+                        @for a in actions {
+                            @let action = text(&a["action"]);
+                            div.check {
+                                input type="checkbox" name="action" id=(format!("action-{action}")) value=(action) checked[form.all("action").any(|x| x == action)];
+                                label for=(format!("action-{action}")) {
+                                    code { (action) } @if !text(&a["description"]).is_empty() { " — " (text(&a["description"])) }
+                                }
+                            }
+                        }
+                    }
+                }
+                label for="resource" { "Only on these resources " span.optional { "(optional)" } }
+                input id="resource" name="resource" type="text" value=(form.get("resource")) aria-describedby="resource-help";
+                p.help id="resource-help" { "A path such as workspaces/ws-1/** limits the ticked actions to workspace ws-1 and below; empty: every resource." }
+            }
+            label for="scopes" { "Other scopes, one per line " span.optional { "(e.g. billing:read or read@workspaces/ws-1/**)" } }
+            textarea id="scopes" name="scopes" rows="3" aria-invalid=[invalid(error, "scopes", FIELDS)] { (form.get("scopes")) }
+        }
+    }
+}
+
+fn preset_label(name: &str) -> &str {
+    match name {
+        "full-access" => "All",
+        "read-only" => "Read only",
+        "restricted" => "Restricted",
+        other => other,
+    }
+}
+
+fn cidr_field(form: &Form, error: Option<&Refusal>) -> Markup {
+    html! {
+        label for="allowed_cidrs" { "Allowed IP ranges, one per line " span.optional { "(optional)" } }
+        textarea id="allowed_cidrs" name="allowed_cidrs" rows="2" aria-describedby="cidr-help"
+            aria-invalid=[invalid(error, "allowed_cidrs", FIELDS)] { (form.get("allowed_cidrs")) }
+        p.help id="cidr-help" {
+            "IPv4 or IPv6 ranges such as 203.0.113.0/24 or 2001:db8::/32. Empty: any address. "
+            strong { "0.0.0.0/0 and ::/0 allow every address of their family" } ", which is the same as no restriction."
+        }
+        (field_error(error, "allowed_cidrs", FIELDS))
+    }
+}
+
+/// The scopes the permission fields ask for: ticked actions (on the
+/// resource, if one is named) and the free lines.
+fn scopes_of(form: &Form) -> Vec<String> {
+    let resource = form.get("resource").trim();
+    let mut scopes: Vec<String> = form
+        .all("action")
+        .map(|a| if resource.is_empty() { a.to_owned() } else { format!("{a}@{resource}") })
+        .collect();
+    scopes.extend(form.lines("scopes"));
+    scopes
+}
+
+pub async fn create(Posted { page, form }: Posted) -> Response {
+    let mut body = json!({
+        "name": form.get("name"),
+        "description": form.get("description"),
+        "owner": form.get("owner"),
+        "scopes": scopes_of(&form),
+        "roles": form.all("roles").collect::<Vec<_>>(),
+        "allowed_cidrs": form.lines("allowed_cidrs"),
+    });
+    if !form.get("preset").is_empty() {
+        body["preset"] = json!(form.get("preset"));
+    }
+    match form.get("expiry") {
+        "never" => {}
+        "custom" => body["expires_at"] = json!(format!("{}T00:00:00Z", form.get("expires_on").trim())),
+        days => body["expires_in_days"] = json!(days.parse::<u32>().unwrap_or(90)),
+    }
+    match page.api(Method::POST, "/v1/keys", Some(&body)).await.ok() {
+        Ok(created) => secret_page(&page, &created, "Key created"),
+        Err(r) => {
+            let c = choices(&page).await;
+            respond(StatusCode::BAD_REQUEST, create_page(&page, &c, &form, Some(&r)))
+        }
+    }
+}
+
+/// The page that shows a new secret, once, in a dialog that cannot be
+/// closed before the person says they stored it. Answered `no-store`, like
+/// every console page; the secret is in no URL and no browser storage.
+fn secret_page(page: &Page, answer: &Value, title: &str) -> Response {
+    let key = &answer["key"];
+    let id = text(&key["id"]);
+    let body = html! {
+        dialog.secret id="secret-dialog" open aria-labelledby="secret-title" aria-describedby="secret-help" data-modal {
+            h2 id="secret-title" { "Copy the secret of " (text(&key["name"])) }
+            p id="secret-help" { "This is the only time the secret is shown. Store it in your secret manager now: keyreg keeps only a hash and cannot show it again." }
+            div.secret-box {
+                code id="secret-value" { (text(&answer["secret"])) }
+                button type="button" id="copy-secret" data-copy="secret-value" { "Copy" }
+            }
+            p.muted id="copy-status" role="status" {}
+            @let warnings = strings(&answer["warnings"]);
+            @if !warnings.is_empty() {
+                ul.warnings { @for w in warnings { li.warning { (w) } } }
+            }
+            div.check {
+                input type="checkbox" id="stored" data-unlocks="close-secret";
+                label for="stored" { "I have stored the secret somewhere safe" }
+            }
+            form method="dialog" {
+                button.primary type="submit" id="close-secret" disabled { "Close" }
+            }
+        }
+        p { "The key " strong { (text(&key["name"])) } " (" code { (text(&key["display_prefix"])) } ") is ready." }
+        p { a.button href=(format!("/console/keys/{}", seg(id))) { "Go to the key" } " " a.button href="/console/keys" { "Back to keys" } }
+    };
+    respond(StatusCode::CREATED, frame(Some(page), Area::Keys, title, body))
+}
+
+#[derive(Deserialize, Default)]
+pub struct DetailParams {
+    as_of: Option<String>,
+    notice: Option<String>,
+}
+
+pub async fn details(page: Page, Path(id): Path<String>, Query(p): Query<DetailParams>) -> Response {
+    details_page(&page, &id, given(&p.as_of).map(as_of_time).as_deref(), given(&p.notice), None).await
+}
+
+async fn details_page(
+    page: &Page,
+    id: &str,
+    as_of: Option<&str>,
+    notice_code: Option<&str>,
+    error: Option<Refusal>,
+) -> Response {
+    let at = as_of.map(|t| format!("?as_of={}", q(t))).unwrap_or_default();
+    let key = match page.api(Method::GET, &format!("/v1/keys/{}{at}", seg(id)), None).await.ok() {
+        Ok(v) => v["key"].clone(),
+        Err(r) => return page::refused(page, &r),
+    };
+    let usage = page.api(Method::GET, &format!("/v1/keys/{}/usage", seg(id)), None).await.body;
+    let timeline = match page.can("audit:read") {
+        true => page.api(Method::GET, &format!("/v1/audit?key_id={}&limit=100", seg(id)), None).await.body,
+        false => Value::Null,
+    };
+    let now = page.now();
+    let status = text(&key["status"]);
+    let live = as_of.is_none() && page.can("keys:admin");
+    let version = key["version"].to_string();
+    let name = text(&key["name"]);
+    let body = html! {
+        @if let Some(t) = notice_code.and_then(|c| notice(c, 1)) { p.notice role="status" { (t) } }
+        @if let Some(r) = &error { p.notice.error role="alert" { (r.sentence()) } }
+        @if let Some(t) = as_of {
+            p.notice.past role="status" { "The key as it stood at " strong { (t) } ". Read-only. " a href=(format!("/console/keys/{}", seg(id))) { "Back to now" } }
+        }
+        div.headline {
+            (status_badge(status))
+            code { (text(&key["display_prefix"])) }
+            @if live && matches!(status, "active" | "disabled") {
+                div.actions {
+                    a.button href=(format!("/console/keys/{}/edit", seg(id))) { "Edit" }
+                    form method="post" action=(format!("/console/keys/{}/{}", seg(id), if status == "active" { "disable" } else { "enable" })) {
+                        (csrf(page))
+                        input type="hidden" name="version" value=(version);
+                        button type="submit" { @if status == "active" { "Disable" } @else { "Enable" } }
+                    }
+                    button type="button" data-open="rotate-dialog" { "Rotate" }
+                    button.danger type="button" data-open="revoke-dialog" { "Revoke" }
+                    button.danger type="button" data-open="delete-dialog" { "Delete" }
+                }
+            }
+        }
+        section aria-labelledby="fields-title" {
+            h2 id="fields-title" { "Details" }
+            dl.fields {
+                dt { "Id" } dd { code { (text(&key["id"])) } }
+                dt { "Name" } dd { (name) }
+                dt { "Description" } dd { (text(&key["description"])) }
+                dt { "Owner" } dd { (text(&key["owner"])) }
+                dt { "Created by" } dd { (text(&key["created_by"])) }
+                dt { "Created" } dd { (when(&key["created_at"], now, "")) }
+                dt { "Last changed" } dd { (when(&key["updated_at"], now, "")) }
+                dt { "Last used" } dd { (when(&key["last_used_at"], now, "never")) }
+                dt { "Expires" } dd { (when(&key["expires_at"], now, "never")) }
+                dt { "Roles" } dd { (list_or(&key["roles"], "none")) }
+                dt { "Own scopes" } dd { (list_or(&key["scopes"], "none")) }
+                dt { "Effective permissions" } dd { (list_or(&key["effective_scopes"], "none")) }
+                dt { "Allowed IP ranges" } dd { (list_or(&key["allowed_cidrs"], "any address")) }
+                dt { "Version" } dd { (version) }
+            }
+        }
+        section aria-labelledby="usage-title" {
+            h2 id="usage-title" { "Usage" }
+            p { "Verifications in all: " strong { (usage["total"].as_u64().unwrap_or(0)) } ". Last used: " (when(&usage["last_used_at"], now, "never")) "." }
+            (page::usage_chart(&usage, now, 30))
+        }
+        section aria-labelledby="timeline-title" {
+            h2 id="timeline-title" { "Timeline" }
+            @if timeline.is_null() {
+                p.muted { "Reading the key's history needs a key with audit:read." }
+            } @else {
+                (audit::events_table(&timeline["events"], now, false))
+            }
+        }
+        @if live {
+            dialog id="rotate-dialog" aria-labelledby="rotate-title" {
+                form method="post" action=(format!("/console/keys/{}/rotate", seg(id))) {
+                    (csrf(page))
+                    h2 id="rotate-title" { "Rotate " (name) }
+                    p { "A new secret replaces the current one. Callers need the new secret before the grace period ends." }
+                    label for="grace" { "The current secret keeps working for" }
+                    select id="grace" name="grace" {
+                        option value="0" { "no time: stop it now" }
+                        option value="3600" { "1 hour" }
+                        option value="86400" selected { "24 hours" }
+                        option value="604800" { "7 days" }
+                        option value="2592000" { "30 days" }
+                    }
+                    div.actions { button.primary type="submit" { "Rotate" } button type="button" data-close { "Cancel" } }
+                }
+            }
+            dialog id="revoke-dialog" aria-labelledby="revoke-title" {
+                form method="post" action=(format!("/console/keys/{}/revoke", seg(id))) {
+                    (csrf(page))
+                    input type="hidden" name="version" value=(version);
+                    h2 id="revoke-title" { "Revoke " (name) "?" }
+                    p { "Every call made with this key will be refused, for good." }
+                    label for="revoke-reason" { "Reason (recorded in the audit log)" }
+                    input id="revoke-reason" name="reason" type="text" maxlength="1000";
+                    div.actions { button.danger type="submit" { "Revoke key" } button type="button" data-close { "Cancel" } }
+                }
+            }
+            dialog id="delete-dialog" aria-labelledby="delete-title" {
+                form method="post" action=(format!("/console/keys/{}/delete", seg(id))) {
+                    (csrf(page))
+                    h2 id="delete-title" { "Delete " (name) "?" }
+                    p { "The key is revoked and hidden from the list; its history stays in the audit log." }
+                    label for="confirm-name" { "Type the key's name, " strong { (name) } ", to confirm" }
+                    input id="confirm-name" name="confirm" type="text" autocomplete="off" required data-must-equal=(name) data-unlocks="delete-button";
+                    label for="delete-reason" { "Reason (optional)" }
+                    input id="delete-reason" name="reason" type="text" maxlength="1000";
+                    div.actions { button.danger type="submit" id="delete-button" { "Delete key" } button type="button" data-close { "Cancel" } }
+                }
+            }
+        }
+    };
+    respond(StatusCode::OK, frame(Some(page), Area::Keys, name, body))
+}
+
+fn list_or(v: &Value, empty: &str) -> Markup {
+    let items = strings(v);
+    html! {
+        @if items.is_empty() { span.muted { (empty) } } @else { ul.inline { @for i in items { li { code { (i) } } } } }
+    }
+}
+
+/// The lifecycle buttons of the details page.
+pub async fn act(Path((id, action)): Path<(String, String)>, Posted { page, form }: Posted) -> Response {
+    let path = format!("/v1/keys/{}", seg(&id));
+    let version = Some(form.get("version")).filter(|v| !v.is_empty());
+    let answer = match action.as_str() {
+        "disable" | "enable" => page.api_with(Method::POST, &format!("{path}/{action}"), None, version).await,
+        "revoke" => {
+            let body = json!({"reason": Some(form.get("reason")).filter(|r| !r.is_empty())});
+            page.api_with(Method::POST, &format!("{path}/revoke"), Some(&body), version).await
+        }
+        "rotate" => {
+            let body = json!({"grace_seconds": form.get("grace").parse::<u64>().unwrap_or(0)});
+            match page.api(Method::POST, &format!("{path}/rotate"), Some(&body)).await.ok() {
+                Ok(rotated) => return secret_page(&page, &rotated, "Key rotated"),
+                Err(r) => return details_page(&page, &id, None, None, Some(r)).await,
+            }
+        }
+        "delete" => {
+            let mut uri = format!("{path}?confirm={}", q(form.get("confirm")));
+            if !form.get("reason").is_empty() {
+                uri += &format!("&reason={}", q(form.get("reason")));
+            }
+            match page.api(Method::DELETE, &uri, None).await.ok() {
+                Ok(_) => return Redirect::to("/console/keys?notice=deleted&n=1").into_response(),
+                Err(r) => return details_page(&page, &id, None, None, Some(r)).await,
+            }
+        }
+        _ => return page::message(Some(&page), StatusCode::NOT_FOUND, "Not found", "There is no such action."),
+    };
+    let done = match action.as_str() {
+        "disable" => "disabled",
+        "enable" => "enabled",
+        _ => "revoked",
+    };
+    match answer.ok() {
+        Ok(_) => Redirect::to(&format!("/console/keys/{}?notice={done}", seg(&id))).into_response(),
+        Err(r) => details_page(&page, &id, None, None, Some(r)).await,
+    }
+}
+
+pub async fn edit_form(page: Page, Path(id): Path<String>) -> Response {
+    let key = match page.api(Method::GET, &format!("/v1/keys/{}", seg(&id)), None).await.ok() {
+        Ok(v) => v["key"].clone(),
+        Err(r) => return page::refused(&page, &r),
+    };
+    let form = Form(vec![
+        ("name".into(), text(&key["name"]).into()),
+        ("description".into(), text(&key["description"]).into()),
+        ("owner".into(), text(&key["owner"]).into()),
+        ("scopes".into(), strings(&key["scopes"]).join("\n")),
+        ("allowed_cidrs".into(), strings(&key["allowed_cidrs"]).join("\n")),
+        ("version".into(), key["version"].to_string()),
+    ]);
+    let form = Form(
+        form.0.into_iter().chain(strings(&key["roles"]).into_iter().map(|r| ("roles".into(), r.into()))).collect(),
+    );
+    let c = choices(&page).await;
+    respond(StatusCode::OK, edit_page(&page, &id, &c, &form, None, &[]))
+}
+
+fn edit_page(page: &Page, id: &str, c: &Choices, form: &Form, error: Option<&Refusal>, warnings: &[&str]) -> Markup {
+    let body = html! {
+        form.card.wide method="post" action=(format!("/console/keys/{}/edit", seg(id))) novalidate {
+            (csrf(page))
+            input type="hidden" name="version" value=(form.get("version"));
+            (form_error(error, FIELDS))
+            @if !warnings.is_empty() {
+                div.notice.warning role="alert" {
+                    p { strong { "Check before saving:" } }
+                    ul { @for w in warnings { li { (w) } } }
+                    input type="hidden" name="confirmed" value="1";
+                }
+            }
+            (identity_fields(form, error))
+            (permission_fields(c, form, error, &[]))
+            (cidr_field(form, error))
+            div.actions {
+                button.primary type="submit" { @if warnings.is_empty() { "Save" } @else { "Save anyway" } }
+                a.button href=(format!("/console/keys/{}", seg(id))) { "Cancel" }
+            }
+        }
+    };
+    frame(Some(page), Area::Keys, &format!("Edit {}", form.get("name")), body)
+}
+
+/// Saves an edit; first as a dry run, so that the API's warnings ("this key
+/// was used in the last 24 hours…") are shown and confirmed before saving.
+pub async fn edit(Path(id): Path<String>, Posted { page, form }: Posted) -> Response {
+    let mut body = json!({
+        "name": form.get("name"),
+        "description": form.get("description"),
+        "owner": form.get("owner"),
+        "scopes": scopes_of(&form),
+        "roles": form.all("roles").collect::<Vec<_>>(),
+        "allowed_cidrs": form.lines("allowed_cidrs"),
+    });
+    if !form.get("preset").is_empty() {
+        body["preset"] = json!(form.get("preset"));
+    }
+    let path = format!("/v1/keys/{}", seg(&id));
+    let version = Some(form.get("version")).filter(|v| !v.is_empty());
+    if !form.has("confirmed") {
+        match page.api_with(Method::PATCH, &format!("{path}?dry_run=true"), Some(&body), version).await.ok() {
+            Ok(v) if !strings(&v["warnings"]).is_empty() => {
+                return edit_again(&page, &id, &form, None, &strings(&v["warnings"])).await;
+            }
+            Ok(_) => {}
+            Err(r) => return edit_again(&page, &id, &form, Some(r), &[]).await,
+        }
+    }
+    match page.api_with(Method::PATCH, &path, Some(&body), version).await.ok() {
+        Ok(_) => Redirect::to(&format!("/console/keys/{}?notice=saved", seg(&id))).into_response(),
+        Err(r) => edit_again(&page, &id, &form, Some(r), &[]).await,
+    }
+}
+
+/// The edit form again, as the person filled it, with a refusal or the
+/// warnings to confirm.
+async fn edit_again(page: &Page, id: &str, form: &Form, error: Option<Refusal>, warnings: &[&str]) -> Response {
+    let c = choices(page).await;
+    let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    respond(status, edit_page(page, id, &c, form, error.as_ref(), warnings))
+}

@@ -1,0 +1,265 @@
+//! The console's shared HTML: the frame around every page, the sign-in
+//! page, messages, and the small pieces pages share (times, a usage chart,
+//! field errors). maud escapes every value interpolated here; nothing is
+//! ever marked pre-escaped but the doctype.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use maud::{DOCTYPE, Markup, html};
+use serde_json::Value;
+
+use super::{Page, Refusal};
+use crate::domain::time::Timestamp;
+
+/// The areas of the console, for the navigation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Area {
+    Keys,
+    Roles,
+    Catalog,
+    Org,
+    Audit,
+    None,
+}
+
+/// A whole page: the frame, the navigation for what the key may do, and
+/// `body`.
+pub fn frame(page: Option<&Page>, area: Area, title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · keyreg console" }
+                link rel="icon" href="/console/assets/favicon.svg" type="image/svg+xml";
+                link rel="stylesheet" href="/console/assets/console.css";
+                script src="/console/assets/console.js" defer {}
+            }
+            body {
+                a.skip href="#main" { "Skip to content" }
+                header.top {
+                    a.brand href="/console/keys" { "keyreg" }
+                    @if let Some(p) = page {
+                        nav aria-label="Console" {
+                            ul {
+                                (nav_item(area, Area::Keys, "/console/keys", "Keys"))
+                                (nav_item(area, Area::Roles, "/console/roles", "Roles"))
+                                (nav_item(area, Area::Catalog, "/console/catalog", "Catalogue"))
+                                (nav_item(area, Area::Org, "/console/org", "Organization"))
+                                @if p.can("audit:read") {
+                                    (nav_item(area, Area::Audit, "/console/audit", "Audit"))
+                                }
+                            }
+                        }
+                        div.who {
+                            span.whoami {
+                                "Signed in to " strong { (p.org()) } " with key " strong { (p.name) }
+                                @if !p.owner.is_empty() { " (" (p.owner) ")" }
+                                @if let Some(u) = p.user() { " as " strong { (u) } }
+                            }
+                            form method="post" action="/console/sign-out" {
+                                (csrf(p))
+                                button.link type="submit" { "Sign out" }
+                            }
+                        }
+                    }
+                }
+                main id="main" tabindex="-1" {
+                    h1 { (title) }
+                    (body)
+                }
+            }
+        }
+    }
+}
+
+fn nav_item(current: Area, area: Area, href: &str, label: &str) -> Markup {
+    html! {
+        li { a href=(href) aria-current=[(current == area).then_some("page")] { (label) } }
+    }
+}
+
+/// The hidden field that carries the session's CSRF token.
+pub fn csrf(page: &Page) -> Markup {
+    html! { input type="hidden" name="csrf" value=(page.csrf()); }
+}
+
+/// An HTML answer with `status`.
+pub fn respond(status: StatusCode, markup: Markup) -> Response {
+    let mut response = (status, markup.into_string()).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    response
+}
+
+/// A page that only says something: a refusal, a missing page.
+pub fn message(page: Option<&Page>, status: StatusCode, title: &str, text: &str) -> Response {
+    respond(status, frame(page, Area::None, title, html! { p.notice.error role="alert" { (text) } }))
+}
+
+/// The API's refusal of a read, as a page.
+pub fn refused(page: &Page, r: &Refusal) -> Response {
+    let status = match r.code.as_str() {
+        "NOT_FOUND" => StatusCode::NOT_FOUND,
+        "FORBIDDEN" => StatusCode::FORBIDDEN,
+        "BUSY" => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    message(Some(page), status, "This cannot be shown", &r.sentence())
+}
+
+pub fn sign_in(notice: Option<&str>, error: Option<&str>, user: &str, token: &str, status: StatusCode) -> Response {
+    let body = html! {
+        @if let Some(n) = notice { p.notice role="status" { (n) } }
+        form.card method="post" action="/console/sign-in" {
+            input type="hidden" name="csrf" value=(token);
+            @if let Some(e) = error { p.error id="sign-in-error" role="alert" { (e) } }
+            label for="key" { "API key" }
+            input id="key" name="key" type="password" autocomplete="off" required
+                aria-describedby="key-help" aria-invalid=[error.map(|_| "true")];
+            p.help id="key-help" { "A key of your organization that may read keys. It is kept on the server for this session only." }
+            label for="user" { "Your email " span.optional { "(optional)" } }
+            input id="user" name="user" type="email" value=(user) autocomplete="email" aria-describedby="user-help";
+            p.help id="user-help" { "With a key that may act for people (actors:assert), every change you make is recorded as you." }
+            button type="submit" { "Sign in" }
+        }
+    };
+    respond(status, frame(None, Area::None, "Sign in", body))
+}
+
+/// A time as people read it: relative ("3 hours ago", "in 29 days"), the
+/// exact UTC time on hover and for screen readers' `datetime`.
+pub fn when(value: &Value, now: Timestamp, never: &str) -> Markup {
+    let Some(t) = value.as_str().and_then(|s| Timestamp::parse(s).ok()) else {
+        return html! { span.muted { (never) } };
+    };
+    html! { time datetime=(t.to_string()) title=(exact(t)) { (relative(t, now)) } }
+}
+
+/// "2026-11-24 10:31 UTC".
+pub fn exact(t: Timestamp) -> String {
+    t.datetime().format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+pub fn relative(t: Timestamp, now: Timestamp) -> String {
+    let seconds = (now.micros() - t.micros()) / 1_000_000;
+    let (n, unit) = match seconds.abs() {
+        s if s < 60 => return if seconds >= 0 { "just now".into() } else { "in under a minute".into() },
+        s if s < 3600 => (s / 60, "minute"),
+        s if s < 86_400 => (s / 3600, "hour"),
+        s if s < 86_400 * 60 => (s / 86_400, "day"),
+        s if s < 86_400 * 730 => (s / (86_400 * 30), "month"),
+        s => (s / (86_400 * 365), "year"),
+    };
+    let unit = if n == 1 { unit.to_string() } else { format!("{unit}s") };
+    if seconds >= 0 { format!("{n} {unit} ago") } else { format!("in {n} {unit}") }
+}
+
+/// Verifications per day for the last `days` days, as bars: an SVG drawn
+/// here, with a text equivalent for screen readers.
+pub fn usage_chart(usage: &Value, now: Timestamp, days: i64) -> Markup {
+    let counts: std::collections::HashMap<&str, u64> = usage["per_day"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| Some((d["date"].as_str()?, d["count"].as_u64()?)))
+        .collect();
+    let dates: Vec<String> = (0..days)
+        .rev()
+        .map(|back| now.plus_seconds(-back * 86_400).datetime().format("%Y-%m-%d").to_string())
+        .collect();
+    let values: Vec<u64> = dates.iter().map(|d| counts.get(d.as_str()).copied().unwrap_or(0)).collect();
+    let max = values.iter().copied().max().unwrap_or(0).max(1);
+    let in_window: u64 = values.iter().sum();
+    let (width, height, bar) = (days * 12, 80, 10);
+    let label = format!("Verifications per day over the last {days} days: {in_window} in all, at most {max} in a day");
+    html! {
+        figure.chart {
+            svg viewBox=(format!("0 0 {width} {}", height + 2)) role="img" aria-label=(label) preserveAspectRatio="none" {
+                line x1="0" y1=(height) x2=(width) y2=(height) class="axis" {}
+                @for (i, (date, v)) in dates.iter().zip(&values).enumerate() {
+                    @let h = (*v as f64 / max as f64 * height as f64).round() as i64;
+                    rect class="bar" x=(i as i64 * 12 + 1) y=(height - h) width=(bar) height=(h.max(if *v > 0 { 1 } else { 0 })) {
+                        title { (date) ": " (v) }
+                    }
+                }
+            }
+            figcaption {
+                (dates.first().map(String::as_str).unwrap_or("")) " to " (dates.last().map(String::as_str).unwrap_or(""))
+                ": " (in_window) " verifications (busiest day " (max) ")"
+            }
+        }
+    }
+}
+
+/// The error under a form field, when the refusal concerns it.
+pub fn field_error(error: Option<&Refusal>, field: &str, fields: &[&'static str]) -> Markup {
+    match error {
+        Some(r) if r.field(fields) == Some(field) => html! { p.error id=(format!("{field}-error")) { (r.sentence()) } },
+        _ => html! {},
+    }
+}
+
+/// The refusal at the top of a form, when it concerns no one field.
+pub fn form_error(error: Option<&Refusal>, fields: &[&'static str]) -> Markup {
+    match error {
+        Some(r) => html! {
+            div.notice.error role="alert" {
+                @if r.field(fields).is_some() { "The form has a problem; see the field marked below." } @else { (r.sentence()) }
+            }
+        },
+        None => html! {},
+    }
+}
+
+/// `aria-invalid` for a field the refusal concerns.
+pub fn invalid(error: Option<&Refusal>, field: &str, fields: &[&'static str]) -> Option<&'static str> {
+    error.and_then(|r| r.field(fields)).filter(|f| *f == field).map(|_| "true")
+}
+
+/// A value of the API's JSON as text ("" when absent).
+pub fn text(v: &Value) -> &str {
+    v.as_str().unwrap_or("")
+}
+
+/// A list of strings in the API's JSON.
+pub fn strings(v: &Value) -> Vec<&str> {
+    v.as_array().into_iter().flatten().filter_map(Value::as_str).collect()
+}
+
+/// Percent-encodes a query value.
+pub fn q(value: &str) -> String {
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+/// A path segment of an id or a name, encoded.
+pub fn seg(value: &str) -> String {
+    q(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_times_read_as_people_say_them() {
+        let now = Timestamp::parse("2026-11-24T12:00:00Z").unwrap();
+        let at = |s| Timestamp::parse(s).unwrap();
+        assert_eq!(relative(at("2026-11-24T11:59:30Z"), now), "just now");
+        assert_eq!(relative(at("2026-11-24T11:00:00Z"), now), "1 hour ago");
+        assert_eq!(relative(at("2026-11-21T12:00:00Z"), now), "3 days ago");
+        assert_eq!(relative(at("2026-12-24T12:00:00Z"), now), "in 30 days");
+        assert_eq!(relative(at("2027-11-24T12:00:00Z"), now), "in 12 months");
+        assert_eq!(exact(now), "2026-11-24 12:00 UTC");
+    }
+
+    #[test]
+    fn the_usage_chart_draws_one_bar_a_day_and_says_its_total() {
+        let now = Timestamp::parse("2026-11-24T12:00:00Z").unwrap();
+        let usage = serde_json::json!({"per_day": [{"date": "2026-11-24", "count": 4}, {"date": "2026-11-20", "count": 2}, {"date": "2025-01-01", "count": 9}]});
+        let svg = usage_chart(&usage, now, 30).into_string();
+        assert_eq!(svg.matches("<rect").count(), 30);
+        assert!(svg.contains("6 in all, at most 4 in a day"), "{svg}");
+        assert!(svg.contains("<title>2026-11-24: 4</title>"));
+    }
+}

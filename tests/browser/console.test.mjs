@@ -1,0 +1,521 @@
+// The console, driven in Debian's Chromium (headless) against the real
+// `keyreg serve` on a fresh data dir: every flow a person uses, the
+// refusals, the security headers, an axe-core accessibility check of every
+// page, and a screenshot of each page (SCREENSHOTS, default
+// target/console-screenshots; `just screenshots` writes docs/console).
+//
+// Run with `just test-browser` (it builds the binary first).
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync } from "node:child_process";
+import { createInterface } from "node:readline";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, openSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { createRequire } from "node:module";
+import { chromium } from "playwright-core";
+
+const root = resolve(import.meta.dirname, "../..");
+const bin = process.env.KEYREG_BIN ?? join(root, "target/debug/keyreg");
+const shots = resolve(root, process.env.SCREENSHOTS ?? "target/console-screenshots");
+const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+const work = mkdtempSync(join(tmpdir(), "keyreg-console-"));
+
+function chromiumPath() {
+  for (const p of [process.env.CHROMIUM_BIN, "/usr/bin/chromium", "/usr/bin/chromium-browser"]) {
+    if (p && existsSync(p)) return p;
+  }
+  throw new Error("Chromium is not installed: apt-get install chromium (or set CHROMIUM_BIN)");
+}
+
+/** Starts `keyreg serve` on a fresh data dir; answers its URL and system key. */
+async function startServer(name, extra = []) {
+  if (!existsSync(bin)) throw new Error(`${bin} is missing: run cargo build first (just test-browser does)`);
+  const data = join(work, name);
+  const system = execFileSync(bin, ["init", "--data", data], { stdio: ["ignore", "pipe", "ignore"] }).toString().trim();
+  const log = openSync(join(work, `${name}.log`), "a");
+  const child = spawn(bin, ["serve", "--data", data, "--listen", "127.0.0.1:0", "--nats", "none", ...extra], {
+    stdio: ["ignore", "pipe", log],
+    env: { ...process.env, RUST_LOG: "keyreg=debug" },
+  });
+  const line = await new Promise((ok, fail) => {
+    createInterface({ input: child.stdout }).once("line", ok);
+    child.once("exit", (code) => fail(new Error(`keyreg serve exited with ${code}`)));
+  });
+  const url = line.replace("keyreg listening on ", "").trim();
+  return { child, url, system };
+}
+
+async function api(server, token, method, path, body) {
+  const res = await fetch(server.url + path, {
+    method,
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : null };
+}
+
+/** What a service would do: verify the key with curl. */
+function curlVerify(server, secret, extra = {}) {
+  const out = execFileSync("curl", ["-s", "-X", "POST", `${server.url}/v1/verify`,
+    "-H", `Authorization: Bearer ${secret}`, "-H", "content-type: application/json", "-d", JSON.stringify(extra)]);
+  return JSON.parse(out.toString());
+}
+
+let server, browser, context, page, admin, viewer;
+/** What a page did that it never should: a script dialog (an injected
+ * `alert`), a CSP violation, a request off the registry. */
+const misdeeds = [];
+
+function watch(p) {
+  p.on("dialog", (d) => { misdeeds.push(`a JavaScript dialog: ${d.message()}`); d.dismiss(); });
+  p.on("console", (m) => { if (/Content Security Policy|Refused to/.test(m.text())) misdeeds.push(m.text()); });
+  p.on("request", (r) => { if (!r.url().startsWith(server.url) && !r.url().startsWith("data:")) misdeeds.push(`request to ${r.url()}`); });
+}
+const secrets = [];
+const pagesChecked = [];
+
+async function axeCheck(name) {
+  await page.evaluate(axeSource);
+  const result = await page.evaluate(() => globalThis.axe.run(document, { resultTypes: ["violations"] }));
+  const bad = result.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+  assert.deepEqual(bad.map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target).join(" | ")})`), [],
+    `accessibility violations on ${name}`);
+  pagesChecked.push(name);
+}
+
+async function shot(name) {
+  mkdirSync(shots, { recursive: true });
+  await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+}
+
+async function signIn(p, key, user = "") {
+  await p.goto(`${server.url}/console/sign-in`);
+  await p.getByLabel("API key").fill(key);
+  if (user) await p.getByLabel("Your email").fill(user);
+  await p.getByRole("button", { name: "Sign in" }).click();
+}
+
+/** The secret in the open dialog, after checking the dialog's rules. */
+async function takeSecret() {
+  const dialog = page.locator("#secret-dialog");
+  await assert.doesNotReject(dialog.waitFor({ state: "visible" }));
+  assert.equal(await page.evaluate(() => document.querySelector("#secret-dialog").matches(":modal")), true,
+    "the secret dialog is modal");
+  const close = page.getByRole("button", { name: "Close" });
+  assert.equal(await close.isDisabled(), true, "the dialog cannot be closed before the secret is stored");
+  await page.keyboard.press("Escape");
+  assert.equal(await dialog.isVisible(), true, "Escape does not dismiss the secret unacknowledged");
+  const secret = (await page.locator("#secret-value").textContent()).trim();
+  assert.match(secret, /^kr_/);
+  await page.getByRole("button", { name: "Copy" }).click();
+  await page.getByText("Copied to the clipboard.").waitFor();
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), secret, "Copy puts the secret on the clipboard");
+  assert.ok(!page.url().includes(secret), "the secret is never in a URL");
+  await page.getByLabel("I have stored the secret somewhere safe").check();
+  await close.click();
+  assert.equal(await dialog.isVisible(), false);
+  secrets.push(secret);
+  return secret;
+}
+
+async function createKey({ name, expiry, preset, actions = [], resource = "", roles = [], cidrs = "", expiresOn = "" }) {
+  await page.goto(`${server.url}/console/keys/new`);
+  await page.getByLabel("Name", { exact: true }).fill(name);
+  await page.getByLabel("Owner").fill("ada@example.com");
+  await page.locator(`input[name=expiry][value="${expiry}"]`).check();
+  if (expiresOn) await page.getByLabel(/Expiry date/).fill(expiresOn);
+  await page.locator(`input[name=preset][value="${preset}"]`).check();
+  for (const a of actions) await page.locator(`input[name=action][value="${a}"]`).check();
+  if (resource) await page.getByLabel(/Only on these resources/).fill(resource);
+  for (const r of roles) await page.locator(`input[name=roles][value="${r}"]`).check();
+  if (cidrs) await page.getByLabel(/Allowed IP ranges/).fill(cidrs);
+  await page.getByRole("button", { name: "Create key" }).click();
+}
+
+async function keyNamed(name, status = "all") {
+  const list = await api(server, admin, "GET", `/v1/keys?status=${status}&q=${encodeURIComponent(name)}`);
+  return list.body.keys.find((k) => k.name === name);
+}
+
+const utc = (d) => d.toISOString().slice(0, 19);
+
+before(async () => {
+  server = await startServer("main", ["--access-flush-ms", "100"]);
+  const org = await api(server, server.system, "POST", "/v1/orgs", { id: "acme", name: "Acme Corp" });
+  assert.equal(org.status, 201);
+  admin = org.body.secret;
+  const catalog = await api(server, admin, "PUT", "/v1/catalog", {
+    enforce: false,
+    actions: [
+      { action: "billing:read_costs", description: "Read cost reports" },
+      { action: "billing:export", description: "Export invoices" },
+      { action: "compute:start", description: "Start machines" },
+      { action: "compute:list", description: "List machines" },
+    ],
+  });
+  assert.equal(catalog.status, 200);
+  assert.equal((await api(server, admin, "POST", "/v1/roles", { name: "finance", description: "Cost reports", scopes: ["billing:read_costs"] })).status, 201);
+  const v = await api(server, admin, "POST", "/v1/keys", { name: "viewer", scopes: ["keys:read"] });
+  viewer = v.body.secret;
+  await api(server, admin, "POST", "/v1/keys", { name: "<script>alert(1)</script>", description: "<img src=x onerror=alert(2)>", scopes: ["read"] });
+  browser = await chromium.launch({ executablePath: chromiumPath(), args: ["--no-sandbox"] });
+  context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: server.url });
+  page = await context.newPage();
+  watch(page);
+});
+
+after(async () => {
+  await browser?.close();
+  server?.child.kill("SIGTERM");
+});
+
+test("a wrong key is refused at sign-in, and the page says so", async () => {
+  await signIn(page, "kr_notAKeyAtAll00000000000000000000000000");
+  await page.getByRole("alert").getByText("That key is not valid").waitFor();
+  assert.match(page.url(), /\/console\/sign-in$/);
+  await axeCheck("sign-in");
+  await shot("sign-in");
+});
+
+test("pages carry the security headers, and no page is served to a stranger", async () => {
+  const res = await fetch(`${server.url}/console/keys`, { redirect: "manual" });
+  assert.equal(res.status, 303);
+  assert.equal(res.headers.get("location"), "/console/sign-in");
+  const signInPage = await fetch(`${server.url}/console/sign-in`);
+  const csp = signInPage.headers.get("content-security-policy");
+  assert.match(csp, /script-src 'self'/);
+  assert.doesNotMatch(csp, /unsafe-inline/);
+  assert.match(csp, /frame-ancestors 'none'/);
+  assert.equal(signInPage.headers.get("x-content-type-options"), "nosniff");
+  assert.equal(signInPage.headers.get("cache-control"), "no-store");
+  const html = await signInPage.text();
+  assert.doesNotMatch(html, /<script>|<script [^>]*>[^<]/, "no inline script");
+  assert.doesNotMatch(html, /style="/, "no inline style");
+  assert.doesNotMatch(html, /https?:\/\//, "no reference off the registry");
+});
+
+test("the admin signs in as a person and sees the keys", async () => {
+  await signIn(page, admin, "ada@example.com");
+  await page.waitForURL(/\/console\/keys$/);
+  await page.getByText("ada@example.com").first().waitFor();
+  const cookies = await context.cookies();
+  const session = cookies.find((c) => c.name === "keyreg_session");
+  assert.ok(session.httpOnly, "the session cookie is HttpOnly");
+  assert.equal(session.sameSite, "Strict");
+  assert.ok(!cookies.some((c) => c.value.includes(admin)), "the key is in no cookie");
+  const storage = await page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }));
+  assert.ok(!storage.includes("kr_"), "the key is in no browser storage");
+});
+
+test("a key named <script> renders as text", async () => {
+  await page.goto(`${server.url}/console/keys`);
+  await page.getByRole("link", { name: "<script>alert(1)</script>" }).waitFor();
+  assert.equal(await page.locator("td.name script").count(), 0);
+  assert.equal(await page.locator("img[src=x]").count(), 0);
+  await page.getByText("<img src=x onerror=alert(2)>").waitFor();
+});
+
+const creations = [
+  { expiry: "7", preset: "full-access", days: 7 },
+  { expiry: "30", preset: "read-only", days: 30 },
+  { expiry: "60", preset: "restricted", days: 60, actions: ["billing:read_costs"] },
+  { expiry: "90", preset: "", days: 90, actions: ["compute:start", "compute:list"], resource: "workspaces/ws-1/**" },
+  { expiry: "180", preset: "", days: 180, roles: ["finance"] },
+  { expiry: "365", preset: "", days: 365, actions: ["billing:export"], cidrs: "127.0.0.0/8\n::1/128" },
+  { expiry: "custom", preset: "read-only", expiresOn: "2031-03-15" },
+  { expiry: "never", preset: "read-only" },
+];
+
+test("keys are created with every expiry choice and preset, the secret shown once, and they verify", async () => {
+  for (const [i, c] of creations.entries()) {
+    const name = `svc-${c.expiry}-${c.preset || "custom"}`;
+    await createKey({ name, ...c });
+    if (i === 0) {
+      await axeCheck("secret dialog");
+      await shot("secret-dialog");
+    }
+    const secret = await takeSecret();
+    if (c.expiry === "never") await page.getByText(/never expires/).first().waitFor({ state: "attached" });
+    const verdict = curlVerify(server, secret, c.cidrs ? { ip: "127.0.0.1" } : {});
+    assert.equal(verdict.code, "VALID", `${name} verifies`);
+    const key = await keyNamed(name);
+    assert.equal(key.owner, "ada@example.com");
+    assert.equal(key.created_by, "user:ada@example.com", "the change is recorded as the person");
+    if (c.days) {
+      const days = (Date.parse(key.expires_at) - Date.parse(key.created_at)) / 86_400_000;
+      assert.equal(days, c.days, `${name} expires after ${c.days} days`);
+    }
+    if (c.expiresOn) assert.equal(key.expires_at.slice(0, 10), c.expiresOn);
+    if (c.expiry === "never") assert.equal(key.expires_at, null);
+    if (c.resource) assert.deepEqual(key.scopes, ["compute:start@workspaces/ws-1/**", "compute:list@workspaces/ws-1/**"]);
+    if (c.roles) assert.deepEqual(key.roles, ["finance"]);
+    if (c.cidrs) assert.deepEqual(key.allowed_cidrs, ["127.0.0.0/8", "::1/128"]);
+  }
+});
+
+test("a refused create keeps what was typed and names the field", async () => {
+  await page.goto(`${server.url}/console/keys/new`);
+  await axeCheck("create key");
+  await shot("create-key");
+  await page.getByLabel("Name", { exact: true }).fill("bad-ranges");
+  await page.getByLabel("Description").fill("kept after the error");
+  await page.locator("input[name=preset][value=read-only]").check();
+  await page.getByLabel(/Allowed IP ranges/).fill("10.0.0.0/33");
+  await page.getByRole("button", { name: "Create key" }).click();
+  await page.locator("#allowed_cidrs-error").waitFor();
+  assert.equal(await page.getByLabel("Description").inputValue(), "kept after the error");
+  assert.equal(await page.getByLabel("Name", { exact: true }).inputValue(), "bad-ranges");
+  assert.equal(await page.getByLabel(/Allowed IP ranges/).getAttribute("aria-invalid"), "true");
+  assert.equal(await keyNamed("bad-ranges"), undefined, "nothing was created");
+});
+
+test("details show usage, the timeline and the effective permissions", async () => {
+  const key = await keyNamed("svc-90-custom");
+  const secret = secrets[3];
+  for (let i = 0; i < 3; i++) curlVerify(server, secret);
+  // Usage counts are flushed every 100 ms by this server.
+  for (let tries = 0; tries < 100; tries++) {
+    const u = await api(server, admin, "GET", `/v1/keys/${key.id}/usage`);
+    if (u.body.total >= 4) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await page.goto(`${server.url}/console/keys/${key.id}`);
+  await page.getByRole("heading", { name: "svc-90-custom" }).waitFor();
+  await page.getByText("Verifications in all: 4").waitFor();
+  assert.equal(await page.locator("figure.chart rect.bar").count(), 30);
+  await page.locator("table.events").getByText("key.created").waitFor();
+  await page.locator("dd").getByText("compute:start@workspaces/ws-1/**").first().waitFor();
+  await axeCheck("key details");
+  await shot("key-details");
+});
+
+test("an edit that narrows a key used today warns before saving", async () => {
+  const key = await keyNamed("svc-90-custom");
+  await page.goto(`${server.url}/console/keys/${key.id}/edit`);
+  await axeCheck("edit key");
+  await page.locator("input[name=action][value='compute:list']").uncheck();
+  await page.getByLabel(/Other scopes/).fill("compute:start@workspaces/ws-1/**");
+  await page.getByRole("button", { name: "Save" }).click();
+  await page.getByText("Check before saving").waitFor();
+  assert.equal((await keyNamed("svc-90-custom")).version, key.version, "nothing saved yet");
+  await page.getByRole("button", { name: "Save anyway" }).click();
+  await page.getByText("Changes saved.").waitFor();
+  assert.deepEqual((await keyNamed("svc-90-custom")).scopes, ["compute:start@workspaces/ws-1/**"]);
+});
+
+test("disable, enable, rotate with grace, revoke and delete by name", async () => {
+  const key = await keyNamed("svc-30-read-only");
+  const secret = secrets[1];
+  await page.goto(`${server.url}/console/keys/${key.id}`);
+  await page.getByRole("button", { name: "Disable" }).click();
+  await page.getByText("The key is disabled").waitFor();
+  assert.equal(curlVerify(server, secret).code, "DISABLED");
+  await page.getByRole("button", { name: "Enable" }).click();
+  await page.getByText("The key is enabled again").waitFor();
+  assert.equal(curlVerify(server, secret).code, "VALID");
+
+  // Rotate, keyboard only: the dialog takes focus and gives it back.
+  const rotate = page.getByRole("button", { name: "Rotate" });
+  await rotate.focus();
+  await page.keyboard.press("Enter");
+  assert.equal(await page.evaluate(() => document.activeElement.closest("dialog")?.id), "rotate-dialog");
+  await page.keyboard.press("Escape");
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), "Rotate", "focus returns to the opener");
+  await rotate.click();
+  await page.getByLabel("The current secret keeps working for").selectOption("3600");
+  await page.locator("#rotate-dialog").getByRole("button", { name: "Rotate" }).click();
+  const fresh = await takeSecret();
+  assert.equal(curlVerify(server, fresh).code, "VALID");
+  assert.equal(curlVerify(server, secret).code, "VALID", "the old secret works during the grace");
+
+  await page.goto(`${server.url}/console/keys/${key.id}`);
+  await page.getByRole("button", { name: "Revoke" }).click();
+  await page.getByLabel("Reason").first().fill("left the team");
+  await page.getByRole("button", { name: "Revoke key" }).click();
+  await page.getByText("revoked", { exact: true }).first().waitFor();
+  assert.equal(curlVerify(server, fresh).code, "REVOKED");
+
+  const other = await keyNamed("svc-60-restricted");
+  await page.goto(`${server.url}/console/keys/${other.id}`);
+  await page.getByRole("button", { name: "Delete" }).click();
+  const confirm = page.getByLabel(/Type the key's name/);
+  await confirm.fill("svc-60");
+  assert.equal(await page.getByRole("button", { name: "Delete key" }).isDisabled(), true);
+  await confirm.fill("svc-60-restricted");
+  await page.getByRole("button", { name: "Delete key" }).click();
+  await page.getByText("1 key deleted.").waitFor();
+  assert.equal((await keyNamed("svc-60-restricted")).status, "deleted");
+});
+
+let beforeBulk;
+
+test("bulk revoke names the count, then the as-of view shows the keys as they were", async () => {
+  await new Promise((r) => setTimeout(r, 1100));
+  beforeBulk = new Date();
+  await new Promise((r) => setTimeout(r, 1100));
+  await page.goto(`${server.url}/console/keys`);
+  await shot("keys");
+  await axeCheck("keys list");
+  for (const name of ["svc-180-custom", "svc-365-custom"]) {
+    await page.getByRole("checkbox", { name: `Select ${name}` }).check();
+  }
+  await page.getByRole("button", { name: "Revoke selected" }).click();
+  await page.getByRole("heading", { name: "Revoke 2 keys?" }).waitFor();
+  await axeCheck("bulk confirmation");
+  await page.getByRole("button", { name: "Revoke 2 keys" }).click();
+  await page.getByText("2 keys revoked.").waitFor();
+  assert.equal((await keyNamed("svc-180-custom")).status, "revoked");
+  assert.equal(await page.getByRole("link", { name: "svc-180-custom" }).count(), 0, "revoked keys leave the Active list");
+
+  await page.getByLabel("As of (UTC)").fill(utc(beforeBulk));
+  await page.getByRole("button", { name: "Apply" }).click();
+  await page.getByText("This view is read-only").waitFor();
+  await page.getByRole("link", { name: "svc-180-custom" }).waitFor();
+  assert.equal(await page.getByRole("button", { name: "Revoke selected" }).count(), 0, "no bulk actions in the past");
+  assert.equal(await page.getByRole("link", { name: "Create key" }).count(), 0);
+  await axeCheck("keys as of");
+});
+
+test("filters: status, search, and only my keys", async () => {
+  await page.goto(`${server.url}/console/keys`);
+  await page.getByLabel("Status").selectOption("revoked");
+  await page.getByLabel("Name contains").fill("svc-1");
+  await page.getByRole("button", { name: "Apply" }).click();
+  await page.getByRole("link", { name: "svc-180-custom" }).waitFor();
+  assert.equal(await page.getByRole("link", { name: "svc-365-custom" }).count(), 0);
+  await page.goto(`${server.url}/console/keys?status=all&mine=1`);
+  await page.getByRole("link", { name: "svc-7-full-access" }).waitFor();
+  assert.equal(await page.getByRole("link", { name: "viewer" }).count(), 0, "keys made by others are left out");
+});
+
+test("the audit page filters the history and shows the chain badge", async () => {
+  await page.goto(`${server.url}/console/audit`);
+  await page.getByText(/Chain verified: \d+ events, up to seq \d+, head hash/).waitFor();
+  await page.getByLabel("Type").selectOption("key.revoked");
+  await page.getByRole("button", { name: "Filter" }).click();
+  await page.locator("table.events tbody tr").first().waitFor();
+  const types = await page.locator("table.events tbody td:nth-child(3)").allTextContents();
+  assert.ok(types.length >= 3 && types.every((t) => t === "key.revoked"), types.join(","));
+  await page.getByText("reason: left the team").waitFor();
+  await axeCheck("audit");
+  await shot("audit");
+});
+
+test("roles: create, edit with the keys it reaches, delete with force", async () => {
+  await page.goto(`${server.url}/console/roles`);
+  await page.getByRole("link", { name: "Create role" }).click();
+  await page.getByLabel("Name").fill("ops");
+  await page.getByLabel(/Scopes/).fill("compute:start\ncompute:list");
+  await page.getByRole("button", { name: "Save" }).click();
+  await page.getByText("Role created.").waitFor();
+  await axeCheck("roles");
+  const k = await api(server, admin, "POST", "/v1/keys", { name: "ops-bot", roles: ["ops"] });
+  assert.equal(k.status, 201);
+  await page.getByRole("link", { name: "ops" }).click();
+  await page.getByText("Held by 1 keys").waitFor();
+  await axeCheck("role edit");
+  await page.getByLabel(/Scopes/).fill("compute:list");
+  await page.getByRole("button", { name: "Save" }).click();
+  await page.getByText("Role saved").waitFor();
+  assert.deepEqual((await keyNamed("ops-bot")).effective_scopes, ["compute:list"]);
+  await page.getByRole("link", { name: "ops" }).click();
+  await page.getByRole("button", { name: "Delete role" }).click();
+  await page.getByText("The role was not deleted").waitFor();
+  await page.goBack();
+  await page.getByLabel(/Also when keys hold it/).check();
+  await page.getByRole("button", { name: "Delete role" }).click();
+  await page.getByText("Role deleted.").waitFor();
+  assert.deepEqual((await keyNamed("ops-bot")).roles, []);
+  await page.goto(`${server.url}/console/catalog`);
+  await page.getByText("billing:read_costs").first().waitFor();
+  await axeCheck("catalogue");
+});
+
+test("the organization page shows counts, the limit and usage", async () => {
+  await page.goto(`${server.url}/console/org`);
+  await page.getByText("Acme Corp").waitFor();
+  await page.getByText(/of at most/).waitFor();
+  await page.locator("figure.chart svg").waitFor();
+  await axeCheck("organization");
+  await shot("organization");
+});
+
+test("the console works at 360 px wide", async () => {
+  await page.setViewportSize({ width: 360, height: 800 });
+  for (const path of ["/console/keys", "/console/keys/new", "/console/audit", "/console/org"]) {
+    await page.goto(server.url + path);
+    const width = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(width <= 360, `${path} is ${width} px wide at a 360 px viewport`);
+  }
+  await page.goto(`${server.url}/console/keys`);
+  await shot("keys-mobile");
+  await page.setViewportSize({ width: 1280, height: 900 });
+});
+
+test("a form without its CSRF token changes nothing", async () => {
+  const before = (await api(server, admin, "GET", "/v1/keys?status=all&limit=1000")).body.keys.length;
+  const res = await page.request.post(`${server.url}/console/keys/new`, {
+    form: { name: "forged", preset: "read-only", expiry: "30" },
+    maxRedirects: 0,
+  });
+  assert.equal(res.status(), 403);
+  assert.match(await res.text(), /no valid CSRF token/);
+  const after = (await api(server, admin, "GET", "/v1/keys?status=all&limit=1000")).body.keys.length;
+  assert.equal(after, before);
+});
+
+test("sign out ends the session", async () => {
+  await page.goto(`${server.url}/console/keys`);
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.waitForURL(/sign-in/);
+  await page.goto(`${server.url}/console/keys`);
+  await page.waitForURL(/sign-in/);
+});
+
+test("a keys:read key sees no create button, and the server refuses it anyway", async () => {
+  const p = await context.newPage();
+  watch(p);
+  await signIn(p, viewer);
+  await p.waitForURL(/\/console\/keys$/);
+  assert.equal(await p.getByRole("link", { name: "Create key" }).count(), 0);
+  assert.equal(await p.getByRole("button", { name: "Revoke selected" }).count(), 0);
+  await p.goto(`${server.url}/console/keys/new`);
+  await p.getByLabel("Name", { exact: true }).fill("not-allowed");
+  await p.locator("input[name=preset][value=read-only]").check();
+  await p.getByRole("button", { name: "Create key" }).click();
+  await p.getByText(/Your key does not allow this/).waitFor();
+  assert.equal(await keyNamed("not-allowed"), undefined);
+  await p.close();
+});
+
+test("an idle session expires and says so", async () => {
+  const short = await startServer("idle", ["--console-idle-secs", "1"]);
+  try {
+    const org = await api(short, short.system, "POST", "/v1/orgs", { id: "idle", name: "Idle" });
+    const p = await context.newPage();
+    await p.goto(`${short.url}/console/sign-in`);
+    await p.getByLabel("API key").fill(org.body.secret);
+    await p.getByRole("button", { name: "Sign in" }).click();
+    await p.waitForURL(/\/console\/keys$/);
+    await new Promise((r) => setTimeout(r, 1500));
+    await p.reload();
+    await p.getByText("Your session expired. Sign in again.").waitFor();
+    await p.close();
+  } finally {
+    short.child.kill("SIGTERM");
+  }
+});
+
+test("no secret reached a log, and axe checked every page", async () => {
+  server.child.kill("SIGTERM");
+  await new Promise((r) => server.child.once("exit", r));
+  const logs = readdirSync(work).filter((f) => f.endsWith(".log")).map((f) => readFileSync(join(work, f), "utf8")).join("\n");
+  assert.ok(logs.length > 0, "the servers logged something");
+  for (const s of [...secrets, admin, viewer]) assert.ok(!logs.includes(s), "a secret is in the server's log");
+  assert.ok(pagesChecked.length >= 12, pagesChecked.join(", "));
+  assert.deepEqual(misdeeds, []);
+});
