@@ -3,9 +3,20 @@
 # Run every test (the same as `just test`)
 default: test
 
-# Every test: unit, integration (real binary, real sled, real nats-server)
+# Every test: unit, integration (real binary, real sled, real nats-server), the console in Chromium
 test:
     cargo test
+    just test-browser
+
+# The console driven in Debian's Chromium, headless, with an axe-core check of every page
+test-browser:
+    cargo build --bin keyreg
+    cd tests/browser && npm ci --no-audit --no-fund --silent && npm test
+
+# Take the console's screenshots again into docs/console (README shows four)
+screenshots:
+    cargo build --bin keyreg
+    cd tests/browser && npm ci --no-audit --no-fund --silent && SCREENSHOTS=docs/console npm test
 
 # The embeddable replica builds without the server, sled or the command line
 lean:

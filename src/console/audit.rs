@@ -133,7 +133,10 @@ fn summary(e: &Value) -> String {
             Some(t) => format!("the old secret works until {}", exact(t)),
             None => "the old secret stopped at once".into(),
         },
-        "key.accessed" => format!("{} verifications", d["count"]),
+        "key.accessed" => match d["count"].as_u64() {
+            Some(1) => "1 verification".into(),
+            n => format!("{} verifications", n.unwrap_or(0)),
+        },
         "role.created" | "role.updated" => format!("{}: {}", text(&d["name"]), list(&d["scopes"])),
         "role.deleted" => format!("{}, taken from {} keys", text(&d["name"]), strings(&d["removed_from"]).len()),
         "catalog.updated" => format!(

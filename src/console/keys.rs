@@ -359,7 +359,8 @@ fn permission_fields(c: &Choices, form: &Form, error: Option<&Refusal>, held: &[
                             input type="radio" name="preset" id=(format!("preset-{name}")) value=(name) checked[form.get("preset") == name];
                             label for=(format!("preset-{name}")) {
                                 strong { (preset_label(name)) } " — " (text(&p["description"]))
-                                " (" code { (strings(&p["scopes"]).join(" ")) } ")"
+                                @let scopes = strings(&p["scopes"]);
+                                @if !scopes.is_empty() { " (" code { (scopes.join(" ")) } ")" }
                             }
                         }
                     }

@@ -182,7 +182,9 @@ pub async fn catalog(page: Page) -> Response {
     }
 }
 
-fn catalog_page(page: &Page, catalog: &Value, error: Option<&Refusal>, saved: Option<&str>) -> Markup {
+/// The catalogue and, for `roles:admin`, its edit form: filled from the
+/// catalogue, or from what the person typed when the save was refused.
+fn catalog_page(page: &Page, catalog: &Value, refused: Option<(&Refusal, &Form)>, saved: Option<&str>) -> Markup {
     let actions = catalog["actions"].as_array().cloned().unwrap_or_default();
     let lines: Vec<String> = actions
         .iter()
@@ -208,12 +210,14 @@ fn catalog_page(page: &Page, catalog: &Value, error: Option<&Refusal>, saved: Op
             form.card.wide method="post" action="/console/catalog" {
                 (csrf(page))
                 h2 { "Edit the catalogue" }
-                (form_error(error, &[]))
+                (form_error(refused.map(|(r, _)| r), &[]))
                 label for="actions" { "Actions, one per line: the action, a space, then its description" }
-                textarea id="actions" name="actions" rows="8" aria-describedby="actions-help" { (lines.join("\n")) }
+                textarea id="actions" name="actions" rows="8" aria-describedby="actions-help" aria-invalid=[refused.map(|_| "true")] {
+                    @match refused { Some((_, typed)) => (typed.get("actions")), None => (lines.join("\n")) }
+                }
                 p.help id="actions-help" { "For example: billing:read_costs Read cost reports" }
                 div.check {
-                    input type="checkbox" id="enforce" name="enforce" value="true" checked[catalog["enforce"].as_bool() == Some(true)];
+                    input type="checkbox" id="enforce" name="enforce" value="true" checked[refused.map_or(catalog["enforce"].as_bool() == Some(true), |(_, typed)| typed.get("enforce") == "true")];
                     label for="enforce" { "Enforce: refuse scopes naming actions that are not listed" }
                 }
                 button.primary type="submit" { "Save catalogue" }
@@ -237,7 +241,7 @@ pub async fn put_catalog(Posted { page, form }: Posted) -> Response {
         Ok(c) => respond(StatusCode::OK, catalog_page(&page, &c, None, Some("Catalogue saved."))),
         Err(r) => {
             let current = page.api(Method::GET, "/v1/catalog", None).await.body;
-            respond(StatusCode::BAD_REQUEST, catalog_page(&page, &current, Some(&r), None))
+            respond(StatusCode::BAD_REQUEST, catalog_page(&page, &current, Some((&r, &form)), None))
         }
     }
 }
