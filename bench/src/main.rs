@@ -9,6 +9,7 @@
 
 mod append;
 mod bootstrap;
+mod console;
 mod http;
 mod index;
 mod inprocess;
@@ -39,7 +40,7 @@ enum Cmd {
         /// The full sizes (1,000,000 keys and events) instead of the quick ones.
         #[arg(long)]
         full: bool,
-        /// Only these measurements (verify, index, replay, append, http, nats, bootstrap, legacy); all if absent.
+        /// Only these measurements (verify, index, replay, append, http, nats, bootstrap, legacy, console); all if absent.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },
@@ -110,6 +111,9 @@ fn run(size: Size, only: &[String]) -> anyhow::Result<()> {
     }
     if wanted("legacy") {
         record("9. legacy keys", legacy::measure(size));
+    }
+    if wanted("console") {
+        record("10. console", console::measure());
     }
     if wanted("http") || wanted("nats") || wanted("bootstrap") {
         let dir = tempdir()?;
