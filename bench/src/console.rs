@@ -62,7 +62,8 @@ pub(crate) fn measure() -> anyhow::Result<Vec<Row>> {
         let took = started.elapsed().as_secs_f64() * 1e3;
         anyhow::ensure!(html.matches("name=\"id\"").count() == 50, "the page does not list 50 keys");
         let started = Instant::now();
-        let mut answer = agent.get(format!("{base}/v1/keys?limit=50")).header("Authorization", bearer(&admin)).call()?;
+        let mut answer =
+            agent.get(format!("{base}/v1/keys?limit=50")).header("Authorization", bearer(&admin)).call()?;
         answer.body_mut().read_to_string()?;
         let json_took = started.elapsed().as_secs_f64() * 1e3;
         if i >= 20 {
@@ -92,10 +93,11 @@ fn sign_in(agent: &ureq::Agent, base: &str, key: &str) -> anyhow::Result<String>
     let first = form.headers().get("set-cookie").and_then(|v| v.to_str().ok()).unwrap_or_default();
     let pre = first.split(';').next().unwrap_or_default().to_owned();
     let csrf = pre.split_once('=').map(|(_, v)| v.to_owned()).unwrap_or_default();
-    let answer = agent
-        .post(format!("{base}/console/sign-in"))
-        .header("Cookie", &pre)
-        .send_form([("csrf", csrf.as_str()), ("key", key), ("user", "")])?;
+    let answer = agent.post(format!("{base}/console/sign-in")).header("Cookie", &pre).send_form([
+        ("csrf", csrf.as_str()),
+        ("key", key),
+        ("user", ""),
+    ])?;
     let session = answer
         .headers()
         .get_all("set-cookie")
