@@ -225,7 +225,7 @@ const creations = [
   { expiry: "60", preset: "restricted", days: 60, actions: ["billing:read_costs"] },
   { expiry: "90", preset: "", days: 90, actions: ["compute:start", "compute:list"], resource: "workspaces/ws-1/**" },
   { expiry: "180", preset: "", days: 180, roles: ["finance"] },
-  { expiry: "365", preset: "", days: 365, actions: ["billing:export"], cidrs: "127.0.0.0/8\n::1/128" },
+  { expiry: "365", preset: "", days: 365, actions: ["billing:export"], cidrs: "127.0.0.0/8\n::/0" },
   { expiry: "custom", preset: "read-only", expiresOn: "2031-03-15" },
   { expiry: "never", preset: "read-only" },
 ];
@@ -238,6 +238,7 @@ test("keys are created with every expiry choice and preset, the secret shown onc
       await axeCheck("secret dialog");
       await shot("secret-dialog");
     }
+    if (c.cidrs) await page.locator("#secret-dialog").getByText(/allows a whole address family/).waitFor();
     const secret = await takeSecret();
     if (c.expiry === "never") await page.getByText(/never expires/).first().waitFor({ state: "attached" });
     const verdict = curlVerify(server, secret, c.cidrs ? { ip: "127.0.0.1" } : {});
@@ -253,7 +254,7 @@ test("keys are created with every expiry choice and preset, the secret shown onc
     if (c.expiry === "never") assert.equal(key.expires_at, null);
     if (c.resource) assert.deepEqual(key.scopes, ["compute:start@workspaces/ws-1/**", "compute:list@workspaces/ws-1/**"]);
     if (c.roles) assert.deepEqual(key.roles, ["finance"]);
-    if (c.cidrs) assert.deepEqual(key.allowed_cidrs, ["127.0.0.0/8", "::1/128"]);
+    if (c.cidrs) assert.deepEqual(key.allowed_cidrs, ["127.0.0.0/8", "::/0"]);
   }
 });
 
@@ -390,6 +391,25 @@ test("filters: status, search, and only my keys", async () => {
   await page.goto(`${server.url}/console/keys?status=all&mine=1`);
   await page.getByRole("link", { name: "svc-7-full-access" }).waitFor();
   assert.equal(await page.getByRole("link", { name: "viewer" }).count(), 0, "keys made by others are left out");
+});
+
+test("the owner filter, and pages that stay stable while keys are created", async () => {
+  await page.goto(`${server.url}/console/keys?owner=${encodeURIComponent("ada@example.com")}`);
+  await page.getByRole("link", { name: "svc-7-full-access" }).waitFor();
+  assert.equal(await page.getByRole("link", { name: "viewer" }).count(), 0);
+
+  const make = (name) => api(server, admin, "POST", "/v1/keys", { name, scopes: ["read"], owner: "pager" });
+  for (let i = 0; i < 55; i++) await make(`page-${String(i).padStart(2, "0")}`);
+  await page.goto(`${server.url}/console/keys?owner=pager`);
+  const names = () => page.locator("td.name > a").allTextContents();
+  const first = await names();
+  assert.equal(first.length, 50);
+  for (let i = 55; i < 60; i++) await make(`page-${i}`);
+  await page.getByRole("link", { name: "Next page" }).click();
+  const second = await names();
+  assert.deepEqual(second, ["page-04", "page-03", "page-02", "page-01", "page-00"], "the next page continues where the first ended");
+  await page.getByRole("link", { name: "First page" }).click();
+  assert.equal((await names())[0], "page-59", "the first page shows the newest keys");
 });
 
 test("the audit page filters the history and shows the chain badge", async () => {
