@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::Page;
 use super::keys::as_of_time;
-use super::page::{self, Area, exact, frame, q, respond, seg, strings, text};
+use super::page::{self, Area, exact, frame, q, respond, strings, text};
 use crate::domain::event::TYPES;
 use crate::domain::time::Timestamp;
 
@@ -106,7 +106,7 @@ pub fn events_table(events: &Value, now: Timestamp, with_key: bool) -> Markup {
                                 td { code { (text(&e["type"])) } }
                                 td { (text(&e["actor"])) @if let Some(via) = e["via"].as_str() { span.desc { "via " (via) } } }
                                 @if with_key {
-                                    td { @if text(&e["type"]).starts_with("key.") { a href=(format!("/console/keys/{}", seg(text(&e["subject"])))) { code { (text(&e["subject"])) } } } }
+                                    td { @if text(&e["type"]).starts_with("key.") { a href=(format!("/console/keys/{}", q(text(&e["subject"])))) { code { (text(&e["subject"])) } } } }
                                 }
                                 td { (summary(e)) }
                             }

@@ -10,7 +10,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::page::{self, Area, csrf, field_error, form_error, frame, invalid, q, respond, seg, strings, text, when};
+use super::page::{self, Area, csrf, field_error, form_error, frame, invalid, q, respond, strings, text, when};
 use super::{Form, Page, Posted, Refusal, audit};
 
 /// Keys per page of the list.
@@ -174,8 +174,8 @@ pub async fn list(page: Page, Query(p): Query<ListParams>) -> Response {
 fn row(k: &Value, editable: bool, as_of: Option<&str>, now: crate::domain::time::Timestamp) -> Markup {
     let id = text(&k["id"]);
     let href = match as_of {
-        Some(t) => format!("/console/keys/{}?as_of={}", seg(id), q(t)),
-        None => format!("/console/keys/{}", seg(id)),
+        Some(t) => format!("/console/keys/{}?as_of={}", q(id), q(t)),
+        None => format!("/console/keys/{}", q(id)),
     };
     let (roles, scopes) = (strings(&k["roles"]).len(), strings(&k["scopes"]).len());
     html! {
@@ -222,7 +222,7 @@ pub async fn bulk(Posted { page, form }: Posted) -> Response {
     }
     let mut names = Vec::new();
     for id in &ids {
-        let key = page.api(Method::GET, &format!("/v1/keys/{}", seg(id)), None).await.body;
+        let key = page.api(Method::GET, &format!("/v1/keys/{}", q(id)), None).await.body;
         names.push(text(&key["key"]["name"]).to_owned());
     }
     let verb = if action == "delete" { "Delete" } else { "Revoke" };
@@ -299,7 +299,7 @@ fn create_page(page: &Page, c: &Choices, form: &Form, error: Option<&Refusal>) -
                 input id="expires_on" name="expires_on" type="date" value=(form.get("expires_on")) aria-invalid=[invalid(error, "expires_at", FIELDS)];
                 p.warning id="never-warning" { "A key that never expires works until someone revokes it. Prefer an expiry, and rotate the key before it." }
             }
-            (permission_fields(c, form, error, &[]))
+            (permission_fields(c, form, error))
             (cidr_field(form, error))
             div.actions {
                 button.primary type="submit" { "Create key" }
@@ -328,10 +328,9 @@ fn identity_fields(form: &Form, error: Option<&Refusal>) -> Markup {
 }
 
 /// Presets, roles, the catalogue's actions by service with a resource
-/// restriction, and free scopes. `held` are the roles a key holds now.
-fn permission_fields(c: &Choices, form: &Form, error: Option<&Refusal>, held: &[&str]) -> Markup {
-    let fresh = form.get("name").is_empty() && !form.has("scopes");
-    let ticked_role = |name: &str| form.all("roles").any(|r| r == name) || (fresh && held.contains(&name));
+/// restriction, and free scopes.
+fn permission_fields(c: &Choices, form: &Form, error: Option<&Refusal>) -> Markup {
+    let ticked_role = |name: &str| form.all("roles").any(|r| r == name);
     let mut services: Vec<(&str, Vec<&Value>)> = Vec::new();
     for a in &c.actions {
         let service = text(&a["action"]).split_once(':').map_or("(plain actions)", |(s, _)| s);
@@ -440,18 +439,24 @@ fn scopes_of(form: &Form) -> Vec<String> {
     scopes
 }
 
-pub async fn create(Posted { page, form }: Posted) -> Response {
+/// The body fields a create and an edit share, from the key form.
+fn key_fields(form: &Form) -> Value {
     let mut body = json!({
         "name": form.get("name"),
         "description": form.get("description"),
         "owner": form.get("owner"),
-        "scopes": scopes_of(&form),
+        "scopes": scopes_of(form),
         "roles": form.all("roles").collect::<Vec<_>>(),
         "allowed_cidrs": form.lines("allowed_cidrs"),
     });
     if !form.get("preset").is_empty() {
         body["preset"] = json!(form.get("preset"));
     }
+    body
+}
+
+pub async fn create(Posted { page, form }: Posted) -> Response {
+    let mut body = key_fields(&form);
     match form.get("expiry") {
         "never" => {}
         "custom" => body["expires_at"] = json!(format!("{}T00:00:00Z", form.get("expires_on").trim())),
@@ -494,7 +499,7 @@ fn secret_page(page: &Page, answer: &Value, title: &str) -> Response {
             }
         }
         p { "The key " strong { (text(&key["name"])) } " (" code { (text(&key["display_prefix"])) } ") is ready." }
-        p { a.button href=(format!("/console/keys/{}", seg(id))) { "Go to the key" } " " a.button href="/console/keys" { "Back to keys" } }
+        p { a.button href=(format!("/console/keys/{}", q(id))) { "Go to the key" } " " a.button href="/console/keys" { "Back to keys" } }
     };
     respond(StatusCode::CREATED, frame(Some(page), Area::Keys, title, body))
 }
@@ -517,13 +522,13 @@ async fn details_page(
     error: Option<Refusal>,
 ) -> Response {
     let at = as_of.map(|t| format!("?as_of={}", q(t))).unwrap_or_default();
-    let key = match page.api(Method::GET, &format!("/v1/keys/{}{at}", seg(id)), None).await.ok() {
+    let key = match page.api(Method::GET, &format!("/v1/keys/{}{at}", q(id)), None).await.ok() {
         Ok(v) => v["key"].clone(),
         Err(r) => return page::refused(page, &r),
     };
-    let usage = page.api(Method::GET, &format!("/v1/keys/{}/usage", seg(id)), None).await.body;
+    let usage = page.api(Method::GET, &format!("/v1/keys/{}/usage", q(id)), None).await.body;
     let timeline = match page.can("audit:read") {
-        true => page.api(Method::GET, &format!("/v1/audit?key_id={}&limit=100", seg(id)), None).await.body,
+        true => page.api(Method::GET, &format!("/v1/audit?key_id={}&limit=100", q(id)), None).await.body,
         false => Value::Null,
     };
     let now = page.now();
@@ -535,15 +540,15 @@ async fn details_page(
         @if let Some(t) = notice_code.and_then(|c| notice(c, 1)) { p.notice role="status" { (t) } }
         @if let Some(r) = &error { p.notice.error role="alert" { (r.sentence()) } }
         @if let Some(t) = as_of {
-            p.notice.past role="status" { "The key as it stood at " strong { (t) } ". Read-only. " a href=(format!("/console/keys/{}", seg(id))) { "Back to now" } }
+            p.notice.past role="status" { "The key as it stood at " strong { (t) } ". Read-only. " a href=(format!("/console/keys/{}", q(id))) { "Back to now" } }
         }
         div.headline {
             (status_badge(status))
             code { (text(&key["display_prefix"])) }
             @if live && matches!(status, "active" | "disabled") {
                 div.actions {
-                    a.button href=(format!("/console/keys/{}/edit", seg(id))) { "Edit" }
-                    form method="post" action=(format!("/console/keys/{}/{}", seg(id), if status == "active" { "disable" } else { "enable" })) {
+                    a.button href=(format!("/console/keys/{}/edit", q(id))) { "Edit" }
+                    form method="post" action=(format!("/console/keys/{}/{}", q(id), if status == "active" { "disable" } else { "enable" })) {
                         (csrf(page))
                         input type="hidden" name="version" value=(version);
                         button type="submit" { @if status == "active" { "Disable" } @else { "Enable" } }
@@ -588,7 +593,7 @@ async fn details_page(
         }
         @if live {
             dialog id="rotate-dialog" aria-labelledby="rotate-title" {
-                form method="post" action=(format!("/console/keys/{}/rotate", seg(id))) {
+                form method="post" action=(format!("/console/keys/{}/rotate", q(id))) {
                     (csrf(page))
                     h2 id="rotate-title" { "Rotate " (name) }
                     p { "A new secret replaces the current one. Callers need the new secret before the grace period ends." }
@@ -604,7 +609,7 @@ async fn details_page(
                 }
             }
             dialog id="revoke-dialog" aria-labelledby="revoke-title" {
-                form method="post" action=(format!("/console/keys/{}/revoke", seg(id))) {
+                form method="post" action=(format!("/console/keys/{}/revoke", q(id))) {
                     (csrf(page))
                     input type="hidden" name="version" value=(version);
                     h2 id="revoke-title" { "Revoke " (name) "?" }
@@ -615,7 +620,7 @@ async fn details_page(
                 }
             }
             dialog id="delete-dialog" aria-labelledby="delete-title" {
-                form method="post" action=(format!("/console/keys/{}/delete", seg(id))) {
+                form method="post" action=(format!("/console/keys/{}/delete", q(id))) {
                     (csrf(page))
                     h2 id="delete-title" { "Delete " (name) "?" }
                     p { "The key is revoked and hidden from the list; its history stays in the audit log." }
@@ -640,7 +645,7 @@ fn list_or(v: &Value, empty: &str) -> Markup {
 
 /// The lifecycle buttons of the details page.
 pub async fn act(Path((id, action)): Path<(String, String)>, Posted { page, form }: Posted) -> Response {
-    let path = format!("/v1/keys/{}", seg(&id));
+    let path = format!("/v1/keys/{}", q(&id));
     let version = Some(form.get("version")).filter(|v| !v.is_empty());
     let answer = match action.as_str() {
         "disable" | "enable" => page.api_with(Method::POST, &format!("{path}/{action}"), None, version).await,
@@ -673,13 +678,13 @@ pub async fn act(Path((id, action)): Path<(String, String)>, Posted { page, form
         _ => "revoked",
     };
     match answer.ok() {
-        Ok(_) => Redirect::to(&format!("/console/keys/{}?notice={done}", seg(&id))).into_response(),
+        Ok(_) => Redirect::to(&format!("/console/keys/{}?notice={done}", q(&id))).into_response(),
         Err(r) => details_page(&page, &id, None, None, Some(r)).await,
     }
 }
 
 pub async fn edit_form(page: Page, Path(id): Path<String>) -> Response {
-    let key = match page.api(Method::GET, &format!("/v1/keys/{}", seg(&id)), None).await.ok() {
+    let key = match page.api(Method::GET, &format!("/v1/keys/{}", q(&id)), None).await.ok() {
         Ok(v) => v["key"].clone(),
         Err(r) => return page::refused(&page, &r),
     };
@@ -700,7 +705,7 @@ pub async fn edit_form(page: Page, Path(id): Path<String>) -> Response {
 
 fn edit_page(page: &Page, id: &str, c: &Choices, form: &Form, error: Option<&Refusal>, warnings: &[&str]) -> Markup {
     let body = html! {
-        form.card.wide method="post" action=(format!("/console/keys/{}/edit", seg(id))) novalidate {
+        form.card.wide method="post" action=(format!("/console/keys/{}/edit", q(id))) novalidate {
             (csrf(page))
             input type="hidden" name="version" value=(form.get("version"));
             (form_error(error, FIELDS))
@@ -712,11 +717,11 @@ fn edit_page(page: &Page, id: &str, c: &Choices, form: &Form, error: Option<&Ref
                 }
             }
             (identity_fields(form, error))
-            (permission_fields(c, form, error, &[]))
+            (permission_fields(c, form, error))
             (cidr_field(form, error))
             div.actions {
                 button.primary type="submit" { @if warnings.is_empty() { "Save" } @else { "Save anyway" } }
-                a.button href=(format!("/console/keys/{}", seg(id))) { "Cancel" }
+                a.button href=(format!("/console/keys/{}", q(id))) { "Cancel" }
             }
         }
     };
@@ -726,18 +731,8 @@ fn edit_page(page: &Page, id: &str, c: &Choices, form: &Form, error: Option<&Ref
 /// Saves an edit; first as a dry run, so that the API's warnings ("this key
 /// was used in the last 24 hours…") are shown and confirmed before saving.
 pub async fn edit(Path(id): Path<String>, Posted { page, form }: Posted) -> Response {
-    let mut body = json!({
-        "name": form.get("name"),
-        "description": form.get("description"),
-        "owner": form.get("owner"),
-        "scopes": scopes_of(&form),
-        "roles": form.all("roles").collect::<Vec<_>>(),
-        "allowed_cidrs": form.lines("allowed_cidrs"),
-    });
-    if !form.get("preset").is_empty() {
-        body["preset"] = json!(form.get("preset"));
-    }
-    let path = format!("/v1/keys/{}", seg(&id));
+    let body = key_fields(&form);
+    let path = format!("/v1/keys/{}", q(&id));
     let version = Some(form.get("version")).filter(|v| !v.is_empty());
     if !form.has("confirmed") {
         match page.api_with(Method::PATCH, &format!("{path}?dry_run=true"), Some(&body), version).await.ok() {
@@ -749,7 +744,7 @@ pub async fn edit(Path(id): Path<String>, Posted { page, form }: Posted) -> Resp
         }
     }
     match page.api_with(Method::PATCH, &path, Some(&body), version).await.ok() {
-        Ok(_) => Redirect::to(&format!("/console/keys/{}?notice=saved", seg(&id))).into_response(),
+        Ok(_) => Redirect::to(&format!("/console/keys/{}?notice=saved", q(&id))).into_response(),
         Err(r) => edit_again(&page, &id, &form, Some(r), &[]).await,
     }
 }

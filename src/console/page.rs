@@ -227,14 +227,10 @@ pub fn strings(v: &Value) -> Vec<&str> {
     v.as_array().into_iter().flatten().filter_map(Value::as_str).collect()
 }
 
-/// Percent-encodes a query value.
+/// Percent-encodes a query value or a path segment (`/` included, so an id
+/// taken from a URL can never reach another API route).
 pub fn q(value: &str) -> String {
     form_urlencoded::byte_serialize(value.as_bytes()).collect()
-}
-
-/// A path segment of an id or a name, encoded.
-pub fn seg(value: &str) -> String {
-    q(value)
 }
 
 #[cfg(test)]

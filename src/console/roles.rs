@@ -9,7 +9,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::page::{self, Area, csrf, field_error, form_error, frame, invalid, respond, seg, strings, text};
+use super::page::{self, Area, csrf, field_error, form_error, frame, invalid, q, respond, strings, text};
 use super::{Form, Page, Posted, Refusal};
 
 const FIELDS: &[&str] = &["name", "description", "scopes"];
@@ -42,7 +42,7 @@ pub async fn list(page: Page, Query(n): Query<Notice>) -> Response {
                         @for r in &roles {
                             @let name = text(&r["name"]);
                             tr {
-                                td { @if admin { a href=(format!("/console/roles/{}", seg(name))) { (name) } } @else { (name) } }
+                                td { @if admin { a href=(format!("/console/roles/{}", q(name))) { (name) } } @else { (name) } }
                                 td { (text(&r["description"])) }
                                 td { code { (strings(&r["scopes"]).join(" ")) } }
                             }
@@ -69,7 +69,7 @@ fn role_page(
     warnings: &[String],
     keys: u64,
 ) -> Markup {
-    let action = existing.map_or("/console/roles/new".into(), |n| format!("/console/roles/{}", seg(n)));
+    let action = existing.map_or("/console/roles/new".into(), |n| format!("/console/roles/{}", q(n)));
     let body = html! {
         form.card.wide method="post" action=(action) novalidate {
             (csrf(page))
@@ -102,7 +102,7 @@ fn role_page(
             }
         }
         @if let Some(name) = existing {
-            form.card method="post" action=(format!("/console/roles/{}/delete", seg(name))) {
+            form.card method="post" action=(format!("/console/roles/{}/delete", q(name))) {
                 (csrf(page))
                 h2 { "Delete this role" }
                 p { "Keys lose the role's scopes at once." }
@@ -128,7 +128,7 @@ pub async fn create(Posted { page, form }: Posted) -> Response {
 }
 
 pub async fn edit_form(page: Page, Path(name): Path<String>) -> Response {
-    let answer = match page.api(Method::GET, &format!("/v1/roles/{}", seg(&name)), None).await.ok() {
+    let answer = match page.api(Method::GET, &format!("/v1/roles/{}", q(&name)), None).await.ok() {
         Ok(v) => v,
         Err(r) => return page::refused(&page, &r),
     };
@@ -149,7 +149,7 @@ fn keys_of(answer: &Value) -> u64 {
 /// before anything changes.
 pub async fn edit(Path(name): Path<String>, Posted { page, form }: Posted) -> Response {
     let body = json!({"description": form.get("description"), "scopes": form.lines("scopes")});
-    let path = format!("/v1/roles/{}", seg(&name));
+    let path = format!("/v1/roles/{}", q(&name));
     let version = Some(form.get("version")).filter(|v| !v.is_empty());
     if !form.has("confirmed") {
         match page.api_with(Method::PATCH, &format!("{path}?dry_run=true"), Some(&body), version).await.ok() {
@@ -169,7 +169,7 @@ pub async fn edit(Path(name): Path<String>, Posted { page, form }: Posted) -> Re
 
 pub async fn delete(Path(name): Path<String>, Posted { page, form }: Posted) -> Response {
     let force = if form.get("force") == "true" { "?force=true" } else { "" };
-    match page.api(Method::DELETE, &format!("/v1/roles/{}{force}", seg(&name)), None).await.ok() {
+    match page.api(Method::DELETE, &format!("/v1/roles/{}{force}", q(&name)), None).await.ok() {
         Ok(_) => Redirect::to("/console/roles?notice=deleted").into_response(),
         Err(r) => page::message(Some(&page), StatusCode::CONFLICT, "The role was not deleted", &r.sentence()),
     }
