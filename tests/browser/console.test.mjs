@@ -86,6 +86,32 @@ async function axeCheck(name) {
   pagesChecked.push(name);
 }
 
+/** Every control of the page is reached with Tab alone (a radio group
+ * counts once: arrows move within it), each with a visible focus ring. */
+async function keyboardCheck(name) {
+  const expected = await page.evaluate(() => {
+    const controls = [...document.querySelectorAll("a[href], button:not([disabled]), input:not([type=hidden]):not([disabled]), select, textarea")]
+      .filter((e) => e.getClientRects().length > 0 && !e.closest("dialog:not([open])"));
+    return new Set(controls.map((e) => (e.type === "radio" ? `radio:${e.name}` : e))).size;
+  });
+  await page.evaluate(() => document.activeElement?.blur());
+  const seen = new Set();
+  const unringed = [];
+  for (let i = 0; i < expected + 10; i++) {
+    await page.keyboard.press("Tab");
+    const [id, ringed] = await page.evaluate(() => {
+      const e = document.activeElement;
+      if (!e || e === document.body) return [null, true];
+      e.dataset.tabSeen ??= e.type === "radio" ? `radio:${e.name}` : String(Math.random());
+      return [e.dataset.tabSeen, getComputedStyle(e).outlineStyle !== "none" || `${e.tagName} ${e.id} ${e.name}`];
+    });
+    if (id) seen.add(id);
+    if (id && ringed !== true) unringed.push(ringed);
+  }
+  assert.ok(seen.size >= expected, `${name}: Tab reached ${seen.size} of ${expected} controls`);
+  assert.deepEqual(unringed, [], `${name}: every focused control shows a focus ring`);
+}
+
 async function shot(name) {
   mkdirSync(shots, { recursive: true });
   await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
@@ -108,6 +134,16 @@ async function takeSecret() {
   assert.equal(await close.isDisabled(), true, "the dialog cannot be closed before the secret is stored");
   await page.keyboard.press("Escape");
   assert.equal(await dialog.isVisible(), true, "Escape does not dismiss the secret unacknowledged");
+  for (let i = 0; i < 8; i++) {
+    await page.keyboard.press("Tab");
+    // Past its last control, focus may go to the browser's own UI, never
+    // to the page behind the dialog.
+    const where = await page.evaluate(() => {
+      const e = document.activeElement;
+      return !e || e === document.body ? "browser" : e.closest("dialog")?.id ?? `${e.tagName} outside`;
+    });
+    assert.ok(where === "secret-dialog" || where === "browser", `Tab left the secret dialog for ${where}`);
+  }
   const secret = (await page.locator("#secret-value").textContent()).trim();
   assert.match(secret, /^kr_/);
   await page.getByRole("button", { name: "Copy" }).click();
@@ -178,6 +214,7 @@ test("a wrong key is refused at sign-in, and the page says so", async () => {
   await page.getByRole("alert").getByText("That key is not valid").waitFor();
   assert.match(page.url(), /\/console\/sign-in$/);
   await axeCheck("sign-in");
+  await keyboardCheck("sign-in");
   await shot("sign-in");
 });
 
@@ -261,6 +298,7 @@ test("keys are created with every expiry choice and preset, the secret shown onc
 test("a refused create keeps what was typed and names the field", async () => {
   await page.goto(`${server.url}/console/keys/new`);
   await axeCheck("create key");
+  await keyboardCheck("create key");
   await shot("create-key");
   await page.getByLabel("Name", { exact: true }).fill("bad-ranges");
   await page.getByLabel("Description").fill("kept after the error");
@@ -291,6 +329,7 @@ test("details show usage, the timeline and the effective permissions", async () 
   await page.locator("table.events").getByText("key.created").waitFor();
   await page.locator("dd").getByText("compute:start@workspaces/ws-1/**").first().waitFor();
   await axeCheck("key details");
+  await keyboardCheck("key details");
   await shot("key-details");
 });
 
@@ -361,6 +400,7 @@ test("bulk revoke names the count, then the as-of view shows the keys as they we
   await page.goto(`${server.url}/console/keys`);
   await shot("keys");
   await axeCheck("keys list");
+  await keyboardCheck("keys list");
   for (const name of ["svc-180-custom", "svc-365-custom"]) {
     await page.getByRole("checkbox", { name: `Select ${name}` }).check();
   }
