@@ -409,7 +409,7 @@ async fn sign_in(State(console): State<Console>, req: Request) -> Response {
     };
     let user = form.get("user").trim().to_owned();
     let fail = |error: &str| sign_in_page(None, Some(error), &user, StatusCode::UNAUTHORIZED);
-    if !cookie(&parts.headers, SIGN_IN_COOKIE).is_some_and(|c| same_token(c, form.get("csrf"))) {
+    if !cookie(&parts.headers, SIGN_IN_COOKIE).is_some_and(|c| !c.is_empty() && same_token(c, form.get("csrf"))) {
         return fail("The sign-in form had expired. Enter your key again.");
     }
     let token = form.get("key").trim();

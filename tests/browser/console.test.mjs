@@ -553,7 +553,7 @@ test("a keys:read key sees no create button, and the server refuses it anyway", 
 });
 
 test("an idle session expires and says so", async () => {
-  const short = await startServer("idle", ["--console-idle-secs", "1"]);
+  const short = await startServer("idle", ["--console-idle-secs", "3"]);
   try {
     const org = await api(short, short.system, "POST", "/v1/orgs", { id: "idle", name: "Idle" });
     const p = await context.newPage();
@@ -561,7 +561,7 @@ test("an idle session expires and says so", async () => {
     await p.getByLabel("API key").fill(org.body.secret);
     await p.getByRole("button", { name: "Sign in" }).click();
     await p.waitForURL(/\/console\/keys$/);
-    await new Promise((r) => setTimeout(r, 1500));
+    await new Promise((r) => setTimeout(r, 4000));
     await p.reload();
     await p.getByText("Your session expired. Sign in again.").waitFor();
     await p.close();
