@@ -8,14 +8,17 @@ test:
     cargo test
     just test-browser
 
+# (`cargo test --no-run` builds the binary as `cargo test` does, with the same
+# features, so nothing is rebuilt after `cargo test`.)
+
 # The console driven in Debian's Chromium, headless, with an axe-core check of every page
 test-browser:
-    cargo build --bin keyreg
+    cargo test --no-run --quiet
     cd tests/browser && npm ci --no-audit --no-fund --silent && npm test
 
 # Take the console's screenshots again into docs/console (README shows four)
 screenshots:
-    cargo build --bin keyreg
+    cargo test --no-run --quiet
     cd tests/browser && npm ci --no-audit --no-fund --silent && SCREENSHOTS=docs/console npm test
 
 # The embeddable replica builds without the server, sled or the command line
