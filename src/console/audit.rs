@@ -10,8 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::Page;
-use super::keys::as_of_time;
-use super::page::{self, Area, exact, frame, q, respond, strings, text};
+use super::page::{self, Area, as_of_time, exact, frame, given, local_time, q, respond, strings, text};
 use crate::domain::event::TYPES;
 use crate::domain::time::Timestamp;
 
@@ -27,8 +26,8 @@ pub struct AuditParams {
 }
 
 pub async fn page(page: Page, Query(p): Query<AuditParams>) -> Response {
-    let field = |v: &Option<String>| v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
-    let (since, until) = (field(&p.since).map(|t| as_of_time(&t)), field(&p.until).map(|t| as_of_time(&t)));
+    let field = |v: &Option<String>| given(v).map(str::to_owned);
+    let (since, until) = (given(&p.since).map(as_of_time), given(&p.until).map(as_of_time));
     let mut filters = String::new();
     for (name, value) in [
         ("key_id", field(&p.key_id)),
@@ -50,7 +49,6 @@ pub async fn page(page: Page, Query(p): Query<AuditParams>) -> Response {
         Err(r) => (Value::Null, None, Some(r)),
     };
     let chain = page.api(Method::GET, "/v1/audit/verify", None).await.ok();
-    let local = |t: &Option<String>| t.as_deref().map(|t| t.trim_end_matches('Z').chars().take(19).collect::<String>());
     let body = html! {
         @match &chain {
             Ok(c) if c["ok"].as_bool() == Some(true) => p.badge-chain.ok role="status" {
@@ -72,8 +70,8 @@ pub async fn page(page: Page, Query(p): Query<AuditParams>) -> Response {
                     @for t in TYPES { option value=(t) selected[field(&p.type_).as_deref() == Some(*t)] { (t) } }
                 }
             }
-            div.field { label for="since" { "Since (UTC)" } input id="since" name="since" type="datetime-local" step="1" value=(local(&since).unwrap_or_default()); }
-            div.field { label for="until" { "Until (UTC)" } input id="until" name="until" type="datetime-local" step="1" value=(local(&until).unwrap_or_default()); }
+            div.field { label for="since" { "Since (UTC)" } input id="since" name="since" type="datetime-local" step="1" value=(since.as_deref().map(local_time).unwrap_or_default()); }
+            div.field { label for="until" { "Until (UTC)" } input id="until" name="until" type="datetime-local" step="1" value=(until.as_deref().map(local_time).unwrap_or_default()); }
             button type="submit" { "Filter" }
         }
         @if let Some(r) = &error { p.notice.error role="alert" { (r.sentence()) } }

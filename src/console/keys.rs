@@ -10,7 +10,10 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::page::{self, Area, csrf, field_error, form_error, frame, invalid, q, respond, strings, text, when};
+use super::page::{
+    self, Area, as_of_time, csrf, field_error, form_error, frame, given, invalid, local_time, q, respond, strings,
+    text, when,
+};
 use super::{Form, Page, Posted, Refusal, audit};
 
 /// Keys per page of the list.
@@ -33,21 +36,6 @@ pub struct ListParams {
     as_of: Option<String>,
     notice: Option<String>,
     n: Option<String>,
-}
-
-fn given(v: &Option<String>) -> Option<&str> {
-    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
-}
-
-/// A `datetime-local` value (`2026-11-24T10:00`, taken as UTC) or an RFC
-/// 3339 time, as RFC 3339.
-pub fn as_of_time(value: &str) -> String {
-    let v = value.trim();
-    match v.len() {
-        16 => format!("{v}:00Z"),
-        19 => format!("{v}Z"),
-        _ => v.to_owned(),
-    }
 }
 
 /// What a finished action says on the page it lands on; fixed sentences,
@@ -127,7 +115,7 @@ pub async fn list(page: Page, Query(p): Query<ListParams>) -> Response {
                 div.field {
                     label for="as_of" { "As of (UTC)" }
                     input id="as_of" name="as_of" type="datetime-local" step="1"
-                        value=(as_of.as_deref().map(|t| t.trim_end_matches('Z').chars().take(19).collect::<String>()).unwrap_or_default());
+                        value=(as_of.as_deref().map(local_time).unwrap_or_default());
                 }
                 button type="submit" { "Apply" }
             }

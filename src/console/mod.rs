@@ -402,21 +402,21 @@ fn sign_in_page(notice: Option<&str>, error: Option<&str>, user: &str, status: S
 }
 
 async fn sign_in(State(console): State<Console>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let form = match Form::from_request(Request::from_parts(parts.clone(), body), &console).await {
+    let expected = cookie(req.headers(), SIGN_IN_COOKIE).map(str::to_owned);
+    let ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let form = match Form::from_request(req, &console).await {
         Ok(f) => f,
         Err(r) => return r,
     };
     let user = form.get("user").trim().to_owned();
     let fail = |error: &str| sign_in_page(None, Some(error), &user, StatusCode::UNAUTHORIZED);
-    if !cookie(&parts.headers, SIGN_IN_COOKIE).is_some_and(|c| !c.is_empty() && same_token(c, form.get("csrf"))) {
+    if !expected.is_some_and(|c| !c.is_empty() && same_token(&c, form.get("csrf"))) {
         return fail("The sign-in form had expired. Enter your key again.");
     }
     let token = form.get("key").trim();
     if token.is_empty() {
         return fail("Enter an API key of your organization.");
     }
-    let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let caller = match Caller::authenticate(&console.state, token, ip) {
         Ok(c) => c,
         Err(ApiError::Forbidden(_)) => return fail("This key may not be used from your address."),

@@ -227,6 +227,28 @@ pub fn strings(v: &Value) -> Vec<&str> {
     v.as_array().into_iter().flatten().filter_map(Value::as_str).collect()
 }
 
+/// A query parameter that was given, trimmed, and not blank.
+pub fn given(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// A `datetime-local` value (`2026-11-24T10:00`, taken as UTC) or an RFC
+/// 3339 time, as RFC 3339.
+pub fn as_of_time(value: &str) -> String {
+    let v = value.trim();
+    match v.len() {
+        16 => format!("{v}:00Z"),
+        19 => format!("{v}Z"),
+        _ => v.to_owned(),
+    }
+}
+
+/// An RFC 3339 time as a `datetime-local` value (to the second): what
+/// `as_of_time` takes back.
+pub fn local_time(t: &str) -> String {
+    t.trim_end_matches('Z').chars().take(19).collect()
+}
+
 /// Percent-encodes a query value or a path segment (`/` included, so an id
 /// taken from a URL can never reach another API route).
 pub fn q(value: &str) -> String {
@@ -247,6 +269,14 @@ mod tests {
         assert_eq!(relative(at("2026-12-24T12:00:00Z"), now), "in 30 days");
         assert_eq!(relative(at("2027-11-24T12:00:00Z"), now), "in 12 months");
         assert_eq!(exact(now), "2026-11-24 12:00 UTC");
+    }
+
+    #[test]
+    fn times_typed_in_a_form_are_utc_and_come_back_as_typed() {
+        assert_eq!(as_of_time("2026-11-24T10:00"), "2026-11-24T10:00:00Z");
+        assert_eq!(as_of_time(" 2026-11-24T10:00:05 "), "2026-11-24T10:00:05Z");
+        assert_eq!(as_of_time("2026-11-24T10:00:05.5+01:00"), "2026-11-24T10:00:05.5+01:00");
+        assert_eq!(local_time(&as_of_time("2026-11-24T10:00:05")), "2026-11-24T10:00:05");
     }
 
     #[test]
