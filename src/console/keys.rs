@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::page::{
-    self, Area, as_of_time, csrf, field_error, form_error, frame, given, invalid, local_time, q, respond, strings,
-    text, when,
+    self, Area, as_of_time, csrf, field_error, form_error, frame, given, invalid, local_time, plural, q, respond,
+    strings, text, when,
 };
 use super::{Form, Page, Posted, Refusal, audit};
 
@@ -85,7 +85,7 @@ pub async fn list(page: Page, Query(p): Query<ListParams>) -> Response {
         @if let Some(text) = given(&p.notice).and_then(|c| notice(c, n)) { p.notice role="status" { (text) } }
         @if let Some(t) = &as_of {
             p.notice.past role="status" {
-                "Showing the keys as they stood at " strong { (t) } ". This view is read-only. "
+                "Showing the keys as they stood at " strong { (shown_time(t)) } ". This view is read-only. "
                 a href="/console/keys" { "Back to now" }
             }
         }
@@ -187,8 +187,10 @@ fn row(k: &Value, editable: bool, as_of: Option<&str>, now: crate::domain::time:
     }
 }
 
-fn plural(n: usize, what: &str) -> String {
-    if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
+/// A time from a URL, to the second, as people read it when it is one.
+fn shown_time(t: &str) -> String {
+    crate::domain::time::Timestamp::parse(t)
+        .map_or_else(|_| t.to_owned(), |t| t.datetime().format("%Y-%m-%d %H:%M:%S UTC").to_string())
 }
 
 pub fn status_badge(status: &str) -> Markup {
@@ -528,7 +530,7 @@ async fn details_page(
         @if let Some(t) = notice_code.and_then(|c| notice(c, 1)) { p.notice role="status" { (t) } }
         @if let Some(r) = &error { p.notice.error role="alert" { (r.sentence()) } }
         @if let Some(t) = as_of {
-            p.notice.past role="status" { "The key as it stood at " strong { (t) } ". Read-only. " a href=(format!("/console/keys/{}", q(id))) { "Back to now" } }
+            p.notice.past role="status" { "The key as it stood at " strong { (shown_time(t)) } ". Read-only. " a href=(format!("/console/keys/{}", q(id))) { "Back to now" } }
         }
         div.headline {
             (status_badge(status))
@@ -676,18 +678,22 @@ pub async fn edit_form(page: Page, Path(id): Path<String>) -> Response {
         Ok(v) => v["key"].clone(),
         Err(r) => return page::refused(&page, &r),
     };
-    let form = Form(vec![
+    let c = choices(&page).await;
+    // Scopes that are catalogue actions as they stand are ticked there; the
+    // rest stay as lines.
+    let (ticked, lines): (Vec<&str>, Vec<&str>) =
+        strings(&key["scopes"]).into_iter().partition(|s| c.actions.iter().any(|a| text(&a["action"]) == *s));
+    let mut fields: Vec<(String, String)> = vec![
         ("name".into(), text(&key["name"]).into()),
         ("description".into(), text(&key["description"]).into()),
         ("owner".into(), text(&key["owner"]).into()),
-        ("scopes".into(), strings(&key["scopes"]).join("\n")),
+        ("scopes".into(), lines.join("\n")),
         ("allowed_cidrs".into(), strings(&key["allowed_cidrs"]).join("\n")),
         ("version".into(), key["version"].to_string()),
-    ]);
-    let form = Form(
-        form.0.into_iter().chain(strings(&key["roles"]).into_iter().map(|r| ("roles".into(), r.into()))).collect(),
-    );
-    let c = choices(&page).await;
+    ];
+    fields.extend(strings(&key["roles"]).into_iter().map(|r| ("roles".into(), r.into())));
+    fields.extend(ticked.into_iter().map(|a| ("action".into(), a.into())));
+    let form = Form(fields);
     respond(StatusCode::OK, edit_page(&page, &id, &c, &form, None, &[]))
 }
 

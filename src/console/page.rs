@@ -121,7 +121,7 @@ pub fn sign_in(notice: Option<&str>, error: Option<&str>, user: &str, token: &st
             label for="user" { "Your email " span.optional { "(optional)" } }
             input id="user" name="user" type="email" value=(user) autocomplete="email" aria-describedby="user-help";
             p.help id="user-help" { "With a key that may act for people (actors:assert), every change you make is recorded as you." }
-            button type="submit" { "Sign in" }
+            button.primary type="submit" { "Sign in" }
         }
     };
     respond(status, frame(None, Area::None, "Sign in", body))
@@ -225,6 +225,14 @@ pub fn text(v: &Value) -> &str {
 /// A list of strings in the API's JSON.
 pub fn strings(v: &Value) -> Vec<&str> {
     v.as_array().into_iter().flatten().filter_map(Value::as_str).collect()
+}
+
+/// "1 key", "2 keys".
+pub fn plural(n: usize, what: &str) -> String {
+    match n {
+        1 => format!("1 {what}"),
+        n => format!("{n} {what}s"),
+    }
 }
 
 /// A query parameter that was given, trimmed, and not blank.

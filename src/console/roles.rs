@@ -9,7 +9,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::page::{self, Area, csrf, field_error, form_error, frame, invalid, q, respond, strings, text};
+use super::page::{self, Area, csrf, field_error, form_error, frame, invalid, plural, q, respond, strings, text};
 use super::{Form, Page, Posted, Refusal};
 
 const FIELDS: &[&str] = &["name", "description", "scopes"];
@@ -76,7 +76,7 @@ fn role_page(
             input type="hidden" name="version" value=(form.get("version"));
             (form_error(error, FIELDS))
             @if let Some(_) = existing {
-                p.notice role="status" { "Held by " strong { (keys) } " keys: they change with the role, in one event." }
+                p.notice role="status" { "Held by " strong { (plural(keys as usize, "key")) } ": they change with the role, in one event." }
             } @else {
                 label for="name" { "Name" }
                 input id="name" name="name" type="text" required value=(form.get("name")) aria-invalid=[invalid(error, "name", FIELDS)];
@@ -108,7 +108,7 @@ fn role_page(
                 p { "Keys lose the role's scopes at once." }
                 div.check {
                     input type="checkbox" id="force" name="force" value="true";
-                    label for="force" { "Also when keys hold it: take it from all " (keys) " of them" }
+                    label for="force" { "Also when keys hold it: take it from " (if keys == 1 { "the 1 key that holds it".to_owned() } else { format!("all {keys} keys that hold it") }) }
                 }
                 button.danger type="submit" { "Delete role" }
             }
