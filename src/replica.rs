@@ -16,6 +16,14 @@
 //!   than that (fail closed: better a refused verify than a revoked key
 //!   answered `VALID`).
 //!
+//! Nothing from NATS is taken on its word: an event, a heartbeat or a
+//! snapshot object whose MAC (`domain::mac`) fails under the replica's
+//! pepper is never applied. An unauthenticated event is not a halt (anyone
+//! who can publish could then stop every replica with one message): the
+//! replica stays where it was, says so in `/readyz`, and reads the stream
+//! again a second later; the registry's authenticated heartbeats, which it
+//! then cannot reach, make it stale within `max_staleness`.
+//!
 //! A new replica starts from the newest snapshot the registry published
 //! that it can bind to the chain (`nats::snapshots`), and follows the
 //! stream after it; without one, from the stream's first event.
@@ -53,6 +61,7 @@ use tokio::sync::{Notify, watch};
 use crate::access::AccessCounter;
 use crate::domain::history::History;
 use crate::domain::id::Seq;
+use crate::domain::mac::MessageKeys;
 use crate::domain::table::Table;
 use crate::domain::time::{Clock, SystemClock, Timestamp};
 use crate::domain::token::{Pepper, PepperFingerprint, TokenFormat};
@@ -105,6 +114,18 @@ impl ReplicaConfig {
     }
 }
 
+/// The pause before reading the stream again after a message whose MAC
+/// failed.
+const UNTRUSTED_RETRY: Duration = Duration::from_secs(1);
+
+/// Why the follower stopped reading the stream.
+enum Stop {
+    /// The chain broke: for good.
+    Halted,
+    /// A message failed its MAC: it is read again after a pause.
+    Untrusted,
+}
+
 /// Why a replica stopped applying.
 #[derive(Clone, Debug, Serialize, thiserror::Error)]
 #[error("the replica stopped applying at sequence {seq}: {why}")]
@@ -148,6 +169,7 @@ impl Clockwork {
 struct Inner {
     config: ReplicaConfig,
     fingerprint: PepperFingerprint,
+    keys: MessageKeys,
     /// The table and the chain it was folded from, always together.
     followed: RwLock<History<Table>>,
     applied: watch::Sender<Seq>,
@@ -171,6 +193,12 @@ struct Inner {
     clockwork: Clockwork,
     /// The last heartbeat: its sequence and when it arrived (0: never).
     last_beat: Mutex<(u64, u64)>,
+    /// The registry's time in the last heartbeat taken: a beat must be
+    /// newer to count, so a recorded one played again does nothing.
+    last_beat_time: Mutex<Option<Timestamp>>,
+    /// The last message from the stream whose MAC failed, and why it was
+    /// not applied (cleared when an event is applied after it).
+    untrusted: Mutex<Option<Halt>>,
     /// How fresh the table is: the arrival of the last heartbeat whose
     /// sequence the replica had applied (0: none yet). Everything the
     /// registry had made durable by then, the replica knows.
@@ -208,6 +236,10 @@ pub struct ReplicaHealth {
     pub unavailable: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub halted: Option<Halt>,
+    /// A message on the stream that failed its MAC, not applied: the
+    /// replica waits, and goes stale, rather than take it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub untrusted: Option<Halt>,
     /// The snapshot it started from, if it did not replay the stream from
     /// its first event.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -225,6 +257,7 @@ impl Replica {
             inner: Arc::new(Inner {
                 access: AccessCounter::new(&config.node, boot),
                 fingerprint: config.pepper.fingerprint(),
+                keys: MessageKeys::new(&config.pepper),
                 config,
                 followed: RwLock::new(History::new(Table::default())),
                 applied: watch::Sender::new(Seq(0)),
@@ -237,6 +270,8 @@ impl Replica {
                 wrong_pepper: AtomicBool::new(false),
                 clockwork: Clockwork { started: Instant::now() },
                 last_beat: Mutex::new((0, 0)),
+                last_beat_time: Mutex::new(None),
+                untrusted: Mutex::new(None),
                 fresh_at: AtomicU64::new(0),
                 last_progress: AtomicU64::new(0),
                 started_from: AtomicU64::new(0),
@@ -356,6 +391,7 @@ impl Replica {
             last_heartbeat_ms: clock.since(self.last_beat().1).map(|d| d.as_millis() as u64),
             unavailable: unavailable.as_ref().map(ToString::to_string),
             halted: self.halted(),
+            untrusted: self.inner.untrusted.lock().unwrap_or_else(PoisonError::into_inner).clone(),
             started_from_snapshot: match self.inner.started_from.load(Ordering::Relaxed) {
                 0 => None,
                 seq => Some(Seq(seq)),
@@ -382,19 +418,30 @@ impl Replica {
         self.inner.stopped.store(true, Ordering::Relaxed);
     }
 
-    /// Folds one stream event; false once halted.
-    fn apply(&self, ev: StreamEvent) -> bool {
+    /// Folds one stream event, if the registry wrote it.
+    fn apply(&self, ev: StreamEvent) -> Result<(), Stop> {
         let mut history = self.inner.followed.write().unwrap_or_else(PoisonError::into_inner);
         if ev.seq <= history.head().0 {
-            return true; // A redelivery after the consumer was recreated.
+            return Ok(()); // A redelivery after the consumer was recreated.
+        }
+        if !ev.authentic(&self.inner.keys) {
+            drop(history);
+            let why = "its MAC does not hold under this replica's pepper: the registry did not publish it".to_owned();
+            let mut untrusted = self.inner.untrusted.lock().unwrap_or_else(PoisonError::into_inner);
+            if untrusted.as_ref().is_none_or(|u| u.seq != ev.seq) {
+                tracing::error!(seq = %ev.seq, %why, "the replica does not apply a message from the stream");
+            }
+            *untrusted = Some(Halt { seq: ev.seq, why });
+            return Err(Stop::Untrusted);
         }
         if let Err(broken) = history.push(ev.seq, &ev.bytes, ev.hash) {
             drop(history);
             self.halt(broken.seq, broken.why);
-            return false;
+            return Err(Stop::Halted);
         }
+        *self.inner.untrusted.lock().unwrap_or_else(PoisonError::into_inner) = None;
         self.advanced(history, ev.seq.0 + ev.pending);
-        true
+        Ok(())
     }
 
     /// Starts from a snapshot's table instead of the stream's first event,
@@ -451,7 +498,8 @@ impl Replica {
         while self.halted().is_none() {
             tokio::select! {
                 result = self.follow_until_error(&connection) => match result {
-                    Ok(()) => return,
+                    Ok(Stop::Halted) => return,
+                    Ok(Stop::Untrusted) => backoff = UNTRUSTED_RETRY,
                     Err(e) => tracing::debug!(error = %e, "the replica waits for NATS"),
                 },
                 _ = reconnected.changed() => {
@@ -469,19 +517,20 @@ impl Replica {
         }
     }
 
-    async fn follow_until_error(&self, connection: &Connection) -> Result<(), NatsError> {
+    async fn follow_until_error(&self, connection: &Connection) -> Result<Stop, NatsError> {
         let config = &self.inner.config;
         if config.bootstrap
             && self.applied() == Seq(0)
-            && let Some(start) = snapshots::newest(&connection.js, &config.nats.layout, &config.pepper).await?
+            && let Some(start) =
+                snapshots::newest(&connection.js, &config.nats.layout, &config.pepper, &self.inner.keys).await?
         {
             self.start_from(start);
         }
         let stream = config.nats.events_stream(&connection.js).await?;
         let mut messages = nats::follow(&stream, self.applied().next()).await?;
         while let Some(ev) = nats::next_event(&mut messages).await {
-            if !self.apply(ev?) {
-                return Ok(());
+            if let Err(stop) = self.apply(ev?) {
+                return Ok(stop);
             }
         }
         Err(NatsError::Nats("the consumer ended".into()))
@@ -517,11 +566,24 @@ impl Replica {
                 continue;
             };
             while let Some(message) = beats.next().await {
-                if let Ok(beat) = serde_json::from_slice::<Heartbeat>(&message.payload) {
-                    self.heard(beat);
+                match Heartbeat::authentic(&message, &self.inner.keys) {
+                    Some(beat) if self.newer_beat(&beat) => self.heard(beat),
+                    Some(_) => tracing::debug!("a heartbeat no newer than the last one; ignored"),
+                    None => tracing::debug!("a heartbeat whose MAC fails; ignored"),
                 }
             }
         }
+    }
+
+    /// Whether an authentic beat is newer than the last one taken (and if
+    /// so, it is now the last one).
+    fn newer_beat(&self, beat: &Heartbeat) -> bool {
+        let mut last = self.inner.last_beat_time.lock().unwrap_or_else(PoisonError::into_inner);
+        if last.is_some_and(|t| beat.time <= t) {
+            return false;
+        }
+        *last = Some(beat.time);
+        true
     }
 
     /// A heartbeat: the registry and NATS are there, and the stream goes up
@@ -558,7 +620,9 @@ impl Replica {
             return;
         }
         let config = &self.inner.config;
-        for report in nats::reports::publish(&connection.js, &config.nats.layout, &config.node, reports).await {
+        for report in
+            nats::reports::publish(&connection.js, &config.nats.layout, &self.inner.keys, &config.node, reports).await
+        {
             self.inner.access.retry(report);
         }
     }

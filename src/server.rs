@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use crate::access::AccessCounter;
 use crate::domain::command::Command;
 use crate::domain::id::Actor;
+use crate::domain::mac::MessageKeys;
 use crate::http::listen::Limits;
 use crate::http::{self, ApiOptions, AppState};
 use crate::metrics::Metrics;
@@ -76,14 +77,17 @@ pub async fn serve(
     if let (Some(nats), Some(outbox)) = (options.nats, outbox) {
         match nats.connect().await {
             Ok(connection) => {
+                let keys = MessageKeys::new(registry.pepper());
                 let (log, committed) = (registry.log().clone(), registry.committed());
-                let (n, c, o, stop) = (nats.clone(), connection.clone(), outbox.clone(), stop_rx.clone());
-                tasks.push(tokio::spawn(publisher::run(n, c, log, committed, o, stop)));
-                let (n, c, r, stop) = (nats.clone(), connection.clone(), registry.clone(), stop_rx.clone());
-                tasks.push(tokio::spawn(ingest::run(n, c, r, stop)));
-                let (c, layout, r, stop) = (connection.clone(), nats.layout.clone(), registry.clone(), stop_rx.clone());
-                tasks.push(tokio::spawn(snapshots::run(c, layout, r, stop)));
-                tasks.push(tokio::spawn(heartbeat::run(nats, connection, outbox, registry.clone(), stop_rx)));
+                let (n, c, k, o, stop) =
+                    (nats.clone(), connection.clone(), keys.clone(), outbox.clone(), stop_rx.clone());
+                tasks.push(tokio::spawn(publisher::run(n, c, k, log, committed, o, stop)));
+                let (n, c, k, r, stop) =
+                    (nats.clone(), connection.clone(), keys.clone(), registry.clone(), stop_rx.clone());
+                tasks.push(tokio::spawn(ingest::run(n, c, k, r, stop)));
+                let (c, layout, k, r) = (connection.clone(), nats.layout.clone(), keys.clone(), registry.clone());
+                tasks.push(tokio::spawn(snapshots::run(c, layout, k, r, stop_rx.clone())));
+                tasks.push(tokio::spawn(heartbeat::run(nats, connection, keys, outbox, registry.clone(), stop_rx)));
             }
             Err(e) => tracing::error!(error = %e, "cannot use NATS; events wait in the log"),
         }

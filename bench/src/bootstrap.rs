@@ -59,9 +59,11 @@ pub(crate) fn measure(size: Size, nats_url: &str) -> anyhow::Result<Vec<Row>> {
     let connection = runtime.block_on(nats.connect())?;
     let outbox = Arc::new(OutboxStatus::default());
     let (log, committed) = (registry.log().clone(), registry.committed());
+    let keys = keyreg::domain::mac::MessageKeys::new(registry.pepper());
     let publishing = runtime.spawn(publisher::run(
         nats.clone(),
         connection.clone(),
+        keys.clone(),
         log,
         committed,
         outbox.clone(),
@@ -76,7 +78,7 @@ pub(crate) fn measure(size: Size, nats_url: &str) -> anyhow::Result<Vec<Row>> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let layout = nats.layout.clone();
     let started = Instant::now();
-    let publishing = runtime.spawn(snapshots::run(connection, layout, registry.clone(), stop_rx));
+    let publishing = runtime.spawn(snapshots::run(connection, layout, keys, registry.clone(), stop_rx));
     progress("bootstrap: publishing the snapshot");
     let js =
         runtime.block_on(async { anyhow::Ok(async_nats::jetstream::new(async_nats::connect(nats_url).await?)) })?;

@@ -31,9 +31,10 @@ pub(crate) fn measure(size: Size, nats_url: &str) -> anyhow::Result<Vec<Row>> {
     let nats = Nats::new(nats_url);
     let connection = runtime.block_on(nats.connect())?;
     let (log, committed) = (registry.log().clone(), registry.committed());
-    let (n, c, o, stop) = (nats.clone(), connection.clone(), outbox.clone(), stop_rx.clone());
-    runtime.spawn(publisher::run(n, c, log, committed, o, stop));
-    runtime.spawn(heartbeat::run(nats, connection, outbox.clone(), registry.clone(), stop_rx));
+    let keys = keyreg::domain::mac::MessageKeys::new(registry.pepper());
+    let (n, c, k, o, stop) = (nats.clone(), connection.clone(), keys.clone(), outbox.clone(), stop_rx.clone());
+    runtime.spawn(publisher::run(n, c, k, log, committed, o, stop));
+    runtime.spawn(heartbeat::run(nats, connection, keys, outbox.clone(), registry.clone(), stop_rx));
     let replicas: Vec<Replica> = ["bench-r1", "bench-r2"]
         .iter()
         .map(|node| {

@@ -12,6 +12,7 @@ use super::progress;
 use crate::domain::chain::ChainReport;
 use crate::domain::history::{Apply, History, Step};
 use crate::domain::id::{OrgId, Seq};
+use crate::domain::mac::MessageKeys;
 use crate::domain::table::{KeyView, Org, Table};
 use crate::domain::time::Timestamp;
 use crate::nats::{Layout, Nats};
@@ -21,14 +22,17 @@ use crate::store::log::{Log, Reader};
 
 /// Where history is read from: a data dir or the NATS stream.
 #[derive(clap::Args)]
-#[group(required = true, multiple = false)]
 pub struct Source {
     /// A data dir (of a registry that is not running: sled locks it).
-    #[arg(long, env = "KEYREG_DATA")]
+    #[arg(long, env = "KEYREG_DATA", conflicts_with = "nats", required_unless_present = "nats")]
     data: Option<PathBuf>,
-    /// A NATS server holding the KEYREG_EVENTS stream.
+    /// A NATS server holding the KEYREG_EVENTS stream (needs --pepper-file).
     #[arg(long)]
     nats: Option<String>,
+    /// With --nats: the registry's pepper file, to check that each event
+    /// on the stream was published by the registry (its MAC).
+    #[arg(long, env = "KEYREG_PEPPER_FILE", requires = "nats")]
+    pepper_file: Option<PathBuf>,
 }
 
 /// The log of an initialised data dir, opened for reading.
@@ -48,10 +52,21 @@ fn fold<T: Apply>(
     match (&source.data, &source.nats) {
         (Some(data), _) => fold_log(&open_log(data)?, history, None, report)?,
         (None, Some(url)) => {
+            let Some(pepper_file) = &source.pepper_file else {
+                bail!(
+                    "reading the stream needs --pepper-file (the registry's pepper): without it, an event \
+                     published by anyone allowed on that NATS could not be told from the registry's"
+                );
+            };
+            let keys = MessageKeys::new(&crate::store::load_pepper(pepper_file)?);
             let nats = Nats { url: url.clone(), layout: layout.clone() };
             super::runtime()?.block_on(nats.read_all(|ev| {
                 if ev.seq.0.is_multiple_of(PROGRESS_EVERY) {
                     report(ev.seq.0);
+                }
+                if !ev.authentic(&keys) {
+                    history.fail(ev.seq, "its MAC does not hold: the registry did not publish it".into());
+                    return false;
                 }
                 matches!(history.push(ev.seq, &ev.bytes, ev.hash), Ok(Step::Applied | Step::Held))
             }))?

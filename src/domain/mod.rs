@@ -12,6 +12,7 @@
 //!   actions and the close matches for a typo.
 //! - `event`: the facts, their exact byte encoding.
 //! - `chain`: the hash chain over those bytes and its checker.
+//! - `mac`: the pepper-derived MACs that authenticate what crosses NATS.
 //! - `command`, `decide`: commands and every business rule, as
 //!   `decide(table, ctx, command)`; `validate` holds the field rules.
 //! - `table`: the key table, folded from events by one total `apply`.
@@ -30,6 +31,7 @@ pub mod event;
 pub mod history;
 pub mod id;
 pub mod legacy;
+pub mod mac;
 pub mod permission;
 pub mod preset;
 pub mod scope;

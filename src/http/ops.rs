@@ -31,6 +31,9 @@ struct Outbox {
     connected: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     diverged: Option<String>,
+    /// Why an event cannot be published at all (too large for NATS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stuck: Option<String>,
 }
 
 fn health(s: &AppState) -> (bool, Health) {
@@ -43,13 +46,15 @@ fn health(s: &AppState) -> (bool, Health) {
             lag: head.seq.0.saturating_sub(published),
             connected: o.connected(),
             diverged: o.diverged(),
+            stuck: o.stuck(),
         }
     });
-    // A diverged outbox is a failure; a lagging one is not: writes go on
-    // and the stream catches up.
+    // A diverged or stuck outbox is a failure; a lagging one is not: writes
+    // go on and the stream catches up.
     let refusing_writes = s.registry.refusing_writes();
     let checking = !s.registry.chain_checked();
-    let failing = refusing_writes.is_some() || outbox.as_ref().is_some_and(|o| o.diverged.is_some());
+    let failing =
+        refusing_writes.is_some() || outbox.as_ref().is_some_and(|o| o.diverged.is_some() || o.stuck.is_some());
     let (ok, status) = match (failing, checking) {
         (true, _) => (false, "failing"),
         // Started from a snapshot: reads are served, writes wait for the
@@ -67,7 +72,8 @@ pub async fn healthz(State(s): State<AppState>) -> Response {
 }
 
 /// Ready: the whole chain has been checked and holds, no commit failed,
-/// and the outbox has not found the stream diverging from the log.
+/// and the outbox has neither found the stream diverging from the log nor
+/// met an event NATS will not take.
 pub async fn readyz(State(s): State<AppState>) -> Response {
     let (ok, h) = health(&s);
     json(if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &h)

@@ -6,6 +6,10 @@
 //! answering from a stale table. The beat names the log's head, not the
 //! stream's: a revocation the outbox has not published yet still makes a
 //! replica behind.
+//!
+//! A beat carries its MAC (`Keyreg-Mac`); a replica ignores a beat whose
+//! MAC fails, and one whose time is not after the last beat it took, so a
+//! recorded beat played again cannot keep a cut-off replica "fresh".
 
 use std::time::Duration;
 
@@ -13,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::chain::ChainHash;
 use crate::domain::id::Seq;
+use crate::domain::mac::{Kind, MAC_HEADER, MessageKeys};
 use crate::domain::time::Timestamp;
 
 /// How often the registry beats.
@@ -27,6 +32,25 @@ pub struct Heartbeat {
     pub time: Timestamp,
 }
 
+impl Heartbeat {
+    /// The message a registry sends: the body and its MAC.
+    pub fn message(&self, keys: &MessageKeys) -> (async_nats::HeaderMap, bytes::Bytes) {
+        let body = serde_json::to_vec(self).expect("a heartbeat serialises");
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(MAC_HEADER, keys.tag(Kind::Heartbeat, &[&body]).as_str());
+        (headers, body.into())
+    }
+
+    /// The beat a message carries, if its MAC holds under `keys`.
+    pub fn authentic(message: &async_nats::Message, keys: &MessageKeys) -> Option<Heartbeat> {
+        let mac = super::mac_header(message.headers.as_ref());
+        if !keys.check(Kind::Heartbeat, &[&message.payload], mac.as_deref()) {
+            return None;
+        }
+        serde_json::from_slice(&message.payload).ok()
+    }
+}
+
 #[cfg(feature = "server")]
 pub use publish::run;
 
@@ -37,6 +61,7 @@ mod publish {
     use tokio::sync::watch;
 
     use super::{EVERY, Heartbeat};
+    use crate::domain::mac::MessageKeys;
     use crate::nats::publisher::OutboxStatus;
     use crate::nats::{Connection, Nats};
     use crate::registry::Registry;
@@ -46,6 +71,7 @@ mod publish {
     pub async fn run(
         nats: Nats,
         connection: Connection,
+        keys: MessageKeys,
         outbox: Arc<OutboxStatus>,
         registry: Registry,
         mut stop: watch::Receiver<bool>,
@@ -63,9 +89,8 @@ mod publish {
             }
             let head = registry.head();
             let beat = Heartbeat { seq: head.seq, hash: head.hash, time: registry.now() };
-            if let Ok(body) = serde_json::to_vec(&beat) {
-                let _ = connection.client.publish(subject.clone(), body.into()).await;
-            }
+            let (headers, body) = beat.message(&keys);
+            let _ = connection.client.publish_with_headers(subject.clone(), headers, body).await;
         }
     }
 }

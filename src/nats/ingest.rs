@@ -1,7 +1,9 @@
 //! The registry's side of access reports: every report on `KEYREG_ACCESS`
 //! becomes a `key.accessed` event, once. A message is acknowledged only
 //! after its event is durable (or was refused as already recorded), so a
-//! crash redelivers rather than loses.
+//! crash redelivers rather than loses. A report whose MAC fails is dropped
+//! (acknowledged, never appended): it was not sent by a node holding the
+//! pepper.
 
 use std::time::Duration;
 
@@ -13,15 +15,22 @@ use super::reports::ReportMessage;
 use super::{Connection, Nats, NatsError, nats_err};
 use crate::domain::command::{Command, Refusal};
 use crate::domain::id::Actor;
+use crate::domain::mac::MessageKeys;
 use crate::registry::{ExecError, Registry};
 
 const CONSUMER: &str = "keyreg-registry";
 
 /// Appends every report from the access stream to the log, until `stop`.
-pub async fn run(nats: Nats, connection: Connection, registry: Registry, mut stop: watch::Receiver<bool>) {
+pub async fn run(
+    nats: Nats,
+    connection: Connection,
+    keys: MessageKeys,
+    registry: Registry,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
-            result = run_until_error(&nats, &connection.js, &registry) => {
+            result = run_until_error(&nats, &connection.js, &keys, &registry) => {
                 if let Err(e) = result {
                     tracing::debug!(error = %e, "access report ingest waits for NATS");
                 }
@@ -35,7 +44,12 @@ pub async fn run(nats: Nats, connection: Connection, registry: Registry, mut sto
     }
 }
 
-async fn run_until_error(nats: &Nats, js: &jetstream::Context, registry: &Registry) -> Result<(), NatsError> {
+async fn run_until_error(
+    nats: &Nats,
+    js: &jetstream::Context,
+    keys: &MessageKeys,
+    registry: &Registry,
+) -> Result<(), NatsError> {
     let stream = nats.access_stream(js).await?;
     let config = consumer::pull::Config {
         durable_name: Some(CONSUMER.into()),
@@ -48,10 +62,15 @@ async fn run_until_error(nats: &Nats, js: &jetstream::Context, registry: &Regist
     let actor = Actor::system("usage");
     while let Some(message) = messages.next().await {
         let message = message.map_err(nats_err)?;
-        let report: ReportMessage = match serde_json::from_slice(&message.payload) {
-            Ok(r) => r,
-            Err(e) => {
+        let report = match ReportMessage::authentic(&message, keys) {
+            Some(Ok(r)) => r,
+            Some(Err(e)) => {
                 tracing::warn!(error = %e, "an access report is not readable; dropping it");
+                message.ack().await.map_err(nats_err)?;
+                continue;
+            }
+            None => {
+                tracing::warn!(subject = %message.subject, "an access report whose MAC fails; dropping it");
                 message.ack().await.map_err(nats_err)?;
                 continue;
             }

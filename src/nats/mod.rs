@@ -7,15 +7,20 @@
 //!
 //! - `KEYREG_EVENTS`, subjects `keyreg.events.>`: one message per event on
 //!   `keyreg.events.<org>.<type>`, body = the stored bytes, `Nats-Msg-Id` =
-//!   the sequence, `Keyreg-Hash` = the event's chain hash. The stream's own
-//!   sequence equals the event's: the publisher sends each event with
-//!   `Nats-Expected-Last-Sequence: seq - 1`.
+//!   the sequence, `Keyreg-Hash` = the event's chain hash, `Keyreg-Mac` =
+//!   its MAC (`domain::mac`). The stream's own sequence equals the event's:
+//!   the publisher sends each event with `Nats-Expected-Last-Sequence: seq -
+//!   1`.
 //! - `KEYREG_ACCESS`, subjects `keyreg.access.>`: access reports from
 //!   verifier replicas, deduplicated by report id (`Nats-Msg-Id`).
 //! - `KEYREG_SNAPSHOTS`, an object store: the table of the registry's
 //!   newest snapshots, for new replicas to start from (`snapshots`).
 //! - `keyreg.heartbeat` (core NATS, not a stream): the registry's
 //!   `{seq, hash, time}` every 100 ms, so replicas know they are current.
+//!
+//! Whoever may publish on these subjects can put anything there, so every
+//! message keyreg acts on carries a MAC under a pepper-derived key, and
+//! nothing without a valid one is applied, counted or trusted.
 
 pub mod heartbeat;
 #[cfg(feature = "server")]
@@ -33,6 +38,7 @@ use tokio::sync::watch;
 
 use crate::domain::chain::ChainHash;
 use crate::domain::id::Seq;
+use crate::domain::mac::{Kind, MAC_HEADER, MessageKeys};
 
 pub const HASH_HEADER: &str = "Keyreg-Hash";
 pub const DEFAULT_PREFIX: &str = "KEYREG";
@@ -51,6 +57,8 @@ pub enum NatsError {
     Nats(String),
     #[error("the stream's event {seq} is not what the log holds there: {why}")]
     Diverged { seq: Seq, why: String },
+    #[error("the event {seq} is {bytes} bytes, more than NATS accepts ({max})")]
+    TooLarge { seq: Seq, bytes: usize, max: usize },
     #[error("--stream-prefix {0:?} must be 1 to 32 characters of [A-Za-z0-9_-]")]
     Prefix(String),
 }
@@ -257,13 +265,33 @@ pub fn hash_header(headers: Option<&async_nats::HeaderMap>) -> Option<ChainHash>
     headers?.get(HASH_HEADER).and_then(|v| ChainHash::from_hex(v.as_str()))
 }
 
+/// The MAC a message carries in `Keyreg-Mac`.
+pub fn mac_header(headers: Option<&async_nats::HeaderMap>) -> Option<String> {
+    headers?.get(MAC_HEADER).map(|v| v.as_str().to_owned())
+}
+
+/// The MAC of an event message: its sequence, chain hash and bytes.
+pub fn event_mac(keys: &MessageKeys, seq: Seq, hash: &ChainHash, bytes: &[u8]) -> String {
+    keys.tag(Kind::Event, &[&seq.0.to_be_bytes(), &hash.0, bytes])
+}
+
 /// One event as it came off the stream.
 pub struct StreamEvent {
     pub seq: Seq,
     pub bytes: bytes::Bytes,
     pub hash: Option<ChainHash>,
+    pub mac: Option<String>,
     /// Messages the stream holds after this one.
     pub pending: u64,
+}
+
+impl StreamEvent {
+    /// Whether a registry holding this pepper published this event: its
+    /// MAC holds over its sequence, hash and bytes.
+    pub fn authentic(&self, keys: &MessageKeys) -> bool {
+        let Some(hash) = &self.hash else { return false };
+        keys.check(Kind::Event, &[&self.seq.0.to_be_bytes(), &hash.0, &self.bytes], self.mac.as_deref())
+    }
 }
 
 /// An ordered consumer of the events stream from `from` on. Ordered
@@ -295,6 +323,7 @@ pub async fn next_event(messages: &mut consumer::pull::Ordered) -> Option<Result
     Some(Ok(StreamEvent {
         seq: Seq(info.0),
         hash: hash_header(message.headers.as_ref()),
+        mac: mac_header(message.headers.as_ref()),
         bytes: message.payload.clone(),
         pending: info.1,
     }))

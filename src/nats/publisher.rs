@@ -12,6 +12,13 @@
 //! sequence after a retried publish that did land) ends the batch and
 //! resynchronises from the stream's actual last message. Writes to the log
 //! go on meanwhile; the outbox catches up when NATS returns.
+//!
+//! Each message carries its MAC (`Keyreg-Mac`), so replicas can tell the
+//! registry's events from anyone else's. An ack that says "duplicate" is
+//! not taken on trust: someone else may have published under that id
+//! first, so the stored message is read back and must be the log's bytes,
+//! or the outbox stops as diverged. An event larger than NATS accepts
+//! stops the outbox too, loudly, rather than retrying for ever in silence.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -20,16 +27,20 @@ use std::time::Duration;
 use async_nats::jetstream::{self, message::PublishMessage};
 use tokio::sync::watch;
 
-use super::{Connection, Nats, NatsError, hash_header, nats_err};
+use super::{Connection, Nats, NatsError, event_mac, hash_header, nats_err};
 use crate::domain::chain::ChainHash;
 use crate::domain::event;
 use crate::domain::id::Seq;
+use crate::domain::mac::{MAC_HEADER, MessageKeys};
 use crate::store::log::{Head, Reader, Record};
 
 /// Events published per pipelined batch.
 const BATCH: u64 = 512;
 /// The longest pause between two attempts to reach NATS.
 const MAX_BACKOFF: Duration = Duration::from_millis(250);
+/// The pause before trying again to publish an event NATS refused as too
+/// large (its configuration has to change first).
+const STUCK_RETRY: Duration = Duration::from_secs(5);
 
 /// What the outbox reports to `/readyz`, `/metrics` and the heartbeat.
 #[derive(Default)]
@@ -42,6 +53,10 @@ pub struct OutboxStatus {
     /// Set when the stream holds something the log does not: the outbox
     /// stops, because publishing on would hide the divergence.
     diverged: Mutex<Option<String>>,
+    /// Set while an event cannot be published at all (larger than the
+    /// server's `max_payload`): the outbox retries, slowly, and fails
+    /// `/readyz` meanwhile.
+    stuck: Mutex<Option<String>>,
 }
 
 impl OutboxStatus {
@@ -57,6 +72,14 @@ impl OutboxStatus {
         self.diverged.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
+    pub fn stuck(&self) -> Option<String> {
+        self.stuck.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn set_stuck(&self, why: Option<String>) {
+        *self.stuck.lock().unwrap_or_else(PoisonError::into_inner) = why;
+    }
+
     fn set_published(&self, seq: Seq, hash: ChainHash) {
         *self.published.lock().unwrap_or_else(PoisonError::into_inner) = (seq, hash);
     }
@@ -68,6 +91,7 @@ impl OutboxStatus {
 pub async fn run(
     nats: Nats,
     connection: Connection,
+    keys: MessageKeys,
     log: Reader,
     mut committed: watch::Receiver<Head>,
     status: Arc<OutboxStatus>,
@@ -80,7 +104,7 @@ pub async fn run(
             return;
         }
         let result = tokio::select! {
-            result = publish_until_error(&nats, &connection.js, &log, &mut committed, &status, &mut stop) => result,
+            result = publish_until_error(&nats, &connection.js, &keys, &log, &mut committed, &status, &mut stop) => result,
             _ = reconnected.changed() => Err(NatsError::Nats("NATS reconnected; starting over".into())),
         };
         match result {
@@ -91,6 +115,21 @@ pub async fn run(
                 *status.diverged.lock().unwrap_or_else(PoisonError::into_inner) = Some(message);
                 status.connected.store(false, Ordering::Relaxed);
                 return;
+            }
+            Err(NatsError::TooLarge { seq, bytes, max }) => {
+                let message = format!(
+                    "the event {seq} is {bytes} bytes, more than this NATS server accepts (max_payload {max}); \
+                     raise max_payload in the server's configuration: replicas stay behind until then"
+                );
+                if status.stuck().is_none() {
+                    tracing::error!("{message}");
+                }
+                status.set_stuck(Some(message));
+                status.connected.store(false, Ordering::Relaxed);
+                tokio::select! {
+                    _ = tokio::time::sleep(STUCK_RETRY) => {}
+                    _ = stop.changed() => return,
+                }
             }
             Err(e) => {
                 status.connected.store(false, Ordering::Relaxed);
@@ -111,6 +150,7 @@ pub async fn run(
 async fn publish_until_error(
     nats: &Nats,
     js: &jetstream::Context,
+    keys: &MessageKeys,
     log: &Reader,
     committed: &mut watch::Receiver<Head>,
     status: &OutboxStatus,
@@ -131,21 +171,34 @@ async fn publish_until_error(
         }
         let last = Seq(head.0.min(next.0 + BATCH - 1));
         let mut acks = Vec::with_capacity((last.0 - next.0 + 1) as usize);
+        let max_payload = js.client().server_info().max_payload;
         for record in read(log, next, Some(last)).await? {
             let decoded = event::decode(record.bytes()).map_err(nats_err)?;
             let subject = nats.layout.event_subject(decoded.event.org.as_str(), decoded.event.change.type_name());
+            // Room for the subject and headers beside the body.
+            if max_payload > 0 && record.bytes().len() + 1024 > max_payload {
+                return Err(NatsError::TooLarge { seq: record.seq, bytes: record.bytes().len(), max: max_payload });
+            }
+            let mac = event_mac(keys, record.seq, &record.hash, record.bytes());
             let message = PublishMessage::build()
                 .payload(bytes::Bytes::copy_from_slice(record.bytes()))
                 .message_id(record.seq.to_string())
                 .expected_last_sequence(record.seq.0 - 1)
-                .header(super::HASH_HEADER, record.hash.to_hex().as_str());
-            acks.push((record.seq, record.hash, js.send_publish(subject, message).await.map_err(nats_err)?));
+                .header(super::HASH_HEADER, record.hash.to_hex().as_str())
+                .header(MAC_HEADER, mac.as_str());
+            let ack = js.send_publish(subject, message).await.map_err(nats_err)?;
+            acks.push((record, ack));
         }
-        for (seq, hash, ack) in acks {
+        for (record, ack) in acks {
+            let (seq, hash) = (record.seq, record.hash);
             let ack = ack.await.map_err(nats_err)?;
             if ack.sequence != seq.0 {
                 return Err(NatsError::Diverged { seq, why: format!("the stream stored it at {}", ack.sequence) });
             }
+            if ack.duplicate {
+                check_stored(nats, js, &record).await?;
+            }
+            status.set_stuck(None);
             status.set_published(seq, hash);
             next = seq.next();
         }
@@ -160,15 +213,23 @@ async fn resume_point(nats: &Nats, js: &jetstream::Context, log: &Reader) -> Res
     if last == Seq(0) {
         return Ok((last, ChainHash::ZERO));
     }
-    let message = stream.get_raw_message(last.0).await.map_err(nats_err)?;
     let record = read(log, last, Some(last))
         .await?
         .pop()
         .ok_or_else(|| NatsError::Diverged { seq: last, why: "the stream is ahead of the log".into() })?;
-    if hash_header(Some(&message.headers)) != Some(record.hash) || message.payload.as_ref() != record.bytes() {
-        return Err(NatsError::Diverged { seq: last, why: "its bytes or hash differ from the log's".into() });
-    }
+    check_stored(nats, js, &record).await?;
     Ok((last, record.hash))
+}
+
+/// The stream holds exactly the log's bytes and hash at the record's
+/// sequence, whoever published them.
+async fn check_stored(nats: &Nats, js: &jetstream::Context, record: &Record) -> Result<(), NatsError> {
+    let stream = nats.events_stream(js).await?;
+    let message = stream.get_raw_message(record.seq.0).await.map_err(nats_err)?;
+    if hash_header(Some(&message.headers)) != Some(record.hash) || message.payload.as_ref() != record.bytes() {
+        return Err(NatsError::Diverged { seq: record.seq, why: "its bytes or hash differ from the log's".into() });
+    }
+    Ok(())
 }
 
 /// Records `from..=to` of the log, read off the async runtime (sled reads

@@ -8,6 +8,10 @@
 //! refused as already recorded), so a crash redelivers rather than loses;
 //! and the domain refuses a report id it has already recorded, so a
 //! redelivery is not counted twice.
+//!
+//! A report carries its MAC (`Keyreg-Mac`, over the body): the registry
+//! drops a report whose MAC fails, so only a node holding the pepper can
+//! count uses. Its fields are then checked like any input (`decide`).
 
 use async_nats::jetstream::{self, message::PublishMessage};
 use serde::{Deserialize, Serialize};
@@ -16,6 +20,7 @@ use super::Layout;
 use crate::access::Report;
 use crate::domain::event::KeyAccessed;
 use crate::domain::id::{KeyId, OrgId};
+use crate::domain::mac::{Kind, MAC_HEADER, MessageKeys};
 
 /// The body of an access report message.
 #[derive(Serialize, Deserialize)]
@@ -26,9 +31,26 @@ pub struct ReportMessage {
     pub report: KeyAccessed,
 }
 
+impl ReportMessage {
+    /// The report a message carries, if its MAC holds under `keys`.
+    pub fn authentic(message: &async_nats::Message, keys: &MessageKeys) -> Option<Result<ReportMessage, String>> {
+        let mac = super::mac_header(message.headers.as_ref());
+        if !keys.check(Kind::Report, &[&message.payload], mac.as_deref()) {
+            return None;
+        }
+        Some(serde_json::from_slice(&message.payload).map_err(|e| e.to_string()))
+    }
+}
+
 /// Publishes reports and waits for their acknowledgements; returns those
 /// that could not be published, for the next flush.
-pub async fn publish(js: &jetstream::Context, layout: &Layout, node: &str, reports: Vec<Report>) -> Vec<Report> {
+pub async fn publish(
+    js: &jetstream::Context,
+    layout: &Layout,
+    keys: &MessageKeys,
+    node: &str,
+    reports: Vec<Report>,
+) -> Vec<Report> {
     let mut failed = vec![];
     for (org, key_id, report) in reports {
         let message = ReportMessage { org, key_id, report };
@@ -36,7 +58,11 @@ pub async fn publish(js: &jetstream::Context, layout: &Layout, node: &str, repor
             Ok(b) => b,
             Err(_) => continue,
         };
-        let publish = PublishMessage::build().payload(body.into()).message_id(message.report.report_id.as_str());
+        let mac = keys.tag(Kind::Report, &[&body]);
+        let publish = PublishMessage::build()
+            .payload(body.into())
+            .message_id(message.report.report_id.as_str())
+            .header(MAC_HEADER, mac.as_str());
         let acked = match js.send_publish(layout.access_subject(node), publish).await {
             Ok(ack) => ack.await.is_ok(),
             Err(_) => false,

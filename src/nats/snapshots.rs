@@ -5,10 +5,17 @@
 //!
 //! An object is named by its sequence (20 digits, so names sort as
 //! numbers) and holds the table alone, sealed as on disk
-//! (`domain::snapshot`). A replica trusts one only if:
+//! (`domain::snapshot`). The object store is writable by anyone on NATS,
+//! so each object's metadata carries a MAC (`domain::mac`) over its name,
+//! its size and the blake3 of its content. A replica looks at the listing
+//! only (no download) and passes over every object whose MAC fails, so a
+//! large junk object costs it nothing; the registry deletes such objects
+//! and keeps its own newest few, so no name it did not write displaces
+//! them. A replica trusts an object only if:
 //!
-//! - its seal checks out under the replica's pepper (the object store is
-//!   writable by anyone on NATS; the seal is not);
+//! - its MAC holds, and the content it downloads (at most the size the MAC
+//!   names) hashes to the value the MAC names;
+//! - its seal checks out under the replica's pepper;
 //! - the table decodes, stands at the sequence it names, and its digest,
 //!   recomputed, is the one in the header;
 //! - the events stream holds that sequence with that chain hash. The next
@@ -24,6 +31,7 @@ use tokio::io::AsyncReadExt;
 use super::{Layout, NatsError, hash_header, nats_err};
 use crate::domain::chain::ChainHash;
 use crate::domain::id::Seq;
+use crate::domain::mac::{Kind, MessageKeys};
 use crate::domain::snapshot::{Reader, unseal};
 use crate::domain::table::Table;
 use crate::domain::token::Pepper;
@@ -36,15 +44,47 @@ fn object_name(seq: Seq) -> String {
     format!("{:020}", seq.0)
 }
 
-/// Object names, newest first.
-async fn names(store: &object_store::ObjectStore) -> Result<Vec<String>, NatsError> {
+/// Object metadata: the blake3 of the content, and the MAC.
+const CONTENT: &str = "keyreg-content";
+const MAC: &str = "keyreg-mac";
+
+fn object_parts<'a>(name: &'a str, size: &'a [u8; 8], content: &'a str) -> [&'a [u8]; 3] {
+    [name.as_bytes(), size, content.as_bytes()]
+}
+
+/// An object a registry holding this pepper wrote: its name, size and
+/// content hash, as its authenticated metadata says.
+struct Authentic {
+    name: String,
+    size: usize,
+    content: blake3::Hash,
+}
+
+/// Every object in the store, newest name first, each with its metadata
+/// checked: `Ok` if the MAC holds, `Err(name)` if not.
+async fn objects(
+    store: &object_store::ObjectStore,
+    keys: &MessageKeys,
+) -> Result<Vec<Result<Authentic, String>>, NatsError> {
     let mut list = store.list().await.map_err(nats_err)?;
-    let mut names = vec![];
+    let mut objects = vec![];
     while let Some(info) = list.next().await {
-        names.push(info.map_err(nats_err)?.name);
+        let info = info.map_err(nats_err)?;
+        let content = info.metadata.get(CONTENT).map(String::as_str).unwrap_or("");
+        let size = (info.size as u64).to_be_bytes();
+        let mac = info.metadata.get(MAC).map(String::as_str);
+        let authentic = keys.check(Kind::Snapshot, &object_parts(&info.name, &size, content), mac);
+        objects.push(match blake3::Hash::from_hex(content) {
+            Ok(content) if authentic => Ok(Authentic { name: info.name, size: info.size, content }),
+            _ => Err(info.name),
+        });
     }
-    names.sort_unstable_by(|a, b| b.cmp(a));
-    Ok(names)
+    let name = |o: &Result<Authentic, String>| match o {
+        Ok(a) => a.name.clone(),
+        Err(n) => n.clone(),
+    };
+    objects.sort_unstable_by_key(|o| std::cmp::Reverse(name(o)));
+    Ok(objects)
 }
 
 /// The registry's side: publishes the newest snapshot on disk at start and
@@ -54,6 +94,7 @@ async fn names(store: &object_store::ObjectStore) -> Result<Vec<String>, NatsErr
 pub async fn run(
     connection: super::Connection,
     layout: Layout,
+    keys: MessageKeys,
     registry: crate::registry::Registry,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -65,7 +106,7 @@ pub async fn run(
         if let Ok(Some((seq, sealed))) = tokio::task::spawn_blocking(move || reg.newest_table_snapshot()).await
             && seq > published
         {
-            match publish(&connection.js, &layout, seq, &sealed).await {
+            match publish(&connection.js, &layout, &keys, seq, &sealed).await {
                 Ok(()) => published = seq,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot publish a snapshot for replicas; trying again shortly");
@@ -82,23 +123,48 @@ pub async fn run(
 }
 
 /// Publishes a sealed table snapshot taken at `seq`, unless the store has
-/// it already, and removes all but the newest few.
+/// it already, then removes every object whose MAC fails and all but the
+/// newest few of its own.
 #[cfg(feature = "server")]
-async fn publish(js: &jetstream::Context, layout: &Layout, seq: Seq, sealed: &[u8]) -> Result<(), NatsError> {
+async fn publish(
+    js: &jetstream::Context,
+    layout: &Layout,
+    keys: &MessageKeys,
+    seq: Seq,
+    sealed: &[u8],
+) -> Result<(), NatsError> {
     let store = js
         .create_object_store(object_store::Config { bucket: layout.snapshots_bucket(), ..Default::default() })
         .await
         .map_err(nats_err)?;
-    let mut all = names(&store).await?;
     let name = object_name(seq);
-    if !all.contains(&name) {
+    let present = objects(&store, keys).await?;
+    if !present.iter().any(|o| o.as_ref().is_ok_and(|a| a.name == name)) {
+        let content = blake3::hash(sealed).to_hex().to_string();
+        let size = (sealed.len() as u64).to_be_bytes();
+        let mac = keys.tag(Kind::Snapshot, &object_parts(&name, &size, &content));
+        let metadata = object_store::ObjectMetadata {
+            name: name.clone(),
+            metadata: [(CONTENT.to_owned(), content), (MAC.to_owned(), mac)].into(),
+            ..Default::default()
+        };
         let mut reader = sealed;
-        store.put(name.as_str(), &mut reader).await.map_err(nats_err)?;
+        store.put(metadata, &mut reader).await.map_err(nats_err)?;
         tracing::info!(%seq, bytes = sealed.len(), "published a snapshot for replicas");
-        all.push(name);
-        all.sort_unstable_by(|a, b| b.cmp(a));
     }
-    for old in all.into_iter().skip(KEEP) {
+    let mut kept = 0;
+    for object in objects(&store, keys).await? {
+        let old = match object {
+            Ok(_) if kept < KEEP => {
+                kept += 1;
+                continue;
+            }
+            Ok(a) => a.name,
+            Err(forged) => {
+                tracing::warn!(object = %forged, "removing a snapshot object whose MAC fails");
+                forged
+            }
+        };
         let _ = store.delete(&old).await;
     }
     Ok(())
@@ -113,19 +179,39 @@ pub struct Bootstrap {
 
 /// The newest snapshot in the store that checks out (see the module's
 /// doc), or `None` if there is none.
-pub async fn newest(js: &jetstream::Context, layout: &Layout, pepper: &Pepper) -> Result<Option<Bootstrap>, NatsError> {
+pub async fn newest(
+    js: &jetstream::Context,
+    layout: &Layout,
+    pepper: &Pepper,
+    keys: &MessageKeys,
+) -> Result<Option<Bootstrap>, NatsError> {
     let Ok(store) = js.get_object_store(layout.snapshots_bucket()).await else {
         return Ok(None);
     };
     let Ok(events) = js.get_stream(layout.events_stream()).await else {
         return Ok(None);
     };
-    for name in names(&store).await? {
-        let mut bytes = vec![];
-        store.get(&name).await.map_err(nats_err)?.read_to_end(&mut bytes).await.map_err(nats_err)?;
-        match check(bytes, pepper, &events).await {
+    for object in objects(&store, keys).await? {
+        let object = match object {
+            Ok(a) => a,
+            Err(name) => {
+                tracing::warn!(object = %name, "passing over a snapshot object whose MAC fails, without reading it");
+                continue;
+            }
+        };
+        let mut bytes = Vec::with_capacity(object.size);
+        let read = store.get(&object.name).await.map_err(nats_err)?;
+        read.take(object.size as u64).read_to_end(&mut bytes).await.map_err(nats_err)?;
+        let checked = if blake3::hash(&bytes) == object.content {
+            check(bytes, pepper, &events).await
+        } else {
+            Err("its content is not what its MAC names".into())
+        };
+        match checked {
             Ok(b) => return Ok(Some(b)),
-            Err(why) => tracing::warn!(object = %name, %why, "passing over a snapshot; the stream is replayed instead"),
+            Err(why) => {
+                tracing::warn!(object = %object.name, %why, "passing over a snapshot; the stream is replayed instead")
+            }
         }
     }
     Ok(None)

@@ -113,7 +113,8 @@ fn ten_thousand_events_through_a_nats_outage_and_a_sigkill() {
         assert!(bytes == log_bytes, "event {seq} differs between the stream and the log");
         assert!(hash.is_some(), "event {seq} has no Keyreg-Hash");
     }
-    let from_stream = keyreg(&["audit", "verify", "--nats", &nats.url]);
+    let pepper = data.join("pepper");
+    let from_stream = keyreg(&["audit", "verify", "--nats", &nats.url, "--pepper-file", path_str(&pepper)]);
     let from_log = keyreg(&["audit", "verify", "--data", path_str(&data)]);
     assert!(from_stream.status.success(), "{}", stdout(&from_stream));
     assert_eq!(stdout(&from_stream), stdout(&from_log));

@@ -7,6 +7,11 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 pub use crate::nats_server::NatsServer;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::serve::*;
 use crate::support::*;
 
 /// A private nats-server for one test; fails the test, saying how to
@@ -127,4 +132,48 @@ pub fn stream_names(url: &str) -> Vec<String> {
         let js = async_nats::jetstream::new(client);
         js.stream_names().map(|n| n.unwrap()).collect().await
     })
+}
+
+/// A registry publishing to a private nats-server, with an org `acme`.
+pub struct Cluster {
+    pub _dir: tempfile::TempDir,
+    pub nats: NatsServer,
+    pub server: Server,
+    pub system: String,
+    pub admin: String,
+}
+
+impl Cluster {
+    pub fn start(flush_ms: u64) -> Cluster {
+        let dir = tempdir();
+        let nats = start_nats(dir.path());
+        let flush = flush_ms.to_string();
+        let (server, system) = Server::init_and_start(dir.path(), &["--nats", &nats.url, "--access-flush-ms", &flush]);
+        let admin = new_org(&Api::new(&server.url), &system, "acme");
+        Cluster { _dir: dir, nats, server, system, admin }
+    }
+
+    pub fn api(&self) -> Api {
+        Api::new(&self.server.url)
+    }
+
+    pub fn replica(&self, node: &str, flush_ms: u64) -> Verifier {
+        Verifier::start(&self.nats.url, &self.server.data, node, flush_ms)
+    }
+
+    pub fn digest(&self) -> Value {
+        self.api().get("/v1/state/digest").auth(&self.system).send().ok(200).clone()
+    }
+}
+
+pub fn replica_digest(r: &Verifier) -> Value {
+    Api::new(&r.url).get("/v1/state/digest").send().ok(200).clone()
+}
+
+pub fn applied(r: &Verifier) -> u64 {
+    Api::new(&r.url).get("/healthz").send().json["applied_seq"].as_u64().unwrap_or(0)
+}
+
+pub fn wait_applied(r: &Verifier, seq: u64) {
+    assert!(eventually(Duration::from_secs(20), || applied(r) >= seq), "the replica did not reach {seq}");
 }

@@ -20,6 +20,7 @@ fn escalations(api: &Api, admin: &str, org: &str, extra: &[&str]) {
     let (keymaster_id, keymaster) = new_key(api, admin, key_body("keymaster", &["keys:admin"], &[]));
     let (_, rolesmith) = new_key(api, admin, key_body("rolesmith", &["roles:admin"], &[]));
     let (victim, _) = new_key(api, admin, key_body("victim", &["read"], &[]));
+    let (auditor_id, _) = new_key(api, admin, key_body("audit reader", &["audit:read", "keys:read"], &[]));
     for (name, scopes) in [("auditor", vec!["audit:read"]), ("billing", vec!["billing:*"]), ("plain", vec!["read"])] {
         api.post("/v1/roles").auth(admin).json(json!({"name": name, "scopes": scopes})).send().ok(201);
     }
@@ -39,6 +40,13 @@ fn escalations(api: &Api, admin: &str, org: &str, extra: &[&str]) {
             api.req("PATCH", "/v1/keys/{id}", Some(&keymaster_id))
                 .auth(&keymaster)
                 .json(json!({"scopes": ["keys:admin", "audit:read"]})),
+            "audit:read",
+        ),
+        (
+            "rotating a key that holds more".into(),
+            api.req("POST", "/v1/keys/{id}/rotate", Some(&auditor_id))
+                .auth(&keymaster)
+                .json(json!({"grace_seconds": 2592000})),
             "audit:read",
         ),
         (

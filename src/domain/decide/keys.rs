@@ -216,7 +216,10 @@ pub(super) fn rotate(
     secret: &NewSecret,
     grace_seconds: u64,
 ) -> Result<Decision, Refusal> {
-    live_key(table, ctx, id, expected)?;
+    let key = live_key(table, ctx, id, expected)?;
+    // The new secret is the key's power handed to the caller: under the
+    // grant rule as if the caller made the key anew.
+    check_grant(table, ctx, Permissions::default(), table.permissions(key))?;
     if grace_seconds > MAX_GRACE_SECONDS {
         return Err(invalid("grace_seconds", format!("at most {MAX_GRACE_SECONDS} (30 days)")));
     }

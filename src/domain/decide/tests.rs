@@ -519,6 +519,26 @@ fn the_grant_rule_counts_what_a_change_adds() {
 }
 
 #[test]
+fn rotating_hands_over_a_secret_so_it_is_under_the_grant_rule() {
+    let mut w = World::new();
+    w.ok(Command::UpdateOrg { name: None, max_keys: Some(50) });
+    let keymaster = w.key_with("keymaster", &["keys:admin"], &[]);
+    let auditor = w.key_with("auditor", &["audit:read", "read"], &[]);
+    let reader = w.key_with("reader", &["read", "keys:admin"], &[]);
+    w.actor = Actor::Key(keymaster);
+    let rotate = |w: &mut World, id| {
+        let secret = w.new_key("x").secret;
+        Command::Rotate { id, expected: None, secret, grace_seconds: 2_592_000 }
+    };
+    let c = rotate(&mut w, auditor);
+    assert_eq!(escalated(w.refused(c)), "audit:read", "a key holding more than the caller");
+    let c = rotate(&mut w, reader);
+    assert_eq!(w.ok(c), ["key.rotated"], "a key holding no more than the caller");
+    let c = rotate(&mut w, keymaster);
+    assert_eq!(w.ok(c), ["key.rotated"], "a key rotating itself");
+}
+
+#[test]
 fn a_role_edit_is_one_event_that_changes_every_holder() {
     let mut w = World::new();
     assert_eq!(w.define("ci", &["deploy:run"]), ["role.created"]);
