@@ -66,10 +66,15 @@ async fn objects(
     store: &object_store::ObjectStore,
     keys: &MessageKeys,
 ) -> Result<Vec<Result<Authentic, String>>, NatsError> {
-    let mut list = store.list().await.map_err(nats_err)?;
+    // A listing that meets an object being removed can wait for ever.
+    let infos = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let listed = store.list().await.map_err(nats_err)?.collect::<Vec<_>>().await;
+        listed.into_iter().collect::<Result<Vec<_>, _>>().map_err(nats_err)
+    })
+    .await
+    .map_err(|_| NatsError::Nats("listing the snapshot objects timed out".into()))??;
     let mut objects = vec![];
-    while let Some(info) = list.next().await {
-        let info = info.map_err(nats_err)?;
+    for info in infos {
         let content = info.metadata.get(CONTENT).map(String::as_str).unwrap_or("");
         let size = (info.size as u64).to_be_bytes();
         let mac = info.metadata.get(MAC).map(String::as_str);
@@ -170,6 +175,12 @@ async fn publish(
     Ok(())
 }
 
+/// How long a download of `size` bytes may take: generous (10 MB/s, plus
+/// ten seconds), since a replica that gives up replays the whole stream.
+fn download_time(size: usize) -> std::time::Duration {
+    std::time::Duration::from_secs(10 + size as u64 / 10_000_000)
+}
+
 /// A replica's starting point: a table and the chain's head at it.
 pub struct Bootstrap {
     pub table: Table,
@@ -200,12 +211,17 @@ pub async fn newest(
             }
         };
         let mut bytes = Vec::with_capacity(object.size);
-        let read = store.get(&object.name).await.map_err(nats_err)?;
-        read.take(object.size as u64).read_to_end(&mut bytes).await.map_err(nats_err)?;
-        let checked = if blake3::hash(&bytes) == object.content {
-            check(bytes, pepper, &events).await
-        } else {
-            Err("its content is not what its MAC names".into())
+        // An object removed while it is read (the registry keeps only its
+        // newest few) would never finish reading.
+        let read = async {
+            let read = store.get(&object.name).await.map_err(|e| e.to_string())?;
+            read.take(object.size as u64).read_to_end(&mut bytes).await.map_err(|e| e.to_string())
+        };
+        let checked = match tokio::time::timeout(download_time(object.size), read).await {
+            Err(_) => Err("it did not finish downloading in time (removed meanwhile?)".to_owned()),
+            Ok(Err(e)) => Err(format!("it cannot be read: {e}")),
+            Ok(Ok(_)) if blake3::hash(&bytes) != object.content => Err("its content is not what its MAC names".into()),
+            Ok(Ok(_)) => check(bytes, pepper, &events).await,
         };
         match checked {
             Ok(b) => return Ok(Some(b)),

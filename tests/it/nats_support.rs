@@ -43,14 +43,25 @@ impl Verifier {
 
     /// A replica process, as it starts, ready or not.
     pub fn spawn(nats: &str, data: &Path, node: &str, flush_ms: u64, extra: &[&str]) -> Verifier {
+        let flush = flush_ms.to_string();
+        let args: Vec<&str> = ["--access-flush-ms", flush.as_str()].into_iter().chain(extra.iter().copied()).collect();
+        Verifier::run(nats, data, node, &args, Stdio::null())
+    }
+
+    /// A replica whose log (at `debug`) goes to `log`.
+    pub fn spawn_logged(nats: &str, data: &Path, node: &str, log: &Path) -> Verifier {
+        let file = std::fs::File::create(log).unwrap();
+        Verifier::run(nats, data, node, &["--access-flush-ms", "3600000"], file.into())
+    }
+
+    fn run(nats: &str, data: &Path, node: &str, args: &[&str], stderr: Stdio) -> Verifier {
         let mut child = Command::new(keyreg_bin())
-            .args(["verifier", "--nats", nats, "--listen", "127.0.0.1:0", "--node", node])
-            .args(["--access-flush-ms", &flush_ms.to_string(), "--pepper-file"])
+            .args(["verifier", "--nats", nats, "--listen", "127.0.0.1:0", "--node", node, "--pepper-file"])
             .arg(data.join("pepper"))
-            .args(extra)
+            .args(args)
             .env("RUST_LOG", "keyreg=debug")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("spawn keyreg verifier");
         let mut line = String::new();
