@@ -59,6 +59,7 @@ use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
 use crate::access::AccessCounter;
+use crate::domain::event::Change;
 use crate::domain::history::History;
 use crate::domain::id::Seq;
 use crate::domain::mac::MessageKeys;
@@ -426,6 +427,11 @@ impl Replica {
         }
         if !ev.authentic(&self.inner.keys) {
             drop(history);
+            if self.records_another_pepper(&ev.bytes) {
+                // Most likely this replica was given the wrong pepper file:
+                // say so, rather than only that nothing checks out.
+                self.inner.wrong_pepper.store(true, Ordering::Relaxed);
+            }
             let why = "its MAC does not hold under this replica's pepper: the registry did not publish it".to_owned();
             let mut untrusted = self.inner.untrusted.lock().unwrap_or_else(PoisonError::into_inner);
             if untrusted.as_ref().is_none_or(|u| u.seq != ev.seq) {
@@ -442,6 +448,18 @@ impl Replica {
         *self.inner.untrusted.lock().unwrap_or_else(PoisonError::into_inner) = None;
         self.advanced(history, ev.seq.0 + ev.pending);
         Ok(())
+    }
+
+    /// Whether an event (not authenticated: only a diagnosis) records a
+    /// pepper fingerprint other than this replica's.
+    fn records_another_pepper(&self, bytes: &[u8]) -> bool {
+        let Ok(decoded) = crate::domain::event::decode(bytes) else { return false };
+        match decoded.event.change {
+            Change::OrgCreated(s) | Change::OrgUpdated(s) => {
+                s.pepper_fingerprint.is_some_and(|fp| fp != self.inner.fingerprint)
+            }
+            _ => false,
+        }
     }
 
     /// Starts from a snapshot's table instead of the stream's first event,

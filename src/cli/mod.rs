@@ -67,8 +67,8 @@ enum Cmd {
         /// Address to listen on; port 0 picks a free one (the address is printed).
         #[arg(long, env = "KEYREG_LISTEN", default_value = "127.0.0.1:8080")]
         listen: String,
-        /// This node's name in access reports.
-        #[arg(long, env = "KEYREG_NODE", default_value = "registry")]
+        /// This node's name in access reports (1-64 of [A-Za-z0-9._-]).
+        #[arg(long, env = "KEYREG_NODE", default_value = "registry", value_parser = parse_node)]
         node: String,
         /// Milliseconds between flushes of access counts into `key.accessed` events.
         #[arg(long, env = "KEYREG_ACCESS_FLUSH_MS", default_value_t = 10_000)]
@@ -97,8 +97,8 @@ enum Cmd {
         /// The registry's pepper (DIR/pepper), 32 bytes, mode 0600.
         #[arg(long, env = "KEYREG_PEPPER_FILE")]
         pepper_file: PathBuf,
-        /// This replica's name in access reports.
-        #[arg(long, env = "KEYREG_NODE", default_value = "replica")]
+        /// This replica's name in access reports (1-64 of [A-Za-z0-9._-]).
+        #[arg(long, env = "KEYREG_NODE", default_value = "replica", value_parser = parse_node)]
         node: String,
         #[arg(long, env = "KEYREG_ACCESS_FLUSH_MS", default_value_t = 10_000)]
         access_flush_ms: u64,
@@ -181,6 +181,12 @@ impl LimitArgs {
     fn limits(&self) -> Limits {
         Limits { read_timeout: self.read_timeout, max_connections: self.max_connections }
     }
+}
+
+/// A node's name, checked as its access reports will be.
+fn parse_node(s: &str) -> Result<String, String> {
+    crate::domain::validate::check_node(s).map_err(|e| e.to_string())?;
+    Ok(s.to_owned())
 }
 
 /// `500ms`, `2s`, `1m`, or `0`.

@@ -19,6 +19,15 @@ pub const MAX_ROLES: usize = 1000;
 pub const MAX_CIDRS: usize = 100;
 pub const MAX_BULK: usize = 100;
 pub const MAX_GRACE_SECONDS: u64 = 30 * 86_400;
+/// The most verifications one access report may count: far above what one
+/// node verifies in a flush window, far below a counter's overflow.
+pub const MAX_REPORT_COUNT: u64 = 100_000_000;
+/// How far an access report's times may lie from the registry's clock:
+/// ahead (clock skew), behind (a report held through a long outage).
+const REPORT_AHEAD_SECONDS: i64 = 300;
+const REPORT_BEHIND_SECONDS: i64 = 30 * 86_400;
+const MAX_NODE: usize = 64;
+const MAX_REPORT_ID: usize = 128;
 
 pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> Refusal {
     Refusal::Validation { field, message: message.into() }
@@ -51,11 +60,24 @@ const FORMAT_CHARS: &[(char, char)] = &[
     ('\u{E0020}', '\u{E007F}'),
 ];
 
-/// A control (Cc: NUL, ESC, BEL, newlines …) or format (Cf) character:
-/// never accepted in a text field, because it means something else later,
-/// in a terminal, a log line or a page.
+/// A control (Cc: NUL, ESC, BEL, newlines …), format (Cf) or line and
+/// paragraph separator (Zl, Zp: U+2028, U+2029) character: never accepted
+/// in a text field, because it means something else later, in a terminal,
+/// a log line, a JavaScript string or a page.
 pub fn is_unsafe_char(c: char) -> bool {
-    c.is_control() || FORMAT_CHARS.iter().any(|&(lo, hi)| (lo..=hi).contains(&c))
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}')
+        || FORMAT_CHARS.iter().any(|&(lo, hi)| (lo..=hi).contains(&c))
+}
+
+/// Letters that render as nothing: Hangul fillers and the blank Braille
+/// pattern. Unicode counts them as letters, not spaces, so a name made of
+/// them is not blank to `trim` but is to a reader.
+const BLANK_LETTERS: &[char] = &['\u{115F}', '\u{1160}', '\u{3164}', '\u{FFA0}', '\u{2800}'];
+
+/// Whether `text` shows nothing: only spaces and letters that render blank.
+fn renders_blank(text: &str) -> bool {
+    text.chars().all(|c| c.is_whitespace() || BLANK_LETTERS.contains(&c))
 }
 
 /// Free text: at most `max` characters, none of them unsafe.
@@ -72,9 +94,9 @@ pub(crate) fn check_text(field: &'static str, value: &str, max: usize) -> Result
     Ok(value.to_owned())
 }
 
-/// A name: text of 1 to `MAX_NAME` characters, not blank.
+/// A name: text of 1 to `MAX_NAME` characters that shows something.
 pub(crate) fn check_name(field: &'static str, name: &str) -> Result<String, Refusal> {
-    if name.trim().is_empty() {
+    if renders_blank(name) {
         return Err(invalid(field, format!("must be 1 to {MAX_NAME} characters, not blank")));
     }
     check_text(field, name, MAX_NAME)
@@ -153,4 +175,35 @@ mod tests {
         assert!(check_name("name", "   ").is_err());
         assert!(check_name("name", &"n".repeat(101)).is_err());
     }
+}
+
+/// A node's name, as it signs its access reports: 1 to 64 characters of
+/// `[A-Za-z0-9._-]` (it becomes part of a NATS subject).
+pub fn check_node(node: &str) -> Result<(), Refusal> {
+    let ok = (1..=MAX_NODE).contains(&node.len())
+        && node.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'));
+    if ok { Ok(()) } else { Err(invalid("node", format!("a node's name is 1 to {MAX_NODE} of [A-Za-z0-9._-]"))) }
+}
+
+/// An access report, checked like any input before it enters the log: a
+/// count that could be real, times near `now`, an address that parses, and
+/// short names.
+pub(crate) fn check_report(report: &crate::domain::event::KeyAccessed, now: Timestamp) -> Result<(), Refusal> {
+    if report.count == 0 || report.count > MAX_REPORT_COUNT {
+        return Err(invalid("report", format!("an access report counts 1 to {MAX_REPORT_COUNT} verifications")));
+    }
+    if report.first_at > report.last_at
+        || report.last_at > now.plus_seconds(REPORT_AHEAD_SECONDS)
+        || report.first_at < now.plus_seconds(-REPORT_BEHIND_SECONDS)
+    {
+        return Err(invalid("report", "an access report's times must be in order and near the registry's clock"));
+    }
+    if report.last_ip.as_deref().is_some_and(|ip| ip.parse::<std::net::IpAddr>().is_err()) {
+        return Err(invalid("report", "an access report's last_ip must be an IP address"));
+    }
+    check_node(&report.node)?;
+    if report.report_id.is_empty() || report.report_id.len() > MAX_REPORT_ID || report.origin_and_number().is_none() {
+        return Err(invalid("report", "an access report's id must be <origin>-<number>, at most 128 characters"));
+    }
+    Ok(())
 }

@@ -106,6 +106,13 @@ fn bad_requests_are_refused_with_a_stable_code_and_change_nothing() {
         create("bidi override in a name", json!({"name": "\u{202e}gnp.exe", "scopes": ["read"]})),
         create("zero-width space in an owner", json!({"name": "x", "owner": "a\u{200b}b", "scopes": ["read"]})),
         create("BOM in a description", json!({"name": "x", "description": "\u{feff}notes", "scopes": ["read"]})),
+        create("line separator in a name", json!({"name": "a\u{2028}b", "scopes": ["read"]})),
+        create(
+            "paragraph separator in a description",
+            json!({"name": "x", "description": "a\u{2029}b", "scopes": ["read"]}),
+        ),
+        create("a name of Hangul fillers only", json!({"name": "\u{3164}\u{3164}", "scopes": ["read"]})),
+        create("a name of blank Braille and spaces", json!({"name": " \u{2800} ", "scopes": ["read"]})),
         create(".. in a scope's resource", json!({"name": "x", "scopes": ["read@ws/../admin"]})),
         create(". in a scope's resource", json!({"name": "x", "scopes": ["read@ws/./x"]})),
         create("% in a scope's resource", json!({"name": "x", "scopes": ["read@ws/%2e%2e/x"]})),

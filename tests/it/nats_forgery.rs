@@ -105,3 +105,123 @@ fn a_forged_event_with_a_valid_chain_is_never_applied() {
     assert!(!without_pepper.status.success());
     assert!(stderr(&without_pepper).contains("--pepper-file"), "{}", stderr(&without_pepper));
 }
+
+/// Publishes core NATS messages (not through JetStream) on `subject`, each
+/// `(headers, body)` in turn, every 100 ms for `for_how_long`.
+fn publish_core_for(url: &str, subject: &str, messages: &[(async_nats::HeaderMap, Vec<u8>)], for_how_long: Duration) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(url).await.unwrap();
+        let started = std::time::Instant::now();
+        while started.elapsed() < for_how_long {
+            for (headers, body) in messages {
+                client.publish_with_headers(subject.to_owned(), headers.clone(), body.clone().into()).await.unwrap();
+            }
+            client.flush().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+}
+
+/// One genuine heartbeat, as the registry sent it.
+fn capture_heartbeat(url: &str) -> (async_nats::HeaderMap, Vec<u8>) {
+    use futures_util::StreamExt;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(url).await.unwrap();
+        let mut beats = client.subscribe("keyreg.heartbeat").await.unwrap();
+        let beat = tokio::time::timeout(Duration::from_secs(10), beats.next()).await.unwrap().unwrap();
+        (beat.headers.unwrap_or_default(), beat.payload.to_vec())
+    })
+}
+
+/// A forged heartbeat naming the replica's own sequence with another hash
+/// once halted every replica for good; now it is ignored. A genuine beat
+/// recorded and played again, after the registry stopped, does not keep
+/// a replica fresh: it goes stale after `--max-staleness` as if nothing
+/// were said.
+#[test]
+fn forged_and_replayed_heartbeats_neither_halt_a_replica_nor_keep_it_fresh() {
+    let c = Cluster::start(3_600_000);
+    let log = c._dir.path().join("replica-r1.log");
+    let r = Verifier::spawn_logged(&c.nats.url, &c.server.data, "r1", &log).ready();
+    let rapi = Api::new(&r.url);
+    let api = c.api();
+    let (_, key) = new_key(&api, &c.admin, json!({"name": "k", "scopes": ["read"]}));
+    let head = api.head();
+    wait_applied(&r, head);
+
+    let forged = json!({"seq": head, "hash": "ab".repeat(32), "time": "2026-01-01T00:00:00.000000Z"});
+    let forged = vec![(async_nats::HeaderMap::new(), serde_json::to_vec(&forged).unwrap())];
+    publish_core_for(&c.nats.url, "keyreg.heartbeat", &forged, Duration::from_millis(500));
+    let said = || std::fs::read_to_string(&log).unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || said().contains("a heartbeat whose MAC fails; ignored")),
+        "{}",
+        said()
+    );
+    let health = rapi.get("/healthz").send();
+    assert_eq!(health.json["status"], "ok", "{}", health.json);
+    assert_eq!(verify(&rapi, json!({"key": key})), "VALID");
+
+    let genuine = capture_heartbeat(&c.nats.url);
+    c.server.stop();
+    let started = std::time::Instant::now();
+    let nats = c.nats.url.clone();
+    let replay = std::thread::spawn(move || {
+        publish_core_for(&nats, "keyreg.heartbeat", &[genuine], Duration::from_secs(6));
+    });
+    let stale =
+        eventually(Duration::from_secs(5), || rapi.post("/v1/verify").json(json!({"key": key})).send().status == 503);
+    assert!(stale, "a replayed heartbeat kept the replica fresh for {:?}", started.elapsed());
+    rapi.post("/v1/verify").json(json!({"key": key})).send().problem(503, "STALE");
+    replay.join().unwrap();
+    assert!(said().contains("a heartbeat no newer than the last one; ignored"), "{}", said());
+}
+
+/// Access reports anyone could publish: without the MAC (a count of
+/// u64::MAX, a time in 2099, HTML for an address, a 100 KB node name) they
+/// are dropped; with a valid MAC but the same fields, refused as input.
+/// Neither reaches the log. A genuine report sent after them is counted,
+/// which shows the ones before it were read and passed over.
+#[test]
+fn forged_access_reports_are_never_counted() {
+    let c = Cluster::start(3_600_000);
+    let api = c.api();
+    let (id, _) = new_key(&api, &c.admin, json!({"name": "k", "scopes": ["read"]}));
+    let pepper = keyreg::store::load_pepper(&c.server.data.join("pepper")).unwrap();
+    let keys = keyreg::domain::mac::MessageKeys::new(&pepper);
+    let now = chrono::Utc::now();
+    let at = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let report = |n: u32, count: u64, last_at: String, ip: &str, node: &str| {
+        json!({
+            "org": "acme", "key_id": id, "count": count, "first_at": at(now), "last_at": last_at,
+            "last_ip": ip, "node": node, "report_id": format!("{node}-1-{n}"),
+        })
+    };
+    let hostile = |n| report(n, u64::MAX, "2099-01-01T00:00:00.000000Z".into(), "<b>1.2.3.4</b>", &"n".repeat(100_000));
+    let publish = |body: Value, mac: bool| {
+        let body = serde_json::to_vec(&body).unwrap();
+        let tag = keys.tag(keyreg::domain::mac::Kind::Report, &[&body]);
+        let headers: Vec<(&str, &str)> = if mac { vec![("Keyreg-Mac", tag.as_str())] } else { vec![] };
+        publish_raw(&c.nats.url, "keyreg.access.evil", &headers, body);
+    };
+    let access = || stream_names(&c.nats.url).contains(&"KEYREG_ACCESS".to_owned());
+    assert!(eventually(Duration::from_secs(10), access), "the registry made no access stream");
+    let head = api.head();
+    publish(hostile(1), false);
+    publish(hostile(2), true);
+    publish(report(3, u64::MAX, at(now), "10.0.0.1", "evil"), false);
+    publish(report(4, 5, at(now), "10.0.0.1", "honest"), true);
+    let usage = || api.req("GET", "/v1/keys/{id}/usage", Some(&id)).auth(&c.admin).send().json["total"].clone();
+    assert!(eventually(Duration::from_secs(10), || usage() == 5), "usage: {}", usage());
+    let events = api.get("/v1/events").auth(&c.system).query("after_seq", &head.to_string()).send();
+    let appended: Vec<Value> = events
+        .body
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    assert_eq!(appended.len(), 1, "{appended:?}");
+    assert_eq!(appended[0]["data"]["node"], "honest");
+}

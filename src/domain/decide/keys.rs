@@ -249,11 +249,9 @@ pub(super) fn record_access(
     report: &KeyAccessed,
 ) -> Result<Decision, Refusal> {
     key_in(table, ctx, id, None)?;
+    check_report(report, ctx.now)?;
     if table.has_report(report) {
         return Err(Refusal::Conflict(format!("the access report {} is already recorded", report.report_id)));
-    }
-    if report.count == 0 || report.first_at > report.last_at {
-        return Err(invalid("report", "an access report counts at least one verification, first_at <= last_at"));
     }
     one(ctx, id, KeyChange::Accessed(report.clone()))
 }

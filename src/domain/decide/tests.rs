@@ -336,7 +336,7 @@ fn access_reports_count_but_do_not_version_the_key() {
         last_at: Timestamp::from_micros(T0 + 5),
         last_ip: Some("10.0.0.1".into()),
         node: "registry".into(),
-        report_id: "r1".into(),
+        report_id: "registry-1-1".into(),
     };
     assert_eq!(w.ok(Command::RecordAccess { id, report: report(7) }), ["key.accessed"]);
     let key = w.table.key(&id).unwrap();
@@ -344,6 +344,38 @@ fn access_reports_count_but_do_not_version_the_key() {
     assert_eq!(key.usage().last_used_at, Some(Timestamp::from_micros(T0 + 5)));
     assert_eq!(w.table.org(&w.org).unwrap().usage.total, 7);
     assert!(is_validation(&w.refused(Command::RecordAccess { id, report: report(0) }), "report"));
+}
+
+#[test]
+fn an_access_report_is_checked_like_any_input() {
+    let mut w = World::new();
+    let id = w.key("k");
+    let good = KeyAccessed {
+        count: 3,
+        first_at: w.now.plus_seconds(-60),
+        last_at: w.now,
+        last_ip: Some("2001:db8::1".into()),
+        node: "replica-a".into(),
+        report_id: "replica-a-1700-1".into(),
+    };
+    let bad: Vec<(&str, KeyAccessed)> = vec![
+        ("a count near u64::MAX", KeyAccessed { count: u64::MAX, ..good.clone() }),
+        ("a count over the cap", KeyAccessed { count: MAX_REPORT_COUNT + 1, ..good.clone() }),
+        ("used in 2099", KeyAccessed { last_at: w.now.plus_seconds(70 * 365 * 86_400), ..good.clone() }),
+        ("used a year ago", KeyAccessed { first_at: w.now.plus_seconds(-365 * 86_400), ..good.clone() }),
+        ("times out of order", KeyAccessed { first_at: w.now, last_at: w.now.plus_seconds(-1), ..good.clone() }),
+        ("an escape sequence for an address", KeyAccessed { last_ip: Some("\u{1b}[2J".into()), ..good.clone() }),
+        ("HTML for an address", KeyAccessed { last_ip: Some("<b>1.2.3.4</b>".into()), ..good.clone() }),
+        ("a 100 KB node name", KeyAccessed { node: "n".repeat(100_000), ..good.clone() }),
+        ("a node name with a space", KeyAccessed { node: "a b".into(), ..good.clone() }),
+        ("an id without a number", KeyAccessed { report_id: "whatever".into(), ..good.clone() }),
+        ("a 10 KB id", KeyAccessed { report_id: format!("{}-1-1", "x".repeat(10_000)), ..good.clone() }),
+    ];
+    for (what, report) in bad {
+        let refusal = w.refused(Command::RecordAccess { id, report });
+        assert!(is_validation(&refusal, "report") || is_validation(&refusal, "node"), "{what}: {refusal}");
+    }
+    assert_eq!(w.ok(Command::RecordAccess { id, report: good }), ["key.accessed"]);
 }
 
 #[test]
@@ -384,7 +416,7 @@ fn warnings_for_wildcards_narrowing_and_no_expiry() {
         last_at: w.now,
         last_ip: None,
         node: "n".into(),
-        report_id: "r".into(),
+        report_id: "n-1-1".into(),
     };
     w.ok(Command::RecordAccess { id, report });
     let used = w.table.key(&id).unwrap().clone();
