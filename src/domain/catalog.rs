@@ -4,6 +4,12 @@
 //! closest real actions instead of being stored as a scope that never
 //! matches. Wildcards are not checked: they are how an action added later
 //! reaches a key, and adding one grants it to no key otherwise.
+//!
+//! Everything here is bounded, because a tenant controls it and it runs
+//! inside `decide`: an action is at most `MAX_ACTION_CHARS`, a catalogue at
+//! most `MAX_CATALOG_BYTES` once encoded (so its event fits in a NATS
+//! message), and the close-match search spends at most `SUGGESTION_BUDGET`
+//! steps, looking only at actions whose length could be close enough.
 
 use std::collections::HashSet;
 
@@ -15,6 +21,14 @@ use crate::domain::validate::{MAX_DESCRIPTION, check_text, invalid};
 
 /// The most actions a catalogue lists.
 pub const MAX_ACTIONS: usize = 10_000;
+/// The longest action a catalogue lists.
+pub const MAX_ACTION_CHARS: usize = 128;
+/// The most a catalogue may weigh as JSON (its event, with the envelope,
+/// stays well under NATS's default 1 MiB message).
+pub const MAX_CATALOG_BYTES: usize = 512 * 1024;
+/// Edit-distance cells the close-match search may fill for one refusal:
+/// a few milliseconds, however large the catalogue.
+const SUGGESTION_BUDGET: usize = 2_000_000;
 
 /// A catalogue as given, checked: exact actions of the org's own services,
 /// each once, each description plain text.
@@ -26,6 +40,15 @@ pub(crate) fn check(catalog: &Catalog) -> Result<Catalog, Refusal> {
     let mut actions = Vec::with_capacity(catalog.actions.len());
     for entry in &catalog.actions {
         let action = &entry.action;
+        if action.chars().count() > MAX_ACTION_CHARS {
+            return Err(invalid(
+                "actions",
+                format!(
+                    "{}…: an action is at most {MAX_ACTION_CHARS} characters",
+                    action.chars().take(40).collect::<String>()
+                ),
+            ));
+        }
         if action.split_once(':').is_some_and(|(service, _)| is_reserved(service)) {
             return Err(invalid(
                 "actions",
@@ -48,7 +71,17 @@ pub(crate) fn check(catalog: &Catalog) -> Result<Catalog, Refusal> {
         let description = check_text("actions.description", &entry.description, MAX_DESCRIPTION)?;
         actions.push(CatalogAction { action: action.clone(), description });
     }
-    Ok(Catalog { actions, enforce: catalog.enforce })
+    let checked = Catalog { actions, enforce: catalog.enforce };
+    let bytes = serde_json::to_vec(&checked).map_or(usize::MAX, |b| b.len());
+    if bytes > MAX_CATALOG_BYTES {
+        return Err(invalid(
+            "actions",
+            format!(
+                "the catalogue is {bytes} bytes as JSON; at most {MAX_CATALOG_BYTES} (shorten the descriptions, or list fewer actions)"
+            ),
+        ));
+    }
+    Ok(checked)
 }
 
 /// Refuses the first of `scopes` that names an exact action the enforced
@@ -71,22 +104,33 @@ pub(crate) fn check_known<'a>(
 
 /// Up to three listed actions nearest to `action`, nearest first: the ones
 /// a typo (a letter swapped, missing, doubled or wrong) most likely meant.
+/// An action whose length differs by more than the limit cannot be within
+/// it, so only the others are measured, until the budget is spent.
 fn close_matches(action: &str, catalog: &Catalog) -> Vec<String> {
-    let limit = (action.chars().count() / 4).max(2);
-    let mut near: Vec<(usize, &str)> = catalog
-        .actions
-        .iter()
-        .map(|a| (distance(action, &a.action), a.action.as_str()))
-        .filter(|(d, _)| *d <= limit)
-        .collect();
+    let action: Vec<char> = action.chars().take(MAX_ACTION_CHARS + 1).collect();
+    let limit = (action.len() / 4).max(2);
+    let mut budget = SUGGESTION_BUDGET;
+    let mut near: Vec<(usize, &str)> = vec![];
+    for listed in &catalog.actions {
+        let candidate: Vec<char> = listed.action.chars().collect();
+        if candidate.len().abs_diff(action.len()) > limit {
+            continue;
+        }
+        let cells = (action.len() + 1) * (candidate.len() + 1);
+        let Some(left) = budget.checked_sub(cells) else { break };
+        budget = left;
+        let d = distance(&action, &candidate);
+        if d <= limit {
+            near.push((d, listed.action.as_str()));
+        }
+    }
     near.sort();
     near.into_iter().take(3).map(|(_, a)| a.to_owned()).collect()
 }
 
 /// The edit distance between two strings where swapping two neighbouring
 /// characters counts as one edit (optimal string alignment).
-fn distance(a: &str, b: &str) -> usize {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+fn distance(a: &[char], b: &[char]) -> usize {
     let width = b.len() + 1;
     let mut d = vec![0usize; (a.len() + 1) * width];
     for i in 0..=a.len() {
@@ -124,6 +168,11 @@ mod tests {
         }
     }
 
+    fn distance(a: &str, b: &str) -> usize {
+        let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+        super::distance(&a, &b)
+    }
+
     #[test]
     fn distances_count_swaps_as_one_edit() {
         assert_eq!(distance("read", "read"), 0);
@@ -131,6 +180,36 @@ mod tests {
         assert_eq!(distance("insihgts:raed_insights", "insights:read_insights"), 2);
         assert_eq!(distance("", "abc"), 3);
         assert_eq!(distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn a_catalogue_is_bounded_in_action_length_and_in_bytes() {
+        assert!(check(&catalog(&[&format!("svc:{}", "a".repeat(MAX_ACTION_CHARS - 4))], true)).is_ok());
+        assert!(check(&catalog(&[&format!("svc:{}", "a".repeat(MAX_ACTION_CHARS))], true)).is_err());
+        let described = Catalog {
+            actions: (0..1000)
+                .map(|i| CatalogAction { action: format!("svc:a{i}"), description: "d".repeat(MAX_DESCRIPTION) })
+                .collect(),
+            enforce: true,
+        };
+        let refused = check(&described).unwrap_err().to_string();
+        assert!(refused.contains(&MAX_CATALOG_BYTES.to_string()), "{refused}");
+    }
+
+    #[test]
+    fn close_matches_cost_a_bounded_amount_of_work() {
+        // The worst a tenant can ask: the longest actions, as many as
+        // allowed, all of the same length as the typo. The budget stops the
+        // search (the count of cells filled is what bounds the time).
+        let long: Vec<String> = (0..MAX_ACTIONS).map(|i| format!("svc:{i:0>124}")).collect();
+        let c = catalog(&long.iter().map(String::as_str).collect::<Vec<_>>(), true);
+        let typo = Scope::parse(&format!("svc:{:x>124}", 1)).unwrap();
+        assert!(matches!(check_known(Some(&c), [&typo]), Err(Refusal::UnknownAction { .. })));
+        let cells_per_candidate = (MAX_ACTION_CHARS + 1) * (MAX_ACTION_CHARS + 1);
+        assert!(
+            SUGGESTION_BUDGET / cells_per_candidate < MAX_ACTIONS,
+            "the budget must bind before the catalogue ends"
+        );
     }
 
     #[test]

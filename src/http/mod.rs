@@ -388,7 +388,10 @@ async fn execute_or_preview(
     dry_run: bool,
 ) -> Result<Outcome, ApiError> {
     if dry_run {
-        Ok(s.registry.preview(caller.actor(), caller.org.clone(), &command)?)
+        // Deciding is bounded, but it is work a tenant asks for: never on
+        // the runtime's threads, which answer every verify.
+        let (registry, who, org) = (s.registry.clone(), caller.actor(), caller.org.clone());
+        blocking(move || Ok(registry.preview(who, org, &command)?)).await
     } else {
         Ok(s.registry.execute(caller.actor(), caller.org.clone(), command).await?)
     }

@@ -337,9 +337,23 @@ pub(super) fn used_recently(key: &Key, now: Timestamp) -> bool {
     key.usage().last_used_at.is_some_and(|t| t > now.plus_seconds(-86_400))
 }
 
-/// Whether some scope of `before` is no longer covered by `after`.
-pub(super) fn narrows(before: &[Scope], after: &[Scope]) -> bool {
-    before.iter().any(|old| !after.iter().any(|new| old.covered_by(new)))
+/// Scope comparisons one decision may spend on narrowing warnings: a
+/// tenant controls how many scopes and role holders there are, and this
+/// runs inside `decide`. Past it the answer is "it may narrow": a warning
+/// too many, never one too few.
+pub(super) const NARROWING_BUDGET: usize = 1_000_000;
+
+/// Whether some scope of `before` is no longer covered by `after`, spending
+/// at most `budget` comparisons (and answering true once it is spent).
+pub(super) fn narrows(before: &[Scope], after: &[Scope], budget: &mut usize) -> bool {
+    before.iter().any(|old| {
+        let Some(left) = budget.checked_sub(after.len()) else {
+            *budget = 0;
+            return true;
+        };
+        *budget = left;
+        !after.iter().any(|new| old.covered_by(new))
+    })
 }
 
 /// Warnings a caller should see before relying on a key as created or
@@ -361,7 +375,8 @@ pub(super) fn warnings(
     if let Some((key, scopes)) = before
         && used_recently(key, now)
     {
-        if narrows(scopes, after_scopes) {
+        let mut budget = NARROWING_BUDGET;
+        if narrows(scopes, after_scopes, &mut budget) {
             w.push(
                 "the scopes are narrowed on a key used in the last 24 hours: this can break calls made with this key"
                     .to_owned(),

@@ -3,7 +3,7 @@
 //! warnings name the keys it may break.
 
 use super::grant::{check_catalog, check_grant};
-use super::keys::{narrows, used_recently};
+use super::keys::{NARROWING_BUDGET, narrows, used_recently};
 use super::{invalid, not_found};
 use crate::domain::catalog;
 use crate::domain::command::{Context, Decision, Refusal, RoleEdit};
@@ -67,17 +67,29 @@ pub(super) fn edit(
     if changed.is_empty() {
         return Ok(Decision::of(&ctx.org, vec![]));
     }
-    // The holders whose effective scopes this narrows, among those in use.
-    let narrowed: Vec<&Key> = live_holders(table, ctx, name)
-        .into_iter()
-        .filter(|key| used_recently(key, ctx.now))
-        .filter(|key| {
-            let others: Vec<&Role> = table.roles_of_key(key).into_iter().filter(|r| r.name != *name).collect();
-            let mut after = union(&key.scopes, &others);
-            after.extend(scopes.iter().cloned());
-            narrows(&table.effective_scopes(key), &after)
-        })
-        .collect();
+    // The holders whose effective scopes this narrows, among those in use:
+    // only what the role drops can be lost, and only if the holder's other
+    // scopes do not cover it. One budget for all holders.
+    let mut budget = NARROWING_BUDGET;
+    let dropped: Vec<Scope> =
+        role.scopes.iter().filter(|old| narrows(std::slice::from_ref(*old), &scopes, &mut budget)).cloned().collect();
+    let narrowed: Vec<&Key> = if dropped.is_empty() {
+        vec![]
+    } else {
+        live_holders(table, ctx, name)
+            .into_iter()
+            .filter(|key| used_recently(key, ctx.now))
+            .filter(|key| {
+                if budget == 0 {
+                    return true;
+                }
+                let others: Vec<&Role> = table.roles_of_key(key).into_iter().filter(|r| r.name != *name).collect();
+                let mut after = union(&key.scopes, &others);
+                after.extend(scopes.iter().cloned());
+                narrows(&dropped, &after, &mut budget)
+            })
+            .collect()
+    };
     let mut decision = Decision::of(
         &ctx.org,
         vec![Change::Role(RoleChange::Updated(RoleDefined { name: name.clone(), description, scopes, changed }))],

@@ -4,7 +4,7 @@
 //! (Over 450 lines: one case per rule and per refusal, each checking the
 //! table did not change; they read best in one place.)
 
-use super::keys::warnings;
+use super::keys::{NARROWING_BUDGET, narrows, warnings};
 use super::*;
 use crate::domain::cidr::Cidr;
 use crate::domain::command::{Expiry, KeyEdit, NewKey, NewSecret, RoleEdit};
@@ -709,4 +709,16 @@ fn recovery_copies_the_first_system_keys_scopes() {
     empty.table = Table::default();
     let lost = empty.new_key("x");
     assert!(matches!(empty.refused(Command::Recover(lost)), Refusal::Conflict(_)));
+}
+
+#[test]
+fn the_narrowing_check_spends_a_bounded_budget_and_errs_towards_warning() {
+    let many: Vec<Scope> = (0..3000).map(|i| Scope::parse(&format!("svc:verb{i}@ws/{i}/**")).unwrap()).collect();
+    let mut budget = NARROWING_BUDGET;
+    assert!(narrows(&many, &many, &mut budget), "out of budget, it says it may narrow");
+    assert_eq!(budget, 0);
+    let mut budget = NARROWING_BUDGET;
+    assert!(!narrows(&many[..100], &many[..100], &mut budget), "within budget, the exact answer");
+    assert!(narrows(&many[..100], &many[1..100], &mut budget));
+    assert!(budget > 0);
 }
