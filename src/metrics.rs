@@ -28,8 +28,15 @@ pub struct Metrics {
     verify: [AtomicU64; 8],
 }
 
+/// The methods counted under their own name; any other is counted as
+/// `OTHER`, so a client inventing methods cannot add series without end.
+const METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"];
+
 impl Metrics {
+    /// Counts one request. `path` must be a route template (or a fixed
+    /// word): never anything taken from the request as it came.
     pub fn observe(&self, method: &str, path: &str, status: u16, elapsed: Duration) {
+        let method = METHODS.iter().find(|m| **m == method).copied().unwrap_or("OTHER");
         let secs = elapsed.as_secs_f64();
         let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
         let methods = match routes.get_mut(path) {
@@ -100,5 +107,23 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invented_methods_share_one_series() {
+        let m = Metrics::default();
+        for i in 0..100 {
+            m.observe(&format!("INVENTED{i}"), "/v1/keys", 405, Duration::from_millis(1));
+        }
+        m.observe("GET", "/v1/keys", 200, Duration::from_millis(1));
+        let text = m.render(&[]);
+        assert!(!text.contains("INVENTED"), "{text}");
+        assert!(text.contains("method=\"OTHER\",route=\"/v1/keys\",status=\"405\"} 100"), "{text}");
+        assert!(text.contains("method=\"GET\""), "{text}");
     }
 }

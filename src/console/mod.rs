@@ -74,6 +74,9 @@ pub fn router(state: AppState, api: Router) -> Router {
         .route("/console/audit", get(audit::page))
         .route("/console/{*rest}", get(not_found))
         .route_layer(middleware::from_fn_with_state(console.state.clone(), track::<AppState>))
+        .method_not_allowed_fallback(|| async {
+            crate::http::ApiError::MethodNotAllowed("this page does not take that method".into())
+        })
         .layer(middleware::from_fn(secure))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(listen::guard))

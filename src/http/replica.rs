@@ -68,6 +68,9 @@ pub fn router(replica: &Replica) -> Router {
         .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn_with_state(replica.clone(), track::<Replica>))
         .fallback(|| async { ApiError::NotFound("no such route on a verifier replica".into()) })
+        .method_not_allowed_fallback(|| async {
+            ApiError::MethodNotAllowed("this route does not take that method".into())
+        })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn(super::listen::guard))
         .with_state(replica.clone())

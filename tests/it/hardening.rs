@@ -433,3 +433,32 @@ fn tenants_see_their_own_org_in_the_chain_check_and_the_digest() {
     );
     server.stop();
 }
+
+/// Requests with invented methods, on the API, the console and a
+/// replica, each answered 405 as problem+json, and no new series in
+/// `/metrics`: 300 of them used to make 300.
+#[test]
+fn invented_methods_add_no_metric_series() {
+    let dir = tempdir();
+    let nats = crate::nats_support::start_nats(dir.path());
+    let (server, _) = Server::init_and_start(dir.path(), &["--nats", &nats.url]);
+    let replica = crate::nats_support::Verifier::start(&nats.url, &server.data, "r1", 3_600_000);
+    let ask = |url: &str, method: &str, path: &str| {
+        let mut s = connect(url);
+        write!(s, "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+        read_to_close(s).0
+    };
+    for i in 0..100 {
+        for (url, path) in [(&server.url, "/v1/keys"), (&server.url, "/console/keys"), (&replica.url, "/healthz")] {
+            let answer = ask(url, &format!("INVENTED{i}"), path);
+            assert!(answer.starts_with("HTTP/1.1 405"), "{path}: {answer}");
+            assert!(answer.contains("application/problem+json"), "{path}: {answer}");
+        }
+    }
+    for url in [&server.url, &replica.url] {
+        let metrics = String::from_utf8(Api::new(url).get("/metrics").send().body).unwrap();
+        assert!(!metrics.contains("INVENTED"), "{metrics}");
+        assert!(metrics.len() < 20_000, "{} bytes of metrics", metrics.len());
+    }
+    server.stop();
+}
