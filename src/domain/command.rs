@@ -120,9 +120,9 @@ pub enum Command {
     },
     /// Records the pepper's fingerprint in a log made before fingerprints.
     RecordPepper(PepperFingerprint),
-    /// `keyreg recover`: a new `_system` key with the scopes of the first
-    /// one, when every key that could make one is lost. Given `scopes` are
-    /// ignored: the first key's are what it gets.
+    /// `keyreg recover`: a new `_system` key holding every management
+    /// permission, when every key that could make one is lost. Given
+    /// `scopes` are ignored.
     Recover(NewKey),
     /// A new organization and its first admin key.
     CreateOrg {

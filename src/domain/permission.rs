@@ -63,6 +63,11 @@ impl Permissions {
     pub fn iter(self) -> impl Iterator<Item = &'static str> {
         MANAGEMENT.into_iter().enumerate().filter(move |(i, _)| self.0 & (1 << i) != 0).map(|(_, p)| p)
     }
+
+    /// The set as scopes, each permission named.
+    pub fn scopes(self) -> Vec<Scope> {
+        self.iter().map(|p| Scope::parse(p).expect("a management permission is a scope")).collect()
+    }
 }
 
 impl fmt::Display for Permissions {

@@ -52,9 +52,9 @@ use writer::{Job, Writer};
 /// Past keys rebuilt at a time by `page_as_of`.
 const PAGE_CHUNK: usize = 256;
 
-/// Scopes of the first key `keyreg init` makes in the system org.
-pub const SYSTEM_ADMIN_SCOPES: &[&str] =
-    &["orgs:create", "orgs:admin", "keys:admin", "keys:read", "audit:read", "roles:admin", "actors:assert"];
+/// Scopes of the first key `keyreg init` (and `keyreg recover`) makes in
+/// the system org: every management permission.
+pub const SYSTEM_ADMIN_SCOPES: &[&str] = &crate::domain::permission::MANAGEMENT;
 /// Scopes of the first key of every new organization.
 pub const ORG_ADMIN_SCOPES: &[&str] = &["keys:admin", "keys:read", "audit:read", "roles:admin", "actors:assert"];
 
@@ -230,8 +230,8 @@ impl Registry {
     }
 
     /// `keyreg recover`: opens a stopped registry's data dir and adds a new
-    /// `_system` key with the scopes of the first, recorded as the work of
-    /// `system:recovery`. Returns the open registry and the key's secret.
+    /// `_system` key holding every management permission (as `init`'s
+    /// first key), recorded as the work of `system:recovery`. Returns the open registry and the key's secret.
     pub fn recover(dir: &DataDir, config: Config) -> Result<(Registry, Token), OpenError> {
         let registry = Registry::open(dir, config)?;
         let token = registry.shared.format.generate();

@@ -16,6 +16,7 @@ mod roles;
 use crate::domain::command::{Acting, Command, Context, Decision, NewKey, Refusal};
 use crate::domain::event::{Change, KeyChange, OrgSettings};
 use crate::domain::id::{Actor, OrgId, Seq};
+use crate::domain::permission::Permissions;
 use crate::domain::table::Table;
 use crate::domain::validate::*;
 
@@ -45,13 +46,14 @@ pub fn decide(table: &Table, ctx: &Context, command: &Command) -> Result<Decisio
         }
         Command::Recover(new) => {
             let system = OrgId::system();
-            // Keys are listed newest first: the last is `keyreg init`'s.
-            let first = table.keys_of(&system, None).last().ok_or_else(|| {
-                Refusal::Conflict(
-                    "this log has no system key to recover from: run keyreg init on a new data dir".into(),
-                )
-            })?;
-            let admin = NewKey { scopes: first.scopes.to_vec(), ..new.clone() };
+            if table.org(&system).is_none() {
+                return Err(Refusal::Conflict(
+                    "this log has no system org to recover: run keyreg init on a new data dir".into(),
+                ));
+            }
+            // The fixed set `init` grants, never a copy of a key's current
+            // scopes: a key narrowed since would make recovery useless.
+            let admin = NewKey { scopes: Permissions::ALL.scopes(), ..new.clone() };
             let created = keys::first_key(&admin, ctx.now)?;
             Ok(Decision::of(&system, vec![Change::Key(admin.id, KeyChange::Created(created))]))
         }

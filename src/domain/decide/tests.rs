@@ -689,21 +689,25 @@ fn offboarding_revokes_the_owners_live_keys_only() {
 }
 
 #[test]
-fn recovery_copies_the_first_system_keys_scopes() {
+fn recovery_grants_the_full_management_set_whatever_the_first_key_holds_now() {
     let mut w = World::new();
     let mut first = w.new_key("init");
-    first.scopes = scopes(&["orgs:create", "keys:admin"]);
+    first.scopes = Permissions::ALL.scopes();
+    let first_id = first.id;
     w.table = Table::default();
     let fingerprint = w.pepper.fingerprint();
     w.ok(Command::Init { admin: first, pepper: fingerprint });
     w.org = OrgId::system();
+    // A keys:admin key narrowed the first key since.
+    let narrow = KeyEdit { scopes: Some(scopes(&["keys:read"])), ..KeyEdit::default() };
+    w.ok(Command::EditKey { id: first_id, expected: None, edit: narrow });
     let mut recovered = w.new_key("recovery");
     recovered.scopes = scopes(&["*"]);
     let id = recovered.id;
     w.actor = Actor::system("recovery");
     assert_eq!(w.ok(Command::Recover(recovered)), ["key.created"]);
     let key = w.table.key(&id).unwrap();
-    assert_eq!((&key.org, &key.scopes[..]), (&OrgId::system(), &scopes(&["orgs:create", "keys:admin"])[..]));
+    assert_eq!((&key.org, &key.scopes[..]), (&OrgId::system(), &Permissions::ALL.scopes()[..]));
     assert_eq!(*key.created_by, Actor::system("recovery"));
     let mut empty = World::new();
     empty.table = Table::default();
