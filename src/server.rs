@@ -147,7 +147,7 @@ pub async fn flush_once(registry: &Registry, access: &AccessCounter) {
             Err(ExecError::Refused(r)) => {
                 tracing::warn!(key = %id, refusal = %r, "an access report was refused")
             }
-            Err(ExecError::Unavailable(e)) => {
+            Err(e @ (ExecError::Unavailable(_) | ExecError::RateLimited { .. })) => {
                 tracing::warn!(key = %id, error = %e, "an access report waits for the next flush");
                 access.retry((org, id, report));
             }

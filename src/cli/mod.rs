@@ -26,7 +26,7 @@ use crate::domain::token::{Token, TokenFormat};
 use crate::http::ApiOptions;
 use crate::http::listen::Limits;
 use crate::nats::{Layout, Nats};
-use crate::registry::{Config, OpenError, Registry};
+use crate::registry::{Config, OpenError, OrgRate, Registry};
 use crate::replica::{Replica, ReplicaConfig};
 use crate::server::{self, ServeOptions};
 use crate::store::log::LogError;
@@ -85,6 +85,14 @@ enum Cmd {
         /// most 3600, the default; a session never outlives 12 hours).
         #[arg(long, env = "KEYREG_CONSOLE_IDLE_SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=3600))]
         console_idle_secs: u64,
+        /// Events one organization may append per minute (beyond: 429 with
+        /// Retry-After); 0: no limit. keyreg's own events and the _system
+        /// org's are not counted.
+        #[arg(long, env = "KEYREG_ORG_EVENTS_PER_MINUTE", default_value_t = OrgRate::DEFAULT.events_per_minute)]
+        org_events_per_minute: u64,
+        /// Bytes of events one organization may append per minute; 0: no limit.
+        #[arg(long, env = "KEYREG_ORG_BYTES_PER_MINUTE", default_value_t = OrgRate::DEFAULT.bytes_per_minute)]
+        org_bytes_per_minute: u64,
         #[command(flatten)]
         limits: LimitArgs,
     },
@@ -289,7 +297,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Cmd::Init { data } => init(&data, config(&cli.token_prefix)?),
         Cmd::Recover { data } => recover(&data, config(&cli.token_prefix)?),
-        Cmd::Serve { data, listen, node, access_flush_ms, nats: url, snapshot_every, console_idle_secs, limits } => {
+        Cmd::Serve {
+            data,
+            listen,
+            node,
+            access_flush_ms,
+            nats: url,
+            snapshot_every,
+            console_idle_secs,
+            org_events_per_minute,
+            org_bytes_per_minute,
+            limits,
+        } => {
             let options = ServeOptions {
                 node,
                 access_flush: Duration::from_millis(access_flush_ms.max(10)),
@@ -298,7 +317,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 api: ApiOptions { console_idle: Duration::from_secs(console_idle_secs), ..ApiOptions::default() },
                 ..ServeOptions::default()
             };
-            let config = Config { snapshot_every, ..config(&cli.token_prefix)? };
+            let org_rate = OrgRate { events_per_minute: org_events_per_minute, bytes_per_minute: org_bytes_per_minute };
+            let config = Config { snapshot_every, org_rate, ..config(&cli.token_prefix)? };
             serve(&data, config, &listen, options)
         }
         Cmd::Keys(args) => keys::run(args).map(|ok| if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }),

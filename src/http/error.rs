@@ -33,7 +33,7 @@ pub enum ApiError {
     UnknownAction { detail: String, suggestions: Vec<String> },
     #[error("{0}")]
     RoleInUse(String),
-    #[error("the request body is larger than this route accepts (64 KiB; 4 MiB for PUT /v1/catalog)")]
+    #[error("the request body is larger than this route accepts (64 KiB; 1 MiB for PUT /v1/catalog)")]
     PayloadTooLarge,
     #[error("the request headers are larger than 16 KiB")]
     HeadersTooLarge,
@@ -48,6 +48,9 @@ pub enum ApiError {
     /// Too many views of the past are being rebuilt at once.
     #[error("{0}")]
     Busy(String),
+    /// The org writes faster than allowed; `Retry-After` says when to try.
+    #[error("{detail}")]
+    RateLimited { detail: String, retry_after: std::time::Duration },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -108,6 +111,9 @@ impl ApiError {
             ApiError::Busy(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "BUSY", "Too many views of the past are being rebuilt; try again")
             }
+            ApiError::RateLimited { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", "The organization is writing too fast")
+            }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "Internal error"),
         }
     }
@@ -150,6 +156,11 @@ impl IntoResponse for ApiError {
         if matches!(self, ApiError::PayloadTooLarge | ApiError::HeadersTooLarge | ApiError::RequestTimeout) {
             response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
+        if let ApiError::RateLimited { retry_after, .. } = &self {
+            // Whole seconds, rounded up: never an invitation to come back early.
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
         response
     }
 }
@@ -187,6 +198,9 @@ impl From<ExecError> for ApiError {
         match e {
             ExecError::Refused(r) => r.into(),
             ExecError::Unavailable(why) => ApiError::Unavailable(why),
+            ExecError::RateLimited { retry_after } => {
+                ApiError::RateLimited { detail: ExecError::RateLimited { retry_after }.to_string(), retry_after }
+            }
         }
     }
 }

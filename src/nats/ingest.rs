@@ -85,7 +85,9 @@ async fn run_until_error(
                 tracing::warn!(refusal = %r, "an access report was refused")
             }
             // Not acknowledged: NATS redelivers it after ack_wait.
-            Err(ExecError::Unavailable(e)) => return Err(NatsError::Nats(e)),
+            Err(e @ (ExecError::Unavailable(_) | ExecError::RateLimited { .. })) => {
+                return Err(NatsError::Nats(e.to_string()));
+            }
         }
         message.ack().await.map_err(nats_err)?;
     }

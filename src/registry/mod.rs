@@ -22,8 +22,11 @@
 //! `snapshot.rs`, the writer in `writer.rs`.)
 
 mod history;
+mod rate;
 mod snapshot;
 mod writer;
+
+pub use rate::OrgRate;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, RwLockReadGuard};
@@ -88,6 +91,13 @@ pub enum ExecError {
     /// decided by what reached the disk, and a restart will tell.
     #[error("the log is unavailable: {0}")]
     Unavailable(String),
+    /// The org has used its allowance of events or bytes for now; nothing
+    /// was recorded.
+    #[error(
+        "this organization is writing faster than the registry allows (events and bytes per minute); try again in {} s",
+        retry_after.as_secs().max(1)
+    )]
+    RateLimited { retry_after: std::time::Duration },
 }
 
 /// What a command did: its events with their sequence numbers, the state
@@ -153,11 +163,13 @@ pub struct Config {
     /// A snapshot is taken each time the log passes a multiple of this
     /// many events (and on a clean stop).
     pub snapshot_every: u64,
+    /// How fast each tenant may grow the log (`rate`).
+    pub org_rate: OrgRate,
 }
 
 impl Config {
     pub fn new(clock: Arc<dyn Clock>, format: TokenFormat) -> Config {
-        Config { clock, format, snapshot_every: 100_000 }
+        Config { clock, format, snapshot_every: 100_000, org_rate: OrgRate::UNLIMITED }
     }
 }
 
@@ -186,6 +198,8 @@ struct Shared {
     snapshot_written: Arc<watch::Sender<Seq>>,
     /// Ids must increase in creation order across all callers.
     ids: Mutex<IdGenerator>,
+    /// Each tenant's allowance of events and bytes; only the writer uses it.
+    rates: Mutex<rate::Buckets>,
     /// The last sequence applied to the projections, for callers that wait
     /// to read their own writes (`min_seq`).
     applied: watch::Sender<Seq>,
@@ -281,6 +295,7 @@ impl Registry {
             snapshotting: Mutex::new(None),
             snapshot_written: Arc::new(watch::Sender::new(Seq(0))),
             ids: Mutex::new(IdGenerator::default()),
+            rates: Mutex::new(rate::Buckets::new(config.org_rate)),
             applied: watch::Sender::new(applied),
             committed: watch::Sender::new(log.head()),
         });

@@ -22,7 +22,7 @@ use super::{ExecError, Outcome, Shared};
 use crate::domain::command::{Acting, Command, Context, Refusal};
 use crate::domain::decide::decide;
 use crate::domain::event::Event;
-use crate::domain::id::{IdGenerator, OrgId, Seq};
+use crate::domain::id::{Actor, IdGenerator, OrgId, Seq};
 use crate::store::log::{Log, LogError};
 
 /// Commands taken from the queue into one batch (one commit) at most.
@@ -93,6 +93,7 @@ fn write_loop(mut log: Log, shared: &Shared, rx: mpsc::Receiver<Job>) {
                 (_, Some(why)) => Err(ExecError::Unavailable(why.clone())),
                 (None, None) => run(&mut log, shared, &mut ids, &job).map_err(|e| match e {
                     Failed::Refused(r) => ExecError::Refused(r),
+                    Failed::RateLimited(retry_after) => ExecError::RateLimited { retry_after },
                     Failed::Log(e) => {
                         let shown = ExecError::Unavailable(e.to_string());
                         failure = Some(e);
@@ -156,6 +157,7 @@ fn snapshot_in_background(shared: &Shared) {
 
 enum Failed {
     Refused(Refusal),
+    RateLimited(std::time::Duration),
     Log(LogError),
 }
 
@@ -165,11 +167,26 @@ fn run(log: &mut Log, shared: &Shared, ids: &mut IdGenerator, job: &Job) -> Resu
     // Event times never go backwards, so "as of T" is a prefix of the log.
     let now = before.time.map_or(shared.clock.now(), |t| shared.clock.now().max(t));
     let ctx = Context { who: job.who.clone(), org: job.org.clone(), now };
+    // keyreg's own work (the sweeper, usage, recovery) is never held back.
+    let metered = !matches!(job.who.actor, Actor::System(_));
+    if metered {
+        shared
+            .rates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .admit(&job.org, now)
+            .map_err(Failed::RateLimited)?;
+    }
     let decision = decide(&shared.read().table, &ctx, &job.command).map_err(Failed::Refused)?;
     let mut events: Vec<(Seq, Event)> = Vec::with_capacity(decision.changes.len());
+    let mut bytes = 0;
     for event in decision.events(&ctx, ids) {
         let record = log.stage(&event).map_err(Failed::Log)?;
+        bytes += record.bytes().len();
         events.push((record.seq, event));
+    }
+    if metered {
+        shared.rates.lock().unwrap_or_else(PoisonError::into_inner).charge(&decision.org, now, events.len(), bytes);
     }
     let mut projections = shared.projections.write().unwrap_or_else(PoisonError::into_inner);
     for (seq, event) in &events {

@@ -30,16 +30,33 @@ pub struct NatsServer {
     child: Option<Child>,
     port: u16,
     store: PathBuf,
+    /// A configuration file, for settings beyond the flags.
+    config: Option<PathBuf>,
     pub url: String,
 }
 
 impl NatsServer {
     /// Starts a server whose JetStream store is `dir/jetstream`.
     pub fn start(dir: &Path) -> Result<NatsServer, String> {
+        NatsServer::start_configured(dir, None)
+    }
+
+    /// Starts a server with `config` (nats-server's configuration format)
+    /// written to `dir/nats.conf`; the flags still set address, port and
+    /// store.
+    pub fn start_configured(dir: &Path, config: Option<&str>) -> Result<NatsServer, String> {
         let binary = binary().ok_or(MISSING)?;
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
         let url = format!("nats://127.0.0.1:{port}");
-        let mut server = NatsServer { binary, child: None, port, store: dir.join("jetstream"), url };
+        let config = match config {
+            Some(text) => {
+                let path = dir.join("nats.conf");
+                std::fs::write(&path, text).map_err(|e| e.to_string())?;
+                Some(path)
+            }
+            None => None,
+        };
+        let mut server = NatsServer { binary, child: None, port, store: dir.join("jetstream"), config, url };
         server.restart()?;
         Ok(server)
     }
@@ -47,7 +64,11 @@ impl NatsServer {
     /// Starts it again on the same port and store.
     pub fn restart(&mut self) -> Result<(), String> {
         assert!(self.child.is_none(), "the server is running");
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some(config) = &self.config {
+            command.arg("-c").arg(config);
+        }
+        let child = command
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
             .arg(&self.store)
             .stdout(Stdio::null())

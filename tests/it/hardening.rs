@@ -462,3 +462,54 @@ fn invented_methods_add_no_metric_series() {
     }
     server.stop();
 }
+
+/// A tenant writing faster than its allowance (here 20 events, or 300 KB
+/// of events, a minute) is answered 429 `RATE_LIMITED` with `Retry-After`,
+/// and nothing is appended; other orgs, the operator and verifies go on.
+#[test]
+fn a_tenant_cannot_grow_the_log_without_bound() {
+    let dir = tempdir();
+    let limits = ["--org-events-per-minute", "20", "--org-bytes-per-minute", "300000"];
+    let (server, system) = Server::init_and_start(dir.path(), &limits);
+    let api = Api::new(&server.url);
+    let acme = new_org(&api, &system, "acme");
+    let beta = new_org(&api, &system, "beta");
+    let mut made = 0;
+    let refused = loop {
+        let answer =
+            api.post("/v1/keys").auth(&acme).json(json!({"name": format!("k{made}"), "scopes": ["read"]})).send();
+        if answer.status != 201 {
+            break answer;
+        }
+        made += 1;
+        assert!(made < 100, "no limit met after 100 keys");
+    };
+    refused.problem(429, "RATE_LIMITED");
+    let retry: u64 = refused.retry_after.as_deref().and_then(|v| v.parse().ok()).expect("Retry-After");
+    assert!((1..=60).contains(&retry), "Retry-After: {retry}");
+    assert!((18..=20).contains(&made), "{made} keys before the limit");
+    let head = api.head();
+    api.post("/v1/keys")
+        .auth(&acme)
+        .json(json!({"name": "more", "scopes": ["read"]}))
+        .send()
+        .problem(429, "RATE_LIMITED");
+    assert_eq!(api.head(), head, "a refused write appended something");
+    let (_, key) = new_key(&api, &beta, json!({"name": "theirs", "scopes": ["read"]}));
+    new_key(&api, &system, json!({"name": "operator's", "scopes": ["read"]}));
+    assert_eq!(verify(&api, json!({"key": key})), "VALID");
+
+    // Bytes: catalogues of about 110 KB each; the third is over 300 KB.
+    let gamma = new_org(&api, &system, "gamma");
+    let catalogue = |n: usize| {
+        let actions: Vec<serde_json::Value> =
+            (0..n).map(|i| json!({"action": format!("svc:a{i}"), "description": "d".repeat(250)})).collect();
+        json!({"actions": actions, "enforce": false})
+    };
+    let put = |n| api.req("PUT", "/v1/catalog", None).auth(&gamma).json(catalogue(n)).send();
+    put(400).ok(200);
+    put(401).ok(200);
+    put(402).ok(200);
+    put(403).problem(429, "RATE_LIMITED");
+    server.stop();
+}

@@ -225,3 +225,36 @@ fn forged_access_reports_are_never_counted() {
     assert_eq!(appended.len(), 1, "{appended:?}");
     assert_eq!(appended[0]["data"]["node"], "honest");
 }
+
+/// A tenant's catalogue too large for one event is refused, naming the
+/// limit, and nothing is appended. One that fits the log but not this NATS
+/// server's `max_payload` (64 KiB here) no longer stalls the outbox in
+/// silence: `/readyz` fails naming the event, its size and the limit.
+#[test]
+fn an_event_nats_will_not_take_fails_readiness_and_an_oversized_catalogue_is_refused() {
+    let dir = tempdir();
+    let nats = NatsServer::start_configured(dir.path(), Some("max_payload: 65536\n")).unwrap();
+    let (server, system) = Server::init_and_start(dir.path(), &["--nats", &nats.url]);
+    let api = Api::new(&server.url);
+    let admin = new_org(&api, &system, "acme");
+    let catalogue = |actions: usize, description: usize| {
+        let actions: Vec<Value> = (0..actions)
+            .map(|i| json!({"action": format!("svc:action_{i}"), "description": "d".repeat(description)}))
+            .collect();
+        json!({"actions": actions, "enforce": false})
+    };
+    let head = api.head();
+    let refused = api.req("PUT", "/v1/catalog", None).auth(&admin).json(catalogue(2000, 900)).send();
+    refused.problem(400, "VALIDATION");
+    assert!(refused.json["detail"].as_str().unwrap().contains("524288"), "{}", refused.json);
+    assert_eq!(api.head(), head, "a refused catalogue appended something");
+
+    assert!(eventually(Duration::from_secs(10), || readyz(&api).status == 200));
+    let big = api.req("PUT", "/v1/catalog", None).auth(&admin).json(catalogue(400, 200)).send();
+    big.ok(200);
+    let seq = api.head();
+    assert!(eventually(Duration::from_secs(10), || readyz(&api).status == 503), "{}", readyz(&api).json);
+    let stuck = readyz(&api).json["outbox"]["stuck"].as_str().unwrap_or_default().to_owned();
+    assert!(stuck.contains(&format!("event {seq}")) && stuck.contains("65536"), "{stuck}");
+    server.stop();
+}

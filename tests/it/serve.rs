@@ -97,6 +97,7 @@ pub struct Resp {
     pub json: Value,
     pub body: Vec<u8>,
     pub etag: Option<String>,
+    pub retry_after: Option<String>,
 }
 
 pub struct Req<'a> {
@@ -193,6 +194,7 @@ impl Req<'_> {
         let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let content_type = header("content-type").unwrap_or_default();
         let etag = header("etag");
+        let retry_after = header("retry-after");
         let bytes = response.body_mut().with_config().limit(64 * 1024 * 1024).read_to_vec().unwrap();
         let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         self.api.exchanges.borrow_mut().push(Exchange {
@@ -202,7 +204,7 @@ impl Req<'_> {
             content_type,
             body: bytes.clone(),
         });
-        Resp { status, json, body: bytes, etag }
+        Resp { status, json, body: bytes, etag, retry_after }
     }
 }
 
