@@ -78,6 +78,12 @@ pub enum OpenError {
          records), so every key would answer NOT_FOUND; put back this data dir's own pepper file"
     )]
     WrongPepper(String),
+    #[error(
+        "{file} is a snapshot sealed under this data dir's pepper at event {seq}, but {why}: the log was cut short \
+         or altered after it was written, and starting would serve a past that may lack revocations. Restore the \
+         data dir from a backup; move that snapshot aside only if you know how the log lost those events"
+    )]
+    Rollback { file: String, seq: Seq, why: String },
 }
 
 /// Why a command did not take effect.

@@ -12,7 +12,7 @@ use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
 
 use super::history::fold_log;
-use super::{Projections, Shared};
+use super::{OpenError, Projections, Shared};
 use crate::domain::audit::AuditIndex;
 use crate::domain::chain::{ChainBreak, ChainHash};
 use crate::domain::history::History;
@@ -20,7 +20,7 @@ use crate::domain::id::Seq;
 use crate::domain::snapshot::{Binding, Reader as Decoder, SnapshotError, Writer as Encoder, damaged, seal};
 use crate::domain::table::Table;
 use crate::domain::token::Pepper;
-use crate::store::log::{Head, LogError, Reader};
+use crate::store::log::{Head, Reader};
 use crate::store::snapshot;
 
 impl Projections {
@@ -46,24 +46,41 @@ impl Projections {
 
 /// The newest snapshot that checks out: sealed under this pepper, taken at
 /// an event the log holds with the same chain hash, and decoding to a state
-/// at that event. Every other one is passed over with a warning.
-fn newest_snapshot(dir: &Path, pepper: &Pepper, log: &Reader) -> Option<(Projections, Seq, ChainHash)> {
+/// at that event. One that does not unseal is passed over with a warning.
+/// One that does (keyreg wrote it) but names an event the log lacks, or
+/// holds with another hash, is a log rolled back under it: an error, since
+/// the events lost may include revocations.
+fn newest_snapshot(
+    dir: &Path,
+    pepper: &Pepper,
+    log: &Reader,
+) -> Result<Option<(Projections, Seq, ChainHash)>, OpenError> {
     for path in snapshot::files(dir) {
         let why = match snapshot::read(&path, pepper) {
-            Ok(s) => match log.get(s.binding.seq) {
-                Ok(Some(record)) if record.hash == s.binding.hash => match Projections::decode(s.payload()) {
-                    Ok(p) if p.table.applied() == s.binding.seq => return Some((p, s.binding.seq, s.binding.hash)),
-                    Ok(_) => "its state is not at the sequence it names".to_owned(),
+            Ok(s) => {
+                let rollback = |why: &str| OpenError::Rollback {
+                    file: path.display().to_string(),
+                    seq: s.binding.seq,
+                    why: why.to_owned(),
+                };
+                match log.get(s.binding.seq) {
+                    Ok(Some(record)) if record.hash == s.binding.hash => match Projections::decode(s.payload()) {
+                        Ok(p) if p.table.applied() == s.binding.seq => {
+                            return Ok(Some((p, s.binding.seq, s.binding.hash)));
+                        }
+                        Ok(_) => "its state is not at the sequence it names".to_owned(),
+                        Err(e) => e.to_string(),
+                    },
+                    Ok(Some(_)) => return Err(rollback("the log holds another event there")),
+                    Ok(None) => return Err(rollback("the log ends before that event")),
                     Err(e) => e.to_string(),
-                },
-                Ok(_) => "the log does not hold the event it was taken at".to_owned(),
-                Err(e) => e.to_string(),
-            },
+                }
+            }
             Err(why) => why,
         };
         tracing::warn!(file = %path.display(), %why, "ignoring a snapshot; the log is replayed instead");
     }
-    None
+    Ok(None)
 }
 
 /// Folds the log up to `to` (its end if `None`) into the projections, from
@@ -75,9 +92,9 @@ pub(super) fn fold_projections(
     pepper: &Pepper,
     log: &Reader,
     to: Option<Seq>,
-) -> Result<(History<Projections>, Option<Unchecked>), LogError> {
+) -> Result<(History<Projections>, Option<Unchecked>), OpenError> {
     let progress = |n| tracing::info!(events = n, "replaying the log");
-    let (mut history, unchecked) = match newest_snapshot(dir, pepper, log) {
+    let (mut history, unchecked) = match newest_snapshot(dir, pepper, log)? {
         Some((projections, seq, hash)) => {
             tracing::info!(%seq, "loaded a snapshot; replaying the events after it");
             (History::resume(projections, seq, hash), Some(Unchecked { seq, hash }))
