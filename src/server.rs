@@ -67,7 +67,7 @@ pub async fn serve(
         metrics: Arc::new(Metrics::default()),
         options: options.api.clone(),
         outbox: outbox.clone(),
-        past: Arc::new(tokio::sync::Semaphore::new(http::PAST_AT_ONCE)),
+        heavy: Arc::default(),
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = vec![

@@ -313,7 +313,8 @@ pub async fn list(
         Some(at) => {
             let at = parse_time("as_of", &at)?;
             let (org, filter) = (caller.org.clone(), wanted.clone());
-            let table = past(&s, move |r| r.page_as_of(&org, at, cursor, limit, |k| filter.accepts(k, at))).await?;
+            let table =
+                past(&s, &caller, move |r| r.page_as_of(&org, at, cursor, limit, |k| filter.accepts(k, at))).await?;
             Ok(page(&table, at))
         }
         None => Ok(page(&s.registry.read().table, s.registry.now())),
@@ -333,7 +334,7 @@ pub async fn get(
         Some(at) => {
             let at = parse_time("as_of", &at)?;
             let org = caller.org.clone();
-            let table = past(&s, move |r| r.key_as_of(&org, &id, at)).await?;
+            let table = past(&s, &caller, move |r| r.key_as_of(&org, &id, at)).await?;
             let key = table.key_in(&caller.org, &id).ok_or_else(not_found)?;
             Ok(key_response(StatusCode::OK, &table, key, at, Extras::default()))
         }

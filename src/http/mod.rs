@@ -7,6 +7,7 @@
 mod audit;
 mod bulk;
 mod error;
+pub mod heavy;
 mod import;
 mod keys;
 pub mod listen;
@@ -119,8 +120,8 @@ pub struct AppState {
     pub options: ApiOptions,
     /// The outbox's progress, when the registry publishes to NATS.
     pub outbox: Option<Arc<crate::nats::publisher::OutboxStatus>>,
-    /// Permits for rebuilding views of the past (`PAST_AT_ONCE`).
-    pub past: Arc<tokio::sync::Semaphore>,
+    /// Limits on requests that read much of the log (`heavy`).
+    pub heavy: Arc<heavy::Heavy>,
 }
 
 /// The registry's router: the API and the console. Tests may drive it
@@ -398,27 +399,15 @@ async fn execute_or_preview(
     }
 }
 
-/// Views of the past rebuilt at once; more wait up to `PAST_WAIT`, then
-/// are answered 503 `BUSY`. A rebuild reads the log, so without a bound a
-/// few cheap requests could keep the disk and both cores busy.
-pub const PAST_AT_ONCE: usize = 2;
-const PAST_WAIT: Duration = Duration::from_secs(2);
-
-/// A view of the past (`Registry::key_as_of`, `page_as_of`, ...), rebuilt
-/// off the runtime, at most `PAST_AT_ONCE` at a time.
+/// A view of the past (`Registry::key_as_of`, `page_as_of`, ...) for the
+/// caller's org, rebuilt under the `heavy` limits.
 async fn past<T: Send + 'static>(
     s: &AppState,
+    caller: &Caller,
     rebuild: impl FnOnce(&Registry) -> Result<T, LogError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let busy = || ApiError::Busy(format!("{PAST_AT_ONCE} views of the past are being rebuilt; try again shortly"));
-    let permit = tokio::time::timeout(PAST_WAIT, s.past.clone().acquire_owned()).await.map_err(|_| busy())?;
-    let permit = permit.map_err(|_| busy())?;
     let registry = s.registry.clone();
-    blocking(move || {
-        let _permit = permit;
-        Ok(rebuild(&registry)?)
-    })
-    .await
+    s.heavy.run(&caller.org, move || Ok(rebuild(&registry)?)).await
 }
 
 /// Adds an `ETag` of a key's or role's version, for `If-Match`.

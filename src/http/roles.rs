@@ -137,7 +137,7 @@ pub async fn list(
     match q.as_of {
         Some(at) => {
             let (at, org) = (parse_time("as_of", &at)?, caller.org.clone());
-            Ok(page(&past(&s, move |r| r.roles_as_of(&org, at)).await?))
+            Ok(page(&past(&s, &caller, move |r| r.roles_as_of(&org, at)).await?))
         }
         None => Ok(page(&s.registry.read().table)),
     }
@@ -158,7 +158,7 @@ pub async fn get(
     match q.as_of {
         Some(at) => {
             let (at, org) = (parse_time("as_of", &at)?, caller.org.clone());
-            answer(&past(&s, move |r| r.org_as_of(&org, at)).await?)
+            answer(&past(&s, &caller, move |r| r.org_as_of(&org, at)).await?)
         }
         None => answer(&s.registry.read().table),
     }
