@@ -43,9 +43,12 @@ pub fn hash_secret(pepper: &Pepper, secret: &str) -> TokenHash {
     hash(pepper, &sha256(secret))
 }
 
-/// The first characters of a legacy secret, shown to tell keys apart.
+/// The first characters of a legacy secret, shown to tell keys apart: one
+/// in eight of them, at most 6. A legacy secret may be as short as 16
+/// characters, and every one shown is one an attacker need not guess.
 pub fn display_prefix(secret: &str) -> String {
-    secret.chars().take(6).collect()
+    let shown = (secret.chars().count() / 8).min(6);
+    secret.chars().take(shown).collect()
 }
 
 #[cfg(test)]
@@ -63,7 +66,9 @@ mod tests {
         );
         assert_eq!(hash_secret(&pepper, secret), hash(&pepper, &sha256(secret)));
         assert_ne!(hash_secret(&pepper, secret), hash_secret(&Pepper::generate(), secret));
-        assert_eq!(display_prefix(secret), "sk_liv");
+        assert_eq!(display_prefix(secret), "sk_", "one character in eight");
+        assert_eq!(display_prefix("0123456789abcdef"), "01", "the shortest secret shows two");
+        assert_eq!(display_prefix(&"x".repeat(200)), "xxxxxx", "never more than six");
     }
 
     #[test]

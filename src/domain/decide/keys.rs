@@ -27,7 +27,7 @@ pub(super) fn create(table: &Table, ctx: &Context, new: &NewKey) -> Result<Decis
 /// A legacy secret names one key: the legacy index is looked up across orgs,
 /// and a secret still known from a rotation must not come back as another key.
 pub(super) fn import(table: &Table, ctx: &Context, new: &NewKey) -> Result<Decision, Refusal> {
-    if table.legacy_hash_known(&new.secret.hash) {
+    if table.legacy_hash_taken(&new.secret.hash, ctx.now) {
         return Err(Refusal::Conflict("this secret was already imported; a legacy secret names one key only".into()));
     }
     new_key(table, ctx, new, KeyChange::Imported)

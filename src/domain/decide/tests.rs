@@ -660,6 +660,37 @@ fn a_legacy_secret_names_one_key() {
 }
 
 #[test]
+fn a_legacy_secret_rotated_away_is_free_once_its_grace_has_ended() {
+    let mut w = World::new();
+    let hash = crate::domain::legacy::hash_secret(&w.pepper, "sk_live_0123456789abcdef");
+    let mut imported = w.new_key("legacy");
+    imported.secret = NewSecret { hash, display_prefix: "sk_".into() };
+    let id = imported.id;
+    w.ok(Command::ImportKey(imported));
+    let fresh = TokenFormat::default().generate();
+    let secret = NewSecret { hash: fresh.hash(&w.pepper), display_prefix: fresh.display_prefix() };
+    w.ok(Command::Rotate { id, expected: None, secret, grace_seconds: 60 });
+    let again = |w: &mut World| {
+        let mut k = w.new_key("again");
+        k.secret = NewSecret { hash, display_prefix: "sk_".into() };
+        k
+    };
+    let during = again(&mut w);
+    assert!(matches!(w.refused(Command::ImportKey(during)), Refusal::Conflict(_)), "during the grace");
+    w.now = w.now.plus_seconds(61);
+    let after = again(&mut w);
+    let new_id = after.id;
+    assert_eq!(w.ok(Command::ImportKey(after)), ["key.imported"], "after the grace");
+    assert_eq!(w.table.key_by_legacy_hash(&hash, w.now).map(|k| k.id), Some(new_id), "the secret names the new key");
+    assert!(w.table.key(&id).unwrap().grace().is_none(), "the old key let go of it");
+    // Rotating the old key again touches nothing of the new one's.
+    let fresh = TokenFormat::default().generate();
+    let secret = NewSecret { hash: fresh.hash(&w.pepper), display_prefix: fresh.display_prefix() };
+    w.ok(Command::Rotate { id, expected: None, secret, grace_seconds: 0 });
+    assert_eq!(w.table.key_by_legacy_hash(&hash, w.now).map(|k| k.id), Some(new_id));
+}
+
+#[test]
 fn offboarding_revokes_the_owners_live_keys_only() {
     let mut w = World::new();
     let own = |w: &mut World, name: &str, owner: &str| {

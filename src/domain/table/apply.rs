@@ -10,6 +10,7 @@ use crate::domain::event::{Change, Event, KeyChange, RoleChange};
 use crate::domain::history::Apply;
 use crate::domain::id::{KeyId, Seq};
 use crate::domain::time::Timestamp;
+use crate::domain::token::TokenHash;
 
 /// The same fold, for `History`.
 impl Apply for Table {
@@ -66,6 +67,9 @@ impl Table {
                     }
                     None => event.org.clone(),
                 };
+                if matches!(change, KeyChange::Imported(_)) {
+                    self.release_legacy_grace(&c.key_hash);
+                }
                 let key = Key {
                     hash: c.key_hash,
                     id: *id,
@@ -96,6 +100,20 @@ impl Table {
                 }
             }
             Change::CatalogUpdated(c) => self.roles.set_catalog(&event.org, c),
+        }
+    }
+
+    /// A key that kept this legacy secret for a grace period lets go of it:
+    /// an import of the secret takes it over (decided only once the grace
+    /// has ended), and the secret must name one key.
+    fn release_legacy_grace(&mut self, hash: &TokenHash) {
+        let keys = &self.keys;
+        let held = |slot: u32| keys[slot as usize].grace.as_ref().is_some_and(|g| g.0 == *hash);
+        if let Some(slot) = self.by_legacy.get(hash.prefix(), held) {
+            self.by_legacy.remove(hash.prefix(), slot);
+            let key = &mut self.keys[slot as usize];
+            key.grace = None;
+            key.legacy.grace = false;
         }
     }
 

@@ -195,10 +195,17 @@ impl Table {
         !self.by_legacy.is_empty()
     }
 
-    /// Whether any key, of any org and in any state, has or had this legacy
-    /// secret hash (current or kept for a grace period, even a past one).
-    pub fn legacy_hash_known(&self, hash: &TokenHash) -> bool {
-        self.holder(&self.by_legacy, hash).is_some()
+    /// Whether some key, of any org and in any state, holds this legacy
+    /// secret hash: as its own, or kept for a grace period that has not
+    /// ended at `now`. (Once the grace has ended the secret is free: an
+    /// import of it takes it over, and another tenant learns nothing of
+    /// the key that once held it.)
+    pub fn legacy_hash_taken(&self, hash: &TokenHash, now: Timestamp) -> bool {
+        match self.holder(&self.by_legacy, hash) {
+            Some((key, true)) => key.grace().is_some_and(|(_, until)| now < until),
+            Some((_, false)) => true,
+            None => false,
+        }
     }
 
     fn find_secret(&self, index: &SlotIndex, hash: &TokenHash, now: Timestamp) -> Option<&Key> {
