@@ -19,6 +19,7 @@ mod org;
 mod page;
 mod roles;
 pub mod session;
+mod throttle;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,12 +48,14 @@ pub struct Console {
     state: AppState,
     api: Router,
     sessions: Arc<Sessions>,
+    /// Failed sign-ins per address and per form.
+    throttle: Arc<throttle::Throttle>,
 }
 
 /// The console's routes, answered through `api` (the registry's router).
 pub fn router(state: AppState, api: Router) -> Router {
     let sessions = Arc::new(Sessions::new(state.options.console_idle.as_secs() as i64));
-    let console = Console { state, api, sessions };
+    let console = Console { state, api, sessions, throttle: Arc::default() };
     Router::new()
         .route("/console", get(|| async { Redirect::to("/console/keys") }))
         .route("/console/", get(|| async { Redirect::to("/console/keys") }))
@@ -413,17 +416,31 @@ async fn sign_in(State(console): State<Console>, req: Request) -> Response {
     };
     let user = form.get("user").trim().to_owned();
     let fail = |error: &str| sign_in_page(None, Some(error), &user, StatusCode::UNAUTHORIZED);
-    if !expected.is_some_and(|c| !c.is_empty() && same_token(&c, form.get("csrf"))) {
+    if !expected.as_ref().is_some_and(|c| !c.is_empty() && same_token(c, form.get("csrf"))) {
         return fail("The sign-in form had expired. Enter your key again.");
     }
     let token = form.get("key").trim();
     if token.is_empty() {
         return fail("Enter an API key of your organization.");
     }
+    let who = [
+        format!("ip:{}", ip.map_or("-".into(), |ip| ip.to_string())),
+        format!("form:{}", expected.unwrap_or_default()),
+    ];
+    let who = [who[0].as_str(), who[1].as_str()];
+    if let Some(wait) = console.throttle.wait(&who) {
+        let error = format!("Too many failed sign-ins from here. Try again in {} s.", wait.as_secs() + 1);
+        return sign_in_page(None, Some(&error), &user, StatusCode::TOO_MANY_REQUESTS);
+    }
     let caller = match Caller::authenticate(&console.state, token, ip) {
         Ok(c) => c,
-        Err(ApiError::Forbidden(_)) => return fail("This key may not be used from your address."),
-        Err(_) => return fail("That key is not valid: it is unknown, revoked, disabled or expired."),
+        Err(e) => {
+            console.throttle.failed(&who);
+            return match e {
+                ApiError::Forbidden(_) => fail("This key may not be used from your address."),
+                _ => fail("That key is not valid: it is unknown, revoked, disabled or expired."),
+            };
+        }
     };
     if !caller.holds("keys:read") {
         return fail("This key cannot read keys (it lacks keys:read), so it cannot use the console.");

@@ -513,3 +513,44 @@ fn a_tenant_cannot_grow_the_log_without_bound() {
     put(403).problem(429, "RATE_LIMITED");
     server.stop();
 }
+
+/// Keys tried through the console's sign-in: ten failures from one address
+/// (or one sign-in form) are answered as usual, then sign-ins from there
+/// are refused (429) before any key is looked at, even a right one; it
+/// used to take thousands of guesses a second.
+#[test]
+fn failed_sign_ins_are_throttled() {
+    let dir = tempdir();
+    let (server, system) = Server::init_and_start(dir.path(), &[]);
+    let form = || {
+        let mut s = connect(&server.url);
+        write!(s, "GET /console/sign-in HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+        let page = read_to_close(s).0;
+        let cookie = page.split("keyreg_sign_in=").nth(1).unwrap().split(';').next().unwrap().to_owned();
+        let csrf = page.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+        (cookie, csrf)
+    };
+    let sign_in = |key: &str| {
+        let (cookie, csrf) = form();
+        let body = format!("csrf={csrf}&key={key}&user=");
+        let mut s = connect(&server.url);
+        write!(
+            s,
+            "POST /console/sign-in HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nCookie: keyreg_sign_in={cookie}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        read_to_close(s).0
+    };
+    assert!(sign_in(&system).starts_with("HTTP/1.1 303"), "a right key signs in");
+    let wrong = keyreg::domain::token::TokenFormat::default().generate().expose().to_owned();
+    for i in 0..10 {
+        let answer = sign_in(&wrong);
+        assert!(answer.starts_with("HTTP/1.1 401"), "try {i}: {}", &answer[..40]);
+    }
+    let throttled = sign_in(&system);
+    assert!(throttled.starts_with("HTTP/1.1 429"), "{}", &throttled[..40]);
+    assert!(throttled.contains("Too many failed sign-ins"));
+    server.stop();
+}
