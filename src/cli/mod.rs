@@ -183,11 +183,18 @@ struct LimitArgs {
     /// Connections served at once; more wait to be accepted.
     #[arg(long, env = "KEYREG_MAX_CONNECTIONS", default_value_t = 1024)]
     max_connections: usize,
+    /// Connections one client address may hold open; more are closed at once.
+    #[arg(long, env = "KEYREG_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 256)]
+    max_connections_per_client: usize,
 }
 
 impl LimitArgs {
     fn limits(&self) -> Limits {
-        Limits { read_timeout: self.read_timeout, max_connections: self.max_connections }
+        Limits {
+            read_timeout: self.read_timeout,
+            max_connections: self.max_connections,
+            max_per_client: self.max_connections_per_client,
+        }
     }
 }
 

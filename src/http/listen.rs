@@ -3,6 +3,9 @@
 //!
 //! - at most `max_connections` at once; beyond that, new connections wait
 //!   in the kernel's backlog until one closes;
+//! - at most `max_per_client` of them from one address: the next one from
+//!   there is closed at once, so one client holding connections open (a
+//!   slowloris) leaves the others room;
 //! - a request's headers must arrive within `read_timeout`; the same timer
 //!   runs while a kept-alive connection waits for its next request, so an
 //!   idle connection is closed after `read_timeout` too;
@@ -43,11 +46,47 @@ const READ_BUFFER: usize = 128 * 1024;
 pub struct Limits {
     pub read_timeout: Duration,
     pub max_connections: usize,
+    pub max_per_client: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { read_timeout: Duration::from_secs(10), max_connections: 1024 }
+        Limits { read_timeout: Duration::from_secs(10), max_connections: 1024, max_per_client: 256 }
+    }
+}
+
+/// Connections open per client address.
+#[derive(Default)]
+struct PerClient(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+impl PerClient {
+    /// Counts one more connection from `ip`, unless it has `max` already.
+    fn open(self: &Arc<Self>, ip: std::net::IpAddr, max: usize) -> Option<ClientSlot> {
+        let mut open = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = open.entry(ip).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot { clients: self.clone(), ip })
+    }
+}
+
+/// One open connection of a client; counted down when dropped.
+struct ClientSlot {
+    clients: Arc<PerClient>,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self.clients.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -64,6 +103,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let clients = Arc::new(PerClient::default());
     // Dropped when shutdown comes: every connection task watches it.
     let (signal_tx, signal_rx) = watch::channel(());
     tokio::spawn(async move {
@@ -86,6 +126,10 @@ pub async fn serve(
                 }
             },
             _ = signal_tx.closed() => break,
+        };
+        let Some(slot) = clients.open(peer.ip(), limits.max_per_client.max(1)) else {
+            tracing::debug!(%peer, "closing a connection: its address holds max_per_client already");
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
@@ -112,7 +156,7 @@ pub async fn serve(
                     _ = &mut closing => connection.as_mut().graceful_shutdown(),
                 }
             }
-            drop((permit, close_rx));
+            drop((permit, slot, close_rx));
         });
     }
     drop((close_rx, listener));

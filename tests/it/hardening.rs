@@ -554,3 +554,43 @@ fn failed_sign_ins_are_throttled() {
     assert!(throttled.contains("Too many failed sign-ins"));
     server.stop();
 }
+
+/// One client holding many connections open without finishing a request
+/// (a slowloris) gets at most `--max-connections-per-client`; the next one
+/// from its address is closed at once, and another client is answered as
+/// if nothing were happening.
+#[test]
+fn one_client_cannot_hold_every_connection() {
+    let dir = tempdir();
+    let (server, _) =
+        Server::init_and_start(dir.path(), &["--max-connections-per-client", "20", "--max-connections", "40"]);
+    let addr: std::net::SocketAddr = server.url.trim_start_matches("http://").parse().unwrap();
+    let held: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let mut s = connect(&server.url);
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: loc").unwrap();
+            s
+        })
+        .collect();
+    let mut one_more = connect(&server.url);
+    one_more.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut byte = [0u8; 1];
+    // Closed by the server: a read returns 0 at once (kept open, it would
+    // time out instead, the server waiting for a request).
+    assert!(matches!(one_more.read(&mut byte), Ok(0)), "the 21st connection from one address was kept");
+    // Another client, from another loopback address.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let answer = rt.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let mut s = socket.connect(addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+        let mut out = String::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out)).await.unwrap().unwrap();
+        out
+    });
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    drop(held);
+    server.stop();
+}
