@@ -32,7 +32,7 @@ const HASH_LEN: usize = 32;
 pub enum LogError {
     #[error(
         "the log in {0} is in use by another keyreg process (sled locks it); stop that process first, \
-         or read history from the stream with --nats"
+         or read history from the stream with --nats and --pepper-file"
     )]
     Locked(String),
     #[error("cannot open the log in {dir}: {why}")]

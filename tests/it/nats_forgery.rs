@@ -244,7 +244,7 @@ fn an_event_nats_will_not_take_fails_readiness_and_an_oversized_catalogue_is_ref
         json!({"actions": actions, "enforce": false})
     };
     let head = api.head();
-    let refused = api.req("PUT", "/v1/catalog", None).auth(&admin).json(catalogue(2000, 900)).send();
+    let refused = api.req("PUT", "/v1/catalog", None).auth(&admin).json(catalogue(1000, 600)).send();
     refused.problem(400, "VALIDATION");
     assert!(refused.json["detail"].as_str().unwrap().contains("524288"), "{}", refused.json);
     assert_eq!(api.head(), head, "a refused catalogue appended something");
