@@ -148,35 +148,6 @@ pub(crate) fn check_expiry(at: Option<Timestamp>, now: Timestamp) -> Result<Opti
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn control_and_format_characters_are_refused_in_text() {
-        for bad in [
-            "nul\0",
-            "esc \u{1b}[2J",
-            "bell\u{7}",
-            "tab\there",
-            "line\nbreak",
-            "\u{202e}gnp.exe",
-            "zero\u{200b}width",
-            "\u{feff}bom",
-            "soft\u{ad}hyphen",
-            "tag\u{e0041}",
-        ] {
-            assert!(check_text("description", bad, 100).is_err(), "{bad:?}");
-            assert!(check_name("name", bad).is_err(), "{bad:?}");
-        }
-        for good in ["Deploy key", "clé de déploiement", "デプロイ", "emoji 🔑", "ops@acme.test", "a-b_c.d"] {
-            assert_eq!(check_text("description", good, 100).unwrap(), good);
-        }
-        assert!(check_name("name", "   ").is_err());
-        assert!(check_name("name", &"n".repeat(101)).is_err());
-    }
-}
-
 /// A node's name, as it signs its access reports: 1 to 64 characters of
 /// `[A-Za-z0-9._-]` (it becomes part of a NATS subject).
 pub fn check_node(node: &str) -> Result<(), Refusal> {
@@ -206,4 +177,33 @@ pub(crate) fn check_report(report: &crate::domain::event::KeyAccessed, now: Time
         return Err(invalid("report", "an access report's id must be <origin>-<number>, at most 128 characters"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_and_format_characters_are_refused_in_text() {
+        for bad in [
+            "nul\0",
+            "esc \u{1b}[2J",
+            "bell\u{7}",
+            "tab\there",
+            "line\nbreak",
+            "\u{202e}gnp.exe",
+            "zero\u{200b}width",
+            "\u{feff}bom",
+            "soft\u{ad}hyphen",
+            "tag\u{e0041}",
+        ] {
+            assert!(check_text("description", bad, 100).is_err(), "{bad:?}");
+            assert!(check_name("name", bad).is_err(), "{bad:?}");
+        }
+        for good in ["Deploy key", "clé de déploiement", "デプロイ", "emoji 🔑", "ops@acme.test", "a-b_c.d"] {
+            assert_eq!(check_text("description", good, 100).unwrap(), good);
+        }
+        assert!(check_name("name", "   ").is_err());
+        assert!(check_name("name", &"n".repeat(101)).is_err());
+    }
 }
