@@ -36,10 +36,11 @@ lean:
 fuzz:
     bash .ci/fuzz
 
-# Formatting and lints, as CI would want them
+# Formatting and lints, as CI would want them (the replica-only build too)
 lint:
     cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings
+    cargo clippy --no-default-features --features replica -- -D warnings
 
 # A registry on $KEYREG_DATA (./data) at $KEYREG_LISTEN (127.0.0.1:8080), publishing to $KEYREG_NATS
 run:

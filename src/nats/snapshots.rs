@@ -38,8 +38,10 @@ use crate::domain::token::Pepper;
 
 /// Objects kept in the store: the newest and one before it, so that a
 /// replica reading the older one while a new one lands still finds it.
+#[cfg(feature = "server")]
 const KEEP: usize = 2;
 
+#[cfg(feature = "server")]
 fn object_name(seq: Seq) -> String {
     format!("{:020}", seq.0)
 }
