@@ -77,19 +77,6 @@ fn a_changed_byte_makes_audit_verify_name_its_sequence() {
     }
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// What README tells an auditor to do, done with nothing but blake3 and a
 /// JSON reader: hash the raw prevhash bytes, then the line as exported.
 #[test]

@@ -174,19 +174,6 @@ fn a_log_rolled_back_under_a_sealed_snapshot_refuses_to_start() {
     assert!(refused.to_string().contains("another event"), "{refused}");
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 /// Every `snapshot_every` events a snapshot is written in the background,
 /// while the registry keeps running, and it holds exactly the state the
 /// log folds to at its sequence.

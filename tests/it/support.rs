@@ -147,3 +147,17 @@ pub fn every_event_type(registry: &Registry, clock: &ManualClock) -> Vec<Token> 
     registry.execute_blocking(Actor::system("sweeper"), acme(), Cmd::Expire { id: ci_id }).expect("expire");
     tokens.into_inner()
 }
+
+/// Copies a directory tree (a data dir as it stood, say).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
