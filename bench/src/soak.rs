@@ -76,9 +76,10 @@ fn keyreg_bin() -> PathBuf {
     std::env::current_exe().ok().and_then(|p| Some(p.parent()?.join("keyreg"))).unwrap_or_else(|| "keyreg".into())
 }
 
-/// The registry's log head, from its `/healthz`.
-fn head_seq(url: &str) -> u64 {
-    call(&new_agent(), "GET", &format!("{url}/healthz"), None, None).1["head_seq"].as_u64().unwrap_or_default()
+/// The registry's log head, from its `/healthz` (asked as the operator:
+/// only `_system` keys are told the head).
+fn head_seq(url: &str, system: &str) -> u64 {
+    call(&new_agent(), "GET", &format!("{url}/healthz"), Some(system), None).1["head_seq"].as_u64().unwrap_or_default()
 }
 
 fn new_agent() -> ureq::Agent {
@@ -307,7 +308,7 @@ pub(crate) fn run(minutes: u64) -> anyhow::Result<()> {
         let t = started.elapsed();
         if rss_warm == 0 && t >= Duration::from_secs(120).min(duration / 3) {
             rss_warm = registry.rss_kib();
-            seq_warm = head_seq(&registry.url);
+            seq_warm = head_seq(&registry.url, &system);
             progress(&format!("soak: warm, registry RSS {rss_warm} KiB at seq {seq_warm}"));
         }
         if t >= next_restart && t + Duration::from_secs(20) < duration {
@@ -357,12 +358,12 @@ pub(crate) fn run(minutes: u64) -> anyhow::Result<()> {
     // Every node agrees, once the last access reports are in and the
     // replicas have caught up: the head still for 3 s, every replica at it.
     let replica_urls: Vec<String> = replicas.lock().unwrap().iter().map(|r| r.url.clone()).collect();
-    let registry_head = || call(&agent, "GET", &format!("{}/healthz", registry.url), None, None).1["head_seq"].as_u64();
+    let registry_head = || head_seq(&registry.url, &system);
     let mut head = 0;
     let mut still_since = Instant::now();
     let caught_up = (0..1200).any(|_| {
         std::thread::sleep(Duration::from_millis(100));
-        let now = registry_head().unwrap_or(0);
+        let now = registry_head();
         if now != head {
             (head, still_since) = (now, Instant::now());
         }

@@ -1,12 +1,39 @@
 //! Operational routes: liveness, readiness and Prometheus metrics.
+//!
+//! A load balancer needs only whether to route here, so that is all
+//! anyone is told: `{"status"}`. The log's head, the outbox and the
+//! metrics tell how busy every tenant is, which a tenant's own
+//! `audit/verify` deliberately hides; they are for the operator, a key of
+//! `_system` holding `audit:read` (Prometheus sends it as a bearer token).
 
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::Response;
 use serde::Serialize;
 
-use super::{AppState, json, prometheus};
+use super::{ApiError, AppState, Caller, json, prometheus};
 use crate::domain::id::Seq;
+
+/// Whether the request comes from the operator: a key of `_system` holding
+/// `audit:read`. Anything else (no key, a bad one, a tenant's) is not, and
+/// is not an error: it gets the short answer.
+pub struct Operator(bool);
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await;
+        Ok(Operator(caller.is_ok_and(|c| !c.org.is_tenant() && c.holds("audit:read"))))
+    }
+}
+
+/// What anyone is told.
+#[derive(Serialize)]
+struct Status {
+    status: &'static str,
+}
 
 #[derive(Serialize)]
 struct Health {
@@ -66,20 +93,29 @@ fn health(s: &AppState) -> (bool, Health) {
     (ok, Health { status, head_seq: head.seq, head_hash, applied_seq: applied, refusing_writes, outbox })
 }
 
-/// Alive: the process answers. Reports the log head.
-pub async fn healthz(State(s): State<AppState>) -> Response {
-    json(StatusCode::OK, &health(&s).1)
+/// The health as the caller may see it: whole for the operator.
+fn answer(status: StatusCode, h: Health, operator: Operator) -> Response {
+    if operator.0 { json(status, &h) } else { json(status, &Status { status: h.status }) }
+}
+
+/// Alive: the process answers. Reports the log head to the operator.
+pub async fn healthz(State(s): State<AppState>, operator: Operator) -> Response {
+    answer(StatusCode::OK, health(&s).1, operator)
 }
 
 /// Ready: the whole chain has been checked and holds, no commit failed,
 /// and the outbox has neither found the stream diverging from the log nor
 /// met an event NATS will not take.
-pub async fn readyz(State(s): State<AppState>) -> Response {
+pub async fn readyz(State(s): State<AppState>, operator: Operator) -> Response {
     let (ok, h) = health(&s);
-    json(if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &h)
+    answer(if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, h, operator)
 }
 
-pub async fn metrics(State(s): State<AppState>) -> Response {
+/// Prometheus text, for the operator only.
+pub async fn metrics(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    if caller.org.is_tenant() || !caller.holds("audit:read") {
+        return Err(ApiError::Forbidden("metrics need a key of _system holding audit:read".into()));
+    }
     let head = s.registry.head().seq.0;
     let mut gauges = vec![("keyreg_log_head_seq", "The sequence of the last event in the log.", head as f64)];
     if let Some(o) = &s.outbox {
@@ -91,5 +127,5 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
             head.saturating_sub(published) as f64,
         ));
     }
-    prometheus(s.metrics.render(&gauges))
+    Ok(prometheus(s.metrics.render(&gauges)))
 }

@@ -85,7 +85,7 @@ fn the_server_answers_every_listed_route() {
         assert!(!fallback, "{method} {template} is listed but not routed: {}", r.status);
     }
     check_against_openapi(&api.exchanges.borrow());
-    let metrics = String::from_utf8(api.get("/metrics").send().body).unwrap();
+    let metrics = String::from_utf8(api.ops("/metrics").body).unwrap();
     for (method, template) in keyreg::http::ROUTES {
         assert!(
             metrics.contains(&format!("method=\"{method}\",route=\"{template}\"")),

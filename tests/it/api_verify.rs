@@ -88,7 +88,7 @@ fn every_verify_code_end_to_end() {
     api.post("/v1/verify").json(json!({"key": key, "min_seq": seq + 1000})).send().problem(503, "STALE");
     assert!(started.elapsed() >= Duration::from_millis(900), "min_seq should wait about a second");
 
-    let metrics = String::from_utf8(api.get("/metrics").send().body).unwrap();
+    let metrics = String::from_utf8(api.ops("/metrics").body).unwrap();
     for code in ["VALID", "MALFORMED", "NOT_FOUND", "REVOKED", "EXPIRED", "DISABLED", "FORBIDDEN_IP", "FORBIDDEN_SCOPE"]
     {
         let line = metrics.lines().find(|l| l.starts_with(&format!("keyreg_verify_total{{code=\"{code}\"}}"))).unwrap();

@@ -95,13 +95,14 @@ fn a_tampered_log_is_served_read_only_and_named() {
     }
     assert!(keyreg::store::log::wait_unlocked(&data.join("log"), Duration::from_secs(10)));
 
+    Server::operator_is(&data, system.expose());
     let server = Server::start(&data, &[]);
     let api = Api::new(&server.url);
     let ready = readyz(&api);
     assert_eq!(ready.status, 503, "{}", ready.json);
     let why = ready.json["refusing_writes"].as_str().unwrap_or_default().to_owned();
     assert!(why.contains("sequence 10"), "{why}");
-    assert_eq!(api.get("/healthz").send().status, 200, "alive, serving reads");
+    assert_eq!(api.ops("/healthz").status, 200, "alive, serving reads");
     assert_eq!(verify_token(&api, token.expose(), "compute:run"), "FORBIDDEN_SCOPE", "the forged * is not granted");
     assert_eq!(verify_token(&api, token.expose(), "billing:read"), "VALID");
     let head = api.head();
@@ -212,10 +213,10 @@ fn an_older_data_dir_gets_its_fingerprint_on_first_start() {
     assert!(keyreg::store::log::wait_unlocked(&data.log_path(), Duration::from_secs(10)));
     let upgrade = |expected_head: u64| {
         let server = Server::start(data.path(), &[]);
-        let head = Api::new(&server.url).head();
         let log = server.log.clone();
         server.stop();
-        assert_eq!(head, expected_head);
+        let verified = keyreg(&["audit", "verify", "--data", path_str(data.path())]);
+        assert!(stdout(&verified).contains(&format!("head seq {expected_head},")), "{}", stdout(&verified));
         std::fs::read_to_string(log).unwrap()
     };
     let first = upgrade(3);
@@ -275,7 +276,7 @@ fn an_error_before_the_body_is_read_closes_the_connection_cleanly() {
             .json(serde_json::json!({"name": "x", "scopes": ["read"]}))
             .send();
         assert_eq!(refused.status, 403, "round {i}");
-        assert_eq!(api.get("/healthz").send().status, 200, "round {i}");
+        assert_eq!(api.ops("/healthz").status, 200, "round {i}");
     }
 }
 
@@ -456,7 +457,7 @@ fn invented_methods_add_no_metric_series() {
         }
     }
     for url in [&server.url, &replica.url] {
-        let metrics = String::from_utf8(Api::new(url).get("/metrics").send().body).unwrap();
+        let metrics = String::from_utf8(Api::new(url).ops("/metrics").body).unwrap();
         assert!(!metrics.contains("INVENTED"), "{metrics}");
         assert!(metrics.len() < 20_000, "{} bytes of metrics", metrics.len());
     }
@@ -592,5 +593,38 @@ fn one_client_cannot_hold_every_connection() {
     });
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     drop(held);
+    server.stop();
+}
+
+/// Health, readiness and metrics tell a load balancer, a stranger or a
+/// tenant whether to route here, nothing of the log's head or activity;
+/// the operator (a `_system` key holding `audit:read`) gets the detail.
+#[test]
+fn strangers_and_tenants_learn_nothing_of_the_logs_activity() {
+    let dir = tempdir();
+    let (server, system) = Server::init_and_start(dir.path(), &[]);
+    let api = Api::new(&server.url);
+    let tenant = new_org(&api, &system, "acme");
+    let (_, reader) = new_key(&api, &system, json!({"name": "ops reader", "scopes": ["keys:read"]}));
+    for path in ["/healthz", "/readyz"] {
+        for who in [None, Some(tenant.as_str()), Some(reader.as_str())] {
+            let req = api.get(path);
+            let answer = match who {
+                Some(token) => req.auth(token),
+                None => req,
+            }
+            .send();
+            assert_eq!(answer.status, 200, "{path}");
+            assert_eq!(answer.json, json!({"status": "ok"}), "{path} as {who:?}");
+        }
+        let full = api.get(path).auth(&system).send();
+        assert!(full.json["head_seq"].as_u64().is_some_and(|s| s > 0), "{}", full.json);
+    }
+    api.get("/metrics").send().problem(401, "UNAUTHENTICATED");
+    api.get("/metrics").auth(&tenant).send().problem(403, "FORBIDDEN");
+    let metrics = api.get("/metrics").auth(&system).send();
+    assert_eq!(metrics.status, 200);
+    assert!(String::from_utf8_lossy(&metrics.body).contains("keyreg_log_head_seq"));
+    crate::api_contract::check_against_openapi(&api.exchanges.borrow());
     server.stop();
 }

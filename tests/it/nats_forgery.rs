@@ -27,7 +27,7 @@ fn chained_forgery(c: &Cluster, model: u64, change: impl FnOnce(&mut Value)) -> 
     let mut forged = event_at(c, model);
     forged["seq"] = json!(head + 1);
     forged["id"] = json!(format!("evt_forged{head}"));
-    forged["prevhash"] = json!(api.get("/healthz").send().json["head_hash"].as_str().unwrap());
+    forged["prevhash"] = json!(api.ops("/healthz").json["head_hash"].as_str().unwrap());
     change(&mut forged);
     let bytes = serde_json::to_vec(&forged).unwrap();
     let prev = keyreg::domain::chain::ChainHash::from_hex(forged["prevhash"].as_str().unwrap()).unwrap();
@@ -70,11 +70,11 @@ fn a_forged_event_with_a_valid_chain_is_never_applied() {
 
     // The replica sees it (it names it) and does not apply it.
     assert!(
-        eventually(Duration::from_secs(10), || rapi.get("/healthz").send().json["untrusted"]["seq"] == head + 1),
+        eventually(Duration::from_secs(10), || rapi.ops("/healthz").json["untrusted"]["seq"] == head + 1),
         "the replica did not report the forged event: {}",
-        rapi.get("/healthz").send().json
+        rapi.ops("/healthz").json
     );
-    let health = rapi.get("/healthz").send();
+    let health = rapi.ops("/healthz");
     assert_eq!(health.json["applied_seq"], head, "{}", health.json);
     assert_eq!(verify(&rapi, question.clone()), "FORBIDDEN_SCOPE", "the forged scope was applied");
 
@@ -160,7 +160,7 @@ fn forged_and_replayed_heartbeats_neither_halt_a_replica_nor_keep_it_fresh() {
         "{}",
         said()
     );
-    let health = rapi.get("/healthz").send();
+    let health = rapi.ops("/healthz");
     assert_eq!(health.json["status"], "ok", "{}", health.json);
     assert_eq!(verify(&rapi, json!({"key": key})), "VALID");
 

@@ -72,7 +72,7 @@ fn ten_thousand_events_through_a_nats_outage_and_a_sigkill() {
     let stopped_at = head.load(Ordering::Relaxed);
     std::thread::sleep(Duration::from_secs(3));
     assert!(head.load(Ordering::Relaxed) > stopped_at + 100, "writes must go on while NATS is down");
-    let lagging = api.get("/healthz").send();
+    let lagging = api.ops("/healthz");
     assert!(lagging.json["outbox"]["lag"].as_u64().unwrap() > 0, "{}", lagging.json);
     nats.restart().unwrap();
 
@@ -91,11 +91,11 @@ fn ten_thousand_events_through_a_nats_outage_and_a_sigkill() {
     assert!(log_head >= EVENTS);
     let started = Instant::now();
     wait_until("the outbox to catch up", Duration::from_secs(60), || {
-        let h = api.get("/healthz").send().json;
+        let h = api.ops("/healthz").json;
         h["outbox"]["published_seq"].as_u64() == Some(log_head)
     });
     eprintln!("outbox caught up {:?} after the last write", started.elapsed());
-    let metrics = String::from_utf8(api.get("/metrics").send().body).unwrap();
+    let metrics = String::from_utf8(api.ops("/metrics").body).unwrap();
     assert!(metrics.contains("keyreg_outbox_lag 0"), "{metrics}");
     server.stop();
 
@@ -134,16 +134,16 @@ fn a_diverged_stream_is_reset_and_republished() {
     new_org(&api, &system, "acme");
     let published = api.head();
     wait_until("the first log on the stream", Duration::from_secs(10), || {
-        api.get("/healthz").send().json["outbox"]["published_seq"].as_u64() == Some(published)
+        api.ops("/healthz").json["outbox"]["published_seq"].as_u64() == Some(published)
     });
     first.stop();
 
     let (second, _) = Server::init_and_start(&dir.path().join("second"), &flags);
     let api = Api::new(&second.url);
     wait_until("the divergence to show", Duration::from_secs(10), || {
-        api.get("/readyz").send().json["outbox"]["diverged"].is_string()
+        api.ops("/readyz").json["outbox"]["diverged"].is_string()
     });
-    let ready = api.get("/readyz").send();
+    let ready = api.ops("/readyz");
     assert_eq!(ready.status, 503);
     assert!(ready.json["outbox"]["diverged"].as_str().unwrap().contains("diverges"), "{}", ready.json);
     let data = second.data.clone();
@@ -160,7 +160,7 @@ fn a_diverged_stream_is_reset_and_republished() {
     let api = Api::new(&second.url);
     let head = api.head();
     wait_until("the second log on the stream", Duration::from_secs(10), || {
-        api.get("/readyz").send().json["outbox"]["published_seq"].as_u64() == Some(head)
+        api.ops("/readyz").json["outbox"]["published_seq"].as_u64() == Some(head)
     });
     assert_eq!(readyz(&api).status, 200);
     second.stop();

@@ -99,11 +99,11 @@ fn replicas_and_registry_agree_on_the_state_digest() {
     assert_ne!(registry["digest"], json!(null));
     assert_eq!(replica_digest(&r1), registry, "the restarted replica agrees");
     assert_eq!(replica_digest(&r2), registry);
-    let health = Api::new(&r1.url).get("/healthz").send();
+    let health = Api::new(&r1.url).ops("/healthz");
     assert_eq!((health.json["lag"].as_u64(), health.json["stream_last_seq"].as_u64()), (Some(0), Some(head)));
-    assert_eq!(health.json["head_hash"], api.get("/healthz").send().json["head_hash"]);
-    assert_eq!(Api::new(&r1.url).get("/readyz").send().status, 200);
-    let metrics = String::from_utf8(Api::new(&r1.url).get("/metrics").send().body).unwrap();
+    assert_eq!(health.json["head_hash"], api.ops("/healthz").json["head_hash"]);
+    assert_eq!(Api::new(&r1.url).ops("/readyz").status, 200);
+    let metrics = String::from_utf8(Api::new(&r1.url).ops("/metrics").body).unwrap();
     assert!(metrics.contains("keyreg_replica_apply_lag 0"), "{metrics}");
 }
 
@@ -125,7 +125,7 @@ fn an_authenticated_event_that_breaks_the_chain_halts_a_replica() {
 
         let events = api.get("/v1/events").auth(&c.system).query("after_seq", &(head - 1).to_string()).send();
         let mut forged: Value = serde_json::from_slice(events.body.split(|b| *b == b'\n').next().unwrap()).unwrap();
-        let head_hash = api.get("/healthz").send().json["head_hash"].as_str().unwrap().to_owned();
+        let head_hash = api.ops("/healthz").json["head_hash"].as_str().unwrap().to_owned();
         match forgery {
             "wrong prevhash" => {
                 forged["seq"] = json!(head + 1);
@@ -148,26 +148,26 @@ fn an_authenticated_event_that_breaks_the_chain_halts_a_replica() {
         publish_raw(&c.nats.url, "keyreg.events.acme.key.created", &headers, bytes);
 
         assert!(
-            eventually(Duration::from_secs(10), || rapi.get("/healthz").send().status == 503),
+            eventually(Duration::from_secs(10), || rapi.ops("/healthz").status == 503),
             "{forgery}: the replica kept going"
         );
-        let health = rapi.get("/healthz").send();
+        let health = rapi.ops("/healthz");
         assert_eq!(health.json["status"], "halted", "{forgery}");
         assert_eq!(health.json["halted"]["seq"], head + 1, "{forgery}: {}", health.json);
         assert_eq!(health.json["applied_seq"], head, "{forgery}");
         rapi.post("/v1/verify").json(json!({"key": key})).send().problem(503, "UNAVAILABLE");
-        assert_eq!(rapi.get("/readyz").send().status, 503);
+        assert_eq!(rapi.ops("/readyz").status, 503);
         // Later events are not applied either; the registry's outbox refuses
         // to publish on top of the forgery.
         new_key(&api, &c.admin, json!({"name": "after", "scopes": ["read"]}));
         std::thread::sleep(Duration::from_millis(500));
-        assert_eq!(rapi.get("/healthz").send().json["applied_seq"], head, "{forgery}");
+        assert_eq!(rapi.ops("/healthz").json["applied_seq"], head, "{forgery}");
         rapi.post("/v1/verify").json(json!({"key": key})).send().problem(503, "UNAVAILABLE");
         assert!(
-            eventually(Duration::from_secs(10), || api.get("/readyz").send().status == 503),
+            eventually(Duration::from_secs(10), || api.ops("/readyz").status == 503),
             "{forgery}: the registry should report the divergence"
         );
-        let readyz = api.get("/readyz").send();
+        let readyz = api.ops("/readyz");
         assert!(readyz.json["outbox"]["diverged"].as_str().is_some(), "{}", readyz.json);
     }
 }
@@ -256,7 +256,7 @@ fn history_from_the_stream_matches_the_log() {
         std::thread::sleep(Duration::from_millis(30));
     }
     let head = api.head();
-    assert!(eventually(Duration::from_secs(10), || api.get("/healthz").send().json["outbox"]["published_seq"] == head));
+    assert!(eventually(Duration::from_secs(10), || api.ops("/healthz").json["outbox"]["published_seq"] == head));
     let data = c.server.data.clone();
     let nats = c.nats.url.clone();
     let pepper = path_str(&data.join("pepper")).to_owned();

@@ -17,7 +17,7 @@ use crate::serve::*;
 use crate::support::*;
 
 fn health(r: &Verifier) -> Value {
-    Api::new(&r.url).get("/healthz").send().json
+    Api::new(&r.url).ops("/healthz").json
 }
 
 fn digest(url: &str, auth: Option<&str>) -> Value {

@@ -33,9 +33,9 @@ fn a_replica_that_never_reached_nats_is_not_ready() {
     let replica = Verifier::spawn(&nowhere, &data, "lonely", 3_600_000, &[]);
     let api = Api::new(&replica.url);
     std::thread::sleep(Duration::from_millis(500));
-    let health = api.get("/healthz").send();
+    let health = api.ops("/healthz");
     assert_eq!((health.status, health.json["status"].as_str()), (200, Some("catching_up")), "{}", health.json);
-    assert_eq!(api.get("/readyz").send().status, 503);
+    assert_eq!(api.ops("/readyz").status, 503);
     let token = keyreg::domain::token::TokenFormat::default().generate();
     api.post("/v1/verify").json(json!({"key": token.expose()})).send().problem(503, "STALE");
 }
@@ -56,11 +56,11 @@ fn a_replica_with_another_pepper_says_so() {
     std::fs::rename(&wrong, fake_data.join("pepper")).unwrap();
     let replica = Verifier::spawn(&nats.url, &fake_data, "misled", 3_600_000, &[]);
     let api = Api::new(&replica.url);
-    assert!(eventually(Duration::from_secs(10), || api.get("/healthz").send().json["status"] == "wrong_pepper"));
-    let ready = api.get("/readyz").send();
+    assert!(eventually(Duration::from_secs(10), || api.ops("/healthz").json["status"] == "wrong_pepper"));
+    let ready = api.ops("/readyz");
     assert_eq!(ready.status, 503);
     assert!(ready.json["unavailable"].as_str().unwrap().contains("pepper"), "{}", ready.json);
-    assert_eq!(api.get("/healthz").send().status, 503, "it cannot recover without its operator");
+    assert_eq!(api.ops("/healthz").status, 503, "it cannot recover without its operator");
     let token = keyreg::domain::token::TokenFormat::default().generate();
     api.post("/v1/verify").json(json!({"key": token.expose()})).send().problem(503, "UNAVAILABLE");
     server.stop();

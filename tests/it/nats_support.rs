@@ -35,7 +35,7 @@ impl Verifier {
     /// Waits until the replica answers verifies.
     pub fn ready(self) -> Verifier {
         let ready = crate::serve::eventually(std::time::Duration::from_secs(20), || {
-            crate::serve::Api::new(&self.url).get("/readyz").send().status == 200
+            crate::serve::Api::new(&self.url).ops("/readyz").status == 200
         });
         assert!(ready, "the replica at {} did not become ready", self.url);
         self
@@ -182,7 +182,7 @@ pub fn replica_digest(r: &Verifier) -> Value {
 }
 
 pub fn applied(r: &Verifier) -> u64 {
-    Api::new(&r.url).get("/healthz").send().json["applied_seq"].as_u64().unwrap_or(0)
+    Api::new(&r.url).ops("/healthz").json["applied_seq"].as_u64().unwrap_or(0)
 }
 
 pub fn wait_applied(r: &Verifier, seq: u64) {

@@ -3,14 +3,21 @@
 //! against `schemas/openapi.json`.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::support::*;
+
+/// The system key `keyreg init` printed, by data dir and by the URL of a
+/// server started on it: health and metrics give their detail to the
+/// operator only, and the tests read the log's head through them.
+static OPERATORS: LazyLock<Mutex<HashMap<String, String>>> = LazyLock::new(Mutex::default);
 
 pub struct Server {
     child: Child,
@@ -28,7 +35,14 @@ impl Server {
         let init = keyreg(&["init", "--data", path_str(&data)]);
         assert!(init.status.success(), "{}", stderr(&init));
         let token = stdout(&init).trim().to_owned();
+        Server::operator_is(&data, &token);
         (Server::start(&data, extra), token)
+    }
+
+    /// Tells the servers started on `data` from now on who the operator
+    /// is (a data dir made without `init_and_start`).
+    pub fn operator_is(data: &Path, token: &str) {
+        OPERATORS.lock().unwrap().insert(data.display().to_string(), token.to_owned());
     }
 
     pub fn start(data: &Path, extra: &[&str]) -> Server {
@@ -53,6 +67,10 @@ impl Server {
             .strip_prefix("keyreg listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_owned();
+        let mut operators = OPERATORS.lock().unwrap();
+        if let Some(token) = operators.get(&data.display().to_string()).cloned() {
+            operators.insert(url.clone(), token);
+        }
         Server { child, url, data: data.to_owned(), log }
     }
 
@@ -136,7 +154,17 @@ impl Api {
 
     /// The log head the server reports.
     pub fn head(&self) -> u64 {
-        self.get("/healthz").send().json["head_seq"].as_u64().unwrap()
+        self.ops("/healthz").json["head_seq"].as_u64().unwrap()
+    }
+
+    /// `GET path` as the operator, when the server's system key is known
+    /// (a registry these tests started); plainly otherwise (a replica).
+    pub fn ops(&self, path: &'static str) -> Resp {
+        let operator = OPERATORS.lock().unwrap().get(&self.url).cloned();
+        match operator {
+            Some(token) => self.get(path).auth(&token).send(),
+            None => self.get(path).send(),
+        }
     }
 }
 
@@ -264,9 +292,9 @@ pub fn refused(api: &Api, what: &str, req: Req<'_>, status: u16, code: &str) -> 
 /// that started from a snapshot checks the chain before it in the
 /// background, and says `checking` until then.
 pub fn readyz(api: &Api) -> Resp {
-    let checked = eventually(Duration::from_secs(20), || api.get("/readyz").send().json["status"] != "checking");
+    let checked = eventually(Duration::from_secs(20), || api.ops("/readyz").json["status"] != "checking");
     assert!(checked, "the registry was still checking its chain after 20 s");
-    api.get("/readyz").send()
+    api.ops("/readyz")
 }
 
 /// Polls `f` until it is true, for at most `limit`.
