@@ -34,14 +34,15 @@
 //! ```no_run
 //! # async fn demo(pepper: keyreg::domain::token::Pepper) -> Result<(), Box<dyn std::error::Error>> {
 //! use keyreg::domain::verifier::Question;
-//! use keyreg::replica::{Replica, ReplicaConfig};
+//! use keyreg::replica::{Refused, Replica, ReplicaConfig};
 //!
 //! let replica = Replica::start(ReplicaConfig::new("nats://127.0.0.1:4222", pepper)).await?;
 //! let question = Question { action: Some("billing:read"), ..Question::default() };
 //! match replica.verify("kr_…", question) {
 //!     Ok(answer) if answer.valid => { /* serve the request */ }
 //!     Ok(answer) => { /* refuse it: answer.code says why */ }
-//!     Err(unavailable) => { /* the replica cannot vouch for its table: fail closed */ }
+//!     Err(Refused::Unavailable(_)) => { /* the replica cannot vouch for its table: fail closed */ }
+//!     Err(Refused::BadQuestion(why)) => { /* a bug in the caller: `why` says which rule */ }
 //! }
 //! # Ok(()) }
 //! ```
@@ -66,7 +67,7 @@ use crate::domain::mac::MessageKeys;
 use crate::domain::table::Table;
 use crate::domain::time::{Clock, SystemClock, Timestamp};
 use crate::domain::token::{Pepper, PepperFingerprint, TokenFormat};
-use crate::domain::verifier::{self, Answer, Question};
+use crate::domain::verifier::{self, Answer, BadQuestion, Question};
 use crate::metrics::Metrics;
 use crate::nats::heartbeat::Heartbeat;
 use crate::nats::snapshots::{self, Bootstrap};
@@ -148,6 +149,17 @@ pub enum Unavailable {
     CatchingUp { applied: Seq, stream_last: u64 },
     #[error("{0}; try again")]
     Stale(String),
+}
+
+/// Why an embedded verify gave no answer.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum Refused {
+    /// The replica cannot vouch for its table: fail closed.
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
+    /// The question breaks the verify rules (the caller's mistake).
+    #[error(transparent)]
+    BadQuestion(#[from] BadQuestion),
 }
 
 /// Times kept as microseconds since the replica started, in atomics, so
@@ -344,8 +356,10 @@ impl Replica {
     }
 
     /// Verifies a presented key, as `POST /v1/verify` would, and counts the
-    /// access. Refused while the replica cannot vouch for its table.
-    pub fn verify(&self, presented: &str, question: Question<'_>) -> Result<Answer, Unavailable> {
+    /// access. Refused while the replica cannot vouch for its table, and
+    /// for a question `POST /v1/verify` refuses (400 there).
+    pub fn verify(&self, presented: &str, question: Question<'_>) -> Result<Answer, Refused> {
+        question.check()?;
         let config = &self.inner.config;
         let now = config.clock.now();
         let answer = {

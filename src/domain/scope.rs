@@ -262,7 +262,13 @@ impl Scope {
 const ACTION_FORMS: &str =
     "the action must be *, verb, service:verb, service:*, *:verb, or a verb ending in * (service:read_*)";
 
+/// Whether the filter matches the resource. A resource the verify rules
+/// refuse (`.`, `..`, an empty segment, `%`, a wildcard) matches nothing,
+/// whoever asks: `ws-1/../ws-2` is not under `ws-1/**`.
 fn path_matches(filter: &[Segment], resource: &str) -> bool {
+    if !is_concrete_resource(resource) {
+        return false;
+    }
     let mut parts = resource.split('/');
     for seg in filter {
         match seg {
@@ -471,6 +477,12 @@ mod tests {
         }
         for good in ["workspaces/ws-1/doc", "a.b/c..d/.e", "x"] {
             assert!(is_concrete_resource(good), "{good:?}");
+        }
+        // Whoever asks, through whatever entry point: no match.
+        let ws1 = Scope::parse("read@ws-1/**").unwrap();
+        assert!(ws1.grants("read", Some("ws-1/doc")));
+        for bad in ["ws-1/../ws-2/doc", "ws-1/./doc", "ws-1//doc", "ws-1/%2e%2e/ws-2", "ws-1/*"] {
+            assert!(!ws1.grants("read", Some(bad)), "{bad:?}");
         }
     }
 

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use crate::domain::id::{KeyId, OrgId, RoleName, Seq};
 use crate::domain::legacy;
-use crate::domain::scope::Scope;
+use crate::domain::scope::{self, Scope};
 use crate::domain::table::{Key, Status, Table};
 use crate::domain::time::Timestamp;
 use crate::domain::token::{Pepper, TokenFormat, TokenHash};
@@ -68,6 +68,32 @@ pub struct Question<'a> {
     /// The caller's address; a key with `allowed_cidrs` refuses a question
     /// that does not say where it comes from.
     pub ip: Option<IpAddr>,
+}
+
+/// Why a question cannot be asked: the same rules on every entry point
+/// (HTTP on the registry and on replicas, an embedded replica).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BadQuestion {
+    #[error("action must be a verb or service:verb without wildcards")]
+    Action,
+    #[error("a resource needs an action")]
+    ResourceWithoutAction,
+    #[error("resource must be a /-separated path of non-empty segments without wildcards, '.', '..' or '%'")]
+    Resource,
+}
+
+impl Question<'_> {
+    /// A concrete action, and a concrete resource only with an action.
+    pub fn check(&self) -> Result<(), BadQuestion> {
+        if self.action.is_some_and(|a| !scope::is_concrete_action(a)) {
+            return Err(BadQuestion::Action);
+        }
+        match (self.resource, self.action) {
+            (Some(_), None) => Err(BadQuestion::ResourceWithoutAction),
+            (Some(r), Some(_)) if !scope::is_concrete_resource(r) => Err(BadQuestion::Resource),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The key a verify found, as the answer reports it: its effective scopes

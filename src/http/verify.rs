@@ -16,7 +16,6 @@ use serde::Deserialize;
 
 use super::{ApiError, AppState, Body, json, presented_token};
 use crate::domain::id::Seq;
-use crate::domain::scope;
 use crate::domain::table::Table;
 use crate::domain::time::Timestamp;
 use crate::domain::token::{Pepper, TokenFormat};
@@ -67,21 +66,8 @@ impl VerifyRequest {
                 ));
             }
         };
-        if let Some(a) = &self.action
-            && !scope::is_concrete_action(a)
-        {
-            return Err(ApiError::Validation("action must be a verb or service:verb without wildcards".into()));
-        }
-        if let Some(r) = &self.resource {
-            if self.action.is_none() {
-                return Err(ApiError::Validation("a resource needs an action".into()));
-            }
-            if !scope::is_concrete_resource(r) {
-                return Err(ApiError::Validation(
-                    "resource must be a /-separated path of non-empty segments without wildcards".into(),
-                ));
-            }
-        }
+        let question = Question { action: self.action.as_deref(), resource: self.resource.as_deref(), ip: None };
+        question.check().map_err(|bad| ApiError::Validation(bad.to_string()))?;
         let ip = self
             .ip
             .as_deref()

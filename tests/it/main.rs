@@ -29,3 +29,4 @@ mod quickstart;
 mod schemas;
 mod secrets;
 mod snapshots;
+mod verify_entry_points;
