@@ -10,6 +10,8 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::domain::permission::Permission;
+
 use super::page::{
     self, Area, as_of_time, csrf, field_error, form_error, frame, given, invalid, local_time, plural, q, respond,
     strings, text, when,
@@ -79,7 +81,7 @@ pub async fn list(page: Page, Query(p): Query<ListParams>) -> Response {
         Err(r) => (Vec::new(), None, Some(r)),
     };
     let now = page.now();
-    let editable = as_of.is_none() && page.can("keys:admin");
+    let editable = as_of.is_none() && page.can(Permission::KeysAdmin);
     let n = given(&p.n).and_then(|n| n.parse().ok()).unwrap_or(1);
     let body = html! {
         @if let Some(text) = given(&p.notice).and_then(|c| notice(c, n)) { p.notice role="status" { (text) } }
@@ -517,13 +519,13 @@ async fn details_page(
         Err(r) => return page::refused(page, &r),
     };
     let usage = page.api(Method::GET, &format!("/v1/keys/{}/usage", q(id)), None).await.body;
-    let timeline = match page.can("audit:read") {
+    let timeline = match page.can(Permission::AuditRead) {
         true => page.api(Method::GET, &format!("/v1/audit?key_id={}&limit=100", q(id)), None).await.body,
         false => Value::Null,
     };
     let now = page.now();
     let status = text(&key["status"]);
-    let live = as_of.is_none() && page.can("keys:admin");
+    let live = as_of.is_none() && page.can(Permission::KeysAdmin);
     let version = key["version"].to_string();
     let name = text(&key["name"]);
     let body = html! {

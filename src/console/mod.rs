@@ -38,6 +38,7 @@ use serde_json::Value;
 pub use session::IDLE_SECONDS;
 
 use crate::domain::id::KeyId;
+use crate::domain::permission::Permission;
 use crate::http::{ACTOR_HEADER, ApiError, AppState, BODY_LIMIT, Caller, listen, track};
 use session::{COOKIE, Missing, Session, Sessions, same_token};
 
@@ -147,10 +148,10 @@ impl Page {
         self.session.user.as_deref()
     }
 
-    /// Whether the key holds keyreg's permission `action` (`keys:admin`, …):
-    /// pages leave out what the key may not do; the API refuses it anyway.
-    pub fn can(&self, action: &str) -> bool {
-        self.caller.holds(action)
+    /// Whether the key holds one of keyreg's permissions: pages leave out
+    /// what the key may not do; the API refuses it anyway.
+    pub fn can(&self, permission: Permission) -> bool {
+        self.caller.holds(permission)
     }
 
     /// The registry's clock, for "3 hours ago".
@@ -442,12 +443,12 @@ async fn sign_in(State(console): State<Console>, req: Request) -> Response {
             };
         }
     };
-    if !caller.holds("keys:read") {
+    if !caller.holds(Permission::KeysRead) {
         return fail("This key cannot read keys (it lacks keys:read), so it cannot use the console.");
     }
     let user = match user.as_str() {
         "" => None,
-        _ if !caller.holds("actors:assert") => {
+        _ if !caller.holds(Permission::ActorsAssert) => {
             return fail("This key cannot act for a person (it lacks actors:assert); leave \"Your email\" empty.");
         }
         email => match crate::domain::id::Actor::parse(&format!("user:{email}")) {

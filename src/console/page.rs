@@ -9,6 +9,7 @@ use maud::{DOCTYPE, Markup, html};
 use serde_json::Value;
 
 use super::{Page, Refusal};
+use crate::domain::permission::Permission;
 use crate::domain::time::Timestamp;
 
 /// The areas of the console, for the navigation.
@@ -47,7 +48,7 @@ pub fn frame(page: Option<&Page>, area: Area, title: &str, body: Markup) -> Mark
                                 (nav_item(area, Area::Roles, "/console/roles", "Roles"))
                                 (nav_item(area, Area::Catalog, "/console/catalog", "Catalogue"))
                                 (nav_item(area, Area::Org, "/console/org", "Organization"))
-                                @if p.can("audit:read") {
+                                @if p.can(Permission::AuditRead) {
                                     (nav_item(area, Area::Audit, "/console/audit", "Audit"))
                                 }
                             }

@@ -9,6 +9,8 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::domain::permission::Permission;
+
 use super::page::{self, Area, csrf, field_error, form_error, frame, invalid, plural, q, respond, strings, text};
 use super::{Form, Page, Posted, Refusal};
 
@@ -24,7 +26,7 @@ pub async fn list(page: Page, Query(n): Query<Notice>) -> Response {
         Ok(v) => v["roles"].as_array().cloned().unwrap_or_default(),
         Err(r) => return page::refused(&page, &r),
     };
-    let admin = page.can("roles:admin");
+    let admin = page.can(Permission::RolesAdmin);
     let body = html! {
         @match n.notice.as_deref() {
             Some("created") => p.notice role="status" { "Role created." },
@@ -206,7 +208,7 @@ fn catalog_page(page: &Page, catalog: &Value, refused: Option<(&Refusal, &Form)>
                 tbody { @for a in &actions { tr { td { code { (text(&a["action"])) } } td { (text(&a["description"])) } } } }
             }
         }
-        @if page.can("roles:admin") {
+        @if page.can(Permission::RolesAdmin) {
             form.card.wide method="post" action="/console/catalog" {
                 (csrf(page))
                 h2 { "Edit the catalogue" }

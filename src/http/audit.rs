@@ -10,7 +10,8 @@ use super::{ApiError, AppState, Caller, Params, blocking, json, parse_key_id, pa
 use crate::domain::audit::{Order, Query};
 use crate::domain::chain::ChainHash;
 use crate::domain::event;
-use crate::domain::id::{Actor, SYSTEM_ORG, Seq};
+use crate::domain::id::{Actor, Seq};
+use crate::domain::permission::Permission;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,7 +41,7 @@ pub async fn list(
     caller: Caller,
     Params(q): Params<AuditQuery>,
 ) -> Result<Response, ApiError> {
-    caller.require("audit:read")?;
+    caller.require(Permission::AuditRead)?;
     let limit = q.limit.unwrap_or(super::keys::DEFAULT_LIMIT);
     if !(1..=super::keys::MAX_LIMIT).contains(&limit) {
         return Err(ApiError::Validation(format!("limit must be 1 to {}", super::keys::MAX_LIMIT)));
@@ -110,10 +111,10 @@ pub async fn list(
 /// nothing of another's activity. `ok` and `first_bad_seq` are the chain's:
 /// a break anywhere matters to everyone whose history follows it.
 pub async fn verify_chain(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
-    caller.require("audit:read")?;
+    caller.require(Permission::AuditRead)?;
     let registry = s.registry.clone();
     let mut report = s.heavy.run(&caller.org, move || Ok(registry.check_chain()?)).await?;
-    if caller.org.as_str() != SYSTEM_ORG {
+    if caller.org.is_tenant() {
         let (events, last) = s.registry.read().audit.org_events(&caller.org, report.head_seq);
         report.events = events;
         report.head_seq = last.unwrap_or_default();
@@ -136,12 +137,12 @@ pub async fn events(
     caller: Caller,
     Params(q): Params<EventsQuery>,
 ) -> Result<Response, ApiError> {
-    caller.require("audit:read")?;
+    caller.require(Permission::AuditRead)?;
     let limit = q.limit.unwrap_or(1000);
     if !(1..=MAX_EVENTS).contains(&limit) {
         return Err(ApiError::Validation(format!("limit must be 1 to {MAX_EVENTS}")));
     }
-    let everything = caller.org.as_str() == SYSTEM_ORG;
+    let everything = !caller.org.is_tenant();
     let org_marker = format!("\"org\":\"{}\"", caller.org);
     let reader = s.registry.log().clone();
     // No event comes after the largest sequence there can be.
@@ -187,9 +188,9 @@ pub struct Digest {
 /// same log up to `seq`. A `_system` key gets the whole table's; any other
 /// org's key its own org's, at its org's last event.
 pub async fn digest(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
-    caller.require("audit:read")?;
+    caller.require(Permission::AuditRead)?;
     let p = s.registry.read();
-    let (seq, digest) = if caller.org.as_str() == SYSTEM_ORG {
+    let (seq, digest) = if !caller.org.is_tenant() {
         (p.table.applied(), p.table.digest())
     } else {
         let last = p.audit.org_events(&caller.org, p.table.applied()).1;

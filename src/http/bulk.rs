@@ -11,6 +11,7 @@ use super::keys::KeyList;
 use super::{ApiError, AppState, Body, Caller, json, parse_key_id};
 use crate::domain::command::Command;
 use crate::domain::id::KeyId;
+use crate::domain::permission::Permission;
 use crate::domain::table::KeyView;
 
 #[derive(Deserialize)]
@@ -41,7 +42,7 @@ pub async fn bulk_revoke(
     caller: Caller,
     Body(req): Body<BulkRevokeRequest>,
 ) -> Result<Response, ApiError> {
-    caller.require("keys:admin")?;
+    caller.require(Permission::KeysAdmin)?;
     let ids = req.ids.iter().map(|id| parse_key_id(id)).collect::<Result<Vec<_>, _>>()?;
     let command = Command::BulkRevoke { ids, reason: req.reason, delete: req.delete };
     let outcome = s.registry.execute(caller.actor(), caller.org.clone(), command).await?;
@@ -56,7 +57,7 @@ pub async fn offboard(
     caller: Caller,
     Body(req): Body<OffboardRequest>,
 ) -> Result<Response, ApiError> {
-    caller.require("keys:admin")?;
+    caller.require(Permission::KeysAdmin)?;
     let command = Command::Offboard { owner: req.owner.clone(), reason: req.reason };
     let outcome = s.registry.execute(caller.actor(), caller.org.clone(), command).await?;
     let revoked = outcome.events.iter().filter_map(|(_, e)| e.key_id().copied()).collect();

@@ -11,6 +11,7 @@ use super::keys::{CreateKeyRequest, Extras, changed};
 use super::{ApiError, AppState, Body, Caller};
 use crate::domain::command::{Command, NewSecret};
 use crate::domain::legacy;
+use crate::domain::permission::Permission;
 use crate::domain::token::{TokenFormat, parse_hex32};
 use crate::registry::Registry;
 
@@ -19,7 +20,7 @@ pub async fn import(
     caller: Caller,
     Body(mut req): Body<CreateKeyRequest>,
 ) -> Result<Response, ApiError> {
-    caller.require("keys:admin")?;
+    caller.require(Permission::KeysAdmin)?;
     let secret = legacy_secret(&s.registry, req.secret.take(), req.secret_sha256.take())?;
     let new = req.into_new_key(s.registry.next_key_id(), secret)?;
     let outcome = s.registry.execute(caller.actor(), caller.org.clone(), Command::ImportKey(new)).await?;

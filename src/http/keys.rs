@@ -13,6 +13,7 @@ use super::{
 use crate::domain::cidr::Cidr;
 use crate::domain::command::{Command, Expiry, KeyEdit, NewKey, NewSecret};
 use crate::domain::id::{Actor, KeyId, RoleName};
+use crate::domain::permission::Permission;
 use crate::domain::scope::Scope;
 use crate::domain::table::{Key, KeyView, Status, Table};
 use crate::domain::time::Timestamp;
@@ -197,7 +198,7 @@ pub async fn create(
     caller: Caller,
     Body(req): Body<CreateKeyRequest>,
 ) -> Result<Response, ApiError> {
-    caller.require("keys:admin")?;
+    caller.require(Permission::KeysAdmin)?;
     if req.secret.is_some() || req.secret_sha256.is_some() {
         return Err(ApiError::Validation(
             "keyreg makes a new key's secret; to take in an existing secret, use POST /v1/keys/import".into(),
@@ -276,7 +277,7 @@ pub async fn list(
     caller: Caller,
     Params(q): Params<ListQuery>,
 ) -> Result<Response, ApiError> {
-    caller.require("keys:read")?;
+    caller.require(Permission::KeysRead)?;
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::Validation(format!("limit must be 1 to {MAX_LIMIT}")));
@@ -327,7 +328,7 @@ pub async fn get(
     Path(id): Path<String>,
     Params(q): Params<AsOfQuery>,
 ) -> Result<Response, ApiError> {
-    caller.require("keys:read")?;
+    caller.require(Permission::KeysRead)?;
     let id = parse_key_id(&id)?;
     let not_found = || no_such_key(id.as_str());
     match q.as_of {
@@ -354,7 +355,7 @@ pub async fn update(
     headers: HeaderMap,
     Body(req): Body<UpdateKeyRequest>,
 ) -> Result<Response, ApiError> {
-    caller.require("keys:admin")?;
+    caller.require(Permission::KeysAdmin)?;
     let id = parse_key_id(&id)?;
     let expected = expected_version(&headers)?;
     let expires_at = match req.expires_at {
@@ -409,7 +410,7 @@ async fn switch(
     headers: HeaderMap,
     command: fn(KeyId, Option<crate::domain::id::Seq>) -> Command,
 ) -> Result<Response, ApiError> {
-    caller.require("keys:admin")?;
+    caller.require(Permission::KeysAdmin)?;
     let command = command(parse_key_id(&id)?, expected_version(&headers)?);
     one_key(&s, &caller, command).await
 }
@@ -421,7 +422,7 @@ pub async fn revoke(
     headers: HeaderMap,
     Body(req): Body<RevokeRequest>,
 ) -> Result<Response, ApiError> {
-    caller.require("keys:admin")?;
+    caller.require(Permission::KeysAdmin)?;
     let command = Command::Revoke { id: parse_key_id(&id)?, expected: expected_version(&headers)?, reason: req.reason };
     one_key(&s, &caller, command).await
 }
@@ -432,7 +433,7 @@ pub async fn delete(
     Path(id): Path<String>,
     Params(q): Params<DeleteQuery>,
 ) -> Result<Response, ApiError> {
-    caller.require("keys:admin")?;
+    caller.require(Permission::KeysAdmin)?;
     let id = parse_key_id(&id)?;
     let confirm =
         q.confirm.ok_or_else(|| ApiError::Validation("confirm: pass ?confirm=<the key's name> to delete it".into()))?;
@@ -446,7 +447,7 @@ pub async fn rotate(
     headers: HeaderMap,
     Body(req): Body<RotateRequest>,
 ) -> Result<Response, ApiError> {
-    caller.require("keys:admin")?;
+    caller.require(Permission::KeysAdmin)?;
     let token = s.registry.format().generate();
     let command = Command::Rotate {
         id: parse_key_id(&id)?,

@@ -40,7 +40,7 @@ pub use verify::Node;
 use crate::access::AccessCounter;
 use crate::domain::command::{Acting, Command};
 use crate::domain::id::{Actor, KeyId, MAX_EMAIL, OrgId, Seq};
-use crate::domain::permission::Permissions;
+use crate::domain::permission::{Permission, Permissions};
 use crate::domain::time::Timestamp;
 use crate::domain::verifier::{self, Code, Presented, Question};
 use crate::metrics::Metrics;
@@ -215,7 +215,7 @@ fn asserted_user(headers: &HeaderMap, permissions: Permissions) -> Result<Option
             false => Ok(None),
         };
     };
-    if !permissions.contains("actors:assert") {
+    if !permissions.has(Permission::ActorsAssert) {
         return Err(ApiError::Forbidden("naming a person in Keyreg-Actor needs a key with actors:assert".into()));
     }
     let user = value.to_str().ok().and_then(|v| Actor::parse(v.trim()).ok()).filter(|a| matches!(a, Actor::User(_)));
@@ -258,12 +258,12 @@ impl Caller {
         self.user.as_ref()
     }
 
-    /// Refuses unless the caller holds the management permission `action`.
-    pub fn require(&self, action: &str) -> Result<(), ApiError> {
-        if self.holds(action) {
+    /// Refuses unless the caller holds the management permission.
+    pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
+        if self.holds(permission) {
             Ok(())
         } else {
-            Err(ApiError::Forbidden(format!("this call needs a key with the scope {action}")))
+            Err(ApiError::Forbidden(format!("this call needs a key with the scope {permission}")))
         }
     }
 }
@@ -295,9 +295,9 @@ impl Caller {
         Ok(Caller { key_id: key.id, org: key.org.clone(), permissions: p.table.permissions(key), user: None })
     }
 
-    /// Whether the caller holds the management permission `action`.
-    pub fn holds(&self, action: &str) -> bool {
-        self.permissions.contains(action)
+    /// Whether the caller holds the management permission.
+    pub fn holds(&self, permission: Permission) -> bool {
+        self.permissions.has(permission)
     }
 }
 

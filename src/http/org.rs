@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::{ApiError, AppState, Body, Caller, json, no_store, no_such_key, parse_key_id};
 use crate::domain::command::Command;
 use crate::domain::id::{KeyId, OrgId, SYSTEM_ORG};
+use crate::domain::permission::Permission;
 use crate::domain::table::{KeyView, Org, Usage};
 use crate::domain::time::Timestamp;
 use crate::registry::ORG_ADMIN_SCOPES;
@@ -79,10 +80,10 @@ pub async fn create_org(
     caller: Caller,
     Body(req): Body<CreateOrgRequest>,
 ) -> Result<Response, ApiError> {
-    if caller.org.as_str() != SYSTEM_ORG {
+    if caller.org.is_tenant() {
         return Err(ApiError::Forbidden(format!("only keys of the {SYSTEM_ORG} org may create organizations")));
     }
-    caller.require("orgs:create")?;
+    caller.require(Permission::OrgsCreate)?;
     let id = OrgId::parse(&req.id)
         .ok()
         .filter(OrgId::is_tenant)
@@ -112,7 +113,7 @@ fn org_response(s: &AppState, id: &OrgId, warnings: &[String]) -> Result<Respons
 }
 
 pub async fn get_org(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
-    caller.require("keys:read")?;
+    caller.require(Permission::KeysRead)?;
     org_response(&s, &caller.org, &[])
 }
 
@@ -122,7 +123,7 @@ pub async fn update_org(
     caller: Caller,
     Body(req): Body<UpdateOrgRequest>,
 ) -> Result<Response, ApiError> {
-    caller.require("keys:admin")?;
+    caller.require(Permission::KeysAdmin)?;
     if req.max_keys.is_some() {
         return Err(ApiError::Forbidden(
             "max_keys is the operator's: a _system key holding orgs:admin sets it with PATCH /v1/orgs/{id}".into(),
@@ -140,10 +141,10 @@ pub async fn operate_org(
     Path(id): Path<String>,
     Body(req): Body<UpdateOrgRequest>,
 ) -> Result<Response, ApiError> {
-    if caller.org.as_str() != SYSTEM_ORG {
+    if caller.org.is_tenant() {
         return Err(ApiError::Forbidden(format!("only keys of the {SYSTEM_ORG} org hold operator settings")));
     }
-    caller.require("orgs:admin")?;
+    caller.require(Permission::OrgsAdmin)?;
     let id = OrgId::parse(&id)
         .map_err(|_| ApiError::NotFound(format!("no organization {:?}", id.chars().take(80).collect::<String>())))?;
     let outcome = s
@@ -158,7 +159,7 @@ pub async fn key_usage(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller.require("keys:read")?;
+    caller.require(Permission::KeysRead)?;
     let id = parse_key_id(&id)?;
     let p = s.registry.read();
     let key = p.table.key_in(&caller.org, &id).ok_or_else(|| no_such_key(id.as_str()))?;
@@ -166,7 +167,7 @@ pub async fn key_usage(
 }
 
 pub async fn org_usage(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
-    caller.require("keys:read")?;
+    caller.require(Permission::KeysRead)?;
     let p = s.registry.read();
     let org = p.table.org(&caller.org).ok_or_else(|| ApiError::NotFound("the organization is gone".into()))?;
     Ok(json(StatusCode::OK, &UsageView::of(&org.usage, None)))

@@ -15,6 +15,7 @@ use super::{
 use crate::domain::command::{Command, RoleEdit};
 use crate::domain::event::{Catalog, CatalogAction, Change, RoleChange};
 use crate::domain::id::{KeyId, RoleName};
+use crate::domain::permission::Permission;
 use crate::domain::preset::{PRESETS, Preset};
 use crate::domain::table::{Role, RoleView, Table};
 use crate::registry::Outcome;
@@ -118,7 +119,7 @@ pub async fn create(
     caller: Caller,
     Body(req): Body<CreateRoleRequest>,
 ) -> Result<Response, ApiError> {
-    caller.require("roles:admin")?;
+    caller.require(Permission::RolesAdmin)?;
     let name = RoleName::parse(&req.name).map_err(|e| ApiError::Validation(format!("name: {e}")))?;
     let command = Command::CreateRole { name, description: req.description, scopes: parse_scopes(&req.scopes)? };
     let outcome = s.registry.execute(caller.actor(), caller.org.clone(), command).await?;
@@ -130,7 +131,7 @@ pub async fn list(
     caller: Caller,
     Params(q): Params<AsOfQuery>,
 ) -> Result<Response, ApiError> {
-    caller.require("keys:read")?;
+    caller.require(Permission::KeysRead)?;
     let page = |table: &Table| {
         json(StatusCode::OK, &RoleList { roles: table.roles_of(&caller.org).into_iter().map(Role::view).collect() })
     };
@@ -149,7 +150,7 @@ pub async fn get(
     Path(name): Path<String>,
     Params(q): Params<AsOfQuery>,
 ) -> Result<Response, ApiError> {
-    caller.require("keys:read")?;
+    caller.require(Permission::KeysRead)?;
     let name = path_role(&name)?;
     let answer = |table: &Table| {
         let role = table.role(&caller.org, &name).ok_or_else(|| no_such_role(name.as_str()))?;
@@ -172,7 +173,7 @@ pub async fn update(
     headers: HeaderMap,
     Body(req): Body<UpdateRoleRequest>,
 ) -> Result<Response, ApiError> {
-    caller.require("roles:admin")?;
+    caller.require(Permission::RolesAdmin)?;
     let name = path_role(&name)?;
     let edit = RoleEdit { description: req.description, scopes: req.scopes.as_deref().map(parse_scopes).transpose()? };
     let command = Command::EditRole { name, expected: expected_version(&headers)?, edit };
@@ -187,7 +188,7 @@ pub async fn delete(
     Params(q): Params<DeleteRoleQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    caller.require("roles:admin")?;
+    caller.require(Permission::RolesAdmin)?;
     let name = path_role(&name)?;
     let command = Command::DeleteRole { name: name.clone(), expected: expected_version(&headers)?, force: q.force };
     let outcome = s.registry.execute(caller.actor(), caller.org.clone(), command).await?;
@@ -204,12 +205,12 @@ pub async fn delete(
 }
 
 pub async fn presets(caller: Caller) -> Result<Response, ApiError> {
-    caller.require("keys:read")?;
+    caller.require(Permission::KeysRead)?;
     Ok(json(StatusCode::OK, &PresetList { presets: PRESETS }))
 }
 
 pub async fn get_catalog(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
-    caller.require("keys:read")?;
+    caller.require(Permission::KeysRead)?;
     let p = s.registry.read();
     let empty = Catalog::default();
     Ok(json(StatusCode::OK, p.table.catalog(&caller.org).unwrap_or(&empty)))
@@ -220,7 +221,7 @@ pub async fn put_catalog(
     caller: Caller,
     Body(req): Body<CatalogRequest>,
 ) -> Result<Response, ApiError> {
-    caller.require("roles:admin")?;
+    caller.require(Permission::RolesAdmin)?;
     let actions = req.actions.into_iter().map(|a| CatalogAction { action: a.action, description: a.description });
     let command = Command::SetCatalog(Catalog { actions: actions.collect(), enforce: req.enforce });
     s.registry.execute(caller.actor(), caller.org.clone(), command).await?;

@@ -16,7 +16,7 @@ mod roles;
 use crate::domain::command::{Acting, Command, Context, Decision, NewKey, Refusal};
 use crate::domain::event::{Change, KeyChange, OrgSettings};
 use crate::domain::id::{Actor, OrgId, Seq};
-use crate::domain::permission::Permissions;
+use crate::domain::permission::{Permission, Permissions};
 use crate::domain::table::Table;
 use crate::domain::validate::*;
 
@@ -133,7 +133,7 @@ fn is_operator(table: &Table, who: &Acting) -> bool {
     match (&who.actor, who.key()) {
         (Actor::System(_), _) => true,
         (_, Some(id)) => {
-            table.key(&id).is_some_and(|k| !k.org.is_tenant() && table.permissions(k).contains("orgs:admin"))
+            table.key(&id).is_some_and(|k| !k.org.is_tenant() && table.permissions(k).has(Permission::OrgsAdmin))
         }
         (_, None) => false,
     }
