@@ -225,6 +225,8 @@ struct Inner {
     last_kick: AtomicU64,
     access: AccessCounter,
     metrics: Metrics,
+    /// The background tasks, so that `stop` can end them.
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 /// A running replica; cheap to clone.
@@ -291,13 +293,35 @@ impl Replica {
                 kick: Notify::new(),
                 last_kick: AtomicU64::new(0),
                 metrics: Metrics::default(),
+                tasks: Mutex::default(),
             }),
         };
-        tokio::spawn(replica.clone().follow(connection.clone()));
-        tokio::spawn(replica.clone().watch_stream(connection.clone()));
-        tokio::spawn(replica.clone().listen_to_heartbeats(connection.clone()));
-        tokio::spawn(replica.clone().flush_reports(connection));
+        let tasks = vec![
+            tokio::spawn(replica.clone().follow(connection.clone())),
+            tokio::spawn(replica.clone().watch_stream(connection.clone())),
+            tokio::spawn(replica.clone().listen_to_heartbeats(connection.clone())),
+            tokio::spawn(replica.clone().flush_reports(connection)),
+        ];
+        *replica.inner.tasks.lock().unwrap_or_else(PoisonError::into_inner) = tasks;
         Ok(replica)
+    }
+
+    /// Stops following the stream, listening and flushing, after sending
+    /// the access reports still pending. Verifies are refused from then on
+    /// (the table would only grow stale); every clone of this handle stops
+    /// with it.
+    pub async fn stop(&self) {
+        let tasks = std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(PoisonError::into_inner));
+        for task in &tasks {
+            task.abort();
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+        self.flush_now().await;
+        let stopped = Halt { seq: self.applied(), why: "the replica was stopped".into() };
+        *self.inner.halted.lock().unwrap_or_else(PoisonError::into_inner) = Some(stopped);
+        self.inner.stopped.store(true, Ordering::Relaxed);
     }
 
     pub fn config(&self) -> &ReplicaConfig {

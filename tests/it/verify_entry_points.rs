@@ -80,4 +80,13 @@ fn every_entry_point_refuses_the_same_bad_questions_in_the_same_words() {
         .map(|r| json!(ask_embedded(Some("read"), *r).unwrap()))
         .collect();
     assert_eq!(codes, expected);
+
+    // An embedding service can stop its replica: it answers no more, and
+    // follows the stream no further while another replica does.
+    rt.block_on(embedded.stop());
+    assert!(matches!(embedded.verify(&key, Question::default()), Err(Refused::Unavailable(_))));
+    let stopped_at = embedded.applied();
+    new_key(&api, &c.admin, json!({"name": "after the stop", "scopes": ["read"]}));
+    wait_applied(&over_http, api.head());
+    assert_eq!(embedded.applied(), stopped_at, "a stopped replica kept applying");
 }
