@@ -26,6 +26,7 @@ mod people;
 mod permissions;
 mod property;
 mod quickstart;
+mod refusals;
 mod schemas;
 mod secrets;
 mod snapshots;
