@@ -2,7 +2,6 @@
 //! store dir, that a test can stop and restart; and `keyreg verifier`
 //! processes.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -55,19 +54,14 @@ impl Verifier {
     }
 
     fn run(nats: &str, data: &Path, node: &str, args: &[&str], stderr: Stdio) -> Verifier {
-        let mut child = Command::new(keyreg_bin())
-            .args(["verifier", "--nats", nats, "--listen", "127.0.0.1:0", "--node", node, "--pepper-file"])
-            .arg(data.join("pepper"))
-            .args(args)
-            .env("RUST_LOG", "keyreg=debug")
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn keyreg verifier");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let url =
-            line.trim().strip_prefix("keyreg verifier listening on ").unwrap_or_else(|| panic!("{line:?}")).to_owned();
+        let (child, url) = spawn_listening(
+            Command::new(keyreg_bin())
+                .args(["verifier", "--nats", nats, "--listen", "127.0.0.1:0", "--node", node, "--pepper-file"])
+                .arg(data.join("pepper"))
+                .args(args)
+                .env("RUST_LOG", "keyreg=debug")
+                .stderr(stderr),
+        );
         Verifier { child, url }
     }
 

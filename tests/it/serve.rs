@@ -4,9 +4,8 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
@@ -52,21 +51,13 @@ impl Server {
         let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = data.with_extension(format!("serve-{n}.log"));
         let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
-        let mut child = Command::new(keyreg_bin())
-            .args(["serve", "--data", path_str(data), "--listen", "127.0.0.1:0"])
-            .args(extra)
-            .env("RUST_LOG", "keyreg=debug")
-            .stdout(Stdio::piped())
-            .stderr(log_file)
-            .spawn()
-            .expect("spawn keyreg serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("keyreg listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
+        let (child, url) = spawn_listening(
+            Command::new(keyreg_bin())
+                .args(["serve", "--data", path_str(data), "--listen", "127.0.0.1:0"])
+                .args(extra)
+                .env("RUST_LOG", "keyreg=debug")
+                .stderr(log_file),
+        );
         let mut operators = OPERATORS.lock().unwrap();
         if let Some(token) = operators.get(&data.display().to_string()).cloned() {
             operators.insert(url.clone(), token);

@@ -161,3 +161,14 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Spawns a `keyreg` server process (`serve` or `verifier`) with stdout
+/// piped, and reads the URL from its first line (`... listening on URL`).
+pub fn spawn_listening(command: &mut std::process::Command) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = command.stdout(std::process::Stdio::piped()).spawn().expect("spawn keyreg");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.split_once(" listening on ").map(|(_, url)| url.trim().to_owned());
+    (child, url.unwrap_or_else(|| panic!("unexpected first line {line:?}")))
+}
