@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::access::AccessCounter;
+use crate::console;
 use crate::domain::command::Command;
 use crate::domain::id::Actor;
 use crate::domain::mac::MessageKeys;
@@ -37,6 +38,8 @@ pub struct ServeOptions {
     /// without NATS (events wait in the log, the outbox, for later).
     pub nats: Option<Nats>,
     pub api: ApiOptions,
+    /// How long a console session may stay unused (at most an hour).
+    pub console_idle: Duration,
     pub limits: Limits,
 }
 
@@ -48,6 +51,7 @@ impl Default for ServeOptions {
             sweep_every: Duration::from_millis(250),
             nats: None,
             api: ApiOptions::default(),
+            console_idle: Duration::from_secs(console::IDLE_SECONDS as u64),
             limits: Limits::default(),
         }
     }
@@ -92,13 +96,19 @@ pub async fn serve(
             Err(e) => tracing::error!(error = %e, "cannot use NATS; events wait in the log"),
         }
     }
-    let result = http::listen::serve(listener, http::app(state), options.limits, shutdown).await;
+    let result = http::listen::serve(listener, app(state, options.console_idle), options.limits, shutdown).await;
     let _ = stop_tx.send(true);
     for task in tasks {
         let _ = task.await;
     }
     flush_once(&registry, &access).await;
     result
+}
+
+/// The registry's router: the API, and the console beside it calling it.
+pub fn app(state: AppState, console_idle: Duration) -> axum::Router {
+    let api = http::api(state.clone());
+    api.clone().merge(console::router(state, api, console_idle))
 }
 
 /// Records `key.expired` for every key whose expiry has passed.

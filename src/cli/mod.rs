@@ -23,7 +23,6 @@ use clap::{Parser, Subcommand};
 use crate::domain::id::{OrgId, Seq};
 use crate::domain::time::{SystemClock, Timestamp};
 use crate::domain::token::{Token, TokenFormat};
-use crate::http::ApiOptions;
 use crate::http::listen::Limits;
 use crate::nats::{Layout, Nats};
 use crate::registry::{Config, OpenError, OrgRate, Registry};
@@ -321,7 +320,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 access_flush: Duration::from_millis(access_flush_ms.max(10)),
                 nats: (url != "none").then(|| nats(&url)),
                 limits: limits.limits(),
-                api: ApiOptions { console_idle: Duration::from_secs(console_idle_secs), ..ApiOptions::default() },
+                console_idle: Duration::from_secs(console_idle_secs),
                 ..ServeOptions::default()
             };
             let org_rate = OrgRate { events_per_minute: org_events_per_minute, bytes_per_minute: org_bytes_per_minute };

@@ -53,9 +53,10 @@ pub struct Console {
     throttle: Arc<throttle::Throttle>,
 }
 
-/// The console's routes, answered through `api` (the registry's router).
-pub fn router(state: AppState, api: Router) -> Router {
-    let sessions = Arc::new(Sessions::new(state.options.console_idle.as_secs() as i64));
+/// The console's routes, answered through `api` (the registry's router);
+/// sessions end after `idle` unused (at most `IDLE_SECONDS`).
+pub fn router(state: AppState, api: Router, idle: std::time::Duration) -> Router {
+    let sessions = Arc::new(Sessions::new(idle.as_secs() as i64));
     let console = Console { state, api, sessions, throttle: Arc::default() };
     Router::new()
         .route("/console", get(|| async { Redirect::to("/console/keys") }))

@@ -99,16 +99,11 @@ pub const ROUTES: &[(&str, &str)] = &[
 pub struct ApiOptions {
     /// How long a verify with `min_seq` waits for that sequence.
     pub min_seq_wait: Duration,
-    /// How long a console session may stay unused (at most an hour).
-    pub console_idle: Duration,
 }
 
 impl Default for ApiOptions {
     fn default() -> Self {
-        ApiOptions {
-            min_seq_wait: Duration::from_secs(1),
-            console_idle: Duration::from_secs(crate::console::IDLE_SECONDS as u64),
-        }
+        ApiOptions { min_seq_wait: Duration::from_secs(1) }
     }
 }
 
@@ -124,16 +119,10 @@ pub struct AppState {
     pub heavy: Arc<heavy::Heavy>,
 }
 
-/// The registry's router: the API and the console. Tests may drive it
-/// without a socket; then no caller address is known and keys with
-/// `allowed_cidrs` refuse.
-pub fn app(state: AppState) -> Router {
-    let api = api(state.clone());
-    api.clone().merge(crate::console::router(state, api))
-}
-
-/// The API alone, which the console calls in process.
-fn api(state: AppState) -> Router {
+/// The API's router (the console, a layer above, calls it in process; the
+/// server serves both). Tests may drive it without a socket; then no
+/// caller address is known and keys with `allowed_cidrs` refuse.
+pub fn api(state: AppState) -> Router {
     Router::new()
         .route("/v1/orgs", post(org::create_org))
         .route("/v1/orgs/{id}", patch(org::operate_org))
