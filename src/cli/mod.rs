@@ -5,6 +5,7 @@
 
 mod audit;
 mod client;
+mod clock;
 mod history;
 pub mod keys;
 mod org;
@@ -92,6 +93,10 @@ enum Cmd {
         /// Bytes of events one organization may append per minute; 0: no limit.
         #[arg(long, env = "KEYREG_ORG_BYTES_PER_MINUTE", default_value_t = OrgRate::DEFAULT.bytes_per_minute)]
         org_bytes_per_minute: u64,
+        /// For tests only: the clock runs ahead of the system's by the
+        /// seconds written in this file (`cli/clock.rs`).
+        #[arg(long, hide = true)]
+        clock_offset_file: Option<PathBuf>,
         #[command(flatten)]
         limits: LimitArgs,
     },
@@ -313,6 +318,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             console_idle_secs,
             org_events_per_minute,
             org_bytes_per_minute,
+            clock_offset_file,
             limits,
         } => {
             let options = ServeOptions {
@@ -324,7 +330,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ..ServeOptions::default()
             };
             let org_rate = OrgRate { events_per_minute: org_events_per_minute, bytes_per_minute: org_bytes_per_minute };
-            let config = Config { snapshot_every, org_rate, ..config(&cli.token_prefix)? };
+            let mut config = Config { snapshot_every, org_rate, ..config(&cli.token_prefix)? };
+            if let Some(file) = clock_offset_file {
+                config.clock = Arc::new(clock::OffsetFileClock::new(file));
+            }
             serve(&data, config, &listen, options)
         }
         Cmd::Keys(args) => keys::run(args).map(|ok| if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }),

@@ -24,6 +24,9 @@ pub struct Server {
     pub data: PathBuf,
     /// The server's stderr, with debug logging on: grepped for secrets.
     pub log: PathBuf,
+    /// Seconds the server's clock runs ahead of the system's
+    /// (`--clock-offset-file`), moved by `advance`.
+    clock: PathBuf,
 }
 
 impl Server {
@@ -51,9 +54,11 @@ impl Server {
         let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = data.with_extension(format!("serve-{n}.log"));
         let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let clock = data.with_extension(format!("clock-{n}"));
         let (child, url) = spawn_listening(
             Command::new(keyreg_bin())
                 .args(["serve", "--data", path_str(data), "--listen", "127.0.0.1:0"])
+                .args(["--clock-offset-file", path_str(&clock)])
                 .args(extra)
                 .env("RUST_LOG", "keyreg=debug")
                 .stderr(log_file),
@@ -62,7 +67,24 @@ impl Server {
         if let Some(token) = operators.get(&data.display().to_string()).cloned() {
             operators.insert(url.clone(), token);
         }
-        Server { child, url, data: data.to_owned(), log }
+        Server { child, url, data: data.to_owned(), log, clock }
+    }
+
+    /// Moves the server's clock forward by `seconds`, instead of sleeping
+    /// on the real one for time to pass.
+    pub fn advance(&self, seconds: f64) {
+        std::fs::write(&self.clock, (self.offset() + seconds).to_string()).unwrap();
+        // The server reads the file again at most 10 ms after it changed.
+        std::thread::sleep(Duration::from_millis(30));
+    }
+
+    fn offset(&self) -> f64 {
+        std::fs::read_to_string(&self.clock).ok().and_then(|s| s.parse().ok()).unwrap_or(0.0)
+    }
+
+    /// The server's time now, its clock's offset included.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now() + chrono::Duration::microseconds((self.offset() * 1e6) as i64)
     }
 
     /// SIGTERM, and wait for the graceful exit.
