@@ -145,7 +145,7 @@ pub(crate) fn measure(size: Size, nats_url: Option<&str>) -> anyhow::Result<Vec<
             let (listener, addr) = bind(&runtime)?;
             let r = replica.clone();
             runtime.spawn(async move {
-                keyreg::http::replica::serve(&r, listener, Limits::default(), std::future::pending()).await
+                keyreg::replica::http::serve(&r, listener, Limits::default(), std::future::pending()).await
             });
             let started = std::time::Instant::now();
             while replica.unavailable().is_some() {

@@ -452,7 +452,7 @@ fn verifier(config: ReplicaConfig, listen: &str, limits: Limits) -> anyhow::Resu
         let replica = Replica::start(config).await?;
         println!("keyreg verifier listening on http://{addr}");
         std::io::stdout().flush()?;
-        crate::http::replica::serve(&replica, listener, limits, server::shutdown_signal()).await?;
+        crate::replica::http::serve(&replica, listener, limits, server::shutdown_signal()).await?;
         anyhow::Ok(())
     })?;
     eprintln!("keyreg verifier stopped");

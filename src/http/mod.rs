@@ -13,7 +13,6 @@ mod keys;
 pub mod listen;
 mod ops;
 mod org;
-pub mod replica;
 mod roles;
 pub mod verify;
 
@@ -408,7 +407,7 @@ fn with_etag(mut response: Response, version: Seq) -> Response {
 }
 
 /// A JSON response with a status.
-fn json<T: serde::Serialize>(status: axum::http::StatusCode, body: &T) -> Response {
+pub(crate) fn json<T: serde::Serialize>(status: axum::http::StatusCode, body: &T) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
@@ -426,7 +425,7 @@ fn no_store(mut response: Response) -> Response {
 }
 
 /// Prometheus's text exposition.
-fn prometheus(text: String) -> Response {
+pub(crate) fn prometheus(text: String) -> Response {
     ([(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; version=0.0.4"))], text).into_response()
 }
 

@@ -28,7 +28,7 @@
 //! that it can bind to the chain (`nats::snapshots`), and follows the
 //! stream after it; without one, from the stream's first event.
 //!
-//! Its HTTP routes are in `http::replica`; this type is what a Rust service
+//! Its HTTP routes are in `replica::http`; this type is what a Rust service
 //! embeds to verify in process.
 //!
 //! ```no_run
@@ -47,20 +47,24 @@
 //! # Ok(()) }
 //! ```
 //!
-//! (Over 450 lines: the follower, its readiness rules and its access flush
-//! are one state machine around one table; split, each part would need the
-//! others' private state.)
+//! The replica's parts: `follow` (the stream into the table), `freshness`
+//! (whether the table is current: the stream's extent and heartbeats),
+//! `http` (its HTTP routes, with the `server` feature); this file holds the
+//! state they share, verify, health and the access flush.
+
+mod follow;
+mod freshness;
+#[cfg(feature = "server")]
+pub mod http;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
 use crate::access::AccessCounter;
-use crate::domain::event::Change;
 use crate::domain::history::History;
 use crate::domain::id::Seq;
 use crate::domain::mac::MessageKeys;
@@ -69,9 +73,7 @@ use crate::domain::time::{Clock, SystemClock, Timestamp};
 use crate::domain::token::{Pepper, PepperFingerprint, TokenFormat};
 use crate::domain::verifier::{self, Answer, BadQuestion, Question};
 use crate::metrics::Metrics;
-use crate::nats::heartbeat::Heartbeat;
-use crate::nats::snapshots::{self, Bootstrap};
-use crate::nats::{self, Connection, Nats, NatsError, StreamEvent};
+use crate::nats::{self, Connection, Nats, NatsError};
 
 pub struct ReplicaConfig {
     pub nats: Nats,
@@ -95,11 +97,6 @@ pub struct ReplicaConfig {
 /// The default bound on staleness.
 pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(2);
 
-/// A replica that has fallen behind the heartbeat for this long, without
-/// applying anything, starts its consumer again; at most once in this long,
-/// so that a slow new consumer is not abandoned before it delivers.
-const STUCK_AFTER: Duration = Duration::from_millis(300);
-
 impl ReplicaConfig {
     pub fn new(nats: &str, pepper: Pepper) -> Self {
         ReplicaConfig {
@@ -114,18 +111,6 @@ impl ReplicaConfig {
             clock: Arc::new(SystemClock),
         }
     }
-}
-
-/// The pause before reading the stream again after a message whose MAC
-/// failed.
-const UNTRUSTED_RETRY: Duration = Duration::from_secs(1);
-
-/// Why the follower stopped reading the stream.
-enum Stop {
-    /// The chain broke: for good.
-    Halted,
-    /// A message failed its MAC: it is read again after a pause.
-    Untrusted,
 }
 
 /// Why a replica stopped applying.
@@ -448,218 +433,6 @@ impl Replica {
     pub async fn flush_now(&self) {
         if let Ok(connection) = self.inner.config.nats.connect().await {
             self.flush_once(&connection).await;
-        }
-    }
-
-    fn halt(&self, seq: Seq, why: String) {
-        tracing::error!(%seq, %why, "the replica stops applying");
-        *self.inner.halted.lock().unwrap_or_else(PoisonError::into_inner) = Some(Halt { seq, why });
-        self.inner.stopped.store(true, Ordering::Relaxed);
-    }
-
-    /// Folds one stream event, if the registry wrote it.
-    fn apply(&self, ev: StreamEvent) -> Result<(), Stop> {
-        let mut history = self.inner.followed.write().unwrap_or_else(PoisonError::into_inner);
-        if ev.seq <= history.head().0 {
-            return Ok(()); // A redelivery after the consumer was recreated.
-        }
-        if !ev.authentic(&self.inner.keys) {
-            drop(history);
-            if self.records_another_pepper(&ev.bytes) {
-                // Most likely this replica was given the wrong pepper file:
-                // say so, rather than only that nothing checks out.
-                self.inner.wrong_pepper.store(true, Ordering::Relaxed);
-            }
-            let why = "its MAC does not hold under this replica's pepper: the registry did not publish it".to_owned();
-            let mut untrusted = self.inner.untrusted.lock().unwrap_or_else(PoisonError::into_inner);
-            if untrusted.as_ref().is_none_or(|u| u.seq != ev.seq) {
-                tracing::error!(seq = %ev.seq, %why, "the replica does not apply a message from the stream");
-            }
-            *untrusted = Some(Halt { seq: ev.seq, why });
-            return Err(Stop::Untrusted);
-        }
-        if let Err(broken) = history.push(ev.seq, &ev.bytes, ev.hash) {
-            drop(history);
-            self.halt(broken.seq, broken.why);
-            return Err(Stop::Halted);
-        }
-        *self.inner.untrusted.lock().unwrap_or_else(PoisonError::into_inner) = None;
-        self.advanced(history, ev.seq.0 + ev.pending);
-        Ok(())
-    }
-
-    /// Whether an event (not authenticated: only a diagnosis) records a
-    /// pepper fingerprint other than this replica's.
-    fn records_another_pepper(&self, bytes: &[u8]) -> bool {
-        let Ok(decoded) = crate::domain::event::decode(bytes) else { return false };
-        match decoded.event.change {
-            Change::OrgCreated(s) | Change::OrgUpdated(s) => {
-                s.pepper_fingerprint.is_some_and(|fp| fp != self.inner.fingerprint)
-            }
-            _ => false,
-        }
-    }
-
-    /// Starts from a snapshot's table instead of the stream's first event,
-    /// if nothing was applied yet. The next event must chain onto it.
-    fn start_from(&self, start: Bootstrap) {
-        let mut history = self.inner.followed.write().unwrap_or_else(PoisonError::into_inner);
-        if history.head().0 != Seq(0) {
-            return;
-        }
-        tracing::info!(seq = %start.seq, "starting from a snapshot; following the stream after it");
-        *history = History::resume(start.table, start.seq, start.hash);
-        self.inner.started_from.store(start.seq.0, Ordering::Relaxed);
-        self.advanced(history, start.seq.0);
-    }
-
-    /// After the table moved on: readiness, lag and progress.
-    fn advanced(&self, history: RwLockWriteGuard<'_, History<Table>>, stream_last: u64) {
-        let wrong_pepper = history.state().pepper_fingerprint().is_some_and(|fp| fp != self.inner.fingerprint);
-        // Behind the last event while the rest of its decision is to come.
-        let applied = history.state().applied();
-        drop(history);
-        let inner = &self.inner;
-        inner.wrong_pepper.store(wrong_pepper, Ordering::Relaxed);
-        inner.applied.send_replace(applied);
-        inner.last_progress.store(inner.clockwork.now(), Ordering::Relaxed);
-        inner.stream_last.fetch_max(stream_last, Ordering::Relaxed);
-        self.check_caught_up();
-    }
-
-    fn last_beat(&self) -> (u64, u64) {
-        *self.inner.last_beat.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Caught up once the replica has applied the stream's last sequence as
-    /// the stream or a heartbeat last said it; as fresh as the last
-    /// heartbeat whose sequence it has applied.
-    fn check_caught_up(&self) {
-        let inner = &self.inner;
-        let applied = self.applied().0;
-        if inner.heard_stream.load(Ordering::Relaxed) && applied >= inner.known_last.load(Ordering::Relaxed) {
-            inner.caught_up.store(true, Ordering::Relaxed);
-        }
-        let (seq, at) = self.last_beat();
-        if at != 0 && applied >= seq {
-            inner.fresh_at.fetch_max(at, Ordering::Relaxed);
-        }
-    }
-
-    /// Follows the stream from the next sequence, starting over whenever NATS
-    /// reconnects or the replica is found stuck behind the heartbeat.
-    async fn follow(self, connection: Connection) {
-        let mut reconnected = connection.connected.clone();
-        let mut backoff = Duration::from_millis(20);
-        while self.halted().is_none() {
-            tokio::select! {
-                result = self.follow_until_error(&connection) => match result {
-                    Ok(Stop::Halted) => return,
-                    Ok(Stop::Untrusted) => backoff = UNTRUSTED_RETRY,
-                    Err(e) => tracing::debug!(error = %e, "the replica waits for NATS"),
-                },
-                _ = reconnected.changed() => {
-                    backoff = Duration::from_millis(20);
-                    continue;
-                }
-                _ = self.inner.kick.notified() => continue,
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = reconnected.changed() => {}
-                _ = self.inner.kick.notified() => {}
-            }
-            backoff = (backoff * 2).min(Duration::from_millis(250));
-        }
-    }
-
-    async fn follow_until_error(&self, connection: &Connection) -> Result<Stop, NatsError> {
-        let config = &self.inner.config;
-        if config.bootstrap
-            && self.applied() == Seq(0)
-            && let Some(start) =
-                snapshots::newest(&connection.js, &config.nats.layout, &config.pepper, &self.inner.keys).await?
-        {
-            self.start_from(start);
-        }
-        let stream = config.nats.events_stream(&connection.js).await?;
-        let mut messages = nats::follow(&stream, self.applied().next()).await?;
-        while let Some(ev) = nats::next_event(&mut messages).await {
-            if let Err(stop) = self.apply(ev?) {
-                return Ok(stop);
-            }
-        }
-        Err(NatsError::Nats("the consumer ended".into()))
-    }
-
-    /// Keeps `stream_last` current while no events arrive (for the lag, and
-    /// for "caught up" on an empty or idle stream with no registry beating).
-    async fn watch_stream(self, connection: Connection) {
-        loop {
-            if let Ok(mut stream) = self.inner.config.nats.events_stream(&connection.js).await
-                && let Ok(info) = stream.info().await
-            {
-                self.saw_stream_last(info.state.last_sequence);
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-
-    /// Notes how far the stream goes, as the stream or the registry said it.
-    fn saw_stream_last(&self, last: u64) {
-        let inner = &self.inner;
-        inner.stream_last.fetch_max(last, Ordering::Relaxed);
-        inner.known_last.fetch_max(last, Ordering::Relaxed);
-        inner.heard_stream.store(true, Ordering::Relaxed);
-        self.check_caught_up();
-    }
-
-    async fn listen_to_heartbeats(self, connection: Connection) {
-        let subject = self.inner.config.nats.layout.heartbeat_subject();
-        loop {
-            let Ok(mut beats) = connection.client.subscribe(subject.clone()).await else {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            };
-            while let Some(message) = beats.next().await {
-                match Heartbeat::authentic(&message, &self.inner.keys) {
-                    Some(beat) if self.newer_beat(&beat) => self.heard(beat),
-                    Some(_) => tracing::debug!("a heartbeat no newer than the last one; ignored"),
-                    None => tracing::debug!("a heartbeat whose MAC fails; ignored"),
-                }
-            }
-        }
-    }
-
-    /// Whether an authentic beat is newer than the last one taken (and if
-    /// so, it is now the last one).
-    fn newer_beat(&self, beat: &Heartbeat) -> bool {
-        let mut last = self.inner.last_beat_time.lock().unwrap_or_else(PoisonError::into_inner);
-        if last.is_some_and(|t| beat.time <= t) {
-            return false;
-        }
-        *last = Some(beat.time);
-        true
-    }
-
-    /// A heartbeat: the registry and NATS are there, and the stream goes up
-    /// to `beat.seq`. A replica behind it that is not moving is kicked.
-    fn heard(&self, beat: Heartbeat) {
-        let inner = &self.inner;
-        let now = inner.clockwork.now();
-        *inner.last_beat.lock().unwrap_or_else(PoisonError::into_inner) = (beat.seq.0, now);
-        self.saw_stream_last(beat.seq.0);
-        let (applied, head) = inner.followed.read().unwrap_or_else(PoisonError::into_inner).head();
-        if applied == beat.seq && head != beat.hash && beat.seq.0 > 0 {
-            self.halt(applied, format!("the registry's event {applied} hashes to {}, not {head}", beat.hash));
-            return;
-        }
-        let clock = &inner.clockwork;
-        let still = clock.since(inner.last_progress.load(Ordering::Relaxed)).unwrap_or(Duration::MAX);
-        let last_kick = clock.since(inner.last_kick.load(Ordering::Relaxed)).unwrap_or(Duration::MAX);
-        if applied < beat.seq && still > STUCK_AFTER && last_kick > STUCK_AFTER * 3 {
-            inner.last_kick.store(now, Ordering::Relaxed);
-            inner.kick.notify_one();
         }
     }
 

@@ -10,15 +10,15 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 
-use super::listen::Limits;
-use super::verify::{Checked, Node, verify};
-use super::{ApiError, BODY_LIMIT, Digest, json, prometheus, track};
+use super::{Replica, Unavailable};
 use crate::domain::id::Seq;
 use crate::domain::time::Timestamp;
 use crate::domain::token::{Pepper, TokenFormat};
 use crate::domain::verifier::{Answer, Presented};
+use crate::http::listen::Limits;
+use crate::http::verify::{Checked, Node, verify};
+use crate::http::{ApiError, BODY_LIMIT, Digest, json, prometheus, track};
 use crate::metrics::Metrics;
-use crate::replica::{Replica, Unavailable};
 
 impl Node for Replica {
     fn format(&self) -> &TokenFormat {
@@ -72,7 +72,7 @@ pub fn router(replica: &Replica) -> Router {
             ApiError::MethodNotAllowed("this route does not take that method".into())
         })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(axum::middleware::from_fn(super::listen::guard))
+        .layer(axum::middleware::from_fn(crate::http::listen::guard))
         .with_state(replica.clone())
 }
 
@@ -84,7 +84,7 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let result = super::listen::serve(listener, router(replica), limits, shutdown).await;
+    let result = crate::http::listen::serve(listener, router(replica), limits, shutdown).await;
     replica.flush_now().await;
     result
 }
