@@ -14,6 +14,7 @@
 //! and no framing, `nosniff`, no referrer, and `no-store`.
 
 mod audit;
+mod key_form;
 mod keys;
 mod org;
 mod page;
@@ -66,9 +67,9 @@ pub fn router(state: AppState, api: Router, idle: std::time::Duration) -> Router
         .route("/console/assets/{file}", get(asset))
         .route("/console/keys", get(keys::list))
         .route("/console/keys/bulk", post(keys::bulk))
-        .route("/console/keys/new", get(keys::new_form).post(keys::create))
+        .route("/console/keys/new", get(key_form::new_form).post(key_form::create))
         .route("/console/keys/{id}", get(keys::details))
-        .route("/console/keys/{id}/edit", get(keys::edit_form).post(keys::edit))
+        .route("/console/keys/{id}/edit", get(key_form::edit_form).post(key_form::edit))
         .route("/console/keys/{id}/{action}", post(keys::act))
         .route("/console/roles", get(roles::list))
         .route("/console/roles/new", get(roles::new_form).post(roles::create))

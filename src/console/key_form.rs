@@ -1,0 +1,323 @@
+//! The console's key forms: creating a key (expiry, presets, roles,
+//! catalogue actions, ranges) and showing its secret once, and editing one,
+//! with the API's dry-run warnings shown before saving.
+
+use axum::extract::Path;
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
+use serde_json::{Value, json};
+
+use super::keys::secret_page;
+use super::page::{self, Area, csrf, field_error, form_error, frame, invalid, q, respond, strings, text};
+use super::{Form, Page, Posted, Refusal};
+
+/// The API's names of a key's fields, which refusals name.
+const FIELDS: &[&str] =
+    &["name", "description", "owner", "expires_at", "expires_in_days", "scopes", "preset", "roles", "allowed_cidrs"];
+
+/// Expiry choices, in days.
+const EXPIRY_DAYS: [u32; 6] = [7, 30, 60, 90, 180, 365];
+
+/// What the create form offers: presets, the org's roles, the catalogue.
+struct Choices {
+    presets: Vec<Value>,
+    roles: Vec<Value>,
+    actions: Vec<Value>,
+}
+
+async fn choices(page: &Page) -> Choices {
+    let list = |v: Value, field: &str| v[field].as_array().cloned().unwrap_or_default();
+    Choices {
+        presets: list(page.api(Method::GET, "/v1/presets", None).await.body, "presets"),
+        roles: list(page.api(Method::GET, "/v1/roles", None).await.body, "roles"),
+        actions: list(page.api(Method::GET, "/v1/catalog", None).await.body, "actions"),
+    }
+}
+
+pub async fn new_form(page: Page) -> Response {
+    let c = choices(&page).await;
+    let defaults = Form(vec![("expiry".into(), "90".into())]);
+    respond(StatusCode::OK, create_page(&page, &c, &defaults, None))
+}
+
+fn create_page(page: &Page, c: &Choices, form: &Form, error: Option<&Refusal>) -> Markup {
+    let body = html! {
+        form.card.wide method="post" action="/console/keys/new" novalidate {
+            (csrf(page))
+            (form_error(error, FIELDS))
+            (identity_fields(form, error))
+            fieldset {
+                legend { "Expiry" }
+                (field_error(error, "expires_at", FIELDS))
+                (field_error(error, "expires_in_days", FIELDS))
+                div.choices {
+                    @for d in EXPIRY_DAYS {
+                        @let v = d.to_string();
+                        div.check {
+                            input type="radio" name="expiry" id=(format!("expiry-{d}")) value=(v) checked[form.get("expiry") == v];
+                            label for=(format!("expiry-{d}")) { (d) " days" }
+                        }
+                    }
+                    div.check {
+                        input type="radio" name="expiry" id="expiry-custom" value="custom" checked[form.get("expiry") == "custom"];
+                        label for="expiry-custom" { "On a date" }
+                    }
+                    div.check {
+                        input type="radio" name="expiry" id="expiry-never" value="never" checked[form.get("expiry") == "never"] aria-describedby="never-warning";
+                        label for="expiry-never" { "Never" }
+                    }
+                }
+                label for="expires_on" { "Expiry date (for \"On a date\"; the key stops at 00:00 UTC that day)" }
+                input id="expires_on" name="expires_on" type="date" value=(form.get("expires_on")) aria-invalid=[invalid(error, "expires_at", FIELDS)];
+                p.warning id="never-warning" { "A key that never expires works until someone revokes it. Prefer an expiry, and rotate the key before it." }
+            }
+            (permission_fields(c, form, error))
+            (cidr_field(form, error))
+            div.actions {
+                button.primary type="submit" { "Create key" }
+                a.button href="/console/keys" { "Cancel" }
+            }
+        }
+    };
+    frame(Some(page), Area::Keys, "Create a key", body)
+}
+
+fn identity_fields(form: &Form, error: Option<&Refusal>) -> Markup {
+    html! {
+        label for="name" { "Name" }
+        input id="name" name="name" type="text" required maxlength="100" value=(form.get("name"))
+            aria-invalid=[invalid(error, "name", FIELDS)] aria-describedby="name-error";
+        (field_error(error, "name", FIELDS))
+        label for="description" { "Description " span.optional { "(optional)" } }
+        textarea id="description" name="description" maxlength="1000" rows="2"
+            aria-invalid=[invalid(error, "description", FIELDS)] { (form.get("description")) }
+        (field_error(error, "description", FIELDS))
+        label for="owner" { "Owner " span.optional { "(optional: who answers for this key, e.g. an email)" } }
+        input id="owner" name="owner" type="text" maxlength="320" value=(form.get("owner"))
+            aria-invalid=[invalid(error, "owner", FIELDS)];
+        (field_error(error, "owner", FIELDS))
+    }
+}
+
+/// Presets, roles, the catalogue's actions by service with a resource
+/// restriction, and free scopes.
+fn permission_fields(c: &Choices, form: &Form, error: Option<&Refusal>) -> Markup {
+    let ticked_role = |name: &str| form.all("roles").any(|r| r == name);
+    let mut services: Vec<(&str, Vec<&Value>)> = Vec::new();
+    for a in &c.actions {
+        let service = text(&a["action"]).split_once(':').map_or("(plain actions)", |(s, _)| s);
+        match services.iter_mut().find(|(s, _)| *s == service) {
+            Some((_, list)) => list.push(a),
+            None => services.push((service, vec![a])),
+        }
+    }
+    html! {
+        fieldset {
+            legend { "Permissions" }
+            (field_error(error, "scopes", FIELDS))
+            (field_error(error, "preset", FIELDS))
+            (field_error(error, "roles", FIELDS))
+            @if !c.presets.is_empty() {
+                fieldset.inner {
+                    legend { "Start from a preset" }
+                    div.check {
+                        input type="radio" name="preset" id="preset-none" value="" checked[form.get("preset").is_empty()];
+                        label for="preset-none" { "None: only what is ticked below" }
+                    }
+                    @for p in &c.presets {
+                        @let name = text(&p["name"]);
+                        div.check {
+                            input type="radio" name="preset" id=(format!("preset-{name}")) value=(name) checked[form.get("preset") == name];
+                            label for=(format!("preset-{name}")) {
+                                strong { (preset_label(name)) } " — " (text(&p["description"]))
+                                @let scopes = strings(&p["scopes"]);
+                                @if !scopes.is_empty() { " (" code { (scopes.join(" ")) } ")" }
+                            }
+                        }
+                    }
+                }
+            }
+            fieldset.inner {
+                legend { "Roles" }
+                @if c.roles.is_empty() { p.muted { "The organization has no roles yet." } }
+                @for r in &c.roles {
+                    @let name = text(&r["name"]);
+                    div.check {
+                        input type="checkbox" name="roles" id=(format!("role-{name}")) value=(name) checked[ticked_role(name)];
+                        label for=(format!("role-{name}")) {
+                            strong { (name) } @if !text(&r["description"]).is_empty() { " — " (text(&r["description"])) }
+                        }
+                    }
+                }
+            }
+            fieldset.inner {
+                legend { "Actions from the catalogue" }
+                @if services.is_empty() { p.muted { "The catalogue is empty: name scopes below." } }
+                @for (service, actions) in &services {
+                    fieldset.service {
+                        legend { (service) }
+                        @for a in actions {
+                            @let action = text(&a["action"]);
+                            div.check {
+                                input type="checkbox" name="action" id=(format!("action-{action}")) value=(action) checked[form.all("action").any(|x| x == action)];
+                                label for=(format!("action-{action}")) {
+                                    code { (action) } @if !text(&a["description"]).is_empty() { " — " (text(&a["description"])) }
+                                }
+                            }
+                        }
+                    }
+                }
+                label for="resource" { "Only on these resources " span.optional { "(optional)" } }
+                input id="resource" name="resource" type="text" value=(form.get("resource")) aria-describedby="resource-help";
+                p.help id="resource-help" { "A path such as workspaces/ws-1/** limits the ticked actions to workspace ws-1 and below; empty: every resource." }
+            }
+            label for="scopes" { "Other scopes, one per line " span.optional { "(e.g. billing:read or read@workspaces/ws-1/**)" } }
+            textarea id="scopes" name="scopes" rows="3" aria-invalid=[invalid(error, "scopes", FIELDS)] { (form.get("scopes")) }
+        }
+    }
+}
+
+fn preset_label(name: &str) -> &str {
+    match name {
+        "full-access" => "All",
+        "read-only" => "Read only",
+        "restricted" => "Restricted",
+        other => other,
+    }
+}
+
+fn cidr_field(form: &Form, error: Option<&Refusal>) -> Markup {
+    html! {
+        label for="allowed_cidrs" { "Allowed IP ranges, one per line " span.optional { "(optional)" } }
+        textarea id="allowed_cidrs" name="allowed_cidrs" rows="2" aria-describedby="cidr-help"
+            aria-invalid=[invalid(error, "allowed_cidrs", FIELDS)] { (form.get("allowed_cidrs")) }
+        p.help id="cidr-help" {
+            "IPv4 or IPv6 ranges such as 203.0.113.0/24 or 2001:db8::/32. Empty: any address. "
+            strong { "0.0.0.0/0 and ::/0 allow every address of their family" } ", which is the same as no restriction."
+        }
+        (field_error(error, "allowed_cidrs", FIELDS))
+    }
+}
+
+/// The scopes the permission fields ask for: ticked actions (on the
+/// resource, if one is named) and the free lines.
+fn scopes_of(form: &Form) -> Vec<String> {
+    let resource = form.get("resource").trim();
+    let mut scopes: Vec<String> = form
+        .all("action")
+        .map(|a| if resource.is_empty() { a.to_owned() } else { format!("{a}@{resource}") })
+        .collect();
+    scopes.extend(form.lines("scopes"));
+    scopes
+}
+
+/// The body fields a create and an edit share, from the key form.
+fn key_fields(form: &Form) -> Value {
+    let mut body = json!({
+        "name": form.get("name"),
+        "description": form.get("description"),
+        "owner": form.get("owner"),
+        "scopes": scopes_of(form),
+        "roles": form.all("roles").collect::<Vec<_>>(),
+        "allowed_cidrs": form.lines("allowed_cidrs"),
+    });
+    if !form.get("preset").is_empty() {
+        body["preset"] = json!(form.get("preset"));
+    }
+    body
+}
+
+pub async fn create(Posted { page, form }: Posted) -> Response {
+    let mut body = key_fields(&form);
+    match form.get("expiry") {
+        "never" => {}
+        "custom" => body["expires_at"] = json!(format!("{}T00:00:00Z", form.get("expires_on").trim())),
+        days => body["expires_in_days"] = json!(days.parse::<u32>().unwrap_or(90)),
+    }
+    match page.api(Method::POST, "/v1/keys", Some(&body)).await.ok() {
+        Ok(created) => secret_page(&page, &created, "Key created"),
+        Err(r) => {
+            let c = choices(&page).await;
+            respond(StatusCode::BAD_REQUEST, create_page(&page, &c, &form, Some(&r)))
+        }
+    }
+}
+
+pub async fn edit_form(page: Page, Path(id): Path<String>) -> Response {
+    let key = match page.api(Method::GET, &format!("/v1/keys/{}", q(&id)), None).await.ok() {
+        Ok(v) => v["key"].clone(),
+        Err(r) => return page::refused(&page, &r),
+    };
+    let c = choices(&page).await;
+    // Scopes that are catalogue actions as they stand are ticked there; the
+    // rest stay as lines.
+    let (ticked, lines): (Vec<&str>, Vec<&str>) =
+        strings(&key["scopes"]).into_iter().partition(|s| c.actions.iter().any(|a| text(&a["action"]) == *s));
+    let mut fields: Vec<(String, String)> = vec![
+        ("name".into(), text(&key["name"]).into()),
+        ("description".into(), text(&key["description"]).into()),
+        ("owner".into(), text(&key["owner"]).into()),
+        ("scopes".into(), lines.join("\n")),
+        ("allowed_cidrs".into(), strings(&key["allowed_cidrs"]).join("\n")),
+        ("version".into(), key["version"].to_string()),
+    ];
+    fields.extend(strings(&key["roles"]).into_iter().map(|r| ("roles".into(), r.into())));
+    fields.extend(ticked.into_iter().map(|a| ("action".into(), a.into())));
+    let form = Form(fields);
+    respond(StatusCode::OK, edit_page(&page, &id, &c, &form, None, &[]))
+}
+
+fn edit_page(page: &Page, id: &str, c: &Choices, form: &Form, error: Option<&Refusal>, warnings: &[&str]) -> Markup {
+    let body = html! {
+        form.card.wide method="post" action=(format!("/console/keys/{}/edit", q(id))) novalidate {
+            (csrf(page))
+            input type="hidden" name="version" value=(form.get("version"));
+            (form_error(error, FIELDS))
+            @if !warnings.is_empty() {
+                div.notice.warning role="alert" {
+                    p { strong { "Check before saving:" } }
+                    ul { @for w in warnings { li { (w) } } }
+                    input type="hidden" name="confirmed" value="1";
+                }
+            }
+            (identity_fields(form, error))
+            (permission_fields(c, form, error))
+            (cidr_field(form, error))
+            div.actions {
+                button.primary type="submit" { @if warnings.is_empty() { "Save" } @else { "Save anyway" } }
+                a.button href=(format!("/console/keys/{}", q(id))) { "Cancel" }
+            }
+        }
+    };
+    frame(Some(page), Area::Keys, &format!("Edit {}", form.get("name")), body)
+}
+
+/// Saves an edit; first as a dry run, so that the API's warnings ("this key
+/// was used in the last 24 hours…") are shown and confirmed before saving.
+pub async fn edit(Path(id): Path<String>, Posted { page, form }: Posted) -> Response {
+    let body = key_fields(&form);
+    let path = format!("/v1/keys/{}", q(&id));
+    let version = Some(form.get("version")).filter(|v| !v.is_empty());
+    if !form.has("confirmed") {
+        match page.api_with(Method::PATCH, &format!("{path}?dry_run=true"), Some(&body), version).await.ok() {
+            Ok(v) if !strings(&v["warnings"]).is_empty() => {
+                return edit_again(&page, &id, &form, None, &strings(&v["warnings"])).await;
+            }
+            Ok(_) => {}
+            Err(r) => return edit_again(&page, &id, &form, Some(r), &[]).await,
+        }
+    }
+    match page.api_with(Method::PATCH, &path, Some(&body), version).await.ok() {
+        Ok(_) => Redirect::to(&format!("/console/keys/{}?notice=saved", q(&id))).into_response(),
+        Err(r) => edit_again(&page, &id, &form, Some(r), &[]).await,
+    }
+}
+
+/// The edit form again, as the person filled it, with a refusal or the
+/// warnings to confirm.
+async fn edit_again(page: &Page, id: &str, form: &Form, error: Option<Refusal>, warnings: &[&str]) -> Response {
+    let c = choices(page).await;
+    let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    respond(status, edit_page(page, id, &c, form, error.as_ref(), warnings))
+}
