@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState, Body, Caller, json, no_store, no_such_key, parse_key_id};
 use crate::domain::command::Command;
-use crate::domain::id::{KeyId, OrgId, SYSTEM_ORG};
+use crate::domain::id::{KeyId, OrgId};
 use crate::domain::permission::Permission;
 use crate::domain::table::{KeyView, Org, Usage};
 use crate::domain::time::Timestamp;
@@ -80,9 +80,6 @@ pub async fn create_org(
     caller: Caller,
     Body(req): Body<CreateOrgRequest>,
 ) -> Result<Response, ApiError> {
-    if caller.org.is_tenant() {
-        return Err(ApiError::Forbidden(format!("only keys of the {SYSTEM_ORG} org may create organizations")));
-    }
     caller.require(Permission::OrgsCreate)?;
     let id = OrgId::parse(&req.id)
         .ok()
@@ -124,12 +121,7 @@ pub async fn update_org(
     Body(req): Body<UpdateOrgRequest>,
 ) -> Result<Response, ApiError> {
     caller.require(Permission::KeysAdmin)?;
-    if req.max_keys.is_some() {
-        return Err(ApiError::Forbidden(
-            "max_keys is the operator's: a _system key holding orgs:admin sets it with PATCH /v1/orgs/{id}".into(),
-        ));
-    }
-    let command = Command::UpdateOrg { name: req.name, max_keys: None };
+    let command = Command::UpdateOrg { name: req.name, max_keys: req.max_keys };
     s.registry.execute(caller.actor(), caller.org.clone(), command).await?;
     org_response(&s, &caller.org, &[])
 }
@@ -141,9 +133,6 @@ pub async fn operate_org(
     Path(id): Path<String>,
     Body(req): Body<UpdateOrgRequest>,
 ) -> Result<Response, ApiError> {
-    if caller.org.is_tenant() {
-        return Err(ApiError::Forbidden(format!("only keys of the {SYSTEM_ORG} org hold operator settings")));
-    }
     caller.require(Permission::OrgsAdmin)?;
     let id = OrgId::parse(&id)
         .map_err(|_| ApiError::NotFound(format!("no organization {:?}", id.chars().take(80).collect::<String>())))?;

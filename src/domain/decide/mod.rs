@@ -58,6 +58,11 @@ pub fn decide(table: &Table, ctx: &Context, command: &Command) -> Result<Decisio
             Ok(Decision::of(&system, vec![Change::Key(admin.id, KeyChange::Created(created))]))
         }
         Command::CreateOrg { id, name, max_keys, admin } => {
+            if !is_operator(table, &ctx.who, Permission::OrgsCreate) {
+                return Err(Refusal::Forbidden(
+                    "only keys of the _system org holding orgs:create may create organizations".into(),
+                ));
+            }
             // `_system` is made by `keyreg init`, as the log's first event.
             if !id.is_tenant() {
                 return Err(invalid("id", "organization ids are [a-z0-9][a-z0-9-]{1,62}"));
@@ -96,15 +101,19 @@ pub fn decide(table: &Table, ctx: &Context, command: &Command) -> Result<Decisio
 }
 
 /// The org's name, and its `max_keys`: the operator's, so only keyreg
-/// itself or a `_system` key holding `orgs:admin` changes it.
+/// itself or a `_system` key holding `orgs:admin` names it at all.
 fn update_org(table: &Table, ctx: &Context, name: &Option<String>, max_keys: Option<u32>) -> Result<Decision, Refusal> {
     let org = table.org(&ctx.org).ok_or_else(|| not_found("organization", ctx.org.as_str()))?;
-    let max_keys = check_max_keys(max_keys.unwrap_or(org.max_keys))?;
-    if max_keys != org.max_keys && !is_operator(table, &ctx.who) {
+    let own = ctx.who.key().and_then(|id| table.key(&id)).is_some_and(|k| k.org == ctx.org);
+    if !own && !is_operator(table, &ctx.who, Permission::OrgsAdmin) {
+        return Err(Refusal::Forbidden("only keys of the _system org holding orgs:admin change another org".into()));
+    }
+    if max_keys.is_some() && !is_operator(table, &ctx.who, Permission::OrgsAdmin) {
         return Err(Refusal::Forbidden(
             "max_keys is the operator's: a _system key holding orgs:admin sets it (PATCH /v1/orgs/{id})".into(),
         ));
     }
+    let max_keys = check_max_keys(max_keys.unwrap_or(org.max_keys))?;
     let settings = OrgSettings {
         name: match name {
             Some(n) => check_name("name", n)?,
@@ -127,14 +136,12 @@ fn update_org(table: &Table, ctx: &Context, name: &Option<String>, max_keys: Opt
     Ok(decision)
 }
 
-/// keyreg itself, or a key of `_system` holding `orgs:admin` (acting
-/// itself or for a person).
-fn is_operator(table: &Table, who: &Acting) -> bool {
+/// keyreg itself, or a key of `_system` holding `permission` (acting
+/// itself or for a person): the operator's powers over organizations.
+fn is_operator(table: &Table, who: &Acting, permission: Permission) -> bool {
     match (&who.actor, who.key()) {
         (Actor::System(_), _) => true,
-        (_, Some(id)) => {
-            table.key(&id).is_some_and(|k| !k.org.is_tenant() && table.permissions(k).has(Permission::OrgsAdmin))
-        }
+        (_, Some(id)) => table.key(&id).is_some_and(|k| !k.org.is_tenant() && table.permissions(k).has(permission)),
         (_, None) => false,
     }
 }

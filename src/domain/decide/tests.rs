@@ -621,7 +621,25 @@ fn max_keys_is_the_operators() {
     w.actor = Actor::Key(admin);
     let raise = Command::UpdateOrg { name: None, max_keys: Some(1_000_000) };
     assert!(matches!(w.refused(raise), Refusal::Forbidden(_)), "orgs:admin in a tenant is no operator");
+    let same = Command::UpdateOrg { name: None, max_keys: Some(3) };
+    assert!(matches!(w.refused(same), Refusal::Forbidden(_)), "a tenant does not name max_keys at all");
     assert_eq!(w.ok(Command::UpdateOrg { name: Some("Acme 2".into()), max_keys: None }), ["org.updated"]);
+    // Nor another org's settings, nor a new org: the operator's, in decide.
+    let beta_admin = w.new_key("beta admin");
+    let beta = Command::CreateOrg {
+        id: OrgId::parse("beta").unwrap(),
+        name: "Beta".into(),
+        max_keys: None,
+        admin: beta_admin,
+    };
+    assert!(matches!(w.refused(beta.clone()), Refusal::Forbidden(_)), "a tenant key creating an org");
+    w.actor = Actor::system("operator");
+    w.ok(beta);
+    w.actor = Actor::Key(admin);
+    w.org = OrgId::parse("beta").unwrap();
+    let rename = Command::UpdateOrg { name: Some("Mine now".into()), max_keys: None };
+    assert!(matches!(w.refused(rename), Refusal::Forbidden(_)), "a tenant key renaming another org");
+    w.org = OrgId::parse("acme").unwrap();
     w.actor = Actor::system("operator");
     let d = w.decide(Command::UpdateOrg { name: None, max_keys: Some(1) }).unwrap();
     assert!(d.warnings[0].contains("more than max_keys 1"), "{:?}", d.warnings);
