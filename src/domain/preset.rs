@@ -5,7 +5,9 @@
 
 use serde::Serialize;
 
+use crate::domain::command::Refusal;
 use crate::domain::scope::Scope;
+use crate::domain::validate::invalid;
 
 #[derive(Debug, Serialize)]
 pub struct Preset {
@@ -40,6 +42,24 @@ impl Preset {
     }
 }
 
+/// The scopes a create or an edit asks for: the preset's, expanded, then
+/// `scopes` after them (each once). Without a preset, `scopes` as given
+/// (`None`: an edit that keeps the key's scopes).
+pub fn expand(preset: Option<&str>, scopes: Option<Vec<Scope>>) -> Result<Option<Vec<Scope>>, Refusal> {
+    let Some(name) = preset else { return Ok(scopes) };
+    let preset = find(name).ok_or_else(|| {
+        let known: Vec<&str> = PRESETS.iter().map(|p| p.name).collect();
+        invalid("preset", format!("there is no preset {name:?}; the presets are {}", known.join(", ")))
+    })?;
+    let mut asked = preset.scopes();
+    for scope in scopes.unwrap_or_default() {
+        if !asked.contains(&scope) {
+            asked.push(scope);
+        }
+    }
+    Ok(Some(asked))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,5 +75,18 @@ mod tests {
         assert!(grants("read-only", "read") && !grants("read-only", "billing:write"));
         assert!(!grants("read-only", "audit:read"));
         assert!(find("restricted").unwrap().scopes().is_empty() && find("admin").is_none());
+    }
+
+    #[test]
+    fn a_preset_expands_before_the_scopes_given_beside_it() {
+        let read = Scope::parse("read").unwrap();
+        let billing = Scope::parse("billing:read").unwrap();
+        let both = expand(Some("read-only"), Some(vec![billing.clone(), read.clone()])).unwrap().unwrap();
+        assert_eq!(both.len(), 6, "{both:?}");
+        assert_eq!(both.last(), Some(&billing));
+        assert_eq!(expand(Some("restricted"), Some(vec![read.clone()])).unwrap(), Some(vec![read.clone()]));
+        assert_eq!(expand(None, None).unwrap(), None, "an edit keeping its scopes");
+        let refused = expand(Some("admin"), None).unwrap_err().to_string();
+        assert!(refused.starts_with("preset:") && refused.contains("full-access, read-only, restricted"), "{refused}");
     }
 }

@@ -19,6 +19,8 @@ pub const MAX_ROLES: usize = 1000;
 pub const MAX_CIDRS: usize = 100;
 pub const MAX_BULK: usize = 100;
 pub const MAX_GRACE_SECONDS: u64 = 30 * 86_400;
+/// A relative expiry above this (100 years) is surely a mistake.
+pub const MAX_EXPIRES_IN_DAYS: i64 = 36_500;
 /// The most verifications one access report may count: far above what one
 /// node verifies in a flush window, far below a counter's overflow.
 pub const MAX_REPORT_COUNT: u64 = 100_000_000;

@@ -21,8 +21,6 @@ use crate::registry::Outcome;
 
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1000;
-/// `expires_in_days` above this (100 years) is surely a mistake.
-const MAX_EXPIRES_IN_DAYS: f64 = 36_500.0;
 
 /// The body of a create, and of an import, which adds the legacy secret.
 #[derive(Deserialize)]
@@ -126,27 +124,10 @@ pub(super) fn parse_scopes(scopes: &[String]) -> Result<Vec<Scope>, ApiError> {
         .collect()
 }
 
-/// The scopes a request asks for: a preset's, expanded, and then the ones
-/// it names. `None` when it names neither (an edit that keeps the scopes).
+/// The scopes a request asks for, its preset expanded (`preset::expand`).
 fn scopes_asked(scopes: Option<&[String]>, preset: Option<&str>) -> Result<Option<Vec<Scope>>, ApiError> {
-    let mut asked = match preset {
-        None => return scopes.map(parse_scopes).transpose(),
-        Some(name) => crate::domain::preset::find(name)
-            .ok_or_else(|| {
-                let known: Vec<&str> = crate::domain::preset::PRESETS.iter().map(|p| p.name).collect();
-                ApiError::Validation(format!(
-                    "preset: there is no preset {name:?}; the presets are {}",
-                    known.join(", ")
-                ))
-            })?
-            .scopes(),
-    };
-    for scope in parse_scopes(scopes.unwrap_or_default())? {
-        if !asked.contains(&scope) {
-            asked.push(scope);
-        }
-    }
-    Ok(Some(asked))
+    let scopes = scopes.map(parse_scopes).transpose()?;
+    Ok(crate::domain::preset::expand(preset, scopes)?)
 }
 
 fn parse_roles(roles: &[String]) -> Result<Vec<RoleName>, ApiError> {
@@ -219,14 +200,9 @@ impl CreateKeyRequest {
                 return Err(ApiError::Validation("give expires_at or expires_in_days, not both".into()));
             }
             (Some(at), None) => Expiry::At(parse_time("expires_at", at)?),
-            (None, Some(days)) if days.is_finite() && days > 0.0 && days <= MAX_EXPIRES_IN_DAYS => {
-                Expiry::AfterSeconds((days * 86_400.0).round() as i64)
-            }
-            (None, Some(_)) => {
-                return Err(ApiError::Validation(format!(
-                    "expires_in_days must be a positive number of days, at most {MAX_EXPIRES_IN_DAYS}"
-                )));
-            }
+            // Its bounds are the domain's (`decide`); out of i64's range
+            // saturates, and is refused there too.
+            (None, Some(days)) => Expiry::AfterSeconds((days * 86_400.0).round() as i64),
             (None, None) => Expiry::Never,
         };
         Ok(NewKey {

@@ -4,7 +4,7 @@
 use super::grant::{check_catalog, check_grant, check_not_empty, permissions_of, roles};
 use super::{invalid, not_found};
 use crate::domain::cidr::Cidr;
-use crate::domain::command::{Context, Decision, KeyEdit, NewKey, NewSecret, Refusal};
+use crate::domain::command::{Context, Decision, Expiry, KeyEdit, NewKey, NewSecret, Refusal};
 use crate::domain::event::{
     Change, Expired, IpsEdited, KeyAccessed, KeyChange, KeyCreated, KeyRotated, KeyUpdated, Reason, RolesEdited,
     ScopesEdited,
@@ -256,6 +256,16 @@ pub(super) fn record_access(
     one(ctx, id, KeyChange::Accessed(report.clone()))
 }
 
+/// A relative expiry is some time in the next hundred years.
+fn check_relative_expiry(expiry: Expiry) -> Result<Expiry, Refusal> {
+    match expiry {
+        Expiry::AfterSeconds(s) if s <= 0 || s > MAX_EXPIRES_IN_DAYS * 86_400 => {
+            Err(invalid("expires_in_days", format!("must be a positive number of days, at most {MAX_EXPIRES_IN_DAYS}")))
+        }
+        e => Ok(e),
+    }
+}
+
 /// The key, in the caller's org, at the expected version if one was given.
 fn key_in<'a>(table: &'a Table, ctx: &Context, id: &KeyId, expected: Option<Seq>) -> Result<&'a Key, Refusal> {
     let key = table.key_in(&ctx.org, id).ok_or_else(|| not_found("key", id.as_str()))?;
@@ -290,7 +300,7 @@ fn new_key_event(new: &NewKey, roles: &[&Role], now: Timestamp) -> Result<KeyCre
         scopes: check_scopes(&new.scopes)?,
         roles: roles.iter().map(|r| r.name.clone()).collect(),
         allowed_cidrs: check_cidrs(&new.allowed_cidrs)?,
-        expires_at: check_expiry(new.expiry.at(now), now)?,
+        expires_at: check_expiry(check_relative_expiry(new.expiry)?.at(now), now)?,
         display_prefix: new.secret.display_prefix.clone(),
         key_hash: new.secret.hash,
     })

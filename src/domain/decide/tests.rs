@@ -170,7 +170,8 @@ fn key_creation_validation() {
         ("scopes", Box::new(|k| k.scopes = (0..101).map(|i| Scope::parse(&format!("s:v{i}")).unwrap()).collect())),
         ("expires_at", Box::new(|k| k.expiry = Expiry::At(Timestamp::from_micros(T0)))),
         ("expires_at", Box::new(|k| k.expiry = Expiry::At(Timestamp::from_micros(T0 - 1)))),
-        ("expires_at", Box::new(|k| k.expiry = Expiry::AfterSeconds(0))),
+        ("expires_in_days", Box::new(|k| k.expiry = Expiry::AfterSeconds(0))),
+        ("expires_in_days", Box::new(|k| k.expiry = Expiry::AfterSeconds(i64::MAX))),
     ];
     for (field, spoil) in cases {
         let mut k = w.new_key("k");
