@@ -301,20 +301,20 @@ mod tests {
 
     /// Ids from another process's generator can arrive out of order: an
     /// org's listing still runs newest id first, and its cursor still cuts.
+    /// A table holding only the org `org` (max_keys 10), at seq 1.
+    fn with_org(org: &OrgId) -> Table {
+        let mut t = Table::default();
+        let settings = OrgSettings { name: "Acme".into(), max_keys: 10, ..OrgSettings::default() };
+        t.apply(Seq(1), &ev(1, org, Change::OrgCreated(settings)));
+        t
+    }
+
     #[test]
     fn listings_follow_id_order_whatever_the_creation_order() {
         let org = OrgId::parse("acme").unwrap();
         let mut ids: Vec<KeyId> =
             (0..6).map(|i| IdGenerator::default().key_id(Timestamp::from_micros(i * 1000))).collect();
-        let mut t = Table::default();
-        t.apply(
-            Seq(1),
-            &ev(
-                1,
-                &org,
-                Change::OrgCreated(OrgSettings { name: "Acme".into(), max_keys: 10, ..OrgSettings::default() }),
-            ),
-        );
+        let mut t = with_org(&org);
         let pepper = Pepper::generate();
         for (n, i) in [3, 0, 5, 1, 4, 2].into_iter().enumerate() {
             let secret = TokenFormat::default().generate();
@@ -343,15 +343,7 @@ mod tests {
         let (old, new) = (f.generate(), f.generate());
         let org = OrgId::parse("acme").unwrap();
         let id = IdGenerator::default().key_id(Timestamp::from_micros(0));
-        let mut t = Table::default();
-        t.apply(
-            Seq(1),
-            &ev(
-                1,
-                &org,
-                Change::OrgCreated(OrgSettings { name: "Acme".into(), max_keys: 10, ..OrgSettings::default() }),
-            ),
-        );
+        let mut t = with_org(&org);
         let created = KeyCreated {
             name: "ci".into(),
             description: String::new(),
