@@ -122,7 +122,6 @@ fn no_secret_leaks_from_a_serving_registry() {
     // Failed authentications log nothing of what was presented either.
     api.get("/v1/keys").auth(&format!("{}Z", &secrets[3][..40])).send();
     api.get("/v1/keys").header("Authorization", &secrets[4][3..]).send();
-    std::thread::sleep(std::time::Duration::from_millis(300));
     let data = server.data.clone();
     let log = server.log.clone();
     server.stop();
