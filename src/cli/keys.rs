@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use anyhow::Context as _;
 
 use super::client::{Call, Client, Remote, set};
-use super::show::{fields, notes, print, relative, table, text, usage, words};
+use super::show::{fields, notes, plural, print, relative, table, text, usage, words};
 use crate::domain::time::{Clock, SystemClock, Timestamp};
 
 #[derive(Args)]
@@ -212,7 +212,7 @@ pub fn run(args: KeysArgs) -> anyhow::Result<bool> {
             let mut body = key.body();
             match sha256 {
                 Some(digest) => body["secret_sha256"] = digest.into(),
-                None => body["secret"] = read_secret()?.into(),
+                None => body["secret"] = read_secret("or give only its SHA-256 with --sha256")?.into(),
             }
             Call::new("POST", "/v1/keys/import").body(body)
         }
@@ -294,22 +294,20 @@ fn verify(
     resource: Option<String>,
     ip: Option<String>,
 ) -> anyhow::Result<bool> {
-    let body = json!({"key": read_secret()?, "action": action, "resource": resource, "ip": ip});
+    let body = json!({"key": read_secret("the key to verify")?, "action": action, "resource": resource, "ip": ip});
     let answer = Client::public(remote).send(Call::new("POST", "/v1/verify").body(body))?;
     print(remote, &answer, |a| fields(a, &["code", "key_id", "org", "scopes", "roles", "seq"]))?;
     Ok(answer["valid"] == true)
 }
 
 /// A secret from stdin, never from the command line (where shell history
-/// and `ps` would keep it): one line, without its line ending.
-fn read_secret() -> anyhow::Result<String> {
+/// and `ps` would keep it): one line, without its line ending. `hint` ends
+/// the message when there is none, naming what this command also takes.
+fn read_secret(hint: &str) -> anyhow::Result<String> {
     let mut line = String::new();
     std::io::stdin().read_line(&mut line).context("cannot read the secret from stdin")?;
     let secret = line.trim_end_matches(['\n', '\r']);
-    anyhow::ensure!(
-        !secret.is_empty(),
-        "give the secret on stdin (e.g. from a file or a password manager), or --sha256"
-    );
+    anyhow::ensure!(!secret.is_empty(), "give the secret on stdin (e.g. from a file or a password manager); {hint}");
     Ok(secret.to_owned())
 }
 
@@ -343,7 +341,7 @@ fn render(answer: &Value, now: Timestamp) -> String {
         return out;
     }
     if let Some(revoked) = answer["revoked"].as_array() {
-        let mut out = format!("revoked {} keys of {}\n", revoked.len(), text(&answer["owner"]));
+        let mut out = format!("revoked {} of {}\n", plural(revoked.len(), "key"), text(&answer["owner"]));
         for id in revoked {
             let _ = writeln!(out, "  {}", text(id));
         }

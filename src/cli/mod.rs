@@ -366,11 +366,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Cmd::Stream { command: StreamCmd::Reset { nats: url, yes } } => {
-            anyhow::ensure!(
-                yes,
-                "this deletes the stream {} on {url}; stop the registry, then run again with --yes",
-                layout.events_stream()
-            );
+            if !yes {
+                eprintln!(
+                    "would delete the stream {} on {url} (nothing is deleted without --yes); stop the registry, \
+                     then run again with --yes",
+                    layout.events_stream()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             let existed = runtime()?.block_on(nats(&url).reset_events_stream())?;
             eprintln!(
                 "{}; start the registry to publish its log from sequence 1, then restart the replicas",

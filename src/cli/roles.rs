@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use super::client::{Call, Client, Remote, set};
-use super::show::{fields, notes, print, table, text, words};
+use super::show::{fields, notes, plural, print, table, text, words};
 
 #[derive(Args)]
 pub struct RolesArgs {
@@ -195,7 +195,7 @@ fn render_catalog(answer: &Value) -> String {
         .map(|a| [text(&a["action"]), text(&a["description"])])
         .collect();
     let enforced = if answer["enforce"] == true { "enforced" } else { "not enforced" };
-    table(["ACTION", "DESCRIPTION"], &rows) + &format!("({} actions, {enforced})\n", rows.len())
+    table(["ACTION", "DESCRIPTION"], &rows) + &format!("({}, {enforced})\n", plural(rows.len(), "action"))
 }
 
 #[cfg(test)]

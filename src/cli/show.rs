@@ -158,3 +158,8 @@ mod tests {
         assert!(long.contains("the last 30 of 40 days") && !long.contains("d9 ") && long.contains("d39"), "{long}");
     }
 }
+
+/// `1 key`, `2 keys`: a count with its noun.
+pub fn plural(n: usize, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}

@@ -273,7 +273,10 @@ pub enum Refusal {
     #[error("{action} is not in the organization's catalogue of actions{}", suggest(suggestions))]
     UnknownAction { action: String, suggestions: Vec<String> },
     /// Live keys hold the role.
-    #[error("{keys} live keys hold the role {role}: take it from them first, or delete with force=true")]
+    #[error(
+        "{} the role {role}: take it from them first, or delete it with force (force=true; --force on the command line)",
+        if *keys == 1 { "1 live key holds".to_owned() } else { format!("{keys} live keys hold") }
+    )]
     RoleInUse { role: RoleName, keys: usize },
     /// The caller may never do this, whatever it holds.
     #[error("{0}")]

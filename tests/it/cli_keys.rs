@@ -139,12 +139,17 @@ fn roles_catalog_and_presets_from_the_command_line() {
     let in_use = cli(&server, &admin, "roles", &["delete", "ci"]);
     assert_eq!(in_use.status.code(), Some(1));
     assert!(stderr(&in_use).contains("ROLE_IN_USE"), "{}", stderr(&in_use));
+    assert!(stderr(&in_use).contains("1 live key holds") && stderr(&in_use).contains("--force"), "{}", stderr(&in_use));
     let deleted = ok("roles", &["delete", "ci", "--force"]);
     assert!(deleted.contains(&format!("deleted the role ci; taken from {id}")), "{deleted}");
     let without = keys_json(&server, &admin, &["update", &id, "--no-roles", "--scope", "read"]);
     assert_eq!(without["key"]["roles"], serde_json::json!([]));
 
     let listing = dir.path().join("actions.txt");
+    let one = dir.path().join("one.txt");
+    std::fs::write(&one, "billing:read\n").unwrap();
+    let set = ok("catalog", &["set", "--file", one.to_str().unwrap()]);
+    assert!(set.contains("(1 action, not enforced)"), "{set}");
     std::fs::write(&listing, "# billing\nbilling:read   Read invoices\nbilling:export\n").unwrap();
     let set = ok("catalog", &["set", "--file", listing.to_str().unwrap(), "--enforce"]);
     assert!(set.contains("billing:read    Read invoices") && set.contains("(2 actions, enforced)"), "{set}");
@@ -245,6 +250,10 @@ fn people_and_every_other_capability_from_the_command_line() {
     let unknown = cli_with_stdin(&server, "", &["keys", "verify"], "sk_live_51H8cliNobodyHasThis0");
     assert_eq!(unknown.status.code(), Some(1));
     assert!(stdout(&unknown).contains("NOT_FOUND"), "{}", stdout(&unknown));
+    // Without a key on stdin it says so, naming nothing `verify` lacks.
+    let nothing = cli_with_stdin(&server, "", &["keys", "verify"], "");
+    assert!(!nothing.status.success() && stderr(&nothing).contains("stdin"), "{}", stderr(&nothing));
+    assert!(!stderr(&nothing).contains("--sha256"), "keys verify has no --sha256: {}", stderr(&nothing));
 
     // Use per day, as a chart, for the key and the org (the day read on
     // both sides of the verifies, in case they straddle midnight).
@@ -280,9 +289,12 @@ fn people_and_every_other_capability_from_the_command_line() {
     let offboarded = succeeded(keys(&server, admin, &["offboard", "ann@example.com", "--reason", "left"]));
     assert!(offboarded.starts_with("revoked 2 keys of ann@example.com"), "{offboarded}");
     assert!(offboarded.contains(&laptop_id), "{offboarded}");
+    keys_json(&server, admin, &["create", "--name", "bob's", "--scope", "read", "--owner", "bob@example.com"]);
+    let one = succeeded(keys(&server, admin, &["offboard", "bob@example.com"]));
+    assert!(one.starts_with("revoked 1 key of bob@example.com"), "{one}");
 
     let log = succeeded(cli(&server, admin, "audit", &["log", "--actor", "user:ann@example.com"]));
     assert!(log.starts_with("SEQ ") && log.contains("key.created") && log.contains("(via key:"), "{log}");
     let revokes = cli_json(&server, admin, "audit", &["log", "--type", "key.revoked", "--oldest-first"]);
-    assert_eq!(revokes["events"].as_array().unwrap().len(), 4);
+    assert_eq!(revokes["events"].as_array().unwrap().len(), 5, "bulk 2, ann's 2, bob's 1");
 }
