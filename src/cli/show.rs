@@ -125,6 +125,11 @@ pub fn usage(answer: &Value, now: Timestamp) -> String {
     out
 }
 
+/// `1 key`, `2 keys`: a count with its noun.
+pub fn plural(n: usize, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,9 +162,4 @@ mod tests {
         let long = usage(&json!({"total": 1, "last_used_at": null, "per_day": many}), now);
         assert!(long.contains("the last 30 of 40 days") && !long.contains("d9 ") && long.contains("d39"), "{long}");
     }
-}
-
-/// `1 key`, `2 keys`: a count with its noun.
-pub fn plural(n: usize, noun: &str) -> String {
-    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
 }
