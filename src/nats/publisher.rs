@@ -17,8 +17,9 @@
 //! registry's events from anyone else's. An ack that says "duplicate" is
 //! not taken on trust: someone else may have published under that id
 //! first, so the stored message is read back and must be the log's bytes,
-//! or the outbox stops as diverged. An event larger than NATS accepts
-//! stops the outbox too, loudly, rather than retrying for ever in silence.
+//! or the outbox stops as diverged. An event larger than NATS accepts is
+//! logged and fails `/readyz` (the outbox tries again every few seconds,
+//! in case the server's `max_payload` was raised), never retried in silence.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
