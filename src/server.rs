@@ -108,7 +108,10 @@ pub async fn serve(
 /// The registry's router: the API, and the console beside it calling it.
 pub fn app(state: AppState, console_idle: Duration) -> axum::Router {
     let api = http::api(state.clone());
-    api.clone().merge(console::router(state, api, console_idle))
+    // A person who opens the registry's address finds the console.
+    let root =
+        axum::Router::new().route("/", axum::routing::get(|| async { axum::response::Redirect::to("/console") }));
+    api.clone().merge(console::router(state, api, console_idle)).merge(root)
 }
 
 /// Records `key.expired` for every key whose expiry has passed.

@@ -40,7 +40,8 @@ struct NewKeyArgs {
     /// Whose key it is, e.g. an email: `keys list --owner` and `keys offboard` find it by this.
     #[arg(long)]
     owner: Option<String>,
-    #[arg(long, conflicts_with = "expires_at")]
+    /// Days until the key expires: 7, 30, 90, … (a fraction is fine).
+    #[arg(long, conflicts_with = "expires_at", allow_negative_numbers = true, value_parser = parse_days)]
     expires_in_days: Option<f64>,
     /// RFC 3339 time.
     #[arg(long)]
@@ -298,6 +299,14 @@ fn verify(
     let answer = Client::public(remote).send(Call::new("POST", "/v1/verify").body(body))?;
     print(remote, &answer, |a| fields(a, &["code", "key_id", "org", "scopes", "roles", "seq"]))?;
     Ok(answer["valid"] == true)
+}
+
+/// `--expires-in-days`: a positive number of days.
+fn parse_days(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(days) if days.is_finite() && days > 0.0 => Ok(days),
+        _ => Err(format!("{s:?} is not a number of days: give a positive number, e.g. 7, 30 or 0.5")),
+    }
 }
 
 /// A secret from stdin, never from the command line (where shell history

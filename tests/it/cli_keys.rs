@@ -298,3 +298,30 @@ fn people_and_every_other_capability_from_the_command_line() {
     let revokes = cli_json(&server, admin, "audit", &["log", "--type", "key.revoked", "--oldest-first"]);
     assert_eq!(revokes["events"].as_array().unwrap().len(), 5, "bulk 2, ann's 2, bob's 1");
 }
+
+/// Words a new user meets in the first hour: a bad `--expires-in-days`
+/// names the flag and what it takes (it said "invalid float literal", and
+/// `-1` was "unexpected argument"), and the registry's bare address leads
+/// to the console instead of a JSON 404.
+#[test]
+fn first_hour_messages_name_what_exists() {
+    use std::io::{Read, Write};
+    let dir = tempdir();
+    let (server, system) = Server::init_and_start(dir.path(), &[]);
+    let admin = new_org(&Api::new(&server.url), &system, "acme");
+    for bad in ["abc", "-1", "0"] {
+        let out = keys(&server, &admin, &["create", "--name", "x", "--scope", "read", "--expires-in-days", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(stderr(&out).contains("is not a number of days: give a positive number"), "{bad}: {}", stderr(&out));
+    }
+    let fine = keys_json(&server, &admin, &["create", "--name", "x", "--scope", "read", "--expires-in-days", "0.5"]);
+    assert!(fine["key"]["expires_at"].is_string());
+
+    let mut s = std::net::TcpStream::connect(server.url.trim_start_matches("http://")).unwrap();
+    write!(s, "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 303"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("location: /console\r\n"), "{answer}");
+    server.stop();
+}
