@@ -87,9 +87,13 @@ enum CatalogCmd {
         /// The file of actions; `-` reads stdin.
         #[arg(long)]
         file: PathBuf,
-        /// Refuse scopes naming an exact action the catalogue does not list.
-        #[arg(long)]
+        /// Refuse scopes naming an exact action the catalogue does not list
+        /// (without --enforce or --no-enforce, the setting stays as it is).
+        #[arg(long, conflicts_with = "no_enforce")]
         enforce: bool,
+        /// Stop refusing them.
+        #[arg(long)]
+        no_enforce: bool,
     },
 }
 
@@ -130,7 +134,10 @@ pub fn catalog(args: CatalogArgs) -> anyhow::Result<()> {
     let client = Client::new(&args.remote)?;
     let call = match args.command {
         CatalogCmd::Get => Call::new("GET", "/v1/catalog"),
-        CatalogCmd::Set { file, enforce } => {
+        CatalogCmd::Set { file, enforce, no_enforce } => {
+            let enforce = enforce
+                || (!no_enforce
+                    && client.send(Call::new("GET", "/v1/catalog"))?["enforce"] == serde_json::Value::Bool(true));
             let mut listing = String::new();
             if file.as_os_str() == "-" {
                 std::io::stdin().read_to_string(&mut listing).context("cannot read the actions from stdin")?;

@@ -153,6 +153,9 @@ fn roles_catalog_and_presets_from_the_command_line() {
     std::fs::write(&listing, "# billing\nbilling:read   Read invoices\nbilling:export\n").unwrap();
     let set = ok("catalog", &["set", "--file", listing.to_str().unwrap(), "--enforce"]);
     assert!(set.contains("billing:read    Read invoices") && set.contains("(2 actions, enforced)"), "{set}");
+    // A new listing without --enforce or --no-enforce keeps the setting.
+    let kept = ok("catalog", &["set", "--file", listing.to_str().unwrap()]);
+    assert!(kept.contains("(2 actions, enforced)"), "{kept}");
     let typo = cli(&server, &admin, "keys", &["create", "--name", "x", "--scope", "biling:read"]);
     assert_eq!(typo.status.code(), Some(1));
     assert!(stderr(&typo).contains("did you mean billing:read"), "{}", stderr(&typo));
