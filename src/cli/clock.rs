@@ -2,7 +2,8 @@
 //! clock plus the seconds written in F. A test that needs time to pass (a
 //! grace period ending, a key expiring, the sweeper noticing) writes a
 //! larger offset instead of sleeping on the real clock. The file is read
-//! again at most every `REREAD`, so the verify path pays an atomic load.
+//! again at most every `REREAD`; between reads a clock read costs a short lock
+//! (a test seam: production runs on `SystemClock`).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -34,6 +34,8 @@ pub enum Kind {
 }
 
 impl Kind {
+    const ALL: [Kind; 4] = [Kind::Event, Kind::Heartbeat, Kind::Report, Kind::Snapshot];
+
     fn context(self) -> &'static str {
         match self {
             Kind::Event => "keyreg nats event mac v1",
@@ -44,15 +46,10 @@ impl Kind {
     }
 }
 
-/// The keys a node authenticates messages with; derived once from the
-/// pepper.
+/// The keys a node authenticates messages with, one per `Kind` (indexed
+/// by it); derived once from the pepper.
 #[derive(Clone)]
-pub struct MessageKeys {
-    event: [u8; 32],
-    heartbeat: [u8; 32],
-    report: [u8; 32],
-    snapshot: [u8; 32],
-}
+pub struct MessageKeys([[u8; 32]; 4]);
 
 impl std::fmt::Debug for MessageKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -62,22 +59,7 @@ impl std::fmt::Debug for MessageKeys {
 
 impl MessageKeys {
     pub fn new(pepper: &Pepper) -> MessageKeys {
-        let derive = |kind: Kind| blake3::derive_key(kind.context(), pepper.bytes());
-        MessageKeys {
-            event: derive(Kind::Event),
-            heartbeat: derive(Kind::Heartbeat),
-            report: derive(Kind::Report),
-            snapshot: derive(Kind::Snapshot),
-        }
-    }
-
-    fn key(&self, kind: Kind) -> &[u8; 32] {
-        match kind {
-            Kind::Event => &self.event,
-            Kind::Heartbeat => &self.heartbeat,
-            Kind::Report => &self.report,
-            Kind::Snapshot => &self.snapshot,
-        }
+        MessageKeys(Kind::ALL.map(|kind| blake3::derive_key(kind.context(), pepper.bytes())))
     }
 
     /// The MAC of `parts`, as lower-case hex.
@@ -96,7 +78,7 @@ impl MessageKeys {
     }
 
     fn mac(&self, kind: Kind, parts: &[&[u8]]) -> blake3::Hash {
-        let mut hasher = blake3::Hasher::new_keyed(self.key(kind));
+        let mut hasher = blake3::Hasher::new_keyed(&self.0[kind as usize]);
         for part in parts {
             hasher.update(&(part.len() as u64).to_be_bytes());
             hasher.update(part);

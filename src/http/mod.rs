@@ -287,6 +287,12 @@ impl Caller {
     pub fn holds(&self, permission: Permission) -> bool {
         self.permissions.has(permission)
     }
+
+    /// Whether the caller is the operator, who sees the whole log's
+    /// activity: a key of `_system` holding `audit:read`.
+    pub fn is_operator(&self) -> bool {
+        !self.org.is_tenant() && self.holds(Permission::AuditRead)
+    }
 }
 
 impl FromRequestParts<AppState> for Caller {

@@ -14,7 +14,6 @@ use serde::Serialize;
 
 use super::{ApiError, AppState, Caller, json, prometheus};
 use crate::domain::id::Seq;
-use crate::domain::permission::Permission;
 
 /// Whether the request comes from the operator: a key of `_system` holding
 /// `audit:read`. Anything else (no key, a bad one, a tenant's) is not, and
@@ -26,7 +25,7 @@ impl FromRequestParts<AppState> for Operator {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let caller = Caller::from_request_parts(parts, state).await;
-        Ok(Operator(caller.is_ok_and(|c| !c.org.is_tenant() && c.holds(Permission::AuditRead))))
+        Ok(Operator(caller.is_ok_and(|c| c.is_operator())))
     }
 }
 
@@ -114,7 +113,7 @@ pub async fn readyz(State(s): State<AppState>, operator: Operator) -> Response {
 
 /// Prometheus text, for the operator only.
 pub async fn metrics(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
-    if caller.org.is_tenant() || !caller.holds(Permission::AuditRead) {
+    if !caller.is_operator() {
         return Err(ApiError::Forbidden("metrics need a key of _system holding audit:read".into()));
     }
     let head = s.registry.head().seq.0;

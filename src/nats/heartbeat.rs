@@ -43,11 +43,7 @@ impl Heartbeat {
 
     /// The beat a message carries, if its MAC holds under `keys`.
     pub fn authentic(message: &async_nats::Message, keys: &MessageKeys) -> Option<Heartbeat> {
-        let mac = super::mac_header(message.headers.as_ref());
-        if !keys.check(Kind::Heartbeat, &[&message.payload], mac.as_deref()) {
-            return None;
-        }
-        serde_json::from_slice(&message.payload).ok()
+        serde_json::from_slice(super::authentic_body(message, keys, Kind::Heartbeat)?).ok()
     }
 }
 

@@ -270,9 +270,21 @@ pub fn mac_header(headers: Option<&async_nats::HeaderMap>) -> Option<String> {
     headers?.get(MAC_HEADER).map(|v| v.as_str().to_owned())
 }
 
-/// The MAC of an event message: its sequence, chain hash and bytes.
+/// A message's body, if the MAC in its header holds over it: what a
+/// heartbeat or an access report is checked by.
+fn authentic_body<'a>(message: &'a async_nats::Message, keys: &MessageKeys, kind: Kind) -> Option<&'a [u8]> {
+    let mac = mac_header(message.headers.as_ref());
+    keys.check(kind, &[&message.payload], mac.as_deref()).then_some(&message.payload[..])
+}
+
+/// What an event message's MAC covers: its sequence, chain hash and bytes.
+fn event_parts<'a>(seq: &'a [u8; 8], hash: &'a ChainHash, bytes: &'a [u8]) -> [&'a [u8]; 3] {
+    [seq, &hash.0, bytes]
+}
+
+/// The MAC of an event message.
 pub fn event_mac(keys: &MessageKeys, seq: Seq, hash: &ChainHash, bytes: &[u8]) -> String {
-    keys.tag(Kind::Event, &[&seq.0.to_be_bytes(), &hash.0, bytes])
+    keys.tag(Kind::Event, &event_parts(&seq.0.to_be_bytes(), hash, bytes))
 }
 
 /// One event as it came off the stream.
@@ -290,7 +302,7 @@ impl StreamEvent {
     /// MAC holds over its sequence, hash and bytes.
     pub fn authentic(&self, keys: &MessageKeys) -> bool {
         let Some(hash) = &self.hash else { return false };
-        keys.check(Kind::Event, &[&self.seq.0.to_be_bytes(), &hash.0, &self.bytes], self.mac.as_deref())
+        keys.check(Kind::Event, &event_parts(&self.seq.0.to_be_bytes(), hash, &self.bytes), self.mac.as_deref())
     }
 }
 

@@ -34,11 +34,8 @@ pub struct ReportMessage {
 impl ReportMessage {
     /// The report a message carries, if its MAC holds under `keys`.
     pub fn authentic(message: &async_nats::Message, keys: &MessageKeys) -> Option<Result<ReportMessage, String>> {
-        let mac = super::mac_header(message.headers.as_ref());
-        if !keys.check(Kind::Report, &[&message.payload], mac.as_deref()) {
-            return None;
-        }
-        Some(serde_json::from_slice(&message.payload).map_err(|e| e.to_string()))
+        let body = super::authentic_body(message, keys, Kind::Report)?;
+        Some(serde_json::from_slice(body).map_err(|e| e.to_string()))
     }
 }
 

@@ -86,12 +86,18 @@ async fn objects(
             _ => Err(info.name),
         });
     }
-    let name = |o: &Result<Authentic, String>| match o {
-        Ok(a) => a.name.clone(),
-        Err(n) => n.clone(),
-    };
-    objects.sort_unstable_by_key(|o| std::cmp::Reverse(name(o)));
+    sort_newest_first(&mut objects);
     Ok(objects)
+}
+
+fn sort_newest_first(objects: &mut [Result<Authentic, String>]) {
+    fn name(o: &Result<Authentic, String>) -> &str {
+        match o {
+            Ok(a) => &a.name,
+            Err(n) => n,
+        }
+    }
+    objects.sort_unstable_by(|a, b| name(b).cmp(name(a)));
 }
 
 /// The registry's side: publishes the newest snapshot on disk at start and
@@ -145,9 +151,10 @@ async fn publish(
         .await
         .map_err(nats_err)?;
     let name = object_name(seq);
-    let present = objects(&store, keys).await?;
+    let mut present = objects(&store, keys).await?;
     if !present.iter().any(|o| o.as_ref().is_ok_and(|a| a.name == name)) {
-        let content = blake3::hash(sealed).to_hex().to_string();
+        let hash = blake3::hash(sealed);
+        let content = hash.to_hex().to_string();
         let size = (sealed.len() as u64).to_be_bytes();
         let mac = keys.tag(Kind::Snapshot, &object_parts(&name, &size, &content));
         let metadata = object_store::ObjectMetadata {
@@ -158,9 +165,11 @@ async fn publish(
         let mut reader = sealed;
         store.put(metadata, &mut reader).await.map_err(nats_err)?;
         tracing::info!(%seq, bytes = sealed.len(), "published a snapshot for replicas");
+        present.push(Ok(Authentic { name, size: sealed.len(), content: hash }));
+        sort_newest_first(&mut present);
     }
     let mut kept = 0;
-    for object in objects(&store, keys).await? {
+    for object in present {
         let old = match object {
             Ok(_) if kept < KEEP => {
                 kept += 1;

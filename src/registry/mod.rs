@@ -202,8 +202,9 @@ struct Shared {
     snapshot_written: Arc<watch::Sender<Seq>>,
     /// Ids must increase in creation order across all callers.
     ids: Mutex<IdGenerator>,
-    /// Each tenant's allowance of events and bytes; only the writer uses it.
-    rates: Mutex<rate::Buckets>,
+    /// Each tenant's allowance of events and bytes per minute (the writer
+    /// keeps the buckets).
+    org_rate: OrgRate,
     /// The last sequence applied to the projections, for callers that wait
     /// to read their own writes (`min_seq`).
     applied: watch::Sender<Seq>,
@@ -299,7 +300,7 @@ impl Registry {
             snapshotting: Mutex::new(None),
             snapshot_written: Arc::new(watch::Sender::new(Seq(0))),
             ids: Mutex::new(IdGenerator::default()),
-            rates: Mutex::new(rate::Buckets::new(config.org_rate)),
+            org_rate: config.org_rate,
             applied: watch::Sender::new(applied),
             committed: watch::Sender::new(log.head()),
         });

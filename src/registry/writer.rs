@@ -17,6 +17,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
+use super::rate::Buckets;
 use super::snapshot::{Unchecked, write_periodic};
 use super::{ExecError, Outcome, Shared};
 use crate::domain::command::{Acting, Command, Context, Refusal};
@@ -81,6 +82,8 @@ impl Drop for Writer {
 
 fn write_loop(mut log: Log, shared: &Shared, rx: mpsc::Receiver<Job>) {
     let mut ids = IdGenerator::default();
+    // Each tenant's allowance; only this thread appends, so only it counts.
+    let mut rates = Buckets::new(shared.org_rate);
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         jobs.extend(rx.try_iter().take(MAX_BATCH - 1));
@@ -91,7 +94,7 @@ fn write_loop(mut log: Log, shared: &Shared, rx: mpsc::Receiver<Job>) {
             let result = match (&failure, &broken) {
                 (Some(_), _) => Err(ExecError::Unavailable("the log failed".into())),
                 (_, Some(why)) => Err(ExecError::Unavailable(why.clone())),
-                (None, None) => run(&mut log, shared, &mut ids, &job).map_err(|e| match e {
+                (None, None) => run(&mut log, shared, &mut ids, &mut rates, &job).map_err(|e| match e {
                     Failed::Refused(r) => ExecError::Refused(r),
                     Failed::RateLimited(retry_after) => ExecError::RateLimited { retry_after },
                     Failed::Log(e) => {
@@ -162,7 +165,13 @@ enum Failed {
 }
 
 /// Decides one job, stages its events and applies them.
-fn run(log: &mut Log, shared: &Shared, ids: &mut IdGenerator, job: &Job) -> Result<Outcome, Failed> {
+fn run(
+    log: &mut Log,
+    shared: &Shared,
+    ids: &mut IdGenerator,
+    rates: &mut Buckets,
+    job: &Job,
+) -> Result<Outcome, Failed> {
     let before = log.head();
     // Event times never go backwards, so "as of T" is a prefix of the log.
     let now = before.time.map_or(shared.clock.now(), |t| shared.clock.now().max(t));
@@ -170,12 +179,7 @@ fn run(log: &mut Log, shared: &Shared, ids: &mut IdGenerator, job: &Job) -> Resu
     // keyreg's own work (the sweeper, usage, recovery) is never held back.
     let metered = !matches!(job.who.actor, Actor::System(_));
     if metered {
-        shared
-            .rates
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .admit(&job.org, now)
-            .map_err(Failed::RateLimited)?;
+        rates.admit(&job.org, now).map_err(Failed::RateLimited)?;
     }
     let decision = decide(&shared.read().table, &ctx, &job.command).map_err(Failed::Refused)?;
     let mut events: Vec<(Seq, Event)> = Vec::with_capacity(decision.changes.len());
@@ -186,7 +190,7 @@ fn run(log: &mut Log, shared: &Shared, ids: &mut IdGenerator, job: &Job) -> Resu
         events.push((record.seq, event));
     }
     if metered {
-        shared.rates.lock().unwrap_or_else(PoisonError::into_inner).charge(&decision.org, now, events.len(), bytes);
+        rates.charge(&decision.org, now, events.len(), bytes);
     }
     let mut projections = shared.projections.write().unwrap_or_else(PoisonError::into_inner);
     for (seq, event) in &events {

@@ -29,7 +29,12 @@ pub(super) enum Stop {
 impl Replica {
     pub(super) fn halt(&self, seq: Seq, why: String) {
         tracing::error!(%seq, %why, "the replica stops applying");
-        *self.inner.halted.lock().unwrap_or_else(PoisonError::into_inner) = Some(Halt { seq, why });
+        self.set_halted(Halt { seq, why });
+    }
+
+    /// From now on the replica applies nothing and answers nothing.
+    pub(super) fn set_halted(&self, halt: Halt) {
+        *self.inner.halted.lock().unwrap_or_else(PoisonError::into_inner) = Some(halt);
         self.inner.stopped.store(true, Ordering::Relaxed);
     }
 

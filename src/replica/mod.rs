@@ -304,9 +304,7 @@ impl Replica {
             let _ = task.await;
         }
         self.flush_now().await;
-        let stopped = Halt { seq: self.applied(), why: "the replica was stopped".into() };
-        *self.inner.halted.lock().unwrap_or_else(PoisonError::into_inner) = Some(stopped);
-        self.inner.stopped.store(true, Ordering::Relaxed);
+        self.set_halted(Halt { seq: self.applied(), why: "the replica was stopped".into() });
     }
 
     pub fn config(&self) -> &ReplicaConfig {

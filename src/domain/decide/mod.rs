@@ -105,10 +105,11 @@ pub fn decide(table: &Table, ctx: &Context, command: &Command) -> Result<Decisio
 fn update_org(table: &Table, ctx: &Context, name: &Option<String>, max_keys: Option<u32>) -> Result<Decision, Refusal> {
     let org = table.org(&ctx.org).ok_or_else(|| not_found("organization", ctx.org.as_str()))?;
     let own = ctx.who.key().and_then(|id| table.key(&id)).is_some_and(|k| k.org == ctx.org);
-    if !own && !is_operator(table, &ctx.who, Permission::OrgsAdmin) {
+    let operator = is_operator(table, &ctx.who, Permission::OrgsAdmin);
+    if !own && !operator {
         return Err(Refusal::Forbidden("only keys of the _system org holding orgs:admin change another org".into()));
     }
-    if max_keys.is_some() && !is_operator(table, &ctx.who, Permission::OrgsAdmin) {
+    if max_keys.is_some() && !operator {
         return Err(Refusal::Forbidden(
             "max_keys is the operator's: a _system key holding orgs:admin sets it (PATCH /v1/orgs/{id})".into(),
         ));
