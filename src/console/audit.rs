@@ -2,6 +2,7 @@
 //! first, under a badge that says how far the hash chain was checked; and
 //! the event table the key details page reuses for a key's timeline.
 
+use crate::http::route;
 use axum::extract::Query;
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
@@ -28,27 +29,27 @@ pub struct AuditParams {
 pub async fn page(page: Page, Query(p): Query<AuditParams>) -> Response {
     let field = |v: &Option<String>| given(v).map(str::to_owned);
     let (since, until) = (given(&p.since).map(as_of_time), given(&p.until).map(as_of_time));
-    let mut filters = String::new();
-    for (name, value) in [
+    let filtered = [
         ("key_id", field(&p.key_id)),
         ("actor", field(&p.actor)),
         ("type", field(&p.type_)),
         ("since", since.clone()),
         ("until", until.clone()),
-    ] {
+    ];
+    let mut filters = String::new();
+    for (name, value) in &filtered {
         if let Some(v) = value {
             filters += &format!("&{name}={}", q(&v));
         }
     }
-    let mut uri = format!("/v1/audit?limit=50{filters}");
-    if let Some(c) = field(&p.cursor) {
-        uri += &format!("&cursor={}", q(&c));
-    }
+    let cursor = field(&p.cursor);
+    let asked = [("limit", Some("50")), ("cursor", cursor.as_deref())];
+    let uri = route::query(route::AUDIT, asked.into_iter().chain(filtered.iter().map(|(n, v)| (*n, v.as_deref()))));
     let (events, next, error) = match page.api(Method::GET, &uri, None).await.ok() {
         Ok(v) => (v["events"].clone(), v["next_cursor"].as_str().map(str::to_owned), None),
         Err(r) => (Value::Null, None, Some(r)),
     };
-    let chain = page.api(Method::GET, "/v1/audit/verify", None).await.ok();
+    let chain = page.api(Method::GET, route::AUDIT_VERIFY, None).await.ok();
     let body = html! {
         @match &chain {
             Ok(c) if c["ok"].as_bool() == Some(true) => p.badge-chain.ok role="status" {

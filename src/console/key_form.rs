@@ -2,6 +2,7 @@
 //! catalogue actions, ranges) and showing its secret once, and editing one,
 //! with the API's dry-run warnings shown before saving.
 
+use crate::http::route;
 use axum::extract::Path;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -29,9 +30,9 @@ struct Choices {
 async fn choices(page: &Page) -> Choices {
     let list = |v: Value, field: &str| v[field].as_array().cloned().unwrap_or_default();
     Choices {
-        presets: list(page.api(Method::GET, "/v1/presets", None).await.body, "presets"),
-        roles: list(page.api(Method::GET, "/v1/roles", None).await.body, "roles"),
-        actions: list(page.api(Method::GET, "/v1/catalog", None).await.body, "actions"),
+        presets: list(page.api(Method::GET, route::PRESETS, None).await.body, "presets"),
+        roles: list(page.api(Method::GET, route::ROLES, None).await.body, "roles"),
+        actions: list(page.api(Method::GET, route::CATALOG, None).await.body, "actions"),
     }
 }
 
@@ -235,7 +236,7 @@ pub async fn create(Posted { page, form }: Posted) -> Response {
         "custom" => body["expires_at"] = json!(format!("{}T00:00:00Z", form.get("expires_on").trim())),
         days => body["expires_in_days"] = json!(days.parse::<u32>().unwrap_or(90)),
     }
-    match page.api(Method::POST, "/v1/keys", Some(&body)).await.ok() {
+    match page.api(Method::POST, route::KEYS, Some(&body)).await.ok() {
         Ok(created) => secret_page(&page, &created, "Key created"),
         Err(r) => {
             let c = choices(&page).await;
@@ -245,7 +246,7 @@ pub async fn create(Posted { page, form }: Posted) -> Response {
 }
 
 pub async fn edit_form(page: Page, Path(id): Path<String>) -> Response {
-    let key = match page.api(Method::GET, &format!("/v1/keys/{}", q(&id)), None).await.ok() {
+    let key = match page.api(Method::GET, &route::fill(route::KEY, &id), None).await.ok() {
         Ok(v) => v["key"].clone(),
         Err(r) => return page::refused(&page, &r),
     };
@@ -297,10 +298,10 @@ fn edit_page(page: &Page, id: &str, c: &Choices, form: &Form, error: Option<&Ref
 /// was used in the last 24 hours…") are shown and confirmed before saving.
 pub async fn edit(Path(id): Path<String>, Posted { page, form }: Posted) -> Response {
     let body = key_fields(&form);
-    let path = format!("/v1/keys/{}", q(&id));
+    let path = route::fill(route::KEY, &id);
     let version = Some(form.get("version")).filter(|v| !v.is_empty());
     if !form.has("confirmed") {
-        match page.api_with(Method::PATCH, &format!("{path}?dry_run=true"), Some(&body), version).await.ok() {
+        match page.api_with(Method::PATCH, &route::query(&path, [("dry_run", Some("true"))]), Some(&body), version).await.ok() {
             Ok(v) if !strings(&v["warnings"]).is_empty() => {
                 return edit_again(&page, &id, &form, None, &strings(&v["warnings"])).await;
             }

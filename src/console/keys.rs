@@ -3,6 +3,7 @@
 //! actions) and the page that shows a new secret once. The create and edit
 //! forms are in `key_form`.
 
+use crate::http::route;
 use axum::extract::{Path, Query};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -48,22 +49,21 @@ fn notice(code: &str, n: usize) -> Option<String> {
 pub async fn list(page: Page, Query(p): Query<ListParams>) -> Response {
     let status = given(&p.status).unwrap_or("active").to_owned();
     let as_of = given(&p.as_of).map(as_of_time);
+    let shown = [("status", Some(status.as_str())), ("q", given(&p.q)), ("owner", given(&p.owner)), ("as_of", as_of.as_deref())];
     let mut filters = format!("status={}", q(&status));
-    for (name, value) in [("q", given(&p.q)), ("owner", given(&p.owner)), ("as_of", as_of.as_deref())] {
+    for (name, value) in &shown[1..] {
         if let Some(v) = value {
             filters += &format!("&{name}={}", q(v));
         }
     }
     let mine = given(&p.mine).is_some();
-    let mut uri = format!("/v1/keys?limit={PAGE}&{filters}");
+    let me = mine.then(|| page.user().map_or_else(|| format!("key:{}", page.key_id()), |u| format!("user:{u}")));
     if mine {
-        let me = page.user().map_or_else(|| format!("key:{}", page.key_id()), |u| format!("user:{u}"));
-        uri += &format!("&created_by={}", q(&me));
         filters += "&mine=1";
     }
-    if let Some(c) = given(&p.cursor) {
-        uri += &format!("&cursor={}", q(c));
-    }
+    let limit = PAGE.to_string();
+    let asked = [("limit", Some(limit.as_str())), ("created_by", me.as_deref()), ("cursor", given(&p.cursor))];
+    let uri = route::query(route::KEYS, shown.into_iter().chain(asked));
     let (keys, next, error) = match page.api(Method::GET, &uri, None).await.ok() {
         Ok(v) => {
             (v["keys"].as_array().cloned().unwrap_or_default(), v["next_cursor"].as_str().map(str::to_owned), None)
@@ -197,14 +197,14 @@ pub async fn bulk(Posted { page, form }: Posted) -> Response {
     }
     if form.has("confirmed") {
         let body = json!({"ids": ids, "reason": Some(form.get("reason")).filter(|r| !r.is_empty()), "delete": action == "delete"});
-        return match page.api(Method::POST, "/v1/keys/bulk-revoke", Some(&body)).await.ok() {
+        return match page.api(Method::POST, route::KEYS_BULK_REVOKE, Some(&body)).await.ok() {
             Ok(_) => Redirect::to(&format!("/console/keys?notice={action}d&n={}", ids.len())).into_response(),
             Err(r) => page::message(Some(&page), StatusCode::BAD_REQUEST, "Nothing was changed", &r.sentence()),
         };
     }
     let mut names = Vec::new();
     for id in &ids {
-        let key = page.api(Method::GET, &format!("/v1/keys/{}", q(id)), None).await.body;
+        let key = page.api(Method::GET, &route::fill(route::KEY, id), None).await.body;
         names.push(text(&key["key"]["name"]).to_owned());
     }
     let verb = if action == "delete" { "Delete" } else { "Revoke" };
@@ -278,14 +278,13 @@ async fn details_page(
     notice_code: Option<&str>,
     error: Option<Refusal>,
 ) -> Response {
-    let at = as_of.map(|t| format!("?as_of={}", q(t))).unwrap_or_default();
-    let key = match page.api(Method::GET, &format!("/v1/keys/{}{at}", q(id)), None).await.ok() {
+    let key = match page.api(Method::GET, &route::query(&route::fill(route::KEY, id), [("as_of", as_of)]), None).await.ok() {
         Ok(v) => v["key"].clone(),
         Err(r) => return page::refused(page, &r),
     };
-    let usage = page.api(Method::GET, &format!("/v1/keys/{}/usage", q(id)), None).await.body;
+    let usage = page.api(Method::GET, &route::fill(route::KEY_USAGE, id), None).await.body;
     let timeline = match page.can(Permission::AuditRead) {
-        true => page.api(Method::GET, &format!("/v1/audit?key_id={}&limit=100", q(id)), None).await.body,
+        true => page.api(Method::GET, &route::query(route::AUDIT, [("key_id", Some(id)), ("limit", Some("100"))]), None).await.body,
         false => Value::Null,
     };
     let now = page.now();
@@ -402,26 +401,24 @@ fn list_or(v: &Value, empty: &str) -> Markup {
 
 /// The lifecycle buttons of the details page.
 pub async fn act(Path((id, action)): Path<(String, String)>, Posted { page, form }: Posted) -> Response {
-    let path = format!("/v1/keys/{}", q(&id));
     let version = Some(form.get("version")).filter(|v| !v.is_empty());
     let answer = match action.as_str() {
-        "disable" | "enable" => page.api_with(Method::POST, &format!("{path}/{action}"), None, version).await,
+        "disable" => page.api_with(Method::POST, &route::fill(route::KEY_DISABLE, &id), None, version).await,
+        "enable" => page.api_with(Method::POST, &route::fill(route::KEY_ENABLE, &id), None, version).await,
         "revoke" => {
             let body = json!({"reason": Some(form.get("reason")).filter(|r| !r.is_empty())});
-            page.api_with(Method::POST, &format!("{path}/revoke"), Some(&body), version).await
+            page.api_with(Method::POST, &route::fill(route::KEY_REVOKE, &id), Some(&body), version).await
         }
         "rotate" => {
             let body = json!({"grace_seconds": form.get("grace").parse::<u64>().unwrap_or(0)});
-            match page.api(Method::POST, &format!("{path}/rotate"), Some(&body)).await.ok() {
+            match page.api(Method::POST, &route::fill(route::KEY_ROTATE, &id), Some(&body)).await.ok() {
                 Ok(rotated) => return secret_page(&page, &rotated, "Key rotated"),
                 Err(r) => return details_page(&page, &id, None, None, Some(r)).await,
             }
         }
         "delete" => {
-            let mut uri = format!("{path}?confirm={}", q(form.get("confirm")));
-            if !form.get("reason").is_empty() {
-                uri += &format!("&reason={}", q(form.get("reason")));
-            }
+            let reason = Some(form.get("reason")).filter(|r| !r.is_empty());
+            let uri = route::query(&route::fill(route::KEY, &id), [("confirm", Some(form.get("confirm"))), ("reason", reason)]);
             match page.api(Method::DELETE, &uri, None).await.ok() {
                 Ok(_) => return Redirect::to("/console/keys?notice=deleted&n=1").into_response(),
                 Err(r) => return details_page(&page, &id, None, None, Some(r)).await,

@@ -219,6 +219,7 @@ impl Answer {
             Err(Refusal {
                 code: self.body["code"].as_str().unwrap_or("INTERNAL").to_owned(),
                 detail: self.body["detail"].as_str().unwrap_or("the registry could not answer").to_owned(),
+                field: self.body["field"].as_str().map(str::to_owned),
             })
         }
     }
@@ -229,18 +230,19 @@ impl Answer {
 pub struct Refusal {
     pub code: String,
     pub detail: String,
+    /// The request field the API named as wrong, if one was.
+    pub field: Option<String>,
 }
 
 impl Refusal {
-    /// The form field the refusal concerns, if its sentence names one.
+    /// The form field the refusal concerns: the one the API named, or the
+    /// scopes for a refusal that is about what the scopes grant.
     pub fn field(&self, fields: &[&'static str]) -> Option<&'static str> {
-        if matches!(self.code.as_str(), "UNKNOWN_ACTION" | "ESCALATION") {
-            return fields.iter().copied().find(|f| *f == "scopes");
-        }
-        let d = self.detail.as_str();
-        fields.iter().copied().find(|f| {
-            d.starts_with(f) && d[f.len()..].starts_with([' ', '[', ':', '.']) || d.contains(&format!("`{f}`"))
-        })
+        let named = match self.code.as_str() {
+            "UNKNOWN_ACTION" | "ESCALATION" => "scopes",
+            _ => self.field.as_deref()?,
+        };
+        fields.iter().copied().find(|f| *f == named)
     }
 
     /// The sentence for a person: the API's detail, with a word on what to do.

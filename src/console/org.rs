@@ -1,6 +1,7 @@
 //! The console's organization page: keys by status, the key limit, and
 //! the org's verifications per day.
 
+use crate::http::route;
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use maud::html;
@@ -10,7 +11,7 @@ use super::keys::status_badge;
 use super::page::{self, Area, frame, respond, text};
 
 pub async fn page(page: Page) -> Response {
-    let org = match page.api(Method::GET, "/v1/org", None).await.ok() {
+    let org = match page.api(Method::GET, route::ORG, None).await.ok() {
         Ok(v) => v,
         Err(r) => return page::refused(&page, &r),
     };

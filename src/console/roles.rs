@@ -2,6 +2,7 @@
 //! keys the edit reaches, from a dry run, before saving), delete (forced
 //! only when confirmed), and the catalogue of actions.
 
+use crate::http::route;
 use axum::extract::{Path, Query};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -22,7 +23,7 @@ pub struct Notice {
 }
 
 pub async fn list(page: Page, Query(n): Query<Notice>) -> Response {
-    let roles = match page.api(Method::GET, "/v1/roles", None).await.ok() {
+    let roles = match page.api(Method::GET, route::ROLES, None).await.ok() {
         Ok(v) => v["roles"].as_array().cloned().unwrap_or_default(),
         Err(r) => return page::refused(&page, &r),
     };
@@ -123,14 +124,14 @@ fn role_page(
 pub async fn create(Posted { page, form }: Posted) -> Response {
     let body =
         json!({"name": form.get("name"), "description": form.get("description"), "scopes": form.lines("scopes")});
-    match page.api(Method::POST, "/v1/roles", Some(&body)).await.ok() {
+    match page.api(Method::POST, route::ROLES, Some(&body)).await.ok() {
         Ok(_) => Redirect::to("/console/roles?notice=created").into_response(),
         Err(r) => respond(StatusCode::BAD_REQUEST, role_page(&page, None, &form, Some(&r), &[], 0)),
     }
 }
 
 pub async fn edit_form(page: Page, Path(name): Path<String>) -> Response {
-    let answer = match page.api(Method::GET, &format!("/v1/roles/{}", q(&name)), None).await.ok() {
+    let answer = match page.api(Method::GET, &route::fill(route::ROLE, &name), None).await.ok() {
         Ok(v) => v,
         Err(r) => return page::refused(&page, &r),
     };
@@ -151,10 +152,10 @@ fn keys_of(answer: &Value) -> u64 {
 /// before anything changes.
 pub async fn edit(Path(name): Path<String>, Posted { page, form }: Posted) -> Response {
     let body = json!({"description": form.get("description"), "scopes": form.lines("scopes")});
-    let path = format!("/v1/roles/{}", q(&name));
+    let path = route::fill(route::ROLE, &name);
     let version = Some(form.get("version")).filter(|v| !v.is_empty());
     if !form.has("confirmed") {
-        match page.api_with(Method::PATCH, &format!("{path}?dry_run=true"), Some(&body), version).await.ok() {
+        match page.api_with(Method::PATCH, &route::query(&path, [("dry_run", Some("true"))]), Some(&body), version).await.ok() {
             Ok(v) if !strings(&v["warnings"]).is_empty() => {
                 let warnings: Vec<String> = strings(&v["warnings"]).into_iter().map(str::to_owned).collect();
                 return respond(StatusCode::OK, role_page(&page, Some(&name), &form, None, &warnings, keys_of(&v)));
@@ -170,15 +171,15 @@ pub async fn edit(Path(name): Path<String>, Posted { page, form }: Posted) -> Re
 }
 
 pub async fn delete(Path(name): Path<String>, Posted { page, form }: Posted) -> Response {
-    let force = if form.get("force") == "true" { "?force=true" } else { "" };
-    match page.api(Method::DELETE, &format!("/v1/roles/{}{force}", q(&name)), None).await.ok() {
+    let force = Some("true").filter(|_| form.get("force") == "true");
+    match page.api(Method::DELETE, &route::query(&route::fill(route::ROLE, &name), [("force", force)]), None).await.ok() {
         Ok(_) => Redirect::to("/console/roles?notice=deleted").into_response(),
         Err(r) => page::message(Some(&page), StatusCode::CONFLICT, "The role was not deleted", &r.sentence()),
     }
 }
 
 pub async fn catalog(page: Page) -> Response {
-    match page.api(Method::GET, "/v1/catalog", None).await.ok() {
+    match page.api(Method::GET, route::CATALOG, None).await.ok() {
         Ok(c) => respond(StatusCode::OK, catalog_page(&page, &c, None, None)),
         Err(r) => page::refused(&page, &r),
     }
@@ -239,10 +240,10 @@ pub async fn put_catalog(Posted { page, form }: Posted) -> Response {
         })
         .collect();
     let body = json!({"actions": actions, "enforce": form.get("enforce") == "true"});
-    match page.api(Method::PUT, "/v1/catalog", Some(&body)).await.ok() {
+    match page.api(Method::PUT, route::CATALOG, Some(&body)).await.ok() {
         Ok(c) => respond(StatusCode::OK, catalog_page(&page, &c, None, Some("Catalogue saved."))),
         Err(r) => {
-            let current = page.api(Method::GET, "/v1/catalog", None).await.body;
+            let current = page.api(Method::GET, route::CATALOG, None).await.body;
             respond(StatusCode::BAD_REQUEST, catalog_page(&page, &current, Some((&r, &form)), None))
         }
     }

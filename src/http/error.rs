@@ -15,6 +15,10 @@ use crate::store::log::LogError;
 pub enum ApiError {
     #[error("{0}")]
     Validation(String),
+    /// A field of the request breaks a domain rule; the body names it so
+    /// a form can place the message without reading the sentence.
+    #[error("{detail}")]
+    InvalidField { field: &'static str, detail: String },
     #[error("{0}")]
     Unauthenticated(String),
     #[error("{0}")]
@@ -66,6 +70,9 @@ struct Problem<'a> {
     /// `ESCALATION`: the management permissions the change would grant.
     #[serde(skip_serializing_if = "Option::is_none")]
     permissions: Option<&'a [String]>,
+    /// `VALIDATION` of one field: its name in the request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
     /// `UNKNOWN_ACTION`: the catalogue's closest actions.
     #[serde(skip_serializing_if = "Option::is_none")]
     suggestions: Option<&'a [String]>,
@@ -74,7 +81,7 @@ struct Problem<'a> {
 impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
-            ApiError::Validation(_) => (StatusCode::BAD_REQUEST, "VALIDATION", "The request is not valid"),
+            ApiError::Validation(_) | ApiError::InvalidField { .. } => (StatusCode::BAD_REQUEST, "VALIDATION", "The request is not valid"),
             ApiError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "No valid key was presented"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN", "The key may not do this"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND", "Not found"),
@@ -143,6 +150,10 @@ impl IntoResponse for ApiError {
                 ApiError::Escalation { permissions, .. } => Some(permissions),
                 _ => None,
             },
+            field: match &self {
+                ApiError::InvalidField { field, .. } => Some(field),
+                _ => None,
+            },
             suggestions: match &self {
                 ApiError::UnknownAction { suggestions, .. } => Some(suggestions),
                 _ => None,
@@ -168,7 +179,7 @@ impl IntoResponse for ApiError {
 impl From<Refusal> for ApiError {
     fn from(r: Refusal) -> Self {
         match r {
-            Refusal::Validation { .. } => ApiError::Validation(r.to_string()),
+            Refusal::Validation { field, .. } => ApiError::InvalidField { field, detail: r.to_string() },
             Refusal::NotFound { .. } => ApiError::NotFound(r.to_string()),
             Refusal::Conflict(_) => ApiError::Conflict(r.to_string()),
             Refusal::KeyLimit { .. } => ApiError::KeyLimit(r.to_string()),

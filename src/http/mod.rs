@@ -14,6 +14,7 @@ pub mod listen;
 mod ops;
 mod org;
 mod roles;
+pub mod route;
 pub mod verify;
 
 use std::net::{IpAddr, SocketAddr};
@@ -57,37 +58,37 @@ pub const CATALOG_BODY_LIMIT: usize = 1024 * 1024;
 /// below is built to match, `schemas/openapi.json` documents each, and a
 /// test holds the three together.
 pub const ROUTES: &[(&str, &str)] = &[
-    ("POST", "/v1/orgs"),
-    ("PATCH", "/v1/orgs/{id}"),
-    ("GET", "/v1/org"),
-    ("PATCH", "/v1/org"),
-    ("POST", "/v1/keys"),
-    ("GET", "/v1/keys"),
-    ("GET", "/v1/keys/{id}"),
-    ("PATCH", "/v1/keys/{id}"),
-    ("DELETE", "/v1/keys/{id}"),
-    ("POST", "/v1/keys/{id}/disable"),
-    ("POST", "/v1/keys/{id}/enable"),
-    ("POST", "/v1/keys/{id}/revoke"),
-    ("POST", "/v1/keys/{id}/rotate"),
-    ("POST", "/v1/keys/bulk-revoke"),
-    ("POST", "/v1/keys/offboard"),
-    ("POST", "/v1/keys/import"),
-    ("GET", "/v1/keys/{id}/usage"),
-    ("POST", "/v1/roles"),
-    ("GET", "/v1/roles"),
-    ("GET", "/v1/roles/{name}"),
-    ("PATCH", "/v1/roles/{name}"),
-    ("DELETE", "/v1/roles/{name}"),
-    ("GET", "/v1/presets"),
-    ("GET", "/v1/catalog"),
-    ("PUT", "/v1/catalog"),
-    ("GET", "/v1/usage"),
-    ("POST", "/v1/verify"),
-    ("GET", "/v1/audit"),
-    ("GET", "/v1/audit/verify"),
-    ("GET", "/v1/events"),
-    ("GET", "/v1/state/digest"),
+    ("POST", route::ORGS),
+    ("PATCH", route::ORG_BY_ID),
+    ("GET", route::ORG),
+    ("PATCH", route::ORG),
+    ("POST", route::KEYS),
+    ("GET", route::KEYS),
+    ("GET", route::KEY),
+    ("PATCH", route::KEY),
+    ("DELETE", route::KEY),
+    ("POST", route::KEY_DISABLE),
+    ("POST", route::KEY_ENABLE),
+    ("POST", route::KEY_REVOKE),
+    ("POST", route::KEY_ROTATE),
+    ("POST", route::KEYS_BULK_REVOKE),
+    ("POST", route::KEYS_OFFBOARD),
+    ("POST", route::KEYS_IMPORT),
+    ("GET", route::KEY_USAGE),
+    ("POST", route::ROLES),
+    ("GET", route::ROLES),
+    ("GET", route::ROLE),
+    ("PATCH", route::ROLE),
+    ("DELETE", route::ROLE),
+    ("GET", route::PRESETS),
+    ("GET", route::CATALOG),
+    ("PUT", route::CATALOG),
+    ("GET", route::USAGE),
+    ("POST", route::VERIFY),
+    ("GET", route::AUDIT),
+    ("GET", route::AUDIT_VERIFY),
+    ("GET", route::EVENTS),
+    ("GET", route::STATE_DIGEST),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -123,32 +124,32 @@ pub struct AppState {
 /// caller address is known and keys with `allowed_cidrs` refuse.
 pub fn api(state: AppState) -> Router {
     Router::new()
-        .route("/v1/orgs", post(org::create_org))
-        .route("/v1/orgs/{id}", patch(org::operate_org))
-        .route("/v1/org", get(org::get_org).patch(org::update_org))
-        .route("/v1/keys", post(keys::create).get(keys::list))
-        .route("/v1/keys/bulk-revoke", post(bulk::bulk_revoke))
-        .route("/v1/keys/offboard", post(bulk::offboard))
-        .route("/v1/keys/import", post(import::import))
-        .route("/v1/keys/{id}", get(keys::get).patch(keys::update).delete(keys::delete))
-        .route("/v1/keys/{id}/disable", post(keys::disable))
-        .route("/v1/keys/{id}/enable", post(keys::enable))
-        .route("/v1/keys/{id}/revoke", post(keys::revoke))
-        .route("/v1/keys/{id}/rotate", post(keys::rotate))
-        .route("/v1/keys/{id}/usage", get(org::key_usage))
-        .route("/v1/roles", post(roles::create).get(roles::list))
-        .route("/v1/roles/{name}", get(roles::get).patch(roles::update).delete(roles::delete))
-        .route("/v1/presets", get(roles::presets))
+        .route(route::ORGS, post(org::create_org))
+        .route(route::ORG_BY_ID, patch(org::operate_org))
+        .route(route::ORG, get(org::get_org).patch(org::update_org))
+        .route(route::KEYS, post(keys::create).get(keys::list))
+        .route(route::KEYS_BULK_REVOKE, post(bulk::bulk_revoke))
+        .route(route::KEYS_OFFBOARD, post(bulk::offboard))
+        .route(route::KEYS_IMPORT, post(import::import))
+        .route(route::KEY, get(keys::get).patch(keys::update).delete(keys::delete))
+        .route(route::KEY_DISABLE, post(keys::disable))
+        .route(route::KEY_ENABLE, post(keys::enable))
+        .route(route::KEY_REVOKE, post(keys::revoke))
+        .route(route::KEY_ROTATE, post(keys::rotate))
+        .route(route::KEY_USAGE, get(org::key_usage))
+        .route(route::ROLES, post(roles::create).get(roles::list))
+        .route(route::ROLE, get(roles::get).patch(roles::update).delete(roles::delete))
+        .route(route::PRESETS, get(roles::presets))
         .route(
-            "/v1/catalog",
+            route::CATALOG,
             get(roles::get_catalog).put(roles::put_catalog).layer(DefaultBodyLimit::max(CATALOG_BODY_LIMIT)),
         )
-        .route("/v1/usage", get(org::org_usage))
-        .route("/v1/verify", post(verify::verify::<AppState>))
-        .route("/v1/audit", get(audit::list))
-        .route("/v1/audit/verify", get(audit::verify_chain))
-        .route("/v1/events", get(audit::events))
-        .route("/v1/state/digest", get(audit::digest))
+        .route(route::USAGE, get(org::org_usage))
+        .route(route::VERIFY, post(verify::verify::<AppState>))
+        .route(route::AUDIT, get(audit::list))
+        .route(route::AUDIT_VERIFY, get(audit::verify_chain))
+        .route(route::EVENTS, get(audit::events))
+        .route(route::STATE_DIGEST, get(audit::digest))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -444,7 +445,9 @@ fn no_such_key(id: &str) -> ApiError {
     ApiError::NotFound(format!("no key {:?} in this organization", id.chars().take(80).collect::<String>()))
 }
 
-fn parse_time(field: &str, value: &str) -> Result<Timestamp, ApiError> {
-    Timestamp::parse(value)
-        .map_err(|_| ApiError::Validation(format!("{field} must be an RFC 3339 time, e.g. 2026-11-22T10:00:00Z")))
+fn parse_time(field: &'static str, value: &str) -> Result<Timestamp, ApiError> {
+    Timestamp::parse(value).map_err(|_| ApiError::InvalidField {
+        field,
+        detail: format!("{field} must be an RFC 3339 time, e.g. 2026-11-22T10:00:00Z"),
+    })
 }

@@ -260,3 +260,26 @@ fn bad_requests_are_refused_with_a_stable_code_and_change_nothing() {
     assert_eq!(api.get("/v1/keys").auth(a).query("status", "all").send().body, keys_before);
     crate::api_contract::check_against_openapi(&api.exchanges.borrow());
 }
+
+#[test]
+fn a_refusal_names_the_field_at_fault_so_a_form_can_mark_it() {
+    let dir = tempdir();
+    let (server, system) = Server::init_and_start(dir.path(), &[]);
+    let api = Api::new(&server.url);
+    let admin = new_org(&api, &system, "acme");
+    let cases = [
+        (json!({"name": "", "scopes": ["read"]}), Some("name")),
+        (json!({"name": "x", "scopes": ["read@a//b"]}), Some("scopes")),
+        (json!({"name": "x", "scopes": ["read"], "allowed_cidrs": ["office"]}), Some("allowed_cidrs")),
+        (json!({"name": "x", "scopes": ["read"], "expires_at": "2020-01-01T00:00:00Z"}), Some("expires_at")),
+        (json!({"name": "x", "scopes": ["read"], "expires_at": "tomorrow"}), Some("expires_at")),
+        (json!({"name": "x", "scopes": ["read"], "expires_in_days": 99999}), Some("expires_in_days")),
+        (json!({"name": "x", "scopes": ["read"], "roles": ["No Such"]}), Some("roles")),
+        (json!({"name": "x", "scopes": ["read"], "admin": true}), None),
+    ];
+    for (body, field) in cases {
+        let refused = api.post("/v1/keys").auth(&admin).json(body.clone()).send();
+        refused.problem(400, "VALIDATION");
+        assert_eq!(refused.json["field"].as_str(), field, "{body}: {}", String::from_utf8_lossy(&refused.body));
+    }
+}
