@@ -31,10 +31,14 @@ pub enum Kind {
     Report,
     /// A snapshot object's name, size and content hash.
     Snapshot,
+    /// The commit mode a registry records in the events stream's metadata
+    /// (whether replicas may take the stream's last sequence as proof of
+    /// freshness).
+    Commit,
 }
 
 impl Kind {
-    const ALL: [Kind; 4] = [Kind::Event, Kind::Heartbeat, Kind::Report, Kind::Snapshot];
+    const ALL: [Kind; 5] = [Kind::Event, Kind::Heartbeat, Kind::Report, Kind::Snapshot, Kind::Commit];
 
     fn context(self) -> &'static str {
         match self {
@@ -42,6 +46,7 @@ impl Kind {
             Kind::Heartbeat => "keyreg nats heartbeat mac v1",
             Kind::Report => "keyreg nats access report mac v1",
             Kind::Snapshot => "keyreg nats snapshot object mac v1",
+            Kind::Commit => "keyreg nats commit mode mac v1",
         }
     }
 }
@@ -49,7 +54,7 @@ impl Kind {
 /// The keys a node authenticates messages with, one per `Kind` (indexed
 /// by it); derived once from the pepper.
 #[derive(Clone)]
-pub struct MessageKeys([[u8; 32]; 4]);
+pub struct MessageKeys([[u8; 32]; Kind::ALL.len()]);
 
 impl std::fmt::Debug for MessageKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -144,6 +144,29 @@ impl Log {
         result
     }
 
+    /// Removes every event after `seq` and makes that durable: for events
+    /// the event stream never stored, which no caller was told of (stream
+    /// commit). The chain stays whole, since it is cut at its end.
+    pub fn discard_after(&mut self, seq: Seq) -> Result<(), LogError> {
+        if self.poisoned {
+            return Err(LogError::Poisoned);
+        }
+        let head = match seq {
+            Seq(0) => Head::EMPTY,
+            seq => {
+                let record = self.reader().get(seq)?.ok_or(LogError::Damaged(seq))?;
+                let decoded = event::decode(record.bytes()).map_err(|_| LogError::Damaged(seq))?;
+                Head { seq, hash: record.hash, time: Some(decoded.event.time) }
+            }
+        };
+        for item in self.events.range(key(seq.next())..) {
+            let (k, _) = item?;
+            self.events.remove(k)?;
+        }
+        self.head = head;
+        self.commit()
+    }
+
     /// A read handle that other threads can use while this one writes.
     pub fn reader(&self) -> Reader {
         Reader { events: self.events.clone() }

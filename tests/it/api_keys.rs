@@ -283,9 +283,10 @@ fn sigterm_finishes_in_flight_writes() {
     let (server, system) = Server::init_and_start(dir.path(), &[]);
     let url = server.url.clone();
     let admin = new_org(&Api::new(&url), &system, "acme");
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let writers: Vec<_> = (0..4)
         .map(|w| {
-            let (url, admin) = (url.clone(), admin.clone());
+            let (url, admin, answered) = (url.clone(), admin.clone(), answered.clone());
             std::thread::spawn(move || {
                 let api = Api::new(&url);
                 let mut acknowledged = vec![];
@@ -303,6 +304,7 @@ fn sigterm_finishes_in_flight_writes() {
                             let v: serde_json::Value =
                                 serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap();
                             acknowledged.push(v["key"]["id"].as_str().unwrap().to_owned());
+                            answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
                         Err(_) => break,
                     }
@@ -311,7 +313,9 @@ fn sigterm_finishes_in_flight_writes() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    // Stop only once every writer is in full flow.
+    let flowing = || answered.load(std::sync::atomic::Ordering::Relaxed) >= 40;
+    assert!(eventually(Duration::from_secs(30), flowing), "the writers never got going");
     let data = server.data.clone();
     server.stop();
     let acknowledged: Vec<String> = writers.into_iter().flat_map(|w| w.join().unwrap()).collect();
