@@ -22,6 +22,7 @@ use crate::domain::mac::MessageKeys;
 use crate::http::listen::Limits;
 use crate::http::{self, ApiOptions, AppState};
 use crate::metrics::Metrics;
+use crate::nats::commit::{self, StreamCommit};
 use crate::nats::publisher::{self, OutboxStatus};
 use crate::nats::{Nats, heartbeat, ingest, snapshots};
 use crate::registry::{ExecError, Registry};
@@ -37,6 +38,8 @@ pub struct ServeOptions {
     /// Where to publish events and take access reports from; `None` runs
     /// without NATS (events wait in the log, the outbox, for later).
     pub nats: Option<Nats>,
+    /// When a write is acknowledged (stream commit needs `nats`).
+    pub commit: Commit,
     pub api: ApiOptions,
     /// How long a console session may stay unused (at most an hour).
     pub console_idle: Duration,
@@ -50,9 +53,29 @@ impl Default for ServeOptions {
             access_flush: Duration::from_secs(10),
             sweep_every: Duration::from_millis(250),
             nats: None,
+            commit: Commit::Local,
             api: ApiOptions::default(),
             console_idle: Duration::from_secs(console::IDLE_SECONDS as u64),
             limits: Limits::default(),
+        }
+    }
+}
+
+/// When a write is acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Commit {
+    /// Once sled made it durable; the outbox feeds NATS after.
+    Local,
+    /// Once sled and JetStream both stored it; JetStream silent for
+    /// `timeout`: 503.
+    Stream { timeout: Duration },
+}
+
+impl Commit {
+    pub fn name(self) -> &'static str {
+        match self {
+            Commit::Local => "local",
+            Commit::Stream { .. } => "stream",
         }
     }
 }
@@ -78,14 +101,31 @@ pub async fn serve(
         tokio::spawn(sweep(registry.clone(), options.sweep_every, stop_rx.clone())),
         tokio::spawn(flush_access(registry.clone(), access.clone(), options.access_flush, stop_rx.clone())),
     ];
+    if options.nats.is_none() && registry.last_committed_to_stream() {
+        return Err(std::io::Error::other(
+            "this data dir last committed to the event stream, so replicas may take the stream as proof of              freshness; start it with --nats (it takes that mark off the stream before committing locally)",
+        ));
+    }
     if let (Some(nats), Some(outbox)) = (options.nats, outbox) {
         match nats.connect().await {
             Ok(connection) => {
                 let keys = MessageKeys::new(registry.pepper());
-                let (log, committed) = (registry.log().clone(), registry.committed());
-                let (n, c, k, o, stop) =
-                    (nats.clone(), connection.clone(), keys.clone(), outbox.clone(), stop_rx.clone());
-                tasks.push(tokio::spawn(publisher::run(n, c, k, log, committed, o, stop)));
+                match options.commit {
+                    Commit::Stream { timeout } => {
+                        let (n, c, k, o) = (nats.clone(), connection.clone(), keys.clone(), outbox.clone());
+                        registry.commit_to(Arc::new(StreamCommit::new(n, c, k, timeout, o)));
+                    }
+                    Commit::Local => {
+                        if registry.last_committed_to_stream() {
+                            commit::unmark(&nats, &connection).await.map_err(std::io::Error::other)?;
+                            registry.commit_locally()?;
+                        }
+                        let (log, committed) = (registry.log().clone(), registry.committed());
+                        let (n, c, k, o, stop) =
+                            (nats.clone(), connection.clone(), keys.clone(), outbox.clone(), stop_rx.clone());
+                        tasks.push(tokio::spawn(publisher::run(n, c, k, log, committed, o, stop)));
+                    }
+                }
                 let (n, c, k, r, stop) =
                     (nats.clone(), connection.clone(), keys.clone(), registry.clone(), stop_rx.clone());
                 tasks.push(tokio::spawn(ingest::run(n, c, k, r, stop)));
@@ -93,6 +133,7 @@ pub async fn serve(
                 tasks.push(tokio::spawn(snapshots::run(c, layout, k, r, stop_rx.clone())));
                 tasks.push(tokio::spawn(heartbeat::run(nats, connection, keys, outbox, registry.clone(), stop_rx)));
             }
+            Err(e) if options.commit != Commit::Local => return Err(std::io::Error::other(e)),
             Err(e) => tracing::error!(error = %e, "cannot use NATS; events wait in the log"),
         }
     }

@@ -50,7 +50,7 @@ pub(crate) fn measure(size: Size, nats_url: &str) -> anyhow::Result<Vec<Row>> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     // A prefix of its own: the other measurements' registries publish to
     // the same nats-server.
-    let nats = Nats { url: nats_url.to_owned(), layout: keyreg::nats::Layout::new("BOOTSTRAP")? };
+    let nats = Nats { layout: keyreg::nats::Layout::new("BOOTSTRAP")?, ..Nats::new(nats_url) };
     // Open (from the log), publish the stream, stop (writing a snapshot),
     // open again from it and publish the snapshot's table.
     let registry = Registry::open(&data, crate::config())?;

@@ -59,7 +59,7 @@ fn fold<T: Apply>(
                 );
             };
             let keys = MessageKeys::new(&crate::store::load_pepper(pepper_file)?);
-            let nats = Nats { url: url.clone(), layout: layout.clone() };
+            let nats = Nats { url: url.clone(), layout: layout.clone(), replicas: 1 };
             super::runtime()?.block_on(nats.read_all(|ev| {
                 if ev.seq.0.is_multiple_of(PROGRESS_EVERY) {
                     report(ev.seq.0);

@@ -28,7 +28,7 @@ use crate::http::listen::Limits;
 use crate::nats::{Layout, Nats};
 use crate::registry::{Config, OpenError, OrgRate, Registry};
 use crate::replica::{Replica, ReplicaConfig};
-use crate::server::{self, ServeOptions};
+use crate::server::{self, Commit, ServeOptions};
 use crate::store::log::LogError;
 use crate::store::{self, DataDir};
 
@@ -73,9 +73,22 @@ enum Cmd {
         /// Milliseconds between flushes of access counts into `key.accessed` events.
         #[arg(long, env = "KEYREG_ACCESS_FLUSH_MS", default_value_t = 10_000)]
         access_flush_ms: u64,
-        /// NATS URL to publish events to, or `none` (events wait in the log).
+        /// NATS URL to publish events to (a cluster's seeds, comma-separated),
+        /// or `none` (events wait in the log).
         #[arg(long, env = "KEYREG_NATS", default_value = "none")]
         nats: String,
+        /// When a write is acknowledged: `stream` (the default with --nats)
+        /// once sled and JetStream both stored it; `local` once sled stored
+        /// it, NATS catching up later (always so with --nats none).
+        #[arg(long, env = "KEYREG_COMMIT", value_enum)]
+        commit: Option<CommitMode>,
+        /// With stream commit: how long a write waits for JetStream before
+        /// it answers 503 (e.g. 2s, 500ms).
+        #[arg(long, env = "KEYREG_COMMIT_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+        commit_timeout: Duration,
+        /// Copies NATS keeps of each stream and bucket (3 on a 3-node cluster).
+        #[arg(long, env = "KEYREG_STREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+        stream_replicas: u8,
         /// Snapshot the projections each time the log passes a multiple of
         /// this many events (and on a clean stop); with NATS, each is also
         /// published for new replicas to start from.
@@ -160,6 +173,13 @@ enum Cmd {
         #[command(subcommand)]
         command: StreamCmd,
     },
+}
+
+/// `serve --commit`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CommitMode {
+    Stream,
+    Local,
 }
 
 #[derive(Subcommand)]
@@ -304,7 +324,7 @@ fn parse_time(flag: &str, s: &str) -> anyhow::Result<Timestamp> {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let layout = Layout::new(&cli.stream_prefix)?;
-    let nats = |url: &str| Nats { url: url.to_owned(), layout: layout.clone() };
+    let nats = |url: &str| Nats { url: url.to_owned(), layout: layout.clone(), replicas: 1 };
     match cli.command {
         Cmd::Init { data } => init(&data, config(&cli.token_prefix)?),
         Cmd::Recover { data } => recover(&data, config(&cli.token_prefix)?),
@@ -314,6 +334,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             node,
             access_flush_ms,
             nats: url,
+            commit,
+            commit_timeout,
+            stream_replicas,
             snapshot_every,
             console_idle_secs,
             org_events_per_minute,
@@ -324,7 +347,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let options = ServeOptions {
                 node,
                 access_flush: Duration::from_millis(access_flush_ms.max(10)),
-                nats: (url != "none").then(|| nats(&url)),
+                nats: (url != "none").then(|| Nats { replicas: stream_replicas.into(), ..nats(&url) }),
+                commit: match commit {
+                    Some(CommitMode::Local) => Commit::Local,
+                    _ if url == "none" => Commit::Local,
+                    Some(CommitMode::Stream) | None => Commit::Stream { timeout: commit_timeout },
+                },
                 limits: limits.limits(),
                 console_idle: Duration::from_secs(console_idle_secs),
                 ..ServeOptions::default()

@@ -41,6 +41,9 @@ struct Health {
     head_seq: Seq,
     head_hash: String,
     applied_seq: Seq,
+    /// When a write is acknowledged: `stream` (once JetStream stored it
+    /// too) or `local`.
+    commit: &'static str,
     /// Why the registry refuses writes, when it does (a broken chain, a
     /// failed commit).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -90,7 +93,8 @@ fn health(s: &AppState) -> (bool, Health) {
         (false, false) => (true, "ok"),
     };
     let head_hash = head.hash.to_hex();
-    (ok, Health { status, head_seq: head.seq, head_hash, applied_seq: applied, refusing_writes, outbox })
+    let commit = if s.registry.commits_to_stream() { "stream" } else { "local" };
+    (ok, Health { status, head_seq: head.seq, head_hash, applied_seq: applied, commit, refusing_writes, outbox })
 }
 
 /// The health as the caller may see it: whole for the operator.

@@ -22,6 +22,8 @@
 //! message keyreg acts on carries a MAC under a pepper-derived key, and
 //! nothing without a valid one is applied, counted or trusted.
 
+#[cfg(feature = "server")]
+pub mod commit;
 pub mod heartbeat;
 #[cfg(feature = "server")]
 pub mod ingest;
@@ -129,16 +131,19 @@ pub struct Connection {
     pub connected: watch::Receiver<u64>,
 }
 
-/// Where the stream is: a NATS URL and the layout on it.
+/// Where the stream is: NATS URLs (a cluster's seeds, comma-separated),
+/// the layout on it, and how many servers keep each stream.
 #[derive(Clone, Debug)]
 pub struct Nats {
     pub url: String,
     pub layout: Layout,
+    /// `--stream-replicas`: the streams are created with this many copies.
+    pub replicas: usize,
 }
 
 impl Nats {
     pub fn new(url: &str) -> Nats {
-        Nats { url: url.to_owned(), layout: Layout::default() }
+        Nats { url: url.to_owned(), layout: Layout::default(), replicas: 1 }
     }
 
     /// Connects, retrying in the background while NATS is down: the caller
@@ -184,12 +189,29 @@ impl Nats {
 
     /// The events stream, created if missing.
     pub async fn events_stream(&self, js: &jetstream::Context) -> Result<stream::Stream, NatsError> {
-        file_stream(js, &self.layout.events_stream(), &format!("{}.events.>", self.layout.subjects)).await
+        js.get_or_create_stream(self.events_config()).await.map_err(nats_err)
+    }
+
+    /// How the events stream is made.
+    fn events_config(&self) -> stream::Config {
+        self.file_stream(&self.layout.events_stream(), &format!("{}.events.>", self.layout.subjects))
     }
 
     /// The access-report stream, created if missing.
     pub async fn access_stream(&self, js: &jetstream::Context) -> Result<stream::Stream, NatsError> {
-        file_stream(js, &self.layout.access_stream(), &format!("{}.access.>", self.layout.subjects)).await
+        let config = self.file_stream(&self.layout.access_stream(), &format!("{}.access.>", self.layout.subjects));
+        js.get_or_create_stream(config).await.map_err(nats_err)
+    }
+
+    fn file_stream(&self, name: &str, subjects: &str) -> stream::Config {
+        stream::Config {
+            name: name.into(),
+            subjects: vec![subjects.into()],
+            storage: stream::StorageType::File,
+            duplicate_window: DUPLICATE_WINDOW,
+            num_replicas: self.replicas.max(1),
+            ..Default::default()
+        }
     }
 
     /// Deletes the events stream: the next registry to publish there starts
@@ -248,16 +270,18 @@ impl Nats {
     }
 }
 
-async fn file_stream(js: &jetstream::Context, name: &str, subjects: &str) -> Result<stream::Stream, NatsError> {
-    js.get_or_create_stream(stream::Config {
-        name: name.into(),
-        subjects: vec![subjects.into()],
-        storage: stream::StorageType::File,
-        duplicate_window: DUPLICATE_WINDOW,
-        ..Default::default()
-    })
-    .await
-    .map_err(nats_err)
+/// The events stream's metadata key under which a registry records that
+/// it commits to the stream (value `stream`), and the key of that value's
+/// MAC. Replicas take the stream's last sequence as proof of freshness only
+/// while an authentic mark is there.
+pub const COMMIT_METADATA: &str = "keyreg-commit";
+pub const COMMIT_MAC_METADATA: &str = "keyreg-commit-mac";
+
+/// Whether the events stream's config carries an authentic stream-commit
+/// mark.
+pub fn marked_stream_commit(config: &stream::Config, keys: &MessageKeys) -> bool {
+    config.metadata.get(COMMIT_METADATA).is_some_and(|v| v == "stream")
+        && keys.check(Kind::Commit, &[b"stream"], config.metadata.get(COMMIT_MAC_METADATA).map(String::as_str))
 }
 
 /// The chain hash a message carries in `Keyreg-Hash`.

@@ -77,11 +77,15 @@ impl OutboxStatus {
         self.stuck.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
+    pub(super) fn set_connected(&self, connected: bool) {
+        self.connected.store(connected, Ordering::Relaxed);
+    }
+
     fn set_stuck(&self, why: Option<String>) {
         *self.stuck.lock().unwrap_or_else(PoisonError::into_inner) = why;
     }
 
-    fn set_published(&self, seq: Seq, hash: ChainHash) {
+    pub(super) fn set_published(&self, seq: Seq, hash: ChainHash) {
         *self.published.lock().unwrap_or_else(PoisonError::into_inner) = (seq, hash);
     }
 }
@@ -224,7 +228,7 @@ async fn resume_point(nats: &Nats, js: &jetstream::Context, log: &Reader) -> Res
 
 /// The stream holds exactly the log's bytes and hash at the record's
 /// sequence, whoever published them.
-async fn check_stored(nats: &Nats, js: &jetstream::Context, record: &Record) -> Result<(), NatsError> {
+pub(super) async fn check_stored(nats: &Nats, js: &jetstream::Context, record: &Record) -> Result<(), NatsError> {
     let stream = nats.events_stream(js).await?;
     let message = stream.get_raw_message(record.seq.0).await.map_err(nats_err)?;
     if hash_header(Some(&message.headers)) != Some(record.hash) || message.payload.as_ref() != record.bytes() {
@@ -235,7 +239,7 @@ async fn check_stored(nats: &Nats, js: &jetstream::Context, record: &Record) -> 
 
 /// Records `from..=to` of the log, read off the async runtime (sled reads
 /// block).
-async fn read(log: &Reader, from: Seq, to: Option<Seq>) -> Result<Vec<Record>, NatsError> {
+pub(super) async fn read(log: &Reader, from: Seq, to: Option<Seq>) -> Result<Vec<Record>, NatsError> {
     let log = log.clone();
     tokio::task::spawn_blocking(move || log.read(from, to).collect::<Result<Vec<_>, _>>())
         .await

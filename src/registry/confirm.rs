@@ -26,8 +26,9 @@ pub trait Confirm: Send + Sync {
 
     /// Has the stream store every log event it lacks, through `head`, and
     /// returns once it confirmed them all, or fails within the commit
-    /// timeout.
-    fn confirm(&self, log: &Reader, head: Head) -> Result<(), Unconfirmed>;
+    /// timeout. `ends` holds the last sequence of each decision among
+    /// them: a decision's events are stored all or none.
+    fn confirm(&self, log: &Reader, head: Head, ends: &[Seq]) -> Result<(), Unconfirmed>;
 
     /// How far the stream holds this log: its last sequence, once its event
     /// there is checked to be the log's. Asked after a confirm whose

@@ -21,15 +21,17 @@
 //! registry, one small method each; opening from a snapshot is in
 //! `snapshot.rs`, the writer in `writer.rs`.)
 
+mod confirm;
 mod history;
 mod past;
 mod rate;
 mod snapshot;
 mod writer;
 
+pub use confirm::{Confirm, Unconfirmed};
 pub use rate::OrgRate;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
@@ -186,6 +188,22 @@ struct Shared {
     format: TokenFormat,
     /// Set when a commit failed: the registry refuses writes until restarted.
     failed: AtomicBool,
+    /// Stream commit, when the node has it (`confirm.rs`).
+    confirm: OnceLock<Arc<dyn Confirm>>,
+    /// True while the end of the log may hold events the stream has not
+    /// confirmed: the writer settles them before it takes a write.
+    unsettled: AtomicBool,
+    /// True while the end of the log holds events acknowledged before
+    /// stream commit began (local commit): settling publishes them, and
+    /// only then records in the data dir that the node commits to the
+    /// stream.
+    tail_acknowledged: AtomicBool,
+    dir: DataDir,
+    /// The last event the stream confirmed, as far as this node knows: no
+    /// settling ever cuts below it.
+    confirmed_floor: AtomicU64,
+    /// Set when the stream holds something the log does not: writes stop.
+    diverged: OnceLock<String>,
     /// Where the stored chain breaks, if it does: writes are refused. Set
     /// at open, or by the writer's check of the chain before a snapshot.
     broken: OnceLock<ChainBreak>,
@@ -293,6 +311,12 @@ impl Registry {
             pepper,
             format: config.format,
             failed: AtomicBool::new(false),
+            confirm: OnceLock::new(),
+            unsettled: AtomicBool::new(false),
+            tail_acknowledged: AtomicBool::new(false),
+            dir: dir.clone(),
+            confirmed_floor: AtomicU64::new(0),
+            diverged: OnceLock::new(),
             broken,
             chain_checked: AtomicBool::new(unchecked.is_none()),
             snapshots: dir.snapshots_path(),
@@ -374,7 +398,44 @@ impl Registry {
                 "{b}; run `keyreg audit verify` on the data dir (the registry refuses writes until the log is repaired)"
             ));
         }
+        if let Some(why) = self.shared.diverged.get() {
+            return Some(format!("{why}; the node takes no write until an operator has looked"));
+        }
         self.shared.failed.load(Ordering::Relaxed).then(|| "an earlier commit failed; restart the registry".to_owned())
+    }
+
+    /// From now on a write is acknowledged only once `confirm` stored it
+    /// in the event stream too (stream commit; `confirm.rs`). The end of
+    /// the log is settled with the stream before the first write. Call
+    /// once, before serving writes.
+    pub fn commit_to(&self, confirm: Arc<dyn Confirm>) {
+        // A dir that committed locally until now ends in events callers
+        // were told of: settling publishes them. One that committed to the
+        // stream may end in events nobody was told of: settling cuts them.
+        let tail_acknowledged = !self.dir.commits_to_stream();
+        self.shared.tail_acknowledged.store(tail_acknowledged, Ordering::Relaxed);
+        self.shared.unsettled.store(true, Ordering::Relaxed);
+        if self.shared.confirm.set(confirm).is_err() {
+            tracing::warn!("stream commit was set up twice; keeping the first");
+        }
+    }
+
+    /// Whether this data dir's node last committed to the event stream:
+    /// replicas may still take the stream as proof of freshness, so local
+    /// commit must first take that mark off the stream (`commit_locally`).
+    pub fn last_committed_to_stream(&self) -> bool {
+        self.dir.commits_to_stream()
+    }
+
+    /// Records that this node commits locally from now on; call once the
+    /// stream no longer carries the stream-commit mark.
+    pub fn commit_locally(&self) -> std::io::Result<()> {
+        self.dir.set_commits_to_stream(false)
+    }
+
+    /// Whether writes wait for the event stream (stream commit).
+    pub fn commits_to_stream(&self) -> bool {
+        self.shared.confirm.get().is_some()
     }
 
     /// Where the stored chain breaks, if it does.

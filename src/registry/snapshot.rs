@@ -145,6 +145,12 @@ impl Unchecked {
 /// unless a snapshot of that head exists already.
 pub(super) fn write_snapshot(shared: &Shared) {
     let head = *shared.committed.borrow();
+    // Events applied but not yet confirmed by the stream may still be cut:
+    // a snapshot never stands for them.
+    if shared.read().table.applied() != head.seq {
+        tracing::info!(seq = %head.seq, "unconfirmed events are in the table; no snapshot at stop");
+        return;
+    }
     let newest = snapshot::files(&shared.snapshots).first().and_then(|f| snapshot::read(f, &shared.pepper).ok());
     if head.seq != Seq(0)
         && newest.is_none_or(|s| s.binding.seq != head.seq)

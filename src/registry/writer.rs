@@ -9,6 +9,11 @@
 //! the write lock, for as long as `apply` runs. Verifies never wait for the
 //! disk. This is sound because this thread is the table's only writer:
 //! nothing can change the table between the decision and the apply.
+//!
+//! With stream commit (`confirm.rs`) the batch is answered only after the
+//! stream confirmed it too; a batch the stream refused or never confirmed
+//! is cut off the log and the table is folded again from disk, so the
+//! registry never shows, keeps or publishes what no caller was told of.
 
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
@@ -17,17 +22,21 @@ use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
+use super::confirm::Unconfirmed;
 use super::rate::Buckets;
-use super::snapshot::{Unchecked, write_periodic};
+use super::snapshot::{Unchecked, fold_projections, write_periodic};
 use super::{ExecError, Outcome, Shared};
 use crate::domain::command::{Acting, Command, Context, Refusal};
 use crate::domain::decide::decide;
 use crate::domain::event::Event;
 use crate::domain::id::{Actor, IdGenerator, OrgId, Seq};
-use crate::store::log::{Log, LogError};
+use crate::store::log::{Head, Log, LogError};
 
 /// Commands taken from the queue into one batch (one commit) at most.
 const MAX_BATCH: usize = 4096;
+/// How often a node with unsettled events asks the stream again while no
+/// write arrives, so that what no caller was told of does not linger.
+const SETTLE_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
 pub(super) struct Job {
     pub who: Acting,
@@ -84,9 +93,35 @@ fn write_loop(mut log: Log, shared: &Shared, rx: mpsc::Receiver<Job>) {
     let mut ids = IdGenerator::default();
     // Each tenant's allowance; only this thread appends, so only it counts.
     let mut rates = Buckets::new(shared.org_rate);
-    while let Ok(first) = rx.recv() {
+    loop {
+        let unsettled = shared.unsettled.load(Ordering::Relaxed);
+        let first = match unsettled {
+            true => match rx.recv_timeout(SETTLE_EVERY) {
+                Ok(job) => Some(job),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            },
+            false => match rx.recv() {
+                Ok(job) => Some(job),
+                Err(_) => return,
+            },
+        };
+        if shared.unsettled.load(Ordering::Relaxed) {
+            settle(&mut log, shared);
+        }
+        let Some(first) = first else { continue };
         let mut jobs = vec![first];
         jobs.extend(rx.try_iter().take(MAX_BATCH - 1));
+        if let Some(why) = stream_refuses(shared) {
+            for job in jobs {
+                let _ = job.reply.send(Err(ExecError::Unavailable(why.clone())));
+            }
+            continue;
+        }
+        let start = log.head();
+        // The last event of each decision: a decision's events reach the
+        // stream all or none.
+        let mut ends = vec![];
         let mut answers = Vec::with_capacity(jobs.len());
         let mut failure: Option<LogError> = None;
         let broken = shared.broken.get().map(|b| format!("{b}; the registry refuses writes"));
@@ -94,7 +129,11 @@ fn write_loop(mut log: Log, shared: &Shared, rx: mpsc::Receiver<Job>) {
             let result = match (&failure, &broken) {
                 (Some(_), _) => Err(ExecError::Unavailable("the log failed".into())),
                 (_, Some(why)) => Err(ExecError::Unavailable(why.clone())),
-                (None, None) => run(&mut log, shared, &mut ids, &mut rates, &job).map_err(|e| match e {
+                (None, None) => run(&mut log, shared, &mut ids, &mut rates, &job).inspect(|_| {
+                    if log.head().seq > ends.last().copied().unwrap_or(start.seq) {
+                        ends.push(log.head().seq);
+                    }
+                }).map_err(|e| match e {
                     Failed::Refused(r) => ExecError::Refused(r),
                     Failed::RateLimited(retry_after) => ExecError::RateLimited { retry_after },
                     Failed::Log(e) => {
@@ -106,16 +145,14 @@ fn write_loop(mut log: Log, shared: &Shared, rx: mpsc::Receiver<Job>) {
             };
             answers.push((job.reply, result));
         }
-        let staged = shared.committed.borrow().seq != log.head().seq;
+        let staged = start.seq != log.head().seq;
         if failure.is_none() && staged {
-            match log.commit() {
-                Ok(()) => {
-                    // A registry that is killed rather than stopped still
-                    // starts from a recent snapshot.
-                    let before = shared.committed.send_replace(log.head());
-                    let every = shared.snapshot_every;
-                    if before.seq.0 / every < log.head().seq.0 / every {
-                        snapshot_in_background(shared);
+            match log.commit().map(|()| confirm(&mut log, shared, start, &ends)) {
+                Ok(Ok(())) => committed(shared, log.head()),
+                Ok(Err(unconfirmed)) => {
+                    let why = unconfirmed.to_string();
+                    for (_, result) in answers.iter_mut().filter(|(_, r)| r.is_ok()) {
+                        *result = Err(ExecError::Unavailable(why.clone()));
                     }
                 }
                 Err(e) => failure = Some(e),
@@ -133,6 +170,126 @@ fn write_loop(mut log: Log, shared: &Shared, rx: mpsc::Receiver<Job>) {
             let _ = reply.send(result);
         }
     }
+}
+
+/// `head` is durable, and confirmed where the stream must confirm it. A
+/// registry that is killed rather than stopped still starts from a recent
+/// snapshot: one is taken each time the head passes a multiple of
+/// `snapshot_every` (never of unconfirmed events, which may be cut).
+fn committed(shared: &Shared, head: Head) {
+    if shared.confirm.get().is_some() {
+        shared.confirmed_floor.fetch_max(head.seq.0, Ordering::Relaxed);
+    }
+    let before = shared.committed.send_replace(head);
+    let every = shared.snapshot_every;
+    if before.seq.0 / every < head.seq.0 / every {
+        snapshot_in_background(shared);
+    }
+}
+
+/// Why the stream lets no write in now, if it does not: its node is still
+/// settling, or cannot reach it. Asked before anything is staged.
+fn stream_refuses(shared: &Shared) -> Option<String> {
+    let confirm = shared.confirm.get()?;
+    if let Some(why) = shared.diverged.get() {
+        return Some(why.clone());
+    }
+    if shared.unsettled.load(Ordering::Relaxed) {
+        return Some("the event stream has not yet settled an earlier change with this node; nothing changed".into());
+    }
+    (!confirm.reachable()).then(|| Unconfirmed::Unreachable("not connected".into()).to_string())
+}
+
+/// Has the stream confirm the batch staged after `start` (and any older
+/// event it lacks). What it did not take is cut off at once when nothing
+/// was sent, or settled before the next write when the outcome is unknown.
+fn confirm(log: &mut Log, shared: &Shared, start: Head, ends: &[crate::domain::id::Seq]) -> Result<(), Unconfirmed> {
+    let Some(stream) = shared.confirm.get() else { return Ok(()) };
+    match stream.confirm(&shared.log, log.head(), ends) {
+        Ok(()) => Ok(()),
+        Err(e @ Unconfirmed::Unreachable(_)) => {
+            cut(log, shared, start.seq);
+            Err(e)
+        }
+        Err(e @ Unconfirmed::Unknown(_)) => {
+            tracing::warn!(error = %e, "a change is unconfirmed; settling it with the stream before the next write");
+            shared.unsettled.store(true, Ordering::Relaxed);
+            Err(e)
+        }
+        Err(e @ Unconfirmed::Diverged(_)) => {
+            diverged(shared, &e);
+            Err(e)
+        }
+    }
+}
+
+/// Asks the stream how far it holds the log. Events it lacks that callers
+/// were told of (from before stream commit) are published; events it
+/// lacks that nobody was told of are cut. Never cuts below what the
+/// stream confirmed: a stream that lost confirmed events, or was replaced,
+/// stops writes instead.
+fn settle(log: &mut Log, shared: &Shared) {
+    let Some(stream) = shared.confirm.get() else { return };
+    if !stream.reachable() {
+        return;
+    }
+    let head = log.head();
+    let floor = shared.confirmed_floor.load(Ordering::Relaxed);
+    let settled = match stream.stored(&shared.log, head) {
+        Ok(stored) if stored >= head.seq => Ok(()),
+        Ok(_) if shared.tail_acknowledged.load(Ordering::Relaxed) => stream.confirm(&shared.log, head, &[]),
+        Ok(stored) if stored.0 < floor || (stored.0 == 0 && head.seq.0 > 0) => Err(Unconfirmed::Diverged(format!(
+            "the stream holds this log only up to {stored}, but this node's log goes to {} and the stream had \
+             confirmed {}: was the stream reset, or its storage lost?",
+            head.seq, floor
+        ))),
+        Ok(stored) => {
+            tracing::warn!(from = %stored.next(), to = %head.seq, "the stream never stored these events; discarding them");
+            cut(log, shared, stored);
+            Ok(())
+        }
+        Err(e) => Err(e),
+    };
+    // Only once the stream holds every acknowledged event may the data dir
+    // say so: from then on, an event beyond the stream was never told of.
+    let settled = settled.and_then(|()| {
+        shared.dir.set_commits_to_stream(true).map_err(|e| Unconfirmed::Unknown(format!("cannot record it: {e}")))
+    });
+    match settled {
+        Ok(()) => {
+            shared.unsettled.store(false, Ordering::Relaxed);
+            shared.tail_acknowledged.store(false, Ordering::Relaxed);
+            committed(shared, log.head());
+        }
+        Err(e @ Unconfirmed::Diverged(_)) => diverged(shared, &e),
+        Err(e) => tracing::debug!(error = %e, "cannot settle with the stream yet"),
+    }
+}
+
+/// Cuts the log after `seq` and folds the projections again from what is
+/// left on disk.
+fn cut(log: &mut Log, shared: &Shared, seq: crate::domain::id::Seq) {
+    let reloaded = log.discard_after(seq).map_err(|e| e.to_string()).and_then(|()| {
+        fold_projections(&shared.snapshots, &shared.pepper, &shared.log, None).map_err(|e| e.to_string())
+    });
+    match reloaded {
+        Ok((history, _)) if history.broken().is_none() => {
+            let projections = history.into_state();
+            let applied = projections.table.applied();
+            *shared.projections.write().unwrap_or_else(PoisonError::into_inner) = projections;
+            shared.applied.send_replace(applied);
+            shared.committed.send_replace(log.head());
+        }
+        Ok(_) | Err(_) => {
+            tracing::error!(seq = %seq, "cannot cut the log back to what the stream holds; refusing writes until restart");
+            shared.failed.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+fn diverged(shared: &Shared, e: &Unconfirmed) {
+    tracing::error!(error = %e, "refusing writes");
+    let _ = shared.diverged.set(e.to_string());
 }
 
 /// Starts the periodic snapshot at the committed head on a thread of its

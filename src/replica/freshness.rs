@@ -1,6 +1,16 @@
 //! Whether the replica's table is current: how far the stream goes (from
 //! the stream itself, and from the registry's authenticated heartbeats),
 //! when the replica caught up, and how fresh its table is.
+//!
+//! Two proofs of freshness, each "at time T the stream went to S": a
+//! registry's heartbeat (T: when it arrived), and, while the stream carries
+//! a registry's authentic stream-commit mark, the stream's own last
+//! sequence (T: when the replica asked). Under stream commit no write is
+//! acknowledged before the stream stored it, so a replica that has applied
+//! S knows everything acknowledged before T, with every registry stopped.
+//! Under local commit a registry acknowledges before publishing, so only
+//! its heartbeat proves anything; it takes the mark off the stream before
+//! it acknowledges a write (`nats::commit::unmark`).
 
 use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
@@ -9,13 +19,17 @@ use std::time::Duration;
 use futures_util::StreamExt;
 
 use super::Replica;
-use crate::nats::Connection;
+use crate::nats::{Connection, marked_stream_commit};
 use crate::nats::heartbeat::Heartbeat;
 
 /// A replica that has fallen behind the heartbeat for this long, without
 /// applying anything, starts its consumer again; at most once in this long,
 /// so that a slow new consumer is not abandoned before it delivers.
 const STUCK_AFTER: Duration = Duration::from_millis(300);
+/// The longest pause between two questions to the stream.
+const PROBE_AT_MOST: Duration = Duration::from_millis(500);
+/// The shortest: a tiny max staleness does not flood JetStream.
+const PROBE_AT_LEAST: Duration = Duration::from_millis(25);
 
 impl Replica {
     pub(super) fn last_beat(&self) -> (u64, u64) {
@@ -31,22 +45,34 @@ impl Replica {
         if inner.heard_stream.load(Ordering::Relaxed) && applied >= inner.known_last.load(Ordering::Relaxed) {
             inner.caught_up.store(true, Ordering::Relaxed);
         }
-        let (seq, at) = self.last_beat();
-        if at != 0 && applied >= seq {
-            inner.fresh_at.fetch_max(at, Ordering::Relaxed);
+        let proof = *inner.last_proof.lock().unwrap_or_else(PoisonError::into_inner);
+        for (seq, at) in [self.last_beat(), proof] {
+            if at != 0 && applied >= seq {
+                inner.fresh_at.fetch_max(at, Ordering::Relaxed);
+            }
         }
     }
 
-    /// Keeps `stream_last` current while no events arrive (for the lag, and
-    /// for "caught up" on an empty or idle stream with no registry beating).
+    /// Asks the stream how far it goes, often enough that a replica under
+    /// stream commit stays fresh from the stream alone (a quarter of its
+    /// max staleness, at most every `PROBE_AT_MOST`); this also keeps
+    /// `stream_last` current while no events arrive.
     pub(super) async fn watch_stream(self, connection: Connection) {
+        let every = self.inner.config.max_staleness.map_or(PROBE_AT_MOST, |m| (m / 4).min(PROBE_AT_MOST));
         loop {
+            let asked = self.inner.clockwork.now();
             if let Ok(mut stream) = self.inner.config.nats.events_stream(&connection.js).await
                 && let Ok(info) = stream.info().await
             {
+                let marked = marked_stream_commit(&info.config, &self.inner.keys);
+                self.inner.stream_commit.store(marked, Ordering::Relaxed);
+                if marked {
+                    *self.inner.last_proof.lock().unwrap_or_else(PoisonError::into_inner) =
+                        (info.state.last_sequence, asked);
+                }
                 self.saw_stream_last(info.state.last_sequence);
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::time::sleep(every.max(PROBE_AT_LEAST)).await;
         }
     }
 

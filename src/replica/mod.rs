@@ -191,6 +191,13 @@ struct Inner {
     clockwork: Clockwork,
     /// The last heartbeat: its sequence and when it arrived (0: never).
     last_beat: Mutex<(u64, u64)>,
+    /// The last proof from the stream itself, while the stream carries the
+    /// stream-commit mark: its last sequence, and when the replica asked
+    /// (0: never). Everything any registry acknowledged before the asking
+    /// is at or below that sequence.
+    last_proof: Mutex<(u64, u64)>,
+    /// Whether the stream carried the stream-commit mark when last asked.
+    stream_commit: AtomicBool,
     /// The registry's time in the last heartbeat taken: a beat must be
     /// newer to count, so a recorded one played again does nothing.
     last_beat_time: Mutex<Option<Timestamp>>,
@@ -231,6 +238,13 @@ pub struct ReplicaHealth {
     /// Milliseconds since the last heartbeat (absent: none heard yet).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_heartbeat_ms: Option<u64>,
+    /// What proves the table current: `stream` (the stream's last
+    /// sequence, while a registry commits to the stream) or `heartbeat`.
+    pub freshness_source: &'static str,
+    /// Age in milliseconds of the newest proof the table is current
+    /// (absent: none yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirmed_ms: Option<u64>,
     /// Why the replica refuses verifies, when it does.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unavailable: Option<String>,
@@ -270,6 +284,8 @@ impl Replica {
                 wrong_pepper: AtomicBool::new(false),
                 clockwork: Clockwork { started: Instant::now() },
                 last_beat: Mutex::new((0, 0)),
+                last_proof: Mutex::new((0, 0)),
+                stream_commit: AtomicBool::new(false),
                 last_beat_time: Mutex::new(None),
                 untrusted: Mutex::new(None),
                 fresh_at: AtomicU64::new(0),
@@ -344,7 +360,9 @@ impl Replica {
         }
         let max = inner.config.max_staleness?;
         match inner.clockwork.since(inner.fresh_at.load(Ordering::Relaxed)) {
-            None => Some(Unavailable::Stale("this replica has not yet heard the registry's heartbeat".into())),
+            None => Some(Unavailable::Stale(
+                "this replica has not yet heard the registry's heartbeat, nor found the stream committed to".into(),
+            )),
             Some(age) if age > max => Some(Unavailable::Stale(format!(
                 "this replica's table may be {} ms behind the registry (it answers only within {} ms)",
                 age.as_millis(),
@@ -411,6 +429,11 @@ impl Replica {
             stream_last_seq: stream_last,
             lag: stream_last - applied.0,
             last_heartbeat_ms: clock.since(self.last_beat().1).map(|d| d.as_millis() as u64),
+            freshness_source: match self.inner.stream_commit.load(Ordering::Relaxed) {
+                true => "stream",
+                false => "heartbeat",
+            },
+            confirmed_ms: clock.since(self.inner.fresh_at.load(Ordering::Relaxed)).map(|d| d.as_millis() as u64),
             unavailable: unavailable.as_ref().map(ToString::to_string),
             halted: self.halted(),
             untrusted: self.inner.untrusted.lock().unwrap_or_else(PoisonError::into_inner).clone(),

@@ -7,6 +7,8 @@
 //! DIR/pepper    32 random bytes, mode 0600: the key of every token hash
 //! DIR/log/      sled: the hash-chained event log (`log.rs`)
 //! DIR/snapshots/ the projections at a few past sequences (`snapshot.rs`)
+//! DIR/commit    "stream" while the node commits to the event stream: the
+//!               end of its log may then hold events no stream confirmed
 //! ```
 //!
 //! Pepper files are read here for replicas too (`--pepper-file`), which is
@@ -163,5 +165,32 @@ impl DataDir {
     pub fn require_log(&self) -> Result<PathBuf, DirError> {
         let log = self.log_path();
         if log.exists() { Ok(log) } else { Err(DirError::NotInitialised(self.shown())) }
+    }
+
+    /// Whether this dir's node last ran committing to the event stream (so
+    /// the end of its log may hold events the stream never confirmed, and
+    /// replicas may be trusting the stream for freshness).
+    pub fn commits_to_stream(&self) -> bool {
+        std::fs::read_to_string(self.root.join("commit")).is_ok_and(|s| s.trim() == "stream")
+    }
+
+    /// Records whether the node commits to the event stream, durably
+    /// (written aside, fsynced, renamed into place).
+    pub fn set_commits_to_stream(&self, stream: bool) -> std::io::Result<()> {
+        let path = self.root.join("commit");
+        if !stream {
+            return match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => std::fs::File::open(&self.root)?.sync_all(),
+            };
+        }
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let aside = self.root.join("commit.new");
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&aside)?;
+        f.write_all(b"stream\n")?;
+        f.sync_all()?;
+        std::fs::rename(&aside, &path)?;
+        std::fs::File::open(&self.root)?.sync_all()
     }
 }
