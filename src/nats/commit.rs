@@ -258,6 +258,10 @@ impl Confirm for StreamCommit {
         self.connection.client.connection_state() == async_nats::connection::State::Connected
     }
 
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     fn confirm(&self, log: &Reader, head: Head, ends: &[Seq]) -> Result<(), Unconfirmed> {
         if !self.reachable() {
             return Err(Unconfirmed::Unreachable("not connected to NATS".into()));

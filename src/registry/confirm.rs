@@ -24,6 +24,9 @@ pub trait Confirm: Send + Sync {
     /// refused before anything is staged.
     fn reachable(&self) -> bool;
 
+    /// How long a write may wait for the stream (`--commit-timeout`).
+    fn timeout(&self) -> std::time::Duration;
+
     /// Has the stream store every log event it lacks, through `head`, and
     /// returns once it confirmed them all, or fails within the commit
     /// timeout. `ends` holds the last sequence of each decision among

@@ -94,17 +94,12 @@ fn write_loop(mut log: Log, shared: &Shared, rx: mpsc::Receiver<Job>) {
     // Each tenant's allowance; only this thread appends, so only it counts.
     let mut rates = Buckets::new(shared.org_rate);
     loop {
-        let unsettled = shared.unsettled.load(Ordering::Relaxed);
-        let first = match unsettled {
-            true => match rx.recv_timeout(SETTLE_EVERY) {
-                Ok(job) => Some(job),
-                Err(mpsc::RecvTimeoutError::Timeout) => None,
-                Err(mpsc::RecvTimeoutError::Disconnected) => return,
-            },
-            false => match rx.recv() {
-                Ok(job) => Some(job),
-                Err(_) => return,
-            },
+        // Wakes now and then even with no write, so that stream commit,
+        // once set up, settles at once rather than at the first write.
+        let first = match rx.recv_timeout(SETTLE_EVERY) {
+            Ok(job) => Some(job),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
         };
         if shared.unsettled.load(Ordering::Relaxed) {
             settle(&mut log, shared);
@@ -112,7 +107,7 @@ fn write_loop(mut log: Log, shared: &Shared, rx: mpsc::Receiver<Job>) {
         let Some(first) = first else { continue };
         let mut jobs = vec![first];
         jobs.extend(rx.try_iter().take(MAX_BATCH - 1));
-        if let Some(why) = stream_refuses(shared) {
+        if let Some(why) = wait_for_stream(&mut log, shared) {
             for job in jobs {
                 let _ = job.reply.send(Err(ExecError::Unavailable(why.clone())));
             }
@@ -187,17 +182,32 @@ fn committed(shared: &Shared, head: Head) {
     }
 }
 
-/// Why the stream lets no write in now, if it does not: its node is still
-/// settling, or cannot reach it. Asked before anything is staged.
-fn stream_refuses(shared: &Shared) -> Option<String> {
+/// Under stream commit, waits (at most the commit timeout) until the
+/// stream can take a write: reachable, and every earlier event settled.
+/// Returns why not when it cannot; asked before anything is staged.
+fn wait_for_stream(log: &mut Log, shared: &Shared) -> Option<String> {
     let confirm = shared.confirm.get()?;
-    if let Some(why) = shared.diverged.get() {
-        return Some(why.clone());
+    let deadline = std::time::Instant::now() + confirm.timeout();
+    loop {
+        if let Some(why) = shared.diverged.get() {
+            return Some(why.clone());
+        }
+        let reachable = confirm.reachable();
+        if reachable && shared.unsettled.load(Ordering::Relaxed) {
+            settle(log, shared);
+        }
+        let unsettled = shared.unsettled.load(Ordering::Relaxed);
+        if reachable && !unsettled && shared.diverged.get().is_none() {
+            return None;
+        }
+        if std::time::Instant::now() >= deadline {
+            return Some(match unsettled {
+                true => "the event stream has not settled an earlier change with this node; nothing changed".into(),
+                false => Unconfirmed::Unreachable("not connected".into()).to_string(),
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    if shared.unsettled.load(Ordering::Relaxed) {
-        return Some("the event stream has not yet settled an earlier change with this node; nothing changed".into());
-    }
-    (!confirm.reachable()).then(|| Unconfirmed::Unreachable("not connected".into()).to_string())
 }
 
 /// Has the stream confirm the batch staged after `start` (and any older

@@ -42,7 +42,7 @@ fn chained_forgery(c: &Cluster, model: u64, change: impl FnOnce(&mut Value)) -> 
 /// ack taken on trust) and its `/readyz` names the sequence.
 #[test]
 fn a_forged_event_with_a_valid_chain_is_never_applied() {
-    let c = Cluster::start(3_600_000);
+    let c = Cluster::start_local(3_600_000);
     let r = c.replica("r1", 3_600_000);
     let api = c.api();
     let (id, key) = new_key(&api, &c.admin, json!({"name": "narrow", "scopes": ["read"]}));
@@ -142,7 +142,7 @@ fn capture_heartbeat(url: &str) -> (async_nats::HeaderMap, Vec<u8>) {
 /// were said.
 #[test]
 fn forged_and_replayed_heartbeats_neither_halt_a_replica_nor_keep_it_fresh() {
-    let c = Cluster::start(3_600_000);
+    let c = Cluster::start_local(3_600_000);
     let log = c._dir.path().join("replica-r1.log");
     let r = Verifier::spawn_logged(&c.nats.url, &c.server.data, "r1", &log).ready();
     let rapi = Api::new(&r.url);
@@ -234,7 +234,7 @@ fn forged_access_reports_are_never_counted() {
 fn an_event_nats_will_not_take_fails_readiness_and_an_oversized_catalogue_is_refused() {
     let dir = tempdir();
     let nats = NatsServer::start_configured(dir.path(), Some("max_payload: 65536\n")).unwrap();
-    let (server, system) = Server::init_and_start(dir.path(), &["--nats", &nats.url]);
+    let (server, system) = Server::init_and_start(dir.path(), &["--nats", &nats.url, "--commit", "local"]);
     let api = Api::new(&server.url);
     let admin = new_org(&api, &system, "acme");
     let catalogue = |actions: usize, description: usize| {

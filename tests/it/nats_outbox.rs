@@ -1,4 +1,4 @@
-//! The outbox under faults: NATS stopped for seconds and the registry
+//! The outbox (local commit) under faults: NATS stopped for seconds and the registry
 //! SIGKILLed mid-way, while 10,000 events are written; afterwards the stream
 //! holds every event once, in order, byte for byte, and its chain verifies.
 
@@ -23,7 +23,7 @@ fn ten_thousand_events_through_a_nats_outage_and_a_sigkill() {
     let dir = tempdir();
     let mut nats = start_nats(dir.path());
     let nats_url = nats.url.clone();
-    let flags = ["--nats", nats_url.as_str(), "--access-flush-ms", "3600000"];
+    let flags = ["--nats", nats_url.as_str(), "--access-flush-ms", "3600000", "--commit", "local"];
     let (server, system) = Server::init_and_start(dir.path(), &flags);
     let data = server.data.clone();
     let api = Api::new(&server.url);
@@ -129,7 +129,7 @@ fn ten_thousand_events_through_a_nats_outage_and_a_sigkill() {
 fn a_diverged_stream_is_reset_and_republished() {
     let dir = tempdir();
     let nats = start_nats(dir.path());
-    let flags = ["--nats", nats.url.as_str()];
+    let flags = ["--nats", nats.url.as_str(), "--commit", "local"];
     let (first, system) = Server::init_and_start(&dir.path().join("first"), &flags);
     let api = Api::new(&first.url);
     new_org(&api, &system, "acme");

@@ -114,7 +114,7 @@ fn replicas_and_registry_agree_on_the_state_digest() {
 #[test]
 fn an_authenticated_event_that_breaks_the_chain_halts_a_replica() {
     for forgery in ["wrong prevhash", "skipped seq"] {
-        let c = Cluster::start(3_600_000);
+        let c = Cluster::start_local(3_600_000);
         let r = c.replica("r1", 3_600_000);
         let api = c.api();
         let (_, key) = new_key(&api, &c.admin, json!({"name": "k", "scopes": ["read"]}));
