@@ -21,6 +21,7 @@ mod nats_outbox;
 mod nats_replicas;
 mod nats_snapshots;
 mod nats_staleness;
+mod nats_stream_commit;
 mod past;
 mod people;
 mod permissions;

@@ -11,13 +11,7 @@ use crate::nats_support::*;
 use crate::serve::*;
 use crate::support::*;
 
-fn code(api: &Api, key: &str) -> String {
-    let r = api.post("/v1/verify").json(json!({"key": key})).send();
-    match r.status {
-        200 => r.json["code"].as_str().unwrap().to_owned(),
-        _ => r.json["code"].as_str().unwrap_or("?").to_owned(),
-    }
-}
+use crate::nats_support::verify_code as code;
 
 /// A replica whose NATS never answered has nothing to vouch for: it is
 /// alive but not ready, and verify answers 503 STALE, never `NOT_FOUND`.

@@ -128,6 +128,22 @@ pub fn stream_contents(url: &str, stream: &str) -> Vec<Vec<u8>> {
     })
 }
 
+/// A verify's answer code: `VALID`, `REVOKED`…, or a problem's (`STALE`).
+pub fn verify_code(api: &Api, key: &str) -> String {
+    let r = api.post("/v1/verify").json(serde_json::json!({"key": key})).send();
+    r.json["code"].as_str().unwrap_or("?").to_owned()
+}
+
+/// The events stream's last sequence, asked of NATS directly.
+pub fn stream_last(url: &str) -> u64 {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(url).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        js.get_stream("KEYREG_EVENTS").await.unwrap().info().await.unwrap().state.last_sequence
+    })
+}
+
 /// The names of the JetStream streams on a server.
 pub fn stream_names(url: &str) -> Vec<String> {
     use futures_util::StreamExt;

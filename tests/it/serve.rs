@@ -87,6 +87,12 @@ impl Server {
         chrono::Utc::now() + chrono::Duration::microseconds((self.offset() * 1e6) as i64)
     }
 
+    /// SIGKILL: no goodbye.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// SIGTERM, and wait for the graceful exit.
     pub fn stop(mut self) {
         let pid = self.child.id().to_string();
@@ -208,6 +214,12 @@ impl Req<'_> {
     }
 
     pub fn send(self) -> Resp {
+        let method = self.method;
+        self.try_send().unwrap_or_else(|e| panic!("{method} {e}"))
+    }
+
+    /// `send`, or why no answer came (the server is gone).
+    pub fn try_send(self) -> Result<Resp, String> {
         let url = format!("{}{}", self.api.url, self.path);
         macro_rules! prepare {
             ($r:expr) => {{
@@ -230,13 +242,14 @@ impl Req<'_> {
             "PATCH" => prepare!(agent.patch(&url)).send(&body[..]),
             _ => prepare!(agent.post(&url)).send(&body[..]),
         };
-        let mut response = result.unwrap_or_else(|e| panic!("{} {url}: {e}", self.method));
+        let mut response = result.map_err(|e| format!("{url}: {e}"))?;
         let status = response.status().as_u16();
         let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let content_type = header("content-type").unwrap_or_default();
         let etag = header("etag");
         let retry_after = header("retry-after");
-        let bytes = response.body_mut().with_config().limit(64 * 1024 * 1024).read_to_vec().unwrap();
+        let bytes =
+            response.body_mut().with_config().limit(64 * 1024 * 1024).read_to_vec().map_err(|e| format!("{url}: {e}"))?;
         let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         self.api.exchanges.borrow_mut().push(Exchange {
             method: self.method.to_owned(),
@@ -245,7 +258,7 @@ impl Req<'_> {
             content_type,
             body: bytes.clone(),
         });
-        Resp { status, json, body: bytes, etag, retry_after }
+        Ok(Resp { status, json, body: bytes, etag, retry_after })
     }
 }
 
