@@ -129,8 +129,8 @@ pub async fn serve(
                 let (n, c, k, r, stop) =
                     (nats.clone(), connection.clone(), keys.clone(), registry.clone(), stop_rx.clone());
                 tasks.push(tokio::spawn(ingest::run(n, c, k, r, stop)));
-                let (c, layout, k, r) = (connection.clone(), nats.layout.clone(), keys.clone(), registry.clone());
-                tasks.push(tokio::spawn(snapshots::run(c, layout, k, r, stop_rx.clone())));
+                let (c, n, k, r) = (connection.clone(), nats.clone(), keys.clone(), registry.clone());
+                tasks.push(tokio::spawn(snapshots::run(c, n, k, r, stop_rx.clone())));
                 tasks.push(tokio::spawn(heartbeat::run(nats, connection, keys, outbox, registry.clone(), stop_rx)));
             }
             Err(e) if options.commit != Commit::Local => return Err(std::io::Error::other(e)),

@@ -76,9 +76,8 @@ pub(crate) fn measure(size: Size, nats_url: &str) -> anyhow::Result<Vec<Row>> {
     registry.close()?;
     let registry = Registry::open(&data, crate::config())?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let layout = nats.layout.clone();
     let started = Instant::now();
-    let publishing = runtime.spawn(snapshots::run(connection, layout, keys, registry.clone(), stop_rx));
+    let publishing = runtime.spawn(snapshots::run(connection, nats.clone(), keys, registry.clone(), stop_rx));
     progress("bootstrap: publishing the snapshot");
     let js =
         runtime.block_on(async { anyhow::Ok(async_nats::jetstream::new(async_nats::connect(nats_url).await?)) })?;

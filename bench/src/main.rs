@@ -15,6 +15,9 @@ mod index;
 mod inprocess;
 mod legacy;
 mod nats;
+// Shared with the tests, which also drive faults and clusters the bench
+// does not.
+#[allow(dead_code)]
 #[path = "../../tests/common/nats_server.rs"]
 mod nats_server;
 mod soak;

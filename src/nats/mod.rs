@@ -146,6 +146,11 @@ impl Nats {
         Nats { url: url.to_owned(), layout: Layout::default(), replicas: 1 }
     }
 
+    /// The servers `url` names (comma-separated: a cluster's seeds).
+    fn servers(&self) -> Vec<&str> {
+        self.url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect()
+    }
+
     /// Connects, retrying in the background while NATS is down: the caller
     /// gets a connection at once and NATS calls fail until it is up. After
     /// an outage it tries again every `RECONNECT_AT_MOST_EVERY`, and
@@ -168,7 +173,7 @@ impl Nats {
                 }
             })
             .name("keyreg")
-            .connect(&self.url)
+            .connect(self.servers())
             .await
             .map_err(nats_err)?;
         let mut js = jetstream::new(client.clone());
@@ -181,7 +186,7 @@ impl Nats {
     async fn connect_now(&self) -> Result<jetstream::Context, NatsError> {
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(5))
-            .connect(&self.url)
+            .connect(self.servers())
             .await
             .map_err(|e| NatsError::Nats(format!("cannot reach NATS at {}: {e}", self.url)))?;
         Ok(jetstream::new(client))

@@ -106,7 +106,7 @@ fn sort_newest_first(objects: &mut [Result<Authentic, String>]) {
 #[cfg(feature = "server")]
 pub async fn run(
     connection: super::Connection,
-    layout: Layout,
+    nats: super::Nats,
     keys: MessageKeys,
     registry: crate::registry::Registry,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -119,7 +119,7 @@ pub async fn run(
         if let Ok(Some((seq, sealed))) = tokio::task::spawn_blocking(move || reg.newest_table_snapshot()).await
             && seq > published
         {
-            match publish(&connection.js, &layout, &keys, seq, &sealed).await {
+            match publish(&connection.js, &nats, &keys, seq, &sealed).await {
                 Ok(()) => published = seq,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot publish a snapshot for replicas; trying again shortly");
@@ -141,13 +141,17 @@ pub async fn run(
 #[cfg(feature = "server")]
 async fn publish(
     js: &jetstream::Context,
-    layout: &Layout,
+    nats: &super::Nats,
     keys: &MessageKeys,
     seq: Seq,
     sealed: &[u8],
 ) -> Result<(), NatsError> {
     let store = js
-        .create_object_store(object_store::Config { bucket: layout.snapshots_bucket(), ..Default::default() })
+        .create_object_store(object_store::Config {
+            bucket: nats.layout.snapshots_bucket(),
+            num_replicas: nats.replicas.max(1),
+            ..Default::default()
+        })
         .await
         .map_err(nats_err)?;
     let name = object_name(seq);

@@ -118,3 +118,35 @@ impl Drop for NatsServer {
         self.stop();
     }
 }
+
+/// Three (or `n`) nats-servers on loopback, routed into one JetStream
+/// cluster, each with its own store and `sync_interval: always` (the
+/// stream is the commit point: an acknowledged write must survive a
+/// server's crash).
+pub struct NatsCluster {
+    pub nodes: Vec<NatsServer>,
+    /// Every node's URL, comma-separated: what `--nats` takes.
+    pub url: String,
+}
+
+impl NatsCluster {
+    pub fn start(dir: &Path, n: usize) -> Result<NatsCluster, String> {
+        let free = || TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port());
+        let routes: Vec<u16> = (0..n).map(|_| free()).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+        let all: Vec<String> = routes.iter().map(|p| format!("nats-route://127.0.0.1:{p}")).collect();
+        let mut nodes = vec![];
+        for (i, port) in routes.iter().enumerate() {
+            let node_dir = dir.join(format!("nats-{i}"));
+            std::fs::create_dir_all(&node_dir).map_err(|e| e.to_string())?;
+            let config = format!(
+                "server_name: n{i}\njetstream {{ sync_interval: always }}\ncluster {{\n  name: keyreg-test\n  \
+                 listen: 127.0.0.1:{port}\n  routes: [{}]\n}}\n",
+                all.join(", ")
+            );
+            nodes.push(NatsServer::start_configured(&node_dir, Some(&config))?);
+        }
+        let url = nodes.iter().map(|n| n.url.as_str()).collect::<Vec<_>>().join(",");
+        Ok(NatsCluster { nodes, url })
+    }
+}
+

@@ -16,6 +16,7 @@ mod cli_keys;
 mod crash;
 mod hardening;
 mod lifecycle;
+mod nats_cluster;
 mod nats_forgery;
 mod nats_outbox;
 mod nats_replicas;

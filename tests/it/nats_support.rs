@@ -144,6 +144,18 @@ pub fn stream_last(url: &str) -> u64 {
     })
 }
 
+/// The name of the NATS node that leads the events stream (`n0`…).
+pub fn stream_leader(url: &str) -> String {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let servers: Vec<&str> = url.split(',').collect();
+        let client = async_nats::connect(servers).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let info = js.get_stream("KEYREG_EVENTS").await.unwrap().info().await.unwrap().clone();
+        info.cluster.and_then(|c| c.leader).expect("a clustered stream has a leader")
+    })
+}
+
 /// The names of the JetStream streams on a server.
 pub fn stream_names(url: &str) -> Vec<String> {
     use futures_util::StreamExt;
