@@ -1,14 +1,24 @@
 //! Durable appends: events acknowledged per second and their latency with
-//! 1, 16 and 64 concurrent writers, straight on the log (group commit), and
-//! the baseline: PostgreSQL INSERTs with `synchronous_commit=on` at the same
-//! concurrency, driven by `pgbench` against the local server.
+//! 1, 16 and 64 concurrent writers, straight on the log (group commit),
+//! under local commit and under stream commit (acknowledged once JetStream
+//! stored it too: one nats-server, R1, and a 3-node cluster, R3, both with
+//! `sync_interval: always`), and the baseline: PostgreSQL INSERTs with
+//! `synchronous_commit=on` at the same concurrency, driven by `pgbench`
+//! against the local server.
 
 use std::process::Command as Process;
 use std::time::Instant;
 
 use anyhow::Context;
 
+use std::time::Duration;
+
+use crate::nats_server::{NatsCluster, NatsServer};
 use crate::{Row, Size, percentile, progress};
+use keyreg::domain::mac::MessageKeys;
+use keyreg::nats::commit::StreamCommit;
+use keyreg::nats::publisher::OutboxStatus;
+use keyreg::nats::{Layout, Nats};
 use keyreg::domain::command::Command;
 use keyreg::domain::id::{Actor, OrgId};
 use keyreg::registry::Registry;
@@ -107,37 +117,82 @@ fn postgres(clients: usize, seconds: u64) -> anyhow::Result<(f64, f64)> {
 
 pub(crate) fn measure(size: Size) -> anyhow::Result<Vec<Row>> {
     let mut rows = vec![];
+    let work = crate::tempdir()?;
+    // Streams the stream-commit rows commit to; a row whose NATS cannot
+    // start says so instead.
+    let single = NatsServer::start_configured(&work.join("r1"), Some("jetstream { sync_interval: always }\n"));
+    let cluster = NatsCluster::start(&work.join("r3"), 3);
+    let modes: [(&str, Option<Result<(&str, usize), String>>); 3] = [
+        ("local commit", None),
+        ("stream commit, R1", Some(single.as_ref().map(|s| (s.url.as_str(), 1)).map_err(Clone::clone))),
+        ("stream commit, R3", Some(cluster.as_ref().map(|c| (c.url.as_str(), 3)).map_err(Clone::clone))),
+    ];
     for writers in [1usize, 16, 64] {
-        let mut runs = vec![];
-        for run in 0..size.runs {
-            progress(&format!("append: {writers} writers, run {} of {}", run + 1, size.runs));
-            let dir = std::env::temp_dir().join(format!("keyreg-bench-append-{}-{writers}-{run}", std::process::id()));
-            let (registry, _) = Registry::init(&DataDir::new(&dir), crate::config())?;
-            runs.push(on_log(&registry, writers, size.append_events.max(writers as u64 * 20))?);
-            registry.close()?;
-            let _ = std::fs::remove_dir_all(&dir);
-        }
-        runs.sort_by(|a, b| a.per_sec.total_cmp(&b.per_sec));
-        let ours = &runs[runs.len() / 2];
         progress(&format!("append: PostgreSQL baseline, {writers} clients"));
         let baseline = postgres(writers, if size.runs > 3 { 10 } else { 4 });
-        let (baseline_text, met) = match &baseline {
-            Ok((tps, latency)) => (
-                format!("PostgreSQL {tps:.0} INSERT/s, avg {latency:.2} ms; ×{:.2}", ours.per_sec / tps),
-                (writers > 1).then_some(ours.per_sec >= *tps),
-            ),
-            Err(e) => (format!("not measured: {e}"), None),
-        };
-        rows.push(Row::new(
-            format!("4. durable append on the log, {writers} writers"),
-            format!("{:.0} events/s, p50 {:.2} ms, p99 {:.2} ms", ours.per_sec, ours.p50_ms, ours.p99_ms),
-            if writers > 1 { "≥ PostgreSQL" } else { "-" },
-            baseline_text,
-            met,
-        ));
+        for (mode, stream) in &modes {
+            let stream = match stream {
+                None => None,
+                Some(Ok(s)) => Some(*s),
+                Some(Err(e)) => {
+                    rows.push(Row::new(format!("4. durable append, {mode}: FAILED"), e.clone(), "-", "-", Some(false)));
+                    continue;
+                }
+            };
+            let mut runs = vec![];
+            for run in 0..size.runs {
+                progress(&format!("append, {mode}: {writers} writers, run {} of {}", run + 1, size.runs));
+                runs.push(one_run(stream, writers, size.append_events.max(writers as u64 * 20), run)?);
+            }
+            runs.sort_by(|a, b| a.per_sec.total_cmp(&b.per_sec));
+            let ours = &runs[runs.len() / 2];
+            let (baseline_text, met) = match &baseline {
+                Ok((tps, latency)) => (
+                    format!("PostgreSQL {tps:.0} INSERT/s, avg {latency:.2} ms; ×{:.2}", ours.per_sec / tps),
+                    (writers > 1).then_some(ours.per_sec >= *tps),
+                ),
+                Err(e) => (format!("not measured: {e}"), None),
+            };
+            rows.push(Row::new(
+                format!("4. durable append, {mode}, {writers} writers"),
+                format!("{:.0} events/s, p50 {:.2} ms, p99 {:.2} ms", ours.per_sec, ours.p50_ms, ours.p99_ms),
+                if writers > 1 { "≥ PostgreSQL" } else { "-" },
+                baseline_text,
+                met,
+            ));
+        }
     }
+    drop((single, cluster));
+    let _ = std::fs::remove_dir_all(&work);
     rows.push(verify_while_appending(size)?);
     Ok(rows)
+}
+
+/// One run on a fresh data dir: local commit, or stream commit to `stream`
+/// (NATS URL, replicas) under its own prefix.
+fn one_run(stream: Option<(&str, usize)>, writers: usize, events: u64, run: usize) -> anyhow::Result<AppendStats> {
+    let dir = std::env::temp_dir().join(format!("keyreg-bench-append-{}-{writers}-{run}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (registry, _) = Registry::init(&DataDir::new(&dir), crate::config())?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    if let Some((url, replicas)) = stream {
+        let prefix = format!("APPEND{}X{writers}X{run}", replicas);
+        let nats = Nats { layout: Layout::new(&prefix)?, replicas, ..Nats::new(url) };
+        let _entered = runtime.enter();
+        let connection = runtime.block_on(nats.connect())?;
+        let keys = MessageKeys::new(registry.pepper());
+        let status = std::sync::Arc::new(OutboxStatus::default());
+        let commit = StreamCommit::new(nats, connection, keys, Duration::from_secs(10), status.clone());
+        registry.commit_to(std::sync::Arc::new(commit));
+        // The events of `init` reach the stream first.
+        let settled = || status.published().0 >= registry.head().seq;
+        crate::nats::wait_for("stream commit to settle", Duration::from_secs(60), settled)?;
+    }
+    let stats = on_log(&registry, writers, events)?;
+    registry.close()?;
+    drop(runtime);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(stats)
 }
 
 /// What appends cost verifies: the latency of single in-process verifies on
