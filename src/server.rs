@@ -61,6 +61,10 @@ impl Default for ServeOptions {
     }
 }
 
+/// How long a node switching from stream to local commit waits for each
+/// answer of the stream while it settles.
+const SWITCH_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// When a write is acknowledged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Commit {
@@ -117,6 +121,22 @@ pub async fn serve(
                     }
                     Commit::Local => {
                         if registry.last_committed_to_stream() {
+                            // Events the stream never confirmed are cut, not
+                            // published; then no replica may take the stream
+                            // as proof any more.
+                            let (n, c, k, o) = (nats.clone(), connection.clone(), keys.clone(), outbox.clone());
+                            registry.commit_to(Arc::new(StreamCommit::new(n, c, k, SWITCH_TIMEOUT, o)));
+                            let deadline = tokio::time::Instant::now() + SWITCH_TIMEOUT * 15;
+                            while !registry.settled() && tokio::time::Instant::now() < deadline {
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                            if !registry.settled() {
+                                return Err(std::io::Error::other(
+                                    "this data dir committed to the event stream, and keyreg could not settle its \
+                                     log with the stream to switch to local commit: start it again when NATS \
+                                     answers, or with --commit stream",
+                                ));
+                            }
                             commit::unmark(&nats, &connection).await.map_err(std::io::Error::other)?;
                             registry.commit_locally()?;
                         }

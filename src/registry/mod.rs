@@ -51,7 +51,7 @@ use crate::domain::table::{Key, Org, Role, Table};
 use crate::domain::time::{Clock, Timestamp};
 use crate::domain::token::{Pepper, Token, TokenFormat};
 use crate::store::log::{Head, Log, LogError, Reader};
-use crate::store::{DataDir, DirError};
+use crate::store::{CommitMark, DataDir, DirError};
 use snapshot::{fold_projections, write_snapshot};
 use writer::{Job, Writer};
 
@@ -71,6 +71,12 @@ pub enum OpenError {
     Init(String),
     #[error("cannot start the writer thread: {0}")]
     Thread(std::io::Error),
+    #[error(
+        "{0} belongs to a node that committed to the event stream and did not stop cleanly: its log may end in \
+         events the stream never confirmed. Start it once with `keyreg serve --nats URL` (it settles them with the \
+         stream), stop it, then run this again"
+    )]
+    Unsettled(String),
     #[error("the log in {0} is still locked after the registry closed")]
     StillLocked(String),
     #[error(
@@ -189,7 +195,7 @@ struct Shared {
     /// Set when a commit failed: the registry refuses writes until restarted.
     failed: AtomicBool,
     /// Stream commit, when the node has it (`confirm.rs`).
-    confirm: OnceLock<Arc<dyn Confirm>>,
+    confirm: RwLock<Option<Arc<dyn Confirm>>>,
     /// True while the end of the log may hold events the stream has not
     /// confirmed: the writer settles them before it takes a write.
     unsettled: AtomicBool,
@@ -236,6 +242,10 @@ impl Shared {
     fn read(&self) -> RwLockReadGuard<'_, Projections> {
         self.projections.read().unwrap_or_else(PoisonError::into_inner)
     }
+
+    fn confirm(&self) -> Option<Arc<dyn Confirm>> {
+        self.confirm.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
 }
 
 /// A handle on an open registry; cheap to clone.
@@ -270,6 +280,9 @@ impl Registry {
     /// `_system` key holding every management permission (as `init`'s
     /// first key), recorded as the work of `system:recovery`. Returns the open registry and the key's secret.
     pub fn recover(dir: &DataDir, config: Config) -> Result<(Registry, Token), OpenError> {
+        if dir.commit_mark() == CommitMark::Stream {
+            return Err(OpenError::Unsettled(dir.path().display().to_string()));
+        }
         let registry = Registry::open(dir, config)?;
         let token = registry.shared.format.generate();
         let admin = registry.new_key(&token, "recovery", "a system key made by keyreg recover", &[]);
@@ -311,7 +324,7 @@ impl Registry {
             pepper,
             format: config.format,
             failed: AtomicBool::new(false),
-            confirm: OnceLock::new(),
+            confirm: RwLock::new(None),
             unsettled: AtomicBool::new(false),
             tail_acknowledged: AtomicBool::new(false),
             dir: dir.clone(),
@@ -363,6 +376,13 @@ impl Registry {
         if shared.broken.get().is_none() && !shared.failed.load(Ordering::Relaxed) {
             write_snapshot(&shared);
         }
+        if shared.confirm().is_some() && !shared.unsettled.load(Ordering::Relaxed) {
+            // Stopped with every event confirmed: what the log holds was
+            // all acknowledged.
+            if let Err(e) = dir.set_commit_mark(CommitMark::StreamSettled) {
+                tracing::warn!(error = %e, "cannot record the clean stop; the next start settles with the stream");
+            }
+        }
         drop((writer, shared));
         crate::store::log::wait_unlocked(&dir.log_path(), Duration::from_secs(10))
             .then_some(())
@@ -406,36 +426,44 @@ impl Registry {
 
     /// From now on a write is acknowledged only once `confirm` stored it
     /// in the event stream too (stream commit; `confirm.rs`). The end of
-    /// the log is settled with the stream before the first write. Call
-    /// once, before serving writes.
+    /// the log is settled with the stream before the first write (`settled`
+    /// says when). Call before serving writes.
     pub fn commit_to(&self, confirm: Arc<dyn Confirm>) {
-        // A dir that committed locally until now ends in events callers
-        // were told of: settling publishes them. One that committed to the
-        // stream may end in events nobody was told of: settling cuts them.
-        let tail_acknowledged = !self.dir.commits_to_stream();
+        // A dir that committed locally, or stopped cleanly, ends in events
+        // callers were told of: settling publishes any the stream lacks.
+        // One whose node was committing to the stream when it stopped may
+        // end in events nobody was told of: settling cuts them.
+        let tail_acknowledged = self.dir.commit_mark() != CommitMark::Stream;
         self.shared.tail_acknowledged.store(tail_acknowledged, Ordering::Relaxed);
         self.shared.unsettled.store(true, Ordering::Relaxed);
-        if self.shared.confirm.set(confirm).is_err() {
-            tracing::warn!("stream commit was set up twice; keeping the first");
-        }
+        *self.shared.confirm.write().unwrap_or_else(PoisonError::into_inner) = Some(confirm);
+    }
+
+    /// Whether the end of the log is settled with the stream (always, under
+    /// local commit).
+    pub fn settled(&self) -> bool {
+        !self.shared.unsettled.load(Ordering::Relaxed)
     }
 
     /// Whether this data dir's node last committed to the event stream:
     /// replicas may still take the stream as proof of freshness, so local
-    /// commit must first take that mark off the stream (`commit_locally`).
+    /// commit must first take that mark off the stream, and settle any
+    /// event the stream never confirmed (`commit_to`, then
+    /// `commit_locally`).
     pub fn last_committed_to_stream(&self) -> bool {
-        self.dir.commits_to_stream()
+        self.dir.commit_mark() != CommitMark::Local
     }
 
-    /// Records that this node commits locally from now on; call once the
-    /// stream no longer carries the stream-commit mark.
+    /// Acknowledges writes once on disk from now on; call once the stream
+    /// no longer carries the stream-commit mark and the log is settled.
     pub fn commit_locally(&self) -> std::io::Result<()> {
-        self.dir.set_commits_to_stream(false)
+        *self.shared.confirm.write().unwrap_or_else(PoisonError::into_inner) = None;
+        self.dir.set_commit_mark(CommitMark::Local)
     }
 
     /// Whether writes wait for the event stream (stream commit).
     pub fn commits_to_stream(&self) -> bool {
-        self.shared.confirm.get().is_some()
+        self.shared.confirm().is_some()
     }
 
     /// Where the stored chain breaks, if it does.

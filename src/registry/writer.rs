@@ -172,7 +172,7 @@ fn write_loop(mut log: Log, shared: &Shared, rx: mpsc::Receiver<Job>) {
 /// snapshot: one is taken each time the head passes a multiple of
 /// `snapshot_every` (never of unconfirmed events, which may be cut).
 fn committed(shared: &Shared, head: Head) {
-    if shared.confirm.get().is_some() {
+    if shared.confirm().is_some() {
         shared.confirmed_floor.fetch_max(head.seq.0, Ordering::Relaxed);
     }
     let before = shared.committed.send_replace(head);
@@ -186,7 +186,7 @@ fn committed(shared: &Shared, head: Head) {
 /// stream can take a write: reachable, and every earlier event settled.
 /// Returns why not when it cannot; asked before anything is staged.
 fn wait_for_stream(log: &mut Log, shared: &Shared) -> Option<String> {
-    let confirm = shared.confirm.get()?;
+    let confirm = shared.confirm()?;
     let deadline = std::time::Instant::now() + confirm.timeout();
     loop {
         if let Some(why) = shared.diverged.get() {
@@ -214,7 +214,7 @@ fn wait_for_stream(log: &mut Log, shared: &Shared) -> Option<String> {
 /// event it lacks). What it did not take is cut off at once when nothing
 /// was sent, or settled before the next write when the outcome is unknown.
 fn confirm(log: &mut Log, shared: &Shared, start: Head, ends: &[crate::domain::id::Seq]) -> Result<(), Unconfirmed> {
-    let Some(stream) = shared.confirm.get() else { return Ok(()) };
+    let Some(stream) = shared.confirm() else { return Ok(()) };
     match stream.confirm(&shared.log, log.head(), ends) {
         Ok(()) => Ok(()),
         Err(e @ Unconfirmed::Unreachable(_)) => {
@@ -239,7 +239,7 @@ fn confirm(log: &mut Log, shared: &Shared, start: Head, ends: &[crate::domain::i
 /// stream confirmed: a stream that lost confirmed events, or was replaced,
 /// stops writes instead.
 fn settle(log: &mut Log, shared: &Shared) {
-    let Some(stream) = shared.confirm.get() else { return };
+    let Some(stream) = shared.confirm() else { return };
     if !stream.reachable() {
         return;
     }
@@ -263,7 +263,8 @@ fn settle(log: &mut Log, shared: &Shared) {
     // Only once the stream holds every acknowledged event may the data dir
     // say so: from then on, an event beyond the stream was never told of.
     let settled = settled.and_then(|()| {
-        shared.dir.set_commits_to_stream(true).map_err(|e| Unconfirmed::Unknown(format!("cannot record it: {e}")))
+        let recorded = shared.dir.set_commit_mark(crate::store::CommitMark::Stream);
+        recorded.map_err(|e| Unconfirmed::Unknown(format!("cannot record it: {e}")))
     });
     match settled {
         Ok(()) => {

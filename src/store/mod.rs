@@ -7,8 +7,9 @@
 //! DIR/pepper    32 random bytes, mode 0600: the key of every token hash
 //! DIR/log/      sled: the hash-chained event log (`log.rs`)
 //! DIR/snapshots/ the projections at a few past sequences (`snapshot.rs`)
-//! DIR/commit    "stream" while the node commits to the event stream: the
-//!               end of its log may then hold events no stream confirmed
+//! DIR/commit    "stream" while the node commits to the event stream (the
+//!               end of its log may hold events no stream confirmed),
+//!               "stream settled" once it stopped with none
 //! ```
 //!
 //! Pepper files are read here for replicas too (`--pepper-file`), which is
@@ -167,30 +168,48 @@ impl DataDir {
         if log.exists() { Ok(log) } else { Err(DirError::NotInitialised(self.shown())) }
     }
 
-    /// Whether this dir's node last ran committing to the event stream (so
-    /// the end of its log may hold events the stream never confirmed, and
-    /// replicas may be trusting the stream for freshness).
-    pub fn commits_to_stream(&self) -> bool {
-        std::fs::read_to_string(self.root.join("commit")).is_ok_and(|s| s.trim() == "stream")
+    /// What the data dir records of stream commit (`DIR/commit`).
+    pub fn commit_mark(&self) -> CommitMark {
+        match std::fs::read_to_string(self.root.join("commit")).as_deref().map(str::trim) {
+            Ok("stream") => CommitMark::Stream,
+            Ok("stream settled") => CommitMark::StreamSettled,
+            _ => CommitMark::Local,
+        }
     }
 
-    /// Records whether the node commits to the event stream, durably
-    /// (written aside, fsynced, renamed into place).
-    pub fn set_commits_to_stream(&self, stream: bool) -> std::io::Result<()> {
+    /// Records `mark` durably (written aside, fsynced, renamed into place).
+    pub fn set_commit_mark(&self, mark: CommitMark) -> std::io::Result<()> {
         let path = self.root.join("commit");
-        if !stream {
-            return match std::fs::remove_file(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-                _ => std::fs::File::open(&self.root)?.sync_all(),
-            };
-        }
+        let text = match mark {
+            CommitMark::Local => {
+                return match std::fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                    _ => std::fs::File::open(&self.root)?.sync_all(),
+                };
+            }
+            CommitMark::Stream => "stream\n",
+            CommitMark::StreamSettled => "stream settled\n",
+        };
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         let aside = self.root.join("commit.new");
         let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&aside)?;
-        f.write_all(b"stream\n")?;
+        f.write_all(text.as_bytes())?;
         f.sync_all()?;
         std::fs::rename(&aside, &path)?;
         std::fs::File::open(&self.root)?.sync_all()
     }
+}
+
+/// How a data dir's node commits, as far as the dir knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommitMark {
+    /// Locally (or never to the stream): every event in the log was
+    /// acknowledged.
+    Local,
+    /// To the stream, and the end of the log may hold events the stream
+    /// never confirmed (a node running, or one that crashed).
+    Stream,
+    /// To the stream, and stopped cleanly with every event confirmed.
+    StreamSettled,
 }

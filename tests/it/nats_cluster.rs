@@ -69,12 +69,7 @@ fn writes_survive_one_nats_node_and_stop_cleanly_without_all_three() {
         }
         assert!(asked.elapsed() < Duration::from_secs(60), "writes never resumed: {}", answer.json);
     };
-    let names: Vec<String> = api.get("/v1/keys").auth(&admin).send().ok(200)["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["name"].as_str().unwrap().to_owned())
-        .collect();
+    let names = key_names(&api, &admin);
     assert!(!names.contains(&"nowhere".to_owned()), "{names:?}");
     assert!(eventually(Duration::from_secs(10), || verify_code(&r, &after) == "VALID"));
 }

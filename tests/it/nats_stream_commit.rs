@@ -87,12 +87,7 @@ fn a_write_jetstream_never_stored_is_refused_and_never_appears() {
 
     nats.restart().unwrap();
     let (_, after) = new_key(&api, &admin, json!({"name": "after", "scopes": ["read"]}));
-    let names: Vec<String> = api.get("/v1/keys").auth(&admin).send().ok(200)["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["name"].as_str().unwrap().to_owned())
-        .collect();
+    let names = key_names(&api, &admin);
     assert!(!names.iter().any(|n| n.starts_with("during")), "{names:?}");
     assert_eq!(api.head(), head + 1);
     assert_eq!(stream_last(&nats.url), head + 1, "the stream holds exactly what was acknowledged");
@@ -200,4 +195,29 @@ fn local_commit_takes_the_stream_proof_away_first() {
     let admin = new_org(&Api::new(&local.url), &system, "acme");
     let (_, key) = new_key(&Api::new(&local.url), &admin, json!({"name": "k", "scopes": ["read"]}));
     assert!(eventually(Duration::from_secs(5), || verify_code(&r, &key) == "VALID"));
+}
+
+/// A node killed while committing to the stream may end in events the
+/// stream never confirmed: `keyreg recover` refuses to add to such a log
+/// until a start has settled it; after a clean stop it works.
+#[test]
+fn recover_waits_for_a_log_settled_with_the_stream() {
+    let dir = tempdir();
+    let nats = start_nats(dir.path());
+    let (server, _) = Server::init_and_start(dir.path(), &["--nats", &nats.url]);
+    let data = server.data.clone();
+    let api = Api::new(&server.url);
+    assert!(eventually(Duration::from_secs(5), || api.ops("/readyz").json["outbox"]["lag"] == 0));
+    server.kill();
+    let refused = keyreg(&["recover", "--data", path_str(&data)]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("did not stop cleanly") && err.contains("keyreg serve --nats"), "{err}");
+
+    let again = Server::start(&data, &["--nats", &nats.url]);
+    let api = Api::new(&again.url);
+    assert!(eventually(Duration::from_secs(5), || api.ops("/readyz").json["outbox"]["lag"] == 0));
+    again.stop();
+    let recovered = keyreg(&["recover", "--data", path_str(&data)]);
+    assert!(recovered.status.success(), "{}", String::from_utf8_lossy(&recovered.stderr));
 }

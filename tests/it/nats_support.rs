@@ -134,6 +134,12 @@ pub fn verify_code(api: &Api, key: &str) -> String {
     r.json["code"].as_str().unwrap_or("?").to_owned()
 }
 
+/// The names of an org's active keys.
+pub fn key_names(api: &Api, admin: &str) -> Vec<String> {
+    let keys = api.get("/v1/keys").auth(admin).send().ok(200)["keys"].as_array().unwrap().clone();
+    keys.iter().map(|k| k["name"].as_str().unwrap().to_owned()).collect()
+}
+
 /// The events stream's last sequence, asked of NATS directly.
 pub fn stream_last(url: &str) -> u64 {
     let rt = tokio::runtime::Runtime::new().unwrap();
