@@ -15,7 +15,12 @@
 //! - a stream that holds something else than the log (another writer)
 //!   stops writes: the node never forks the history.
 
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
+
+use super::Registry;
 use crate::domain::id::Seq;
+use crate::store::CommitMark;
 use crate::store::log::{Head, Reader};
 
 /// The commit point beyond this machine's disk.
@@ -51,4 +56,48 @@ pub enum Unconfirmed {
     /// The stream holds something the log does not.
     #[error("the event stream diverges from this node's log: {0}")]
     Diverged(String),
+}
+
+impl Registry {
+    /// From now on a write is acknowledged only once `confirm` stored it
+    /// in the event stream too (stream commit; `confirm.rs`). The end of
+    /// the log is settled with the stream before the first write (`settled`
+    /// says when). Call before serving writes.
+    pub fn commit_to(&self, confirm: Arc<dyn Confirm>) {
+        // A dir that committed locally, or stopped cleanly, ends in events
+        // callers were told of: settling publishes any the stream lacks.
+        // One whose node was committing to the stream when it stopped may
+        // end in events nobody was told of: settling cuts them.
+        let tail_acknowledged = self.dir.commit_mark() != CommitMark::Stream;
+        self.shared.tail_acknowledged.store(tail_acknowledged, Ordering::Relaxed);
+        self.shared.unsettled.store(true, Ordering::Relaxed);
+        *self.shared.confirm.write().unwrap_or_else(PoisonError::into_inner) = Some(confirm);
+    }
+
+    /// Whether the end of the log is settled with the stream (always, under
+    /// local commit).
+    pub fn settled(&self) -> bool {
+        !self.shared.unsettled.load(Ordering::Relaxed)
+    }
+
+    /// Whether this data dir's node last committed to the event stream:
+    /// replicas may still take the stream as proof of freshness, so local
+    /// commit must first take that mark off the stream, and settle any
+    /// event the stream never confirmed (`commit_to`, then
+    /// `commit_locally`).
+    pub fn last_committed_to_stream(&self) -> bool {
+        self.dir.commit_mark() != CommitMark::Local
+    }
+
+    /// Acknowledges writes once on disk from now on; call once the stream
+    /// no longer carries the stream-commit mark and the log is settled.
+    pub fn commit_locally(&self) -> std::io::Result<()> {
+        *self.shared.confirm.write().unwrap_or_else(PoisonError::into_inner) = None;
+        self.dir.set_commit_mark(CommitMark::Local)
+    }
+
+    /// Whether writes wait for the event stream (stream commit).
+    pub fn commits_to_stream(&self) -> bool {
+        self.shared.confirm().is_some()
+    }
 }

@@ -19,9 +19,11 @@
 //!
 //! (Over 450 lines: the handle answers every question the edges ask of the
 //! registry, one small method each; opening from a snapshot is in
-//! `snapshot.rs`, the writer in `writer.rs`.)
+//! `snapshot.rs`, the writer in `writer.rs`, stream commit in `confirm.rs`,
+//! the errors in `error.rs`.)
 
 mod confirm;
+mod error;
 mod history;
 mod past;
 mod rate;
@@ -29,6 +31,7 @@ mod snapshot;
 mod writer;
 
 pub use confirm::{Confirm, Unconfirmed};
+pub use error::{ExecError, OpenError};
 pub use rate::OrgRate;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -51,7 +54,7 @@ use crate::domain::table::{Key, Org, Role, Table};
 use crate::domain::time::{Clock, Timestamp};
 use crate::domain::token::{Pepper, Token, TokenFormat};
 use crate::store::log::{Head, Log, LogError, Reader};
-use crate::store::{CommitMark, DataDir, DirError};
+use crate::store::{CommitMark, DataDir};
 use snapshot::{fold_projections, write_snapshot};
 use writer::{Job, Writer};
 
@@ -60,57 +63,6 @@ use writer::{Job, Writer};
 pub const SYSTEM_ADMIN_SCOPES: &[&str] = &crate::domain::permission::MANAGEMENT;
 /// Scopes of the first key of every new organization.
 pub const ORG_ADMIN_SCOPES: &[&str] = &["keys:admin", "keys:read", "audit:read", "roles:admin", "actors:assert"];
-
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    #[error(transparent)]
-    Dir(#[from] DirError),
-    #[error(transparent)]
-    Log(#[from] LogError),
-    #[error("initialising failed: {0}")]
-    Init(String),
-    #[error("cannot start the writer thread: {0}")]
-    Thread(std::io::Error),
-    #[error(
-        "{0} belongs to a node that committed to the event stream and did not stop cleanly: its log may end in \
-         events the stream never confirmed. Start it once with `keyreg serve --nats URL` (it settles them with the \
-         stream), stop it, then run this again"
-    )]
-    Unsettled(String),
-    #[error("the log in {0} is still locked after the registry closed")]
-    StillLocked(String),
-    #[error(
-        "{0}/pepper is not the pepper this log was made with (its fingerprint differs from the one the log \
-         records), so every key would answer NOT_FOUND; put back this data dir's own pepper file"
-    )]
-    WrongPepper(String),
-    #[error(
-        "{file} is a snapshot sealed under this data dir's pepper at event {seq}, but {why}: the log was cut short \
-         or altered after it was written, and starting would serve a past that may lack revocations. Restore the \
-         data dir from a backup; move that snapshot aside only if you know how the log lost those events"
-    )]
-    Rollback { file: String, seq: Seq, why: String },
-}
-
-/// Why a command did not take effect.
-#[derive(Debug, thiserror::Error)]
-pub enum ExecError {
-    /// Refused by the rules; nothing was recorded.
-    #[error(transparent)]
-    Refused(#[from] Refusal),
-    /// The log could not make the events durable, or the registry does not
-    /// take writes. Nothing was acknowledged; whether the events survive is
-    /// decided by what reached the disk, and a restart will tell.
-    #[error("the log is unavailable: {0}")]
-    Unavailable(String),
-    /// The org has used its allowance of events or bytes for now; nothing
-    /// was recorded.
-    #[error(
-        "this organization is writing faster than the registry allows (events and bytes per minute); try again in {} s",
-        retry_after.as_secs().max(1)
-    )]
-    RateLimited { retry_after: std::time::Duration },
-}
 
 /// What a command did: its events with their sequence numbers, the state
 /// after it of every key it touched and of its organization, and the
@@ -422,48 +374,6 @@ impl Registry {
             return Some(format!("{why}; the node takes no write until an operator has looked"));
         }
         self.shared.failed.load(Ordering::Relaxed).then(|| "an earlier commit failed; restart the registry".to_owned())
-    }
-
-    /// From now on a write is acknowledged only once `confirm` stored it
-    /// in the event stream too (stream commit; `confirm.rs`). The end of
-    /// the log is settled with the stream before the first write (`settled`
-    /// says when). Call before serving writes.
-    pub fn commit_to(&self, confirm: Arc<dyn Confirm>) {
-        // A dir that committed locally, or stopped cleanly, ends in events
-        // callers were told of: settling publishes any the stream lacks.
-        // One whose node was committing to the stream when it stopped may
-        // end in events nobody was told of: settling cuts them.
-        let tail_acknowledged = self.dir.commit_mark() != CommitMark::Stream;
-        self.shared.tail_acknowledged.store(tail_acknowledged, Ordering::Relaxed);
-        self.shared.unsettled.store(true, Ordering::Relaxed);
-        *self.shared.confirm.write().unwrap_or_else(PoisonError::into_inner) = Some(confirm);
-    }
-
-    /// Whether the end of the log is settled with the stream (always, under
-    /// local commit).
-    pub fn settled(&self) -> bool {
-        !self.shared.unsettled.load(Ordering::Relaxed)
-    }
-
-    /// Whether this data dir's node last committed to the event stream:
-    /// replicas may still take the stream as proof of freshness, so local
-    /// commit must first take that mark off the stream, and settle any
-    /// event the stream never confirmed (`commit_to`, then
-    /// `commit_locally`).
-    pub fn last_committed_to_stream(&self) -> bool {
-        self.dir.commit_mark() != CommitMark::Local
-    }
-
-    /// Acknowledges writes once on disk from now on; call once the stream
-    /// no longer carries the stream-commit mark and the log is settled.
-    pub fn commit_locally(&self) -> std::io::Result<()> {
-        *self.shared.confirm.write().unwrap_or_else(PoisonError::into_inner) = None;
-        self.dir.set_commit_mark(CommitMark::Local)
-    }
-
-    /// Whether writes wait for the event stream (stream commit).
-    pub fn commits_to_stream(&self) -> bool {
-        self.shared.confirm().is_some()
     }
 
     /// Where the stored chain breaks, if it does.
