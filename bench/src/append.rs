@@ -120,6 +120,7 @@ pub(crate) fn measure(size: Size) -> anyhow::Result<Vec<Row>> {
     let work = crate::tempdir()?;
     // Streams the stream-commit rows commit to; a row whose NATS cannot
     // start says so instead.
+    std::fs::create_dir_all(work.join("r1"))?;
     let single = NatsServer::start_configured(&work.join("r1"), Some("jetstream { sync_interval: always }\n"));
     let cluster = NatsCluster::start(&work.join("r3"), 3);
     let modes: [(&str, Option<Result<(&str, usize), String>>); 3] = [

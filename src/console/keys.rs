@@ -24,7 +24,9 @@ pub struct ListParams {
     status: Option<String>,
     q: Option<String>,
     owner: Option<String>,
-    mine: Option<String>,
+    /// "Only keys I created": by this session's person, or its key. (Not
+    /// "mine": on the command line `--mine` is the keys a person owns.)
+    by_me: Option<String>,
     cursor: Option<String>,
     as_of: Option<String>,
     notice: Option<String>,
@@ -56,10 +58,10 @@ pub async fn list(page: Page, Query(p): Query<ListParams>) -> Response {
             filters += &format!("&{name}={}", q(v));
         }
     }
-    let mine = given(&p.mine).is_some();
-    let me = mine.then(|| page.user().map_or_else(|| format!("key:{}", page.key_id()), |u| format!("user:{u}")));
-    if mine {
-        filters += "&mine=1";
+    let by_me = given(&p.by_me).is_some();
+    let me = by_me.then(|| page.user().map_or_else(|| format!("key:{}", page.key_id()), |u| format!("user:{u}")));
+    if by_me {
+        filters += "&by_me=1";
     }
     let limit = PAGE.to_string();
     let asked = [("limit", Some(limit.as_str())), ("created_by", me.as_deref()), ("cursor", given(&p.cursor))];
@@ -101,8 +103,8 @@ pub async fn list(page: Page, Query(p): Query<ListParams>) -> Response {
                     input id="owner" name="owner" type="text" value=(given(&p.owner).unwrap_or(""));
                 }
                 div.field.check {
-                    input id="mine" name="mine" type="checkbox" value="1" checked[mine];
-                    label for="mine" { "Only keys I created" }
+                    input id="by_me" name="by_me" type="checkbox" value="1" checked[by_me];
+                    label for="by_me" { "Only keys I created" }
                 }
                 div.field {
                     label for="as_of" { "As of (UTC)" }
@@ -290,6 +292,9 @@ async fn details_page(
     let now = page.now();
     let status = text(&key["status"]);
     let live = as_of.is_none() && page.can(Permission::KeysAdmin);
+    // What the domain says may be done to the key now (`Action::admitted`).
+    let actions = strings(&key["actions"]);
+    let admits = |action: &str| actions.contains(&action);
     let version = key["version"].to_string();
     let name = text(&key["name"]);
     let body = html! {
@@ -301,17 +306,21 @@ async fn details_page(
         div.headline {
             (status_badge(status))
             code { (text(&key["display_prefix"])) }
-            @if live && matches!(status, "active" | "disabled") {
+            @if live && !actions.is_empty() {
                 div.actions {
-                    a.button href=(format!("/console/keys/{}/edit", q(id))) { "Edit" }
-                    form method="post" action=(format!("/console/keys/{}/{}", q(id), if status == "active" { "disable" } else { "enable" })) {
-                        (csrf(page))
-                        input type="hidden" name="version" value=(version);
-                        button type="submit" { @if status == "active" { "Disable" } @else { "Enable" } }
+                    @if admits("edit") { a.button href=(format!("/console/keys/{}/edit", q(id))) { "Edit" } }
+                    @for (action, label) in [("disable", "Disable"), ("enable", "Enable")] {
+                        @if admits(action) {
+                            form method="post" action=(format!("/console/keys/{}/{action}", q(id))) {
+                                (csrf(page))
+                                input type="hidden" name="version" value=(version);
+                                button type="submit" { (label) }
+                            }
+                        }
                     }
-                    button type="button" data-open="rotate-dialog" { "Rotate" }
-                    button.danger type="button" data-open="revoke-dialog" { "Revoke" }
-                    button.danger type="button" data-open="delete-dialog" { "Delete" }
+                    @if admits("rotate") { button type="button" data-open="rotate-dialog" { "Rotate" } }
+                    @if admits("revoke") { button.danger type="button" data-open="revoke-dialog" { "Revoke" } }
+                    @if admits("delete") { button.danger type="button" data-open="delete-dialog" { "Delete" } }
                 }
             }
         }

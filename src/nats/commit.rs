@@ -213,13 +213,16 @@ impl StreamCommit {
         }
     }
 
-    /// Has the events stream take atomic batches and, with `mark`, carry
-    /// the stream-commit mark; changes its config only where it differs.
+    /// Has the events stream take atomic batches, keep `--stream-replicas`
+    /// copies and, with `mark`, carry the stream-commit mark; changes its
+    /// config only where it differs.
     async fn configure(&self, mark: bool) -> Result<(), NatsError> {
         let mut stream = self.nats.events_stream(&self.connection.js).await?;
         let mut config = stream.info().await.map_err(super::nats_err)?.config.clone();
         let before = config.clone();
         config.allow_atomic_publish = true;
+        // A replica that came first may have made the stream with one copy.
+        config.num_replicas = self.nats.replicas.max(1);
         if mark {
             config.metadata.insert(COMMIT_METADATA.into(), "stream".into());
             config.metadata.insert(COMMIT_MAC_METADATA.into(), self.keys.tag(Kind::Commit, &[b"stream"]));

@@ -451,7 +451,7 @@ test("filters: status, search, and only my keys", async () => {
   await page.getByRole("button", { name: "Apply" }).click();
   await page.getByRole("link", { name: "svc-180-custom" }).waitFor();
   assert.equal(await page.getByRole("link", { name: "svc-365-custom" }).count(), 0);
-  await page.goto(`${server.url}/console/keys?status=all&mine=1`);
+  await page.goto(`${server.url}/console/keys?status=all&by_me=1`);
   await page.getByRole("link", { name: "svc-7-full-access" }).waitFor();
   assert.equal(await page.getByRole("link", { name: "viewer" }).count(), 0, "keys made by others are left out");
 });

@@ -12,7 +12,7 @@ use crate::domain::event::{
 use crate::domain::id::{KeyId, Seq};
 use crate::domain::permission::Permissions;
 use crate::domain::scope::Scope;
-use crate::domain::table::{Key, Role, Status, Table, union};
+use crate::domain::table::{Action, Key, Role, Status, Table, union};
 use crate::domain::time::Timestamp;
 use crate::domain::validate::*;
 
@@ -74,7 +74,7 @@ pub(super) fn edit(
     expected: Option<Seq>,
     edit: &KeyEdit,
 ) -> Result<Decision, Refusal> {
-    let key = live_key(table, ctx, id, expected)?;
+    let key = admitting(table, ctx, id, expected, Action::Edit)?;
     let roles_before = table.roles_of_key(key);
     let roles_after = match &edit.roles {
         Some(names) => roles(table, &ctx.org, names)?,
@@ -119,18 +119,12 @@ pub(super) fn edit(
 }
 
 pub(super) fn disable(table: &Table, ctx: &Context, id: &KeyId, expected: Option<Seq>) -> Result<Decision, Refusal> {
-    let key = live_key(table, ctx, id, expected)?;
-    if key.status == Status::Disabled {
-        return Err(Refusal::Conflict(format!("the key {id} is already disabled")));
-    }
+    admitting(table, ctx, id, expected, Action::Disable)?;
     one(ctx, id, KeyChange::Disabled)
 }
 
 pub(super) fn enable(table: &Table, ctx: &Context, id: &KeyId, expected: Option<Seq>) -> Result<Decision, Refusal> {
-    let key = live_key(table, ctx, id, expected)?;
-    if key.status != Status::Disabled {
-        return Err(Refusal::Conflict(format!("the key {id} is not disabled")));
-    }
+    admitting(table, ctx, id, expected, Action::Enable)?;
     one(ctx, id, KeyChange::Enabled)
 }
 
@@ -141,8 +135,7 @@ pub(super) fn revoke(
     expected: Option<Seq>,
     reason: &Option<String>,
 ) -> Result<Decision, Refusal> {
-    let key = key_in(table, ctx, id, expected)?;
-    check_revocable(key, false)?;
+    admitting(table, ctx, id, expected, Action::Revoke)?;
     one(ctx, id, KeyChange::Revoked(Reason { reason: check_reason(reason)? }))
 }
 
@@ -157,7 +150,7 @@ pub(super) fn delete(
     if confirm != key.name() {
         return Err(invalid("confirm", "must equal the key's name exactly"));
     }
-    check_revocable(key, true)?;
+    check_admits(key, ctx.now, Action::Delete)?;
     one(ctx, id, KeyChange::Deleted(Reason { reason: check_reason(reason)? }))
 }
 
@@ -178,7 +171,8 @@ pub(super) fn bulk_revoke(
         if !seen.insert(id) {
             return Err(invalid("ids", format!("{id} is listed twice")));
         }
-        check_revocable(key_in(table, ctx, id, None)?, delete)?;
+        let action = if delete { Action::Delete } else { Action::Revoke };
+        admitting(table, ctx, id, None, action)?;
         let change = if delete { KeyChange::Deleted(reason.clone()) } else { KeyChange::Revoked(reason.clone()) };
         changes.push(Change::Key(*id, change));
     }
@@ -201,7 +195,7 @@ pub(super) fn offboard(
     let reason = Reason { reason: check_reason(reason)? };
     let mut keys: Vec<&Key> = table
         .keys_of(&ctx.org, None)
-        .filter(|k| k.owner() == owner && !matches!(k.status, Status::Revoked | Status::Deleted))
+        .filter(|k| k.owner() == owner && Action::Revoke.admitted(k.status_at(ctx.now)))
         .collect();
     keys.reverse();
     let changes = keys.iter().map(|k| Change::Key(k.id, KeyChange::Revoked(reason.clone()))).collect();
@@ -216,7 +210,7 @@ pub(super) fn rotate(
     secret: &NewSecret,
     grace_seconds: u64,
 ) -> Result<Decision, Refusal> {
-    let key = live_key(table, ctx, id, expected)?;
+    let key = admitting(table, ctx, id, expected, Action::Rotate)?;
     // The new secret is the key's power handed to the caller: under the
     // grant rule as if the caller made the key anew.
     check_grant(table, ctx, Permissions::default(), table.permissions(key))?;
@@ -276,20 +270,32 @@ fn key_in<'a>(table: &'a Table, ctx: &Context, id: &KeyId, expected: Option<Seq>
 }
 
 /// A key that may still be changed: active or disabled, not past expiry.
-fn live_key<'a>(table: &'a Table, ctx: &Context, id: &KeyId, expected: Option<Seq>) -> Result<&'a Key, Refusal> {
+/// The key, if it admits `action` now (`Action::admitted`, the one rule).
+fn admitting<'a>(
+    table: &'a Table,
+    ctx: &Context,
+    id: &KeyId,
+    expected: Option<Seq>,
+    action: Action,
+) -> Result<&'a Key, Refusal> {
     let key = key_in(table, ctx, id, expected)?;
-    match key.status_at(ctx.now) {
-        Status::Active | Status::Disabled => Ok(key),
-        s => Err(Refusal::Conflict(format!("the key {id} is {} and can no longer be changed", s.as_str()))),
-    }
+    check_admits(key, ctx.now, action)?;
+    Ok(key)
 }
 
-fn check_revocable(key: &Key, deleting: bool) -> Result<(), Refusal> {
-    match key.status {
-        Status::Deleted => Err(Refusal::Conflict(format!("the key {} is already deleted", key.id))),
-        Status::Revoked if !deleting => Err(Refusal::Conflict(format!("the key {} is already revoked", key.id))),
-        _ => Ok(()),
+fn check_admits(key: &Key, now: Timestamp, action: Action) -> Result<(), Refusal> {
+    let status = key.status_at(now);
+    if action.admitted(status) {
+        return Ok(());
     }
+    let id = key.id;
+    Err(Refusal::Conflict(match (action, status) {
+        (Action::Disable, Status::Disabled) => format!("the key {id} is already disabled"),
+        (Action::Enable, Status::Active) => format!("the key {id} is not disabled"),
+        (_, Status::Deleted) => format!("the key {id} is already deleted"),
+        (Action::Revoke, Status::Revoked) => format!("the key {id} is already revoked"),
+        (_, s) => format!("the key {id} is {} and can no longer be changed", s.as_str()),
+    }))
 }
 
 fn new_key_event(new: &NewKey, roles: &[&Role], now: Timestamp) -> Result<KeyCreated, Refusal> {

@@ -49,6 +49,38 @@ impl Status {
     }
 }
 
+/// What may be done to a key. Which actions a state admits is decided here
+/// once: `decide` refuses the others (a conflict), and every key the API
+/// shows lists those it admits (`actions`), so no client keeps a copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Edit,
+    Disable,
+    Enable,
+    Rotate,
+    Revoke,
+    Delete,
+}
+
+impl Action {
+    pub const ALL: [Action; 6] = [Action::Edit, Action::Disable, Action::Enable, Action::Rotate, Action::Revoke, Action::Delete];
+
+    /// Whether a key in `status` (as of now: past its expiry it is
+    /// expired) admits this action. Revoked and deleted keys are history;
+    /// an expired one may still be revoked or deleted, a revoked one
+    /// deleted.
+    pub fn admitted(self, status: Status) -> bool {
+        match self {
+            Action::Edit | Action::Rotate => matches!(status, Status::Active | Status::Disabled),
+            Action::Disable => status == Status::Active,
+            Action::Enable => status == Status::Disabled,
+            Action::Revoke => matches!(status, Status::Active | Status::Disabled | Status::Expired),
+            Action::Delete => status != Status::Deleted,
+        }
+    }
+}
+
 /// Verifications that found a key (or any key of an org), from `key.accessed`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Usage {
@@ -239,6 +271,7 @@ impl Table {
             effective_scopes: self.effective_scopes(key),
             allowed_cidrs: &key.allowed_cidrs,
             status: key.status_at(now),
+            actions: Action::ALL.into_iter().filter(|a| a.admitted(key.status_at(now))).collect(),
             display_prefix: key.display_prefix(),
             legacy: key.legacy.current,
             version: key.version,
@@ -264,6 +297,8 @@ pub struct KeyView<'a> {
     pub effective_scopes: Cow<'a, [Scope]>,
     pub allowed_cidrs: &'a [Cidr],
     pub status: Status,
+    /// What may be done to it now.
+    pub actions: Vec<Action>,
     pub display_prefix: &'a str,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub legacy: bool,
@@ -273,6 +308,17 @@ pub struct KeyView<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_state_admits_its_actions() {
+        let admitted = |s: Status| Action::ALL.into_iter().filter(|a| a.admitted(s)).collect::<Vec<_>>();
+        use Action::*;
+        assert_eq!(admitted(Status::Active), [Edit, Disable, Rotate, Revoke, Delete]);
+        assert_eq!(admitted(Status::Disabled), [Edit, Enable, Rotate, Revoke, Delete]);
+        assert_eq!(admitted(Status::Expired), [Revoke, Delete]);
+        assert_eq!(admitted(Status::Revoked), [Delete]);
+        assert_eq!(admitted(Status::Deleted), []);
+    }
 
     #[test]
     fn a_keys_text_gives_back_each_part() {
