@@ -82,20 +82,7 @@ pub fn relative(v: &Value, now: Timestamp) -> String {
     let Some(t) = v.as_str().and_then(|s| Timestamp::parse(s).ok()) else {
         return if v.is_null() { "never".into() } else { text(v) };
     };
-    let seconds = (now.micros() - t.micros()) / 1_000_000;
-    let n = seconds.unsigned_abs();
-    if n < 60 {
-        return "just now".into();
-    }
-    let (count, unit) =
-        [(86_400 * 365, "year"), (86_400 * 30, "month"), (86_400, "day"), (3_600, "hour"), (60, "minute")]
-            .into_iter()
-            .find(|(size, _)| n >= *size)
-            // Rounded: a key made to expire in 30 days says so, not "29".
-            .map(|(size, unit)| ((n + size / 2) / size, unit))
-            .unwrap_or((n / 60, "minute"));
-    let plural = if count == 1 { "" } else { "s" };
-    if seconds >= 0 { format!("{count} {unit}{plural} ago") } else { format!("in {count} {unit}{plural}") }
+    crate::domain::time::relative(t, now)
 }
 
 /// How many days of use the chart shows; `--json` has them all.
@@ -143,7 +130,7 @@ mod tests {
         assert_eq!(at("2026-11-23T11:58:00Z"), "2 minutes ago");
         assert_eq!(at("2026-11-23T11:00:00Z"), "1 hour ago");
         assert_eq!(at("2026-11-20T11:00:00Z"), "3 days ago");
-        assert_eq!(at("2026-12-23T12:00:00Z"), "in 1 month");
+        assert_eq!(at("2026-12-23T12:00:00Z"), "in 30 days");
         assert_eq!(at("2024-11-01T12:00:00Z"), "2 years ago");
         assert_eq!(relative(&Value::Null, now), "never");
     }

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::{Page, Refusal};
 use crate::domain::permission::Permission;
-use crate::domain::time::Timestamp;
+use crate::domain::time::{Timestamp, relative};
 
 /// The areas of the console, for the navigation.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -140,20 +140,6 @@ pub fn when(value: &Value, now: Timestamp, never: &str) -> Markup {
 /// "2026-11-24 10:31 UTC".
 pub fn exact(t: Timestamp) -> String {
     t.datetime().format("%Y-%m-%d %H:%M UTC").to_string()
-}
-
-pub fn relative(t: Timestamp, now: Timestamp) -> String {
-    let seconds = (now.micros() - t.micros()) / 1_000_000;
-    let (n, unit) = match seconds.abs() {
-        s if s < 60 => return if seconds >= 0 { "just now".into() } else { "in under a minute".into() },
-        s if s < 3600 => (s / 60, "minute"),
-        s if s < 86_400 => (s / 3600, "hour"),
-        s if s < 86_400 * 60 => (s / 86_400, "day"),
-        s if s < 86_400 * 730 => (s / (86_400 * 30), "month"),
-        s => (s / (86_400 * 365), "year"),
-    };
-    let unit = if n == 1 { unit.to_string() } else { format!("{unit}s") };
-    if seconds >= 0 { format!("{n} {unit} ago") } else { format!("in {n} {unit}") }
 }
 
 /// Verifications per day for the last `days` days, as bars: an SVG drawn

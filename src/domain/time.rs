@@ -52,6 +52,29 @@ impl Timestamp {
 /// writes for years 0 to 9999, written directly. Every answer and every
 /// digest line formats several times, and chrono's general formatter was
 /// most of the state digest's cost.
+/// `t` as a person reads it beside `now`: "just now", "3 hours ago", "in
+/// 30 days", "2 years ago". Rounded to the nearest unit, so a key made to
+/// expire in 30 days says so, not 29; days up to 60, months up to two
+/// years. The console and the command line both speak this way.
+pub fn relative(t: Timestamp, now: Timestamp) -> String {
+    let seconds = (now.0 - t.0) / 1_000_000;
+    let n = seconds.unsigned_abs();
+    if n < 60 {
+        return if seconds >= 0 { "just now".into() } else { "in under a minute".into() };
+    }
+    const DAY: u64 = 86_400;
+    let (size, unit) = match n {
+        n if n < 3_600 => (60, "minute"),
+        n if n < DAY => (3_600, "hour"),
+        n if n < DAY * 60 => (DAY, "day"),
+        n if n < DAY * 730 => (DAY * 30, "month"),
+        _ => (DAY * 365, "year"),
+    };
+    let count = (n + size / 2) / size;
+    let plural = if count == 1 { "" } else { "s" };
+    if seconds >= 0 { format!("{count} {unit}{plural} ago") } else { format!("in {count} {unit}{plural}") }
+}
+
 const RFC3339_LEN: usize = 27;
 
 impl Timestamp {
