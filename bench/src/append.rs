@@ -15,12 +15,12 @@ use std::time::Duration;
 
 use crate::nats_server::{NatsCluster, NatsServer};
 use crate::{Row, Size, percentile, progress};
+use keyreg::domain::command::Command;
+use keyreg::domain::id::{Actor, OrgId};
 use keyreg::domain::mac::MessageKeys;
 use keyreg::nats::commit::StreamCommit;
 use keyreg::nats::publisher::OutboxStatus;
 use keyreg::nats::{Layout, Nats};
-use keyreg::domain::command::Command;
-use keyreg::domain::id::{Actor, OrgId};
 use keyreg::registry::Registry;
 use keyreg::store::DataDir;
 

@@ -2,7 +2,6 @@
 //! first, under a badge that says how far the hash chain was checked; and
 //! the event table the key details page reuses for a key's timeline.
 
-use crate::http::route;
 use axum::extract::Query;
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
@@ -14,6 +13,7 @@ use super::Page;
 use super::page::{self, Area, as_of_time, exact, frame, given, local_time, q, respond, strings, text};
 use crate::domain::event::TYPES;
 use crate::domain::time::Timestamp;
+use crate::http::route;
 
 #[derive(Deserialize, Default)]
 pub struct AuditParams {

@@ -2,7 +2,6 @@
 //! catalogue actions, ranges) and showing its secret once, and editing one,
 //! with the API's dry-run warnings shown before saving.
 
-use crate::http::route;
 use axum::extract::Path;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -12,6 +11,8 @@ use serde_json::{Value, json};
 use super::keys::secret_page;
 use super::page::{self, Area, csrf, field_error, form_error, frame, invalid, q, respond, strings, text};
 use super::{Form, Page, Posted, Refusal};
+use crate::domain::validate::{MAX_DESCRIPTION, MAX_NAME, MAX_OWNER};
+use crate::http::route;
 
 /// The API's names of a key's fields, which refusals name.
 const FIELDS: &[&str] =
@@ -87,15 +88,15 @@ fn create_page(page: &Page, c: &Choices, form: &Form, error: Option<&Refusal>) -
 fn identity_fields(form: &Form, error: Option<&Refusal>) -> Markup {
     html! {
         label for="name" { "Name" }
-        input id="name" name="name" type="text" required maxlength="100" value=(form.get("name"))
+        input id="name" name="name" type="text" required maxlength=(MAX_NAME) value=(form.get("name"))
             aria-invalid=[invalid(error, "name", FIELDS)] aria-describedby="name-error";
         (field_error(error, "name", FIELDS))
         label for="description" { "Description " span.optional { "(optional)" } }
-        textarea id="description" name="description" maxlength="1000" rows="2"
+        textarea id="description" name="description" maxlength=(MAX_DESCRIPTION) rows="2"
             aria-invalid=[invalid(error, "description", FIELDS)] { (form.get("description")) }
         (field_error(error, "description", FIELDS))
         label for="owner" { "Owner " span.optional { "(optional: who answers for this key, e.g. an email)" } }
-        input id="owner" name="owner" type="text" maxlength="320" value=(form.get("owner"))
+        input id="owner" name="owner" type="text" maxlength=(MAX_OWNER) value=(form.get("owner"))
             aria-invalid=[invalid(error, "owner", FIELDS)];
         (field_error(error, "owner", FIELDS))
     }
@@ -234,7 +235,8 @@ pub async fn create(Posted { page, form }: Posted) -> Response {
     match form.get("expiry") {
         "never" => {}
         "custom" => body["expires_at"] = json!(format!("{}T00:00:00Z", form.get("expires_on").trim())),
-        days => body["expires_in_days"] = json!(days.parse::<u32>().unwrap_or(90)),
+        // Passed on as given: the API refuses what is not a number of days.
+        days => body["expires_in_days"] = days.parse::<u32>().map_or_else(|_| json!(days), |d| json!(d)),
     }
     match page.api(Method::POST, route::KEYS, Some(&body)).await.ok() {
         Ok(created) => secret_page(&page, &created, "Key created"),
@@ -301,7 +303,11 @@ pub async fn edit(Path(id): Path<String>, Posted { page, form }: Posted) -> Resp
     let path = route::fill(route::KEY, &id);
     let version = Some(form.get("version")).filter(|v| !v.is_empty());
     if !form.has("confirmed") {
-        match page.api_with(Method::PATCH, &route::query(&path, [("dry_run", Some("true"))]), Some(&body), version).await.ok() {
+        match page
+            .api_with(Method::PATCH, &route::query(&path, [("dry_run", Some("true"))]), Some(&body), version)
+            .await
+            .ok()
+        {
             Ok(v) if !strings(&v["warnings"]).is_empty() => {
                 return edit_again(&page, &id, &form, None, &strings(&v["warnings"])).await;
             }

@@ -3,7 +3,6 @@
 //! actions) and the page that shows a new secret once. The create and edit
 //! forms are in `key_form`.
 
-use crate::http::route;
 use axum::extract::{Path, Query};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -12,6 +11,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::domain::permission::Permission;
+use crate::domain::validate::MAX_REASON;
+use crate::http::route;
 
 use super::page::{self, Area, as_of_time, csrf, frame, given, local_time, plural, q, respond, strings, text, when};
 use super::{Page, Posted, Refusal, audit};
@@ -51,7 +52,12 @@ fn notice(code: &str, n: usize) -> Option<String> {
 pub async fn list(page: Page, Query(p): Query<ListParams>) -> Response {
     let status = given(&p.status).unwrap_or("active").to_owned();
     let as_of = given(&p.as_of).map(as_of_time);
-    let shown = [("status", Some(status.as_str())), ("q", given(&p.q)), ("owner", given(&p.owner)), ("as_of", as_of.as_deref())];
+    let shown = [
+        ("status", Some(status.as_str())),
+        ("q", given(&p.q)),
+        ("owner", given(&p.owner)),
+        ("as_of", as_of.as_deref()),
+    ];
     let mut filters = format!("status={}", q(&status));
     for (name, value) in &shown[1..] {
         if let Some(v) = value {
@@ -220,7 +226,7 @@ pub async fn bulk(Posted { page, form }: Posted) -> Response {
             p { (verb) " these " (ids.len()) " keys? Every call made with them will be refused from now on; this cannot be undone." }
             ul { @for n in &names { li { (n) } } }
             label for="reason" { "Reason (recorded in the audit log)" }
-            input id="reason" name="reason" type="text" maxlength="1000";
+            input id="reason" name="reason" type="text" maxlength=(MAX_REASON);
             div.actions {
                 button.danger type="submit" { (verb) " " (plural(ids.len(), "key")) }
                 a.button href="/console/keys" { "Cancel" }
@@ -280,13 +286,18 @@ async fn details_page(
     notice_code: Option<&str>,
     error: Option<Refusal>,
 ) -> Response {
-    let key = match page.api(Method::GET, &route::query(&route::fill(route::KEY, id), [("as_of", as_of)]), None).await.ok() {
-        Ok(v) => v["key"].clone(),
-        Err(r) => return page::refused(page, &r),
-    };
+    let key =
+        match page.api(Method::GET, &route::query(&route::fill(route::KEY, id), [("as_of", as_of)]), None).await.ok() {
+            Ok(v) => v["key"].clone(),
+            Err(r) => return page::refused(page, &r),
+        };
     let usage = page.api(Method::GET, &route::fill(route::KEY_USAGE, id), None).await.body;
     let timeline = match page.can(Permission::AuditRead) {
-        true => page.api(Method::GET, &route::query(route::AUDIT, [("key_id", Some(id)), ("limit", Some("100"))]), None).await.body,
+        true => {
+            page.api(Method::GET, &route::query(route::AUDIT, [("key_id", Some(id)), ("limit", Some("100"))]), None)
+                .await
+                .body
+        }
         false => Value::Null,
     };
     let now = page.now();
@@ -380,7 +391,7 @@ async fn details_page(
                     h2 id="revoke-title" { "Revoke " (name) "?" }
                     p { "Every call made with this key will be refused, for good." }
                     label for="revoke-reason" { "Reason (recorded in the audit log)" }
-                    input id="revoke-reason" name="reason" type="text" maxlength="1000";
+                    input id="revoke-reason" name="reason" type="text" maxlength=(MAX_REASON);
                     div.actions { button.danger type="submit" { "Revoke key" } button type="button" data-close { "Cancel" } }
                 }
             }
@@ -392,7 +403,7 @@ async fn details_page(
                     label for="confirm-name" { "Type the key's name, " strong { (name) } ", to confirm" }
                     input id="confirm-name" name="confirm" type="text" autocomplete="off" required data-must-equal=(name) data-unlocks="delete-button";
                     label for="delete-reason" { "Reason (optional)" }
-                    input id="delete-reason" name="reason" type="text" maxlength="1000";
+                    input id="delete-reason" name="reason" type="text" maxlength=(MAX_REASON);
                     div.actions { button.danger type="submit" id="delete-button" { "Delete key" } button type="button" data-close { "Cancel" } }
                 }
             }
@@ -427,7 +438,10 @@ pub async fn act(Path((id, action)): Path<(String, String)>, Posted { page, form
         }
         "delete" => {
             let reason = Some(form.get("reason")).filter(|r| !r.is_empty());
-            let uri = route::query(&route::fill(route::KEY, &id), [("confirm", Some(form.get("confirm"))), ("reason", reason)]);
+            let uri = route::query(
+                &route::fill(route::KEY, &id),
+                [("confirm", Some(form.get("confirm"))), ("reason", reason)],
+            );
             match page.api(Method::DELETE, &uri, None).await.ok() {
                 Ok(_) => return Redirect::to("/console/keys?notice=deleted&n=1").into_response(),
                 Err(r) => return details_page(&page, &id, None, None, Some(r)).await,

@@ -1,7 +1,6 @@
 //! The console's organization page: keys by status, the key limit, and
 //! the org's verifications per day.
 
-use crate::http::route;
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use maud::html;
@@ -9,6 +8,7 @@ use maud::html;
 use super::Page;
 use super::keys::status_badge;
 use super::page::{self, Area, frame, respond, text};
+use crate::http::route;
 
 pub async fn page(page: Page) -> Response {
     let org = match page.api(Method::GET, route::ORG, None).await.ok() {

@@ -2,7 +2,6 @@
 //! keys the edit reaches, from a dry run, before saving), delete (forced
 //! only when confirmed), and the catalogue of actions.
 
-use crate::http::route;
 use axum::extract::{Path, Query};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -11,6 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::domain::permission::Permission;
+use crate::http::route;
 
 use super::page::{self, Area, csrf, field_error, form_error, frame, invalid, plural, q, respond, strings, text};
 use super::{Form, Page, Posted, Refusal};
@@ -155,7 +155,11 @@ pub async fn edit(Path(name): Path<String>, Posted { page, form }: Posted) -> Re
     let path = route::fill(route::ROLE, &name);
     let version = Some(form.get("version")).filter(|v| !v.is_empty());
     if !form.has("confirmed") {
-        match page.api_with(Method::PATCH, &route::query(&path, [("dry_run", Some("true"))]), Some(&body), version).await.ok() {
+        match page
+            .api_with(Method::PATCH, &route::query(&path, [("dry_run", Some("true"))]), Some(&body), version)
+            .await
+            .ok()
+        {
             Ok(v) if !strings(&v["warnings"]).is_empty() => {
                 let warnings: Vec<String> = strings(&v["warnings"]).into_iter().map(str::to_owned).collect();
                 return respond(StatusCode::OK, role_page(&page, Some(&name), &form, None, &warnings, keys_of(&v)));
@@ -172,7 +176,8 @@ pub async fn edit(Path(name): Path<String>, Posted { page, form }: Posted) -> Re
 
 pub async fn delete(Path(name): Path<String>, Posted { page, form }: Posted) -> Response {
     let force = Some("true").filter(|_| form.get("force") == "true");
-    match page.api(Method::DELETE, &route::query(&route::fill(route::ROLE, &name), [("force", force)]), None).await.ok() {
+    match page.api(Method::DELETE, &route::query(&route::fill(route::ROLE, &name), [("force", force)]), None).await.ok()
+    {
         Ok(_) => Redirect::to("/console/roles?notice=deleted").into_response(),
         Err(r) => page::message(Some(&page), StatusCode::CONFLICT, "The role was not deleted", &r.sentence()),
     }

@@ -62,7 +62,9 @@ pub async fn list(
         actor: q
             .actor
             .as_deref()
-            .map(|a| Actor::parse(a).map_err(|e| ApiError::InvalidField { field: "actor", detail: format!("actor: {e}") }))
+            .map(|a| {
+                Actor::parse(a).map_err(|e| ApiError::InvalidField { field: "actor", detail: format!("actor: {e}") })
+            })
             .transpose()?,
         type_name: q.type_name,
         since: q.since.as_deref().map(|t| parse_time("since", t)).transpose()?,

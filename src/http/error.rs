@@ -81,7 +81,9 @@ struct Problem<'a> {
 impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
-            ApiError::Validation(_) | ApiError::InvalidField { .. } => (StatusCode::BAD_REQUEST, "VALIDATION", "The request is not valid"),
+            ApiError::Validation(_) | ApiError::InvalidField { .. } => {
+                (StatusCode::BAD_REQUEST, "VALIDATION", "The request is not valid")
+            }
             ApiError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "No valid key was presented"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN", "The key may not do this"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND", "Not found"),

@@ -120,7 +120,9 @@ pub(super) fn parse_scopes(scopes: &[String]) -> Result<Vec<Scope>, ApiError> {
     scopes
         .iter()
         .enumerate()
-        .map(|(i, s)| Scope::parse(s).map_err(|e| ApiError::InvalidField { field: "scopes", detail: format!("scopes[{i}]: {e}") }))
+        .map(|(i, s)| {
+            Scope::parse(s).map_err(|e| ApiError::InvalidField { field: "scopes", detail: format!("scopes[{i}]: {e}") })
+        })
         .collect()
 }
 
@@ -134,7 +136,10 @@ fn parse_roles(roles: &[String]) -> Result<Vec<RoleName>, ApiError> {
     roles
         .iter()
         .enumerate()
-        .map(|(i, r)| RoleName::parse(r).map_err(|e| ApiError::InvalidField { field: "roles", detail: format!("roles[{i}]: {e}") }))
+        .map(|(i, r)| {
+            RoleName::parse(r)
+                .map_err(|e| ApiError::InvalidField { field: "roles", detail: format!("roles[{i}]: {e}") })
+        })
         .collect()
 }
 
@@ -142,7 +147,12 @@ fn parse_cidrs(cidrs: &[String]) -> Result<Vec<Cidr>, ApiError> {
     cidrs
         .iter()
         .enumerate()
-        .map(|(i, c)| Cidr::parse(c).map_err(|e| ApiError::InvalidField { field: "allowed_cidrs", detail: format!("allowed_cidrs[{i}]: {e}") }))
+        .map(|(i, c)| {
+            Cidr::parse(c).map_err(|e| ApiError::InvalidField {
+                field: "allowed_cidrs",
+                detail: format!("allowed_cidrs[{i}]: {e}"),
+            })
+        })
         .collect()
 }
 
@@ -270,7 +280,10 @@ pub async fn list(
         created_by: q
             .created_by
             .as_deref()
-            .map(|a| Actor::parse(a).map_err(|e| ApiError::InvalidField { field: "created_by", detail: format!("created_by: {e}") }))
+            .map(|a| {
+                Actor::parse(a)
+                    .map_err(|e| ApiError::InvalidField { field: "created_by", detail: format!("created_by: {e}") })
+            })
             .transpose()?,
     };
     let page = |table: &Table, now: Timestamp| -> Response {
@@ -411,8 +424,10 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     caller.require(Permission::KeysAdmin)?;
     let id = parse_key_id(&id)?;
-    let confirm =
-        q.confirm.ok_or_else(|| ApiError::InvalidField { field: "confirm", detail: "confirm: pass ?confirm=<the key's name> to delete it".into() })?;
+    let confirm = q.confirm.ok_or_else(|| ApiError::InvalidField {
+        field: "confirm",
+        detail: "confirm: pass ?confirm=<the key's name> to delete it".into(),
+    })?;
     one_key(&s, &caller, Command::Delete { id, confirm, reason: q.reason }).await
 }
 

@@ -120,7 +120,8 @@ pub async fn create(
     Body(req): Body<CreateRoleRequest>,
 ) -> Result<Response, ApiError> {
     caller.require(Permission::RolesAdmin)?;
-    let name = RoleName::parse(&req.name).map_err(|e| ApiError::InvalidField { field: "name", detail: format!("name: {e}") })?;
+    let name = RoleName::parse(&req.name)
+        .map_err(|e| ApiError::InvalidField { field: "name", detail: format!("name: {e}") })?;
     let command = Command::CreateRole { name, description: req.description, scopes: parse_scopes(&req.scopes)? };
     let outcome = s.registry.execute(caller.actor(), caller.org.clone(), command).await?;
     changed(&s, StatusCode::CREATED, &outcome, false)

@@ -78,8 +78,10 @@ mod tests {
 
     #[test]
     fn a_query_keeps_only_the_pairs_that_have_a_value() {
-        assert_eq!(query(AUDIT, [("limit", Some("50")), ("actor", None), ("type", Some("key.created"))]),
-            "/v1/audit?limit=50&type=key.created");
+        assert_eq!(
+            query(AUDIT, [("limit", Some("50")), ("actor", None), ("type", Some("key.created"))]),
+            "/v1/audit?limit=50&type=key.created"
+        );
         assert_eq!(query(KEYS, [("q", Some("a&b=c"))]), "/v1/keys?q=a%26b%3Dc");
         assert_eq!(query(KEYS, [("q", None)]), "/v1/keys");
     }

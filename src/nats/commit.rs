@@ -115,7 +115,8 @@ impl StreamCommit {
         }
         if last.0 > 0 {
             let record = super::publisher::read(log, last, Some(last)).await.map_err(unknown)?.pop();
-            let record = record.ok_or_else(|| Unconfirmed::Diverged(format!("the log lacks the stream's event {last}")))?;
+            let record =
+                record.ok_or_else(|| Unconfirmed::Diverged(format!("the log lacks the stream's event {last}")))?;
             super::publisher::check_stored(&self.nats, &self.connection.js, &record).await.map_err(|e| match e {
                 NatsError::Diverged { .. } => Unconfirmed::Diverged(e.to_string()),
                 e => unknown(e),
@@ -209,7 +210,9 @@ impl StreamCommit {
         }
         match self.configure(true).await {
             Ok(()) => self.marked.store(true, Ordering::Relaxed),
-            Err(e) => tracing::warn!(error = %e, "cannot mark the stream as committed to; replicas keep to the heartbeat"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot mark the stream as committed to; replicas keep to the heartbeat")
+            }
         }
     }
 

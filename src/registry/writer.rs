@@ -124,19 +124,21 @@ fn write_loop(mut log: Log, shared: &Shared, rx: mpsc::Receiver<Job>) {
             let result = match (&failure, &broken) {
                 (Some(_), _) => Err(ExecError::Unavailable("the log failed".into())),
                 (_, Some(why)) => Err(ExecError::Unavailable(why.clone())),
-                (None, None) => run(&mut log, shared, &mut ids, &mut rates, &job).inspect(|_| {
-                    if log.head().seq > ends.last().copied().unwrap_or(start.seq) {
-                        ends.push(log.head().seq);
-                    }
-                }).map_err(|e| match e {
-                    Failed::Refused(r) => ExecError::Refused(r),
-                    Failed::RateLimited(retry_after) => ExecError::RateLimited { retry_after },
-                    Failed::Log(e) => {
-                        let shown = ExecError::Unavailable(e.to_string());
-                        failure = Some(e);
-                        shown
-                    }
-                }),
+                (None, None) => run(&mut log, shared, &mut ids, &mut rates, &job)
+                    .inspect(|_| {
+                        if log.head().seq > ends.last().copied().unwrap_or(start.seq) {
+                            ends.push(log.head().seq);
+                        }
+                    })
+                    .map_err(|e| match e {
+                        Failed::Refused(r) => ExecError::Refused(r),
+                        Failed::RateLimited(retry_after) => ExecError::RateLimited { retry_after },
+                        Failed::Log(e) => {
+                            let shown = ExecError::Unavailable(e.to_string());
+                            failure = Some(e);
+                            shown
+                        }
+                    }),
             };
             answers.push((job.reply, result));
         }

@@ -19,8 +19,8 @@ use std::time::Duration;
 use futures_util::StreamExt;
 
 use super::Replica;
-use crate::nats::{Connection, marked_stream_commit};
 use crate::nats::heartbeat::Heartbeat;
+use crate::nats::{Connection, marked_stream_commit};
 
 /// A replica that has fallen behind the heartbeat for this long, without
 /// applying anything, starts its consumer again; at most once in this long,

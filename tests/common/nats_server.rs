@@ -149,4 +149,3 @@ impl NatsCluster {
         Ok(NatsCluster { nodes, url })
     }
 }
-

@@ -21,7 +21,8 @@ fn writes_survive_one_nats_node_and_stop_cleanly_without_all_three() {
     let api = Api::new(&server.url);
     // The cluster elects its JetStream leaders first; the registry then
     // settles its log into the new R3 stream.
-    let settled = || api.ops("/readyz").json["outbox"]["lag"] == 0 && api.ops("/readyz").json["outbox"]["connected"] == true;
+    let settled =
+        || api.ops("/readyz").json["outbox"]["lag"] == 0 && api.ops("/readyz").json["outbox"]["connected"] == true;
     assert!(eventually(Duration::from_secs(60), settled), "{}", api.ops("/readyz").json);
     let admin = new_org(&api, &system, "acme");
     let replica = Verifier::start(&cluster.url, &server.data, "r1", 3_600_000);

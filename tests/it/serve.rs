@@ -248,8 +248,12 @@ impl Req<'_> {
         let content_type = header("content-type").unwrap_or_default();
         let etag = header("etag");
         let retry_after = header("retry-after");
-        let bytes =
-            response.body_mut().with_config().limit(64 * 1024 * 1024).read_to_vec().map_err(|e| format!("{url}: {e}"))?;
+        let bytes = response
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024 * 1024)
+            .read_to_vec()
+            .map_err(|e| format!("{url}: {e}"))?;
         let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         self.api.exchanges.borrow_mut().push(Exchange {
             method: self.method.to_owned(),

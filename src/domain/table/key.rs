@@ -64,7 +64,8 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 6] = [Action::Edit, Action::Disable, Action::Enable, Action::Rotate, Action::Revoke, Action::Delete];
+    pub const ALL: [Action; 6] =
+        [Action::Edit, Action::Disable, Action::Enable, Action::Rotate, Action::Revoke, Action::Delete];
 
     /// Whether a key in `status` (as of now: past its expiry it is
     /// expired) admits this action. Revoked and deleted keys are history;
