@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::keys::secret_page;
 use super::page::{self, Area, csrf, field_error, form_error, frame, invalid, q, respond, strings, text};
-use super::{Form, Page, Posted, Refusal};
+use super::{Edited, Form, Page, Posted, Refusal};
 use crate::domain::validate::{MAX_DESCRIPTION, MAX_NAME, MAX_OWNER};
 use crate::http::route;
 
@@ -299,24 +299,9 @@ fn edit_page(page: &Page, id: &str, c: &Choices, form: &Form, error: Option<&Ref
 /// Saves an edit; first as a dry run, so that the API's warnings ("this key
 /// was used in the last 24 hours…") are shown and confirmed before saving.
 pub async fn edit(Path(id): Path<String>, Posted { page, form }: Posted) -> Response {
-    let body = key_fields(&form);
-    let path = route::fill(route::KEY, &id);
-    let version = Some(form.get("version")).filter(|v| !v.is_empty());
-    if !form.has("confirmed") {
-        match page
-            .api_with(Method::PATCH, &route::query(&path, [("dry_run", Some("true"))]), Some(&body), version)
-            .await
-            .ok()
-        {
-            Ok(v) if !strings(&v["warnings"]).is_empty() => {
-                return edit_again(&page, &id, &form, None, &strings(&v["warnings"])).await;
-            }
-            Ok(_) => {}
-            Err(r) => return edit_again(&page, &id, &form, Some(r), &[]).await,
-        }
-    }
-    match page.api_with(Method::PATCH, &path, Some(&body), version).await.ok() {
-        Ok(_) => Redirect::to(&format!("/console/keys/{}?notice=saved", q(&id))).into_response(),
+    match page.edit(&route::fill(route::KEY, &id), &key_fields(&form), &form).await {
+        Ok(Edited::Saved(_)) => Redirect::to(&format!("/console/keys/{}?notice=saved", q(&id))).into_response(),
+        Ok(Edited::Warned(v)) => edit_again(&page, &id, &form, None, &strings(&v["warnings"])).await,
         Err(r) => edit_again(&page, &id, &form, Some(r), &[]).await,
     }
 }

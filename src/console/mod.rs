@@ -170,6 +170,22 @@ impl Page {
         self.api_with(method, uri, body, None).await
     }
 
+    /// A change the way the console makes every edit: first as a dry run,
+    /// whose warnings a person confirms (the form comes back with
+    /// `confirmed`); then for real, with the form's `version` as
+    /// `If-Match`.
+    pub async fn edit(&self, path: &str, body: &Value, form: &Form) -> Result<Edited, Refusal> {
+        let version = Some(form.get("version")).filter(|v| !v.is_empty());
+        if !form.has("confirmed") {
+            let dry_run = crate::http::route::query(path, [("dry_run", Some("true"))]);
+            let preview = self.api_with(Method::PATCH, &dry_run, Some(body), version).await.ok()?;
+            if preview["warnings"].as_array().is_some_and(|w| !w.is_empty()) {
+                return Ok(Edited::Warned(preview));
+            }
+        }
+        self.api_with(Method::PATCH, path, Some(body), version).await.ok().map(Edited::Saved)
+    }
+
     /// `api`, with `If-Match: <version>`.
     pub async fn api_with(&self, method: Method, uri: &str, body: Option<&Value>, version: Option<&str>) -> Answer {
         let mut req = Request::builder().method(method).uri(uri);
@@ -223,6 +239,14 @@ impl Answer {
             })
         }
     }
+}
+
+/// What `Page::edit` did.
+pub enum Edited {
+    /// Nothing yet: the dry run's answer, whose warnings need confirming.
+    Warned(Value),
+    /// Saved: the API's answer.
+    Saved(Value),
 }
 
 /// A refusal of the API, as the console shows it.

@@ -13,7 +13,7 @@ use crate::domain::permission::Permission;
 use crate::http::route;
 
 use super::page::{self, Area, csrf, field_error, form_error, frame, invalid, plural, q, respond, strings, text};
-use super::{Form, Page, Posted, Refusal};
+use super::{Edited, Form, Page, Posted, Refusal};
 
 const FIELDS: &[&str] = &["name", "description", "scopes"];
 
@@ -152,24 +152,12 @@ fn keys_of(answer: &Value) -> u64 {
 /// before anything changes.
 pub async fn edit(Path(name): Path<String>, Posted { page, form }: Posted) -> Response {
     let body = json!({"description": form.get("description"), "scopes": form.lines("scopes")});
-    let path = route::fill(route::ROLE, &name);
-    let version = Some(form.get("version")).filter(|v| !v.is_empty());
-    if !form.has("confirmed") {
-        match page
-            .api_with(Method::PATCH, &route::query(&path, [("dry_run", Some("true"))]), Some(&body), version)
-            .await
-            .ok()
-        {
-            Ok(v) if !strings(&v["warnings"]).is_empty() => {
-                let warnings: Vec<String> = strings(&v["warnings"]).into_iter().map(str::to_owned).collect();
-                return respond(StatusCode::OK, role_page(&page, Some(&name), &form, None, &warnings, keys_of(&v)));
-            }
-            Ok(_) => {}
-            Err(r) => return respond(StatusCode::BAD_REQUEST, role_page(&page, Some(&name), &form, Some(&r), &[], 0)),
+    match page.edit(&route::fill(route::ROLE, &name), &body, &form).await {
+        Ok(Edited::Saved(_)) => Redirect::to("/console/roles?notice=saved").into_response(),
+        Ok(Edited::Warned(v)) => {
+            let warnings: Vec<String> = strings(&v["warnings"]).into_iter().map(str::to_owned).collect();
+            respond(StatusCode::OK, role_page(&page, Some(&name), &form, None, &warnings, keys_of(&v)))
         }
-    }
-    match page.api_with(Method::PATCH, &path, Some(&body), version).await.ok() {
-        Ok(_) => Redirect::to("/console/roles?notice=saved").into_response(),
         Err(r) => respond(StatusCode::BAD_REQUEST, role_page(&page, Some(&name), &form, Some(&r), &[], 0)),
     }
 }
