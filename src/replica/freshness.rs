@@ -28,6 +28,8 @@ use crate::nats::{Connection, marked_stream_commit};
 const STUCK_AFTER: Duration = Duration::from_millis(300);
 /// The longest pause between two questions to the stream.
 const PROBE_AT_MOST: Duration = Duration::from_millis(500);
+/// The pause after a question the stream did not answer.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_millis(100);
 /// The shortest: a tiny max staleness does not flood JetStream.
 const PROBE_AT_LEAST: Duration = Duration::from_millis(25);
 
@@ -59,11 +61,14 @@ impl Replica {
     /// `stream_last` current while no events arrive.
     pub(super) async fn watch_stream(self, connection: Connection) {
         let every = self.inner.config.max_staleness.map_or(PROBE_AT_MOST, |m| (m / 4).min(PROBE_AT_MOST));
+        let mut reconnected = connection.connected.clone();
         loop {
             let asked = self.inner.clockwork.now();
-            if let Ok(mut stream) = self.inner.config.nats.events_stream(&connection.js).await
-                && let Ok(info) = stream.info().await
-            {
+            let answered = match self.inner.config.nats.events_stream(&connection.js).await {
+                Ok(mut stream) => stream.info().await.ok().cloned(),
+                Err(_) => None,
+            };
+            if let Some(info) = &answered {
                 let marked = marked_stream_commit(&info.config, &self.inner.keys);
                 self.inner.stream_commit.store(marked, Ordering::Relaxed);
                 if marked {
@@ -72,7 +77,13 @@ impl Replica {
                 }
                 self.saw_stream_last(info.state.last_sequence);
             }
-            tokio::time::sleep(every.max(PROBE_AT_LEAST)).await;
+            // Unanswered, ask again soon; and at once on a reconnection, so
+            // a replica is current again moments after NATS returns.
+            let pause = if answered.is_some() { every } else { every.min(RETRY_AFTER_FAILURE) };
+            tokio::select! {
+                _ = tokio::time::sleep(pause.max(PROBE_AT_LEAST)) => {}
+                Ok(()) = reconnected.changed() => {}
+            }
         }
     }
 
