@@ -12,7 +12,7 @@ use rustc_hash::FxHashMap as HashMap;
 
 use crate::domain::event::{Event, TYPES};
 use crate::domain::id::{Actor, KeyId, OrgId, Seq};
-use crate::domain::snapshot::{Reader, SnapshotError, Writer, damaged};
+use crate::domain::snapshot::{Decoder, SnapshotError, Encoder, damaged};
 use crate::domain::time::Timestamp;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -258,7 +258,7 @@ impl<T: std::hash::Hash + Eq + Clone> Interner<T> {
 
 /// The index in a snapshot: every field as it is, ids as text.
 impl AuditIndex {
-    pub fn encode(&self, w: &mut Writer) {
+    pub fn encode(&self, w: &mut Encoder) {
         w.u64(self.first.0);
         w.len(self.entries.len());
         for e in &self.entries {
@@ -289,7 +289,7 @@ impl AuditIndex {
         }
     }
 
-    pub fn decode(r: &mut Reader<'_>) -> Result<AuditIndex, SnapshotError> {
+    pub fn decode(r: &mut Decoder<'_>) -> Result<AuditIndex, SnapshotError> {
         let first = Seq(r.u64()?);
         let entries = (0..r.len(13)?)
             .map(|_| Ok(Entry { time: r.time()?, actor: r.u32()?, type_index: r.u8()? }))

@@ -3,7 +3,7 @@
 //! events after it, instead of the whole log.
 //!
 //! Here: the sealed form (`seal`, `unseal`), the format's version and the
-//! two halves of a little codec (`Writer`, `Reader`: little-endian
+//! two halves of a little codec (`Encoder`, `Decoder`: little-endian
 //! integers, length-prefixed bytes). What goes in is the business of each
 //! state (`Table::encode`, `AuditIndex::encode`); where snapshots are kept
 //! is the store's (`store::snapshot`, files) and the replicas' (`nats`,
@@ -105,7 +105,7 @@ pub fn unseal(bytes: Vec<u8>, pepper: &Pepper) -> Result<Sealed, SealError> {
         return Err(SealError::NotASnapshot);
     }
     let (sealed, seal) = bytes.split_at(bytes.len() - SEAL);
-    let mut header = Reader::new(&sealed[16..HEADER]);
+    let mut header = Decoder::new(&sealed[16..HEADER]);
     let version = header.u32().map_err(|_| SealError::NotASnapshot)?;
     if version != VERSION {
         return Err(SealError::Version(version));
@@ -147,11 +147,11 @@ pub(crate) fn damaged(what: impl std::fmt::Display) -> SnapshotError {
 }
 
 #[derive(Default)]
-pub struct Writer {
+pub struct Encoder {
     pub bytes: Vec<u8>,
 }
 
-impl Writer {
+impl Encoder {
     pub fn u8(&mut self, v: u8) {
         self.bytes.push(v);
     }
@@ -201,13 +201,13 @@ impl Writer {
     }
 }
 
-pub struct Reader<'a> {
+pub struct Decoder<'a> {
     rest: &'a [u8],
 }
 
-impl<'a> Reader<'a> {
+impl<'a> Decoder<'a> {
     pub fn new(bytes: &'a [u8]) -> Self {
-        Reader { rest: bytes }
+        Decoder { rest: bytes }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -287,14 +287,14 @@ mod tests {
 
     #[test]
     fn what_is_written_reads_back_and_short_input_is_an_error() {
-        let mut w = Writer::default();
+        let mut w = Encoder::default();
         w.u8(7);
         w.u32(1 << 20);
         w.i64(-5);
         w.str("ünï");
         w.opt_time(Some(Timestamp::from_micros(42)));
         w.opt_time(None);
-        let mut r = Reader::new(&w.bytes);
+        let mut r = Decoder::new(&w.bytes);
         assert_eq!(r.u8(), Ok(7));
         assert_eq!(r.u32(), Ok(1 << 20));
         assert_eq!(r.i64(), Ok(-5));
@@ -303,7 +303,7 @@ mod tests {
         assert_eq!(r.opt_time(), Ok(None));
         assert!(r.is_empty());
         for cut in 0..w.bytes.len() {
-            let mut r = Reader::new(&w.bytes[..cut]);
+            let mut r = Decoder::new(&w.bytes[..cut]);
             let all = (|| -> Result<(), SnapshotError> {
                 r.u8()?;
                 r.u32()?;
@@ -315,8 +315,8 @@ mod tests {
             })();
             assert!(all.is_err(), "cut at {cut}");
         }
-        let mut huge = Writer::default();
+        let mut huge = Encoder::default();
         huge.u32(u32::MAX);
-        assert_eq!(Reader::new(&huge.bytes).len(8), Err(SnapshotError::Truncated));
+        assert_eq!(Decoder::new(&huge.bytes).len(8), Err(SnapshotError::Truncated));
     }
 }

@@ -32,7 +32,7 @@ use super::{Layout, NatsError, hash_header, nats_err};
 use crate::domain::chain::ChainHash;
 use crate::domain::id::Seq;
 use crate::domain::mac::{Kind, MessageKeys};
-use crate::domain::snapshot::{Reader, unseal};
+use crate::domain::snapshot::{Decoder, unseal};
 use crate::domain::table::Table;
 use crate::domain::token::Pepper;
 
@@ -251,7 +251,7 @@ pub async fn newest(
 async fn check(bytes: Vec<u8>, pepper: &Pepper, events: &jetstream::stream::Stream) -> Result<Bootstrap, String> {
     let sealed = unseal(bytes, pepper).map_err(|e| e.to_string())?;
     let binding = sealed.binding;
-    let mut reader = Reader::new(sealed.table());
+    let mut reader = Decoder::new(sealed.table());
     let table = Table::decode(&mut reader).map_err(|e| e.to_string())?;
     if !reader.is_empty() || table.applied() != binding.seq {
         return Err("its table is not at the sequence it names".into());

@@ -17,7 +17,7 @@ use crate::domain::audit::AuditIndex;
 use crate::domain::chain::{ChainBreak, ChainHash};
 use crate::domain::history::History;
 use crate::domain::id::Seq;
-use crate::domain::snapshot::{Binding, Reader as Decoder, SnapshotError, Writer as Encoder, damaged, seal};
+use crate::domain::snapshot::{Binding, Decoder, Encoder, SnapshotError, damaged, seal};
 use crate::domain::table::Table;
 use crate::domain::token::Pepper;
 use crate::store::log::{Head, Reader};

@@ -16,7 +16,7 @@ use crate::domain::cidr::Cidr;
 use crate::domain::event::Catalog;
 use crate::domain::id::{Actor, KeyId, OrgId, RoleName, Seq};
 use crate::domain::scope::Scope;
-use crate::domain::snapshot::{Reader, SnapshotError, Writer, damaged};
+use crate::domain::snapshot::{Decoder, SnapshotError, Encoder, damaged};
 use crate::domain::token::{PepperFingerprint, TokenHash};
 
 /// Numbers for shared values, in the order first met.
@@ -45,7 +45,7 @@ fn pick<T: Clone>(values: &[T], n: u32, what: &str) -> Result<T, SnapshotError> 
     values.get(n as usize).cloned().ok_or_else(|| damaged(format!("{what} number {n} is not in the snapshot")))
 }
 
-fn write_usage(w: &mut Writer, u: &Usage) {
+fn write_usage(w: &mut Encoder, u: &Usage) {
     w.u64(u.total);
     w.opt_time(u.last_used_at);
     match &u.last_ip {
@@ -62,7 +62,7 @@ fn write_usage(w: &mut Writer, u: &Usage) {
     }
 }
 
-fn read_usage(r: &mut Reader<'_>) -> Result<Usage, SnapshotError> {
+fn read_usage(r: &mut Decoder<'_>) -> Result<Usage, SnapshotError> {
     let total = r.u64()?;
     let last_used_at = r.opt_time()?;
     let last_ip = if r.bool()? { Some(r.str()?.to_owned()) } else { None };
@@ -73,32 +73,32 @@ fn read_usage(r: &mut Reader<'_>) -> Result<Usage, SnapshotError> {
     Ok(Usage { total, last_used_at, last_ip, per_day })
 }
 
-fn write_hash(w: &mut Writer, h: &TokenHash) {
+fn write_hash(w: &mut Encoder, h: &TokenHash) {
     w.raw(h.as_bytes());
 }
 
-fn read_hash(r: &mut Reader<'_>) -> Result<TokenHash, SnapshotError> {
+fn read_hash(r: &mut Decoder<'_>) -> Result<TokenHash, SnapshotError> {
     Ok(TokenHash::from_bytes(r.array()?))
 }
 
 /// A list of values written as JSON: scope and address sets and catalogues
 /// are few, and JSON reads them back through the same parsers as the log.
-fn write_json<T: serde::Serialize + ?Sized>(w: &mut Writer, v: &T) {
+fn write_json<T: serde::Serialize + ?Sized>(w: &mut Encoder, v: &T) {
     w.str(&serde_json::to_string(v).unwrap_or_default());
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(r: &mut Reader<'_>) -> Result<T, SnapshotError> {
+fn read_json<T: serde::de::DeserializeOwned>(r: &mut Decoder<'_>) -> Result<T, SnapshotError> {
     serde_json::from_str(r.str()?).map_err(damaged)
 }
 
 impl Table {
     /// Appends the table's snapshot form to `w`.
-    pub fn encode(&self, w: &mut Writer) {
+    pub fn encode(&self, w: &mut Encoder) {
         let mut scopes: Numbering<Arc<[Scope]>> = Numbering::new();
         let mut cidrs: Numbering<Arc<[Cidr]>> = Numbering::new();
         let mut actors: Numbering<Actor> = Numbering::new();
         let mut orgs: Numbering<OrgId> = Numbering::new();
-        let mut body = Writer::default();
+        let mut body = Encoder::default();
         body.len(self.keys.len());
         for k in &self.keys {
             write_hash(&mut body, &k.hash);
@@ -200,7 +200,7 @@ impl Table {
     }
 
     /// Reads a table back from its snapshot form.
-    pub fn decode(r: &mut Reader<'_>) -> Result<Table, SnapshotError> {
+    pub fn decode(r: &mut Decoder<'_>) -> Result<Table, SnapshotError> {
         let mut t = Table { applied: Seq(r.u64()?), ..Table::default() };
         t.pepper = if r.bool()? { Some(PepperFingerprint::from_bytes(r.array()?)) } else { None };
         t.last_time = r.opt_time()?;
