@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::access::AccessCounter;
 use crate::console;
@@ -24,7 +25,7 @@ use crate::http::{self, ApiOptions, AppState};
 use crate::metrics::Metrics;
 use crate::nats::commit::{self, StreamCommit};
 use crate::nats::publisher::{self, OutboxStatus};
-use crate::nats::{Nats, heartbeat, ingest, snapshots};
+use crate::nats::{Connection, Nats, heartbeat, ingest, snapshots};
 use crate::registry::{ExecError, Registry};
 
 #[derive(Clone, Debug)]
@@ -107,51 +108,14 @@ pub async fn serve(
     ];
     if options.nats.is_none() && registry.last_committed_to_stream() {
         return Err(std::io::Error::other(
-            "this data dir last committed to the event stream, so replicas may take the stream as proof of              freshness; start it with --nats (it takes that mark off the stream before committing locally)",
+            "this data dir last committed to the event stream, so replicas may take the stream as proof of \
+             freshness; start it with --nats (it takes that mark off the stream before committing locally)",
         ));
     }
     if let (Some(nats), Some(outbox)) = (options.nats, outbox) {
         match nats.connect().await {
             Ok(connection) => {
-                let keys = MessageKeys::new(registry.pepper());
-                match options.commit {
-                    Commit::Stream { timeout } => {
-                        let (n, c, k, o) = (nats.clone(), connection.clone(), keys.clone(), outbox.clone());
-                        registry.commit_to(Arc::new(StreamCommit::new(n, c, k, timeout, o)));
-                    }
-                    Commit::Local => {
-                        if registry.last_committed_to_stream() {
-                            // Events the stream never confirmed are cut, not
-                            // published; then no replica may take the stream
-                            // as proof any more.
-                            let (n, c, k, o) = (nats.clone(), connection.clone(), keys.clone(), outbox.clone());
-                            registry.commit_to(Arc::new(StreamCommit::new(n, c, k, SWITCH_TIMEOUT, o)));
-                            let deadline = tokio::time::Instant::now() + SWITCH_TIMEOUT * 15;
-                            while !registry.settled() && tokio::time::Instant::now() < deadline {
-                                tokio::time::sleep(Duration::from_millis(20)).await;
-                            }
-                            if !registry.settled() {
-                                return Err(std::io::Error::other(
-                                    "this data dir committed to the event stream, and keyreg could not settle its \
-                                     log with the stream to switch to local commit: start it again when NATS \
-                                     answers, or with --commit stream",
-                                ));
-                            }
-                            commit::unmark(&nats, &connection).await.map_err(std::io::Error::other)?;
-                            registry.commit_locally()?;
-                        }
-                        let (log, committed) = (registry.log().clone(), registry.committed());
-                        let (n, c, k, o, stop) =
-                            (nats.clone(), connection.clone(), keys.clone(), outbox.clone(), stop_rx.clone());
-                        tasks.push(tokio::spawn(publisher::run(n, c, k, log, committed, o, stop)));
-                    }
-                }
-                let (n, c, k, r, stop) =
-                    (nats.clone(), connection.clone(), keys.clone(), registry.clone(), stop_rx.clone());
-                tasks.push(tokio::spawn(ingest::run(n, c, k, r, stop)));
-                let (c, n, k, r) = (connection.clone(), nats.clone(), keys.clone(), registry.clone());
-                tasks.push(tokio::spawn(snapshots::run(c, n, k, r, stop_rx.clone())));
-                tasks.push(tokio::spawn(heartbeat::run(nats, connection, keys, outbox, registry.clone(), stop_rx)));
+                tasks.extend(nats_duties(&registry, &nats, connection, options.commit, &outbox, &stop_rx).await?);
             }
             Err(e) if options.commit != Commit::Local => return Err(std::io::Error::other(e)),
             Err(e) => tracing::error!(error = %e, "cannot use NATS; events wait in the log"),
@@ -164,6 +128,59 @@ pub async fn serve(
     }
     flush_once(&registry, &access).await;
     result
+}
+
+/// A registry node's duties on NATS, started on `connection`: stream commit
+/// (or, under local commit, the outbox), the access-report ingest, the
+/// snapshot publisher and the heartbeat, each stopping when `stop` turns
+/// true. `serve` and the benchmarks start a node this one way.
+pub async fn nats_duties(
+    registry: &Registry,
+    nats: &Nats,
+    connection: Connection,
+    commit: Commit,
+    outbox: &Arc<OutboxStatus>,
+    stop: &watch::Receiver<bool>,
+) -> std::io::Result<Vec<JoinHandle<()>>> {
+    let keys = MessageKeys::new(registry.pepper());
+    let stream_commit = |timeout| {
+        let (n, c, k, o) = (nats.clone(), connection.clone(), keys.clone(), outbox.clone());
+        Arc::new(StreamCommit::new(n, c, k, timeout, o))
+    };
+    let mut tasks = vec![];
+    match commit {
+        Commit::Stream { timeout } => registry.commit_to(stream_commit(timeout)),
+        Commit::Local => {
+            if registry.last_committed_to_stream() {
+                // Events the stream never confirmed are cut, not published;
+                // then no replica may take the stream as proof any more.
+                registry.commit_to(stream_commit(SWITCH_TIMEOUT));
+                let deadline = tokio::time::Instant::now() + SWITCH_TIMEOUT * 15;
+                while !registry.settled() && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                if !registry.settled() {
+                    return Err(std::io::Error::other(
+                        "this data dir committed to the event stream, and keyreg could not settle its log with \
+                         the stream to switch to local commit: start it again when NATS answers, or with \
+                         --commit stream",
+                    ));
+                }
+                commit::unmark(nats, &connection).await.map_err(std::io::Error::other)?;
+                registry.commit_locally()?;
+            }
+            let (log, committed) = (registry.log().clone(), registry.committed());
+            let (n, c, k, o) = (nats.clone(), connection.clone(), keys.clone(), outbox.clone());
+            tasks.push(tokio::spawn(publisher::run(n, c, k, log, committed, o, stop.clone())));
+        }
+    }
+    let (n, c, k, r) = (nats.clone(), connection.clone(), keys.clone(), registry.clone());
+    tasks.push(tokio::spawn(ingest::run(n, c, k, r, stop.clone())));
+    let (c, n, k, r) = (connection.clone(), nats.clone(), keys.clone(), registry.clone());
+    tasks.push(tokio::spawn(snapshots::run(c, n, k, r, stop.clone())));
+    let (n, o, r) = (nats.clone(), outbox.clone(), registry.clone());
+    tasks.push(tokio::spawn(heartbeat::run(n, connection, keys, o, r, stop.clone())));
+    Ok(tasks)
 }
 
 /// The registry's router: the API, and the console beside it calling it.

@@ -15,10 +15,11 @@ use keyreg::domain::id::{IdGenerator, OrgId};
 use keyreg::domain::scope::Scope;
 use keyreg::domain::time::{Clock, SystemClock};
 use keyreg::domain::token::TokenFormat;
-use keyreg::nats::publisher::{self, OutboxStatus};
-use keyreg::nats::{Nats, snapshots};
+use keyreg::nats::Nats;
+use keyreg::nats::publisher::OutboxStatus;
 use keyreg::registry::Registry;
 use keyreg::replica::{Replica, ReplicaConfig};
+use keyreg::server::{Commit, nats_duties};
 use keyreg::store::DataDir;
 use keyreg::store::log::Log;
 
@@ -58,26 +59,19 @@ pub(crate) fn measure(size: Size, nats_url: &str) -> anyhow::Result<Vec<Row>> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let connection = runtime.block_on(nats.connect())?;
     let outbox = Arc::new(OutboxStatus::default());
-    let (log, committed) = (registry.log().clone(), registry.committed());
-    let keys = keyreg::domain::mac::MessageKeys::new(registry.pepper());
-    let publishing = runtime.spawn(publisher::run(
-        nats.clone(),
-        connection.clone(),
-        keys.clone(),
-        log,
-        committed,
-        outbox.clone(),
-        stop_rx.clone(),
-    ));
+    let duties =
+        runtime.block_on(nats_duties(&registry, &nats, connection.clone(), Commit::Local, &outbox, &stop_rx))?;
     progress(&format!("bootstrap: publishing {head} events to the stream"));
     crate::nats::wait_for("the stream", Duration::from_secs(900), || outbox.published().0 >= head)?;
     let _ = stop_tx.send(true);
-    let _ = runtime.block_on(publishing);
+    for duty in duties {
+        let _ = runtime.block_on(duty);
+    }
     registry.close()?;
     let registry = Registry::open(&data, crate::config())?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let started = Instant::now();
-    let publishing = runtime.spawn(snapshots::run(connection, nats.clone(), keys, registry.clone(), stop_rx));
+    let publishing = runtime.block_on(nats_duties(&registry, &nats, connection, Commit::Local, &outbox, &stop_rx))?;
     progress("bootstrap: publishing the snapshot");
     let js =
         runtime.block_on(async { anyhow::Ok(async_nats::jetstream::new(async_nats::connect(nats_url).await?)) })?;
@@ -103,7 +97,7 @@ pub(crate) fn measure(size: Size, nats_url: &str) -> anyhow::Result<Vec<Row>> {
         let sealed = keyreg::domain::snapshot::unseal(bytes, &pepper)?;
         let unseal = t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let table = keyreg::domain::table::Table::decode(&mut keyreg::domain::snapshot::Reader::new(sealed.table()))?;
+        let table = keyreg::domain::table::Table::decode(&mut keyreg::domain::snapshot::Decoder::new(sealed.table()))?;
         let decode = t.elapsed().as_secs_f64();
         let t = Instant::now();
         std::hint::black_box(table.digest());
@@ -132,7 +126,9 @@ pub(crate) fn measure(size: Size, nats_url: &str) -> anyhow::Result<Vec<Row>> {
         stream.push(answering(false)?);
     }
     let _ = stop_tx.send(true);
-    let _ = runtime.block_on(publishing);
+    for duty in publishing {
+        let _ = runtime.block_on(duty);
+    }
     registry.close()?;
     drop(runtime);
     std::fs::remove_dir_all(&dir)?;

@@ -15,10 +15,11 @@ use keyreg::domain::command::{Command, RoleEdit};
 use keyreg::domain::id::{Actor, KeyId, OrgId, RoleName};
 use keyreg::domain::scope::Scope;
 use keyreg::domain::verifier::{Code, Question};
-use keyreg::nats::publisher::{self, OutboxStatus};
-use keyreg::nats::{Nats, heartbeat};
+use keyreg::nats::Nats;
+use keyreg::nats::publisher::OutboxStatus;
 use keyreg::registry::Registry;
 use keyreg::replica::{Replica, ReplicaConfig};
+use keyreg::server::{Commit, nats_duties};
 use keyreg::store::DataDir;
 
 pub(crate) fn measure(size: Size, nats_url: &str) -> anyhow::Result<Vec<Row>> {
@@ -30,11 +31,7 @@ pub(crate) fn measure(size: Size, nats_url: &str) -> anyhow::Result<Vec<Row>> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let nats = Nats::new(nats_url);
     let connection = runtime.block_on(nats.connect())?;
-    let (log, committed) = (registry.log().clone(), registry.committed());
-    let keys = keyreg::domain::mac::MessageKeys::new(registry.pepper());
-    let (n, c, k, o, stop) = (nats.clone(), connection.clone(), keys.clone(), outbox.clone(), stop_rx.clone());
-    runtime.spawn(publisher::run(n, c, k, log, committed, o, stop));
-    runtime.spawn(heartbeat::run(nats, connection, keys, outbox.clone(), registry.clone(), stop_rx));
+    runtime.block_on(nats_duties(&registry, &nats, connection, Commit::Local, &outbox, &stop_rx))?;
     let replicas: Vec<Replica> = ["bench-r1", "bench-r2"]
         .iter()
         .map(|node| {

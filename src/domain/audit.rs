@@ -12,7 +12,7 @@ use rustc_hash::FxHashMap as HashMap;
 
 use crate::domain::event::{Event, TYPES};
 use crate::domain::id::{Actor, KeyId, OrgId, Seq};
-use crate::domain::snapshot::{Decoder, SnapshotError, Encoder, damaged};
+use crate::domain::snapshot::{Decoder, Encoder, SnapshotError, damaged};
 use crate::domain::time::Timestamp;
 
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -16,7 +16,7 @@ use crate::domain::cidr::Cidr;
 use crate::domain::event::Catalog;
 use crate::domain::id::{Actor, KeyId, OrgId, RoleName, Seq};
 use crate::domain::scope::Scope;
-use crate::domain::snapshot::{Decoder, SnapshotError, Encoder, damaged};
+use crate::domain::snapshot::{Decoder, Encoder, SnapshotError, damaged};
 use crate::domain::token::{PepperFingerprint, TokenHash};
 
 /// Numbers for shared values, in the order first met.
