@@ -127,6 +127,7 @@ fn run(size: Size, only: &[String]) -> anyhow::Result<()> {
                 }
                 if wanted("nats") {
                     record("3./7. nats", nats::measure(size, &server.url));
+                    record("3. nats, stream commit R3", nats::measure_r3(size));
                 }
                 if wanted("bootstrap") {
                     record("5. bootstrap", bootstrap::measure(size, &server.url));

@@ -2,7 +2,8 @@
 //! the run: revocation propagation from the registry's acknowledgement to
 //! the first `REVOKED` answer of each of two replicas while verifies run at
 //! load, the same for a role edit (one event changing a thousand keys), and
-//! the outbox's publish rate and lag under 64 writers.
+//! the outbox's publish rate and lag under 64 writers; and propagation
+//! again under stream commit on a 3-node NATS cluster (R3).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -52,6 +53,44 @@ pub(crate) fn measure(size: Size, nats_url: &str) -> anyhow::Result<Vec<Row>> {
     })();
     let _ = stop_tx.send(true);
     drop(runtime);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// Revocation and role-edit propagation with the registry committing to an
+/// R3 stream on a 3-node cluster (`sync_interval: always`) that shares the
+/// two cores: the acknowledgement now waits for the stream, so what is
+/// measured is from an acknowledged revoke to the replicas' answers.
+pub(crate) fn measure_r3(size: Size) -> anyhow::Result<Vec<Row>> {
+    let dir = crate::tempdir()?;
+    let cluster = crate::nats_server::NatsCluster::start(&dir.join("nats"), 3).map_err(|e| anyhow::anyhow!(e))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let (registry, _) = Registry::init(&DataDir::new(&dir.join("data")), crate::config())?;
+    let outbox = Arc::new(OutboxStatus::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let nats = Nats { replicas: 3, ..Nats::new(&cluster.url) };
+    let connection = runtime.block_on(nats.connect())?;
+    let commit = Commit::Stream { timeout: Duration::from_secs(10) };
+    runtime.block_on(nats_duties(&registry, &nats, connection, commit, &outbox, &stop_rx))?;
+    wait_for("stream commit to settle", Duration::from_secs(60), || outbox.published().0 >= registry.head().seq)?;
+    let replicas: Vec<Replica> = ["bench-r3-1", "bench-r3-2"]
+        .iter()
+        .map(|node| {
+            let mut c = ReplicaConfig::new(&cluster.url, registry.pepper().clone());
+            c.node = (*node).into();
+            c.access_flush = Duration::from_secs(3600);
+            runtime.block_on(Replica::start(c))
+        })
+        .collect::<Result<_, _>>()?;
+    wait_for("the replicas to be ready", Duration::from_secs(30), || {
+        replicas.iter().all(|r| r.unavailable().is_none())
+    })?;
+    let result = propagation(&registry, &replicas, if size.runs > 3 { 1000 } else { 300 }).map(|rows| {
+        rows.into_iter().map(|r| Row { measure: format!("{} (stream commit, R3)", r.measure), ..r }).collect()
+    });
+    let _ = stop_tx.send(true);
+    drop(runtime);
+    drop(cluster);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
