@@ -324,3 +324,33 @@ pub async fn unmark(nats: &Nats, connection: &Connection) -> Result<(), NatsErro
 
 /// How long a node switching to local commit tries to reach NATS.
 const UNMARK_FOR: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::chain::ChainHash;
+
+    fn records(n: u64) -> Vec<Record> {
+        (1..=n)
+            .map(|seq| Record { seq: Seq(seq), hash: ChainHash::ZERO, bytes: sled::IVec::from(vec![0; 32]) })
+            .collect()
+    }
+
+    fn sizes(batches: &[&[Record]]) -> Vec<usize> {
+        batches.iter().map(|b| b.len()).collect()
+    }
+
+    #[test]
+    fn batches_hold_whole_decisions_up_to_the_servers_limit() {
+        let all = records(2500);
+        // Decisions of 700 events: two never share a batch of 1,000.
+        let ends: Vec<Seq> = (1..=3).map(|i| Seq(i * 700)).chain([Seq(2500)]).collect();
+        assert_eq!(sizes(&batches(&all, &ends)), [700, 700, 700, 400]);
+        // Small decisions pack together.
+        let ends: Vec<Seq> = (1..=2500).map(Seq).collect();
+        assert_eq!(sizes(&batches(&all, &ends)), [1000, 1000, 500]);
+        // One decision larger than the limit is split, the only way to send it.
+        assert_eq!(sizes(&batches(&all, &[Seq(2500)])), [1000, 1000, 500]);
+        assert!(batches(&[], &[]).is_empty());
+    }
+}
