@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 /// Where the registry is and which key to present.
 #[derive(Args)]
 pub struct Remote {
-    /// The registry's URL, e.g. http://127.0.0.1:8080
+    /// The registry's URL, e.g. http://127.0.0.1:8080; several,
+    /// comma-separated, are tried in turn while one cannot be reached.
     #[arg(long, env = "KEYREG_URL", default_value = "http://127.0.0.1:8080", global = true)]
     url: String,
     /// A key of your organization with the permission the command needs.
@@ -34,7 +35,8 @@ impl Remote {
 
 pub struct Client {
     agent: ureq::Agent,
-    url: String,
+    /// The registry's nodes, in the order they are tried.
+    urls: Vec<String>,
     /// None for the one call that presents no key: verify.
     token: Option<String>,
     /// `Keyreg-Actor`, when acting for a person.
@@ -89,11 +91,32 @@ impl Client {
     pub fn public(remote: &Remote) -> Client {
         let agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
         let actor = remote.person().map(|email| format!("user:{email}"));
-        Client { agent, url: remote.url.clone(), token: None, actor }
+        let urls = remote.url.split(',').map(|u| u.trim().trim_end_matches('/').to_owned()).filter(|u| !u.is_empty());
+        Client { agent, urls: urls.collect(), token: None, actor }
     }
 
+    /// Sends `call` to the first node that can be reached. A node that
+    /// refused the connection never saw the request, so even a write goes
+    /// on to the next one; any answer, or a failure after connecting, ends
+    /// the call there.
     pub fn send(&self, call: Call<'_>) -> anyhow::Result<Value> {
-        let url = format!("{}{}", self.url.trim_end_matches('/'), call.path);
+        let mut unreachable = vec![];
+        for base in &self.urls {
+            match self.send_to(base, &call) {
+                Err(Sent::Not(e)) => unreachable.push(format!("{base} ({e})")),
+                Err(Sent::Failed(e)) => return Err(e),
+                Ok(value) => return Ok(value),
+            }
+        }
+        bail!(
+            "cannot reach the registry at {}: is `keyreg serve` running there? Set KEYREG_URL (or --url) to its \
+             address",
+            unreachable.join(", ")
+        )
+    }
+
+    fn send_to(&self, base: &str, call: &Call<'_>) -> Result<Value, Sent> {
+        let url = format!("{base}{}", call.path);
         let mut headers: Vec<(String, String)> =
             self.token.iter().map(|t| ("Authorization".to_owned(), format!("Bearer {t}"))).collect();
         if let Some(actor) = &self.actor {
@@ -114,7 +137,7 @@ impl Client {
                 r
             }};
         }
-        let body = call.body.unwrap_or(json!({}));
+        let body = call.body.clone().unwrap_or(json!({}));
         let sent = match call.method {
             "GET" => prepare!(self.agent.get(&url)).call(),
             "DELETE" => prepare!(self.agent.delete(&url)).call(),
@@ -122,17 +145,32 @@ impl Client {
             "PUT" => prepare!(self.agent.put(&url)).send_json(body),
             _ => prepare!(self.agent.post(&url)).send_json(body),
         };
-        let mut response = sent.with_context(|| format!("cannot reach the registry at {}", self.url))?;
+        let mut response = sent.map_err(|e| match e {
+            ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => Sent::Not(e),
+            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => Sent::Not(ureq::Error::Io(io)),
+            e => Sent::Failed(anyhow::Error::new(e).context(format!("the registry at {base} did not answer"))),
+        })?;
         let status = response.status();
-        let text = response.body_mut().read_to_string().context("cannot read the registry's answer")?;
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| Sent::Failed(anyhow::Error::new(e).context("cannot read the registry's answer")))?;
         let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if !status.is_success() {
             let detail = value["detail"].as_str().unwrap_or("no detail");
             let code = value["code"].as_str().unwrap_or("?");
-            bail!("{detail} ({code}, HTTP {})", status.as_u16());
+            return Err(Sent::Failed(anyhow::anyhow!("{detail} ({code}, HTTP {})", status.as_u16())));
         }
         Ok(value)
     }
+}
+
+/// Why a call to one node got no answer.
+enum Sent {
+    /// The connection was refused: the request never left.
+    Not(ureq::Error),
+    /// Sent, or answered with a refusal: nothing to try elsewhere.
+    Failed(anyhow::Error),
 }
 
 /// Sets `field` of the body when a value is given.
