@@ -21,7 +21,7 @@
 //! then take the stream's last sequence as proof of their freshness, no
 //! registry needed (`replica::freshness`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -54,6 +54,8 @@ pub struct StreamCommit {
     atomic: AtomicBool,
     /// Whether the stream's config carries this registry's stream-commit mark.
     marked: AtomicBool,
+    /// Atomic batches sent, for their ids.
+    batches: AtomicU64,
 }
 
 impl StreamCommit {
@@ -74,6 +76,7 @@ impl StreamCommit {
             known: Mutex::new(None),
             atomic: AtomicBool::new(false),
             marked: AtomicBool::new(false),
+            batches: AtomicU64::new(0),
         }
     }
 
@@ -163,8 +166,10 @@ impl StreamCommit {
     /// the future of its acknowledgement.
     async fn send(&self, batch: &[Record]) -> Result<async_nats::jetstream::context::PublishAckFuture, Unconfirmed> {
         let failed = |e: String| Unconfirmed::Unknown(e);
-        // Unique among the batches open on the stream at once.
-        let batch_id = format!("keyreg-{}-{}", std::process::id(), batch[0].seq);
+        // Unique for every attempt: a batch id the server still holds open
+        // from an attempt that failed half-way must not be taken up again.
+        let attempt = self.batches.fetch_add(1, Ordering::Relaxed);
+        let batch_id = format!("keyreg-{}-{}-{attempt}", std::process::id(), batch[0].seq);
         for (i, record) in batch.iter().enumerate() {
             let decoded = event::decode(record.bytes()).map_err(|e| failed(e.to_string()))?;
             let subject = self.nats.layout.event_subject(decoded.event.org.as_str(), decoded.event.change.type_name());

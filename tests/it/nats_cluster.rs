@@ -23,7 +23,11 @@ fn writes_survive_one_nats_node_and_stop_cleanly_without_all_three() {
     // settles its log into the new R3 stream.
     let settled =
         || api.ops("/readyz").json["outbox"]["lag"] == 0 && api.ops("/readyz").json["outbox"]["connected"] == true;
-    assert!(eventually(Duration::from_secs(60), settled), "{}", api.ops("/readyz").json);
+    let log_tail = || {
+        let log = std::fs::read_to_string(&server.log).unwrap_or_default();
+        log[log.len().saturating_sub(4000)..].to_owned()
+    };
+    assert!(eventually(Duration::from_secs(60), settled), "{}\n{}", api.ops("/readyz").json, log_tail());
     let admin = new_org(&api, &system, "acme");
     let replica = Verifier::start(&cluster.url, &server.data, "r1", 3_600_000);
     let r = Api::new(&replica.url);
@@ -68,7 +72,7 @@ fn writes_survive_one_nats_node_and_stop_cleanly_without_all_three() {
             let v = answer.json;
             break (v["key"]["id"].as_str().unwrap().to_owned(), v["secret"].as_str().unwrap().to_owned());
         }
-        assert!(asked.elapsed() < Duration::from_secs(60), "writes never resumed: {}", answer.json);
+        assert!(asked.elapsed() < Duration::from_secs(60), "writes never resumed: {}\n{}", answer.json, log_tail());
     };
     let names = key_names(&api, &admin);
     assert!(!names.contains(&"nowhere".to_owned()), "{names:?}");
