@@ -25,7 +25,8 @@ fn writes_survive_one_nats_node_and_stop_cleanly_without_all_three() {
         || api.ops("/readyz").json["outbox"]["lag"] == 0 && api.ops("/readyz").json["outbox"]["connected"] == true;
     let log_tail = || {
         let log = std::fs::read_to_string(&server.log).unwrap_or_default();
-        log[log.len().saturating_sub(4000)..].to_owned()
+        let from = (log.len().saturating_sub(4000)..log.len()).find(|i| log.is_char_boundary(*i)).unwrap_or(0);
+        log[from..].to_owned()
     };
     assert!(eventually(Duration::from_secs(60), settled), "{}\n{}", api.ops("/readyz").json, log_tail());
     let admin = new_org(&api, &system, "acme");
