@@ -200,8 +200,10 @@ async fn sweep(registry: Registry, every: Duration, mut stop: watch::Receiver<bo
         for (org, id) in due {
             match registry.execute(actor.clone(), org, Command::Expire { id }).await {
                 Ok(_) | Err(ExecError::Refused(_)) => {}
+                // The others would meet the same; the next sweep tries again.
                 Err(e) => {
-                    tracing::warn!(key = %id, error = %e, "the sweeper could not record an expiry")
+                    tracing::debug!(key = %id, error = %e, "the sweeper could not record an expiry");
+                    break;
                 }
             }
         }
@@ -231,7 +233,8 @@ async fn flush_access(
 /// is dropped, as there is nothing left to count it against.
 pub async fn flush_once(registry: &Registry, access: &AccessCounter) {
     let actor = Actor::system("usage");
-    for (org, id, report) in access.take() {
+    let mut pending = access.take().into_iter();
+    while let Some((org, id, report)) = pending.next() {
         let command = Command::RecordAccess { id, report: report.clone() };
         match registry.execute(actor.clone(), org.clone(), command).await {
             Ok(_) => {}
@@ -239,8 +242,12 @@ pub async fn flush_once(registry: &Registry, access: &AccessCounter) {
                 tracing::warn!(key = %id, refusal = %r, "an access report was refused")
             }
             Err(e @ (ExecError::Unavailable(_) | ExecError::RateLimited { .. })) => {
-                tracing::warn!(key = %id, error = %e, "an access report waits for the next flush");
+                // The rest would meet the same (under stream commit, each
+                // after waiting out the commit timeout): all wait for the
+                // next flush.
+                tracing::warn!(error = %e, "access reports wait for the next flush");
                 access.retry((org, id, report));
+                pending.by_ref().for_each(|rest| access.retry(rest));
             }
         }
     }
