@@ -123,7 +123,7 @@ pub(crate) fn measure(size: Size) -> anyhow::Result<Vec<Row>> {
     std::fs::create_dir_all(work.join("r1"))?;
     let single = NatsServer::start_configured(&work.join("r1"), Some("jetstream { sync_interval: always }\n"));
     let cluster = NatsCluster::start(&work.join("r3"), 3);
-    let modes: [(&str, Option<Result<(&str, usize), String>>); 3] = [
+    let modes: [(&str, Option<Result<Stream, String>>); 3] = [
         ("local commit", None),
         ("stream commit, R1", Some(single.as_ref().map(|s| (s.url.as_str(), 1)).map_err(Clone::clone))),
         ("stream commit, R3", Some(cluster.as_ref().map(|c| (c.url.as_str(), 3)).map_err(Clone::clone))),
@@ -169,9 +169,12 @@ pub(crate) fn measure(size: Size) -> anyhow::Result<Vec<Row>> {
     Ok(rows)
 }
 
+/// Where stream commit commits: NATS URLs, and the stream's replicas.
+type Stream<'a> = (&'a str, usize);
+
 /// One run on a fresh data dir: local commit, or stream commit to `stream`
-/// (NATS URL, replicas) under its own prefix.
-fn one_run(stream: Option<(&str, usize)>, writers: usize, events: u64, run: usize) -> anyhow::Result<AppendStats> {
+/// under its own prefix.
+fn one_run(stream: Option<Stream<'_>>, writers: usize, events: u64, run: usize) -> anyhow::Result<AppendStats> {
     let dir = std::env::temp_dir().join(format!("keyreg-bench-append-{}-{writers}-{run}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let (registry, _) = Registry::init(&DataDir::new(&dir), crate::config())?;

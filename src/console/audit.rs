@@ -39,7 +39,7 @@ pub async fn page(page: Page, Query(p): Query<AuditParams>) -> Response {
     let mut filters = String::new();
     for (name, value) in &filtered {
         if let Some(v) = value {
-            filters += &format!("&{name}={}", q(&v));
+            filters += &format!("&{name}={}", q(v));
         }
     }
     let cursor = field(&p.cursor);
