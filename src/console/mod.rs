@@ -5,7 +5,7 @@
 //! given), with one stylesheet and one small script embedded in the binary;
 //! nothing is fetched from anywhere else. Every read and write a page makes
 //! is a call to the HTTP API, in process, under the signed-in key's own
-//! authority (`Page::api`): the console has no rules of its own to drift
+//! authority (`Page::api`, `client.rs`): the console has no rules of its own to drift
 //! from the API's, and a refusal reads the same in both, the API's sentence
 //! shown next to the field it concerns.
 //!
@@ -14,6 +14,9 @@
 //! and no framing, `nosniff`, no referrer, and `no-store`.
 
 mod audit;
+mod client;
+
+use client::{Edited, Refusal};
 mod key_form;
 mod keys;
 mod org;
@@ -26,21 +29,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use serde_json::Value;
 
 pub use session::IDLE_SECONDS;
 
 use crate::domain::id::KeyId;
 use crate::domain::permission::Permission;
-use crate::http::{ACTOR_HEADER, ApiError, AppState, BODY_LIMIT, Caller, listen, track};
+use crate::http::{ApiError, AppState, BODY_LIMIT, Caller, listen, track};
 use session::{COOKIE, Missing, Session, Sessions, same_token};
 
 /// What every console handler is given: the registry's API state, the API
@@ -163,124 +165,6 @@ impl Page {
 
     pub fn csrf(&self) -> &str {
         &self.session.csrf
-    }
-
-    /// Calls the API as the signed-in key (and person).
-    pub async fn api(&self, method: Method, uri: &str, body: Option<&Value>) -> Answer {
-        self.api_with(method, uri, body, None).await
-    }
-
-    /// A change the way the console makes every edit: first as a dry run,
-    /// whose warnings a person confirms (the form comes back with
-    /// `confirmed`); then for real, with the form's `version` as
-    /// `If-Match`.
-    pub async fn edit(&self, path: &str, body: &Value, form: &Form) -> Result<Edited, Refusal> {
-        let version = Some(form.get("version")).filter(|v| !v.is_empty());
-        if !form.has("confirmed") {
-            let dry_run = crate::http::route::query(path, [("dry_run", Some("true"))]);
-            let preview = self.api_with(Method::PATCH, &dry_run, Some(body), version).await.ok()?;
-            if preview["warnings"].as_array().is_some_and(|w| !w.is_empty()) {
-                return Ok(Edited::Warned(preview));
-            }
-        }
-        self.api_with(Method::PATCH, path, Some(body), version).await.ok().map(Edited::Saved)
-    }
-
-    /// `api`, with `If-Match: <version>`.
-    pub async fn api_with(&self, method: Method, uri: &str, body: Option<&Value>, version: Option<&str>) -> Answer {
-        let mut req = Request::builder().method(method).uri(uri);
-        let h = req.headers_mut().expect("a request being built has headers");
-        let bearer = format!("Bearer {}", self.session.token.expose());
-        h.insert(header::AUTHORIZATION, HeaderValue::from_str(&bearer).unwrap_or(HeaderValue::from_static("")));
-        if let Some(user) = self.user().and_then(|u| HeaderValue::from_str(&format!("user:{u}")).ok()) {
-            h.insert(ACTOR_HEADER, user);
-        }
-        if let Some(v) = version.and_then(|v| HeaderValue::from_str(&format!("\"{v}\"")).ok()) {
-            h.insert(header::IF_MATCH, v);
-        }
-        let body = match body {
-            Some(b) => {
-                h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                Body::from(b.to_string())
-            }
-            None => Body::empty(),
-        };
-        let mut req = req.body(body).expect("a request of valid parts");
-        if let Some(peer) = self.peer {
-            req.extensions_mut().insert(peer);
-        }
-        let mut api = self.console.api.clone();
-        let response = match tower_service::Service::call(&mut api, req).await {
-            Ok(r) => r,
-            Err(never) => match never {},
-        };
-        let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap_or_default();
-        Answer { status, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) }
-    }
-}
-
-/// The API's answer to one of the console's calls.
-pub struct Answer {
-    pub status: StatusCode,
-    pub body: Value,
-}
-
-impl Answer {
-    /// The body, or the API's refusal as a sentence a person can act on.
-    pub fn ok(self) -> Result<Value, Refusal> {
-        if self.status.is_success() {
-            Ok(self.body)
-        } else {
-            Err(Refusal {
-                code: self.body["code"].as_str().unwrap_or("INTERNAL").to_owned(),
-                detail: self.body["detail"].as_str().unwrap_or("the registry could not answer").to_owned(),
-                field: self.body["field"].as_str().map(str::to_owned),
-            })
-        }
-    }
-}
-
-/// What `Page::edit` did.
-pub enum Edited {
-    /// Nothing yet: the dry run's answer, whose warnings need confirming.
-    Warned(Value),
-    /// Saved: the API's answer.
-    Saved(Value),
-}
-
-/// A refusal of the API, as the console shows it.
-#[derive(Debug)]
-pub struct Refusal {
-    pub code: String,
-    pub detail: String,
-    /// The request field the API named as wrong, if one was.
-    pub field: Option<String>,
-}
-
-impl Refusal {
-    /// The form field the refusal concerns: the one the API named, or the
-    /// scopes for a refusal that is about what the scopes grant.
-    pub fn field(&self, fields: &[&'static str]) -> Option<&'static str> {
-        let named = match self.code.as_str() {
-            "UNKNOWN_ACTION" | "ESCALATION" => "scopes",
-            _ => self.field.as_deref()?,
-        };
-        fields.iter().copied().find(|f| *f == named)
-    }
-
-    /// The sentence for a person: the API's detail, with a word on what to do.
-    pub fn sentence(&self) -> String {
-        let mut s = self.detail.clone();
-        if let Some(first) = s.get_mut(..1) {
-            first.make_ascii_uppercase();
-        }
-        match self.code.as_str() {
-            "FORBIDDEN" | "ESCALATION" => s + ". Your key does not allow this; ask an administrator.",
-            "VERSION_MISMATCH" => s + ". Someone changed it since you opened the page; reload and try again.",
-            _ if s.ends_with('.') => s,
-            _ => s + ".",
-        }
     }
 }
 
