@@ -158,7 +158,6 @@ impl StreamCommit {
         }
         self.set_known(Some(head.seq));
         self.status.set_connected(true);
-        self.mark().await;
         Ok(())
     }
 
@@ -206,13 +205,10 @@ impl StreamCommit {
         Err(failed("an empty batch".into()))
     }
 
-    /// Records in the stream's config that this registry commits to it,
-    /// once the stream holds the whole log. A failure is retried after the
-    /// next write; until then replicas keep to the heartbeat.
-    async fn mark(&self) {
-        if self.marked.load(Ordering::Relaxed) {
-            return;
-        }
+    /// Records in the stream's config that this registry commits to it. A
+    /// failure is retried after the next write; until then replicas keep
+    /// to the heartbeat.
+    async fn mark_stream(&self) {
         match self.configure(true).await {
             Ok(()) => self.marked.store(true, Ordering::Relaxed),
             Err(e) => {
@@ -273,6 +269,15 @@ impl Confirm for StreamCommit {
         self.timeout
     }
 
+    fn mark(&self) {
+        if !self.marked.load(Ordering::Relaxed) && self.reachable() {
+            let _ = self.within(async {
+                self.mark_stream().await;
+                Ok(())
+            });
+        }
+    }
+
     fn confirm(&self, log: &Reader, head: Head, ends: &[Seq]) -> Result<(), Unconfirmed> {
         if !self.reachable() {
             return Err(Unconfirmed::Unreachable("not connected to NATS".into()));
@@ -288,7 +293,6 @@ impl Confirm for StreamCommit {
             let last = self.last_stored(log, head).await?;
             if last == head.seq {
                 self.set_known(Some(last));
-                self.mark().await;
             }
             Ok(last)
         })

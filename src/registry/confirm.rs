@@ -32,6 +32,13 @@ pub trait Confirm: Send + Sync {
     /// How long a write may wait for the stream (`--commit-timeout`).
     fn timeout(&self) -> std::time::Duration;
 
+    /// Records in the stream that this node commits to it, so replicas may
+    /// take the stream as proof of freshness. Called once the stream holds
+    /// the whole log and the data dir says so (never before: a node that
+    /// switches back to local commit learns from its data dir that it must
+    /// take the mark off). Retried after later writes if it fails.
+    fn mark(&self);
+
     /// Has the stream store every log event it lacks, through `head`, and
     /// returns once it confirmed them all, or fails within the commit
     /// timeout. `ends` holds the last sequence of each decision among

@@ -145,7 +145,12 @@ fn write_loop(mut log: Log, shared: &Shared, rx: mpsc::Receiver<Job>) {
         let staged = start.seq != log.head().seq;
         if failure.is_none() && staged {
             match log.commit().map(|()| confirm(&mut log, shared, start, &ends)) {
-                Ok(Ok(())) => committed(shared, log.head()),
+                Ok(Ok(())) => {
+                    committed(shared, log.head());
+                    if let Some(stream) = shared.confirm() {
+                        stream.mark();
+                    }
+                }
                 Ok(Err(unconfirmed)) => {
                     let why = unconfirmed.to_string();
                     for (_, result) in answers.iter_mut().filter(|(_, r)| r.is_ok()) {
@@ -273,6 +278,7 @@ fn settle(log: &mut Log, shared: &Shared) {
             shared.unsettled.store(false, Ordering::Relaxed);
             shared.tail_acknowledged.store(false, Ordering::Relaxed);
             committed(shared, log.head());
+            stream.mark();
         }
         Err(e @ Unconfirmed::Diverged(_)) => diverged(shared, &e),
         Err(e) => tracing::debug!(error = %e, "cannot settle with the stream yet"),

@@ -204,10 +204,11 @@ fn local_commit_takes_the_stream_proof_away_first() {
 fn recover_waits_for_a_log_settled_with_the_stream() {
     let dir = tempdir();
     let nats = start_nats(dir.path());
-    let (server, _) = Server::init_and_start(dir.path(), &["--nats", &nats.url]);
+    let (server, system) = Server::init_and_start(dir.path(), &["--nats", &nats.url]);
     let data = server.data.clone();
-    let api = Api::new(&server.url);
-    assert!(eventually(Duration::from_secs(5), || api.ops("/readyz").json["outbox"]["lag"] == 0));
+    // A write goes through only once the node has settled with the stream
+    // (and recorded that it commits to it).
+    new_org(&Api::new(&server.url), &system, "acme");
     server.kill();
     let refused = keyreg(&["recover", "--data", path_str(&data)]);
     assert!(!refused.status.success());
@@ -215,8 +216,7 @@ fn recover_waits_for_a_log_settled_with_the_stream() {
     assert!(err.contains("did not stop cleanly") && err.contains("keyreg serve --nats"), "{err}");
 
     let again = Server::start(&data, &["--nats", &nats.url]);
-    let api = Api::new(&again.url);
-    assert!(eventually(Duration::from_secs(5), || api.ops("/readyz").json["outbox"]["lag"] == 0));
+    new_org(&Api::new(&again.url), &system, "beta");
     again.stop();
     let recovered = keyreg(&["recover", "--data", path_str(&data)]);
     assert!(recovered.status.success(), "{}", String::from_utf8_lossy(&recovered.stderr));
