@@ -33,18 +33,7 @@ pub(crate) fn measure(size: Size, nats_url: &str) -> anyhow::Result<Vec<Row>> {
     let nats = Nats::new(nats_url);
     let connection = runtime.block_on(nats.connect())?;
     runtime.block_on(nats_duties(&registry, &nats, connection, Commit::Local, &outbox, &stop_rx))?;
-    let replicas: Vec<Replica> = ["bench-r1", "bench-r2"]
-        .iter()
-        .map(|node| {
-            let mut c = ReplicaConfig::new(nats_url, registry.pepper().clone());
-            c.node = (*node).into();
-            c.access_flush = Duration::from_secs(3600);
-            runtime.block_on(Replica::start(c))
-        })
-        .collect::<Result<_, _>>()?;
-    wait_for("the replicas to be ready", Duration::from_secs(30), || {
-        replicas.iter().all(|r| r.unavailable().is_none())
-    })?;
+    let replicas = ready_replicas(&runtime, &registry, nats_url, ["bench-r1", "bench-r2"])?;
     let result = (|| -> anyhow::Result<Vec<Row>> {
         let mut rows = propagation(&registry, &replicas, if size.runs > 3 { 1000 } else { 300 })?;
         rows.push(outbox_rate(&registry, &outbox, size.append_events.max(4000))?);
@@ -73,18 +62,7 @@ pub(crate) fn measure_r3(size: Size) -> anyhow::Result<Vec<Row>> {
     let commit = Commit::Stream { timeout: Duration::from_secs(10) };
     runtime.block_on(nats_duties(&registry, &nats, connection, commit, &outbox, &stop_rx))?;
     wait_for("stream commit to settle", Duration::from_secs(60), || outbox.published().0 >= registry.head().seq)?;
-    let replicas: Vec<Replica> = ["bench-r3-1", "bench-r3-2"]
-        .iter()
-        .map(|node| {
-            let mut c = ReplicaConfig::new(&cluster.url, registry.pepper().clone());
-            c.node = (*node).into();
-            c.access_flush = Duration::from_secs(3600);
-            runtime.block_on(Replica::start(c))
-        })
-        .collect::<Result<_, _>>()?;
-    wait_for("the replicas to be ready", Duration::from_secs(30), || {
-        replicas.iter().all(|r| r.unavailable().is_none())
-    })?;
+    let replicas = ready_replicas(&runtime, &registry, &cluster.url, ["bench-r3-1", "bench-r3-2"])?;
     let result = propagation(&registry, &replicas, if size.runs > 3 { 1000 } else { 300 }).map(|rows| {
         rows.into_iter().map(|r| Row { measure: format!("{} (stream commit, R3)", r.measure), ..r }).collect()
     });
@@ -93,6 +71,28 @@ pub(crate) fn measure_r3(size: Size) -> anyhow::Result<Vec<Row>> {
     drop(cluster);
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+/// Two replicas of `registry` following `nats_url`, once both answer.
+fn ready_replicas(
+    runtime: &tokio::runtime::Runtime,
+    registry: &Registry,
+    nats_url: &str,
+    nodes: [&str; 2],
+) -> anyhow::Result<Vec<Replica>> {
+    let replicas: Vec<Replica> = nodes
+        .iter()
+        .map(|node| {
+            let mut c = ReplicaConfig::new(nats_url, registry.pepper().clone());
+            c.node = (*node).into();
+            c.access_flush = Duration::from_secs(3600);
+            runtime.block_on(Replica::start(c))
+        })
+        .collect::<Result<_, _>>()?;
+    wait_for("the replicas to be ready", Duration::from_secs(30), || {
+        replicas.iter().all(|r| r.unavailable().is_none())
+    })?;
+    Ok(replicas)
 }
 
 pub(crate) fn wait_for(what: &str, limit: Duration, f: impl Fn() -> bool) -> anyhow::Result<()> {
