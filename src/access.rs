@@ -54,6 +54,11 @@ impl AccessCounter {
         }
     }
 
+    /// The node the reports are from.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
     pub fn record(&self, org: &OrgId, key: &KeyId, at: Timestamp, ip: Option<IpAddr>) {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         match pending.get_mut(key) {

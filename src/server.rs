@@ -24,14 +24,16 @@ use crate::http::listen::Limits;
 use crate::http::{self, ApiOptions, AppState};
 use crate::metrics::Metrics;
 use crate::nats::commit::{self, StreamCommit};
+use crate::nats::node::{self, NodeOptions};
 use crate::nats::publisher::{self, OutboxStatus};
-use crate::nats::{Connection, Nats, heartbeat, ingest, snapshots};
+use crate::nats::{Connection, Nats, heartbeat, ingest, reports, snapshots};
 use crate::registry::{ExecError, Registry};
 
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
-    /// This node's name in access reports.
-    pub node: String,
+    /// This node's name (in access reports and the lease), where the
+    /// other nodes reach it, and how long its lease lasts.
+    pub node: NodeOptions,
     /// How often pending access counts become `key.accessed` events.
     pub access_flush: Duration,
     /// How often the sweeper looks for keys past their expiry.
@@ -50,7 +52,7 @@ pub struct ServeOptions {
 impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
-            node: "registry".into(),
+            node: NodeOptions::default(),
             access_flush: Duration::from_secs(10),
             sweep_every: Duration::from_millis(250),
             nats: None,
@@ -91,7 +93,11 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let access = Arc::new(AccessCounter::new(&options.node, registry.now()));
+    let access = Arc::new(AccessCounter::new(&options.node.name, registry.now()));
+    let mut node = options.node.clone();
+    if node.url.is_empty() {
+        node.url = format!("http://{}", listener.local_addr()?);
+    }
     let outbox = options.nats.as_ref().map(|_| Arc::new(OutboxStatus::default()));
     let state = AppState {
         registry: registry.clone(),
@@ -115,7 +121,16 @@ pub async fn serve(
     if let (Some(nats), Some(outbox)) = (options.nats, outbox) {
         match nats.connect().await {
             Ok(connection) => {
-                tasks.extend(nats_duties(&registry, &nats, connection, options.commit, &outbox, &stop_rx).await?);
+                let duties =
+                    nats_duties(&registry, &nats, connection.clone(), options.commit, &node, &outbox, &stop_rx);
+                tasks.extend(duties.await?);
+                tasks.push(tokio::spawn(publish_access(
+                    registry.clone(),
+                    nats,
+                    connection,
+                    access.clone(),
+                    stop_rx.clone(),
+                )));
             }
             Err(e) if options.commit != Commit::Local => return Err(std::io::Error::other(e)),
             Err(e) => tracing::error!(error = %e, "cannot use NATS; events wait in the log"),
@@ -126,19 +141,23 @@ pub async fn serve(
     for task in tasks {
         let _ = task.await;
     }
-    flush_once(&registry, &access).await;
+    if registry.leads() {
+        flush_once(&registry, &access).await;
+    }
     result
 }
 
 /// A registry node's duties on NATS, started on `connection`: stream commit
-/// (or, under local commit, the outbox), the access-report ingest, the
-/// snapshot publisher and the heartbeat, each stopping when `stop` turns
-/// true. `serve` and the benchmarks start a node this one way.
+/// with its lease among several nodes (or, under local commit, the
+/// outbox), the access-report ingest, the snapshot publisher and the
+/// heartbeat, each stopping when `stop` turns true. `serve` and the
+/// benchmarks start a node this one way.
 pub async fn nats_duties(
     registry: &Registry,
     nats: &Nats,
     connection: Connection,
     commit: Commit,
+    me: &NodeOptions,
     outbox: &Arc<OutboxStatus>,
     stop: &watch::Receiver<bool>,
 ) -> std::io::Result<Vec<JoinHandle<()>>> {
@@ -149,7 +168,11 @@ pub async fn nats_duties(
     };
     let mut tasks = vec![];
     match commit {
-        Commit::Stream { timeout } => registry.commit_to(stream_commit(timeout)),
+        Commit::Stream { timeout } => {
+            registry.join(&me.name);
+            let (r, n, c, k) = (registry.clone(), nats.clone(), connection.clone(), keys.clone());
+            tasks.push(tokio::spawn(node::run(r, n, c, k, stream_commit(timeout), me.clone(), stop.clone())));
+        }
         Commit::Local => {
             if registry.last_committed_to_stream() {
                 // Events the stream never confirmed are cut, not published;
@@ -196,7 +219,10 @@ pub fn app(state: AppState, console_idle: Duration) -> axum::Router {
 async fn sweep(registry: Registry, every: Duration, mut stop: watch::Receiver<bool>) {
     let actor = Actor::system("sweeper");
     loop {
-        let due = registry.read().table.due_to_expire(registry.now());
+        let due = match registry.leads() {
+            true => registry.read().table.due_to_expire(registry.now()),
+            false => vec![],
+        };
         for (org, id) in due {
             match registry.execute(actor.clone(), org, Command::Expire { id }).await {
                 Ok(_) | Err(ExecError::Refused(_)) => {}
@@ -222,8 +248,45 @@ async fn flush_access(
 ) {
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(every) => flush_once(&registry, &access).await,
+            // Only the leader appends; a standby's counts go over NATS.
+            _ = tokio::time::sleep(every) => if registry.leads() {
+                flush_once(&registry, &access).await
+            },
             _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Hands a standby's access counts to the leader, as access reports over
+/// NATS (the leader appends each once, as it does a replica's); the
+/// leader appends its own (`flush_access`).
+async fn publish_access(
+    registry: Registry,
+    nats: Nats,
+    connection: Connection,
+    access: Arc<AccessCounter>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let keys = MessageKeys::new(registry.pepper());
+    let node = access.node().to_owned();
+    loop {
+        let stopping = tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => false,
+            _ = stop.changed() => true,
+        };
+        if registry.leads() {
+            if stopping {
+                return;
+            }
+            continue;
+        }
+        let pending = access.take();
+        if !pending.is_empty() {
+            let failed = reports::publish(&connection.js, &nats.layout, &keys, &node, pending).await;
+            failed.into_iter().for_each(|r| access.retry(r));
+        }
+        if stopping {
+            return;
         }
     }
 }
@@ -241,7 +304,7 @@ pub async fn flush_once(registry: &Registry, access: &AccessCounter) {
             Err(ExecError::Refused(r)) => {
                 tracing::warn!(key = %id, refusal = %r, "an access report was refused")
             }
-            Err(e @ (ExecError::Unavailable(_) | ExecError::RateLimited { .. })) => {
+            Err(e @ (ExecError::Unavailable(_) | ExecError::RateLimited { .. } | ExecError::NotLeader(_))) => {
                 // The rest would meet the same (under stream commit, each
                 // after waiting out the commit timeout): all wait for the
                 // next flush.

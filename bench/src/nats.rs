@@ -17,6 +17,7 @@ use keyreg::domain::id::{Actor, KeyId, OrgId, RoleName};
 use keyreg::domain::scope::Scope;
 use keyreg::domain::verifier::{Code, Question};
 use keyreg::nats::Nats;
+use keyreg::nats::node::NodeOptions;
 use keyreg::nats::publisher::OutboxStatus;
 use keyreg::registry::Registry;
 use keyreg::replica::{Replica, ReplicaConfig};
@@ -32,7 +33,15 @@ pub(crate) fn measure(size: Size, nats_url: &str) -> anyhow::Result<Vec<Row>> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let nats = Nats::new(nats_url);
     let connection = runtime.block_on(nats.connect())?;
-    runtime.block_on(nats_duties(&registry, &nats, connection, Commit::Local, &outbox, &stop_rx))?;
+    runtime.block_on(nats_duties(
+        &registry,
+        &nats,
+        connection,
+        Commit::Local,
+        &NodeOptions::default(),
+        &outbox,
+        &stop_rx,
+    ))?;
     let replicas = ready_replicas(&runtime, &registry, nats_url, ["bench-r1", "bench-r2"])?;
     let result = (|| -> anyhow::Result<Vec<Row>> {
         let mut rows = propagation(&registry, &replicas, if size.runs > 3 { 1000 } else { 300 })?;
@@ -60,7 +69,7 @@ pub(crate) fn measure_r3(size: Size) -> anyhow::Result<Vec<Row>> {
     let nats = Nats { replicas: 3, ..Nats::new(&cluster.url) };
     let connection = runtime.block_on(nats.connect())?;
     let commit = Commit::Stream { timeout: Duration::from_secs(10) };
-    runtime.block_on(nats_duties(&registry, &nats, connection, commit, &outbox, &stop_rx))?;
+    runtime.block_on(nats_duties(&registry, &nats, connection, commit, &NodeOptions::default(), &outbox, &stop_rx))?;
     wait_for("stream commit to settle", Duration::from_secs(60), || outbox.published().0 >= registry.head().seq)?;
     let replicas = ready_replicas(&runtime, &registry, &cluster.url, ["bench-r3-1", "bench-r3-2"])?;
     let result = propagation(&registry, &replicas, if size.runs > 3 { 1000 } else { 300 }).map(|rows| {

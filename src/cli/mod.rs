@@ -25,6 +25,7 @@ use crate::domain::id::{OrgId, Seq};
 use crate::domain::time::{SystemClock, Timestamp};
 use crate::domain::token::{Token, TokenFormat};
 use crate::http::listen::Limits;
+use crate::nats::node::NodeOptions;
 use crate::nats::{Layout, Nats};
 use crate::registry::{Config, OpenError, OrgRate, Registry};
 use crate::replica::{Replica, ReplicaConfig};
@@ -50,9 +51,19 @@ struct Cli {
 enum Cmd {
     /// Make a data dir: the pepper, the `_system` org and its first key.
     /// The key's token goes to stdout, once; everything else to stderr.
+    ///
+    /// With --join: the data dir of another node of an existing registry,
+    /// holding a copy of its pepper and an empty log (no key is made; the
+    /// node fills its log from the stream).
     Init {
         #[arg(long, env = "KEYREG_DATA")]
         data: PathBuf,
+        /// Make a node of an existing registry (needs --pepper-file).
+        #[arg(long, requires = "pepper_file")]
+        join: bool,
+        /// With --join: the registry's pepper (another node's DIR/pepper).
+        #[arg(long, requires = "join")]
+        pepper_file: Option<PathBuf>,
     },
     /// Issue a new system key when every key that could make one is lost.
     /// The registry must be stopped. The token goes to stdout, once.
@@ -67,9 +78,19 @@ enum Cmd {
         /// Address to listen on; port 0 picks a free one (the address is printed).
         #[arg(long, env = "KEYREG_LISTEN", default_value = "127.0.0.1:8080")]
         listen: String,
-        /// This node's name in access reports (1-64 of [A-Za-z0-9._-]).
+        /// This node's name in access reports and in the leader's lease,
+        /// unique among the registry's nodes (1-64 of [A-Za-z0-9._-]).
         #[arg(long, env = "KEYREG_NODE", default_value = "registry", value_parser = parse_node)]
         node: String,
+        /// Where the registry's other nodes reach this one's HTTP API, to
+        /// forward writes to it when it leads (default: http:// and the
+        /// listen address).
+        #[arg(long, env = "KEYREG_ADVERTISE")]
+        advertise: Option<String>,
+        /// With stream commit: how long the leader's lease lasts unrenewed;
+        /// a standby leads within this plus a second of the leader's crash.
+        #[arg(long, env = "KEYREG_LEASE", default_value = "3s", value_parser = parse_duration)]
+        lease: Duration,
         /// Milliseconds between flushes of access counts into `key.accessed` events.
         #[arg(long, env = "KEYREG_ACCESS_FLUSH_MS", default_value_t = 10_000)]
         access_flush_ms: u64,
@@ -326,12 +347,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let layout = Layout::new(&cli.stream_prefix)?;
     let nats = |url: &str| Nats { url: url.to_owned(), layout: layout.clone(), replicas: 1 };
     match cli.command {
-        Cmd::Init { data } => init(&data, config(&cli.token_prefix)?),
+        Cmd::Init { data, join: true, pepper_file: Some(pepper) } => join(&data, &pepper),
+        Cmd::Init { data, .. } => init(&data, config(&cli.token_prefix)?),
         Cmd::Recover { data } => recover(&data, config(&cli.token_prefix)?),
         Cmd::Serve {
             data,
             listen,
             node,
+            advertise,
+            lease,
             access_flush_ms,
             nats: url,
             commit,
@@ -345,7 +369,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             limits,
         } => {
             let options = ServeOptions {
-                node,
+                node: NodeOptions { name: node, url: advertise.unwrap_or_default(), lease },
                 access_flush: Duration::from_millis(access_flush_ms.max(10)),
                 nats: (url != "none").then(|| Nats { replicas: stream_replicas.into(), ..nats(&url) }),
                 commit: match commit {
@@ -422,6 +446,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn init(data: &Path, config: Config) -> anyhow::Result<ExitCode> {
     let (registry, token) = Registry::init(&DataDir::new(data), config)?;
     hand_out(registry, &token, |head| format!("initialised {} (log head {head}).", data.display()))
+}
+
+fn join(data: &Path, pepper: &Path) -> anyhow::Result<ExitCode> {
+    let pepper = crate::store::load_pepper(pepper)?;
+    DataDir::new(data).create_joining(&pepper)?;
+    eprintln!(
+        "made {} for another node of the registry: its pepper, an empty log. Start it with `keyreg serve --nats …` \
+         and the same --stream-prefix: it follows the stream, and leads when the leader is gone.",
+        data.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn recover(data: &Path, config: Config) -> anyhow::Result<ExitCode> {

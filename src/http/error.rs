@@ -49,6 +49,9 @@ pub enum ApiError {
     Stale(String),
     #[error("{0}")]
     Unavailable(String),
+    /// Several nodes, and none leads now (or this one cannot reach it).
+    #[error("{0}")]
+    NoLeader(String),
     /// Too many views of the past are being rebuilt at once.
     #[error("{0}")]
     Busy(String),
@@ -116,6 +119,9 @@ impl ApiError {
             }
             ApiError::Unavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "The service cannot take writes now")
+            }
+            ApiError::NoLeader(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "NO_LEADER", "No node of this registry leads now; nothing changed")
             }
             ApiError::Busy(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "BUSY", "Too many views of the past are being rebuilt; try again")
@@ -211,6 +217,7 @@ impl From<ExecError> for ApiError {
         match e {
             ExecError::Refused(r) => r.into(),
             ExecError::Unavailable(why) => ApiError::Unavailable(why),
+            e @ ExecError::NotLeader(_) => ApiError::NoLeader(e.to_string()),
             ExecError::RateLimited { retry_after } => {
                 ApiError::RateLimited { detail: ExecError::RateLimited { retry_after }.to_string(), retry_after }
             }

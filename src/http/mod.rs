@@ -7,6 +7,7 @@
 mod audit;
 mod bulk;
 mod error;
+mod forward;
 pub mod heavy;
 mod import;
 mod keys;
@@ -158,6 +159,7 @@ pub fn api(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::MethodNotAllowed("this route does not take that method".into())
         })
+        .layer(middleware::from_fn_with_state(state.clone(), forward::writes_to_leader))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(listen::guard))
         .with_state(state)

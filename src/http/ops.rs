@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::{ApiError, AppState, Caller, json, prometheus};
 use crate::domain::id::Seq;
+use crate::registry::{Leader, NodeRole};
 
 /// Whether the request comes from the operator: a key of `_system` holding
 /// `audit:read`. Anything else (no key, a bad one, a tenant's) is not, and
@@ -29,15 +30,31 @@ impl FromRequestParts<AppState> for Operator {
     }
 }
 
-/// What anyone is told.
+/// What anyone is told: whether to route here and, with several nodes,
+/// which one leads (where a load balancer sends writes).
 #[derive(Serialize)]
 struct Status {
     status: &'static str,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    node: Option<Node>,
+}
+
+/// A node of several: its role, its name, and the leader it knows of.
+#[derive(Clone, Serialize)]
+struct Node {
+    role: NodeRole,
+    node: String,
+    leader: Option<Leader>,
 }
 
 #[derive(Serialize)]
 struct Health {
     status: &'static str,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    node: Option<Node>,
+    /// The stream's last sequence as this node last learned it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_last_seq: Option<u64>,
     head_seq: Seq,
     head_hash: String,
     applied_seq: Seq,
@@ -85,8 +102,12 @@ fn health(s: &AppState) -> (bool, Health) {
     let checking = !s.registry.chain_checked();
     let failing =
         refusing_writes.is_some() || outbox.as_ref().is_some_and(|o| o.diverged.is_some() || o.stuck.is_some());
+    let node =
+        s.registry.node_name().map(|name| Node { role: s.registry.role(), node: name, leader: s.registry.leader() });
+    let starting = node.as_ref().is_some_and(|n| n.role == NodeRole::Starting);
     let (ok, status) = match (failing, checking) {
         (true, _) => (false, "failing"),
+        (false, _) if starting => (false, "starting"),
         // Started from a snapshot: reads are served, writes wait for the
         // check of the chain before it.
         (false, true) => (false, "checking"),
@@ -94,12 +115,25 @@ fn health(s: &AppState) -> (bool, Health) {
     };
     let head_hash = head.hash.to_hex();
     let commit = if s.registry.commits_to_stream() { "stream" } else { "local" };
-    (ok, Health { status, head_seq: head.seq, head_hash, applied_seq: applied, commit, refusing_writes, outbox })
+    let published = s.outbox.as_ref().map(|o| o.published().0.0);
+    let stream_last_seq = s.registry.stream_last().map(|seen| seen.0.max(published.unwrap_or(0))).or(published);
+    let health = Health {
+        status,
+        node,
+        stream_last_seq,
+        head_seq: head.seq,
+        head_hash,
+        applied_seq: applied,
+        commit,
+        refusing_writes,
+        outbox,
+    };
+    (ok, health)
 }
 
 /// The health as the caller may see it: whole for the operator.
 fn answer(status: StatusCode, h: Health, operator: Operator) -> Response {
-    if operator.0 { json(status, &h) } else { json(status, &Status { status: h.status }) }
+    if operator.0 { json(status, &h) } else { json(status, &Status { status: h.status, node: h.node }) }
 }
 
 /// Alive: the process answers. Reports the log head to the operator.

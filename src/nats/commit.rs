@@ -111,7 +111,7 @@ impl StreamCommit {
         let mut stream = self.nats.events_stream(&self.connection.js).await.map_err(unknown)?;
         let last = Seq(stream.info().await.map_err(|e| unknown(super::nats_err(e)))?.state.last_sequence);
         if last > head.seq {
-            return Err(Unconfirmed::Diverged(format!(
+            return Err(Unconfirmed::Overtaken(format!(
                 "the stream holds {last} events, this node's log {}: another node wrote to it",
                 head.seq
             )));
@@ -121,7 +121,7 @@ impl StreamCommit {
             let record =
                 record.ok_or_else(|| Unconfirmed::Diverged(format!("the log lacks the stream's event {last}")))?;
             super::publisher::check_stored(&self.nats, &self.connection.js, &record).await.map_err(|e| match e {
-                NatsError::Diverged { .. } => Unconfirmed::Diverged(e.to_string()),
+                NatsError::Diverged { .. } => Unconfirmed::Overtaken(e.to_string()),
                 e => unknown(e),
             })?;
             self.status.set_published(last, record.hash);

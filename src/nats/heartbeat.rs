@@ -80,7 +80,8 @@ mod publish {
                 _ = stop.changed() => return,
             }
             // Only a stream the outbox has checked against the log is vouched for.
-            if !outbox.connected() {
+            // A standby's head may lag what the leader acknowledged.
+            if !outbox.connected() || !registry.leads() {
                 continue;
             }
             let head = registry.head();

@@ -29,6 +29,13 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
+        // Only the leader appends: a standby leaves reports to it.
+        while !registry.leads() {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = stop.changed() => return,
+            }
+        }
         tokio::select! {
             result = run_until_error(&nats, &connection.js, &keys, &registry) => {
                 if let Err(e) = result {
@@ -85,7 +92,7 @@ async fn run_until_error(
                 tracing::warn!(refusal = %r, "an access report was refused")
             }
             // Not acknowledged: NATS redelivers it after ack_wait.
-            Err(e @ (ExecError::Unavailable(_) | ExecError::RateLimited { .. })) => {
+            Err(e @ (ExecError::Unavailable(_) | ExecError::RateLimited { .. } | ExecError::NotLeader(_))) => {
                 return Err(NatsError::Nats(e.to_string()));
             }
         }

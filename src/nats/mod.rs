@@ -28,6 +28,10 @@ pub mod heartbeat;
 #[cfg(feature = "server")]
 pub mod ingest;
 #[cfg(feature = "server")]
+pub mod lease;
+#[cfg(feature = "server")]
+pub mod node;
+#[cfg(feature = "server")]
 pub mod publisher;
 pub mod reports;
 pub mod snapshots;
@@ -115,6 +119,11 @@ impl Layout {
     /// The object store replicas start from.
     pub fn snapshots_bucket(&self) -> String {
         format!("{}_SNAPSHOTS", self.streams)
+    }
+
+    /// The KV bucket holding the lease of the node that leads.
+    pub fn leader_bucket(&self) -> String {
+        format!("{}_LEADER", self.streams)
     }
 
     pub fn heartbeat_subject(&self) -> String {

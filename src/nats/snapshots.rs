@@ -116,7 +116,9 @@ pub async fn run(
     loop {
         let reg = registry.clone();
         let mut failed = false;
-        if let Ok(Some((seq, sealed))) = tokio::task::spawn_blocking(move || reg.newest_table_snapshot()).await
+        // Standbys keep their own snapshots; the leader's are published.
+        if registry.leads()
+            && let Ok(Some((seq, sealed))) = tokio::task::spawn_blocking(move || reg.newest_table_snapshot()).await
             && seq > published
         {
             match publish(&connection.js, &nats, &keys, seq, &sealed).await {

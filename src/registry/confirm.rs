@@ -63,6 +63,11 @@ pub enum Unconfirmed {
     /// The stream holds something the log does not.
     #[error("the event stream diverges from this node's log: {0}")]
     Diverged(String),
+    /// The stream holds events this log lacks, past or instead of its
+    /// unconfirmed end: another node wrote to it. With several nodes this
+    /// node stands by; alone, it is a divergence.
+    #[error("another node wrote to the event stream ({0}); nothing changed here")]
+    Overtaken(String),
 }
 
 impl Registry {
@@ -105,6 +110,6 @@ impl Registry {
 
     /// Whether writes wait for the event stream (stream commit).
     pub fn commits_to_stream(&self) -> bool {
-        self.shared.confirm().is_some()
+        self.shared.confirm().is_some() || self.shared.node.leased()
     }
 }

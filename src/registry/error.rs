@@ -54,4 +54,11 @@ pub enum ExecError {
         retry_after.as_secs().max(1)
     )]
     RateLimited { retry_after: std::time::Duration },
+    /// This node does not lead (several nodes): nothing was recorded. The
+    /// leader, when one is known, is where to send the write.
+    #[error("{}", match .0 {
+        Some(l) => format!("this node does not lead; the leader is {} at {}", l.node, l.url),
+        None => "no node of this registry leads now; nothing changed, try again shortly".to_owned(),
+    })]
+    NotLeader(Option<super::Leader>),
 }

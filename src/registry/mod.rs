@@ -27,12 +27,14 @@ mod error;
 mod history;
 mod past;
 mod rate;
+mod role;
 mod snapshot;
 mod writer;
 
 pub use confirm::{Confirm, Unconfirmed};
 pub use error::{ExecError, OpenError};
 pub use rate::OrgRate;
+pub use role::{Followed, Leader, NodeRole};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, RwLockReadGuard};
@@ -56,7 +58,7 @@ use crate::domain::token::{Pepper, Token, TokenFormat};
 use crate::store::log::{Head, Log, LogError, Reader};
 use crate::store::{CommitMark, DataDir};
 use snapshot::{fold_projections, write_snapshot};
-use writer::{Job, Writer};
+use writer::{Job, Work, Writer};
 
 /// Scopes of the first key `keyreg init` (and `keyreg recover`) makes in
 /// the system org: every management permission.
@@ -188,6 +190,8 @@ struct Shared {
     /// never further, so NATS never carries an event the log could lose.
     /// Kept in memory so that health checks never read the disk.
     committed: watch::Sender<Head>,
+    /// Leading or standing by, with several nodes (`role.rs`).
+    node: role::NodeState,
 }
 
 impl Shared {
@@ -292,6 +296,7 @@ impl Registry {
             org_rate: config.org_rate,
             applied: watch::Sender::new(applied),
             committed: watch::Sender::new(log.head()),
+            node: role::NodeState::default(),
         });
         let writer = Writer::start(log, shared.clone(), unchecked).map_err(OpenError::Thread)?;
         let registry = Registry { shared, writer: Arc::new(writer), dir: dir.clone() };
@@ -439,6 +444,7 @@ impl Registry {
 
     /// Decides and records `command`; returns once its events are durable.
     pub async fn execute(&self, who: impl Into<Acting>, org: OrgId, command: Command) -> Result<Outcome, ExecError> {
+        self.shared.node.started().await;
         let rx = self.submit(who.into(), org, command)?;
         rx.await.map_err(|_| ExecError::Unavailable("the writer stopped".into()))?
     }
@@ -458,8 +464,11 @@ impl Registry {
         if let Some(why) = self.refusing_writes() {
             return Err(ExecError::Unavailable(why));
         }
+        if let Some(e) = self.shared.node.not_leading() {
+            return Err(e);
+        }
         let (reply, rx) = oneshot::channel();
-        if !self.writer.submit(Job { who, org, command, reply }) {
+        if !self.writer.submit(Work::Command(Job { who, org, command, reply })) {
             return Err(ExecError::Unavailable("the writer stopped".into()));
         }
         Ok(rx)

@@ -24,8 +24,10 @@ use tokio::sync::oneshot;
 
 use super::confirm::Unconfirmed;
 use super::rate::Buckets;
+use super::role::Followed;
 use super::snapshot::{Unchecked, fold_projections, write_periodic};
 use super::{ExecError, Outcome, Shared};
+use crate::domain::chain::ChainChecker;
 use crate::domain::command::{Acting, Command, Context, Refusal};
 use crate::domain::decide::decide;
 use crate::domain::event::Event;
@@ -38,6 +40,16 @@ const MAX_BATCH: usize = 4096;
 /// write arrives, so that what no caller was told of does not linger.
 const SETTLE_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
+/// What the writer thread is asked to do.
+pub(super) enum Work {
+    /// Decide and record a command (the leader).
+    Command(Job),
+    /// Store and apply events off the stream (a standby).
+    Follow(Vec<Followed>, oneshot::Sender<Result<Head, String>>),
+    /// Cut events the stream never stored (a standby rejoining).
+    Cut(Seq, oneshot::Sender<Result<(), String>>),
+}
+
 pub(super) struct Job {
     pub who: Acting,
     pub org: OrgId,
@@ -48,7 +60,7 @@ pub(super) struct Job {
 /// The queue into the writer thread, and the thread itself so that closing
 /// the registry can wait for the last commit.
 pub(super) struct Writer {
-    tx: Mutex<Option<mpsc::Sender<Job>>>,
+    tx: Mutex<Option<mpsc::Sender<Work>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -66,8 +78,8 @@ impl Writer {
         Ok(Writer { tx: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)) })
     }
 
-    /// Queues a job; false when the writer has stopped.
-    pub fn submit(&self, job: Job) -> bool {
+    /// Queues work; false when the writer has stopped.
+    pub fn submit(&self, job: Work) -> bool {
         let tx = self.tx.lock().unwrap_or_else(PoisonError::into_inner);
         tx.as_ref().is_some_and(|tx| tx.send(job).is_ok())
     }
@@ -89,10 +101,12 @@ impl Drop for Writer {
     }
 }
 
-fn write_loop(mut log: Log, shared: &Shared, rx: mpsc::Receiver<Job>) {
+fn write_loop(mut log: Log, shared: &Shared, rx: mpsc::Receiver<Work>) {
     let mut ids = IdGenerator::default();
     // Each tenant's allowance; only this thread appends, so only it counts.
     let mut rates = Buckets::new(shared.org_rate);
+    // A standby's followed events of a decision whose last has not come.
+    let mut held = vec![];
     loop {
         // Wakes now and then even with no write, so that stream commit,
         // once set up, settles at once rather than at the first write.
@@ -101,12 +115,32 @@ fn write_loop(mut log: Log, shared: &Shared, rx: mpsc::Receiver<Job>) {
             Err(mpsc::RecvTimeoutError::Timeout) => None,
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         };
-        if shared.unsettled.load(Ordering::Relaxed) {
+        if shared.unsettled.load(Ordering::Relaxed) && shared.node.leads() {
             settle(&mut log, shared);
         }
         let Some(first) = first else { continue };
-        let mut jobs = vec![first];
-        jobs.extend(rx.try_iter().take(MAX_BATCH - 1));
+        let mut jobs = vec![];
+        for work in std::iter::once(first).chain(rx.try_iter().take(MAX_BATCH - 1)) {
+            match work {
+                Work::Command(job) => jobs.push(job),
+                Work::Follow(events, reply) => {
+                    let _ = reply.send(follow(&mut log, shared, &mut held, events));
+                }
+                Work::Cut(seq, reply) => {
+                    held.clear();
+                    let _ = reply.send(cut_unstored(&mut log, shared, seq));
+                }
+            }
+        }
+        if jobs.is_empty() {
+            continue;
+        }
+        if shared.node.not_leading().is_some() {
+            for job in jobs {
+                let _ = job.reply.send(Err(ExecError::NotLeader(shared.node.leader())));
+            }
+            continue;
+        }
         if let Some(why) = wait_for_stream(&mut log, shared) {
             for job in jobs {
                 let _ = job.reply.send(Err(ExecError::Unavailable(why.clone())));
@@ -237,6 +271,11 @@ fn confirm(log: &mut Log, shared: &Shared, start: Head, ends: &[crate::domain::i
             diverged(shared, &e);
             Err(e)
         }
+        Err(Unconfirmed::Overtaken(why)) => {
+            shared.unsettled.store(true, Ordering::Relaxed);
+            overtaken(shared, &why);
+            Err(Unconfirmed::Overtaken(why))
+        }
     }
 }
 
@@ -281,7 +320,83 @@ fn settle(log: &mut Log, shared: &Shared) {
             stream.mark();
         }
         Err(e @ Unconfirmed::Diverged(_)) => diverged(shared, &e),
+        Err(Unconfirmed::Overtaken(why)) => overtaken(shared, &why),
         Err(e) => tracing::debug!(error = %e, "cannot settle with the stream yet"),
+    }
+}
+
+/// Another node wrote to the stream after this one: it no longer leads.
+/// Its unconfirmed events are settled as a standby (`cut_unstored`).
+fn overtaken(shared: &Shared, why: &str) {
+    if !shared.node.leased() {
+        return diverged(shared, &Unconfirmed::Diverged(why.to_owned()));
+    }
+    tracing::warn!(%why, "another node leads; standing by");
+    shared.node.overtake();
+}
+
+/// Checks events off the stream against the chain, stores them, makes
+/// them durable, and applies each decision once its last event is in.
+fn follow(log: &mut Log, shared: &Shared, held: &mut Vec<(Seq, Event)>, events: Vec<Followed>) -> Result<Head, String> {
+    if shared.node.leads() {
+        return Err("this node leads; it takes no events from the stream".into());
+    }
+    let head = log.head();
+    let mut checker = ChainChecker::after(head.seq, head.hash);
+    let mut checked = Vec::with_capacity(events.len());
+    for followed in events.iter().filter(|f| f.seq > head.seq) {
+        let decoded = checker.check(followed.seq, &followed.bytes, Some(followed.hash)).map_err(|b| b.to_string())?;
+        checked.push((followed, decoded.event));
+    }
+    if checked.is_empty() {
+        return Ok(head);
+    }
+    let staged = checked.iter().try_for_each(|(f, event)| log.stage_followed(f.seq, f.hash, &f.bytes, event.time));
+    if let Err(e) = staged.and_then(|()| log.commit()) {
+        tracing::error!(error = %e, "the log failed; refusing writes until restart");
+        shared.failed.store(true, Ordering::Relaxed);
+        return Err(e.to_string());
+    }
+    {
+        let mut projections = shared.projections.write().unwrap_or_else(PoisonError::into_inner);
+        for (followed, event) in checked {
+            let whole = event.batch_rest == 0;
+            held.push((followed.seq, event));
+            if whole {
+                for (seq, event) in held.drain(..) {
+                    projections.apply(seq, &event);
+                }
+            }
+        }
+        shared.applied.send_replace(projections.table.applied());
+    }
+    shared.confirmed_floor.fetch_max(log.head().seq.0, Ordering::Relaxed);
+    committed(shared, log.head());
+    Ok(log.head())
+}
+
+/// Cuts a standby's log after `seq`, the last event the stream holds as
+/// this log does: what follows was never stored, so never acknowledged.
+fn cut_unstored(log: &mut Log, shared: &Shared, seq: Seq) -> Result<(), String> {
+    if shared.node.leads() {
+        return Err("this node leads; it cuts nothing".into());
+    }
+    let floor = shared.confirmed_floor.load(Ordering::Relaxed);
+    if seq.0 < floor {
+        let e = Unconfirmed::Diverged(format!(
+            "the stream agrees with this node's log only up to {seq}, but it had confirmed {floor}: was the \
+             stream reset, or its storage lost?"
+        ));
+        diverged(shared, &e);
+        return Err(e.to_string());
+    }
+    if seq < log.head().seq {
+        tracing::warn!(from = %seq.next(), to = %log.head().seq, "the stream never stored these events; discarding them");
+        cut(log, shared, seq);
+    }
+    match shared.failed.load(Ordering::Relaxed) {
+        true => Err("cannot cut the log back to what the stream holds".into()),
+        false => Ok(()),
     }
 }
 

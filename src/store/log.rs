@@ -131,6 +131,27 @@ impl Log {
         Ok(Record { seq, hash, bytes: value })
     }
 
+    /// Writes an event another node appended, at head + 1, exactly as it
+    /// came (a standby following the stream); the caller has checked its
+    /// chain link. Durable only after `commit`.
+    pub fn stage_followed(&mut self, seq: Seq, hash: ChainHash, bytes: &[u8], time: Timestamp) -> Result<(), LogError> {
+        if self.poisoned {
+            return Err(LogError::Poisoned);
+        }
+        if seq != self.head.seq.next() {
+            return Err(LogError::Damaged(seq));
+        }
+        let mut value = Vec::with_capacity(HASH_LEN + bytes.len());
+        value.extend_from_slice(&hash.0);
+        value.extend_from_slice(bytes);
+        if let Err(e) = self.events.insert(key(seq), value) {
+            self.poisoned = true;
+            return Err(e.into());
+        }
+        self.head = Head { seq, hash, time: Some(time) };
+        Ok(())
+    }
+
     /// Makes everything staged so far durable. One call covers any number of
     /// staged events: this is where group commit saves its flushes.
     pub fn commit(&mut self) -> Result<(), LogError> {

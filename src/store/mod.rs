@@ -142,6 +142,16 @@ impl DataDir {
         Ok(save_new_pepper(pepper, &self.pepper_path())?)
     }
 
+    /// Makes the data dir of another node of an existing registry: its
+    /// `pepper`, an empty log, and the mark that the log holds nothing
+    /// acknowledged here (it fills from the stream).
+    pub fn create_joining(&self, pepper: &Pepper) -> Result<(), DirError> {
+        self.create(pepper)?;
+        log::Log::open(&self.log_path())
+            .map_err(|e| DirError::Create { dir: self.shown(), source: std::io::Error::other(e.to_string()) })?;
+        self.set_commit_mark(CommitMark::Stream).map_err(|source| DirError::Create { dir: self.shown(), source })
+    }
+
     /// Restricts the data dir to its owner: the dirs 0700, the files 0600.
     /// The log holds every tenant's metadata and the keyed hashes; sled
     /// makes its files with the default umask, and older data dirs were

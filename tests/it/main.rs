@@ -29,6 +29,7 @@ mod permissions;
 mod property;
 mod quickstart;
 mod refusals;
+mod registry_nodes;
 mod schemas;
 mod secrets;
 mod snapshots;

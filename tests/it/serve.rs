@@ -93,6 +93,17 @@ impl Server {
         let _ = self.child.wait();
     }
 
+    /// SIGSTOP: the process freezes with its sockets open, as a node
+    /// stalled by its machine would.
+    pub fn pause(&self) {
+        Command::new("kill").args(["-STOP", &self.child.id().to_string()]).status().unwrap();
+    }
+
+    /// SIGCONT after `pause`.
+    pub fn resume(&self) {
+        Command::new("kill").args(["-CONT", &self.child.id().to_string()]).status().unwrap();
+    }
+
     /// SIGTERM, and wait for the graceful exit.
     pub fn stop(mut self) {
         let pid = self.child.id().to_string();
