@@ -7,6 +7,7 @@ mod audit;
 mod client;
 mod clock;
 mod history;
+mod init;
 pub mod keys;
 mod org;
 mod roles;
@@ -347,9 +348,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let layout = Layout::new(&cli.stream_prefix)?;
     let nats = |url: &str| Nats { url: url.to_owned(), layout: layout.clone(), replicas: 1 };
     match cli.command {
-        Cmd::Init { data, join: true, pepper_file: Some(pepper) } => join(&data, &pepper),
-        Cmd::Init { data, .. } => init(&data, config(&cli.token_prefix)?),
-        Cmd::Recover { data } => recover(&data, config(&cli.token_prefix)?),
+        Cmd::Init { data, join: true, pepper_file: Some(pepper) } => init::join(&data, &pepper),
+        Cmd::Init { data, .. } => init::init(&data, config(&cli.token_prefix)?),
+        Cmd::Recover { data } => init::recover(&data, config(&cli.token_prefix)?),
         Cmd::Serve {
             data,
             listen,
@@ -441,46 +442,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-fn init(data: &Path, config: Config) -> anyhow::Result<ExitCode> {
-    let (registry, token) = Registry::init(&DataDir::new(data), config)?;
-    hand_out(registry, &token, |head| format!("initialised {} (log head {head}).", data.display()))
-}
-
-fn join(data: &Path, pepper: &Path) -> anyhow::Result<ExitCode> {
-    let pepper = crate::store::load_pepper(pepper)?;
-    DataDir::new(data).create_joining(&pepper)?;
-    eprintln!(
-        "made {} for another node of the registry: its pepper, an empty log. Start it with `keyreg serve --nats …` \
-         and the same --stream-prefix: it follows the stream, and leads when the leader is gone.",
-        data.display()
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-fn recover(data: &Path, config: Config) -> anyhow::Result<ExitCode> {
-    let (registry, token) = Registry::recover(&DataDir::new(data), config).map_err(|e| match e {
-        OpenError::Log(LogError::Locked(_)) => anyhow::anyhow!(
-            "the registry on {} is running (its log is locked); stop it, then run keyreg recover again",
-            data.display()
-        ),
-        other => other.into(),
-    })?;
-    hand_out(registry, &token, |head| {
-        format!("recovered {}: a new system key, recorded at seq {head} as system:recovery.", data.display())
-    })
-}
-
-/// Closes the registry, then prints a new system key's token alone on
-/// stdout, once, and everything else on stderr.
-fn hand_out(registry: Registry, token: &Token, done: impl FnOnce(Seq) -> String) -> anyhow::Result<ExitCode> {
-    let head = registry.head();
-    registry.close()?;
-    eprintln!("{}", done(head.seq));
-    eprintln!("The new system key's token follows on stdout. It is shown once and never stored: keep it now.");
-    println!("{}", token.expose());
-    Ok(ExitCode::SUCCESS)
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -7,6 +7,7 @@
 //! prefix of the stream, and a node that comes back stands by.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -52,6 +53,14 @@ impl Nodes {
         let b = Server::start(&b_data, &node_flags(&flags, "b"));
         let data = HashMap::from([("a", a.data.clone()), ("b", b_data)]);
         let api = Api::new(&a.url);
+        // The cluster elects its JetStream leaders first (slow on a loaded
+        // machine); then node a leads, publishing its log.
+        assert!(
+            eventually(Duration::from_secs(60), || api.ops("/readyz").json["role"] == "leader"),
+            "node a never led: {}\n{}",
+            api.ops("/readyz").json,
+            log_tail(&a.log)
+        );
         let admin = wait_for_write(|| {
             let r = api
                 .post("/v1/orgs")
@@ -117,6 +126,12 @@ fn node_flags(flags: &[String], name: &str) -> Vec<&'static str> {
     let mut out: Vec<&'static str> = flags.iter().map(|s| &*s.clone().leak()).collect();
     out.extend(["--node", name.to_owned().leak()]);
     out
+}
+
+fn log_tail(log: &Path) -> String {
+    let log = std::fs::read_to_string(log).unwrap_or_default();
+    let from = (log.len().saturating_sub(3000)..log.len()).find(|i| log.is_char_boundary(*i)).unwrap_or(0);
+    log[from..].to_owned()
 }
 
 fn wait_for_write<T>(mut attempt: impl FnMut() -> Option<T>) -> T {
