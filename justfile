@@ -63,6 +63,21 @@ bench:
     cargo build --release -p keyreg-bench
     ./target/release/keyreg-bench run
 
+# Failover over N trials in a row (SIGKILL of the leader under 8 writers; the fencing test as often): p50 and max
+bench-failover trials="20":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo test --no-run --quiet
+    times=()
+    for i in $(seq {{trials}}); do
+        out=$(cargo test --quiet --test it registry_nodes -- --nocapture --test-threads 1 2>&1) || { echo "$out"; echo "trial $i failed" >&2; exit 1; }
+        ms=$(grep -o 'FAILOVER_MS [0-9]*' <<<"$out" | cut -d' ' -f2)
+        times+=("$ms")
+        echo "trial $i/{{trials}}: writes acknowledged again ${ms} ms after the SIGKILL" >&2
+    done
+    sorted=$(printf '%s\n' "${times[@]}" | sort -n)
+    echo "failover, {{trials}} SIGKILL trials, --lease 1s: p50 $(sed -n "$(( ({{trials}} + 1) / 2 ))p" <<<"$sorted") ms, max $(tail -n1 <<<"$sorted") ms"
+
 # Ten minutes of mixed load on a registry and two replicas while NATS restarts every minute (RELIABILITY.md)
 soak minutes="10":
     cargo build --release -p keyreg --bin keyreg

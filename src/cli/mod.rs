@@ -22,16 +22,15 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use crate::domain::id::{OrgId, Seq};
+use crate::domain::id::OrgId;
 use crate::domain::time::{SystemClock, Timestamp};
-use crate::domain::token::{Token, TokenFormat};
+use crate::domain::token::TokenFormat;
 use crate::http::listen::Limits;
 use crate::nats::node::NodeOptions;
 use crate::nats::{Layout, Nats};
-use crate::registry::{Config, OpenError, OrgRate, Registry};
+use crate::registry::{Config, OrgRate, Registry};
 use crate::replica::{Replica, ReplicaConfig};
 use crate::server::{self, Commit, ServeOptions};
-use crate::store::log::LogError;
 use crate::store::{self, DataDir};
 
 #[derive(Parser)]

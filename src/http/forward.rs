@@ -37,8 +37,7 @@ pub async fn writes_to_leader(State(s): State<AppState>, req: Request, next: Nex
     if s.registry.leads() {
         return next.run(req).await;
     }
-    let leader = s.registry.leader().filter(|l| Some(&l.node) != s.registry.node_name().as_ref());
-    match leader {
+    match s.registry.other_leader() {
         Some(leader) if !req.headers().contains_key(FORWARDED) => match forward(&leader, req).await {
             Ok(answer) => answer,
             Err(why) => {

@@ -84,7 +84,9 @@ pub async fn run(
     let mut follower: Option<JoinHandle<()>> = None;
     loop {
         let registry = &node.registry;
-        let may_lead = registry.refusing_writes().is_none();
+        // An empty log has nothing to lead: a joined node first follows
+        // the registry's first events.
+        let may_lead = registry.refusing_writes().is_none() && registry.head().seq.0 > 0;
         match lease.round(may_lead).await {
             Ok(Round::Held { until }) => {
                 registry.lease_until(until);
@@ -94,7 +96,7 @@ pub async fn run(
                     // again only once caught up.
                     lease.release().await;
                     registry.stand_by();
-                } else if !registry.leads() && node.caught_up(follower.is_some()).await {
+                } else if !registry.leads() && node.caught_up().await {
                     if let Some(f) = follower.take() {
                         f.abort();
                     }
@@ -132,10 +134,10 @@ pub async fn run(
 
 impl Node {
     /// Whether the log holds the stream's last event, so this node may lead.
-    /// A node that never followed (its log must be published first) leads
-    /// at once: settling publishes what the stream lacks.
-    async fn caught_up(&self, following: bool) -> bool {
-        if !following {
+    /// A node that may not follow (its log holds acknowledged events the
+    /// stream may lack) leads at once: settling publishes them.
+    async fn caught_up(&self) -> bool {
+        if !self.registry.may_follow() {
             return true;
         }
         match self.stream_last().await {

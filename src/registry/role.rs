@@ -121,7 +121,7 @@ impl NodeState {
         }
         let lease_good =
             self.lease_until.lock().unwrap_or_else(PoisonError::into_inner).is_some_and(|until| Instant::now() < until);
-        (self.role() != NodeRole::Leader || !lease_good).then(|| ExecError::NotLeader(self.leader()))
+        (self.role() != NodeRole::Leader || !lease_good).then(|| ExecError::NotLeader(self.other_leader()))
     }
 
     /// Whether the node is one of several, leading by lease.
@@ -136,6 +136,12 @@ impl NodeState {
 
     pub fn leader(&self) -> Option<Leader> {
         self.leader.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The leader, unless it is this node (whose lease lapsed).
+    pub fn other_leader(&self) -> Option<Leader> {
+        let name = self.name.read().unwrap_or_else(PoisonError::into_inner).clone();
+        self.leader().filter(|l| Some(&l.node) != name.as_ref())
     }
 
     /// The writer met another leader's events in the stream.
@@ -186,6 +192,11 @@ impl Registry {
     /// The leader as last seen in the lease.
     pub fn leader(&self) -> Option<Leader> {
         self.shared.node.leader()
+    }
+
+    /// The leader, when it is another node: where a write goes.
+    pub fn other_leader(&self) -> Option<Leader> {
+        self.shared.node.other_leader()
     }
 
     pub fn set_leader(&self, leader: Option<Leader>) {

@@ -137,7 +137,7 @@ fn write_loop(mut log: Log, shared: &Shared, rx: mpsc::Receiver<Work>) {
         }
         if shared.node.not_leading().is_some() {
             for job in jobs {
-                let _ = job.reply.send(Err(ExecError::NotLeader(shared.node.leader())));
+                let _ = job.reply.send(Err(ExecError::NotLeader(shared.node.other_leader())));
             }
             continue;
         }

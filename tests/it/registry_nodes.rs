@@ -250,8 +250,17 @@ fn a_standby_leads_within_the_lease_and_a_second_after_the_leader_is_killed() {
     let (replica, before) = replica_of(&nodes);
     let leader = nodes.leader();
     let standby = if leader == "a" { "b" } else { "a" };
-    assert_eq!(nodes.role(standby), "standby");
-    assert_eq!(nodes.health(standby)["leader"]["node"], leader, "{}", nodes.health(standby));
+    assert!(
+        eventually(Duration::from_secs(5), || nodes.role(standby) == "standby"),
+        "{}\n{}",
+        nodes.health(standby),
+        log_tail(&nodes.servers[standby].log)
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || nodes.health(standby)["leader"]["node"] == leader),
+        "{}",
+        nodes.health(standby)
+    );
 
     let (stop_verifying, refused, verifier) = verifying(&replica, &before);
     let writers = Writers::start([nodes.servers["a"].url.clone(), nodes.servers["b"].url.clone()], &nodes.admin);
