@@ -69,11 +69,11 @@ impl Lease {
     pub async fn round(&mut self, may_lead: bool) -> Result<Round, NatsError> {
         let started = Instant::now();
         let value: bytes::Bytes = serde_json::to_vec(&self.me).map_err(nats_err)?.into();
-        if let Some(revision) = self.held.take() {
-            if let Ok(revision) = self.kv.update(KEY, value.clone(), revision).await {
-                self.held = Some(revision);
-                return Ok(Round::Held { until: started + self.lease });
-            }
+        if let Some(revision) = self.held.take()
+            && let Ok(revision) = self.kv.update(KEY, value.clone(), revision).await
+        {
+            self.held = Some(revision);
+            return Ok(Round::Held { until: started + self.lease });
         }
         let entry = self.kv.entry(KEY).await.map_err(nats_err)?;
         let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {

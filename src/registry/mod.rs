@@ -468,7 +468,7 @@ impl Registry {
             return Err(e);
         }
         let (reply, rx) = oneshot::channel();
-        if !self.writer.submit(Work::Command(Job { who, org, command, reply })) {
+        if !self.writer.submit(Work::Command(Box::new(Job { who, org, command, reply }))) {
             return Err(ExecError::Unavailable("the writer stopped".into()));
         }
         Ok(rx)

@@ -42,8 +42,9 @@ const SETTLE_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// What the writer thread is asked to do.
 pub(super) enum Work {
-    /// Decide and record a command (the leader).
-    Command(Job),
+    /// Decide and record a command (the leader). Boxed: commands are
+    /// large, and most work is one.
+    Command(Box<Job>),
     /// Store and apply events off the stream (a standby).
     Follow(Vec<Followed>, oneshot::Sender<Result<Head, String>>),
     /// Cut events the stream never stored (a standby rejoining).
@@ -122,7 +123,7 @@ fn write_loop(mut log: Log, shared: &Shared, rx: mpsc::Receiver<Work>) {
         let mut jobs = vec![];
         for work in std::iter::once(first).chain(rx.try_iter().take(MAX_BATCH - 1)) {
             match work {
-                Work::Command(job) => jobs.push(job),
+                Work::Command(job) => jobs.push(*job),
                 Work::Follow(events, reply) => {
                     let _ = reply.send(follow(&mut log, shared, &mut held, events));
                 }

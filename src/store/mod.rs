@@ -145,6 +145,7 @@ impl DataDir {
     /// Makes the data dir of another node of an existing registry: its
     /// `pepper`, an empty log, and the mark that the log holds nothing
     /// acknowledged here (it fills from the stream).
+    #[cfg(feature = "server")]
     pub fn create_joining(&self, pepper: &Pepper) -> Result<(), DirError> {
         self.create(pepper)?;
         log::Log::open(&self.log_path())

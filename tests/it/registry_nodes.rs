@@ -113,7 +113,7 @@ impl Nodes {
     /// which covers every event before it, is the stream's at that place.
     fn assert_prefixes_of_the_stream(&self) {
         let stream = stream_events(&self.cluster.url);
-        for (name, _) in &self.servers {
+        for name in self.servers.keys() {
             let h = self.health(name);
             let seq = h["head_seq"].as_u64().unwrap();
             let at = stream.iter().find(|(s, ..)| *s == seq).unwrap_or_else(|| panic!("{name} is ahead: {h}"));
