@@ -36,11 +36,12 @@ impl Nodes {
     fn start() -> Nodes {
         let dir = tempdir();
         let cluster = NatsCluster::start(dir.path(), 3).unwrap_or_else(|e| panic!("{e}"));
-        let flags: Vec<String> =
-            ["--nats", &cluster.url, "--stream-replicas", "3", "--lease", "1s", "--commit-timeout", "2s"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
+        let flags: Vec<String> = [&cluster.url, "--stream-replicas", "3", "--lease", "1s", "--commit-timeout", "2s"]
+            .into_iter()
+            .chain(["--snapshot-every", "20"])
+            .map(|s| s.to_string())
+            .collect();
+        let flags = [vec!["--nats".to_owned()], flags].concat();
         let a_dir = dir.path().join("a");
         std::fs::create_dir_all(&a_dir).unwrap();
         let (a, system) = Server::init_and_start(&a_dir, &node_flags(&flags, "a"));
@@ -349,4 +350,46 @@ fn a_leader_paused_past_its_lease_acknowledges_nothing_as_leader_and_stands_by()
     assert!(stored.values().all(|n| *n == 1), "an event was stored twice: {stored:?}");
     assert_eq!(stored.get("during"), Some(&1));
     assert_eq!(verify_code(&nodes.api(leader), &during), "VALID", "the old leader serves what the new one wrote");
+}
+
+#[test]
+fn a_standby_serves_the_command_line_counts_its_verifies_once_and_keeps_its_own_snapshots() {
+    let nodes = Nodes::start();
+    let leader = nodes.leader();
+    let standby = if leader == "a" { "b" } else { "a" };
+    let (id, secret) = new_key(&nodes.api(leader), &nodes.admin, json!({"name": "counted", "scopes": ["read"]}));
+
+    // The command line, given a dead node and the standby: the write goes
+    // through the standby to the leader, once.
+    let urls = format!("http://127.0.0.1:9,{}", nodes.servers[standby].url);
+    for i in 0..25 {
+        let name = format!("cli-{i}");
+        let created = std::process::Command::new(keyreg_bin())
+            .args(["keys", "create", "--name", &name, "--scope", "read", "--url", &urls])
+            .env("KEYREG_TOKEN", &nodes.admin)
+            .output()
+            .unwrap();
+        assert!(created.status.success(), "{}", stderr(&created));
+    }
+    let stored = created_in_stream(&nodes.cluster.url);
+    assert!((0..25).all(|i| stored.get(&format!("cli-{i}")) == Some(&1)), "{stored:?}");
+
+    // Verifies answered by the standby are counted by the leader, once.
+    let head = nodes.api(leader).head();
+    assert!(eventually(Duration::from_secs(10), || nodes.health(standby)["applied_seq"] == head));
+    for _ in 0..7 {
+        assert_eq!(verify_code(&nodes.api(standby), &secret), "VALID");
+    }
+    let total = |n: &str| {
+        nodes.api(n).req("GET", "/v1/keys/{id}/usage", Some(&id)).auth(&nodes.admin).send().json["total"].as_u64()
+    };
+    assert!(eventually(Duration::from_secs(10), || total(leader) == Some(7)), "{:?}", total(leader));
+    assert!(eventually(Duration::from_secs(10), || total(standby) == Some(7)), "{:?}", total(standby));
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(total(leader), Some(7), "a report was counted twice");
+
+    // Past --snapshot-every, the standby wrote a snapshot of its own state.
+    let snapshots = nodes.data[standby].join("snapshots");
+    let written = std::fs::read_dir(&snapshots).map(|d| d.count()).unwrap_or(0);
+    assert!(written > 0, "no snapshot in {}", snapshots.display());
 }
