@@ -353,7 +353,8 @@ fn a_leader_paused_past_its_lease_acknowledges_nothing_as_leader_and_stands_by()
 }
 
 #[test]
-fn a_standby_serves_the_command_line_counts_its_verifies_once_and_keeps_its_own_snapshots() {
+fn a_standby_serves_the_command_line_counts_its_verifies_once_keeps_its_own_snapshots_and_leads_at_once_after_a_clean_stop()
+ {
     let nodes = Nodes::start();
     let leader = nodes.leader();
     let standby = if leader == "a" { "b" } else { "a" };
@@ -392,4 +393,12 @@ fn a_standby_serves_the_command_line_counts_its_verifies_once_and_keeps_its_own_
     let snapshots = nodes.data[standby].join("snapshots");
     let written = std::fs::read_dir(&snapshots).map(|d| d.count()).unwrap_or(0);
     assert!(written > 0, "no snapshot in {}", snapshots.display());
+
+    // A clean stop hands the lease over at once, well within the lease.
+    let mut nodes = nodes;
+    let stopped = Instant::now();
+    nodes.servers.remove(leader).unwrap().stop();
+    assert!(eventually(Duration::from_secs(5), || nodes.role(standby) == "leader"), "{}", nodes.health(standby));
+    let handed = stopped.elapsed();
+    assert!(handed < LEASE, "the standby led only {handed:?} after the leader stopped cleanly");
 }
