@@ -131,6 +131,10 @@ enum Cmd {
         /// seconds written in this file (`cli/clock.rs`).
         #[arg(long, hide = true)]
         clock_offset_file: Option<PathBuf>,
+        /// For tests only: milliseconds the background check of the chain
+        /// waits before it starts.
+        #[arg(long, hide = true, default_value_t = 0)]
+        chain_check_delay_ms: u64,
         #[command(flatten)]
         limits: LimitArgs,
     },
@@ -366,6 +370,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             org_events_per_minute,
             org_bytes_per_minute,
             clock_offset_file,
+            chain_check_delay_ms,
             limits,
         } => {
             let options = ServeOptions {
@@ -382,7 +387,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ..ServeOptions::default()
             };
             let org_rate = OrgRate { events_per_minute: org_events_per_minute, bytes_per_minute: org_bytes_per_minute };
-            let mut config = Config { snapshot_every, org_rate, ..config(&cli.token_prefix)? };
+            let check_delay = Duration::from_millis(chain_check_delay_ms);
+            let mut config = Config { snapshot_every, org_rate, check_delay, ..config(&cli.token_prefix)? };
             if let Some(file) = clock_offset_file {
                 config.clock = Arc::new(clock::OffsetFileClock::new(file));
             }

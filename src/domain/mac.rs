@@ -35,10 +35,12 @@ pub enum Kind {
     /// (whether replicas may take the stream's last sequence as proof of
     /// freshness).
     Commit,
+    /// How far the registry checked its own stored chain (`DIR/checked`).
+    Checked,
 }
 
 impl Kind {
-    const ALL: [Kind; 5] = [Kind::Event, Kind::Heartbeat, Kind::Report, Kind::Snapshot, Kind::Commit];
+    const ALL: [Kind; 6] = [Kind::Event, Kind::Heartbeat, Kind::Report, Kind::Snapshot, Kind::Commit, Kind::Checked];
 
     fn context(self) -> &'static str {
         match self {
@@ -47,6 +49,7 @@ impl Kind {
             Kind::Report => "keyreg nats access report mac v1",
             Kind::Snapshot => "keyreg nats snapshot object mac v1",
             Kind::Commit => "keyreg nats commit mode mac v1",
+            Kind::Checked => "keyreg data dir checked mark mac v1",
         }
     }
 }

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::domain::command::Refusal;
-use crate::registry::ExecError;
+use crate::registry::{ExecError, ReadError};
 use crate::store::log::LogError;
 
 #[derive(Debug, thiserror::Error)]
@@ -209,6 +209,17 @@ impl From<Refusal> for ApiError {
 impl From<LogError> for ApiError {
     fn from(e: LogError) -> Self {
         ApiError::Internal(e.to_string())
+    }
+}
+
+impl From<ReadError> for ApiError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Log(e) => e.into(),
+            // The history there cannot be vouched for: nothing is returned
+            // from the break on, and the answer says where it is.
+            e @ ReadError::Broken(_) => ApiError::Unavailable(e.to_string()),
+        }
     }
 }
 

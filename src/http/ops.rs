@@ -52,6 +52,10 @@ struct Health {
     status: &'static str,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     node: Option<Node>,
+    /// How far the whole stored chain is known to be checked, and whether
+    /// the background check is still running.
+    chain_checked_through: Seq,
+    chain_check_running: bool,
     /// The stream's last sequence as this node last learned it.
     #[serde(skip_serializing_if = "Option::is_none")]
     stream_last_seq: Option<u64>,
@@ -99,18 +103,16 @@ fn health(s: &AppState) -> (bool, Health) {
     // A diverged or stuck outbox is a failure; a lagging one is not: writes
     // go on and the stream catches up.
     let refusing_writes = s.registry.refusing_writes();
-    let checking = !s.registry.chain_checked();
     let failing =
         refusing_writes.is_some() || outbox.as_ref().is_some_and(|o| o.diverged.is_some() || o.stuck.is_some());
     let node =
         s.registry.node_name().map(|name| Node { role: s.registry.role(), node: name, leader: s.registry.leader() });
     let starting = node.as_ref().is_some_and(|n| n.role == NodeRole::Starting);
-    let (ok, status) = match (failing, checking) {
+    // The check of the chain before a snapshot runs in the background and
+    // does not hold readiness back: a break it finds is `failing`.
+    let (ok, status) = match (failing, starting) {
         (true, _) => (false, "failing"),
-        (false, _) if starting => (false, "starting"),
-        // Started from a snapshot: reads are served, writes wait for the
-        // check of the chain before it.
-        (false, true) => (false, "checking"),
+        (false, true) => (false, "starting"),
         (false, false) => (true, "ok"),
     };
     let head_hash = head.hash.to_hex();
@@ -121,6 +123,8 @@ fn health(s: &AppState) -> (bool, Health) {
         status,
         node,
         stream_last_seq,
+        chain_checked_through: s.registry.checked_through(),
+        chain_check_running: !s.registry.chain_checked(),
         head_seq: head.seq,
         head_hash,
         applied_seq: applied,

@@ -22,6 +22,7 @@
 //! `snapshot.rs`, the writer in `writer.rs`, stream commit in `confirm.rs`,
 //! the errors in `error.rs`.)
 
+mod check;
 mod confirm;
 mod error;
 mod history;
@@ -31,6 +32,7 @@ mod role;
 mod snapshot;
 mod writer;
 
+pub use check::ReadError;
 pub use confirm::{Confirm, Unconfirmed};
 pub use error::{ExecError, OpenError};
 pub use rate::OrgRate;
@@ -131,11 +133,14 @@ pub struct Config {
     pub snapshot_every: u64,
     /// How fast each tenant may grow the log (`rate`).
     pub org_rate: OrgRate,
+    /// How long the background check of the chain waits before it starts:
+    /// a test seam, so a test can see the node ready before the check ends.
+    pub check_delay: Duration,
 }
 
 impl Config {
     pub fn new(clock: Arc<dyn Clock>, format: TokenFormat) -> Config {
-        Config { clock, format, snapshot_every: 100_000, org_rate: OrgRate::UNLIMITED }
+        Config { clock, format, snapshot_every: 100_000, org_rate: OrgRate::UNLIMITED, check_delay: Duration::ZERO }
     }
 }
 
@@ -167,8 +172,15 @@ struct Shared {
     /// Where the stored chain breaks, if it does: writes are refused. Set
     /// at open, or by the writer's check of the chain before a snapshot.
     broken: OnceLock<ChainBreak>,
-    /// False while the chain before the loaded snapshot is being checked.
+    /// False while the chain before the loaded snapshot is being checked
+    /// (`check.rs`).
     chain_checked: AtomicBool,
+    /// How far the whole chain is known to be checked (`check.rs`).
+    checked_through: Arc<AtomicU64>,
+    /// The background check of the chain, while it runs.
+    checking: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Set by `close`: the background check stops.
+    stopping: AtomicBool,
     /// Where snapshots are written, and how often.
     snapshots: std::path::PathBuf,
     snapshot_every: u64,
@@ -288,6 +300,9 @@ impl Registry {
             diverged: OnceLock::new(),
             broken,
             chain_checked: AtomicBool::new(unchecked.is_none()),
+            checked_through: Arc::new(AtomicU64::new(0)),
+            checking: Mutex::new(None),
+            stopping: AtomicBool::new(false),
             snapshots: dir.snapshots_path(),
             snapshot_every: config.snapshot_every.max(1),
             snapshotting: Mutex::new(None),
@@ -298,7 +313,21 @@ impl Registry {
             committed: watch::Sender::new(log.head()),
             node: role::NodeState::default(),
         });
-        let writer = Writer::start(log, shared.clone(), unchecked).map_err(OpenError::Thread)?;
+        // The chain a snapshot stands for is checked in the background,
+        // from the sealed mark on; without a snapshot, opening checked it all.
+        match (unchecked, check::trusted_mark(&shared)) {
+            (Some(u), Some((seq, _))) if seq >= u.seq => {
+                shared.checked_through.store(seq.0, Ordering::Relaxed);
+                shared.chain_checked.store(true, Ordering::Relaxed);
+            }
+            (Some(u), _) => check::start(shared.clone(), u, config.check_delay).map_err(OpenError::Thread)?,
+            (None, _) if shared.broken.get().is_none() && applied.0 > 0 => {
+                let head = log.head();
+                check::mark(&shared, head.seq, head.hash);
+            }
+            (None, _) => {}
+        }
+        let writer = Writer::start(log, shared.clone()).map_err(OpenError::Thread)?;
         let registry = Registry { shared, writer: Arc::new(writer), dir: dir.clone() };
         let made_before_fingerprints = recorded.is_none() && registry.read().table.org(&OrgId::system()).is_some();
         if made_before_fingerprints && registry.refusing_writes().is_none() {
@@ -324,6 +353,11 @@ impl Registry {
         // Every handle holds the writer; the writer thread holds `shared`.
         if Arc::strong_count(&writer) > 1 {
             return Err(OpenError::Init("close: other handles on this registry are still open".into()));
+        }
+        shared.stopping.store(true, Ordering::Relaxed);
+        let checking = shared.checking.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(t) = checking {
+            let _ = t.join();
         }
         writer.stop();
         let periodic = shared.snapshotting.lock().unwrap_or_else(PoisonError::into_inner).take();

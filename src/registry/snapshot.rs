@@ -1,20 +1,19 @@
 //! Snapshots of the projections, for the registry: their form on disk,
 //! which one start-up may trust (`newest_snapshot`), folding the log from
-//! it (`fold_projections`), the chain it stands for, checked by the writer
-//! after start-up (`Unchecked`), and writing one (on a clean stop, or every
+//! it (`fold_projections`; the chain it stands for is checked after
+//! start-up, `check.rs`), and writing one (on a clean stop, or every
 //! `Config::snapshot_every` events on a thread of its own, from the previous
 //! snapshot and the log), and the newest as the table alone, for replicas.
 //! The sealed form is `domain::snapshot`'s, the files `store::snapshot`'s;
 //! the encoding is each state's own.
 
 use std::path::Path;
-use std::sync::PoisonError;
-use std::sync::atomic::Ordering;
 
+use super::check::Unchecked;
 use super::history::fold_log;
 use super::{OpenError, Projections, Shared};
 use crate::domain::audit::AuditIndex;
-use crate::domain::chain::{ChainBreak, ChainHash};
+use crate::domain::chain::ChainHash;
 use crate::domain::history::History;
 use crate::domain::id::Seq;
 use crate::domain::snapshot::{Binding, Decoder, Encoder, SnapshotError, damaged, seal};
@@ -105,42 +104,6 @@ pub(super) fn fold_projections(
     Ok((history, unchecked))
 }
 
-/// The part of the chain a snapshot stands for, not checked yet.
-pub(super) struct Unchecked {
-    seq: Seq,
-    hash: ChainHash,
-}
-
-impl Unchecked {
-    /// Checks the chain up to the snapshot. If it breaks, the projections
-    /// are folded again from the start, up to the break, and the break is
-    /// recorded: writes are refused from then on.
-    pub(super) fn check(self, shared: &Shared) {
-        let mut prefix = History::new(());
-        let read = fold_log(&shared.log, &mut prefix, Some(self.seq), |n| {
-            tracing::info!(events = n, "checking the chain before the snapshot")
-        });
-        let broken = match read {
-            Err(e) => Some(ChainBreak { seq: prefix.head().0.next(), why: format!("cannot read the log: {e}") }),
-            Ok(()) => prefix.broken().cloned().or_else(|| {
-                (prefix.head() != (self.seq, self.hash)).then(|| ChainBreak {
-                    seq: self.seq,
-                    why: "the snapshot's event is not the one the chain leads to".into(),
-                })
-            }),
-        };
-        if let Some(b) = broken {
-            tracing::error!(seq = %b.seq, why = %b.why, "the stored chain is broken; refusing writes");
-            let mut history = History::new(Projections::default());
-            if fold_log(&shared.log, &mut history, None, |_| {}).is_ok() {
-                *shared.projections.write().unwrap_or_else(PoisonError::into_inner) = history.into_state();
-            }
-            let _ = shared.broken.set(b);
-        }
-        shared.chain_checked.store(true, Ordering::Relaxed);
-    }
-}
-
 /// Snapshots the projections at the committed head on a clean stop,
 /// unless a snapshot of that head exists already.
 pub(super) fn write_snapshot(shared: &Shared) {
@@ -157,6 +120,9 @@ pub(super) fn write_snapshot(shared: &Shared) {
         && write_snapshot_of(&shared.snapshots, &shared.pepper, head, &shared.read())
     {
         shared.snapshot_written.send_replace(head.seq);
+    }
+    if head.seq != Seq(0) && super::writer::chain_whole(shared) {
+        super::check::mark(shared, head.seq, head.hash);
     }
 }
 

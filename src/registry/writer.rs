@@ -22,10 +22,11 @@ use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
+use super::check::Marker;
 use super::confirm::Unconfirmed;
 use super::rate::Buckets;
 use super::role::Followed;
-use super::snapshot::{Unchecked, fold_projections, write_periodic};
+use super::snapshot::{fold_projections, write_periodic};
 use super::{ExecError, Outcome, Shared};
 use crate::domain::chain::ChainChecker;
 use crate::domain::command::{Acting, Command, Context, Refusal};
@@ -66,16 +67,11 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread. It first checks the chain a snapshot
-    /// stands for, if any: commands queue meanwhile.
-    pub fn start(log: Log, shared: std::sync::Arc<Shared>, unchecked: Option<Unchecked>) -> std::io::Result<Writer> {
+    /// Starts the writer thread.
+    pub fn start(log: Log, shared: std::sync::Arc<Shared>) -> std::io::Result<Writer> {
         let (tx, rx) = mpsc::channel();
-        let thread = std::thread::Builder::new().name("keyreg-writer".into()).spawn(move || {
-            if let Some(unchecked) = unchecked {
-                unchecked.check(&shared);
-            }
-            write_loop(log, &shared, rx)
-        })?;
+        let thread =
+            std::thread::Builder::new().name("keyreg-writer".into()).spawn(move || write_loop(log, &shared, rx))?;
         Ok(Writer { tx: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)) })
     }
 
@@ -439,15 +435,26 @@ fn snapshot_in_background(shared: &Shared) {
     let head = *shared.committed.borrow();
     let (dir, pepper, log) = (shared.snapshots.clone(), shared.pepper.clone(), shared.log.clone());
     let written = shared.snapshot_written.clone();
+    // Once the whole chain before it is checked, so is the snapshot's: its
+    // fold from the previous one checked the rest.
+    let marker = chain_whole(shared).then(|| Marker::of(shared));
     let spawned = std::thread::Builder::new().name("keyreg-snapshot".into()).spawn(move || {
         if write_periodic(&dir, &pepper, &log, head) {
             written.send_replace(head.seq);
+            if let Some(marker) = marker {
+                marker.mark(head.seq, head.hash);
+            }
         }
     });
     match spawned {
         Ok(t) => *running = Some(t),
         Err(e) => tracing::warn!(error = %e, "cannot start the snapshot thread"),
     }
+}
+
+/// Whether the whole stored chain is checked and holds.
+pub(super) fn chain_whole(shared: &Shared) -> bool {
+    shared.chain_checked.load(Ordering::Relaxed) && shared.broken.get().is_none()
 }
 
 enum Failed {

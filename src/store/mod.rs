@@ -23,6 +23,8 @@ pub mod snapshot;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::domain::chain::ChainHash;
+use crate::domain::id::Seq;
 use crate::domain::token::Pepper;
 
 #[derive(Debug, thiserror::Error)]
@@ -201,13 +203,35 @@ impl DataDir {
             CommitMark::Stream => "stream\n",
             CommitMark::StreamSettled => "stream settled\n",
         };
+        self.write_durably("commit", text)
+    }
+}
+
+impl DataDir {
+    /// `DIR/checked`: how far the stored chain was checked, as the registry
+    /// sealed it: its sequence, its event's hash and the MAC over both
+    /// (checked by the registry, not here). None when absent or unreadable.
+    pub fn checked_mark(&self) -> Option<(Seq, ChainHash, String)> {
+        let text = std::fs::read_to_string(self.root.join("checked")).ok()?;
+        let mut parts = text.split_whitespace();
+        let seq = Seq(parts.next()?.parse().ok()?);
+        let hash = ChainHash::from_hex(parts.next()?)?;
+        Some((seq, hash, parts.next()?.to_owned()))
+    }
+
+    /// Records the checked mark durably (written aside, fsynced, renamed).
+    pub fn set_checked_mark(&self, seq: Seq, hash: &ChainHash, mac: &str) -> std::io::Result<()> {
+        self.write_durably("checked", &format!("{} {} {mac}\n", seq.0, hash.to_hex()))
+    }
+
+    fn write_durably(&self, name: &str, text: &str) -> std::io::Result<()> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
-        let aside = self.root.join("commit.new");
+        let aside = self.root.join(format!("{name}.new"));
         let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&aside)?;
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
-        std::fs::rename(&aside, &path)?;
+        std::fs::rename(&aside, self.root.join(name))?;
         std::fs::File::open(&self.root)?.sync_all()
     }
 }

@@ -12,6 +12,7 @@ mod api_errors;
 mod api_keys;
 mod api_verify;
 mod chain;
+mod chain_check;
 mod cli_keys;
 mod crash;
 mod hardening;

@@ -331,9 +331,9 @@ pub fn refused(api: &Api, what: &str, req: Req<'_>, status: u16, code: &str) -> 
 
 /// `/readyz` once the registry has checked its whole chain: a registry
 /// that started from a snapshot checks the chain before it in the
-/// background, and says `checking` until then.
+/// background, and says `chain_check_running` until then.
 pub fn readyz(api: &Api) -> Resp {
-    let checked = eventually(Duration::from_secs(20), || api.ops("/readyz").json["status"] != "checking");
+    let checked = eventually(Duration::from_secs(20), || api.ops("/readyz").json["chain_check_running"] != true);
     assert!(checked, "the registry was still checking its chain after 20 s");
     api.ops("/readyz")
 }

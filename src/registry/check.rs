@@ -1,0 +1,204 @@
+//! The whole-log check of the chain, off the start-up path. A registry that
+//! started from a snapshot is ready once the events after the snapshot are
+//! checked and applied; the chain the snapshot stands for is checked here,
+//! on a thread of its own, while reads, verifies and writes go on.
+//!
+//! The check resumes from a sealed mark, `DIR/checked`: "checked through
+//! seq N, hash H", with a MAC under a key derived from the pepper, written
+//! as the check advances and with each snapshot once the whole chain before
+//! it is checked. A mark is believed only if its MAC holds and the log
+//! still holds H at N; a forged or stale one is ignored and the check
+//! starts from the first event. Records before the mark are not read again
+//! at start: a history read checks the links of what it returns instead
+//! (`Registry::read_checked`).
+//!
+//! A break found here is handled as one found at start: the projections
+//! are folded again up to it, and writes are refused, `/readyz` naming the
+//! sequence.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
+
+use super::history::fold_log;
+use super::{Projections, Registry, Shared};
+use crate::domain::chain::{ChainBreak, ChainChecker, ChainHash};
+use crate::domain::history::History;
+use crate::domain::id::Seq;
+use crate::domain::mac::{Kind, MessageKeys};
+use crate::store::DataDir;
+use crate::store::log::{LogError, Reader, Record};
+
+/// Events checked between two marks.
+const MARK_EVERY: u64 = 100_000;
+
+/// The chain through `seq`, whose event hashes to `hash`, still to check.
+pub(super) struct Unchecked {
+    pub seq: Seq,
+    pub hash: ChainHash,
+}
+
+/// The MAC over a mark.
+fn mark_mac(keys: &MessageKeys, seq: Seq, hash: &ChainHash) -> String {
+    keys.tag(Kind::Checked, &[&seq.0.to_be_bytes(), &hash.0])
+}
+
+/// The sealed mark, if its MAC holds and the log still holds its hash at
+/// its sequence.
+pub(super) fn trusted_mark(shared: &Shared) -> Option<(Seq, ChainHash)> {
+    let (seq, hash, mac) = shared.dir.checked_mark()?;
+    let keys = MessageKeys::new(&shared.pepper);
+    if !keys.check(Kind::Checked, &[&seq.0.to_be_bytes(), &hash.0], Some(&mac)) {
+        tracing::warn!("the chain-check mark's MAC does not hold; checking the whole chain");
+        return None;
+    }
+    match shared.log.get(seq) {
+        Ok(Some(record)) if record.hash == hash => Some((seq, hash)),
+        _ => {
+            tracing::warn!(%seq, "the log no longer holds the chain-check mark's event; checking the whole chain");
+            None
+        }
+    }
+}
+
+/// Records that the chain is checked through `seq`.
+pub(super) fn mark(shared: &Shared, seq: Seq, hash: ChainHash) {
+    Marker::of(shared).mark(seq, hash);
+}
+
+/// What writing a mark needs, for a thread of its own (a snapshot's).
+#[derive(Clone)]
+pub(super) struct Marker {
+    dir: DataDir,
+    keys: MessageKeys,
+    through: Arc<AtomicU64>,
+}
+
+impl Marker {
+    pub fn of(shared: &Shared) -> Marker {
+        Marker {
+            dir: shared.dir.clone(),
+            keys: MessageKeys::new(&shared.pepper),
+            through: shared.checked_through.clone(),
+        }
+    }
+
+    pub fn mark(&self, seq: Seq, hash: ChainHash) {
+        match self.dir.set_checked_mark(seq, &hash, &mark_mac(&self.keys, seq, &hash)) {
+            Ok(()) => {
+                self.through.fetch_max(seq.0, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot record how far the chain is checked; the next start checks more")
+            }
+        }
+    }
+}
+
+/// Starts the check of the chain up to `unchecked` on its own thread.
+pub(super) fn start(shared: Arc<Shared>, unchecked: Unchecked, delay: Duration) -> std::io::Result<()> {
+    let thread = std::thread::Builder::new().name("keyreg-check".into()).spawn({
+        let shared = shared.clone();
+        move || {
+            std::thread::sleep(delay);
+            check(&shared, unchecked)
+        }
+    })?;
+    *shared.checking.lock().unwrap_or_else(PoisonError::into_inner) = Some(thread);
+    Ok(())
+}
+
+fn check(shared: &Shared, unchecked: Unchecked) {
+    let mut prefix = match trusted_mark(shared) {
+        Some((seq, hash)) if seq <= unchecked.seq => {
+            tracing::info!(%seq, "resuming the check of the chain from its mark");
+            History::resume((), seq, hash)
+        }
+        _ => History::new(()),
+    };
+    while prefix.head().0 < unchecked.seq {
+        if shared.stopping.load(Ordering::Relaxed) {
+            return;
+        }
+        let to = Seq((prefix.head().0.0 + MARK_EVERY).min(unchecked.seq.0));
+        let read = fold_log(&shared.log, &mut prefix, Some(to), |_| {});
+        let broken = match read {
+            Err(e) => Some(ChainBreak { seq: prefix.head().0.next(), why: format!("cannot read the log: {e}") }),
+            Ok(()) => prefix.broken().cloned().or_else(|| {
+                (prefix.head().0 < to).then(|| ChainBreak { seq: to, why: "the log ends before the snapshot".into() })
+            }),
+        };
+        if let Some(b) = broken {
+            return broke(shared, b);
+        }
+        tracing::info!(through = %to, of = %unchecked.seq, "checking the chain before the snapshot");
+        let (seq, hash) = prefix.head();
+        mark(shared, seq, hash);
+    }
+    if prefix.head() != (unchecked.seq, unchecked.hash) {
+        let why = "the snapshot's event is not the one the chain leads to".into();
+        return broke(shared, ChainBreak { seq: unchecked.seq, why });
+    }
+    shared.chain_checked.store(true, Ordering::Relaxed);
+}
+
+/// Handles a break found after start as one found at start: writes are
+/// refused from now on, and the projections show the state before it.
+fn broke(shared: &Shared, b: ChainBreak) {
+    tracing::error!(seq = %b.seq, why = %b.why, "the stored chain is broken; refusing writes");
+    let _ = shared.broken.set(b);
+    let mut history = History::new(Projections::default());
+    if fold_log(&shared.log, &mut history, None, |_| {}).is_ok() {
+        *shared.projections.write().unwrap_or_else(PoisonError::into_inner) = history.into_state();
+    }
+    shared.chain_checked.store(true, Ordering::Relaxed);
+}
+
+impl Registry {
+    /// The log's records `from..=to`, each checked against the chain (its
+    /// hash, and the hash before it): a history read never returns a
+    /// record whose link fails. Blocking; stops at the first that fails.
+    pub fn read_checked(&self, from: Seq, to: Option<Seq>) -> impl Iterator<Item = Result<Record, ReadError>> + use<> {
+        let reader: Reader = self.shared.log.clone();
+        let before = match from.0 {
+            0 | 1 => Ok(ChainChecker::default()),
+            n => match reader.get(Seq(n - 1)) {
+                Ok(Some(r)) => Ok(ChainChecker::after(r.seq, r.hash)),
+                Ok(None) => Ok(ChainChecker::after(Seq(n - 1), ChainHash::ZERO)),
+                Err(e) => Err(ReadError::Log(e)),
+            },
+        };
+        let mut failed = false;
+        let mut checker = before.as_ref().ok().cloned();
+        let first = before.err().map(Err);
+        first.into_iter().chain(reader.read(from.max(Seq(1)), to).map_while(move |record| {
+            if failed {
+                return None;
+            }
+            let checked = record.map_err(ReadError::Log).and_then(|r| {
+                let checker = checker.as_mut().expect("set unless the first read failed");
+                checker.check(r.seq, r.bytes(), Some(r.hash)).map(|_| r).map_err(ReadError::Broken)
+            });
+            failed = checked.is_err();
+            Some(checked)
+        }))
+    }
+
+    /// How far the whole chain is known to be checked: once it is whole,
+    /// through the head (this node chains what it appends itself).
+    pub fn checked_through(&self) -> Seq {
+        match super::writer::chain_whole(&self.shared) {
+            true => self.head().seq,
+            false => Seq(self.shared.checked_through.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+/// Why a history read stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("the stored chain breaks at {0}; the registry returns nothing from there on")]
+    Broken(ChainBreak),
+}
