@@ -136,16 +136,23 @@ pub fn export(data: &Path, since: Option<Timestamp>, until: Option<Timestamp>) -
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut report = progress("export");
     let mut n = 0u64;
+    // Every record's link is checked, those skipped too: an export never
+    // carries a record whose link fails, and says where the chain broke.
+    let mut chain = crate::domain::chain::ChainChecker::default();
     for record in log.read(Seq(1), None) {
         let record = record?;
-        if since.is_some() || until.is_some() {
-            let time = crate::domain::event::decode(record.bytes())?.event.time;
-            if since.is_some_and(|s| time < s) {
-                continue;
+        let time = match chain.check(record.seq, record.bytes(), Some(record.hash)) {
+            Ok(decoded) => decoded.event.time,
+            Err(b) => {
+                out.flush()?;
+                anyhow::bail!("the stored chain breaks at {b}; the export stops before it (run `keyreg audit verify`)");
             }
-            if until.is_some_and(|u| time > u) {
-                break;
-            }
+        };
+        if since.is_some_and(|s| time < s) {
+            continue;
+        }
+        if until.is_some_and(|u| time > u) {
+            break;
         }
         out.write_all(record.bytes())?;
         out.write_all(b"\n")?;

@@ -74,6 +74,11 @@ fn a_changed_byte_makes_audit_verify_name_its_sequence() {
         let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
         assert_eq!(report["first_bad_seq"], seq);
         assert_eq!(report["ok"], false);
+        // An export stops before the record whose link fails, and says so.
+        let export = keyreg(&["audit", "export", "--data", path_str(&copy)]);
+        assert_eq!(export.status.code(), Some(1), "seq {seq}");
+        assert_eq!(stdout(&export).lines().count() as u64, seq - 1, "seq {seq}: only the records before it");
+        assert!(stderr(&export).contains(&format!("sequence {seq}")), "{}", stderr(&export));
     }
 }
 
