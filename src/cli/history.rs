@@ -145,7 +145,7 @@ pub fn export(data: &Path, since: Option<Timestamp>, until: Option<Timestamp>) -
             Ok(decoded) => decoded.event.time,
             Err(b) => {
                 out.flush()?;
-                anyhow::bail!("the stored chain breaks at {b}; the export stops before it (run `keyreg audit verify`)");
+                anyhow::bail!("{b}; the export stops before it (run `keyreg audit verify`)");
             }
         };
         if since.is_some_and(|s| time < s) {

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use super::history::fold_log;
 use super::{Projections, Registry, Shared};
-use crate::domain::chain::{ChainBreak, ChainChecker, ChainHash};
+use crate::domain::chain::{ChainBreak, ChainChecker, ChainHash, ChainReport};
 use crate::domain::history::History;
 use crate::domain::id::Seq;
 use crate::domain::mac::{Kind, MessageKeys};
@@ -184,6 +184,20 @@ impl Registry {
         }))
     }
 
+    /// The chain's report from the sealed mark on: the events after it are
+    /// checked (at most a snapshot interval's worth once the background
+    /// check is done), those before it were. A chain found broken is
+    /// checked whole, for its report to name the break.
+    pub fn verify_chain(&self) -> Result<ChainReport, LogError> {
+        let mark = trusted_mark(&self.shared).filter(|_| self.broken().is_none());
+        let Some((seq, hash)) = mark else { return self.check_chain() };
+        let mut tail = History::resume((), seq, hash);
+        fold_log(&self.shared.log, &mut tail, None, |_| {})?;
+        let mut report = tail.report();
+        report.events = report.head_seq.0;
+        Ok(report)
+    }
+
     /// How far the whole chain is known to be checked: once it is whole,
     /// through the head (this node chains what it appends itself).
     pub fn checked_through(&self) -> Seq {
@@ -199,6 +213,6 @@ impl Registry {
 pub enum ReadError {
     #[error(transparent)]
     Log(#[from] LogError),
-    #[error("the stored chain breaks at {0}; the registry returns nothing from there on")]
+    #[error("{0}; the registry returns nothing from there on")]
     Broken(ChainBreak),
 }

@@ -61,6 +61,8 @@ fn a_break_before_the_snapshot_is_found_in_the_background_after_the_node_is_read
     );
     let failing = api.ops("/readyz").json;
     assert!(failing["refusing_writes"].as_str().unwrap_or("").contains("sequence 7"), "{failing}");
+    let report = api.get("/v1/audit/verify").auth(&system).send().ok(200).clone();
+    assert_eq!((report["ok"].clone(), report["first_bad_seq"].clone()), (json!(false), json!(7)), "{report}");
     let head = api.head();
     let write = api.post("/v1/keys").auth(&system).json(json!({"name": "after", "scopes": ["read"]})).send();
     write.problem(503, "UNAVAILABLE");
@@ -91,12 +93,15 @@ fn a_history_read_never_returns_a_record_whose_link_fails() {
 fn the_mark_survives_restarts_and_a_forged_one_is_ignored() {
     let dir = tempdir();
     let data = dir.path().join("data");
-    stopped_registry(&data, 30);
+    let system = stopped_registry(&data, 30);
     let server = Server::start(&data, &[]);
     let api = Api::new(&server.url);
     let health = api.ops("/readyz").json;
     assert_eq!(health["chain_checked_through"], health["head_seq"], "{health}");
     assert_eq!(health["chain_check_running"], false, "nothing left to check: {health}");
+    // The chain's report comes from the mark and the events after it.
+    let report = api.get("/v1/audit/verify").auth(&system).send().ok(200).clone();
+    assert_eq!((report["ok"].clone(), report["events"].clone()), (json!(true), json!(30)), "{report}");
     server.stop();
     let mark = std::fs::read_to_string(data.join("checked")).unwrap();
     assert!(mark.starts_with("30 "), "{mark}");
