@@ -329,6 +329,7 @@ pub(crate) fn replay(size: Size) -> anyhow::Result<Vec<Row>> {
         anyhow::ensure!(registry.read().table.applied() == Seq(n as u64), "the snapshot start stopped short");
         registry.close()?;
     }
+    let readiness = crate::readiness::measure(&data, n as u64, size.runs)?;
     let AsOf { one_key, page, whole } = as_of(&data, first)?;
     let (during, without, lasted) = snapshot_stall(&data, n as u64)?;
     let (checked, unchecked, startup) = (median(rates), median(unchecked), median(startups));
@@ -336,7 +337,7 @@ pub(crate) fn replay(size: Size) -> anyhow::Result<Vec<Row>> {
     let keys = n.div_ceil(4);
     let rate = n as f64 / checked;
     std::fs::remove_dir_all(&dir)?;
-    Ok(vec![
+    Ok([
         Row::new(
             format!("5. replay {n} events into the projections, chain checked"),
             format!("{:.2} M events/s ({checked:.2} s)", rate / 1e6),
@@ -387,5 +388,8 @@ pub(crate) fn replay(size: Size) -> anyhow::Result<Vec<Row>> {
             ),
             Some(from_snapshot < 1.0),
         ),
-    ])
+    ]
+    .into_iter()
+    .chain(readiness)
+    .collect())
 }

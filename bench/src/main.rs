@@ -20,6 +20,7 @@ mod nats;
 #[allow(dead_code)]
 #[path = "../../tests/common/nats_server.rs"]
 mod nats_server;
+mod readiness;
 mod soak;
 
 use std::fmt::Write as _;

@@ -27,10 +27,14 @@ use crate::domain::history::History;
 use crate::domain::id::Seq;
 use crate::domain::mac::{Kind, MessageKeys};
 use crate::store::DataDir;
-use crate::store::log::{LogError, Reader, Record};
+use crate::store::log::{Head, LogError, Reader, Record};
 
 /// Events checked between two marks.
 const MARK_EVERY: u64 = 100_000;
+/// Events a running registry appends between two marks, once its whole
+/// chain is checked: it chained them itself, so the mark may pass them,
+/// and `/v1/audit/verify` never checks more than these after it.
+const MARK_STRIDE: u64 = 4096;
 
 /// The chain through `seq`, whose event hashes to `hash`, still to check.
 pub(super) struct Unchecked {
@@ -64,6 +68,16 @@ pub(super) fn trusted_mark(shared: &Shared) -> Option<(Seq, ChainHash)> {
 /// Records that the chain is checked through `seq`.
 pub(super) fn mark(shared: &Shared, seq: Seq, hash: ChainHash) {
     Marker::of(shared).mark(seq, hash);
+}
+
+/// Moves the mark to `head`, a committed head this node appended, when
+/// the whole chain before it is checked and the mark is `MARK_STRIDE`
+/// behind.
+pub(super) fn advance(shared: &Shared, head: Head) {
+    let behind = head.seq.0.saturating_sub(shared.checked_through.load(Ordering::Relaxed));
+    if behind >= MARK_STRIDE && super::writer::chain_whole(shared) {
+        mark(shared, head.seq, head.hash);
+    }
 }
 
 /// What writing a mark needs, for a thread of its own (a snapshot's).

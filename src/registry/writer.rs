@@ -214,6 +214,7 @@ fn committed(shared: &Shared, head: Head) {
         shared.confirmed_floor.fetch_max(head.seq.0, Ordering::Relaxed);
     }
     let before = shared.committed.send_replace(head);
+    super::check::advance(shared, head);
     let every = shared.snapshot_every;
     if before.seq.0 / every < head.seq.0 / every {
         snapshot_in_background(shared);
