@@ -18,9 +18,11 @@ use crate::{Row, median, percentile, progress};
 /// (`registry::check`'s stride).
 const STRIDE: u64 = 4096;
 
-/// `data` holds `n` events, a snapshot and a mark at its head (a clean
+/// `data` holds a large log, a snapshot and a mark at its head (a clean
 /// stop wrote both).
-pub(crate) fn measure(data: &DataDir, n: u64, runs: usize) -> anyhow::Result<Vec<Row>> {
+pub(crate) fn measure(data: &DataDir, runs: usize) -> anyhow::Result<Vec<Row>> {
+    let n = keyreg::store::log::Log::open(&data.log_path())?.head().seq.0;
+    anyhow::ensure!(keyreg::store::log::wait_unlocked(&data.log_path(), Duration::from_secs(10)), "the log stayed locked");
     let mut marked = vec![];
     let mut unmarked = vec![];
     let mut checked_after = vec![];
@@ -34,7 +36,7 @@ pub(crate) fn measure(data: &DataDir, n: u64, runs: usize) -> anyhow::Result<Vec
         checked_after.push(whole_s);
         std::fs::write(data.path().join("checked"), mark)?;
     }
-    let (system, tenant, whole_chain) = chain_reports(data, n)?;
+    let (system, tenant, whole_chain) = chain_reports(data)?;
     let (marked, unmarked, whole) = (median(marked), median(unmarked), median(checked_after));
     Ok(vec![
         Row::new(
@@ -94,7 +96,7 @@ fn ready(data: &DataDir) -> anyhow::Result<(f64, f64)> {
 /// head `STRIDE - 1` events past the mark: the most a running registry
 /// leaves after it.
 /// Also the seconds of one check of the whole chain, the baseline.
-fn chain_reports(data: &DataDir, n: u64) -> anyhow::Result<((f64, f64), (f64, f64), f64)> {
+fn chain_reports(data: &DataDir) -> anyhow::Result<((f64, f64), (f64, f64), f64)> {
     let registry = Registry::open(data, crate::config())?;
     let acme = OrgId::parse("acme")?;
     for _ in 1..STRIDE {
@@ -102,7 +104,7 @@ fn chain_reports(data: &DataDir, n: u64) -> anyhow::Result<((f64, f64), (f64, f6
         let key = registry.new_key(&token, "after the mark", "", &["read"]);
         registry.execute_blocking(Actor::system("bench"), acme.clone(), Command::CreateKey(key))?;
     }
-    let n = n + STRIDE - 1;
+    let n = registry.head().seq.0;
     anyhow::ensure!(registry.checked_through().0 + STRIDE > n, "the mark moved: {}", registry.checked_through());
     let mut system = vec![];
     let mut tenant = vec![];

@@ -198,6 +198,30 @@ impl Registry {
         }))
     }
 
+    /// The records at `seqs`, each checked against the chain (its hash,
+    /// and the hash of the record before it); stops at the first that
+    /// fails. Blocking.
+    pub fn read_checked_at(&self, seqs: Vec<Seq>) -> impl Iterator<Item = Result<Record, ReadError>> + use<> {
+        let reader: Reader = self.shared.log.clone();
+        let mut failed = false;
+        seqs.into_iter().map_while(move |seq| {
+            if failed {
+                return None;
+            }
+            let checked = (|| {
+                let mut checker = match seq.0 {
+                    0 | 1 => ChainChecker::default(),
+                    n => reader.get(Seq(n - 1))?.map_or(ChainChecker::default(), |r| ChainChecker::after(r.seq, r.hash)),
+                };
+                let record = reader.get(seq)?.ok_or(LogError::Damaged(seq))?;
+                checker.check(record.seq, record.bytes(), Some(record.hash)).map_err(ReadError::Broken)?;
+                Ok(record)
+            })();
+            failed = checked.is_err();
+            Some(checked)
+        })
+    }
+
     /// The chain's report from the sealed mark on: the events after it are
     /// checked (at most a snapshot interval's worth once the background
     /// check is done), those before it were. A chain found broken is

@@ -120,3 +120,29 @@ fn the_mark_survives_restarts_and_a_forged_one_is_ignored() {
     );
     assert!(api.ops("/readyz").json["refusing_writes"].as_str().unwrap_or("").contains("sequence 9"));
 }
+
+#[test]
+fn a_tenant_reads_its_own_orgs_events_in_log_order_page_by_page() {
+    let dir = tempdir();
+    let (server, system) = Server::init_and_start(dir.path(), &[]);
+    let api = Api::new(&server.url);
+    let acme = new_org(&api, &system, "acme");
+    let globex = new_org(&api, &system, "globex");
+    for i in 0..5 {
+        new_key(&api, &acme, json!({"name": format!("a{i}"), "scopes": ["read"]}));
+        new_key(&api, &globex, json!({"name": format!("g{i}"), "scopes": ["read"]}));
+    }
+    let events = |after: u64, limit: u64| -> Vec<serde_json::Value> {
+        let r = api.get("/v1/events").auth(&acme).query("after_seq", &after.to_string()).query("limit", &limit.to_string()).send();
+        assert_eq!(r.status, 200);
+        String::from_utf8(r.body).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    let all = events(0, 1000);
+    assert_eq!(all.len(), 6, "the org's creation and its five keys");
+    assert!(all.iter().all(|e| e["org"] == "acme"), "only acme's: {all:?}");
+    let seqs: Vec<u64> = all.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    let page = events(seqs[1], 2);
+    assert_eq!(page.iter().map(|e| e["seq"].as_u64().unwrap()).collect::<Vec<_>>(), seqs[2..4]);
+    assert!(events(seqs[5], 10).is_empty());
+}
