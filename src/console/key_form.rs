@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde_json::{Value, json};
 
-use super::keys::secret_page;
+use super::keys::show_once;
 use super::page::{self, Area, csrf, field_error, form_error, frame, invalid, q, respond, strings, text};
 use super::{Edited, Form, Page, Posted, Refusal};
 use crate::domain::validate::{MAX_DESCRIPTION, MAX_NAME, MAX_OWNER};
@@ -239,7 +239,7 @@ pub async fn create(Posted { page, form }: Posted) -> Response {
         days => body["expires_in_days"] = days.parse::<u32>().map_or_else(|_| json!(days), |d| json!(d)),
     }
     match page.api(Method::POST, route::KEYS, Some(&body)).await.ok() {
-        Ok(created) => secret_page(&page, &created, "Key created"),
+        Ok(created) => show_once(&page, created, "Key created"),
         Err(r) => {
             let c = choices(&page).await;
             respond(StatusCode::BAD_REQUEST, create_page(&page, &c, &form, Some(&r)))

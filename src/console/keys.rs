@@ -15,6 +15,7 @@ use crate::domain::validate::MAX_REASON;
 use crate::http::route;
 
 use super::page::{self, Area, as_of_time, csrf, frame, given, local_time, plural, q, respond, strings, text, when};
+use super::session::Shown;
 use super::{Page, Posted, Refusal, audit};
 
 /// Keys per page of the list.
@@ -236,6 +237,25 @@ pub async fn bulk(Posted { page, form }: Posted) -> Response {
     respond(StatusCode::OK, frame(Some(&page), Area::Keys, &title, body))
 }
 
+/// Answers a write that made a new secret: the secret is kept in the
+/// session and the browser sent on (303) to the page that shows it, so
+/// that reloading that page, or going Back, never sends the write again.
+pub(super) fn show_once(page: &Page, answer: Value, title: &'static str) -> Response {
+    let key_id = answer["key"]["id"].as_str().unwrap_or_default().to_owned();
+    let to = format!("/console/keys/{}/secret", q(&key_id));
+    page.console.sessions.keep_to_show(&page.session, Shown { key_id, answer, title });
+    Redirect::to(&to).into_response()
+}
+
+/// `GET /console/keys/{id}/secret`: the secret kept by `show_once`, shown
+/// this once; afterwards the key's page.
+pub async fn secret(Path(id): Path<String>, page: Page) -> Response {
+    match page.console.sessions.take_shown(&page.session, &id) {
+        Some(shown) => secret_page(&page, &shown.answer, shown.title),
+        None => Redirect::to(&format!("/console/keys/{}", q(&id))).into_response(),
+    }
+}
+
 /// The page that shows a new secret, once, in a dialog that cannot be
 /// closed before the person says they stored it. Answered `no-store`, like
 /// every console page; the secret is in no URL and no browser storage.
@@ -432,7 +452,7 @@ pub async fn act(Path((id, action)): Path<(String, String)>, Posted { page, form
         "rotate" => {
             let body = json!({"grace_seconds": form.get("grace").parse::<u64>().unwrap_or(0)});
             match page.api(Method::POST, &route::fill(route::KEY_ROTATE, &id), Some(&body)).await.ok() {
-                Ok(rotated) => return secret_page(&page, &rotated, "Key rotated"),
+                Ok(rotated) => return show_once(&page, rotated, "Key rotated"),
                 Err(r) => return details_page(&page, &id, None, None, Some(r)).await,
             }
         }

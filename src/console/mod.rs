@@ -71,6 +71,7 @@ pub fn router(state: AppState, api: Router, idle: std::time::Duration) -> Router
         .route("/console/keys/bulk", post(keys::bulk))
         .route("/console/keys/new", get(key_form::new_form).post(key_form::create))
         .route("/console/keys/{id}", get(keys::details))
+        .route("/console/keys/{id}/secret", get(keys::secret))
         .route("/console/keys/{id}/edit", get(key_form::edit_form).post(key_form::edit))
         .route("/console/keys/{id}/{action}", post(keys::act))
         .route("/console/roles", get(roles::list))

@@ -42,8 +42,22 @@ pub struct Session {
     /// `actors:assert`: every change is recorded as them.
     pub user: Option<String>,
     pub csrf: String,
+    /// The session's entry in the map (the blake3 of its cookie).
+    id: [u8; 32],
+    /// A new secret waiting to be shown, once, on the page the browser is
+    /// sent to after the write (POST, redirect, GET): a reload or Back
+    /// finds it gone and writes nothing again.
+    shown: Option<Shown>,
     started: Timestamp,
     seen: Timestamp,
+}
+
+/// A write's answer carrying a new secret, and the dialog's title.
+#[derive(Clone)]
+pub struct Shown {
+    pub key_id: String,
+    pub answer: serde_json::Value,
+    pub title: &'static str,
 }
 
 /// A secret that never prints itself.
@@ -79,11 +93,33 @@ impl Sessions {
     /// Starts a session; answers the cookie's value.
     pub fn start(&self, token: String, user: Option<String>, now: Timestamp) -> String {
         let cookie = random_hex();
-        let session = Session { token: Secret(token), user, csrf: random_hex(), started: now, seen: now };
+        let session = Session {
+            token: Secret(token),
+            user,
+            csrf: random_hex(),
+            id: id(&cookie),
+            shown: None,
+            started: now,
+            seen: now,
+        };
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         live.retain(|_, s| self.alive(s, now));
         live.insert(id(&cookie), session);
         cookie
+    }
+
+    /// Keeps `shown` for the next page of `session` that asks for it.
+    pub fn keep_to_show(&self, session: &Session, shown: Shown) {
+        if let Some(s) = self.live.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&session.id) {
+            s.shown = Some(shown);
+        }
+    }
+
+    /// The secret kept for `key_id`, taken: it is shown this once.
+    pub fn take_shown(&self, session: &Session, key_id: &str) -> Option<Shown> {
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let s = live.get_mut(&session.id)?;
+        s.shown.take_if(|shown| shown.key_id == key_id)
     }
 
     /// The session named by `cookie`, marked as used now.
@@ -96,7 +132,8 @@ impl Sessions {
             return Err(Missing::Expired);
         }
         entry.seen = now;
-        Ok(entry.clone())
+        // A page needs the secret only through `take_shown`.
+        Ok(Session { shown: None, ..entry.clone() })
     }
 
     pub fn end(&self, cookie: &str) {

@@ -85,19 +85,20 @@ pub async fn list(
     // The events go out exactly as stored: the body is assembled from the
     // stored bytes (read off the runtime: sled reads block), never from a
     // re-serialization.
-    let reader = s.registry.log().clone();
+    // Each record's link is checked as it is read.
+    let registry = s.registry.clone();
+    let last = seqs.last().copied();
     let body = blocking(move || {
         let mut body = Vec::from(&b"{\"events\":["[..]);
-        for (i, seq) in seqs.iter().enumerate() {
-            let record = reader.get(*seq)?;
-            let record = record.ok_or_else(|| ApiError::Internal(format!("indexed event {seq} is missing")))?;
+        for (i, record) in registry.read_checked_at(seqs).enumerate() {
+            let record = record?;
             if i > 0 {
                 body.push(b',');
             }
             body.extend_from_slice(record.bytes());
         }
         body.extend_from_slice(b"],\"next_cursor\":");
-        match seqs.last().filter(|_| more) {
+        match last.filter(|_| more) {
             Some(last) => body.extend_from_slice(format!("\"{last}\"}}").as_bytes()),
             None => body.extend_from_slice(b"null}"),
         }

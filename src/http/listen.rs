@@ -145,6 +145,8 @@ pub async fn serve(
             builder.timer(TokioTimer::new()).header_read_timeout(limits.read_timeout).max_buf_size(READ_BUFFER);
             let mut connection = pin!(builder.serve_connection(TokioIo::new(stream), service));
             let mut closing = pin!(signal_tx.closed());
+            // `closing` is polled until it completes, never after.
+            let mut closed = false;
             loop {
                 tokio::select! {
                     result = connection.as_mut() => {
@@ -153,7 +155,10 @@ pub async fn serve(
                         }
                         break;
                     }
-                    _ = &mut closing => connection.as_mut().graceful_shutdown(),
+                    _ = &mut closing, if !closed => {
+                        closed = true;
+                        connection.as_mut().graceful_shutdown();
+                    }
                 }
             }
             drop((permit, slot, close_rx));

@@ -310,6 +310,30 @@ test("keys are created with every expiry choice and preset, the secret shown onc
   }
 });
 
+test("reloading the page that shows a new secret writes nothing again", async () => {
+  await createKey({ name: "reload-once", expiry: "never", preset: "read-only" });
+  await page.locator("#secret-dialog").waitFor({ state: "visible" });
+  const shownAt = page.url();
+  assert.match(shownAt, /\/console\/keys\/key_[^/]+\/secret$/, "the secret is shown on a page of its own, after a redirect");
+  await page.reload();
+  assert.equal(await page.locator("#secret-dialog").count(), 0, "a reload does not show the secret again");
+  const created = await api(server, admin, "GET", `/v1/keys?status=all&q=reload-once`);
+  assert.equal(created.body.keys.filter((k) => k.name === "reload-once").length, 1, "a reload creates no second key");
+  await page.goBack();
+  await page.goForward();
+  assert.equal((await api(server, admin, "GET", `/v1/keys?status=all&q=reload-once`)).body.keys.length, 1);
+
+  const key = created.body.keys[0];
+  await page.goto(`${server.url}/console/keys/${key.id}`);
+  await page.getByRole("button", { name: "Rotate" }).click();
+  await page.locator("#rotate-dialog").getByRole("button", { name: "Rotate" }).click();
+  await page.locator("#secret-dialog").waitFor({ state: "visible" });
+  await page.reload();
+  assert.equal(await page.locator("#secret-dialog").count(), 0);
+  const rotations = await api(server, admin, "GET", `/v1/audit?key_id=${key.id}&type=key.rotated`);
+  assert.equal(rotations.body.events.length, 1, "a reload rotates the key no second time");
+});
+
 test("a refused create keeps what was typed and names the field", async () => {
   await page.goto(`${server.url}/console/keys/new`);
   await axeCheck("create key");

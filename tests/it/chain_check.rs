@@ -87,6 +87,9 @@ fn a_history_read_never_returns_a_record_whose_link_fails() {
     assert!(refused.json["detail"].as_str().unwrap().contains("sequence 12"), "{}", refused.json);
     let later = api.get("/v1/events").auth(&system).query("after_seq", "11").send();
     later.problem(503, "UNAVAILABLE");
+    let audit = api.get("/v1/audit").auth(&system).send();
+    audit.problem(503, "UNAVAILABLE");
+    assert!(audit.json["detail"].as_str().unwrap().contains("sequence 12"), "{}", audit.json);
 }
 
 #[test]

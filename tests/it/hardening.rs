@@ -631,3 +631,22 @@ fn strangers_and_tenants_learn_nothing_of_the_logs_activity() {
     crate::api_contract::check_against_openapi(&api.exchanges.borrow());
     server.stop();
 }
+
+/// SIGTERM while a client holds a kept-alive connection: the connection is
+/// closed gracefully and the server exits, with no task panicking on the
+/// way (one used to poll the shutdown signal after it had fired).
+#[test]
+fn a_stop_with_a_connection_kept_alive_is_clean() {
+    let dir = tempdir();
+    let (server, _) = Server::init_and_start(dir.path(), &[]);
+    let address = server.url.trim_start_matches("http://").to_owned();
+    let mut connection = TcpStream::connect(&address).unwrap();
+    connection.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut answer = [0u8; 512];
+    let n = connection.read(&mut answer).unwrap();
+    assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 200"));
+    let log = server.log.clone();
+    server.stop();
+    let said = std::fs::read_to_string(log).unwrap();
+    assert!(!said.contains("panicked"), "{said}");
+}
