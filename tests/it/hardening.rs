@@ -640,13 +640,21 @@ fn a_stop_with_a_connection_kept_alive_is_clean() {
     let dir = tempdir();
     let (server, _) = Server::init_and_start(dir.path(), &[]);
     let address = server.url.trim_start_matches("http://").to_owned();
-    let mut connection = TcpStream::connect(&address).unwrap();
-    connection.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut answer = [0u8; 512];
-    let n = connection.read(&mut answer).unwrap();
-    assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 200"));
+    // Several, since which of a connection's two wake-ups came first was
+    // left to chance.
+    let connections: Vec<TcpStream> = (0..12)
+        .map(|_| {
+            let mut connection = TcpStream::connect(&address).unwrap();
+            connection.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            let mut answer = [0u8; 512];
+            let n = connection.read(&mut answer).unwrap();
+            assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 200"));
+            connection
+        })
+        .collect();
     let log = server.log.clone();
     server.stop();
     let said = std::fs::read_to_string(log).unwrap();
     assert!(!said.contains("panicked"), "{said}");
+    drop(connections);
 }
