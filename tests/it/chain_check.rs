@@ -141,11 +141,11 @@ fn a_tenant_reads_its_own_orgs_events_in_log_order_page_by_page() {
         String::from_utf8(r.body).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
     };
     let all = events(0, 1000);
-    assert_eq!(all.len(), 6, "the org's creation and its five keys");
+    assert_eq!(all.len(), 7, "the org's creation, its first key and five more");
     assert!(all.iter().all(|e| e["org"] == "acme"), "only acme's: {all:?}");
     let seqs: Vec<u64> = all.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
     let page = events(seqs[1], 2);
     assert_eq!(page.iter().map(|e| e["seq"].as_u64().unwrap()).collect::<Vec<_>>(), seqs[2..4]);
-    assert!(events(seqs[5], 10).is_empty());
+    assert!(events(seqs[6], 10).is_empty());
 }
