@@ -85,7 +85,7 @@ pub(crate) fn check(catalog: &Catalog) -> Result<Catalog, Refusal> {
 }
 
 /// Refuses the first of `scopes` that names an exact action the enforced
-/// catalogue does not list.
+/// catalogue does not list (a built-in preset's scopes excepted).
 pub(crate) fn check_known<'a>(
     catalog: Option<&Catalog>,
     scopes: impl IntoIterator<Item = &'a Scope>,
@@ -93,6 +93,7 @@ pub(crate) fn check_known<'a>(
     let Some(catalog) = catalog.filter(|c| c.enforce) else { return Ok(()) };
     for scope in scopes {
         if let Some(action) = scope.exact_action()
+            && !crate::domain::preset::grants_by_preset(scope)
             && !catalog.actions.iter().any(|a| a.action == action)
         {
             let suggestions = close_matches(&action, catalog);
@@ -233,6 +234,8 @@ mod tests {
             matches!(check_known(Some(&c), [&far]), Err(Refusal::UnknownAction { suggestions, .. }) if suggestions.is_empty())
         );
         assert!(check_known(Some(&catalog(&[], false)), [&typo]).is_ok(), "a catalogue not enforced refuses nothing");
+        let presets = crate::domain::preset::find("read-only").unwrap().scopes();
+        assert!(check_known(Some(&catalog(&["billing:read"], true)), &presets).is_ok(), "a built-in preset works with any catalogue");
         assert!(check_known(None, [&typo]).is_ok());
     }
 

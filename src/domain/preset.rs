@@ -32,6 +32,14 @@ pub const PRESETS: &[Preset] = &[
 ];
 
 /// The preset named `name`.
+/// Whether `scope` is one a built-in preset grants. A preset works with
+/// any catalogue: its scopes are the conventional verbs, never actions an
+/// organization must list, so an enforced catalogue does not refuse them.
+pub fn grants_by_preset(scope: &Scope) -> bool {
+    let scope = scope.to_string();
+    PRESETS.iter().any(|p| p.scopes.contains(&scope.as_str()))
+}
+
 pub fn find(name: &str) -> Option<&'static Preset> {
     PRESETS.iter().find(|p| p.name == name)
 }
