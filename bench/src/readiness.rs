@@ -22,7 +22,10 @@ const STRIDE: u64 = 4096;
 /// stop wrote both).
 pub(crate) fn measure(data: &DataDir, runs: usize) -> anyhow::Result<Vec<Row>> {
     let n = keyreg::store::log::Log::open(&data.log_path())?.head().seq.0;
-    anyhow::ensure!(keyreg::store::log::wait_unlocked(&data.log_path(), Duration::from_secs(10)), "the log stayed locked");
+    anyhow::ensure!(
+        keyreg::store::log::wait_unlocked(&data.log_path(), Duration::from_secs(10)),
+        "the log stayed locked"
+    );
     let mut marked = vec![];
     let mut unmarked = vec![];
     let mut checked_after = vec![];
@@ -52,7 +55,10 @@ pub(crate) fn measure(data: &DataDir, runs: usize) -> anyhow::Result<Vec<Row>> {
         ),
         Row::new(
             format!("5. `/v1/audit/verify` at {n} events, {} after the mark (in process)", STRIDE - 1),
-            format!("_system: p50 {:.1} ms, p99 {:.1} ms; a tenant: p50 {:.1} ms, p99 {:.1} ms", system.0, system.1, tenant.0, tenant.1),
+            format!(
+                "_system: p50 {:.1} ms, p99 {:.1} ms; a tenant: p50 {:.1} ms, p99 {:.1} ms",
+                system.0, system.1, tenant.0, tenant.1
+            ),
             "p99 < 50 ms",
             format!("the whole chain folded per request, as before: {:.0} ms", whole_chain * 1e3),
             Some(system.1 < 50.0 && tenant.1 < 50.0),

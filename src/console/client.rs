@@ -79,6 +79,7 @@ impl Answer {
             Ok(self.body)
         } else {
             Err(Refusal {
+                status: self.status,
                 code: self.body["code"].as_str().unwrap_or("INTERNAL").to_owned(),
                 detail: self.body["detail"].as_str().unwrap_or("the registry could not answer").to_owned(),
                 field: self.body["field"].as_str().map(str::to_owned),
@@ -98,6 +99,9 @@ pub enum Edited {
 /// A refusal of the API, as the console shows it.
 #[derive(Debug)]
 pub struct Refusal {
+    /// The API's status, which the page answers with too (a key limit is
+    /// 409 on both).
+    pub status: StatusCode,
     pub code: String,
     pub detail: String,
     /// The request field the API named as wrong, if one was.

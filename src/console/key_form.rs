@@ -242,7 +242,7 @@ pub async fn create(Posted { page, form }: Posted) -> Response {
         Ok(created) => show_once(&page, created, "Key created"),
         Err(r) => {
             let c = choices(&page).await;
-            respond(StatusCode::BAD_REQUEST, create_page(&page, &c, &form, Some(&r)))
+            respond(r.status, create_page(&page, &c, &form, Some(&r)))
         }
     }
 }
@@ -310,6 +310,6 @@ pub async fn edit(Path(id): Path<String>, Posted { page, form }: Posted) -> Resp
 /// warnings to confirm.
 async fn edit_again(page: &Page, id: &str, form: &Form, error: Option<Refusal>, warnings: &[&str]) -> Response {
     let c = choices(page).await;
-    let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let status = error.as_ref().map_or(StatusCode::OK, |r| r.status);
     respond(status, edit_page(page, id, &c, form, error.as_ref(), warnings))
 }

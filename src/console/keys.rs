@@ -208,7 +208,7 @@ pub async fn bulk(Posted { page, form }: Posted) -> Response {
         let body = json!({"ids": ids, "reason": Some(form.get("reason")).filter(|r| !r.is_empty()), "delete": action == "delete"});
         return match page.api(Method::POST, route::KEYS_BULK_REVOKE, Some(&body)).await.ok() {
             Ok(_) => Redirect::to(&format!("/console/keys?notice={action}d&n={}", ids.len())).into_response(),
-            Err(r) => page::message(Some(&page), StatusCode::BAD_REQUEST, "Nothing was changed", &r.sentence()),
+            Err(r) => page::message(Some(&page), r.status, "Nothing was changed", &r.sentence()),
         };
     }
     let mut names = Vec::new();

@@ -100,13 +100,7 @@ pub fn message(page: Option<&Page>, status: StatusCode, title: &str, text: &str)
 
 /// The API's refusal of a read, as a page.
 pub fn refused(page: &Page, r: &Refusal) -> Response {
-    let status = match r.code.as_str() {
-        "NOT_FOUND" => StatusCode::NOT_FOUND,
-        "FORBIDDEN" => StatusCode::FORBIDDEN,
-        "BUSY" => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::BAD_REQUEST,
-    };
-    message(Some(page), status, "This cannot be shown", &r.sentence())
+    message(Some(page), r.status, "This cannot be shown", &r.sentence())
 }
 
 pub fn sign_in(notice: Option<&str>, error: Option<&str>, user: &str, token: &str, status: StatusCode) -> Response {

@@ -126,7 +126,7 @@ pub async fn create(Posted { page, form }: Posted) -> Response {
         json!({"name": form.get("name"), "description": form.get("description"), "scopes": form.lines("scopes")});
     match page.api(Method::POST, route::ROLES, Some(&body)).await.ok() {
         Ok(_) => Redirect::to("/console/roles?notice=created").into_response(),
-        Err(r) => respond(StatusCode::BAD_REQUEST, role_page(&page, None, &form, Some(&r), &[], 0)),
+        Err(r) => respond(r.status, role_page(&page, None, &form, Some(&r), &[], 0)),
     }
 }
 
@@ -158,7 +158,7 @@ pub async fn edit(Path(name): Path<String>, Posted { page, form }: Posted) -> Re
             let warnings: Vec<String> = strings(&v["warnings"]).into_iter().map(str::to_owned).collect();
             respond(StatusCode::OK, role_page(&page, Some(&name), &form, None, &warnings, keys_of(&v)))
         }
-        Err(r) => respond(StatusCode::BAD_REQUEST, role_page(&page, Some(&name), &form, Some(&r), &[], 0)),
+        Err(r) => respond(r.status, role_page(&page, Some(&name), &form, Some(&r), &[], 0)),
     }
 }
 
@@ -237,7 +237,7 @@ pub async fn put_catalog(Posted { page, form }: Posted) -> Response {
         Ok(c) => respond(StatusCode::OK, catalog_page(&page, &c, None, Some("Catalogue saved."))),
         Err(r) => {
             let current = page.api(Method::GET, route::CATALOG, None).await.body;
-            respond(StatusCode::BAD_REQUEST, catalog_page(&page, &current, Some((&r, &form)), None))
+            respond(r.status, catalog_page(&page, &current, Some((&r, &form)), None))
         }
     }
 }

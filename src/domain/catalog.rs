@@ -235,7 +235,10 @@ mod tests {
         );
         assert!(check_known(Some(&catalog(&[], false)), [&typo]).is_ok(), "a catalogue not enforced refuses nothing");
         let presets = crate::domain::preset::find("read-only").unwrap().scopes();
-        assert!(check_known(Some(&catalog(&["billing:read"], true)), &presets).is_ok(), "a built-in preset works with any catalogue");
+        assert!(
+            check_known(Some(&catalog(&["billing:read"], true)), &presets).is_ok(),
+            "a built-in preset works with any catalogue"
+        );
         assert!(check_known(None, [&typo]).is_ok());
     }
 

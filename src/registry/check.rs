@@ -211,7 +211,9 @@ impl Registry {
             let checked = (|| {
                 let mut checker = match seq.0 {
                     0 | 1 => ChainChecker::default(),
-                    n => reader.get(Seq(n - 1))?.map_or(ChainChecker::default(), |r| ChainChecker::after(r.seq, r.hash)),
+                    n => {
+                        reader.get(Seq(n - 1))?.map_or(ChainChecker::default(), |r| ChainChecker::after(r.seq, r.hash))
+                    }
                 };
                 let record = reader.get(seq)?.ok_or(LogError::Damaged(seq))?;
                 checker.check(record.seq, record.bytes(), Some(record.hash)).map_err(ReadError::Broken)?;

@@ -602,6 +602,27 @@ test("a keys:read key sees no create button, and the server refuses it anyway", 
   await p.close();
 });
 
+test("a key limit reached answers 409, as the API does, and keeps the form", async () => {
+  const org = await api(server, server.system, "POST", "/v1/orgs", { id: "tiny", name: "Tiny", max_keys: 1 });
+  assert.equal(org.status, 201);
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const p = await ctx.newPage();
+  watch(p);
+  await signIn(p, org.body.secret);
+  await p.waitForURL(/\/console\/keys$/);
+  await p.goto(`${server.url}/console/keys/new`);
+  await p.getByLabel("Name", { exact: true }).fill("one-too-many");
+  await p.locator("input[name=preset][value=read-only]").check();
+  const [answer] = await Promise.all([
+    p.waitForResponse((r) => r.url().endsWith("/console/keys/new") && r.request().method() === "POST"),
+    p.getByRole("button", { name: "Create key" }).click(),
+  ]);
+  assert.equal(answer.status(), 409);
+  await p.getByRole("alert").first().waitFor();
+  assert.equal(await p.getByLabel("Name", { exact: true }).inputValue(), "one-too-many", "what was typed is kept");
+  await ctx.close();
+});
+
 test("an idle session expires and says so", async () => {
   const short = await startServer("idle", ["--console-idle-secs", "3"]);
   try {

@@ -136,7 +136,12 @@ fn a_tenant_reads_its_own_orgs_events_in_log_order_page_by_page() {
         new_key(&api, &globex, json!({"name": format!("g{i}"), "scopes": ["read"]}));
     }
     let events = |after: u64, limit: u64| -> Vec<serde_json::Value> {
-        let r = api.get("/v1/events").auth(&acme).query("after_seq", &after.to_string()).query("limit", &limit.to_string()).send();
+        let r = api
+            .get("/v1/events")
+            .auth(&acme)
+            .query("after_seq", &after.to_string())
+            .query("limit", &limit.to_string())
+            .send();
         assert_eq!(r.status, 200);
         String::from_utf8(r.body).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
     };
