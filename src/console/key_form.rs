@@ -70,7 +70,7 @@ fn create_page(page: &Page, c: &Choices, form: &Form, error: Option<&Refusal>) -
                         label for="expiry-never" { "Never" }
                     }
                 }
-                label for="expires_on" { "Expiry date (for \"On a date\"; the key stops at 00:00 UTC that day)" }
+                label for="expires_on" { "Expiry date (a date typed here is the expiry; the key stops at 00:00 UTC that day)" }
                 input id="expires_on" name="expires_on" type="date" value=(form.get("expires_on")) aria-invalid=[invalid(error, "expires_at", FIELDS)];
                 p.warning id="never-warning" { "A key that never expires works until someone revokes it. Prefer an expiry, and rotate the key before it." }
             }
@@ -232,9 +232,12 @@ fn key_fields(form: &Form) -> Value {
 
 pub async fn create(Posted { page, form }: Posted) -> Response {
     let mut body = key_fields(&form);
-    match form.get("expiry") {
+    // A date typed is the expiry meant, whichever choice is ticked.
+    let date = form.get("expires_on").trim();
+    let expiry = if date.is_empty() { form.get("expiry") } else { "custom" };
+    match expiry {
         "never" => {}
-        "custom" => body["expires_at"] = json!(format!("{}T00:00:00Z", form.get("expires_on").trim())),
+        "custom" => body["expires_at"] = json!(format!("{date}T00:00:00Z")),
         // Passed on as given: the API refuses what is not a number of days.
         days => body["expires_in_days"] = days.parse::<u32>().map_or_else(|_| json!(days), |d| json!(d)),
     }

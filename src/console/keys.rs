@@ -183,7 +183,7 @@ fn row(k: &Value, editable: bool, as_of: Option<&str>, now: crate::domain::time:
             td { (text(&k["created_by"])) }
             td { (when(&k["created_at"], now, "")) }
             td { (when(&k["last_used_at"], now, "never")) }
-            td { (when(&k["expires_at"], now, "never")) }
+            td { (expires(k, now)) }
         }
     }
 }
@@ -366,7 +366,7 @@ async fn details_page(
                 dt { "Created" } dd { (when(&key["created_at"], now, "")) }
                 dt { "Last changed" } dd { (when(&key["updated_at"], now, "")) }
                 dt { "Last used" } dd { (when(&key["last_used_at"], now, "never")) }
-                dt { "Expires" } dd { (when(&key["expires_at"], now, "never")) }
+                dt { "Expires" } dd #expires { (expires(&key, now)) }
                 dt { "Roles" } dd { (list_or(&key["roles"], "none")) }
                 dt { "Own scopes" } dd { (list_or(&key["scopes"], "none")) }
                 dt { "Effective permissions" } dd { (list_or(&key["effective_scopes"], "none")) }
@@ -430,6 +430,15 @@ async fn details_page(
         }
     };
     respond(StatusCode::OK, frame(Some(page), Area::Keys, name, body))
+}
+
+/// When a key expires, while that still matters: a revoked or deleted key
+/// will never be used again, whatever its expiry said.
+fn expires(key: &Value, now: crate::domain::time::Timestamp) -> Markup {
+    match key["status"].as_str() {
+        Some(status @ ("revoked" | "deleted")) => html! { span.muted title=(format!("the key is {status}")) { "—" } },
+        _ => when(&key["expires_at"], now, "never"),
+    }
 }
 
 fn list_or(v: &Value, empty: &str) -> Markup {

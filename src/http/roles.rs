@@ -18,6 +18,7 @@ use crate::domain::id::{KeyId, RoleName};
 use crate::domain::permission::Permission;
 use crate::domain::preset::{PRESETS, Preset};
 use crate::domain::table::{Role, RoleView, Table};
+use crate::domain::time::Timestamp;
 use crate::registry::Outcome;
 
 #[derive(Deserialize)]
@@ -62,7 +63,8 @@ pub struct CatalogEntry {
 #[derive(Serialize)]
 struct RoleResponse<'a> {
     role: RoleView<'a>,
-    /// How many keys hold the role, of any status.
+    /// How many keys hold the role and can still be used or enabled
+    /// again (not revoked, expired or deleted).
     keys: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     warnings: Option<&'a [String]>,
@@ -99,19 +101,20 @@ fn no_such_role(name: &str) -> ApiError {
 
 fn role_response(
     status: StatusCode,
+    now: Timestamp,
     table: &Table,
     role: &Role,
     warnings: Option<&[String]>,
     dry_run: bool,
 ) -> Response {
-    let keys = table.keys_with_role(&role.org, &role.name).len();
+    let keys = table.live_keys_with_role(&role.org, &role.name, now).len();
     with_etag(json(status, &RoleResponse { role: role.view(), keys, warnings, dry_run }), role.version)
 }
 
 /// The answer about a role a command made or changed.
 fn changed(s: &AppState, status: StatusCode, outcome: &Outcome, dry_run: bool) -> Result<Response, ApiError> {
     let role = outcome.role.as_ref().ok_or_else(|| ApiError::Internal("a role command returned no role".into()))?;
-    Ok(role_response(status, &s.registry.read().table, role, Some(&outcome.warnings), dry_run))
+    Ok(role_response(status, s.registry.now(), &s.registry.read().table, role, Some(&outcome.warnings), dry_run))
 }
 
 pub async fn create(
@@ -155,7 +158,7 @@ pub async fn get(
     let name = path_role(&name)?;
     let answer = |table: &Table| {
         let role = table.role(&caller.org, &name).ok_or_else(|| no_such_role(name.as_str()))?;
-        Ok(role_response(StatusCode::OK, table, role, None, false))
+        Ok(role_response(StatusCode::OK, s.registry.now(), table, role, None, false))
     };
     match q.as_of {
         Some(at) => {

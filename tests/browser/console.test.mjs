@@ -334,6 +334,12 @@ test("reloading the page that shows a new secret writes nothing again", async ()
   assert.equal(rotations.body.events.length, 1, "a reload rotates the key no second time");
 });
 
+test("a typed expiry date is the expiry, whichever choice is ticked", async () => {
+  await createKey({ name: "dated-by-typing", expiry: "90", preset: "read-only", expiresOn: "2031-05-17" });
+  await takeSecret();
+  assert.equal(Date.parse((await keyNamed("dated-by-typing")).expires_at), Date.parse("2031-05-17T00:00:00Z"));
+});
+
 test("a refused create keeps what was typed and names the field", async () => {
   await page.goto(`${server.url}/console/keys/new`);
   await axeCheck("create key");
@@ -423,6 +429,8 @@ test("disable, enable, rotate with grace, revoke and delete by name", async () =
   await page.getByRole("button", { name: "Revoke key" }).click();
   await page.getByText("revoked", { exact: true }).first().waitFor();
   assert.equal(curlVerify(server, fresh).code, "REVOKED");
+  assert.equal((await page.locator("#expires").textContent()).trim(), "—", "a revoked key expires no more");
+  assert.equal(await page.getByRole("button", { name: "Delete" }).count(), 1, "a revoked key can still be deleted");
 
   const other = await keyNamed("svc-60-restricted");
   await page.goto(`${server.url}/console/keys/${other.id}`);

@@ -285,6 +285,14 @@ fn roles_change_every_key_holding_them_and_history_keeps_their_past() {
     assert_eq!(answer["scopes"], json!(["billing:read", "deploy:run", "read@ws/**"]));
     let listed = api.get("/v1/roles").auth(a).send();
     assert_eq!(listed.ok(200)["roles"][0]["name"], "ci");
+    // "Held by" counts the keys the role still reaches: not a deleted one.
+    api.post("/v1/roles").auth(a).json(json!({"name": "ops", "scopes": ["deploy:run"]})).send().ok(201);
+    let (gone, _) = new_key(&api, a, json!({"name": "gone", "roles": ["ops"]}));
+    new_key(&api, a, json!({"name": "stays", "roles": ["ops"]}));
+    let held = || api.req("GET", "/v1/roles/{name}", Some("ops")).auth(a).send().json["keys"].clone();
+    assert_eq!(held(), json!(2));
+    api.req("DELETE", "/v1/keys/{id}", Some(&gone)).auth(a).query("confirm", "gone").send().ok(200);
+    assert_eq!(held(), json!(1), "a deleted key holds the role no more");
     let before_edit = api.req("GET", "/v1/roles/{name}", Some("ci")).auth(a).send();
     let etag = before_edit.etag.clone().unwrap();
     // A moment between the key's making and the role's edit.

@@ -11,7 +11,7 @@ use crate::domain::event::{Catalog, Change, RoleChange, RoleDefined, RoleDeleted
 use crate::domain::id::{RoleName, Seq};
 use crate::domain::permission::Permissions;
 use crate::domain::scope::Scope;
-use crate::domain::table::{Key, Role, Status, Table, union};
+use crate::domain::table::{Key, Role, Table, union};
 use crate::domain::validate::{MAX_DESCRIPTION, MAX_ROLES, check_scopes, check_text};
 
 pub(super) fn create(
@@ -165,8 +165,7 @@ fn role_in<'a>(table: &'a Table, ctx: &Context, name: &RoleName, expected: Optio
 
 /// The keys holding the role that can still be used or enabled again.
 fn live_holders<'a>(table: &'a Table, ctx: &Context, name: &RoleName) -> Vec<&'a Key> {
-    let live = |k: &&Key| matches!(k.status_at(ctx.now), Status::Active | Status::Disabled);
-    table.keys_with_role(&ctx.org, name).into_iter().filter(live).collect()
+    table.live_keys_with_role(&ctx.org, name, ctx.now)
 }
 
 /// Up to five key ids, and how many more.

@@ -184,6 +184,14 @@ impl Table {
         self.keys_of(org, None).filter(|k| k.roles.contains(&slot)).collect()
     }
 
+    /// The keys holding the role that can still be used or enabled again
+    /// (active or disabled at `now`): what "held by" counts, and what a
+    /// change to the role reaches.
+    pub fn live_keys_with_role(&self, org: &OrgId, name: &RoleName, now: Timestamp) -> Vec<&Key> {
+        let live = |k: &&Key| matches!(k.status_at(now), super::Status::Active | super::Status::Disabled);
+        self.keys_with_role(org, name).into_iter().filter(live).collect()
+    }
+
     /// A key's roles.
     pub fn roles_of_key(&self, key: &Key) -> Vec<&Role> {
         key.roles.iter().map(|&s| self.roles.get(s)).collect()
