@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::Page;
-use super::page::{self, Area, as_of_time, exact, frame, given, local_time, q, respond, strings, text};
+use super::page::{self, Area, as_of_time, exact, frame, given, local_time, plural, q, respond, strings, text};
 use crate::domain::event::TYPES;
 use crate::domain::time::Timestamp;
 use crate::http::route;
@@ -132,12 +132,11 @@ fn summary(e: &Value) -> String {
             Some(t) => format!("the old secret works until {}", exact(t)),
             None => "the old secret stopped at once".into(),
         },
-        "key.accessed" => match d["count"].as_u64() {
-            Some(1) => "1 verification".into(),
-            n => format!("{} verifications", n.unwrap_or(0)),
-        },
+        "key.accessed" => plural(d["count"].as_u64().unwrap_or(0) as usize, "verification"),
         "role.created" | "role.updated" => format!("{}: {}", text(&d["name"]), list(&d["scopes"])),
-        "role.deleted" => format!("{}, taken from {} keys", text(&d["name"]), strings(&d["removed_from"]).len()),
+        "role.deleted" => {
+            format!("{}, taken from {}", text(&d["name"]), plural(strings(&d["removed_from"]).len(), "key"))
+        }
         "catalog.updated" => format!(
             "{} actions, {}",
             d["actions"].as_array().map_or(0, Vec::len),

@@ -150,10 +150,19 @@ pub fn usage_chart(usage: &Value, now: Timestamp, days: i64) -> Markup {
         .map(|back| now.plus_seconds(-back * 86_400).datetime().format("%Y-%m-%d").to_string())
         .collect();
     let values: Vec<u64> = dates.iter().map(|d| counts.get(d.as_str()).copied().unwrap_or(0)).collect();
-    let max = values.iter().copied().max().unwrap_or(0).max(1);
+    let busiest = values.iter().copied().max().unwrap_or(0);
+    let max = busiest.max(1);
     let in_window: u64 = values.iter().sum();
+    let caption = match busiest {
+        0 => "no verifications".to_owned(),
+        b => format!(
+            "{} (the busiest day {})",
+            plural(in_window as usize, "verification"),
+            plural(b as usize, "verification")
+        ),
+    };
     let (width, height, bar) = (days * 12, 80, 10);
-    let label = format!("Verifications per day over the last {days} days: {in_window} in all, at most {max} in a day");
+    let label = format!("Verifications per day over the last {days} days: {caption}");
     html! {
         figure.chart {
             svg viewBox=(format!("0 0 {width} {}", height + 2)) role="img" aria-label=(label) preserveAspectRatio="none" {
@@ -167,7 +176,7 @@ pub fn usage_chart(usage: &Value, now: Timestamp, days: i64) -> Markup {
             }
             figcaption {
                 (dates.first().map(String::as_str).unwrap_or("")) " to " (dates.last().map(String::as_str).unwrap_or(""))
-                ": " (in_window) " verifications (busiest day " (max) ")"
+                ": " (caption)
             }
         }
     }

@@ -371,6 +371,7 @@ test("details show usage, the timeline and the effective permissions", async () 
   await page.getByRole("heading", { name: "svc-90-custom" }).waitFor();
   await page.getByText("Verifications in all: 4").waitFor();
   assert.equal(await page.locator("figure.chart rect.bar").count(), 30);
+  assert.match(await page.locator("figure.chart figcaption").textContent(), /: 4 verifications \(the busiest day 4 verifications\)$/);
   await page.locator("table.events").getByText("key.created").waitFor();
   await page.locator("dd").getByText("compute:start@workspaces/ws-1/**").first().waitFor();
   await axeCheck("key details");
