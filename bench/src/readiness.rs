@@ -14,6 +14,9 @@ use keyreg::store::DataDir;
 
 use crate::{Row, median, percentile, progress};
 
+/// p50 and p99, in ms.
+type Percentiles = (f64, f64);
+
 /// How far behind the head a running registry lets its mark fall
 /// (`registry::check`'s stride).
 const STRIDE: u64 = 4096;
@@ -102,7 +105,7 @@ fn ready(data: &DataDir) -> anyhow::Result<(f64, f64)> {
 /// head `STRIDE - 1` events past the mark: the most a running registry
 /// leaves after it.
 /// Also the seconds of one check of the whole chain, the baseline.
-fn chain_reports(data: &DataDir) -> anyhow::Result<((f64, f64), (f64, f64), f64)> {
+fn chain_reports(data: &DataDir) -> anyhow::Result<(Percentiles, Percentiles, f64)> {
     let registry = Registry::open(data, crate::config())?;
     let acme = OrgId::parse("acme")?;
     for _ in 1..STRIDE {
