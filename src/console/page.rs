@@ -283,7 +283,11 @@ mod tests {
         let usage = serde_json::json!({"per_day": [{"date": "2026-11-24", "count": 4}, {"date": "2026-11-20", "count": 2}, {"date": "2025-01-01", "count": 9}]});
         let svg = usage_chart(&usage, now, 30).into_string();
         assert_eq!(svg.matches("<rect").count(), 30);
-        assert!(svg.contains("6 in all, at most 4 in a day"), "{svg}");
+        assert!(svg.contains("6 verifications (the busiest day 4 verifications)"), "{svg}");
         assert!(svg.contains("<title>2026-11-24: 4</title>"));
+        let one = serde_json::json!({"per_day": [{"date": "2026-11-24", "count": 1}]});
+        assert!(usage_chart(&one, now, 30).into_string().contains(": 1 verification (the busiest day 1 verification)"));
+        let none = serde_json::json!({"per_day": []});
+        assert!(usage_chart(&none, now, 30).into_string().contains("no verifications"));
     }
 }
