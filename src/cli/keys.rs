@@ -24,6 +24,7 @@ pub struct KeysArgs {
 /// What a new key is: the same for a created key and an imported one.
 #[derive(Args)]
 struct NewKeyArgs {
+    /// The key's name, shown in lists (1-100 characters).
     #[arg(long)]
     name: String,
     /// A scope such as billing:read or read@workspaces/ws-1/** (repeat for more).
@@ -35,15 +36,18 @@ struct NewKeyArgs {
     /// A preset's scopes (full-access, read-only, restricted), with any --scope.
     #[arg(long)]
     preset: Option<String>,
+    /// What the key is for, in a sentence.
     #[arg(long)]
     description: Option<String>,
     /// Whose key it is, e.g. an email: `keys list --owner` and `keys offboard` find it by this.
     #[arg(long)]
     owner: Option<String>,
-    /// Days until the key expires: 7, 30, 90, … (a fraction is fine).
+    /// Days until the key expires: 7, 30, 90, … (a fraction is fine);
+    /// without it or --expires-at the key never expires.
     #[arg(long, conflicts_with = "expires_at", allow_negative_numbers = true, value_parser = parse_days)]
     expires_in_days: Option<f64>,
-    /// RFC 3339 time.
+    /// When the key expires: a date (00:00 UTC that day, e.g. 2027-01-01)
+    /// or an RFC 3339 time.
     #[arg(long)]
     expires_at: Option<String>,
     /// An allowed address range (repeat for more).
@@ -59,14 +63,15 @@ impl NewKeyArgs {
         set(&mut body, "description", self.description.map(Value::from));
         set(&mut body, "owner", self.owner.map(Value::from));
         set(&mut body, "expires_in_days", self.expires_in_days.map(Value::from));
-        set(&mut body, "expires_at", self.expires_at.map(Value::from));
+        set(&mut body, "expires_at", self.expires_at.map(|e| Value::from(super::whole_day(&e))));
         body
     }
 }
 
 #[derive(Subcommand)]
 enum KeysCmd {
-    /// Create a key; its secret is printed once.
+    /// Create a key; its secret is printed once. It needs at least one
+    /// --scope, --role or --preset.
     Create(NewKeyArgs),
     /// Import a key that existed before keyreg, so its holder keeps working.
     /// The secret is read from stdin (one line), never from the command
@@ -255,7 +260,8 @@ pub fn run(args: KeysArgs) -> anyhow::Result<bool> {
             set(&mut body, "roles", (!roles.is_empty() || no_roles).then(|| json!(roles)));
             set(&mut body, "preset", preset.map(Value::from));
             set(&mut body, "allowed_cidrs", (!cidrs.is_empty() || any_address).then(|| json!(cidrs)));
-            set(&mut body, "expires_at", expires_at.map(|e| if e == "never" { Value::Null } else { Value::from(e) }));
+            let expiry = |e: String| if e == "never" { Value::Null } else { Value::from(super::whole_day(&e)) };
+            set(&mut body, "expires_at", expires_at.map(expiry));
             let mut call = Call::new("PATCH", format!("/v1/keys/{id}")).body(body).flag("dry_run", dry_run);
             call.if_match = if_match;
             call

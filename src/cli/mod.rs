@@ -23,7 +23,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::domain::id::OrgId;
-use crate::domain::time::{SystemClock, Timestamp};
+use crate::domain::time::{Clock, SystemClock, Timestamp};
 use crate::domain::token::TokenFormat;
 use crate::http::listen::Limits;
 use crate::nats::node::NodeOptions;
@@ -56,6 +56,8 @@ enum Cmd {
     /// holding a copy of its pepper and an empty log (no key is made; the
     /// node fills its log from the stream).
     Init {
+        /// The data dir to make (pepper, log, snapshots); it must not exist
+        /// or be empty.
         #[arg(long, env = "KEYREG_DATA")]
         data: PathBuf,
         /// Make a node of an existing registry (needs --pepper-file).
@@ -68,11 +70,13 @@ enum Cmd {
     /// Issue a new system key when every key that could make one is lost.
     /// The registry must be stopped. The token goes to stdout, once.
     Recover {
+        /// The stopped registry's data dir.
         #[arg(long, env = "KEYREG_DATA")]
         data: PathBuf,
     },
     /// Run the registry: the HTTP API on --listen over the data dir.
     Serve {
+        /// The data dir `keyreg init` made (pepper, log, snapshots).
         #[arg(long, env = "KEYREG_DATA")]
         data: PathBuf,
         /// Address to listen on; port 0 picks a free one (the address is printed).
@@ -140,8 +144,11 @@ enum Cmd {
     },
     /// Run a verifier replica: follow the stream, answer verify locally.
     Verifier {
+        /// The NATS the registry publishes to (a cluster's seeds,
+        /// comma-separated).
         #[arg(long, env = "KEYREG_NATS")]
         nats: String,
+        /// Address to listen on; port 0 picks a free one (the address is printed).
         #[arg(long, env = "KEYREG_LISTEN", default_value = "127.0.0.1:8081")]
         listen: String,
         /// The registry's pepper (DIR/pepper), 32 bytes, mode 0600.
@@ -214,6 +221,7 @@ enum StreamCmd {
     /// log (a wiped data dir, another registry's events). Stop the registry
     /// first; restart replicas after.
     Reset {
+        /// The NATS holding the stream (a cluster's seeds, comma-separated).
         #[arg(long, env = "KEYREG_NATS")]
         nats: String,
         /// Yes, delete it.
@@ -283,6 +291,7 @@ enum AuditCmd {
     Log(audit::LogArgs),
     /// Write the stored events, one per line, byte for byte.
     Export {
+        /// The data dir whose log to export (the registry may be running).
         #[arg(long, env = "KEYREG_DATA")]
         data: PathBuf,
         /// Only events at or after this RFC 3339 time.
@@ -343,8 +352,23 @@ fn config(prefix: &str) -> anyhow::Result<Config> {
     Ok(Config::new(Arc::new(SystemClock), format))
 }
 
+/// A time given on the command line: `now`, a date (00:00 UTC that day),
+/// or an RFC 3339 time.
 fn parse_time(flag: &str, s: &str) -> anyhow::Result<Timestamp> {
-    Timestamp::parse(s).with_context(|| format!("{flag} {s:?} is not an RFC 3339 time (e.g. 2026-11-22T10:00:00Z)"))
+    if s.trim() == "now" {
+        return Ok(SystemClock.now());
+    }
+    Timestamp::parse(&whole_day(s)).with_context(|| {
+        format!("{flag} {s:?} is not a time: give now, a date (2026-11-22) or an RFC 3339 time (2026-11-22T10:00:00Z)")
+    })
+}
+
+/// A bare date (`2027-01-01`) as the RFC 3339 time its day starts (UTC);
+/// anything else as given.
+pub(crate) fn whole_day(s: &str) -> String {
+    let s = s.trim();
+    let is_date = s.len() == 10 && chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok();
+    if is_date { format!("{s}T00:00:00Z") } else { s.to_owned() }
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {

@@ -40,7 +40,7 @@ fn commands_on_a_missing_data_dir_say_what_to_do() {
         assert!(stderr(&out).contains("keyreg init --data"), "{args:?}: {}", stderr(&out));
     }
     let bad_time = keyreg(&["replay", "--data", path_str(&missing), "--at", "yesterday"]);
-    assert!(stderr(&bad_time).contains("RFC 3339"), "{}", stderr(&bad_time));
+    assert!(stderr(&bad_time).contains("give now, a date"), "{}", stderr(&bad_time));
 }
 
 #[test]
@@ -179,4 +179,8 @@ fn replay_prints_the_table_as_it_stood() {
     assert_eq!(later["seq"], 26);
     assert_eq!(later["keys"][1]["status"], "expired");
     assert_eq!(later["orgs"].as_array().unwrap().len(), 1);
+    // `now` and a plain date (its first instant, UTC) are times too.
+    assert_eq!(table("now", Some("acme"))["seq"], 26);
+    assert_eq!(table("2026-11-22", None)["seq"], 0);
+    assert_eq!(table("2026-11-23", Some("acme"))["seq"], 26);
 }

@@ -330,6 +330,25 @@ fn first_hour_messages_name_what_exists() {
     }
     let fine = keys_json(&server, &admin, &["create", "--name", "x", "--scope", "read", "--expires-in-days", "0.5"]);
     assert!(fine["key"]["expires_at"].is_string());
+    // A plain date, as the console takes: its first instant, UTC.
+    let dated = keys_json(&server, &admin, &["create", "--name", "d", "--scope", "read", "--expires-at", "2031-01-01"]);
+    assert!(dated["key"]["expires_at"].as_str().unwrap().starts_with("2031-01-01T00:00:00"), "{dated}");
+
+    // `--help` describes every flag a new user types, and what is required.
+    let help = Command::new(keyreg_bin()).args(["keys", "create", "--help"]).output().unwrap();
+    let help = stdout(&help);
+    assert!(help.contains("at least one --scope, --role or --preset"), "{help}");
+    for flag in ["--name <NAME>", "--description <DESCRIPTION>", "--expires-at <EXPIRES_AT>"] {
+        let described = help.lines().skip_while(|l| !l.trim_start().starts_with(flag)).nth(1).unwrap_or("");
+        assert!(!described.trim().is_empty() && !described.trim().starts_with("--"), "{flag} has no description");
+    }
+    for command in [vec!["serve", "--help"], vec!["init", "--help"], vec!["verifier", "--help"]] {
+        let help = stdout(&Command::new(keyreg_bin()).args(&command).output().unwrap());
+        let first = if command[0] == "verifier" { "--nats <NATS>" } else { "--data <DATA>" };
+        let described = help.lines().skip_while(|l| !l.trim_start().starts_with(first)).nth(1).unwrap_or("");
+        let described = described.trim();
+        assert!(!described.is_empty() && !described.starts_with("--"), "{command:?}: {first} has no description");
+    }
 
     let mut s = std::net::TcpStream::connect(server.url.trim_start_matches("http://")).unwrap();
     write!(s, "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
