@@ -36,6 +36,8 @@ pub mod publisher;
 pub mod reports;
 pub mod snapshots;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
@@ -168,16 +170,23 @@ impl Nats {
     /// instead of waiting out its timeout.
     pub async fn connect(&self) -> Result<Connection, NatsError> {
         let (tx, connected) = watch::channel(0u64);
+        let up = Arc::new(AtomicBool::new(false));
+        let seen = up.clone();
         let client = async_nats::ConnectOptions::new()
             .retry_on_initial_connect()
             .reconnect_delay_callback(|attempts| {
                 RECONNECT_AT_MOST_EVERY.min(Duration::from_millis(10 * attempts as u64))
             })
             .event_callback(move |event| {
-                let tx = tx.clone();
+                let (tx, seen) = (tx.clone(), seen.clone());
                 async move {
-                    if matches!(event, async_nats::Event::Connected) {
-                        tx.send_modify(|n| *n += 1);
+                    match event {
+                        async_nats::Event::Connected => {
+                            seen.store(true, Ordering::Relaxed);
+                            tx.send_modify(|n| *n += 1);
+                        }
+                        async_nats::Event::Disconnected => seen.store(false, Ordering::Relaxed),
+                        _ => {}
                     }
                 }
             })
@@ -187,6 +196,7 @@ impl Nats {
             .map_err(nats_err)?;
         let mut js = jetstream::new(client.clone());
         js.set_timeout(JETSTREAM_TIMEOUT);
+        tokio::spawn(say_when_unreachable(up, connected.clone(), self.url.clone()));
         Ok(Connection { client, js, connected })
     }
 
@@ -283,6 +293,34 @@ impl Nats {
         Ok(())
     }
 }
+
+/// Says, once per outage, that NATS cannot be reached, naming the URLs
+/// tried: what every NATS duty would otherwise report in its own words
+/// (a bucket request timed out, a publish failed). Ends with the client
+/// (its callback holds the sender of `connections`).
+async fn say_when_unreachable(up: Arc<AtomicBool>, connections: watch::Receiver<u64>, url: String) {
+    let mut said = false;
+    while connections.has_changed().is_ok() {
+        tokio::time::sleep(UNREACHABLE_AFTER).await;
+        match up.load(Ordering::Relaxed) {
+            true if said => {
+                tracing::warn!(%url, "connected to NATS again");
+                said = false;
+            }
+            false if !said => {
+                tracing::warn!(
+                    %url,
+                    "cannot connect to NATS at {url}; keyreg keeps trying (is nats-server running there, with JetStream?)"
+                );
+                said = true;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// How long NATS may stay unreachable before keyreg says so.
+const UNREACHABLE_AFTER: Duration = Duration::from_secs(2);
 
 /// The events stream's metadata key under which a registry records that
 /// it commits to the stream (value `stream`), and the key of that value's

@@ -124,7 +124,8 @@ pub async fn run(
             match publish(&connection.js, &nats, &keys, seq, &sealed).await {
                 Ok(()) => published = seq,
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot publish a snapshot for replicas; trying again shortly");
+                    // Unreachable NATS is said once, by the connection.
+                    tracing::debug!(error = %e, "cannot publish a snapshot for replicas; trying again shortly");
                     failed = true;
                 }
             }

@@ -171,3 +171,22 @@ fn a_diverged_stream_is_reset_and_republished() {
         stream_events(&nats.url).into_iter().flat_map(|(_, bytes, _)| [bytes, b"\n".to_vec()].concat()).collect();
     assert_eq!(streamed, exported, "the stream is the second registry's log, byte for byte");
 }
+
+/// NATS unreachable at start: the log says so once, naming the URL, rather
+/// than each duty reporting a timed-out request of its own every few seconds.
+#[test]
+fn an_unreachable_nats_is_named_once() {
+    let dir = tempdir();
+    let (server, _) = Server::init_and_start(dir.path(), &["--nats", "nats://127.0.0.1:1", "--commit", "local"]);
+    let said = || std::fs::read_to_string(&server.log).unwrap_or_default();
+    assert!(
+        crate::serve::eventually(std::time::Duration::from_secs(10), || said()
+            .contains("cannot connect to NATS at nats://127.0.0.1:1")),
+        "{}",
+        said()
+    );
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(said().matches("cannot connect to NATS").count(), 1, "{}", said());
+    let warnings: Vec<String> = said().lines().filter(|l| l.contains(" WARN ")).map(str::to_owned).collect();
+    assert_eq!(warnings.len(), 1, "only the one warning: {warnings:#?}");
+}
