@@ -181,6 +181,12 @@ enum Cmd {
         #[arg(long)]
         org: Option<String>,
     },
+    /// Print a completion script for your shell, e.g.
+    /// `keyreg completions bash > ~/.local/share/bash-completion/completions/keyreg`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Check or export the hash-chained history.
     Audit {
         #[command(subcommand)]
@@ -446,6 +452,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let report = history::verify(&source, &layout)?;
             history::print_report(&report, json)?;
             Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Cmd::Completions { shell } => {
+            use clap::CommandFactory;
+            // Written whole, then printed: a closed pipe is then an error
+            // like any other, not a panic inside the generator.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "keyreg", &mut script);
+            std::io::stdout().write_all(&script)?;
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Stream { command: StreamCmd::Reset { nats: url, yes } } => {
             if !yes {

@@ -358,3 +358,38 @@ fn first_hour_messages_name_what_exists() {
     assert!(answer.to_ascii_lowercase().contains("location: /console\r\n"), "{answer}");
     server.stop();
 }
+
+/// `keyreg completions bash` is a script bash takes, and it completes the
+/// subcommands and their flags.
+#[test]
+fn shell_completions_complete_commands_and_flags() {
+    let dir = tempdir();
+    let script = dir.path().join("keyreg.bash");
+    let out = Command::new(keyreg_bin()).args(["completions", "bash"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::write(&script, &out.stdout).unwrap();
+    let complete = |line: &str| -> String {
+        let words: Vec<&str> = line.split(' ').collect();
+        let program = format!(
+            "source {}; COMP_WORDS=({}); COMP_CWORD={}; COMP_LINE='{line}'; COMP_POINT={}; _keyreg keyreg '{}' '{}'; \
+             echo \"${{COMPREPLY[@]}}\"",
+            script.display(),
+            words.iter().map(|w| format!("'{w}'")).collect::<Vec<_>>().join(" "),
+            words.len() - 1,
+            line.len(),
+            words[words.len() - 1],
+            words[words.len() - 2],
+        );
+        stdout(&Command::new("bash").args(["-c", &program]).output().unwrap())
+    };
+    assert_eq!(complete("keyreg ke").trim(), "keys");
+    assert!(
+        complete("keyreg keys create --exp").contains("--expires-in-days"),
+        "{}",
+        complete("keyreg keys create --exp")
+    );
+    for shell in ["zsh", "fish"] {
+        let out = Command::new(keyreg_bin()).args(["completions", shell]).output().unwrap();
+        assert!(out.status.success() && stdout(&out).contains("keyreg"), "{shell}");
+    }
+}
