@@ -465,17 +465,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Stream { command: StreamCmd::Reset { nats: url, yes } } => {
             if !yes {
                 eprintln!(
-                    "would delete the stream {} on {url} (nothing is deleted without --yes); stop the registry, \
-                     then run again with --yes",
-                    layout.events_stream()
+                    "would delete the stream {}, the access reports {}, the snapshots {} and the lease {} on {url} \
+                     (nothing is deleted without --yes); stop the registry, then run again with --yes",
+                    layout.events_stream(),
+                    layout.access_stream(),
+                    layout.snapshots_bucket(),
+                    layout.leader_bucket()
                 );
                 return Ok(ExitCode::SUCCESS);
             }
-            let existed = runtime()?.block_on(nats(&url).reset_events_stream())?;
-            eprintln!(
-                "{}; start the registry to publish its log from sequence 1, then restart the replicas",
-                if existed { "the event stream is deleted" } else { "there was no event stream" }
-            );
+            let deleted = runtime()?.block_on(nats(&url).reset())?;
+            match deleted.is_empty() {
+                true => eprintln!("there was nothing of prefix {} on {url}", cli.stream_prefix),
+                false => eprintln!(
+                    "deleted {}; start the registry to publish its log from sequence 1, then restart the replicas",
+                    deleted.join(", ")
+                ),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Audit { command: AuditCmd::Log(args) } => audit::log(args).map(|_| ExitCode::SUCCESS),

@@ -69,6 +69,8 @@ pub enum NatsError {
     TooLarge { seq: Seq, bytes: usize, max: usize },
     #[error("--stream-prefix {0:?} must be 1 to 32 characters of [A-Za-z0-9_-]")]
     Prefix(String),
+    #[error("a registry of this prefix is running on that NATS (its heartbeat is heard on {0}); stop it first")]
+    Running(String),
 }
 
 fn nats_err(e: impl std::fmt::Display) -> NatsError {
@@ -238,23 +240,37 @@ impl Nats {
         }
     }
 
-    /// Deletes the events stream: the next registry to publish there starts
-    /// it again from its own log's first event. True if there was one. The
-    /// way out of a divergence (a wiped data dir, or another registry's
-    /// events): stop the registry, reset, start it again, restart replicas.
-    pub async fn reset_events_stream(&self) -> Result<bool, NatsError> {
+    /// Deletes everything of this prefix on NATS: the events stream, the
+    /// access reports, the snapshot store and the leader's lease; the next
+    /// registry to publish there starts the stream again from its own log's
+    /// first event. Refuses while a registry of this prefix runs on it (its
+    /// heartbeat is heard). Returns the names it deleted. The way out of a
+    /// divergence (a wiped data dir, another registry's events): stop the
+    /// registry, reset, start it again, restart replicas.
+    pub async fn reset(&self) -> Result<Vec<String>, NatsError> {
         let js = self.connect_now().await?;
-        match js.delete_stream(self.layout.events_stream()).await {
-            Ok(_) => Ok(true),
-            Err(e) => match e.kind() {
-                jetstream::context::DeleteStreamErrorKind::JetStream(js)
-                    if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
-                {
-                    Ok(false)
-                }
-                _ => Err(nats_err(e)),
-            },
+        let mut beats = js.client().subscribe(self.layout.heartbeat_subject()).await.map_err(nats_err)?;
+        if tokio::time::timeout(HEARD_WITHIN, beats.next()).await.is_ok_and(|beat| beat.is_some()) {
+            return Err(NatsError::Running(self.layout.heartbeat_subject()));
         }
+        let names = [
+            self.layout.events_stream(),
+            self.layout.access_stream(),
+            format!("OBJ_{}", self.layout.snapshots_bucket()),
+            format!("KV_{}", self.layout.leader_bucket()),
+        ];
+        let mut deleted = vec![];
+        for name in names {
+            match js.delete_stream(&name).await {
+                Ok(_) => deleted.push(name),
+                Err(e) => match e.kind() {
+                    jetstream::context::DeleteStreamErrorKind::JetStream(js)
+                        if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND => {}
+                    _ => return Err(nats_err(e)),
+                },
+            }
+        }
+        Ok(deleted)
     }
 
     /// Reads the whole events stream as it is now, in order, calling `each`
@@ -318,6 +334,10 @@ async fn say_when_unreachable(up: Arc<AtomicBool>, connections: watch::Receiver<
         }
     }
 }
+
+/// How long `reset` listens for a running registry's heartbeat (sent
+/// every 100 ms).
+const HEARD_WITHIN: Duration = Duration::from_millis(1500);
 
 /// How long NATS may stay unreachable before keyreg says so.
 const UNREACHABLE_AFTER: Duration = Duration::from_secs(2);

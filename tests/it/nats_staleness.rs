@@ -140,14 +140,25 @@ fn stream_prefixes_keep_registries_apart() {
         assert!(eventually(Duration::from_secs(10), || code(&api, &keys[i]) == "VALID"), "{prefix}");
         assert_eq!(code(&api, &keys[1 - i]), "NOT_FOUND", "{prefix} sees only its own registry's keys");
     }
+    // A running registry's prefix is not reset from under it.
+    let refused = keyreg(&["stream", "reset", "--nats", &nats.url, "--stream-prefix", "alpha", "--yes"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("is running"), "{}", stderr(&refused));
+    assert!(stream_names(&nats.url).contains(&"ALPHA_EVENTS".to_owned()));
     for s in servers {
         s.stop();
     }
+    let before = stream_names(&nats.url);
+    assert!(
+        before.contains(&"KV_ALPHA_LEADER".to_owned()) && before.contains(&"ALPHA_ACCESS".to_owned()),
+        "{before:?}"
+    );
     let reset = keyreg(&["stream", "reset", "--nats", &nats.url, "--stream-prefix", "alpha", "--yes"]);
     assert!(reset.status.success(), "{}", stderr(&reset));
-    let streams = stream_names(&nats.url);
-    assert!(
-        !streams.contains(&"ALPHA_EVENTS".to_owned()) && streams.contains(&"BETA_EVENTS".to_owned()),
-        "{streams:?}"
-    );
+    let after = stream_names(&nats.url);
+    for name in ["ALPHA_EVENTS", "ALPHA_ACCESS", "OBJ_ALPHA_SNAPSHOTS", "KV_ALPHA_LEADER"] {
+        assert!(!after.contains(&name.to_owned()), "{name} is left: {after:?}");
+    }
+    let betas: Vec<&String> = before.iter().filter(|n| n.contains("BETA")).collect();
+    assert!(betas.len() >= 3 && betas.iter().all(|b| after.contains(b)), "{before:?} then {after:?}");
 }
