@@ -26,6 +26,11 @@ const KEY: &str = "leader";
 
 pub struct Lease {
     kv: kv::Store,
+    /// The bucket's stream, read at its leader: the bucket's own reads may
+    /// be answered by a lagging replica, which would show no leader.
+    stream: async_nats::jetstream::stream::Stream,
+    /// The lease's subject in that stream.
+    subject: String,
     me: Leader,
     lease: Duration,
     /// The revision this node last wrote, while it holds the lease.
@@ -60,7 +65,24 @@ impl Lease {
                 .await
                 .map_err(nats_err)?,
         };
-        Ok(Lease { kv, me, lease, held: None, seen: None })
+        let stream = connection.js.get_stream(format!("KV_{}", nats.layout.leader_bucket())).await.map_err(nats_err)?;
+        let subject = format!("$KV.{}.{KEY}", nats.layout.leader_bucket());
+        Ok(Lease { kv, stream, subject, me, lease, held: None, seen: None })
+    }
+
+    /// The lease as the bucket's leader holds it: its revision and value,
+    /// or none when deleted or never taken.
+    async fn current(&self) -> Result<Option<(u64, bytes::Bytes)>, NatsError> {
+        use async_nats::jetstream::stream::LastRawMessageErrorKind;
+        match self.stream.get_last_raw_message_by_subject(&self.subject).await {
+            Ok(m) => {
+                let operation = m.headers.get("KV-Operation").map(|v| v.as_str().to_owned());
+                let gone = matches!(operation.as_deref(), Some("DEL" | "PURGE"));
+                Ok((!gone).then_some((m.sequence, m.payload)))
+            }
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(nats_err(e)),
+        }
     }
 
     /// Renews the lease if this node holds it; otherwise looks at the
@@ -75,8 +97,7 @@ impl Lease {
             self.held = Some(revision);
             return Ok(Round::Held { until: started + self.lease });
         }
-        let entry = self.kv.entry(KEY).await.map_err(nats_err)?;
-        let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
+        let Some((revision, held_by)) = self.current().await? else {
             self.seen = None;
             if may_lead && let Ok(revision) = self.kv.create(KEY, value).await {
                 self.held = Some(revision);
@@ -84,11 +105,11 @@ impl Lease {
             }
             return Ok(Round::Other(None));
         };
-        let holder: Option<Leader> = serde_json::from_slice(&entry.value).ok();
+        let holder: Option<Leader> = serde_json::from_slice(&held_by).ok();
         let lapsed = match self.seen {
-            Some((revision, since)) if revision == entry.revision => since.elapsed() >= self.lease,
+            Some((seen, since)) if seen == revision => since.elapsed() >= self.lease,
             _ => {
-                self.seen = Some((entry.revision, Instant::now()));
+                self.seen = Some((revision, Instant::now()));
                 false
             }
         };
@@ -96,7 +117,7 @@ impl Lease {
         // this node's name is its own from before a restart.
         let mine = holder.as_ref().is_some_and(|h| h.node == self.me.node);
         if may_lead && (lapsed || mine) {
-            if let Ok(revision) = self.kv.update(KEY, value, entry.revision).await {
+            if let Ok(revision) = self.kv.update(KEY, value, revision).await {
                 if !mine {
                     let from = holder.as_ref().map_or("nobody", |h| h.node.as_str());
                     tracing::warn!(

@@ -74,8 +74,9 @@ impl Nodes {
             Nodes { _dir: dir, cluster, flags, system, admin, servers: HashMap::from([("a", a), ("b", b)]), data };
         let head = nodes.api("a").head();
         assert!(
-            eventually(Duration::from_secs(30), || nodes.health("b")["applied_seq"] == head),
-            "the standby never caught up: {}",
+            eventually(Duration::from_secs(30), || nodes.health("b")["applied_seq"] == head
+                && nodes.health("b")["leader"]["node"] == "a"),
+            "the standby never caught up, or never learned the leader: {}",
             nodes.health("b")
         );
         nodes
