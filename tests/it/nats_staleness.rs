@@ -149,8 +149,10 @@ fn stream_prefixes_keep_registries_apart() {
         s.stop();
     }
     let before = stream_names(&nats.url);
+    // (The access stream is made when the first report is ingested, so it
+    // may not be there yet.)
     assert!(
-        before.contains(&"KV_ALPHA_LEADER".to_owned()) && before.contains(&"ALPHA_ACCESS".to_owned()),
+        before.contains(&"KV_ALPHA_LEADER".to_owned()) && before.contains(&"ALPHA_EVENTS".to_owned()),
         "{before:?}"
     );
     let reset = keyreg(&["stream", "reset", "--nats", &nats.url, "--stream-prefix", "alpha", "--yes"]);
@@ -160,5 +162,5 @@ fn stream_prefixes_keep_registries_apart() {
         assert!(!after.contains(&name.to_owned()), "{name} is left: {after:?}");
     }
     let betas: Vec<&String> = before.iter().filter(|n| n.contains("BETA")).collect();
-    assert!(betas.len() >= 3 && betas.iter().all(|b| after.contains(b)), "{before:?} then {after:?}");
+    assert!(betas.len() >= 2 && betas.iter().all(|b| after.contains(b)), "{before:?} then {after:?}");
 }
