@@ -10,6 +10,7 @@ mod history;
 mod init;
 pub mod keys;
 mod org;
+mod parse;
 mod roles;
 mod show;
 
@@ -23,7 +24,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::domain::id::OrgId;
-use crate::domain::time::{Clock, SystemClock, Timestamp};
+use crate::domain::time::SystemClock;
 use crate::domain::token::TokenFormat;
 use crate::http::listen::Limits;
 use crate::nats::node::NodeOptions;
@@ -32,6 +33,7 @@ use crate::registry::{Config, OrgRate, Registry};
 use crate::replica::{Replica, ReplicaConfig};
 use crate::server::{self, Commit, ServeOptions};
 use crate::store::{self, DataDir};
+use parse::{parse_duration, parse_node, parse_time, whole_day};
 
 #[derive(Parser)]
 #[command(name = "keyreg", version, about = "An event-sourced API-key registry")]
@@ -261,28 +263,6 @@ impl LimitArgs {
     }
 }
 
-/// A node's name, checked as its access reports will be.
-fn parse_node(s: &str) -> Result<String, String> {
-    crate::domain::validate::check_node(s).map_err(|e| e.to_string())?;
-    Ok(s.to_owned())
-}
-
-/// `500ms`, `2s`, `1m`, or `0`.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?} is not a duration: write e.g. 500ms, 2s or 1m (0 for none)");
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
-    let n: u64 = number.parse().map_err(|_| bad())?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(bad()),
-    }
-}
-
 #[derive(Subcommand)]
 enum AuditCmd {
     /// Check the whole chain; exit 1 naming the first bad sequence.
@@ -356,25 +336,6 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 fn config(prefix: &str) -> anyhow::Result<Config> {
     let format = TokenFormat::new(prefix).context("--token-prefix must be 1 to 16 characters of [a-z0-9_]")?;
     Ok(Config::new(Arc::new(SystemClock), format))
-}
-
-/// A time given on the command line: `now`, a date (00:00 UTC that day),
-/// or an RFC 3339 time.
-fn parse_time(flag: &str, s: &str) -> anyhow::Result<Timestamp> {
-    if s.trim() == "now" {
-        return Ok(SystemClock.now());
-    }
-    Timestamp::parse(&whole_day(s)).with_context(|| {
-        format!("{flag} {s:?} is not a time: give now, a date (2026-11-22) or an RFC 3339 time (2026-11-22T10:00:00Z)")
-    })
-}
-
-/// A bare date (`2027-01-01`) as the RFC 3339 time its day starts (UTC);
-/// anything else as given.
-pub(crate) fn whole_day(s: &str) -> String {
-    let s = s.trim();
-    let is_date = s.len() == 10 && chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok();
-    if is_date { format!("{s}T00:00:00Z") } else { s.to_owned() }
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {

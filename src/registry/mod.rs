@@ -20,12 +20,15 @@
 //! (Over 450 lines: the handle answers every question the edges ask of the
 //! registry, one small method each; opening from a snapshot is in
 //! `snapshot.rs`, the writer in `writer.rs`, stream commit in `confirm.rs`,
-//! the errors in `error.rs`.)
+//! a node's role among several in `role.rs`, the background check of the
+//! chain in `check.rs`, outcomes and dry runs in `outcome.rs`, the errors
+//! in `error.rs`.)
 
 mod check;
 mod confirm;
 mod error;
 mod history;
+mod outcome;
 mod past;
 mod rate;
 mod role;
@@ -35,6 +38,7 @@ mod writer;
 pub use check::ReadError;
 pub use confirm::{Confirm, Unconfirmed};
 pub use error::{ExecError, OpenError};
+pub use outcome::Outcome;
 pub use rate::OrgRate;
 pub use role::{Followed, Leader, NodeRole};
 
@@ -48,13 +52,12 @@ pub use history::{PROGRESS_EVERY, fold_log};
 
 use crate::domain::audit::AuditIndex;
 use crate::domain::chain::{ChainBreak, ChainReport};
-use crate::domain::command::{Acting, Command, Context, Decision, Expiry, NewKey, NewSecret, Refusal};
-use crate::domain::decide::decide;
+use crate::domain::command::{Acting, Command, Expiry, NewKey, NewSecret};
 use crate::domain::event::Event;
 use crate::domain::history::{Apply, History};
 use crate::domain::id::{Actor, IdGenerator, KeyId, OrgId, Seq};
 use crate::domain::scope::Scope;
-use crate::domain::table::{Key, Org, Role, Table};
+use crate::domain::table::Table;
 use crate::domain::time::{Clock, Timestamp};
 use crate::domain::token::{Pepper, Token, TokenFormat};
 use crate::store::log::{Head, Log, LogError, Reader};
@@ -67,42 +70,6 @@ use writer::{Job, Work, Writer};
 pub const SYSTEM_ADMIN_SCOPES: &[&str] = &crate::domain::permission::MANAGEMENT;
 /// Scopes of the first key of every new organization.
 pub const ORG_ADMIN_SCOPES: &[&str] = &["keys:admin", "keys:read", "audit:read", "roles:admin", "actors:assert"];
-
-/// What a command did: its events with their sequence numbers, the state
-/// after it of every key it touched and of its organization, and the
-/// warnings its decision carried.
-#[derive(Clone, Debug)]
-pub struct Outcome {
-    pub events: Vec<(Seq, Event)>,
-    pub keys: Vec<Key>,
-    pub org: Option<Org>,
-    /// The role a role command is about, after it (none once deleted).
-    pub role: Option<Role>,
-    /// The log head after the command (for a command that recorded nothing,
-    /// the head when it was decided).
-    pub head: Seq,
-    pub warnings: Vec<String>,
-}
-
-impl Outcome {
-    /// The state after `events` of the keys they touched (and of the key
-    /// the command is about, even when it changed nothing) and of `org`.
-    fn of(table: &Table, command: &Command, decision: Decision, events: Vec<(Seq, Event)>, before: Seq) -> Outcome {
-        let mut keys: Vec<Key> = vec![];
-        let touched = command.key().into_iter().chain(events.iter().filter_map(|(_, e)| e.key_id().copied()));
-        for id in touched {
-            if !keys.iter().any(|k| k.id == id)
-                && let Some(k) = table.key(&id)
-            {
-                keys.push(k.clone());
-            }
-        }
-        let Decision { org, warnings, .. } = decision;
-        let head = events.last().map(|(s, _)| *s).unwrap_or(before);
-        let role = command.role().and_then(|name| table.role(&org, name).cloned());
-        Outcome { events, keys, org: table.org(&org).cloned(), role, head, warnings }
-    }
-}
 
 /// The live projections: the key table and the audit index, always at the
 /// same sequence.
@@ -506,25 +473,6 @@ impl Registry {
             return Err(ExecError::Unavailable("the writer stopped".into()));
         }
         Ok(rx)
-    }
-
-    /// What `command` would do, decided against the live table and applied
-    /// to a scratch copy: nothing is recorded. For `?dry_run=true`.
-    pub fn preview(&self, who: impl Into<Acting>, org: OrgId, command: &Command) -> Result<Outcome, Refusal> {
-        let p = self.read();
-        let now = self.now().max(p.table.last_time().unwrap_or(Timestamp::from_micros(i64::MIN)));
-        let ctx = Context { who: who.into(), org, now };
-        let decision = decide(&p.table, &ctx, command)?;
-        let events = decision.events(&ctx, &mut IdGenerator::default());
-        let touched: Vec<KeyId> =
-            command.key().into_iter().chain(events.iter().filter_map(|e| e.key_id().copied())).collect();
-        let mut scratch = p.table.scratch(&decision.org, &touched);
-        let before = p.table.applied();
-        let events: Vec<(Seq, Event)> = (before.0 + 1..).map(Seq).zip(events).collect();
-        for (seq, event) in &events {
-            scratch.apply(*seq, event);
-        }
-        Ok(Outcome::of(&scratch, command, decision, events, before))
     }
 
     /// Checks the whole stored chain (blocking: it reads the whole log).

@@ -22,12 +22,17 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
 
-use super::writer::Work;
+use super::Shared;
+use super::confirm::Unconfirmed;
+use super::writer::{Work, committed, cut, diverged};
 use super::{Confirm, ExecError, Registry};
+use crate::domain::chain::ChainChecker;
 use crate::domain::chain::ChainHash;
+use crate::domain::event::Event;
 use crate::domain::id::Seq;
 use crate::store::CommitMark;
 use crate::store::log::Head;
+use crate::store::log::Log;
 
 /// How long a write may wait for a starting node to lead.
 const STARTING_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -255,5 +260,75 @@ impl Registry {
             return Err("the writer stopped".into());
         }
         rx.await.map_err(|_| "the writer stopped".to_owned())?
+    }
+}
+
+/// Checks events off the stream against the chain, stores them, makes
+/// them durable, and applies each decision once its last event is in.
+pub(super) fn follow(
+    log: &mut Log,
+    shared: &Shared,
+    held: &mut Vec<(Seq, Event)>,
+    events: Vec<Followed>,
+) -> Result<Head, String> {
+    if shared.node.leads() {
+        return Err("this node leads; it takes no events from the stream".into());
+    }
+    let head = log.head();
+    let mut checker = ChainChecker::after(head.seq, head.hash);
+    let mut checked = Vec::with_capacity(events.len());
+    for followed in events.iter().filter(|f| f.seq > head.seq) {
+        let decoded = checker.check(followed.seq, &followed.bytes, Some(followed.hash)).map_err(|b| b.to_string())?;
+        checked.push((followed, decoded.event));
+    }
+    if checked.is_empty() {
+        return Ok(head);
+    }
+    let staged = checked.iter().try_for_each(|(f, event)| log.stage_followed(f.seq, f.hash, &f.bytes, event.time));
+    if let Err(e) = staged.and_then(|()| log.commit()) {
+        tracing::error!(error = %e, "the log failed; refusing writes until restart");
+        shared.failed.store(true, Ordering::Relaxed);
+        return Err(e.to_string());
+    }
+    {
+        let mut projections = shared.projections.write().unwrap_or_else(PoisonError::into_inner);
+        for (followed, event) in checked {
+            let whole = event.batch_rest == 0;
+            held.push((followed.seq, event));
+            if whole {
+                for (seq, event) in held.drain(..) {
+                    projections.apply(seq, &event);
+                }
+            }
+        }
+        shared.applied.send_replace(projections.table.applied());
+    }
+    shared.confirmed_floor.fetch_max(log.head().seq.0, Ordering::Relaxed);
+    committed(shared, log.head());
+    Ok(log.head())
+}
+
+/// Cuts a standby's log after `seq`, the last event the stream holds as
+/// this log does: what follows was never stored, so never acknowledged.
+pub(super) fn cut_unstored(log: &mut Log, shared: &Shared, seq: Seq) -> Result<(), String> {
+    if shared.node.leads() {
+        return Err("this node leads; it cuts nothing".into());
+    }
+    let floor = shared.confirmed_floor.load(Ordering::Relaxed);
+    if seq.0 < floor {
+        let e = Unconfirmed::Diverged(format!(
+            "the stream agrees with this node's log only up to {seq}, but it had confirmed {floor}: was the \
+             stream reset, or its storage lost?"
+        ));
+        diverged(shared, &e);
+        return Err(e.to_string());
+    }
+    if seq < log.head().seq {
+        tracing::warn!(from = %seq.next(), to = %log.head().seq, "the stream never stored these events; discarding them");
+        cut(log, shared, seq);
+    }
+    match shared.failed.load(Ordering::Relaxed) {
+        true => Err("cannot cut the log back to what the stream holds".into()),
+        false => Ok(()),
     }
 }

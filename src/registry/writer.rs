@@ -28,7 +28,6 @@ use super::rate::Buckets;
 use super::role::Followed;
 use super::snapshot::{fold_projections, write_periodic};
 use super::{ExecError, Outcome, Shared};
-use crate::domain::chain::ChainChecker;
 use crate::domain::command::{Acting, Command, Context, Refusal};
 use crate::domain::decide::decide;
 use crate::domain::event::Event;
@@ -121,11 +120,11 @@ fn write_loop(mut log: Log, shared: &Shared, rx: mpsc::Receiver<Work>) {
             match work {
                 Work::Command(job) => jobs.push(*job),
                 Work::Follow(events, reply) => {
-                    let _ = reply.send(follow(&mut log, shared, &mut held, events));
+                    let _ = reply.send(super::role::follow(&mut log, shared, &mut held, events));
                 }
                 Work::Cut(seq, reply) => {
                     held.clear();
-                    let _ = reply.send(cut_unstored(&mut log, shared, seq));
+                    let _ = reply.send(super::role::cut_unstored(&mut log, shared, seq));
                 }
             }
         }
@@ -209,7 +208,7 @@ fn write_loop(mut log: Log, shared: &Shared, rx: mpsc::Receiver<Work>) {
 /// registry that is killed rather than stopped still starts from a recent
 /// snapshot: one is taken each time the head passes a multiple of
 /// `snapshot_every` (never of unconfirmed events, which may be cut).
-fn committed(shared: &Shared, head: Head) {
+pub(super) fn committed(shared: &Shared, head: Head) {
     if shared.confirm().is_some() {
         shared.confirmed_floor.fetch_max(head.seq.0, Ordering::Relaxed);
     }
@@ -333,74 +332,9 @@ fn overtaken(shared: &Shared, why: &str) {
     shared.node.overtake();
 }
 
-/// Checks events off the stream against the chain, stores them, makes
-/// them durable, and applies each decision once its last event is in.
-fn follow(log: &mut Log, shared: &Shared, held: &mut Vec<(Seq, Event)>, events: Vec<Followed>) -> Result<Head, String> {
-    if shared.node.leads() {
-        return Err("this node leads; it takes no events from the stream".into());
-    }
-    let head = log.head();
-    let mut checker = ChainChecker::after(head.seq, head.hash);
-    let mut checked = Vec::with_capacity(events.len());
-    for followed in events.iter().filter(|f| f.seq > head.seq) {
-        let decoded = checker.check(followed.seq, &followed.bytes, Some(followed.hash)).map_err(|b| b.to_string())?;
-        checked.push((followed, decoded.event));
-    }
-    if checked.is_empty() {
-        return Ok(head);
-    }
-    let staged = checked.iter().try_for_each(|(f, event)| log.stage_followed(f.seq, f.hash, &f.bytes, event.time));
-    if let Err(e) = staged.and_then(|()| log.commit()) {
-        tracing::error!(error = %e, "the log failed; refusing writes until restart");
-        shared.failed.store(true, Ordering::Relaxed);
-        return Err(e.to_string());
-    }
-    {
-        let mut projections = shared.projections.write().unwrap_or_else(PoisonError::into_inner);
-        for (followed, event) in checked {
-            let whole = event.batch_rest == 0;
-            held.push((followed.seq, event));
-            if whole {
-                for (seq, event) in held.drain(..) {
-                    projections.apply(seq, &event);
-                }
-            }
-        }
-        shared.applied.send_replace(projections.table.applied());
-    }
-    shared.confirmed_floor.fetch_max(log.head().seq.0, Ordering::Relaxed);
-    committed(shared, log.head());
-    Ok(log.head())
-}
-
-/// Cuts a standby's log after `seq`, the last event the stream holds as
-/// this log does: what follows was never stored, so never acknowledged.
-fn cut_unstored(log: &mut Log, shared: &Shared, seq: Seq) -> Result<(), String> {
-    if shared.node.leads() {
-        return Err("this node leads; it cuts nothing".into());
-    }
-    let floor = shared.confirmed_floor.load(Ordering::Relaxed);
-    if seq.0 < floor {
-        let e = Unconfirmed::Diverged(format!(
-            "the stream agrees with this node's log only up to {seq}, but it had confirmed {floor}: was the \
-             stream reset, or its storage lost?"
-        ));
-        diverged(shared, &e);
-        return Err(e.to_string());
-    }
-    if seq < log.head().seq {
-        tracing::warn!(from = %seq.next(), to = %log.head().seq, "the stream never stored these events; discarding them");
-        cut(log, shared, seq);
-    }
-    match shared.failed.load(Ordering::Relaxed) {
-        true => Err("cannot cut the log back to what the stream holds".into()),
-        false => Ok(()),
-    }
-}
-
 /// Cuts the log after `seq` and folds the projections again from what is
 /// left on disk.
-fn cut(log: &mut Log, shared: &Shared, seq: crate::domain::id::Seq) {
+pub(super) fn cut(log: &mut Log, shared: &Shared, seq: crate::domain::id::Seq) {
     let reloaded = log.discard_after(seq).map_err(|e| e.to_string()).and_then(|()| {
         fold_projections(&shared.snapshots, &shared.pepper, &shared.log, None).map_err(|e| e.to_string())
     });
@@ -419,7 +353,7 @@ fn cut(log: &mut Log, shared: &Shared, seq: crate::domain::id::Seq) {
     }
 }
 
-fn diverged(shared: &Shared, e: &Unconfirmed) {
+pub(super) fn diverged(shared: &Shared, e: &Unconfirmed) {
     tracing::error!(error = %e, "refusing writes");
     let _ = shared.diverged.set(e.to_string());
 }
