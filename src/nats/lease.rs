@@ -32,6 +32,8 @@ pub struct Lease {
     /// The lease's subject in that stream.
     subject: String,
     me: Leader,
+    /// `me` as the lease's value.
+    value: bytes::Bytes,
     lease: Duration,
     /// The revision this node last wrote, while it holds the lease.
     held: Option<u64>,
@@ -67,7 +69,8 @@ impl Lease {
         };
         let stream = connection.js.get_stream(format!("KV_{}", nats.layout.leader_bucket())).await.map_err(nats_err)?;
         let subject = format!("$KV.{}.{KEY}", nats.layout.leader_bucket());
-        Ok(Lease { kv, stream, subject, me, lease, held: None, seen: None })
+        let value = serde_json::to_vec(&me).map_err(nats_err)?.into();
+        Ok(Lease { kv, stream, subject, me, value, lease, held: None, seen: None })
     }
 
     /// The lease as the bucket's leader holds it: its revision and value,
@@ -90,7 +93,7 @@ impl Lease {
     /// or this node's own from before a restart (same name).
     pub async fn round(&mut self, may_lead: bool) -> Result<Round, NatsError> {
         let started = Instant::now();
-        let value: bytes::Bytes = serde_json::to_vec(&self.me).map_err(nats_err)?.into();
+        let value = self.value.clone();
         if let Some(revision) = self.held.take()
             && let Ok(revision) = self.kv.update(KEY, value.clone(), revision).await
         {

@@ -16,8 +16,8 @@
 //! are folded again up to it, and writes are refused, `/readyz` naming the
 //! sequence.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use super::history::fold_log;
@@ -47,8 +47,12 @@ fn mark_mac(keys: &MessageKeys, seq: Seq, hash: &ChainHash) -> String {
     keys.tag(Kind::Checked, &[&seq.0.to_be_bytes(), &hash.0])
 }
 
-/// The sealed mark, if its MAC holds and the log still holds its hash at
-/// its sequence.
+/// How far the chain is checked, as this node last marked or trusted it.
+pub(super) type Mark = Arc<Mutex<Option<(Seq, ChainHash)>>>;
+
+/// The sealed mark on disk, if its MAC holds and the log still holds its
+/// hash at its sequence. Read once, at open; from then on the mark is kept
+/// in memory (`Shared::mark`) and written through.
 pub(super) fn trusted_mark(shared: &Shared) -> Option<(Seq, ChainHash)> {
     let (seq, hash, mac) = shared.dir.checked_mark()?;
     let keys = MessageKeys::new(&shared.pepper);
@@ -70,14 +74,24 @@ pub(super) fn mark(shared: &Shared, seq: Seq, hash: ChainHash) {
     Marker::of(shared).mark(seq, hash);
 }
 
+/// The mark kept in memory.
+fn marked(shared: &Shared) -> Option<(Seq, ChainHash)> {
+    *shared.mark.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// Moves the mark to `head`, a committed head this node appended, when
 /// the whole chain before it is checked and the mark is `MARK_STRIDE`
 /// behind.
 pub(super) fn advance(shared: &Shared, head: Head) {
-    let behind = head.seq.0.saturating_sub(shared.checked_through.load(Ordering::Relaxed));
-    if behind >= MARK_STRIDE && super::writer::chain_whole(shared) {
+    let behind = head.seq.0.saturating_sub(marked(shared).map_or(0, |(seq, _)| seq.0));
+    if behind >= MARK_STRIDE && chain_whole(shared) {
         mark(shared, head.seq, head.hash);
     }
+}
+
+/// Whether the whole stored chain is checked and holds.
+pub(super) fn chain_whole(shared: &Shared) -> bool {
+    shared.chain_checked.load(Ordering::Relaxed) && shared.broken.get().is_none()
 }
 
 /// What writing a mark needs, for a thread of its own (a snapshot's).
@@ -85,22 +99,21 @@ pub(super) fn advance(shared: &Shared, head: Head) {
 pub(super) struct Marker {
     dir: DataDir,
     keys: MessageKeys,
-    through: Arc<AtomicU64>,
+    mark: Mark,
 }
 
 impl Marker {
     pub fn of(shared: &Shared) -> Marker {
-        Marker {
-            dir: shared.dir.clone(),
-            keys: MessageKeys::new(&shared.pepper),
-            through: shared.checked_through.clone(),
-        }
+        Marker { dir: shared.dir.clone(), keys: MessageKeys::new(&shared.pepper), mark: shared.mark.clone() }
     }
 
     pub fn mark(&self, seq: Seq, hash: ChainHash) {
         match self.dir.set_checked_mark(seq, &hash, &mark_mac(&self.keys, seq, &hash)) {
             Ok(()) => {
-                self.through.fetch_max(seq.0, Ordering::Relaxed);
+                let mut mark = self.mark.lock().unwrap_or_else(PoisonError::into_inner);
+                if mark.is_none_or(|(marked, _)| marked < seq) {
+                    *mark = Some((seq, hash));
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot record how far the chain is checked; the next start checks more")
@@ -109,7 +122,8 @@ impl Marker {
     }
 }
 
-/// Starts the check of the chain up to `unchecked` on its own thread.
+/// Starts the check of the chain up to `unchecked` on its own thread, from
+/// the mark trusted at open, if any.
 pub(super) fn start(shared: Arc<Shared>, unchecked: Unchecked, delay: Duration) -> std::io::Result<()> {
     let thread = std::thread::Builder::new().name("keyreg-check".into()).spawn({
         let shared = shared.clone();
@@ -123,7 +137,7 @@ pub(super) fn start(shared: Arc<Shared>, unchecked: Unchecked, delay: Duration) 
 }
 
 fn check(shared: &Shared, unchecked: Unchecked) {
-    let mut prefix = match trusted_mark(shared) {
+    let mut prefix = match marked(shared) {
         Some((seq, hash)) if seq <= unchecked.seq => {
             tracing::info!(%seq, "resuming the check of the chain from its mark");
             History::resume((), seq, hash)
@@ -174,27 +188,16 @@ impl Registry {
     /// record whose link fails. Blocking; stops at the first that fails.
     pub fn read_checked(&self, from: Seq, to: Option<Seq>) -> impl Iterator<Item = Result<Record, ReadError>> + use<> {
         let reader: Reader = self.shared.log.clone();
-        let before = match from.0 {
-            0 | 1 => Ok(ChainChecker::default()),
-            n => match reader.get(Seq(n - 1)) {
-                Ok(Some(r)) => Ok(ChainChecker::after(r.seq, r.hash)),
-                Ok(None) => Ok(ChainChecker::after(Seq(n - 1), ChainHash::ZERO)),
-                Err(e) => Err(ReadError::Log(e)),
-            },
-        };
-        let mut failed = false;
-        let mut checker = before.as_ref().ok().cloned();
-        let first = before.err().map(Err);
-        first.into_iter().chain(reader.read(from.max(Seq(1)), to).map_while(move |record| {
-            if failed {
-                return None;
-            }
-            let checked = record.map_err(ReadError::Log).and_then(|r| {
-                let checker = checker.as_mut().expect("set unless the first read failed");
-                checker.check(r.seq, r.bytes(), Some(r.hash)).map(|_| r).map_err(ReadError::Broken)
-            });
-            failed = checked.is_err();
-            Some(checked)
+        let records = reader.read(from.max(Seq(1)), to);
+        let mut checker: Option<ChainChecker> = None;
+        through_first_error(records.map(move |record| {
+            let record = record?;
+            let checker = match &mut checker {
+                Some(c) => c,
+                None => checker.insert(checker_before(&reader, record.seq)?),
+            };
+            checker.check(record.seq, record.bytes(), Some(record.hash)).map_err(ReadError::Broken)?;
+            Ok(record)
         }))
     }
 
@@ -203,25 +206,11 @@ impl Registry {
     /// fails. Blocking.
     pub fn read_checked_at(&self, seqs: Vec<Seq>) -> impl Iterator<Item = Result<Record, ReadError>> + use<> {
         let reader: Reader = self.shared.log.clone();
-        let mut failed = false;
-        seqs.into_iter().map_while(move |seq| {
-            if failed {
-                return None;
-            }
-            let checked = (|| {
-                let mut checker = match seq.0 {
-                    0 | 1 => ChainChecker::default(),
-                    n => {
-                        reader.get(Seq(n - 1))?.map_or(ChainChecker::default(), |r| ChainChecker::after(r.seq, r.hash))
-                    }
-                };
-                let record = reader.get(seq)?.ok_or(LogError::Damaged(seq))?;
-                checker.check(record.seq, record.bytes(), Some(record.hash)).map_err(ReadError::Broken)?;
-                Ok(record)
-            })();
-            failed = checked.is_err();
-            Some(checked)
-        })
+        through_first_error(seqs.into_iter().map(move |seq| {
+            let record = reader.get(seq)?.ok_or(LogError::Damaged(seq))?;
+            checker_before(&reader, seq)?.check(seq, record.bytes(), Some(record.hash)).map_err(ReadError::Broken)?;
+            Ok(record)
+        }))
     }
 
     /// The chain's report from the sealed mark on: the events after it are
@@ -229,8 +218,12 @@ impl Registry {
     /// check is done), those before it were. A chain found broken is
     /// checked whole, for its report to name the break.
     pub fn verify_chain(&self) -> Result<ChainReport, LogError> {
-        let mark = trusted_mark(&self.shared).filter(|_| self.broken().is_none());
+        let mark = marked(&self.shared).filter(|_| self.broken().is_none());
         let Some((seq, hash)) = mark else { return self.check_chain() };
+        if self.shared.log.get(seq)?.is_none_or(|r| r.hash != hash) {
+            // The log no longer holds the marked event: check it all.
+            return self.check_chain();
+        }
         let mut tail = History::resume((), seq, hash);
         fold_log(&self.shared.log, &mut tail, None, |_| {})?;
         let mut report = tail.report();
@@ -241,11 +234,31 @@ impl Registry {
     /// How far the whole chain is known to be checked: once it is whole,
     /// through the head (this node chains what it appends itself).
     pub fn checked_through(&self) -> Seq {
-        match super::writer::chain_whole(&self.shared) {
+        match chain_whole(&self.shared) {
             true => self.head().seq,
-            false => Seq(self.shared.checked_through.load(Ordering::Relaxed)),
+            false => marked(&self.shared).map_or(Seq(0), |(seq, _)| seq),
         }
     }
+}
+
+/// A checker expecting the record at `seq`: after the stored record before
+/// it, or the chain's start.
+fn checker_before(reader: &Reader, seq: Seq) -> Result<ChainChecker, LogError> {
+    Ok(match seq.0 {
+        0 | 1 => ChainChecker::default(),
+        n => reader.get(Seq(n - 1))?.map_or(ChainChecker::default(), |r| ChainChecker::after(r.seq, r.hash)),
+    })
+}
+
+/// `items` up to and including the first error.
+fn through_first_error<T, E>(items: impl Iterator<Item = Result<T, E>>) -> impl Iterator<Item = Result<T, E>> {
+    let mut failed = false;
+    items.map_while(move |item| {
+        (!failed).then(|| {
+            failed = item.is_err();
+            item
+        })
+    })
 }
 
 /// Why a history read stopped.

@@ -142,8 +142,9 @@ struct Shared {
     /// False while the chain before the loaded snapshot is being checked
     /// (`check.rs`).
     chain_checked: AtomicBool,
-    /// How far the whole chain is known to be checked (`check.rs`).
-    checked_through: Arc<AtomicU64>,
+    /// The sealed "checked through" mark, as trusted at open or last
+    /// written (`check.rs`).
+    mark: check::Mark,
     /// The background check of the chain, while it runs.
     checking: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Set by `close`: the background check stops.
@@ -267,7 +268,7 @@ impl Registry {
             diverged: OnceLock::new(),
             broken,
             chain_checked: AtomicBool::new(unchecked.is_none()),
-            checked_through: Arc::new(AtomicU64::new(0)),
+            mark: Arc::default(),
             checking: Mutex::new(None),
             stopping: AtomicBool::new(false),
             snapshots: dir.snapshots_path(),
@@ -282,11 +283,10 @@ impl Registry {
         });
         // The chain a snapshot stands for is checked in the background,
         // from the sealed mark on; without a snapshot, opening checked it all.
-        match (unchecked, check::trusted_mark(&shared)) {
-            (Some(u), Some((seq, _))) if seq >= u.seq => {
-                shared.checked_through.store(seq.0, Ordering::Relaxed);
-                shared.chain_checked.store(true, Ordering::Relaxed);
-            }
+        let trusted = check::trusted_mark(&shared);
+        *shared.mark.lock().unwrap_or_else(PoisonError::into_inner) = trusted;
+        match (unchecked, trusted) {
+            (Some(u), Some((seq, _))) if seq >= u.seq => shared.chain_checked.store(true, Ordering::Relaxed),
             (Some(u), _) => check::start(shared.clone(), u, config.check_delay).map_err(OpenError::Thread)?,
             (None, _) if shared.broken.get().is_none() && applied.0 > 0 => {
                 let head = log.head();

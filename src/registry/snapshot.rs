@@ -121,7 +121,7 @@ pub(super) fn write_snapshot(shared: &Shared) {
     {
         shared.snapshot_written.send_replace(head.seq);
     }
-    if head.seq != Seq(0) && super::writer::chain_whole(shared) {
+    if head.seq != Seq(0) && super::check::chain_whole(shared) {
         super::check::mark(shared, head.seq, head.hash);
     }
 }

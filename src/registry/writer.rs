@@ -372,7 +372,7 @@ fn snapshot_in_background(shared: &Shared) {
     let written = shared.snapshot_written.clone();
     // Once the whole chain before it is checked, so is the snapshot's: its
     // fold from the previous one checked the rest.
-    let marker = chain_whole(shared).then(|| Marker::of(shared));
+    let marker = super::check::chain_whole(shared).then(|| Marker::of(shared));
     let spawned = std::thread::Builder::new().name("keyreg-snapshot".into()).spawn(move || {
         if write_periodic(&dir, &pepper, &log, head) {
             written.send_replace(head.seq);
@@ -385,11 +385,6 @@ fn snapshot_in_background(shared: &Shared) {
         Ok(t) => *running = Some(t),
         Err(e) => tracing::warn!(error = %e, "cannot start the snapshot thread"),
     }
-}
-
-/// Whether the whole stored chain is checked and holds.
-pub(super) fn chain_whole(shared: &Shared) -> bool {
-    shared.chain_checked.load(Ordering::Relaxed) && shared.broken.get().is_none()
 }
 
 enum Failed {
