@@ -16,11 +16,9 @@ use keyreg::domain::scope::Scope;
 use keyreg::domain::time::{Clock, SystemClock};
 use keyreg::domain::token::TokenFormat;
 use keyreg::nats::Nats;
-use keyreg::nats::node::NodeOptions;
 use keyreg::nats::publisher::OutboxStatus;
 use keyreg::registry::Registry;
 use keyreg::replica::{Replica, ReplicaConfig};
-use keyreg::server::{Commit, nats_duties};
 use keyreg::store::DataDir;
 use keyreg::store::log::Log;
 
@@ -60,15 +58,7 @@ pub(crate) fn measure(size: Size, nats_url: &str) -> anyhow::Result<Vec<Row>> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let connection = runtime.block_on(nats.connect())?;
     let outbox = Arc::new(OutboxStatus::default());
-    let duties = runtime.block_on(nats_duties(
-        &registry,
-        &nats,
-        connection.clone(),
-        Commit::Local,
-        &NodeOptions::default(),
-        &outbox,
-        &stop_rx,
-    ))?;
+    let duties = crate::nats::local_duties(&runtime, &registry, &nats, connection.clone(), &outbox, &stop_rx)?;
     progress(&format!("bootstrap: publishing {head} events to the stream"));
     crate::nats::wait_for("the stream", Duration::from_secs(900), || outbox.published().0 >= head)?;
     let _ = stop_tx.send(true);
@@ -79,15 +69,7 @@ pub(crate) fn measure(size: Size, nats_url: &str) -> anyhow::Result<Vec<Row>> {
     let registry = Registry::open(&data, crate::config())?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let started = Instant::now();
-    let publishing = runtime.block_on(nats_duties(
-        &registry,
-        &nats,
-        connection,
-        Commit::Local,
-        &NodeOptions::default(),
-        &outbox,
-        &stop_rx,
-    ))?;
+    let publishing = crate::nats::local_duties(&runtime, &registry, &nats, connection, &outbox, &stop_rx)?;
     progress("bootstrap: publishing the snapshot");
     let js =
         runtime.block_on(async { anyhow::Ok(async_nats::jetstream::new(async_nats::connect(nats_url).await?)) })?;

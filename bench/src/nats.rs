@@ -33,15 +33,7 @@ pub(crate) fn measure(size: Size, nats_url: &str) -> anyhow::Result<Vec<Row>> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let nats = Nats::new(nats_url);
     let connection = runtime.block_on(nats.connect())?;
-    runtime.block_on(nats_duties(
-        &registry,
-        &nats,
-        connection,
-        Commit::Local,
-        &NodeOptions::default(),
-        &outbox,
-        &stop_rx,
-    ))?;
+    local_duties(&runtime, &registry, &nats, connection, &outbox, &stop_rx)?;
     let replicas = ready_replicas(&runtime, &registry, nats_url, ["bench-r1", "bench-r2"])?;
     let result = (|| -> anyhow::Result<Vec<Row>> {
         let mut rows = propagation(&registry, &replicas, if size.runs > 3 { 1000 } else { 300 })?;
@@ -102,6 +94,19 @@ fn ready_replicas(
         replicas.iter().all(|r| r.unavailable().is_none())
     })?;
     Ok(replicas)
+}
+
+/// A registry's NATS duties under local commit (the outbox), started as
+/// `serve` starts them.
+pub(crate) fn local_duties(
+    runtime: &tokio::runtime::Runtime,
+    registry: &Registry,
+    nats: &Nats,
+    connection: keyreg::nats::Connection,
+    outbox: &Arc<OutboxStatus>,
+    stop: &watch::Receiver<bool>,
+) -> std::io::Result<Vec<tokio::task::JoinHandle<()>>> {
+    runtime.block_on(nats_duties(registry, nats, connection, Commit::Local, &NodeOptions::default(), outbox, stop))
 }
 
 pub(crate) fn wait_for(what: &str, limit: Duration, f: impl Fn() -> bool) -> anyhow::Result<()> {

@@ -185,7 +185,19 @@ fn an_unreachable_nats_is_named_once() {
         "{}",
         said()
     );
-    std::thread::sleep(std::time::Duration::from_secs(3));
+    // The duties keep retrying (each says so at debug level): three rounds
+    // after the warning, it has still been said once.
+    let retries_after_warning = || {
+        said()
+            .split("cannot connect to NATS")
+            .nth(1)
+            .map_or(0, |after| after.matches("the outbox waits for NATS").count())
+    };
+    assert!(
+        crate::serve::eventually(std::time::Duration::from_secs(10), || retries_after_warning() >= 3),
+        "{}",
+        said()
+    );
     assert_eq!(said().matches("cannot connect to NATS").count(), 1, "{}", said());
     let warnings: Vec<String> = said().lines().filter(|l| l.contains(" WARN ")).map(str::to_owned).collect();
     assert_eq!(warnings.len(), 1, "only the one warning: {warnings:#?}");
