@@ -16,10 +16,19 @@
 //! - its MAC holds, and the content it downloads (at most the size the MAC
 //!   names) hashes to the value the MAC names;
 //! - its seal checks out under the replica's pepper;
-//! - the table decodes, stands at the sequence it names, and its digest,
-//!   recomputed, is the one in the header;
+//! - the table decodes and stands at the sequence it names;
 //! - the events stream holds that sequence with that chain hash. The next
 //!   event's `prevhash` is then checked by the fold like any other.
+//!
+//! The table's digest is not recomputed (it took 1.2 s of a 4.2 s start at
+//! a million keys): the seal is a keyed hash under a key only pepper
+//! holders derive, over the table's bytes and the digest together, and the
+//! registry computes that digest from the very table it encodes. Whoever
+//! could seal a table whose digest lies could as well mint valid tokens.
+//! What recomputing would still catch, an encoder and decoder that disagree,
+//! the snapshot property test catches (a table read back from a snapshot
+//! has the digest of the one folded from the log, `tests/it/snapshots.rs`),
+//! and `GET /v1/state/digest` recomputes it on demand.
 //!
 //! Anything else is passed over with a log line; with none left the
 //! replica replays the stream from the start.
@@ -258,9 +267,6 @@ async fn check(bytes: Vec<u8>, pepper: &Pepper, events: &jetstream::stream::Stre
     let table = Table::decode(&mut reader).map_err(|e| e.to_string())?;
     if !reader.is_empty() || table.applied() != binding.seq {
         return Err("its table is not at the sequence it names".into());
-    }
-    if *table.digest().as_bytes() != binding.digest {
-        return Err("its table's digest is not the one it was sealed with".into());
     }
     let message = events
         .get_raw_message(binding.seq.0)

@@ -114,17 +114,24 @@ impl Replica {
         let mut reconnected = connection.connected.clone();
         let mut backoff = Duration::from_millis(20);
         while self.halted().is_none() {
-            tokio::select! {
-                result = self.follow_until_error(&connection) => match result {
-                    Ok(Stop::Halted) => return,
-                    Ok(Stop::Untrusted) => backoff = UNTRUSTED_RETRY,
-                    Err(e) => tracing::debug!(error = %e, "the replica waits for NATS"),
+            // Outside the race with a kick: a start from a snapshot takes
+            // seconds at a million keys, applies nothing meanwhile, and a
+            // kick for "stuck" would start it over for ever.
+            let result = match self.bootstrap(&connection).await {
+                Err(e) => Err(e),
+                Ok(()) => tokio::select! {
+                    result = self.follow_until_error(&connection) => result,
+                    _ = reconnected.changed() => {
+                        backoff = Duration::from_millis(20);
+                        continue;
+                    }
+                    _ = self.inner.kick.notified() => continue,
                 },
-                _ = reconnected.changed() => {
-                    backoff = Duration::from_millis(20);
-                    continue;
-                }
-                _ = self.inner.kick.notified() => continue,
+            };
+            match result {
+                Ok(Stop::Halted) => return,
+                Ok(Stop::Untrusted) => backoff = UNTRUSTED_RETRY,
+                Err(e) => tracing::debug!(error = %e, "the replica waits for NATS"),
             }
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
@@ -135,7 +142,9 @@ impl Replica {
         }
     }
 
-    pub(super) async fn follow_until_error(&self, connection: &Connection) -> Result<Stop, NatsError> {
+    /// Starts from the newest published snapshot, if asked to and nothing
+    /// was applied yet.
+    async fn bootstrap(&self, connection: &Connection) -> Result<(), NatsError> {
         let config = &self.inner.config;
         if config.bootstrap
             && self.applied() == Seq(0)
@@ -144,6 +153,11 @@ impl Replica {
         {
             self.start_from(start);
         }
+        Ok(())
+    }
+
+    async fn follow_until_error(&self, connection: &Connection) -> Result<Stop, NatsError> {
+        let config = &self.inner.config;
         let stream = config.nats.events_stream(&connection.js).await?;
         let mut messages = nats::follow(&stream, self.applied().next()).await?;
         while let Some(ev) = nats::next_event(&mut messages).await {

@@ -124,8 +124,24 @@ impl SlotIndex {
         self.entries[i] = entry;
     }
 
+    /// Makes room for `more` entries at once: a table read from a snapshot
+    /// knows its size, and growing to it step by step would rehash every
+    /// entry about twice.
+    pub fn reserve(&mut self, more: usize) {
+        let mut size = self.entries.len().max(16);
+        while (self.len + more) * 4 > size * 3 {
+            size *= 2;
+        }
+        if size > self.entries.len() {
+            self.resize(size);
+        }
+    }
+
     fn grow(&mut self) {
-        let size = (self.entries.len() * 2).max(16);
+        self.resize((self.entries.len() * 2).max(16));
+    }
+
+    fn resize(&mut self, size: usize) {
         let old = std::mem::replace(&mut self.entries, vec![Entry::default(); size]);
         for e in old.into_iter().filter(|e| e.slot != 0) {
             self.place(e);

@@ -257,7 +257,11 @@ impl Table {
             catalogs.insert(org, read_json::<Catalog>(r)?);
         }
         t.roles = Roles::from_parts(slab, live, catalogs);
-        for _ in 0..r.len(100)? {
+        let n = r.len(100)?;
+        t.keys.reserve_exact(n);
+        t.by_id.reserve(n);
+        t.by_hash.reserve(n);
+        for _ in 0..n {
             let hash = read_hash(r)?;
             let id = std::str::from_utf8(r.raw(KeyId::LEN)?).map_err(damaged)?;
             let id = KeyId::parse(id).map_err(damaged)?;
