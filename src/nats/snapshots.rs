@@ -244,7 +244,10 @@ pub async fn newest(
             let read = store.get(&object.name).await.map_err(|e| e.to_string())?;
             read.take(object.size as u64).read_to_end(&mut bytes).await.map_err(|e| e.to_string())
         };
-        let checked = match tokio::time::timeout(download_time(object.size), read).await {
+        let started = std::time::Instant::now();
+        let downloaded = tokio::time::timeout(download_time(object.size), read).await;
+        tracing::info!(object = %object.name, bytes = bytes.len(), ms = started.elapsed().as_millis() as u64, "downloaded a snapshot");
+        let checked = match downloaded {
             Err(_) => Err("it did not finish downloading in time (removed meanwhile?)".to_owned()),
             Ok(Err(e)) => Err(format!("it cannot be read: {e}")),
             Ok(Ok(_)) if blake3::hash(&bytes) != object.content => Err("its content is not what its MAC names".into()),
@@ -261,13 +264,23 @@ pub async fn newest(
 }
 
 async fn check(bytes: Vec<u8>, pepper: &Pepper, events: &jetstream::stream::Stream) -> Result<Bootstrap, String> {
-    let sealed = unseal(bytes, pepper).map_err(|e| e.to_string())?;
-    let binding = sealed.binding;
-    let mut reader = Decoder::new(sealed.table());
-    let table = Table::decode(&mut reader).map_err(|e| e.to_string())?;
-    if !reader.is_empty() || table.applied() != binding.seq {
-        return Err("its table is not at the sequence it names".into());
-    }
+    let started = std::time::Instant::now();
+    let size = bytes.len();
+    // A second of work at a million keys: off the runtime's threads, which
+    // serve this replica's verifies meanwhile.
+    let pepper = pepper.clone();
+    let (table, binding) = tokio::task::spawn_blocking(move || {
+        let sealed = unseal(bytes, &pepper).map_err(|e| e.to_string())?;
+        let mut reader = Decoder::new(sealed.table());
+        let table = Table::decode(&mut reader).map_err(|e| e.to_string())?;
+        if !reader.is_empty() || table.applied() != sealed.binding.seq {
+            return Err("its table is not at the sequence it names".to_owned());
+        }
+        Ok((table, sealed.binding))
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    tracing::info!(bytes = size, ms = started.elapsed().as_millis() as u64, "read a snapshot's table");
     let message = events
         .get_raw_message(binding.seq.0)
         .await
