@@ -128,6 +128,7 @@ pub(super) fn start(shared: Arc<Shared>, unchecked: Unchecked, delay: Duration) 
     let thread = std::thread::Builder::new().name("keyreg-check".into()).spawn({
         let shared = shared.clone();
         move || {
+            super::yield_to_writes();
             std::thread::sleep(delay);
             check(&shared, unchecked)
         }

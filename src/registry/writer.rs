@@ -374,6 +374,7 @@ fn snapshot_in_background(shared: &Shared) {
     // fold from the previous one checked the rest.
     let marker = super::check::chain_whole(shared).then(|| Marker::of(shared));
     let spawned = std::thread::Builder::new().name("keyreg-snapshot".into()).spawn(move || {
+        super::yield_to_writes();
         if write_periodic(&dir, &pepper, &log, head) {
             written.send_replace(head.seq);
             if let Some(marker) = marker {
