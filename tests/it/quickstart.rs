@@ -23,23 +23,35 @@ fn the_readme_quickstart_works_as_written() {
     let (server, system) = Server::init_and_start(dir.path(), &[]);
     let bin_dir = keyreg_bin().parent().unwrap().to_owned();
     let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
-    let script = format!("set -euo pipefail\n{}", quickstart_block());
-    // README promises the steps can be run again as they are.
-    for run in ["first", "second"] {
-        let out = Command::new("bash")
+    // README promises the steps run again as they are, in the same shell:
+    // the block twice in one bash.
+    let block = quickstart_block();
+    let script = format!("set -euo pipefail\n{block}\necho '--- again'\n{block}");
+    let run = |token: &str| {
+        Command::new("bash")
             .args(["-c", &script])
             .env("KEYREG_URL", &server.url)
-            .env("KEYREG_TOKEN", &system)
+            .env("KEYREG_TOKEN", token)
             .env("PATH", &path)
             .output()
-            .unwrap();
-        let text = stdout(&out);
-        assert!(out.status.success(), "{run} run: {text}\n{}", stderr(&out));
+            .unwrap()
+    };
+    let out = run(&system);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    let (first, second) = text.split_once("--- again\n").expect("the second run started");
+    for (run, text) in [("first", first), ("second", second)] {
         let lines: Vec<&str> = text.lines().collect();
-        assert!(lines.contains(&"VALID") && lines.contains(&"REVOKED") && lines.contains(&"revoked"), "{text}");
-        assert!(text.contains("SECRET (shown once"), "{text}");
+        assert!(lines.contains(&"VALID") && lines.contains(&"REVOKED") && lines.contains(&"revoked"), "{run}: {text}");
+        assert!(text.contains("SECRET (shown once"), "{run}: {text}");
         let revoked_table = &text[text.rfind("ID ").unwrap()..];
-        assert!(revoked_table.contains("nightly") && revoked_table.contains("revoked"), "{text}");
+        assert!(revoked_table.contains("nightly") && revoked_table.contains("revoked"), "{run}: {text}");
     }
+    // A refusal is shown, not swallowed into an empty variable: with a key
+    // the registry does not know, the first step stops and says why.
+    let out = run("kr_not_a_key");
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(stderr(&out).contains("UNAUTHENTICATED"), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("VALID"), "{}", stdout(&out));
     server.stop();
 }
