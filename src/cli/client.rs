@@ -3,6 +3,8 @@
 //! one request and its problem+json turned into a message. How answers
 //! look to people is `show.rs`.
 
+use std::ffi::OsString;
+
 use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::{Value, json};
@@ -24,6 +26,39 @@ pub struct Remote {
     /// Print the API's JSON answer instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+}
+
+/// The commands that talk to a registry over HTTP, and take `Remote`.
+const REMOTE_COMMANDS: [&str; 8] = ["keys", "roles", "catalog", "presets", "org", "orgs", "usage", "audit"];
+/// `Remote`'s flags that take a value, and the one that does not.
+const REMOTE_VALUED: [&str; 3] = ["--url", "--token", "--as"];
+const REMOTE_SWITCH: &str = "--json";
+/// The top level's own flags that take a value.
+const TOP_VALUED: [&str; 2] = ["--token-prefix", "--stream-prefix"];
+
+/// The command line with `Remote`'s flags given before a remote command
+/// moved to its end, where the command (at any depth) takes them: people
+/// type `keyreg --url URL keys list` as they type `kubectl --context C get`.
+/// Before any other command nothing moves, and clap says they do not belong.
+pub fn hoist_remote_flags(args: Vec<OsString>) -> Vec<OsString> {
+    let (mut before, mut hoisted) = (vec![], vec![]);
+    let mut i = 1;
+    while let Some(text) = args.get(i).and_then(|a| a.to_str()).filter(|t| t.starts_with('-')) {
+        let (name, inline) = text.split_once('=').map_or((text, false), |(n, _)| (n, true));
+        let remote = REMOTE_VALUED.contains(&name);
+        let takes_value = !inline && (remote || TOP_VALUED.contains(&name));
+        let end = (i + 1 + usize::from(takes_value)).min(args.len());
+        match remote || name == REMOTE_SWITCH {
+            true => hoisted.extend_from_slice(&args[i..end]),
+            false => before.extend_from_slice(&args[i..end]),
+        }
+        i = end;
+    }
+    let command = args.get(i).and_then(|a| a.to_str());
+    if hoisted.is_empty() || !command.is_some_and(|c| REMOTE_COMMANDS.contains(&c)) {
+        return args;
+    }
+    [&args[..1], &before[..], &args[i..], &hoisted[..]].concat()
 }
 
 impl Remote {
@@ -177,5 +212,31 @@ enum Sent {
 pub fn set(body: &mut Value, field: &str, value: Option<Value>) {
     if let Some(v) = value {
         body[field] = v;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hoist_remote_flags;
+
+    fn hoisted(line: &str) -> String {
+        let args = line.split(' ').map(Into::into).collect();
+        let out: Vec<String> = hoist_remote_flags(args).into_iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        out.join(" ")
+    }
+
+    #[test]
+    fn remote_flags_before_a_remote_command_move_to_its_end() {
+        assert_eq!(hoisted("keyreg --url U --as a@b keys list"), "keyreg keys list --url U --as a@b");
+        assert_eq!(hoisted("keyreg --token=T --json keys show K"), "keyreg keys show K --token=T --json");
+        assert_eq!(
+            hoisted("keyreg --stream-prefix P --url U audit events"),
+            "keyreg --stream-prefix P audit events --url U"
+        );
+        // Nothing moves before any other command, nor without remote flags.
+        assert_eq!(hoisted("keyreg --url U serve --data d"), "keyreg --url U serve --data d");
+        assert_eq!(hoisted("keyreg --token-prefix t_ keys list"), "keyreg --token-prefix t_ keys list");
+        assert_eq!(hoisted("keyreg keys list --url U"), "keyreg keys list --url U");
+        assert_eq!(hoisted("keyreg --url"), "keyreg --url");
     }
 }

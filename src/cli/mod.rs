@@ -291,7 +291,7 @@ enum AuditCmd {
 
 pub fn main() -> ExitCode {
     init_tracing();
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(client::hoist_remote_flags(std::env::args_os().collect()));
     match run(cli) {
         Ok(code) => code,
         // The reader went away (`keyreg replay | head`): not an error of ours.

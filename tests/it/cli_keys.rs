@@ -350,6 +350,20 @@ fn first_hour_messages_name_what_exists() {
         assert!(!described.is_empty() && !described.starts_with("--"), "{command:?}: {first} has no description");
     }
 
+    // The registry's flags may come before the command, as in other tools.
+    let out = Command::new(keyreg_bin())
+        .args(["--url", &server.url, "--token", &admin, "--json", "keys", "list"])
+        .env_remove("KEYREG_URL")
+        .env_remove("KEYREG_TOKEN")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = listed["keys"].as_array().unwrap().iter().filter_map(|k| k["name"].as_str()).collect();
+    assert!(names.contains(&"d") && names.contains(&"x"), "{listed}");
+    let out = Command::new(keyreg_bin()).args(["--url", &server.url, "serve", "--data", "x"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "a registry's flag before serve is refused");
+
     let mut s = std::net::TcpStream::connect(server.url.trim_start_matches("http://")).unwrap();
     write!(s, "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
     let mut answer = String::new();
