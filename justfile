@@ -42,7 +42,7 @@ lint:
     cargo clippy --workspace --all-targets -- -D warnings
     cargo clippy --no-default-features --features replica -- -D warnings
 
-# A registry on $KEYREG_DATA (./data) at $KEYREG_LISTEN (127.0.0.1:8080), publishing to $KEYREG_NATS
+# A registry on $KEYREG_DATA (./data) at $KEYREG_LISTEN (127.0.0.1:8080), publishing to $KEYREG_NATS under a stream prefix of its own
 run:
     #!/usr/bin/env bash
     set -euo pipefail
@@ -53,10 +53,52 @@ run:
         nats=none
         if (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; then nats=nats://127.0.0.1:4222; fi
     fi
+    # Before anything is written: a data dir initialised for an address
+    # that cannot be used only confuses the next try.
+    if (exec 3<>"/dev/tcp/${listen%:*}/${listen##*:}") 2>/dev/null; then
+        echo "something already listens on $listen: stop it (just stop), or set KEYREG_LISTEN=127.0.0.1:PORT" >&2
+        exit 1
+    fi
     cargo build --release
     test -e "$data/pepper" || ./target/release/keyreg init --data "$data"
-    echo "data: $data   listen: http://$listen   NATS: $nats" >&2
-    exec ./target/release/keyreg serve --data "$data" --listen "$listen" --nats "$nats"
+    prefix=$(just _prefix "$data")
+    echo "data: $data   listen: http://$listen   NATS: $nats   stream prefix: $prefix" >&2
+    echo $$ > "${data%/}.pid"
+    exec ./target/release/keyreg serve --data "$data" --listen "$listen" --nats "$nats" --stream-prefix "$prefix"
+
+# Stop the registry `just run` started
+stop:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    pidfile="${KEYREG_DATA:-data}"; pidfile="${pidfile%/}.pid"
+    if [ -e "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null; then
+        echo "stopped the registry of ${KEYREG_DATA:-data}" >&2
+    else
+        echo "no registry of ${KEYREG_DATA:-data} is running" >&2
+    fi
+    rm -f "$pidfile"
+
+# Stop `just run`'s registry, delete its data dir and everything of its stream prefix on NATS
+reset:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    data="${KEYREG_DATA:-data}"
+    just stop
+    if [ -e "$data/pepper" ]; then
+        nats="${KEYREG_NATS:-nats://127.0.0.1:4222}"
+        if (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null || [ -n "${KEYREG_NATS:-}" ]; then
+            ./target/release/keyreg stream reset --nats "$nats" --stream-prefix "$(just _prefix "$data")" --yes
+        fi
+        rm -rf "$data"
+        echo "deleted $data" >&2
+    fi
+
+# The stream prefix of a data dir: named after that dir's pepper file (its path, inode and time), so two checkouts, or data/ wiped and made again, never share a stream
+_prefix data:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    id=$(printf '%s %s' "$(realpath {{data}})" "$(stat -c '%i %Y' {{data}}/pepper)" | sha256sum | cut -c1-8)
+    echo "DEV_${id^^}"
 
 # The benchmarks at quick sizes (a few minutes); prints the results table
 bench:

