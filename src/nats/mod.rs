@@ -121,6 +121,11 @@ impl Layout {
         Ok(Layout { streams: prefix.to_ascii_uppercase(), subjects: prefix.to_ascii_lowercase() })
     }
 
+    /// The prefix, as the stream names spell it.
+    pub fn prefix(&self) -> &str {
+        &self.streams
+    }
+
     pub fn events_stream(&self) -> String {
         format!("{}_EVENTS", self.streams)
     }

@@ -116,7 +116,15 @@ pub async fn run(
             Ok(()) => return,
             Err(NatsError::Diverged { seq, why }) => {
                 let message = format!("the stream diverges from the log at {seq}: {why}");
-                tracing::error!("{message}; the outbox stops");
+                // What to run, when the log is the truth (a data dir made
+                // again on the same prefix is the usual cause).
+                let reset = format!(
+                    "stop this registry, run `keyreg stream reset --nats {} --stream-prefix {} --yes`, start it \
+                     again (docs/operations.md, \"Resetting a diverged stream\")",
+                    nats.url,
+                    nats.layout.prefix()
+                );
+                tracing::error!("{message}; the outbox stops. If this data dir holds the truth: {reset}");
                 *status.diverged.lock().unwrap_or_else(PoisonError::into_inner) = Some(message);
                 status.connected.store(false, Ordering::Relaxed);
                 return;

@@ -147,6 +147,10 @@ fn a_diverged_stream_is_reset_and_republished() {
     let ready = api.ops("/readyz");
     assert_eq!(ready.status, 503);
     assert!(ready.json["outbox"]["diverged"].as_str().unwrap().contains("diverges"), "{}", ready.json);
+    // The log line says exactly what to run; the reset below runs it.
+    let said = std::fs::read_to_string(&second.log).unwrap();
+    let command = format!("keyreg stream reset --nats {} --stream-prefix KEYREG --yes", nats.url);
+    assert!(said.contains(&command), "{said}");
     let data = second.data.clone();
     second.stop();
 
@@ -155,7 +159,7 @@ fn a_diverged_stream_is_reset_and_republished() {
     assert!(dry.status.success(), "{}", stderr(&dry));
     assert!(stderr(&dry).contains("would delete the stream KEYREG_EVENTS") && stderr(&dry).contains("--yes"));
     assert_eq!(stream_events(&nats.url).len() as u64, published, "nothing is deleted without --yes");
-    let reset = keyreg(&["stream", "reset", "--nats", &nats.url, "--yes"]);
+    let reset = keyreg(&["stream", "reset", "--nats", &nats.url, "--stream-prefix", "KEYREG", "--yes"]);
     assert!(reset.status.success(), "{}", stderr(&reset));
 
     let second = Server::start(&data, &flags);
