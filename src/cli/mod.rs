@@ -6,6 +6,7 @@
 mod audit;
 mod client;
 mod clock;
+mod config;
 mod history;
 mod init;
 pub mod keys;
@@ -45,6 +46,9 @@ struct Cli {
     /// prefix.events.>, …), so one NATS can carry several registries.
     #[arg(long, global = true, env = "KEYREG_STREAM_PREFIX", default_value = crate::nats::DEFAULT_PREFIX)]
     stream_prefix: String,
+    /// A TOML file of flags named as here (`data = "DIR"`); flags and the environment win.
+    #[arg(long, global = true, env = "KEYREG_CONFIG", value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -290,14 +294,15 @@ enum AuditCmd {
 }
 
 pub fn main() -> ExitCode {
+    let args: Vec<_> = std::env::args_os().collect();
+    let loaded = config::load(&args);
     init_tracing();
-    let cli = Cli::parse_from(client::hoist_remote_flags(std::env::args_os().collect()));
-    match run(cli) {
+    match loaded.and_then(|()| run(Cli::parse_from(client::hoist_remote_flags(args)))) {
         Ok(code) => code,
         // The reader went away (`keyreg replay | head`): not an error of ours.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", describe(&e));
+            eprintln!("error: {}", show::error(&e));
             ExitCode::FAILURE
         }
     }
@@ -313,20 +318,6 @@ fn init_tracing() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .try_init();
-}
-
-/// An error and its causes, each said once: a cause whose text its parent
-/// already quotes is not repeated.
-fn describe(e: &anyhow::Error) -> String {
-    let mut text = e.to_string();
-    for cause in e.chain().skip(1) {
-        let cause = cause.to_string();
-        if !text.contains(&cause) {
-            text.push_str(": ");
-            text.push_str(&cause);
-        }
-    }
-    text
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

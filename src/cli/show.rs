@@ -1,5 +1,5 @@
 //! How answers look to people: tables, fields, relative times, a bar chart
-//! of use per day, and the escaping every printed value goes through.
+//! of use per day, errors, and the escaping every printed value goes through.
 //! `--json` bypasses all of it.
 
 use std::fmt::Write as _;
@@ -115,6 +115,20 @@ pub fn usage(answer: &Value, now: Timestamp) -> String {
 /// `1 key`, `2 keys`: a count with its noun.
 pub fn plural(n: usize, noun: &str) -> String {
     if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
+
+/// An error and its causes, each said once: a cause whose text its parent
+/// already quotes is not repeated.
+pub fn error(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 #[cfg(test)]

@@ -364,6 +364,29 @@ fn first_hour_messages_name_what_exists() {
     let out = Command::new(keyreg_bin()).args(["--url", &server.url, "serve", "--data", "x"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "a registry's flag before serve is refused");
 
+    // A config file gives flags by their names; the command line wins.
+    let config = dir.path().join("keyreg.toml");
+    std::fs::write(&config, format!("url = [\"http://127.0.0.1:1\", \"{}\"]\ntoken = \"{admin}\"\n", server.url))
+        .unwrap();
+    let with_config = |args: &[&str]| {
+        Command::new(keyreg_bin())
+            .args(args)
+            .env("KEYREG_CONFIG", &config)
+            .env_remove("KEYREG_URL")
+            .env_remove("KEYREG_TOKEN")
+            .output()
+            .unwrap()
+    };
+    let out = with_config(&["keys", "list", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = with_config(&["keys", "list", "--url", "http://127.0.0.1:1"]);
+    assert!(stderr(&out).contains("cannot reach the registry at http://127.0.0.1:1"), "{}", stderr(&out));
+    std::fs::write(&config, "colour = \"blue\"\n").unwrap();
+    let out = with_config(&["keys", "list"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no flag is called --colour; a config file may set"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("stream-prefix"), "{}", stderr(&out));
+
     let mut s = std::net::TcpStream::connect(server.url.trim_start_matches("http://")).unwrap();
     write!(s, "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
     let mut answer = String::new();
