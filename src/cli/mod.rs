@@ -47,6 +47,7 @@ struct Cli {
     #[arg(long, global = true, env = "KEYREG_STREAM_PREFIX", default_value = crate::nats::DEFAULT_PREFIX)]
     stream_prefix: String,
     /// A TOML file of flags named as here (`data = "DIR"`); flags and the environment win.
+    // Read before parsing (`config.rs`); declared so clap takes and lists it.
     #[arg(long, global = true, env = "KEYREG_CONFIG", value_name = "FILE")]
     config: Option<std::path::PathBuf>,
     #[command(subcommand)]
