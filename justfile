@@ -97,7 +97,7 @@ reset:
 _prefix data:
     #!/usr/bin/env bash
     set -euo pipefail
-    id=$(printf '%s %s' "$(realpath {{data}})" "$(stat -c '%i %Y' {{data}}/pepper)" | sha256sum | cut -c1-8)
+    id=$(printf '%s %s' "$(realpath '{{data}}')" "$(stat -c '%i %Y' '{{data}}/pepper')" | sha256sum | cut -c1-8)
     echo "DEV_${id^^}"
 
 # The benchmarks at quick sizes (a few minutes); prints the results table
