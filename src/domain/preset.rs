@@ -31,7 +31,6 @@ pub const PRESETS: &[Preset] = &[
     Preset { name: "restricted", description: "nothing until chosen: add scopes or roles beside it", scopes: &[] },
 ];
 
-/// The preset named `name`.
 /// Whether `scope` is one a built-in preset grants. A preset works with
 /// any catalogue: its scopes are the conventional verbs, never actions an
 /// organization must list, so an enforced catalogue does not refuse them.
@@ -40,6 +39,7 @@ pub fn grants_by_preset(scope: &Scope) -> bool {
     PRESETS.iter().any(|p| p.scopes.contains(&scope.as_str()))
 }
 
+/// The preset named `name`.
 pub fn find(name: &str) -> Option<&'static Preset> {
     PRESETS.iter().find(|p| p.name == name)
 }
