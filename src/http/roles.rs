@@ -156,16 +156,17 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     caller.require(Permission::KeysRead)?;
     let name = path_role(&name)?;
-    let answer = |table: &Table| {
+    // Which holders are live is judged at the time the table stands for.
+    let answer = |table: &Table, at: Timestamp| {
         let role = table.role(&caller.org, &name).ok_or_else(|| no_such_role(name.as_str()))?;
-        Ok(role_response(StatusCode::OK, s.registry.now(), table, role, None, false))
+        Ok(role_response(StatusCode::OK, at, table, role, None, false))
     };
     match q.as_of {
         Some(at) => {
             let (at, org) = (parse_time("as_of", &at)?, caller.org.clone());
-            answer(&past(&s, &caller, move |r| r.org_as_of(&org, at)).await?)
+            answer(&past(&s, &caller, move |r| r.org_as_of(&org, at)).await?, at)
         }
-        None => answer(&s.registry.read().table),
+        None => answer(&s.registry.read().table, s.registry.now()),
     }
 }
 

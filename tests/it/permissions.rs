@@ -293,6 +293,20 @@ fn roles_change_every_key_holding_them_and_history_keeps_their_past() {
     assert_eq!(held(), json!(2));
     api.req("DELETE", "/v1/keys/{id}", Some(&gone)).auth(a).query("confirm", "gone").send().ok(200);
     assert_eq!(held(), json!(1), "a deleted key holds the role no more");
+    // Nor an expired one; as of before its expiry, it did.
+    let soon = server.now() + chrono::Duration::seconds(60);
+    let (brief, _) = new_key(&api, a, json!({"name": "brief", "roles": ["ops"], "expires_at": soon.to_rfc3339()}));
+    let while_live = server.now().to_rfc3339();
+    assert_eq!(held(), json!(2));
+    server.advance(120.0);
+    // The sweeper's key.expired lands now, not in the middle of what follows.
+    assert!(eventually(Duration::from_secs(3), || {
+        let expired = api.get("/v1/audit").auth(a).query("key_id", &brief).query("type", "key.expired").send();
+        expired.json["events"].as_array().is_some_and(|e| e.len() == 1)
+    }));
+    assert_eq!(held(), json!(1), "an expired key holds the role no more");
+    let then = api.req("GET", "/v1/roles/{name}", Some("ops")).auth(a).query("as_of", &while_live).send();
+    assert_eq!(then.ok(200)["keys"], json!(2), "as of before its expiry, it held the role");
     let before_edit = api.req("GET", "/v1/roles/{name}", Some("ci")).auth(a).send();
     let etag = before_edit.etag.clone().unwrap();
     // A moment between the key's making and the role's edit.

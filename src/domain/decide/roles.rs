@@ -76,7 +76,8 @@ pub(super) fn edit(
     let narrowed: Vec<&Key> = if dropped.is_empty() {
         vec![]
     } else {
-        live_holders(table, ctx, name)
+        table
+            .live_keys_with_role(&ctx.org, name, ctx.now)
             .into_iter()
             .filter(|key| used_recently(key, ctx.now))
             .filter(|key| {
@@ -111,7 +112,7 @@ pub(super) fn delete(
     force: bool,
 ) -> Result<Decision, Refusal> {
     role_in(table, ctx, name, expected)?;
-    let live = live_holders(table, ctx, name);
+    let live = table.live_keys_with_role(&ctx.org, name, ctx.now);
     if !live.is_empty() && !force {
         return Err(Refusal::RoleInUse { role: name.clone(), keys: live.len() });
     }
@@ -161,11 +162,6 @@ fn role_in<'a>(table: &'a Table, ctx: &Context, name: &RoleName, expected: Optio
         }
         _ => Ok(role),
     }
-}
-
-/// The keys holding the role that can still be used or enabled again.
-fn live_holders<'a>(table: &'a Table, ctx: &Context, name: &RoleName) -> Vec<&'a Key> {
-    table.live_keys_with_role(&ctx.org, name, ctx.now)
 }
 
 /// Up to five key ids, and how many more.
