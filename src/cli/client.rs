@@ -28,37 +28,41 @@ pub struct Remote {
     pub json: bool,
 }
 
-/// The commands that talk to a registry over HTTP, and take `Remote`.
-const REMOTE_COMMANDS: [&str; 8] = ["keys", "roles", "catalog", "presets", "org", "orgs", "usage", "audit"];
-/// `Remote`'s flags that take a value, and the one that does not.
-const REMOTE_VALUED: [&str; 3] = ["--url", "--token", "--as"];
-const REMOTE_SWITCH: &str = "--json";
-/// The top level's own flags that take a value.
-const TOP_VALUED: [&str; 2] = ["--token-prefix", "--stream-prefix"];
-
 /// The command line with `Remote`'s flags given before a remote command
 /// moved to its end, where the command (at any depth) takes them: people
 /// type `keyreg --url URL keys list` as they type `kubectl --context C get`.
 /// Before any other command nothing moves, and clap says they do not belong.
-pub fn hoist_remote_flags(args: Vec<OsString>) -> Vec<OsString> {
+/// Which flags are `Remote`'s, which take a value, and which commands are
+/// remote (those with `--url` somewhere below) are read from `cli` itself.
+pub fn hoist_remote_flags(args: Vec<OsString>, cli: &clap::Command) -> Vec<OsString> {
+    let remote = Remote::augment_args(clap::Command::new("remote"));
+    let flag = |command: &clap::Command, name: &str| {
+        let long = name.strip_prefix("--")?;
+        command.get_arguments().find(|a| a.get_long() == Some(long)).map(|a| a.get_action().takes_values())
+    };
     let (mut before, mut hoisted) = (vec![], vec![]);
     let mut i = 1;
     while let Some(text) = args.get(i).and_then(|a| a.to_str()).filter(|t| t.starts_with('-')) {
         let (name, inline) = text.split_once('=').map_or((text, false), |(n, _)| (n, true));
-        let remote = REMOTE_VALUED.contains(&name);
-        let takes_value = !inline && (remote || TOP_VALUED.contains(&name));
+        let remote_takes = flag(&remote, name);
+        let takes_value = !inline && remote_takes.or_else(|| flag(cli, name)).unwrap_or(false);
         let end = (i + 1 + usize::from(takes_value)).min(args.len());
-        match remote || name == REMOTE_SWITCH {
-            true => hoisted.extend_from_slice(&args[i..end]),
-            false => before.extend_from_slice(&args[i..end]),
+        match remote_takes {
+            Some(_) => hoisted.extend_from_slice(&args[i..end]),
+            None => before.extend_from_slice(&args[i..end]),
         }
         i = end;
     }
-    let command = args.get(i).and_then(|a| a.to_str());
-    if hoisted.is_empty() || !command.is_some_and(|c| REMOTE_COMMANDS.contains(&c)) {
+    let command = args.get(i).and_then(|a| a.to_str()).and_then(|c| cli.find_subcommand(c));
+    if hoisted.is_empty() || !command.is_some_and(takes_url) {
         return args;
     }
     [&args[..1], &before[..], &args[i..], &hoisted[..]].concat()
+}
+
+/// Whether `command` or one below it takes `Remote`'s `--url`.
+fn takes_url(command: &clap::Command) -> bool {
+    command.get_arguments().any(|a| a.get_long() == Some("url")) || command.get_subcommands().any(takes_url)
 }
 
 impl Remote {
@@ -217,11 +221,15 @@ pub fn set(body: &mut Value, field: &str, value: Option<Value>) {
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::hoist_remote_flags;
 
     fn hoisted(line: &str) -> String {
         let args = line.split(' ').map(Into::into).collect();
-        let out: Vec<String> = hoist_remote_flags(args).into_iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let cli = super::super::Cli::command();
+        let out: Vec<String> =
+            hoist_remote_flags(args, &cli).into_iter().map(|a| a.to_string_lossy().into_owned()).collect();
         out.join(" ")
     }
 

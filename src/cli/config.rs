@@ -12,7 +12,6 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use clap::CommandFactory;
 
 const ENV: &str = "KEYREG_CONFIG";
 
@@ -45,13 +44,13 @@ fn flag_variables(command: &clap::Command, into: &mut BTreeSet<String>) {
 
 /// The variables to set from the config file named on `args`, if any:
 /// those not set already.
-fn from_file(args: &[OsString]) -> anyhow::Result<Vec<(String, String)>> {
+fn from_file(args: &[OsString], cli: &clap::Command) -> anyhow::Result<Vec<(String, String)>> {
     let Some(path) = named(args) else { return Ok(vec![]) };
     let shown = path.display();
     let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read the config file {shown}"))?;
     let table: toml::Table = text.parse().with_context(|| format!("the config file {shown} is not valid TOML"))?;
     let mut known = BTreeSet::new();
-    flag_variables(&super::Cli::command(), &mut known);
+    flag_variables(cli, &mut known);
     let mut set = vec![];
     for (key, value) in table {
         let variable = format!("KEYREG_{}", key.to_ascii_uppercase().replace('-', "_"));
@@ -81,8 +80,8 @@ fn from_file(args: &[OsString]) -> anyhow::Result<Vec<(String, String)>> {
 /// Puts the config file's values where their flags read them. Called first
 /// thing in `main`, while the process has one thread.
 #[allow(unsafe_code)]
-pub fn load(args: &[OsString]) -> anyhow::Result<()> {
-    for (variable, value) in from_file(args)? {
+pub fn load(args: &[OsString], cli: &clap::Command) -> anyhow::Result<()> {
+    for (variable, value) in from_file(args, cli)? {
         // SAFETY: no other thread exists yet to read the environment while
         // it changes (main calls this before the runtime or any thread).
         unsafe { std::env::set_var(variable, value) };

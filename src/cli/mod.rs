@@ -296,9 +296,10 @@ enum AuditCmd {
 
 pub fn main() -> ExitCode {
     let args: Vec<_> = std::env::args_os().collect();
-    let loaded = config::load(&args);
+    let command = <Cli as clap::CommandFactory>::command();
+    let loaded = config::load(&args, &command);
     init_tracing();
-    match loaded.and_then(|()| run(Cli::parse_from(client::hoist_remote_flags(args)))) {
+    match loaded.and_then(|()| run(Cli::parse_from(client::hoist_remote_flags(args, &command)))) {
         Ok(code) => code,
         // The reader went away (`keyreg replay | head`): not an error of ours.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
