@@ -48,11 +48,7 @@ run:
     set -euo pipefail
     data="${KEYREG_DATA:-data}"
     listen="${KEYREG_LISTEN:-127.0.0.1:8080}"
-    nats="${KEYREG_NATS:-}"
-    if [ -z "$nats" ]; then
-        nats=none
-        if (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; then nats=nats://127.0.0.1:4222; fi
-    fi
+    nats=$(just _nats)
     # Before anything is written: a data dir initialised for an address
     # that cannot be used only confuses the next try.
     if (exec 3<>"/dev/tcp/${listen%:*}/${listen##*:}") 2>/dev/null; then
@@ -85,12 +81,23 @@ reset:
     data="${KEYREG_DATA:-data}"
     just stop
     if [ -e "$data/pepper" ]; then
-        nats="${KEYREG_NATS:-nats://127.0.0.1:4222}"
-        if (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null || [ -n "${KEYREG_NATS:-}" ]; then
+        nats=$(just _nats)
+        if [ "$nats" != none ]; then
             ./target/release/keyreg stream reset --nats "$nats" --stream-prefix "$(just _prefix "$data")" --yes
         fi
         rm -rf "$data"
         echo "deleted $data" >&2
+    fi
+
+# The NATS `just run` uses: $KEYREG_NATS, else nats://127.0.0.1:4222 when something answers there, else none
+_nats:
+    #!/usr/bin/env bash
+    if [ -n "${KEYREG_NATS:-}" ]; then
+        echo "$KEYREG_NATS"
+    elif (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; then
+        echo nats://127.0.0.1:4222
+    else
+        echo none
     fi
 
 # The stream prefix of a data dir: named after that dir's pepper file (its path, inode and time), so two checkouts, or data/ wiped and made again, never share a stream
