@@ -36,8 +36,7 @@ impl Outcome {
         before: Seq,
     ) -> Outcome {
         let mut keys: Vec<Key> = vec![];
-        let touched = command.key().into_iter().chain(events.iter().filter_map(|(_, e)| e.key_id().copied()));
-        for id in touched {
+        for id in touched(command, events.iter().map(|(_, e)| e)) {
             if !keys.iter().any(|k| k.id == id)
                 && let Some(k) = table.key(&id)
             {
@@ -51,6 +50,12 @@ impl Outcome {
     }
 }
 
+/// The key a command is about, then every key its events touch (repeats
+/// included).
+fn touched<'a>(command: &Command, events: impl Iterator<Item = &'a Event>) -> impl Iterator<Item = KeyId> {
+    command.key().into_iter().chain(events.filter_map(|e| e.key_id().copied()))
+}
+
 impl super::Registry {
     /// What `command` would do, decided against the live table and applied
     /// to a scratch copy: nothing is recorded. For `?dry_run=true`.
@@ -60,8 +65,7 @@ impl super::Registry {
         let ctx = Context { who: who.into(), org, now };
         let decision = decide(&p.table, &ctx, command)?;
         let events = decision.events(&ctx, &mut IdGenerator::default());
-        let touched: Vec<KeyId> =
-            command.key().into_iter().chain(events.iter().filter_map(|e| e.key_id().copied())).collect();
+        let touched: Vec<KeyId> = touched(command, events.iter()).collect();
         let mut scratch = p.table.scratch(&decision.org, &touched);
         let before = p.table.applied();
         let events: Vec<(Seq, Event)> = (before.0 + 1..).map(Seq).zip(events).collect();
