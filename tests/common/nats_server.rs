@@ -49,8 +49,11 @@ impl NatsServer {
     /// written to `dir/nats.conf`; the flags still set address, port and
     /// store.
     pub fn start_configured(dir: &Path, config: Option<&str>) -> Result<NatsServer, String> {
+        NatsServer::start_at(dir, config, free_ports(1)?[0])
+    }
+
+    fn start_at(dir: &Path, config: Option<&str>, port: u16) -> Result<NatsServer, String> {
         let binary = binary().ok_or(MISSING)?;
-        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
         let url = format!("nats://127.0.0.1:{port}");
         let config = match config {
             Some(text) => {
@@ -82,6 +85,10 @@ impl NatsServer {
         self.child = Some(child);
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            // One that exited (its port taken, say) is named at once.
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                return Err(format!("nats-server for port {} exited: {status}", self.port));
+            }
             if started.elapsed() > Duration::from_secs(10) {
                 return Err(format!("nats-server did not open port {}", self.port));
             }
@@ -131,8 +138,10 @@ pub struct NatsCluster {
 
 impl NatsCluster {
     pub fn start(dir: &Path, n: usize) -> Result<NatsCluster, String> {
-        let free = || TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port());
-        let routes: Vec<u16> = (0..n).map(|_| free()).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+        // Every port at once: a port freed before the next is picked may
+        // be handed out again, and two nodes would then want the same.
+        let ports = free_ports(2 * n)?;
+        let (routes, clients) = ports.split_at(n);
         let all: Vec<String> = routes.iter().map(|p| format!("nats-route://127.0.0.1:{p}")).collect();
         let mut nodes = vec![];
         for (i, port) in routes.iter().enumerate() {
@@ -143,9 +152,16 @@ impl NatsCluster {
                  listen: 127.0.0.1:{port}\n  routes: [{}]\n}}\n",
                 all.join(", ")
             );
-            nodes.push(NatsServer::start_configured(&node_dir, Some(&config))?);
+            nodes.push(NatsServer::start_at(&node_dir, Some(&config), clients[i])?);
         }
         let url = nodes.iter().map(|n| n.url.as_str()).collect::<Vec<_>>().join(",");
         Ok(NatsCluster { nodes, url })
     }
+}
+
+/// `n` distinct free loopback ports, all held until every one is chosen.
+fn free_ports(n: usize) -> Result<Vec<u16>, String> {
+    let held: Vec<TcpListener> =
+        (0..n).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    held.iter().map(|l| l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())).collect()
 }
