@@ -24,6 +24,11 @@ use crate::domain::time::Timestamp;
 /// does not fit changes nothing rather than failing.
 pub trait Apply {
     fn apply(&mut self, seq: Seq, event: &Event);
+
+    /// Sees each record's stored bytes as soon as it checks out, before a
+    /// decision's held events are applied: for a state built over the
+    /// bytes themselves (the registry's Merkle tree).
+    fn stored(&mut self, _seq: Seq, _bytes: &[u8]) {}
 }
 
 /// Checking the chain without building anything (`keyreg audit verify`).
@@ -80,6 +85,7 @@ impl<T: Apply> History<T> {
             self.apply_held();
             return Ok(Step::Past);
         }
+        self.state.stored(seq, bytes);
         if decoded.event.batch_rest > 0 {
             self.held.push((seq, decoded.event));
             return Ok(Step::Held);

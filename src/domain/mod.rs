@@ -13,6 +13,8 @@
 //! - `event`: the facts, their exact byte encoding.
 //! - `chain`: the hash chain over those bytes and its checker.
 //! - `mac`: the pepper-derived MACs that authenticate what crosses NATS.
+//! - `merkle`, `note`: the RFC 6962 tree over the log, its proofs, and
+//!   the signed checkpoints and cosignatures (C2SP) that publish its roots.
 //! - `command`, `decide`: commands and every business rule, as
 //!   `decide(table, ctx, command)`; `validate` holds the field rules.
 //! - `table`: the key table, folded from events by one total `apply`.
@@ -32,6 +34,8 @@ pub mod history;
 pub mod id;
 pub mod legacy;
 pub mod mac;
+pub mod merkle;
+pub mod note;
 pub mod permission;
 pub mod preset;
 pub mod scope;

@@ -33,6 +33,7 @@ mod past;
 mod rate;
 mod role;
 mod snapshot;
+mod transparency;
 mod writer;
 
 pub use check::ReadError;
@@ -41,6 +42,7 @@ pub use error::{ExecError, OpenError};
 pub use outcome::Outcome;
 pub use rate::OrgRate;
 pub use role::{Followed, Leader, NodeRole};
+pub use transparency::TreeError;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, RwLockReadGuard};
@@ -56,6 +58,7 @@ use crate::domain::command::{Acting, Command, Expiry, NewKey, NewSecret};
 use crate::domain::event::Event;
 use crate::domain::history::{Apply, History};
 use crate::domain::id::{Actor, IdGenerator, KeyId, OrgId, Seq};
+use crate::domain::merkle::{Tree, leaf_hash};
 use crate::domain::scope::Scope;
 use crate::domain::table::Table;
 use crate::domain::time::{Clock, Timestamp};
@@ -72,11 +75,13 @@ pub const SYSTEM_ADMIN_SCOPES: &[&str] = &crate::domain::permission::MANAGEMENT;
 pub const ORG_ADMIN_SCOPES: &[&str] = &["keys:admin", "keys:read", "audit:read", "roles:admin", "actors:assert"];
 
 /// The live projections: the key table and the audit index, always at the
-/// same sequence.
+/// same sequence, and the Merkle tree over every stored event (ahead of
+/// them only by a decision's events still arriving).
 #[derive(Clone, Default)]
 pub struct Projections {
     pub table: Table,
     pub audit: AuditIndex,
+    pub tree: Tree,
 }
 
 impl Projections {
@@ -89,6 +94,10 @@ impl Projections {
 impl Apply for Projections {
     fn apply(&mut self, seq: Seq, event: &Event) {
         Projections::apply(self, seq, event);
+    }
+
+    fn stored(&mut self, _: Seq, bytes: &[u8]) {
+        self.tree.push(leaf_hash(bytes));
     }
 }
 

@@ -30,6 +30,7 @@ use crate::domain::chain::ChainChecker;
 use crate::domain::chain::ChainHash;
 use crate::domain::event::Event;
 use crate::domain::id::Seq;
+use crate::domain::merkle::leaf_hash;
 use crate::store::CommitMark;
 use crate::store::log::Head;
 use crate::store::log::Log;
@@ -293,6 +294,7 @@ pub(super) fn follow(
     {
         let mut projections = shared.projections.write().unwrap_or_else(PoisonError::into_inner);
         for (followed, event) in checked {
+            projections.tree.push(leaf_hash(&followed.bytes));
             let whole = event.batch_rest == 0;
             held.push((followed.seq, event));
             if whole {
@@ -329,6 +331,10 @@ pub(super) fn cut_unstored(log: &mut Log, shared: &Shared, seq: Seq) -> Result<(
     }
     match shared.failed.load(Ordering::Relaxed) {
         true => Err("cannot cut the log back to what the stream holds".into()),
-        false => Ok(()),
+        false => {
+            // The stream holds the log up to `seq`: nothing there can be cut.
+            shared.confirmed_floor.fetch_max(seq.0, Ordering::Relaxed);
+            Ok(())
+        }
     }
 }

@@ -16,6 +16,7 @@ use crate::domain::audit::AuditIndex;
 use crate::domain::chain::ChainHash;
 use crate::domain::history::History;
 use crate::domain::id::Seq;
+use crate::domain::merkle::Tree;
 use crate::domain::snapshot::{Binding, Decoder, Encoder, SnapshotError, damaged, seal};
 use crate::domain::table::Table;
 use crate::domain::token::Pepper;
@@ -23,19 +24,21 @@ use crate::store::log::{Head, Reader};
 use crate::store::snapshot;
 
 impl Projections {
-    /// The snapshot form: the table, then the audit index; and the length
+    /// The snapshot form: the table, the audit index, the tree; and the length
     /// of the table's part.
     pub fn encode(&self) -> (Vec<u8>, usize) {
         let mut w = Encoder::default();
         self.table.encode(&mut w);
         let table_len = w.bytes.len();
         self.audit.encode(&mut w);
+        self.tree.encode(&mut w);
         (w.bytes, table_len)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Projections, SnapshotError> {
         let mut r = Decoder::new(bytes);
-        let projections = Projections { table: Table::decode(&mut r)?, audit: AuditIndex::decode(&mut r)? };
+        let projections =
+            Projections { table: Table::decode(&mut r)?, audit: AuditIndex::decode(&mut r)?, tree: Tree::decode(&mut r)? };
         if !r.is_empty() {
             return Err(damaged("bytes after the projections"));
         }
@@ -64,7 +67,7 @@ fn newest_snapshot(
                 };
                 match log.get(s.binding.seq) {
                     Ok(Some(record)) if record.hash == s.binding.hash => match Projections::decode(s.payload()) {
-                        Ok(p) if p.table.applied() == s.binding.seq => {
+                        Ok(p) if p.table.applied() == s.binding.seq && p.tree.size() == s.binding.seq.0 => {
                             return Ok(Some((p, s.binding.seq, s.binding.hash)));
                         }
                         Ok(_) => "its state is not at the sequence it names".to_owned(),

@@ -31,6 +31,7 @@ use super::{ExecError, Outcome, Shared};
 use crate::domain::command::{Acting, Command, Context, Refusal};
 use crate::domain::decide::decide;
 use crate::domain::event::Event;
+use crate::domain::merkle::leaf_hash;
 use crate::domain::id::{Actor, IdGenerator, OrgId, Seq};
 use crate::store::log::{Head, Log, LogError};
 
@@ -413,10 +414,13 @@ fn run(
     }
     let decision = decide(&shared.read().table, &ctx, &job.command).map_err(Failed::Refused)?;
     let mut events: Vec<(Seq, Event)> = Vec::with_capacity(decision.changes.len());
+    let mut leaves = Vec::with_capacity(decision.changes.len());
     let mut bytes = 0;
     for event in decision.events(&ctx, ids) {
         let record = log.stage(&event).map_err(Failed::Log)?;
         bytes += record.bytes().len();
+        // Hashed here, so the write lock below is held only to add them.
+        leaves.push(leaf_hash(record.bytes()));
         events.push((record.seq, event));
     }
     if metered {
@@ -426,6 +430,7 @@ fn run(
     for (seq, event) in &events {
         projections.apply(*seq, event);
     }
+    leaves.into_iter().for_each(|leaf| projections.tree.push(leaf));
     shared.applied.send_replace(projections.table.applied());
     Ok(Outcome::of(&projections.table, &job.command, decision, events, before.seq))
 }
