@@ -11,6 +11,8 @@
 //! - `http`, `server`: the HTTP API (registry and replica routes) and the
 //!   service around it (expiry sweeper, access flush, outbox).
 //! - `console`: the web pages under `/console`, answered through the API.
+//! - `transparency`, `witness`: signed checkpoints of the log's Merkle
+//!   tree, sent to witnesses and replicas; the witness that cosigns them.
 //! - `nats`: the JetStream layout, the outbox publisher, access reports.
 //! - `replica`: a verifier replica following the stream (embeddable).
 //! - `cli`: the `keyreg` command line and its HTTP client.
@@ -42,6 +44,10 @@ pub mod http;
 pub mod registry;
 #[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "server")]
+pub mod transparency;
+#[cfg(feature = "server")]
+pub mod witness;
 
 #[cfg(feature = "cli")]
 pub mod cli;

@@ -28,6 +28,7 @@ use crate::nats::node::{self, NodeOptions};
 use crate::nats::publisher::{self, OutboxStatus};
 use crate::nats::{Connection, Nats, heartbeat, ingest, reports, snapshots};
 use crate::registry::{ExecError, Registry};
+use crate::transparency;
 
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
@@ -47,6 +48,8 @@ pub struct ServeOptions {
     /// How long a console session may stay unused (at most an hour).
     pub console_idle: Duration,
     pub limits: Limits,
+    /// Witnesses (`http://` URLs) each new checkpoint is sent to.
+    pub witnesses: Vec<String>,
 }
 
 impl Default for ServeOptions {
@@ -60,6 +63,7 @@ impl Default for ServeOptions {
             api: ApiOptions::default(),
             console_idle: Duration::from_secs(console::IDLE_SECONDS as u64),
             limits: Limits::default(),
+            witnesses: Vec::new(),
         }
     }
 }
@@ -118,9 +122,11 @@ pub async fn serve(
              freshness; start it with --nats (it takes that mark off the stream before committing locally)",
         ));
     }
+    let mut checkpoints_to = None;
     if let (Some(nats), Some(outbox)) = (options.nats, outbox) {
         match nats.connect().await {
             Ok(connection) => {
+                checkpoints_to = Some((nats.clone(), connection.clone()));
                 let duties =
                     nats_duties(&registry, &nats, connection.clone(), options.commit, &node, &outbox, &stop_rx);
                 tasks.extend(duties.await?);
@@ -136,6 +142,8 @@ pub async fn serve(
             Err(e) => tracing::error!(error = %e, "cannot use NATS; events wait in the log"),
         }
     }
+    let witnesses = options.witnesses.clone();
+    tasks.push(tokio::spawn(transparency::run(registry.clone(), witnesses, checkpoints_to, stop_rx.clone())));
     let result = http::listen::serve(listener, app(state, options.console_idle), options.limits, shutdown).await;
     let _ = stop_tx.send(true);
     for task in tasks {

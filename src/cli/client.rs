@@ -66,6 +66,11 @@ fn takes_url(command: &clap::Command) -> bool {
 }
 
 impl Remote {
+    /// A registry at `url`, presenting `token`.
+    pub fn with(url: &str, token: Option<String>) -> Remote {
+        Remote { url: url.to_owned(), token, acting_for: None, json: false }
+    }
+
     /// The email of the person acting, from `--as`.
     pub fn person(&self) -> Option<&str> {
         self.acting_for.as_deref().map(|p| p.strip_prefix("user:").unwrap_or(p))
@@ -139,6 +144,12 @@ impl Client {
     /// on to the next one; any answer, or a failure after connecting, ends
     /// the call there.
     pub fn send(&self, call: Call<'_>) -> anyhow::Result<Value> {
+        let text = self.send_text(call)?;
+        Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// `send`, answering the body's text as it came (events, notes).
+    pub fn send_text(&self, call: Call<'_>) -> anyhow::Result<String> {
         let mut unreachable = vec![];
         for base in &self.urls {
             match self.send_to(base, &call) {
@@ -154,7 +165,7 @@ impl Client {
         )
     }
 
-    fn send_to(&self, base: &str, call: &Call<'_>) -> Result<Value, Sent> {
+    fn send_to(&self, base: &str, call: &Call<'_>) -> Result<String, Sent> {
         let url = format!("{base}{}", call.path);
         let mut headers: Vec<(String, String)> =
             self.token.iter().map(|t| ("Authorization".to_owned(), format!("Bearer {t}"))).collect();
@@ -194,13 +205,13 @@ impl Client {
             .body_mut()
             .read_to_string()
             .map_err(|e| Sent::Failed(anyhow::Error::new(e).context("cannot read the registry's answer")))?;
-        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if !status.is_success() {
+            let value: Value = serde_json::from_str(&text).unwrap_or_default();
             let detail = value["detail"].as_str().unwrap_or("no detail");
             let code = value["code"].as_str().unwrap_or("?");
             return Err(Sent::Failed(anyhow::anyhow!("{detail} ({code}, HTTP {})", status.as_u16())));
         }
-        Ok(value)
+        Ok(text)
     }
 }
 

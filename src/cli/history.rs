@@ -24,7 +24,7 @@ use crate::store::log::{Log, Reader};
 #[derive(clap::Args)]
 pub struct Source {
     /// A data dir (of a registry that is not running: sled locks it).
-    #[arg(long, env = "KEYREG_DATA", conflicts_with = "nats", required_unless_present = "nats")]
+    #[arg(long, env = "KEYREG_DATA", conflicts_with = "nats", required_unless_present_any = ["nats", "url"])]
     data: Option<PathBuf>,
     /// A NATS server holding the KEYREG_EVENTS stream (needs --pepper-file).
     #[arg(long)]

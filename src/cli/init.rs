@@ -8,17 +8,27 @@ use std::process::ExitCode;
 use crate::domain::id::Seq;
 use crate::domain::token::Token;
 use crate::registry::{Config, OpenError, Registry};
-use crate::store::DataDir;
+use crate::domain::note::LOG_KEY;
+use crate::store::{DataDir, key};
 use crate::store::log::LogError;
 
 pub(super) fn init(data: &Path, config: Config) -> anyhow::Result<ExitCode> {
     let (registry, token) = Registry::init(&DataDir::new(data), config)?;
+    eprintln!(
+        "the log's key (give it to witnesses and auditors; `keyreg log-key` prints it again):\n{}",
+        registry.log_key()
+    );
     hand_out(registry, &token, |head| format!("initialised {} (log head {head}).", data.display()))
 }
 
-pub(super) fn join(data: &Path, pepper: &Path) -> anyhow::Result<ExitCode> {
+pub(super) fn join(data: &Path, pepper: &Path, log_key: Option<&Path>) -> anyhow::Result<ExitCode> {
     let pepper = crate::store::load_pepper(pepper)?;
-    DataDir::new(data).create_joining(&pepper)?;
+    let log_key = log_key.map(|path| key::load(path, LOG_KEY)).transpose()?;
+    let dir = DataDir::new(data);
+    dir.create_joining(&pepper)?;
+    if let Some(log_key) = log_key {
+        key::save_new(&log_key, &dir.log_key_path())?;
+    }
     eprintln!(
         "made {} for another node of the registry: its pepper, an empty log. Start it with `keyreg serve --nats …` \
          and the same --stream-prefix: it follows the stream, and leads when the leader is gone.",

@@ -14,6 +14,7 @@ mod org;
 mod parse;
 mod roles;
 mod show;
+mod transparency;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -73,6 +74,14 @@ enum Cmd {
         /// With --join: the registry's pepper (another node's DIR/pepper).
         #[arg(long, requires = "join")]
         pepper_file: Option<PathBuf>,
+        /// With --join: the log's signing key (another node's DIR/log-key),
+        /// so every node signs checkpoints as the same log.
+        #[arg(long, requires = "join")]
+        log_key_file: Option<PathBuf>,
+        /// The name of the log's signing key and of its checkpoints' origin
+        /// (default: keyreg/ and the stream prefix in lower case).
+        #[arg(long, conflicts_with = "join")]
+        log_origin: Option<String>,
     },
     /// Issue a new system key when every key that could make one is lost.
     /// The registry must be stopped. The token goes to stdout, once.
@@ -146,6 +155,10 @@ enum Cmd {
         /// waits before it starts.
         #[arg(long, hide = true, default_value_t = 0)]
         chain_check_delay_ms: u64,
+        /// A witness (http:// URL, C2SP tlog-witness) to send each new
+        /// checkpoint to; repeat, or separate with commas.
+        #[arg(long = "witness", env = "KEYREG_WITNESS", value_delimiter = ',')]
+        witnesses: Vec<String>,
         #[command(flatten)]
         limits: LimitArgs,
     },
@@ -194,6 +207,12 @@ enum Cmd {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Print the log's public key (a signed-note verifier key), for
+    /// witnesses and auditors.
+    LogKey(transparency::LogKeyArgs),
+    /// Run a witness: cosign a log's checkpoints that extend the last one
+    /// it cosigned (C2SP tlog-witness).
+    Witness(transparency::WitnessArgs),
     /// Check or export the hash-chained history.
     Audit {
         #[command(subcommand)]
@@ -270,10 +289,14 @@ impl LimitArgs {
 
 #[derive(Subcommand)]
 enum AuditCmd {
-    /// Check the whole chain; exit 1 naming the first bad sequence.
+    /// Check the whole chain; exit 1 naming the first bad sequence. With
+    /// --url: check your organization's events against the log's signed,
+    /// witnessed checkpoint instead.
     Verify {
         #[command(flatten)]
         source: history::Source,
+        #[command(flatten)]
+        tenant: transparency::TenantAudit,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -326,6 +349,11 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
 }
 
+/// The origin of a log made without --log-origin.
+fn default_origin(stream_prefix: &str) -> String {
+    format!("keyreg/{}", stream_prefix.to_ascii_lowercase())
+}
+
 fn config(prefix: &str) -> anyhow::Result<Config> {
     let format = TokenFormat::new(prefix).context("--token-prefix must be 1 to 16 characters of [a-z0-9_]")?;
     Ok(Config::new(Arc::new(SystemClock), format))
@@ -335,8 +363,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let layout = Layout::new(&cli.stream_prefix)?;
     let nats = |url: &str| Nats { url: url.to_owned(), layout: layout.clone(), replicas: 1 };
     match cli.command {
-        Cmd::Init { data, join: true, pepper_file: Some(pepper) } => init::join(&data, &pepper),
-        Cmd::Init { data, .. } => init::init(&data, config(&cli.token_prefix)?),
+        Cmd::Init { data, join: true, pepper_file: Some(pepper), log_key_file, .. } => {
+            init::join(&data, &pepper, log_key_file.as_deref())
+        }
+        Cmd::Init { data, log_origin, .. } => {
+            let origin = log_origin.unwrap_or_else(|| default_origin(&cli.stream_prefix));
+            init::init(&data, Config { log_origin: origin, ..config(&cli.token_prefix)? })
+        }
+        Cmd::LogKey(args) => transparency::log_key(args),
+        Cmd::Witness(args) => transparency::witness(args),
         Cmd::Recover { data } => init::recover(&data, config(&cli.token_prefix)?),
         Cmd::Serve {
             data,
@@ -355,6 +390,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             org_bytes_per_minute,
             clock_offset_file,
             chain_check_delay_ms,
+            witnesses,
             limits,
         } => {
             let options = ServeOptions {
@@ -368,11 +404,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
                 limits: limits.limits(),
                 console_idle: Duration::from_secs(console_idle_secs),
+                witnesses,
                 ..ServeOptions::default()
             };
             let org_rate = OrgRate { events_per_minute: org_events_per_minute, bytes_per_minute: org_bytes_per_minute };
             let check_delay = Duration::from_millis(chain_check_delay_ms);
-            let mut config = Config { snapshot_every, org_rate, check_delay, ..config(&cli.token_prefix)? };
+            let log_origin = default_origin(&cli.stream_prefix);
+            let mut config = Config { snapshot_every, org_rate, check_delay, log_origin, ..config(&cli.token_prefix)? };
             if let Some(file) = clock_offset_file {
                 config.clock = Arc::new(clock::OffsetFileClock::new(file));
             }
@@ -402,7 +440,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             replica.bootstrap = !from_stream;
             verifier(replica, &listen, limits.limits())
         }
-        Cmd::Audit { command: AuditCmd::Verify { source, json } } => {
+        Cmd::Audit { command: AuditCmd::Verify { tenant, .. } } if tenant.url.is_some() => {
+            transparency::tenant_audit(tenant)
+        }
+        Cmd::Audit { command: AuditCmd::Verify { source, json, .. } } => {
             let report = history::verify(&source, &layout)?;
             history::print_report(&report, json)?;
             Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })

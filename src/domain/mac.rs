@@ -37,10 +37,13 @@ pub enum Kind {
     Commit,
     /// How far the registry checked its own stored chain (`DIR/checked`).
     Checked,
+    /// A signed checkpoint sent to replicas.
+    Checkpoint,
 }
 
 impl Kind {
-    const ALL: [Kind; 6] = [Kind::Event, Kind::Heartbeat, Kind::Report, Kind::Snapshot, Kind::Commit, Kind::Checked];
+    const ALL: [Kind; 7] =
+        [Kind::Event, Kind::Heartbeat, Kind::Report, Kind::Snapshot, Kind::Commit, Kind::Checked, Kind::Checkpoint];
 
     fn context(self) -> &'static str {
         match self {
@@ -50,6 +53,7 @@ impl Kind {
             Kind::Snapshot => "keyreg nats snapshot object mac v1",
             Kind::Commit => "keyreg nats commit mode mac v1",
             Kind::Checked => "keyreg data dir checked mark mac v1",
+            Kind::Checkpoint => "keyreg nats checkpoint mac v1",
         }
     }
 }

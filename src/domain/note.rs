@@ -43,9 +43,12 @@ pub enum NoteError {
     Checkpoint(String),
 }
 
-/// A private key, named, of one signature type.
+/// A private key, named, of one signature type. Written to a file as Go's
+/// `note` package writes one: `PRIVATE+KEY+<name>+<id hex>+base64(type ‖
+/// seed)`.
 pub struct SigningKey {
     pair: Ed25519KeyPair,
+    seed: [u8; 32],
     verifier: VerifierKey,
 }
 
@@ -54,7 +57,31 @@ impl SigningKey {
         valid_name(name)?;
         let pair = Ed25519KeyPair::from_seed_unchecked(seed).map_err(|_| NoteError::VerifierKey("bad seed".into()))?;
         let key = pair.public_key().as_ref().try_into().expect("an Ed25519 public key is 32 bytes");
-        Ok(SigningKey { pair, verifier: VerifierKey { name: name.to_owned(), kind, key } })
+        Ok(SigningKey { pair, seed: *seed, verifier: VerifierKey { name: name.to_owned(), kind, key } })
+    }
+
+    /// The private key's text form (a secret: for its 0600 file alone).
+    pub fn private_text(&self) -> String {
+        let VerifierKey { name, kind, .. } = &self.verifier;
+        let material = B64.encode([&[*kind][..], &self.seed].concat());
+        format!("PRIVATE+KEY+{name}+{}+{material}\n", hex(&self.verifier.id()))
+    }
+
+    /// Reads `private_text`'s form back.
+    pub fn parse_private(text: &str) -> Result<SigningKey, NoteError> {
+        let bad = || NoteError::VerifierKey("not a private key of the form PRIVATE+KEY+<name>+<id>+<key>".into());
+        let rest = text.trim().strip_prefix("PRIVATE+KEY+").ok_or_else(bad)?;
+        let mut parts = rest.splitn(3, '+');
+        let (Some(name), Some(id), Some(material)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(bad());
+        };
+        let material = B64.decode(material).map_err(|_| bad())?;
+        let (&kind, seed) = material.split_first().ok_or_else(bad)?;
+        let key = SigningKey::from_seed(name, kind, seed.try_into().map_err(|_| bad())?)?;
+        match hex(&key.verifier.id()) == id {
+            true => Ok(key),
+            false => Err(bad()),
+        }
     }
 
     pub fn verifier(&self) -> &VerifierKey {
@@ -109,8 +136,9 @@ impl VerifierKey {
 
     pub fn parse(s: &str) -> Result<VerifierKey, NoteError> {
         let bad = |why: &str| NoteError::VerifierKey(why.to_owned());
-        let mut parts = s.trim().rsplitn(3, '+');
-        let (Some(material), Some(id), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
+        // A name holds no '+'; base64 may.
+        let mut parts = s.trim().splitn(3, '+');
+        let (Some(name), Some(id), Some(material)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(bad("it has fewer than three parts"));
         };
         valid_name(name)?;
@@ -304,6 +332,9 @@ mod tests {
     fn a_checkpoint_signs_cosigns_and_reads_back() {
         let log = SigningKey::from_seed("keyreg/test", LOG_KEY, &[7; 32]).unwrap();
         let witness = SigningKey::from_seed("witness.example/w1", COSIGNATURE, &[9; 32]).unwrap();
+        // A key whose base64 holds '+' (a name never does).
+        let plus = "w.example/w1+a5fcdabe+BFksERGMd1zovEfs6eylX+NfHsiGjrwVk7zp3+NaUmY6";
+        assert_eq!(VerifierKey::parse(plus).unwrap().to_string(), plus);
         let checkpoint = Checkpoint { origin: "keyreg/test".into(), size: 42, root: [3; 32] };
         let mut note = checkpoint.sign(&log);
         note.add(witness.cosign(&note.text, 1_700_000_000));
@@ -311,6 +342,8 @@ mod tests {
         assert_eq!(Checkpoint::parse(&read.text).unwrap(), checkpoint);
         assert!(read.signed_by(log.verifier()) && read.signed_by(witness.verifier()));
         assert_eq!(read.signatures[1].time(), Some(1_700_000_000));
+        let again = SigningKey::parse_private(&witness.private_text()).unwrap();
+        assert_eq!(again.verifier(), witness.verifier());
         let parsed = VerifierKey::parse(&witness.verifier().to_string()).unwrap();
         assert_eq!(&parsed, witness.verifier());
         // A log key does not pass for a witness's, nor the other way.

@@ -68,12 +68,19 @@ async fn forward(leader: &Leader, req: Request) -> Result<Response, String> {
         }
     }
     let out = out.header(FORWARDED, "1").body(Body::from(body)).map_err(|e| e.to_string())?;
+    exchange(&authority, out).await
+}
+
+/// Sends `request` to `authority` (host:port) on a connection of its own
+/// and hands back the answer's head, if it comes within `ANSWER_WITHIN`.
+/// (Also how a registry reaches its witnesses.)
+pub(crate) async fn exchange(authority: &str, request: axum::http::Request<Body>) -> Result<Response, String> {
     let exchange = async {
-        let stream = tokio::net::TcpStream::connect(&authority).await.map_err(|e| e.to_string())?;
+        let stream = tokio::net::TcpStream::connect(authority).await.map_err(|e| e.to_string())?;
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
         tokio::spawn(connection);
-        let answer = sender.send_request(out).await.map_err(|e| e.to_string())?;
+        let answer = sender.send_request(request).await.map_err(|e| e.to_string())?;
         Ok::<_, String>(answer.map(Body::new))
     };
     tokio::time::timeout(ANSWER_WITHIN, exchange).await.map_err(|_| "no answer in time".to_owned())?

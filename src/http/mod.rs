@@ -7,7 +7,7 @@
 mod audit;
 mod bulk;
 mod error;
-mod forward;
+pub(crate) mod forward;
 pub mod heavy;
 mod import;
 mod keys;
@@ -15,6 +15,7 @@ pub mod listen;
 mod ops;
 mod org;
 mod roles;
+mod transparency;
 pub mod route;
 pub mod verify;
 
@@ -90,6 +91,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", route::AUDIT_VERIFY),
     ("GET", route::EVENTS),
     ("GET", route::STATE_DIGEST),
+    ("GET", route::CHECKPOINT),
+    ("GET", route::PROOF_INCLUSION),
+    ("GET", route::PROOF_CONSISTENCY),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -151,6 +155,9 @@ pub fn api(state: AppState) -> Router {
         .route(route::AUDIT_VERIFY, get(audit::verify_chain))
         .route(route::EVENTS, get(audit::events))
         .route(route::STATE_DIGEST, get(audit::digest))
+        .route(route::CHECKPOINT, get(transparency::checkpoint))
+        .route(route::PROOF_INCLUSION, get(transparency::inclusion))
+        .route(route::PROOF_CONSISTENCY, get(transparency::consistency))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

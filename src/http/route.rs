@@ -26,6 +26,9 @@ pub const AUDIT: &str = "/v1/audit";
 pub const AUDIT_VERIFY: &str = "/v1/audit/verify";
 pub const EVENTS: &str = "/v1/events";
 pub const STATE_DIGEST: &str = "/v1/state/digest";
+pub const CHECKPOINT: &str = "/v1/checkpoint";
+pub const PROOF_INCLUSION: &str = "/v1/proofs/inclusion";
+pub const PROOF_CONSISTENCY: &str = "/v1/proofs/consistency";
 
 /// `template` with its one `{...}` placeholder replaced by `value`,
 /// percent-encoded so an id or name can never add a segment.

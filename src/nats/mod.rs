@@ -23,6 +23,7 @@
 //! nothing without a valid one is applied, counted or trusted.
 
 #[cfg(feature = "server")]
+pub mod checkpoints;
 pub mod commit;
 pub mod heartbeat;
 #[cfg(feature = "server")]
@@ -156,6 +157,11 @@ impl Layout {
 
     pub fn heartbeat_subject(&self) -> String {
         format!("{}.heartbeat", self.subjects)
+    }
+
+    /// Where the registry sends each new checkpoint (core NATS).
+    pub fn checkpoint_subject(&self) -> String {
+        format!("{}.checkpoints", self.subjects)
     }
 }
 

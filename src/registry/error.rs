@@ -34,6 +34,8 @@ pub enum OpenError {
          data dir from a backup; move that snapshot aside only if you know how the log lost those events"
     )]
     Rollback { file: String, seq: Seq, why: String },
+    #[error(transparent)]
+    LogKey(#[from] crate::store::key::KeyFileError),
 }
 
 /// Why a command did not take effect.

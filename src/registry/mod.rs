@@ -112,11 +112,21 @@ pub struct Config {
     /// How long the background check of the chain waits before it starts:
     /// a test seam, so a test can see the node ready before the check ends.
     pub check_delay: Duration,
+    /// The name of the log's signing key, and so its checkpoints' origin,
+    /// when the data dir has no key yet (`keyreg init`).
+    pub log_origin: String,
 }
 
 impl Config {
     pub fn new(clock: Arc<dyn Clock>, format: TokenFormat) -> Config {
-        Config { clock, format, snapshot_every: 100_000, org_rate: OrgRate::UNLIMITED, check_delay: Duration::ZERO }
+        Config {
+            clock,
+            format,
+            snapshot_every: 100_000,
+            org_rate: OrgRate::UNLIMITED,
+            check_delay: Duration::ZERO,
+            log_origin: transparency::DEFAULT_ORIGIN.to_owned(),
+        }
     }
 }
 
@@ -181,6 +191,8 @@ struct Shared {
     committed: watch::Sender<Head>,
     /// Leading or standing by, with several nodes (`role.rs`).
     node: role::NodeState,
+    /// The log's signing key and the newest checkpoint (`transparency.rs`).
+    checkpoints: transparency::Checkpoints,
 }
 
 impl Shared {
@@ -289,6 +301,7 @@ impl Registry {
             applied: watch::Sender::new(applied),
             committed: watch::Sender::new(log.head()),
             node: role::NodeState::default(),
+            checkpoints: transparency::Checkpoints::new(transparency::log_key(dir, &config.log_origin)?),
         });
         // The chain a snapshot stands for is checked in the background,
         // from the sealed mark on; without a snapshot, opening checked it all.

@@ -1,14 +1,21 @@
-//! The registry's side of the transparency log: which events a signed
-//! checkpoint may cover, the tree's root at a size, and the proofs, each
-//! computed from the live tree (`Projections::tree`) and, for its lowest
-//! levels, from the stored events themselves.
+//! The registry's side of the transparency log: its signing key
+//! (`DIR/log-key`), which events a signed checkpoint may cover, the newest
+//! checkpoint with its cosignatures, the tree's root at a size, and the
+//! proofs, each computed from the live tree (`Projections::tree`) and,
+//! for its lowest levels, from the stored events themselves. Sending
+//! checkpoints to witnesses and replicas is the server's
+//! (`transparency`).
 
 use std::sync::atomic::Ordering;
+use std::sync::{PoisonError, RwLock};
 
-use super::Registry;
+use tokio::sync::watch;
+
+use super::{OpenError, Registry};
 use crate::domain::id::Seq;
 use crate::domain::merkle::{Hash, ProofError, leaf_hash};
-use crate::store::CommitMark;
+use crate::domain::note::{Checkpoint, LOG_KEY, Note, Signature, SigningKey, VerifierKey};
+use crate::store::{CommitMark, DataDir, key};
 
 /// Why the tree cannot answer.
 #[derive(Debug, thiserror::Error)]
@@ -71,3 +78,74 @@ impl Registry {
     }
 }
 
+
+/// The origin of a log whose data dir was made without one.
+pub const DEFAULT_ORIGIN: &str = "keyreg/keyreg";
+
+/// The data dir's log key, made (named `origin`) if it has none yet: by
+/// `keyreg init`, or on the first start of a data dir from before keys.
+pub(super) fn log_key(dir: &DataDir, origin: &str) -> Result<SigningKey, OpenError> {
+    let path = dir.log_key_path();
+    if !path.exists() {
+        let made = key::generate(origin, LOG_KEY).map_err(|e| OpenError::Init(format!("--log-origin: {e}")))?;
+        key::save_new(&made, &path)?;
+        tracing::info!(key = %made.verifier(), "made the log's signing key; give this verifier key to witnesses and auditors");
+    }
+    Ok(key::load(&path, LOG_KEY)?)
+}
+
+/// The log's key and the newest checkpoint it signed, with the
+/// cosignatures collected for it.
+pub(super) struct Checkpoints {
+    key: SigningKey,
+    newest: RwLock<Option<Note>>,
+    /// The size of the newest checkpoint, for whoever waits for one.
+    size: watch::Sender<u64>,
+}
+
+impl Checkpoints {
+    pub(super) fn new(key: SigningKey) -> Checkpoints {
+        Checkpoints { key, newest: RwLock::new(None), size: watch::Sender::new(0) }
+    }
+}
+
+impl Registry {
+    /// The log's public key, as a signed-note verifier key.
+    pub fn log_key(&self) -> &VerifierKey {
+        self.shared.checkpoints.key.verifier()
+    }
+
+    /// Signs a checkpoint of every acknowledged event, unless the newest
+    /// one covers them already; returns the new one (no cosignature yet).
+    pub fn sign_checkpoint(&self) -> Result<Option<Note>, TreeError> {
+        let c = &self.shared.checkpoints;
+        let size = self.acknowledged().0;
+        if size == 0 || *c.size.borrow() >= size {
+            return Ok(None);
+        }
+        let checkpoint = Checkpoint { origin: c.key.verifier().name.clone(), size, root: self.tree_root(size)? };
+        let note = checkpoint.sign(&c.key);
+        *c.newest.write().unwrap_or_else(PoisonError::into_inner) = Some(note.clone());
+        c.size.send_replace(size);
+        Ok(Some(note))
+    }
+
+    /// Attaches witnesses' cosignatures to the newest checkpoint, if it is
+    /// still the one they cosigned (the text they signed).
+    pub fn add_cosignatures(&self, text: &str, signatures: Vec<Signature>) {
+        let mut newest = self.shared.checkpoints.newest.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(note) = newest.as_mut().filter(|n| n.text == text) {
+            signatures.into_iter().for_each(|s| note.add(s));
+        }
+    }
+
+    /// The newest checkpoint and every cosignature collected for it.
+    pub fn checkpoint(&self) -> Option<Note> {
+        self.shared.checkpoints.newest.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Follows the size of the newest checkpoint.
+    pub fn checkpoints(&self) -> watch::Receiver<u64> {
+        self.shared.checkpoints.size.subscribe()
+    }
+}

@@ -7,6 +7,8 @@
 //! DIR/pepper    32 random bytes, mode 0600: the key of every token hash
 //! DIR/log/      sled: the hash-chained event log (`log.rs`)
 //! DIR/snapshots/ the projections at a few past sequences (`snapshot.rs`)
+//! DIR/log-key   the log's Ed25519 signing key, mode 0600 (`key.rs`): signs
+//!               the checkpoints of its Merkle tree
 //! DIR/commit    "stream" while the node commits to the event stream (the
 //!               end of its log may hold events no stream confirmed),
 //!               "stream settled" once it stopped with none
@@ -15,6 +17,7 @@
 //! Pepper files are read here for replicas too (`--pepper-file`), which is
 //! why this module, unlike `log`, is built without the server.
 
+pub mod key;
 #[cfg(feature = "server")]
 pub mod log;
 #[cfg(feature = "server")]
@@ -123,6 +126,10 @@ impl DataDir {
 
     pub fn snapshots_path(&self) -> PathBuf {
         self.root.join("snapshots")
+    }
+
+    pub fn log_key_path(&self) -> PathBuf {
+        self.root.join("log-key")
     }
 
     fn shown(&self) -> String {
