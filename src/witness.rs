@@ -157,13 +157,15 @@ impl Request {
         let bad = |why: &str| Refused::Bad(why.to_owned());
         let (head, note) = body.split_once("\n\n").ok_or_else(|| bad("no blank line before the checkpoint"))?;
         let mut lines = head.split('\n');
-        let old = lines.next().and_then(|l| l.strip_prefix("old ")).ok_or_else(|| bad("the first line is not `old N`"))?;
+        let old =
+            lines.next().and_then(|l| l.strip_prefix("old ")).ok_or_else(|| bad("the first line is not `old N`"))?;
         if old.starts_with('0') && old != "0" {
             return Err(bad("the old size has leading zeroes"));
         }
         let old = old.parse().map_err(|_| bad("the old size is not a number"))?;
-        let proof =
-            lines.map(|l| hash_from_base64(l).ok_or_else(|| bad("a proof line is not a base64 hash"))).collect::<Result<Vec<_>, _>>()?;
+        let proof = lines
+            .map(|l| hash_from_base64(l).ok_or_else(|| bad("a proof line is not a base64 hash")))
+            .collect::<Result<Vec<_>, _>>()?;
         if proof.len() > MAX_PROOF {
             return Err(bad("more than 63 proof lines"));
         }
@@ -197,9 +199,7 @@ impl IntoResponse for Refused {
             Refused::Fork => {
                 (StatusCode::CONFLICT, "a checkpoint of this size with another root was cosigned already".into())
             }
-            Refused::Proof => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "the consistency proof does not check out".into())
-            }
+            Refused::Proof => (StatusCode::UNPROCESSABLE_ENTITY, "the consistency proof does not check out".into()),
             Refused::Internal(why) => (StatusCode::INTERNAL_SERVER_ERROR, why),
         };
         (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{text}\n")).into_response()

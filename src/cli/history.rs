@@ -24,7 +24,7 @@ use crate::store::log::{Log, Reader};
 #[derive(clap::Args)]
 pub struct Source {
     /// A data dir (of a registry that is not running: sled locks it).
-    #[arg(long, env = "KEYREG_DATA", conflicts_with = "nats", required_unless_present_any = ["nats", "url"])]
+    #[arg(long, env = "KEYREG_DATA", conflicts_with = "nats")]
     data: Option<PathBuf>,
     /// A NATS server holding the KEYREG_EVENTS stream (needs --pepper-file).
     #[arg(long)]
@@ -71,7 +71,7 @@ fn fold<T: Apply>(
                 matches!(history.push(ev.seq, &ev.bytes, ev.hash), Ok(Step::Applied | Step::Held))
             }))?
         }
-        (None, None) => bail!("give --data or --nats"),
+        (None, None) => bail!("give --data DIR (a stopped registry's data dir) or --nats URL"),
     }
     Ok(())
 }

@@ -6,11 +6,11 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::domain::id::Seq;
+use crate::domain::note::LOG_KEY;
 use crate::domain::token::Token;
 use crate::registry::{Config, OpenError, Registry};
-use crate::domain::note::LOG_KEY;
-use crate::store::{DataDir, key};
 use crate::store::log::LogError;
+use crate::store::{DataDir, key};
 
 pub(super) fn init(data: &Path, config: Config) -> anyhow::Result<ExitCode> {
     let (registry, token) = Registry::init(&DataDir::new(data), config)?;

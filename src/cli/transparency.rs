@@ -34,7 +34,10 @@ pub fn log_key(args: LogKeyArgs) -> anyhow::Result<ExitCode> {
     let dir = DataDir::new(&args.data);
     let path = dir.log_key_path();
     if !path.exists() {
-        bail!("{} has no log key yet: `keyreg init` makes one, and so does the first `keyreg serve`", args.data.display());
+        bail!(
+            "{} has no log key yet: `keyreg init` makes one, and so does the first `keyreg serve`",
+            args.data.display()
+        );
     }
     println!("{}", key::load(&path, LOG_KEY)?.verifier());
     Ok(ExitCode::SUCCESS)
@@ -261,7 +264,8 @@ fn check_events(client: &Client, org: &str, checkpoint: &Checkpoint) -> anyhow::
             let answer = client.send(call)?;
             let proof = hashes(&answer).context("an inclusion proof is not a list of base64 hashes")?;
             if !verify_inclusion(seq - 1, checkpoint.size, &leaf_hash(line.as_bytes()), &proof, &checkpoint.root) {
-                failures.push(format!("event {seq} fails its inclusion proof: it is not the event the checkpoint covers"));
+                failures
+                    .push(format!("event {seq} fails its inclusion proof: it is not the event the checkpoint covers"));
             }
             checked += 1;
         }

@@ -220,7 +220,14 @@ impl<E, F: FnMut(u64) -> Result<Hash, E>> Subtrees<'_, F> {
     }
 
     /// SUBPROOF(m, D[start:end], b).
-    fn subproof(&mut self, m: u64, start: u64, end: u64, whole: bool, proof: &mut Vec<Hash>) -> Result<(), ProofError<E>> {
+    fn subproof(
+        &mut self,
+        m: u64,
+        start: u64,
+        end: u64,
+        whole: bool,
+        proof: &mut Vec<Hash>,
+    ) -> Result<(), ProofError<E>> {
         let n = end - start;
         if m == n {
             if !whole {

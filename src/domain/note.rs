@@ -286,7 +286,11 @@ impl Checkpoint {
         }
         let size = size.parse().map_err(|_| bad("the size is not a number"))?;
         let root = lines.next().ok_or_else(|| bad("no root hash"))?;
-        let root = B64.decode(root).ok().and_then(|r| r.try_into().ok()).ok_or_else(|| bad("the root is not 32 bytes in base64"))?;
+        let root = B64
+            .decode(root)
+            .ok()
+            .and_then(|r| r.try_into().ok())
+            .ok_or_else(|| bad("the root is not 32 bytes in base64"))?;
         Ok(Checkpoint { origin: origin.to_owned(), size, root })
     }
 

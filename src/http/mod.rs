@@ -15,8 +15,8 @@ pub mod listen;
 mod ops;
 mod org;
 mod roles;
-mod transparency;
 pub mod route;
+mod transparency;
 pub mod verify;
 
 use std::net::{IpAddr, SocketAddr};

@@ -29,7 +29,9 @@ impl From<TreeError> for ApiError {
 /// collected for it.
 pub async fn checkpoint(State(s): State<AppState>) -> Result<Response, ApiError> {
     let note = s.registry.checkpoint().ok_or_else(|| {
-        ApiError::Unavailable("no checkpoint is signed yet: the log has no acknowledged event; try again shortly".into())
+        ApiError::Unavailable(
+            "no checkpoint is signed yet: the log has no acknowledged event; try again shortly".into(),
+        )
     })?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note.to_string()).into_response())
 }
@@ -71,7 +73,8 @@ pub async fn inclusion(
         Ok(registry.inclusion_proof(seq, size)?)
     })
     .await?;
-    let answer = Inclusion { leaf_index: seq.0 - 1, tree_size: size, hashes: hashes.iter().map(|h| base64(h)).collect() };
+    let answer =
+        Inclusion { leaf_index: seq.0 - 1, tree_size: size, hashes: hashes.iter().map(|h| base64(h)).collect() };
     Ok(json(StatusCode::OK, &answer))
 }
 

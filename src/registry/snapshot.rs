@@ -37,8 +37,11 @@ impl Projections {
 
     pub fn decode(bytes: &[u8]) -> Result<Projections, SnapshotError> {
         let mut r = Decoder::new(bytes);
-        let projections =
-            Projections { table: Table::decode(&mut r)?, audit: AuditIndex::decode(&mut r)?, tree: Tree::decode(&mut r)? };
+        let projections = Projections {
+            table: Table::decode(&mut r)?,
+            audit: AuditIndex::decode(&mut r)?,
+            tree: Tree::decode(&mut r)?,
+        };
         if !r.is_empty() {
             return Err(damaged("bytes after the projections"));
         }

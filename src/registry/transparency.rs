@@ -78,7 +78,6 @@ impl Registry {
     }
 }
 
-
 /// The origin of a log whose data dir was made without one.
 pub const DEFAULT_ORIGIN: &str = "keyreg/keyreg";
 

@@ -31,8 +31,8 @@ use super::{ExecError, Outcome, Shared};
 use crate::domain::command::{Acting, Command, Context, Refusal};
 use crate::domain::decide::decide;
 use crate::domain::event::Event;
-use crate::domain::merkle::leaf_hash;
 use crate::domain::id::{Actor, IdGenerator, OrgId, Seq};
+use crate::domain::merkle::leaf_hash;
 use crate::store::log::{Head, Log, LogError};
 
 /// Commands taken from the queue into one batch (one commit) at most.

@@ -46,9 +46,12 @@ pub fn load(path: &Path, kind: u8) -> Result<SigningKey, KeyFileError> {
         return Err(KeyFileError::Exposed { path: shown(), mode });
     }
     let text = std::fs::read_to_string(path).map_err(read)?;
-    let key = SigningKey::parse_private(&text).map_err(|e| KeyFileError::Malformed { path: shown(), why: e.to_string() })?;
+    let key =
+        SigningKey::parse_private(&text).map_err(|e| KeyFileError::Malformed { path: shown(), why: e.to_string() })?;
     match key.verifier().kind == kind {
         true => Ok(key),
-        false => Err(KeyFileError::Malformed { path: shown(), why: format!("it is not of signature type {kind:#04x}") }),
+        false => {
+            Err(KeyFileError::Malformed { path: shown(), why: format!("it is not of signature type {kind:#04x}") })
+        }
     }
 }

@@ -34,4 +34,5 @@ mod registry_nodes;
 mod schemas;
 mod secrets;
 mod snapshots;
+mod transparency;
 mod verify_entry_points;
