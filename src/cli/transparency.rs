@@ -137,10 +137,10 @@ pub fn tenant_audit(args: TenantAudit) -> anyhow::Result<ExitCode> {
     let (note, checkpoint) = witnessed_checkpoint(&client, &log, &witnesses, quorum)?;
     let mut failures = vec![];
     let previous = read_state(state, &log)?;
-    if let Some(before) = &previous {
-        if let Err(why) = consistent(&client, before, &checkpoint) {
-            failures.push(why);
-        }
+    if let Some(before) = &previous
+        && let Err(why) = consistent(&client, before, &checkpoint)
+    {
+        failures.push(why);
     }
     let (checked, bad) = check_events(&client, org, &checkpoint)?;
     failures.extend(bad);

@@ -81,7 +81,7 @@ impl Tree {
         }
         let nodes = &mut self.levels[level];
         nodes.push(node);
-        if nodes.len() % 2 == 0 {
+        if nodes.len().is_multiple_of(2) {
             let parent = node_hash(&nodes[nodes.len() - 2], &nodes[nodes.len() - 1]);
             self.add(level + 1, parent);
         }
@@ -131,6 +131,26 @@ impl Tree {
             Subtrees { tree: self, leaf }.subproof(from, 0, to, true, &mut proof)?;
         }
         Ok(proof)
+    }
+
+    /// The compact range at the tree's size: what a replica starting from
+    /// a snapshot needs to go on computing roots.
+    pub fn frontier(&self) -> Frontier {
+        let mut peaks = Vec::new();
+        let mut start = 0;
+        for level in (0..64u32).rev().filter(|l| self.size >> l & 1 == 1) {
+            let root = match level >= LOW {
+                true => self.levels[(level - LOW) as usize][(start >> level) as usize],
+                // Whole subtrees this small lie among the pending leaves.
+                false => {
+                    let from = (start - (self.size - self.pending.len() as u64)) as usize;
+                    perfect_root(&self.pending[from..from + (1 << level)])
+                }
+            };
+            peaks.push((level, root));
+            start += 1 << level;
+        }
+        Frontier { size: self.size, peaks }
     }
 
     fn within<E>(&self, size: u64) -> Result<(), ProofError<E>> {
@@ -263,7 +283,7 @@ fn perfect_root(leaves: &[Hash]) -> Hash {
 
 /// The compact range of a growing tree: the roots of its perfect subtrees,
 /// largest first. Enough to know the root at the current size.
-#[derive(Clone, Default, Debug)]
+#[derive(Clone, Default, Debug, PartialEq, Eq)]
 pub struct Frontier {
     size: u64,
     /// (level, root) of each perfect subtree, left to right.
@@ -289,6 +309,60 @@ impl Frontier {
         let mut peaks = self.peaks.iter().rev();
         let Some(&(_, last)) = peaks.next() else { return empty_root() };
         peaks.fold(last, |right, (_, left)| node_hash(left, &right))
+    }
+
+    pub fn encode(&self, w: &mut Encoder) {
+        w.u64(self.size);
+        w.len(self.peaks.len());
+        self.peaks.iter().for_each(|(_, h)| w.raw(h));
+    }
+
+    /// Reads `encode`'s form: one peak per bit of the size, largest first.
+    pub fn decode(r: &mut Decoder) -> Result<Frontier, SnapshotError> {
+        let size = r.u64()?;
+        let levels: Vec<u32> = (0..64u32).rev().filter(|l| size >> l & 1 == 1).collect();
+        if r.len(32)? != levels.len() {
+            return Err(damaged("a Merkle frontier of the wrong shape"));
+        }
+        let peaks = levels.into_iter().map(|l| Ok((l, r.array()?))).collect::<Result<_, SnapshotError>>()?;
+        Ok(Frontier { size, peaks })
+    }
+}
+
+/// What a replica keeps of the tree: the frontier some way back and the
+/// leaves since, so it can tell the root at any recent size (a checkpoint
+/// arrives after the events it covers, by which time more may have come).
+#[derive(Clone, Debug, Default)]
+pub struct Trail {
+    base: Frontier,
+    recent: std::collections::VecDeque<Hash>,
+}
+
+/// How many leaves a `Trail` keeps behind its end (at least).
+const TRAIL: usize = 4096;
+
+impl Trail {
+    pub fn new(base: Frontier) -> Trail {
+        Trail { base, recent: Default::default() }
+    }
+
+    pub fn size(&self) -> u64 {
+        self.base.size + self.recent.len() as u64
+    }
+
+    pub fn push(&mut self, leaf: Hash) {
+        self.recent.push_back(leaf);
+        if self.recent.len() >= 2 * TRAIL {
+            self.recent.drain(..TRAIL).for_each(|l| self.base.push(l));
+        }
+    }
+
+    /// The root at `size`, if it is within what the trail keeps.
+    pub fn root(&self, size: u64) -> Option<Hash> {
+        let extra = size.checked_sub(self.base.size).filter(|n| *n <= self.recent.len() as u64)?;
+        let mut at = self.base.clone();
+        self.recent.iter().take(extra as usize).for_each(|l| at.push(*l));
+        Some(at.root())
     }
 }
 
@@ -423,6 +497,26 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_trees_frontier_and_a_trail_know_the_roots() {
+        for n in [0, 1, 15, 16, 17, 33, 70] {
+            let t = tree(n);
+            let frontier = t.frontier();
+            assert_eq!(frontier.root(), t.root(n, leaf).unwrap(), "size {n}");
+            let mut w = Encoder::default();
+            frontier.encode(&mut w);
+            assert_eq!(Frontier::decode(&mut Decoder::new(&w.bytes)).unwrap(), frontier);
+        }
+        let full = tree(3 * TRAIL as u64);
+        let mut trail = Trail::new(tree(10).frontier());
+        (10..3 * TRAIL as u64).for_each(|i| trail.push(leaf(i).unwrap()));
+        let newest = 3 * TRAIL as u64;
+        assert_eq!(trail.root(newest), Some(full.root(newest, leaf).unwrap()));
+        assert_eq!(trail.root(newest - 100), Some(full.root(newest - 100, leaf).unwrap()));
+        assert_eq!(trail.root(newest + 1), None);
+        assert_eq!(trail.root(11), None, "far behind the trail's end");
     }
 
     #[test]

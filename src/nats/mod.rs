@@ -22,8 +22,8 @@
 //! message keyreg acts on carries a MAC under a pepper-derived key, and
 //! nothing without a valid one is applied, counted or trusted.
 
-#[cfg(feature = "server")]
 pub mod checkpoints;
+#[cfg(feature = "server")]
 pub mod commit;
 pub mod heartbeat;
 #[cfg(feature = "server")]

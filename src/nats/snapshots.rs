@@ -41,6 +41,7 @@ use super::{Layout, NatsError, hash_header, nats_err};
 use crate::domain::chain::ChainHash;
 use crate::domain::id::Seq;
 use crate::domain::mac::{Kind, MessageKeys};
+use crate::domain::merkle::Frontier;
 use crate::domain::snapshot::{Decoder, unseal};
 use crate::domain::table::Table;
 use crate::domain::token::Pepper;
@@ -208,9 +209,11 @@ fn download_time(size: usize) -> std::time::Duration {
     std::time::Duration::from_secs(10 + size as u64 / 10_000_000)
 }
 
-/// A replica's starting point: a table and the chain's head at it.
+/// A replica's starting point: a table, the Merkle tree's frontier and the
+/// chain's head at it.
 pub struct Bootstrap {
     pub table: Table,
+    pub frontier: Frontier,
     pub seq: Seq,
     pub hash: ChainHash,
 }
@@ -269,14 +272,15 @@ async fn check(bytes: Vec<u8>, pepper: &Pepper, events: &jetstream::stream::Stre
     // A second of work at a million keys: off the runtime's threads, which
     // serve this replica's verifies meanwhile.
     let pepper = pepper.clone();
-    let (table, binding) = tokio::task::spawn_blocking(move || {
+    let ((table, frontier), binding) = tokio::task::spawn_blocking(move || {
         let sealed = unseal(bytes, &pepper).map_err(|e| e.to_string())?;
         let mut reader = Decoder::new(sealed.table());
         let table = Table::decode(&mut reader).map_err(|e| e.to_string())?;
-        if !reader.is_empty() || table.applied() != sealed.binding.seq {
+        let frontier = Frontier::decode(&mut reader).map_err(|e| e.to_string())?;
+        if !reader.is_empty() || table.applied() != sealed.binding.seq || frontier.size() != sealed.binding.seq.0 {
             return Err("its table is not at the sequence it names".to_owned());
         }
-        Ok((table, sealed.binding))
+        Ok(((table, frontier), sealed.binding))
     })
     .await
     .map_err(|e| e.to_string())??;
@@ -288,5 +292,5 @@ async fn check(bytes: Vec<u8>, pepper: &Pepper, events: &jetstream::stream::Stre
     if hash_header(Some(&message.headers)) != Some(binding.hash) {
         return Err(format!("the stream's event {} is not the one it was taken at", binding.seq));
     }
-    Ok(Bootstrap { table, seq: binding.seq, hash: binding.hash })
+    Ok(Bootstrap { table, frontier, seq: binding.seq, hash: binding.hash })
 }

@@ -16,7 +16,7 @@ use crate::domain::audit::AuditIndex;
 use crate::domain::chain::ChainHash;
 use crate::domain::history::History;
 use crate::domain::id::Seq;
-use crate::domain::merkle::Tree;
+use crate::domain::merkle::{Frontier, Tree};
 use crate::domain::snapshot::{Binding, Decoder, Encoder, SnapshotError, damaged, seal};
 use crate::domain::table::Table;
 use crate::domain::token::Pepper;
@@ -24,11 +24,15 @@ use crate::store::log::{Head, Reader};
 use crate::store::snapshot;
 
 impl Projections {
-    /// The snapshot form: the table, the audit index, the tree; and the length
-    /// of the table's part.
+    /// The snapshot form: the table and the tree's frontier (the part a
+    /// replica loads), the audit index, the tree; and the length of the
+    /// first part.
     pub fn encode(&self) -> (Vec<u8>, usize) {
         let mut w = Encoder::default();
         self.table.encode(&mut w);
+        // A replica gets this first part alone: its table, and the tree's
+        // frontier to check checkpoints against.
+        self.tree.frontier().encode(&mut w);
         let table_len = w.bytes.len();
         self.audit.encode(&mut w);
         self.tree.encode(&mut w);
@@ -37,13 +41,14 @@ impl Projections {
 
     pub fn decode(bytes: &[u8]) -> Result<Projections, SnapshotError> {
         let mut r = Decoder::new(bytes);
-        let projections = Projections {
-            table: Table::decode(&mut r)?,
-            audit: AuditIndex::decode(&mut r)?,
-            tree: Tree::decode(&mut r)?,
-        };
+        let table = Table::decode(&mut r)?;
+        let frontier = Frontier::decode(&mut r)?;
+        let projections = Projections { table, audit: AuditIndex::decode(&mut r)?, tree: Tree::decode(&mut r)? };
         if !r.is_empty() {
             return Err(damaged("bytes after the projections"));
+        }
+        if projections.tree.frontier() != frontier {
+            return Err(damaged("a frontier that is not the tree's"));
         }
         Ok(projections)
     }

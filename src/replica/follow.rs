@@ -65,6 +65,7 @@ impl Replica {
             return Err(Stop::Halted);
         }
         *self.inner.untrusted.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        self.tree_grew(&ev.bytes);
         self.advanced(history, ev.seq.0 + ev.pending);
         Ok(())
     }
@@ -90,6 +91,7 @@ impl Replica {
         }
         tracing::info!(seq = %start.seq, "starting from a snapshot; following the stream after it");
         *history = History::resume(start.table, start.seq, start.hash);
+        self.tree_from(start.frontier);
         self.inner.started_from.store(start.seq.0, Ordering::Relaxed);
         self.advanced(history, start.seq.0);
     }

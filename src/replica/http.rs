@@ -48,7 +48,9 @@ impl Node for Replica {
     fn answer(&self, checked: &Checked, hash: Presented, now: Timestamp) -> Result<Answer, ApiError> {
         let history = self.table().map_err(|u| match u {
             Unavailable::CatchingUp { .. } | Unavailable::Stale(_) => ApiError::Stale(u.to_string()),
-            Unavailable::Halted(_) | Unavailable::WrongPepper => ApiError::Unavailable(u.to_string()),
+            Unavailable::Halted(_) | Unavailable::WrongPepper | Unavailable::Fork(_) => {
+                ApiError::Unavailable(u.to_string())
+            }
         })?;
         Ok(checked.answer(&hash, history.state(), now))
     }
@@ -93,7 +95,8 @@ pub async fn serve(
 /// a broken chain, or given the wrong pepper).
 async fn healthz(State(r): State<Replica>) -> Response {
     let h = r.health();
-    let dead = matches!(r.unavailable(), Some(Unavailable::Halted(_) | Unavailable::WrongPepper));
+    let dead =
+        matches!(r.unavailable(), Some(Unavailable::Halted(_) | Unavailable::WrongPepper | Unavailable::Fork(_)));
     json(if dead { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK }, &h)
 }
 

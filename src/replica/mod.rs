@@ -52,13 +52,14 @@
 //! `http` (its HTTP routes, with the `server` feature); this file holds the
 //! state they share, verify, health and the access flush.
 
+mod checkpoints;
 mod follow;
 mod freshness;
 #[cfg(feature = "server")]
 pub mod http;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -68,6 +69,8 @@ use crate::access::AccessCounter;
 use crate::domain::history::History;
 use crate::domain::id::Seq;
 use crate::domain::mac::MessageKeys;
+use crate::domain::merkle::Trail;
+use crate::domain::note::Checkpoint;
 use crate::domain::table::Table;
 use crate::domain::time::{Clock, SystemClock, Timestamp};
 use crate::domain::token::{Pepper, PepperFingerprint, TokenFormat};
@@ -134,6 +137,8 @@ pub enum Unavailable {
     CatchingUp { applied: Seq, stream_last: u64 },
     #[error("{0}; try again")]
     Stale(String),
+    #[error("{0}; this replica answers nothing until an operator has looked")]
+    Fork(String),
 }
 
 /// Why an embedded verify gave no answer.
@@ -217,6 +222,12 @@ struct Inner {
     last_kick: AtomicU64,
     access: AccessCounter,
     metrics: Metrics,
+    /// The Merkle tree over the events applied, as far as checkpoints
+    /// need it; a checkpoint for a size not reached yet; set for good when
+    /// a checkpoint's root is not the tree's (`checkpoints.rs`).
+    trail: Mutex<Trail>,
+    waiting_checkpoint: Mutex<Option<Checkpoint>>,
+    fork: OnceLock<String>,
     /// The background tasks, so that `stop` can end them.
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -294,6 +305,9 @@ impl Replica {
                 kick: Notify::new(),
                 last_kick: AtomicU64::new(0),
                 metrics: Metrics::default(),
+                trail: Mutex::default(),
+                waiting_checkpoint: Mutex::new(None),
+                fork: OnceLock::new(),
                 tasks: Mutex::default(),
             }),
         };
@@ -301,6 +315,7 @@ impl Replica {
             tokio::spawn(replica.clone().follow(connection.clone())),
             tokio::spawn(replica.clone().watch_stream(connection.clone())),
             tokio::spawn(replica.clone().listen_to_heartbeats(connection.clone())),
+            tokio::spawn(replica.clone().listen_to_checkpoints(connection.clone())),
             tokio::spawn(replica.clone().flush_reports(connection)),
         ];
         *replica.inner.tasks.lock().unwrap_or_else(PoisonError::into_inner) = tasks;
@@ -353,6 +368,9 @@ impl Replica {
         }
         if inner.wrong_pepper.load(Ordering::Relaxed) {
             return Some(Unavailable::WrongPepper);
+        }
+        if let Some(why) = inner.fork.get() {
+            return Some(Unavailable::Fork(why.clone()));
         }
         if !inner.caught_up.load(Ordering::Relaxed) {
             let stream_last = inner.stream_last.load(Ordering::Relaxed);
@@ -418,6 +436,7 @@ impl Replica {
             None => "ok",
             Some(Unavailable::Halted(_)) => "halted",
             Some(Unavailable::WrongPepper) => "wrong_pepper",
+            Some(Unavailable::Fork(_)) => "fork",
             Some(Unavailable::CatchingUp { .. }) => "catching_up",
             Some(Unavailable::Stale(_)) => "stale",
         };

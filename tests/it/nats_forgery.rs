@@ -258,3 +258,47 @@ fn an_event_nats_will_not_take_fails_readiness_and_an_oversized_catalogue_is_ref
     assert!(stuck.contains(&format!("event {seq}")) && stuck.contains("65536"), "{stuck}");
     server.stop();
 }
+
+/// A registry that signs one history while it streams another: the
+/// replica's tree over the events it applied lacks the signed root, and it
+/// says so and stops answering. A checkpoint without the registry's MAC
+/// (anyone may publish) changes nothing.
+#[test]
+fn a_replica_holds_the_registry_to_its_checkpoints() {
+    use keyreg::domain::mac::MessageKeys;
+    use keyreg::domain::note::{Checkpoint, LOG_KEY};
+    let c = Cluster::start(3_600_000);
+    let log = c._dir.path().join("replica-r1.log");
+    let r = Verifier::spawn_logged(&c.nats.url, &c.server.data, "r1", &log).ready();
+    let (rapi, api) = (Api::new(&r.url), c.api());
+    let (_, key) = new_key(&api, &c.admin, json!({"name": "k", "scopes": ["read"]}));
+    let head = api.head();
+    wait_applied(&r, head);
+    let signed = || String::from_utf8(api.get("/v1/checkpoint").send().body).unwrap();
+    assert!(eventually(Duration::from_secs(5), || signed().lines().nth(1) == Some(&head.to_string())));
+    let said = || std::fs::read_to_string(&log).unwrap();
+    assert_eq!(rapi.ops("/readyz").status, 200, "{}", said());
+
+    // Signed with the log's own key, as a registry that lies would.
+    let key_file = c.server.data.join("log-key");
+    let log_key = keyreg::store::key::load(&key_file, LOG_KEY).unwrap();
+    let lie = Checkpoint { origin: log_key.verifier().name.clone(), size: head, root: [7; 32] }.sign(&log_key);
+    let no_mac = vec![(async_nats::HeaderMap::new(), lie.to_string().into_bytes())];
+    publish_core_for(&c.nats.url, "keyreg.checkpoints", &no_mac, Duration::from_millis(300));
+    assert!(
+        eventually(Duration::from_secs(5), || said().contains("a checkpoint whose MAC fails; ignored")),
+        "{}",
+        said()
+    );
+    assert_eq!(rapi.ops("/readyz").status, 200);
+
+    let pepper = keyreg::store::load_pepper(&c.server.data.join("pepper")).unwrap();
+    let (headers, body) = keyreg::nats::checkpoints::message(&lie, &MessageKeys::new(&pepper));
+    publish_core_for(&c.nats.url, "keyreg.checkpoints", &[(headers, body.to_vec())], Duration::from_millis(300));
+    assert!(eventually(Duration::from_secs(5), || rapi.ops("/readyz").status == 503), "{}", said());
+    let health = rapi.ops("/readyz").json;
+    assert_eq!(health["status"], "fork", "{health}");
+    assert!(health["unavailable"].as_str().unwrap().contains("different histories"), "{health}");
+    rapi.post("/v1/verify").json(json!({"key": key})).send().problem(503, "UNAVAILABLE");
+    assert!(said().contains("the replica stops answering"), "{}", said());
+}
