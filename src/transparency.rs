@@ -1,35 +1,52 @@
 //! The registry's duty to its transparency log: every `EVERY`, when events
 //! were acknowledged since the last checkpoint, sign a new one, send it
 //! with a consistency proof to each witness (`serve --witness`, C2SP
-//! `tlog-witness`), attach the cosignatures they answer, and send the
-//! result to replicas over NATS. A witness that is down or refuses costs
-//! its cosignature, never the checkpoint; why it refused is logged.
+//! `tlog-witness`), and serve it with the cosignatures they answer (on
+//! `GET /v1/checkpoint` and to replicas over NATS). A witness that is
+//! down, slow or refuses costs its cosignature, never the checkpoint; why
+//! is logged, and it is asked again for the newest one two seconds later.
 //!
 //! A witness's last cosigned size is learned from its 409 answer (the
 //! protocol's way), so a registry needs no state of its own here: after a
 //! restart the first exchange with each witness tells it.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use tokio::sync::watch;
 
 use crate::domain::mac::MessageKeys;
-use crate::domain::note::{Note, Signature, base64};
+use crate::domain::note::{Checkpoint, Note, Signature, base64};
 use crate::http::forward::exchange;
 use crate::nats::{Connection, Nats, checkpoints};
 use crate::registry::Registry;
 
-/// How often the registry looks for events to checkpoint: a checkpoint
-/// covers an acknowledged event within this and a round trip to the
-/// witnesses.
+/// How often the registry looks for events to checkpoint.
 pub const EVERY: Duration = Duration::from_millis(100);
 
-/// Where one witness is, and the last size it cosigned as far as known.
+/// How long a witness has to answer before the checkpoint is served
+/// without its cosignature, so that a slow witness cannot hold the
+/// checkpoint more than a second behind the log.
+const ANSWER_WITHIN: Duration = Duration::from_millis(800);
+
+/// How long a witness that failed is left alone before it is asked again
+/// (for a new checkpoint, or for the one it missed).
+const AFTER_FAILURE: Duration = Duration::from_secs(2);
+
+/// Where one witness is, the last size it cosigned as far as known, and
+/// when it may be asked again after a failure.
 struct Witness {
     url: String,
     cosigned: u64,
+    rest_until: Instant,
+}
+
+impl Witness {
+    /// Whether to ask it for a checkpoint of `size` now.
+    fn due(&self, size: u64) -> bool {
+        self.cosigned < size && self.rest_until <= Instant::now()
+    }
 }
 
 pub async fn run(
@@ -38,15 +55,29 @@ pub async fn run(
     nats: Option<(Nats, Connection)>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut witnesses: Vec<Witness> = witnesses.into_iter().map(|url| Witness { url, cosigned: 0 }).collect();
+    let mut witnesses: Vec<Witness> =
+        witnesses.into_iter().map(|url| Witness { url, cosigned: 0, rest_until: Instant::now() }).collect();
     let keys = MessageKeys::new(registry.pepper());
     loop {
-        match registry.sign_checkpoint() {
-            Ok(Some(note)) => {
-                let asked = witnesses.iter_mut().map(|w| cosign(&registry, w, &note));
-                let cosignatures = futures_util::future::join_all(asked).await.into_iter().flatten().collect();
-                registry.add_cosignatures(&note.text, cosignatures);
-                if let (Some((nats, connection)), Some(note)) = (&nats, registry.checkpoint()) {
+        // A new checkpoint; else the newest again, for a witness that
+        // missed it.
+        let (note, new) = match registry.sign_checkpoint() {
+            Ok(Some(note)) => (Some(note), true),
+            Ok(None) => (registry.checkpoint().filter(|n| witnesses.iter().any(|w| w.due(size(n)))), false),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot sign a checkpoint");
+                (None, false)
+            }
+        };
+        if let Some(mut note) = note {
+            let asked = witnesses.iter_mut().filter(|w| w.due(size(&note))).map(|w| ask(&registry, w, &note));
+            let before = note.signatures.len();
+            for cosignatures in futures_util::future::join_all(asked).await {
+                cosignatures.into_iter().for_each(|s| note.add(s));
+            }
+            if new || note.signatures.len() > before {
+                registry.publish_checkpoint(note.clone());
+                if let Some((nats, connection)) = &nats {
                     let (headers, body) = checkpoints::message(&note, &keys);
                     let subject = nats.layout.checkpoint_subject();
                     if let Err(e) = connection.js.client().publish_with_headers(subject, headers, body).await {
@@ -54,8 +85,6 @@ pub async fn run(
                     }
                 }
             }
-            Ok(None) => {}
-            Err(e) => tracing::error!(error = %e, "cannot sign a checkpoint"),
         }
         tokio::select! {
             _ = tokio::time::sleep(EVERY) => {}
@@ -64,10 +93,29 @@ pub async fn run(
     }
 }
 
+/// The size a checkpoint note states.
+fn size(note: &Note) -> u64 {
+    Checkpoint::parse(&note.text).map_or(0, |c| c.size)
+}
+
+/// `cosign`, within `ANSWER_WITHIN`; a witness that fails rests for
+/// `AFTER_FAILURE`.
+async fn ask(registry: &Registry, witness: &mut Witness, note: &Note) -> Vec<Signature> {
+    let url = witness.url.clone();
+    let answer = tokio::time::timeout(ANSWER_WITHIN, cosign(registry, witness, note)).await.unwrap_or_else(|_| {
+        tracing::warn!(witness = %url, "the witness did not answer in time; the checkpoint goes without its cosignature");
+        vec![]
+    });
+    if answer.is_empty() {
+        witness.rest_until = Instant::now() + AFTER_FAILURE;
+    }
+    answer
+}
+
 /// Asks one witness to cosign `note`, retrying once from the size it says
 /// it holds; its cosignature lines, or none.
 async fn cosign(registry: &Registry, witness: &mut Witness, note: &Note) -> Vec<Signature> {
-    let size = crate::domain::note::Checkpoint::parse(&note.text).map_or(0, |c| c.size);
+    let size = size(note);
     for _ in 0..2 {
         if witness.cosigned > size {
             tracing::error!(witness = %witness.url, cosigned = witness.cosigned, size, "the witness cosigned a larger tree than this log has: was the log rolled back?");

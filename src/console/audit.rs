@@ -12,6 +12,7 @@ use serde_json::Value;
 use super::Page;
 use super::page::{self, Area, as_of_time, exact, frame, given, local_time, plural, q, respond, strings, text};
 use crate::domain::event::TYPES;
+use crate::domain::note::{Checkpoint, Note, base64};
 use crate::domain::time::Timestamp;
 use crate::http::route;
 
@@ -50,16 +51,20 @@ pub async fn page(page: Page, Query(p): Query<AuditParams>) -> Response {
         Err(r) => (Value::Null, None, Some(r)),
     };
     let chain = page.api(Method::GET, route::AUDIT_VERIFY, None).await.ok();
+    let checkpoint = page.api(Method::GET, route::CHECKPOINT, None).await.ok();
     let body = html! {
-        @match &chain {
-            Ok(c) if c["ok"].as_bool() == Some(true) => p.badge-chain.ok role="status" {
-                "Chain verified: " (c["events"]) " events, up to seq " (c["head_seq"]) ", head hash "
-                code title=(text(&c["head_hash"])) { (text(&c["head_hash"]).chars().take(16).collect::<String>()) "…" }
-            },
-            Ok(c) => p.badge-chain.broken role="alert" {
-                "The hash chain is broken at seq " (c["first_bad_seq"]) ": " (text(&c["problem"]))
-            },
-            Err(r) => p.badge-chain.broken role="alert" { "The chain could not be checked: " (r.sentence()) },
+        div.badges {
+            @match &chain {
+                Ok(c) if c["ok"].as_bool() == Some(true) => p.badge-chain.ok role="status" {
+                    "Chain verified: " (c["events"]) " events, up to seq " (c["head_seq"]) ", head hash "
+                    code title=(text(&c["head_hash"])) { (text(&c["head_hash"]).chars().take(16).collect::<String>()) "…" }
+                },
+                Ok(c) => p.badge-chain.broken role="alert" {
+                    "The hash chain is broken at seq " (c["first_bad_seq"]) ": " (text(&c["problem"]))
+                },
+                Err(r) => p.badge-chain.broken role="alert" { "The chain could not be checked: " (r.sentence()) },
+            }
+            (checkpoint_badge(checkpoint.ok().as_ref().and_then(Value::as_str)))
         }
         form.filters method="get" action="/console/audit" {
             div.field { label for="key_id" { "Key id" } input id="key_id" name="key_id" type="text" value=(field(&p.key_id).unwrap_or_default()); }
@@ -83,6 +88,27 @@ pub async fn page(page: Page, Query(p): Query<AuditParams>) -> Response {
         }
     };
     respond(StatusCode::OK, frame(Some(&page), Area::Audit, "Audit", body))
+}
+
+/// The newest signed checkpoint: how many events it covers, its root, and
+/// the witnesses whose cosignatures came with it. The names are as the
+/// registry shows them; an auditor checks the signatures with `keyreg
+/// audit verify`, which the title says.
+fn checkpoint_badge(note: Option<&str>) -> Markup {
+    let parsed = note.and_then(|n| Note::parse(n).ok()).and_then(|n| Some((Checkpoint::parse(&n.text).ok()?, n)));
+    let Some((checkpoint, note)) = parsed else {
+        return html! { p.badge-chain.pending role="status" { "No signed checkpoint yet: one follows the first event within a second." } };
+    };
+    let witnesses: Vec<&str> =
+        note.signatures.iter().map(|s| s.name.as_str()).filter(|n| *n != checkpoint.origin).collect();
+    let root = base64(&checkpoint.root);
+    html! {
+        p.badge-chain.ok role="status" title="Check it with keyreg audit verify, which holds the log's and the witnesses' keys" {
+            "Signed checkpoint of the whole log: " (plural(checkpoint.size as usize, "event")) ", root "
+            code title=(root) { (root.chars().take(16).collect::<String>()) "…" } ", "
+            @if witnesses.is_empty() { "no witness cosignature" } @else { "cosigned by " (witnesses.join(", ")) }
+        }
+    }
 }
 
 /// Events newest first: when, what, who, and which key.

@@ -62,7 +62,10 @@ impl Page {
         };
         let status = response.status();
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap_or_default();
-        Answer { status, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) }
+        // A text answer (a checkpoint note) comes as a JSON string.
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| std::str::from_utf8(&bytes).map_or(Value::Null, |t| Value::String(t.to_owned())));
+        Answer { status, body }
     }
 }
 

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use super::{OpenError, Registry};
 use crate::domain::id::Seq;
 use crate::domain::merkle::{Hash, ProofError, leaf_hash};
-use crate::domain::note::{Checkpoint, LOG_KEY, Note, Signature, SigningKey, VerifierKey};
+use crate::domain::note::{Checkpoint, LOG_KEY, Note, SigningKey, VerifierKey};
 use crate::store::{CommitMark, DataDir, key};
 
 /// Why the tree cannot answer.
@@ -115,7 +115,9 @@ impl Registry {
     }
 
     /// Signs a checkpoint of every acknowledged event, unless the newest
-    /// one covers them already; returns the new one (no cosignature yet).
+    /// one covers them already. It is not served until `publish_checkpoint`,
+    /// so that its witnesses' cosignatures come with it from the first
+    /// answer.
     pub fn sign_checkpoint(&self) -> Result<Option<Note>, TreeError> {
         let c = &self.shared.checkpoints;
         let size = self.acknowledged().0;
@@ -123,19 +125,16 @@ impl Registry {
             return Ok(None);
         }
         let checkpoint = Checkpoint { origin: c.key.verifier().name.clone(), size, root: self.tree_root(size)? };
-        let note = checkpoint.sign(&c.key);
-        *c.newest.write().unwrap_or_else(PoisonError::into_inner) = Some(note.clone());
-        c.size.send_replace(size);
-        Ok(Some(note))
+        Ok(Some(checkpoint.sign(&c.key)))
     }
 
-    /// Attaches witnesses' cosignatures to the newest checkpoint, if it is
-    /// still the one they cosigned (the text they signed).
-    pub fn add_cosignatures(&self, text: &str, signatures: Vec<Signature>) {
-        let mut newest = self.shared.checkpoints.newest.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(note) = newest.as_mut().filter(|n| n.text == text) {
-            signatures.into_iter().for_each(|s| note.add(s));
-        }
+    /// Serves `note`, signed by `sign_checkpoint` and with whatever
+    /// cosignatures it collected, as the newest checkpoint.
+    pub fn publish_checkpoint(&self, note: Note) {
+        let c = &self.shared.checkpoints;
+        let size = Checkpoint::parse(&note.text).map_or(0, |p| p.size);
+        *c.newest.write().unwrap_or_else(PoisonError::into_inner) = Some(note);
+        c.size.send_replace(size);
     }
 
     /// The newest checkpoint and every cosignature collected for it.

@@ -29,24 +29,35 @@ function chromiumPath() {
   throw new Error("Chromium is not installed: apt-get install chromium (or set CHROMIUM_BIN)");
 }
 
-/** Starts `keyreg serve` on a fresh data dir; answers its URL and system key. */
-async function startServer(name, extra = []) {
+/** Spawns `keyreg <args>` and waits for its "… listening on URL" line;
+ * answers the child and the URL. */
+async function spawnListening(args, logName) {
+  const log = openSync(join(work, `${logName}.log`), "a");
+  const child = spawn(bin, args, { stdio: ["ignore", "pipe", log], env: { ...process.env, RUST_LOG: "keyreg=debug" } });
+  const line = await new Promise((ok, fail) => {
+    createInterface({ input: child.stdout }).once("line", ok);
+    child.once("exit", (code) => fail(new Error(`keyreg ${args[0]} exited with ${code}`)));
+  });
+  return { child, url: line.replace(/.* listening on /, "").trim() };
+}
+
+/** Starts `keyreg serve` on a fresh data dir, with a `keyreg witness` of
+ * its log when `witness` is set; answers its URL and system key. */
+async function startServer(name, extra = [], { witness = false } = {}) {
   if (!existsSync(bin)) throw new Error(`${bin} is missing: run cargo build first (just test-browser does)`);
   const data = join(work, name);
   const system = execFileSync(bin, ["init", "--data", data], { stdio: ["ignore", "pipe", "ignore"] }).toString().trim();
-  const log = openSync(join(work, `${name}.log`), "a");
+  let cosigner = null;
+  if (witness) {
+    const logKey = execFileSync(bin, ["log-key", "--data", data]).toString().trim();
+    cosigner = await spawnListening(["witness", "--data", join(work, `${name}-witness`), "--listen", "127.0.0.1:0",
+      "--log-key", logKey, "--name", "witness.example/w1"], `${name}-witness`);
+    extra = [...extra, "--witness", cosigner.url];
+  }
   const clock = join(work, `${name}.clock`);
   const args = ["serve", "--data", data, "--listen", "127.0.0.1:0", "--nats", "none", "--clock-offset-file", clock];
-  const child = spawn(bin, [...args, ...extra], {
-    stdio: ["ignore", "pipe", log],
-    env: { ...process.env, RUST_LOG: "keyreg=debug" },
-  });
-  const line = await new Promise((ok, fail) => {
-    createInterface({ input: child.stdout }).once("line", ok);
-    child.once("exit", (code) => fail(new Error(`keyreg serve exited with ${code}`)));
-  });
-  const url = line.replace("keyreg listening on ", "").trim();
-  return { child, url, system, clock, offset: 0 };
+  const { child, url } = await spawnListening([...args, ...extra], name);
+  return { child, url, system, clock, offset: 0, witness: cosigner };
 }
 
 /** Moves the server's clock `seconds` forward instead of waiting for real
@@ -194,7 +205,7 @@ async function keyNamed(name, status = "all") {
 const utc = (d) => d.toISOString().slice(0, 19);
 
 before(async () => {
-  server = await startServer("main", ["--access-flush-ms", "100"]);
+  server = await startServer("main", ["--access-flush-ms", "100"], { witness: true });
   const org = await api(server, server.system, "POST", "/v1/orgs", { id: "acme", name: "Acme Corp" });
   assert.equal(org.status, 201);
   admin = org.body.secret;
@@ -222,6 +233,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   server?.child.kill("SIGTERM");
+  server?.witness?.child.kill("SIGTERM");
 });
 
 test("a wrong key is refused at sign-in, and the page says so", async () => {
@@ -508,9 +520,20 @@ test("the owner filter, and pages that stay stable while keys are created", asyn
   assert.equal((await names())[0], "page-59", "the first page shows the newest keys");
 });
 
-test("the audit page filters the history and shows the chain badge", async () => {
+test("the audit page filters the history and shows the chain badge and the witnessed checkpoint", async () => {
   await page.goto(`${server.url}/console/audit`);
   await page.getByText(/Chain verified: \d+ events, up to seq \d+, head hash/).waitFor();
+  const badge = page.getByText(/Signed checkpoint of the whole log: /);
+  const shown = await badge.textContent();
+  const [, size] = /Signed checkpoint of the whole log: (\d+) events?, root .*…, cosigned by witness\.example\/w1$/.exec(shown) ?? [];
+  assert.ok(size, `the checkpoint badge names its witness: ${shown}`);
+  const note = await (await fetch(`${server.url}/v1/checkpoint`)).text();
+  const [, , noteSize, root] = /^(.*)\n(\d+)\n(.*)\n/.exec(note);
+  assert.ok(Number(noteSize) >= Number(size), `${noteSize} >= ${size}`);
+  const shownRoot = await badge.locator("code").getAttribute("title");
+  assert.match(shownRoot, /^[A-Za-z0-9+/]{43}=$/, "the full root is on hover");
+  // Access reports may have grown the log since the page was drawn.
+  if (noteSize === size) assert.equal(shownRoot, root, "the badge's root is the checkpoint's");
   await page.getByLabel("Type").selectOption("key.revoked");
   await page.getByRole("button", { name: "Filter" }).click();
   await page.locator("table.events tbody tr").first().waitFor();

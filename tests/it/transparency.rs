@@ -181,10 +181,14 @@ struct WitnessProcess {
 
 impl WitnessProcess {
     fn start(dir: &Path, log_vkey: &str) -> WitnessProcess {
+        WitnessProcess::start_on(dir, log_vkey, "127.0.0.1:0")
+    }
+
+    fn start_on(dir: &Path, log_vkey: &str, listen: &str) -> WitnessProcess {
         let err = dir.with_extension("witness.err");
         let (child, url) = spawn_listening(
             Command::new(keyreg_bin())
-                .args(["witness", "--data", path_str(dir), "--listen", "127.0.0.1:0", "--log-key", log_vkey])
+                .args(["witness", "--data", path_str(dir), "--listen", listen, "--log-key", log_vkey])
                 .args(["--name", "witness.test/w1"])
                 .stderr(std::fs::File::create(&err).unwrap()),
         );
@@ -336,6 +340,35 @@ fn checkpoints_proofs_and_cosignatures_check_out_with_independent_code() {
     let r =
         api.get("/v1/proofs/consistency").auth(&admin).query("from", "1").query("to", &(size + 100).to_string()).send();
     r.problem(400, "VALIDATION");
+}
+
+#[test]
+fn a_witness_that_was_down_cosigns_the_newest_checkpoint_once_back() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let system = stdout(&keyreg(&["init", "--data", path_str(&data)])).trim().to_owned();
+    let log = LogKey::read(&data);
+    let wdir = dir.path().join("witness");
+    let witness = WitnessProcess::start(&wdir, &log.vkey);
+    let listen = witness.url.trim_start_matches("http://").to_owned();
+    Server::operator_is(&data, &system);
+    let server = Server::start(&data, &["--witness", &witness.url]);
+    let api = Api::new(&server.url);
+    let admin = new_org(&api, &system, "acme");
+    checkpoint_covering(&api, api.head());
+
+    let wkey = witness.vkey.clone();
+    drop(witness);
+    new_key(&api, &admin, json!({"name": "while the witness is down", "scopes": ["read:docs"]}));
+    let head = api.head();
+    checkpoint_covering_unwitnessed(&api, head);
+    let note = String::from_utf8(api.get("/v1/checkpoint").send().body).unwrap();
+    assert_eq!(verified_by(&note, &log.vkey, &wkey), [log.name.clone()], "served without a witness");
+
+    let back = WitnessProcess::start_on(&wdir, &log.vkey, &listen);
+    let (note, size, _) = checkpoint_covering(&api, head);
+    assert_eq!(size, head, "the same checkpoint, cosigned with no new event: {note}");
+    assert_eq!(verified_by(&note, &log.vkey, &back.vkey).len(), 2, "{note}");
 }
 
 #[test]
