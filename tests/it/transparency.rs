@@ -363,7 +363,7 @@ fn a_witness_that_was_down_cosigns_the_newest_checkpoint_once_back() {
     let head = api.head();
     checkpoint_covering_unwitnessed(&api, head);
     let note = String::from_utf8(api.get("/v1/checkpoint").send().body).unwrap();
-    assert_eq!(verified_by(&note, &log.vkey, &wkey), [log.name.clone()], "served without a witness");
+    assert_eq!(verified_by(&note, &log.vkey, &wkey), vec![log.name.clone()], "served without a witness");
 
     let back = WitnessProcess::start_on(&wdir, &log.vkey, &listen);
     let (note, size, _) = checkpoint_covering(&api, head);
