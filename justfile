@@ -127,6 +127,39 @@ bench-failover trials="20":
     sorted=$(printf '%s\n' "${times[@]}" | sort -n)
     echo "failover, {{trials}} SIGKILL trials, --lease 1s: p50 $(sed -n "$(( ({{trials}} + 1) / 2 ))p" <<<"$sorted") ms, max $(tail -n1 <<<"$sorted") ms"
 
+# A/B of durable appends: REV's keyreg-bench against this checkout's, runs interleaved, medians
+bench-ab rev writers="1 16 64" events="4000" runs="5":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    root=$(pwd)
+    work=$(mktemp -d)
+    trap 'git worktree remove --force "$work/a" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+    git worktree add --detach --quiet "$work/a" '{{rev}}'
+    echo "bench-ab: building {{rev}} (its own target dir, target/ab)" >&2
+    (cd "$work/a" && CARGO_TARGET_DIR="$root/target/ab" cargo build --release --quiet -p keyreg-bench)
+    cp target/ab/release/keyreg-bench "$work/bench-a"
+    echo "bench-ab: building this checkout" >&2
+    cargo build --release --quiet -p keyreg-bench
+    cp target/release/keyreg-bench "$work/bench-b"
+    echo "| writers | {{rev}} (events/s, median of {{runs}}) | this checkout | ratio |"
+    echo "|---|---|---|---|"
+    for w in {{writers}}; do
+        a=(); b=()
+        for r in $(seq {{runs}}); do
+            for side in a b; do
+                line=$("$work/bench-$side" append --data "$work/data-$side-$w-$r" --writers "$w" --events {{events}} 2>&1 | tail -n1)
+                rate=$(grep -o '[0-9]* events/s' <<<"$line" | cut -d' ' -f1)
+                [ -n "$rate" ] || { echo "bench-ab: no rate in: $line" >&2; exit 1; }
+                if [ "$side" = a ]; then a+=("$rate"); else b+=("$rate"); fi
+                rm -rf "$work/data-$side-$w-$r"
+                echo "bench-ab: $w writers, run $r, $side: $rate events/s" >&2
+            done
+        done
+        ma=$(printf '%s\n' "${a[@]}" | sort -n | sed -n "$(( ({{runs}} + 1) / 2 ))p")
+        mb=$(printf '%s\n' "${b[@]}" | sort -n | sed -n "$(( ({{runs}} + 1) / 2 ))p")
+        echo "| $w | $ma | $mb | ×$(awk "BEGIN { printf \"%.3f\", $mb / $ma }") |"
+    done
+
 # Ten minutes of mixed load on a registry and two replicas while NATS restarts every minute (RELIABILITY.md)
 soak minutes="10":
     cargo build --release -p keyreg --bin keyreg

@@ -382,6 +382,7 @@ pub(crate) fn replay(size: Size) -> anyhow::Result<Vec<Row>> {
     }
     let AsOf { one_key, page, whole } = as_of(&data, first)?;
     let (during, without, lasted) = snapshot_stall(&data, n as u64)?;
+    let proofs = crate::transparency::proofs(&data)?;
     // Last: it appends, and the measures above count on the log as built.
     let readiness = crate::readiness::measure(&data, size.runs)?;
     let (checked, unchecked, startup) = (median(rates), median(unchecked), median(startups));
@@ -443,5 +444,6 @@ pub(crate) fn replay(size: Size) -> anyhow::Result<Vec<Row>> {
     ]
     .into_iter()
     .chain(readiness)
+    .chain(proofs)
     .collect())
 }

@@ -22,6 +22,7 @@ mod nats;
 mod nats_server;
 mod readiness;
 mod soak;
+mod transparency;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -44,7 +45,7 @@ enum Cmd {
         /// The full sizes (1,000,000 keys and events) instead of the quick ones.
         #[arg(long)]
         full: bool,
-        /// Only these measurements (verify, index, replay, append, http, nats, bootstrap, legacy, console); all if absent.
+        /// Only these measurements (verify, index, replay, append, http, nats, bootstrap, legacy, console, transparency); all if absent.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },
@@ -118,6 +119,9 @@ fn run(size: Size, only: &[String]) -> anyhow::Result<()> {
     }
     if wanted("console") {
         record("10. console", console::measure());
+    }
+    if wanted("transparency") {
+        record("11./12. transparency", transparency::measure(size));
     }
     if wanted("http") || wanted("nats") || wanted("bootstrap") {
         let dir = tempdir()?;
