@@ -10,9 +10,11 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::Page;
+use super::actor::Actors;
 use super::page::{self, Area, as_of_time, exact, frame, given, local_time, plural, q, respond, strings, text};
 use crate::domain::event::TYPES;
 use crate::domain::note::{Checkpoint, Note, base64};
+use crate::domain::permission::Permission;
 use crate::domain::time::Timestamp;
 use crate::http::route;
 
@@ -28,6 +30,11 @@ pub struct AuditParams {
 }
 
 pub async fn page(page: Page, Query(p): Query<AuditParams>) -> Response {
+    if !page.can(Permission::AuditRead) {
+        let why =
+            "Your key may not read the history: that needs audit:read. Ask an administrator for a key that holds it.";
+        return page::message(Some(&page), StatusCode::FORBIDDEN, "Audit", why);
+    }
     let field = |v: &Option<String>| given(v).map(str::to_owned);
     let (since, until) = (given(&p.since).map(as_of_time), given(&p.until).map(as_of_time));
     let filtered = [
@@ -52,6 +59,7 @@ pub async fn page(page: Page, Query(p): Query<AuditParams>) -> Response {
     };
     let chain = page.api(Method::GET, route::AUDIT_VERIFY, None).await.ok();
     let checkpoint = page.api(Method::GET, route::CHECKPOINT, None).await.ok();
+    let actors = actors(&page, &events, &[]).await;
     let body = html! {
         div.badges {
             @match &chain {
@@ -73,7 +81,7 @@ pub async fn page(page: Page, Query(p): Query<AuditParams>) -> Response {
                 label for="type" { "Type" }
                 select id="type" name="type" {
                     option value="" { "any" }
-                    @for t in TYPES { option value=(t) selected[field(&p.type_).as_deref() == Some(*t)] { (t) } }
+                    @for t in TYPES { option value=(t) selected[field(&p.type_).as_deref() == Some(*t)] { (label(t)) } }
                 }
             }
             div.field { label for="since" { "Since (UTC)" } input id="since" name="since" type="datetime-local" step="1" value=(since.as_deref().map(local_time).unwrap_or_default()); }
@@ -81,7 +89,7 @@ pub async fn page(page: Page, Query(p): Query<AuditParams>) -> Response {
             button type="submit" { "Filter" }
         }
         @if let Some(r) = &error { p.notice.error role="alert" { (r.sentence()) } }
-        (events_table(&events, page.now(), true))
+        (events_table(&events, &actors, page.now(), true))
         nav.pager aria-label="Pages" {
             @if field(&p.cursor).is_some() { a href=(format!("/console/audit?{}", filters.trim_start_matches('&'))) { "Newest" } }
             @if let Some(c) = &next { a href=(format!("/console/audit?cursor={}{filters}", q(c))) rel="next" { "Older" } }
@@ -111,35 +119,79 @@ fn checkpoint_badge(note: Option<&str>) -> Markup {
     }
 }
 
+/// The keys that acted in `events`, and the `more` actors, named.
+pub async fn actors(page: &Page, events: &Value, more: &[&str]) -> Actors {
+    let events = events.as_array().map(Vec::as_slice).unwrap_or_default();
+    let mut acted: Vec<&str> = more.to_vec();
+    for e in events {
+        acted.extend([text(&e["actor"]), text(&e["via"])]);
+    }
+    let subjects: Vec<String> = events
+        .iter()
+        .filter(|e| text(&e["type"]).starts_with("key."))
+        .map(|e| format!("key:{}", text(&e["subject"])))
+        .collect();
+    acted.extend(subjects.iter().map(String::as_str));
+    Actors::of(page, acted).await
+}
+
 /// Events newest first: when, what, who, and which key.
-pub fn events_table(events: &Value, now: Timestamp, with_key: bool) -> Markup {
+pub fn events_table(events: &Value, actors: &Actors, now: Timestamp, with_key: bool) -> Markup {
     let events = events.as_array().map(Vec::as_slice).unwrap_or_default();
     html! {
         @if events.is_empty() { p.muted { "No events." } } @else {
             div.scroll {
-                table.events {
+                table.events.cards {
                     thead { tr {
-                        th scope="col" { "When" } th scope="col" { "Seq" } th scope="col" { "Event" } th scope="col" { "By" }
+                        th scope="col" { "When" } th scope="col" { "Event" } th scope="col" { "By" }
                         @if with_key { th scope="col" { "Key" } }
                         th scope="col" { "Details" }
                     } }
                     tbody {
                         @for e in events {
-                            tr {
-                                td { (page::when(&e["time"], now, "")) }
-                                td { (e["seq"]) }
-                                td { code { (text(&e["type"])) } }
-                                td { (text(&e["actor"])) @if let Some(via) = e["via"].as_str() { span.desc { "via " (via) } } }
-                                @if with_key {
-                                    td { @if text(&e["type"]).starts_with("key.") { a href=(format!("/console/keys/{}", q(text(&e["subject"])))) { code { (text(&e["subject"])) } } } }
+                            tr data-seq=(e["seq"]) {
+                                td data-label="When" { (page::when(&e["time"], now, "")) }
+                                td data-label="Event" { span title=(format!("{} (event {})", text(&e["type"]), e["seq"])) { (label(text(&e["type"]))) } }
+                                td data-label="By" {
+                                    (actors.show(text(&e["actor"])))
+                                    @if let Some(via) = e["via"].as_str() { span.desc { "through " (actors.show(via)) } }
                                 }
-                                td { (summary(e)) }
+                                @if with_key {
+                                    td.key data-label="Key" { @if text(&e["type"]).starts_with("key.") { (actors.key(text(&e["subject"]))) } }
+                                }
+                                td.details data-label="Details" { (summary(e)) }
                             }
                         }
                     }
                 }
             }
         }
+    }
+}
+
+/// An event type as people say it.
+fn label(kind: &str) -> &str {
+    match kind {
+        "org.created" => "Organization created",
+        "org.updated" => "Organization changed",
+        "key.created" => "Key created",
+        "key.imported" => "Key imported",
+        "key.updated" => "Key changed",
+        "key.scopes_edited" => "Scopes changed",
+        "key.roles_edited" => "Roles changed",
+        "key.ips_edited" => "Address ranges changed",
+        "key.disabled" => "Key disabled",
+        "key.enabled" => "Key enabled",
+        "key.revoked" => "Key revoked",
+        "key.deleted" => "Key deleted",
+        "key.expired" => "Key expired",
+        "key.rotated" => "Key rotated",
+        "key.accessed" => "Key used",
+        "role.created" => "Role created",
+        "role.updated" => "Role changed",
+        "role.deleted" => "Role deleted",
+        "catalog.updated" => "Catalogue changed",
+        other => other,
     }
 }
 

@@ -14,6 +14,7 @@ use crate::domain::permission::Permission;
 use crate::domain::validate::MAX_REASON;
 use crate::http::route;
 
+use super::actor::Actors;
 use super::page::{self, Area, as_of_time, csrf, frame, given, local_time, plural, q, respond, strings, text, when};
 use super::session::Shown;
 use super::{Page, Posted, Refusal, audit};
@@ -81,6 +82,7 @@ pub async fn list(page: Page, Query(p): Query<ListParams>) -> Response {
     };
     let now = page.now();
     let editable = as_of.is_none() && page.can(Permission::KeysAdmin);
+    let actors = Actors::of(&page, keys.iter().map(|k| text(&k["created_by"])).collect()).await;
     let n = given(&p.n).and_then(|n| n.parse().ok()).unwrap_or(1);
     let body = html! {
         @if let Some(text) = given(&p.notice).and_then(|c| notice(c, n)) { p.notice role="status" { (text) } }
@@ -126,12 +128,12 @@ pub async fn list(page: Page, Query(p): Query<ListParams>) -> Response {
             (csrf(&page))
             @if editable && !keys.is_empty() {
                 div.bulk {
-                    button type="submit" name="action" value="revoke" { "Revoke selected" }
-                    button type="submit" name="action" value="delete" { "Delete selected" }
+                    button type="submit" name="action" value="revoke" data-needs-selection="id" { "Revoke selected" }
+                    button type="submit" name="action" value="delete" data-needs-selection="id" { "Delete selected" }
                 }
             }
             div.scroll {
-                table.keys {
+                table.keys.cards {
                     caption.visually-hidden { "Keys, newest first" }
                     thead { tr {
                         @if editable {
@@ -143,7 +145,7 @@ pub async fn list(page: Page, Query(p): Query<ListParams>) -> Response {
                     } }
                     tbody {
                         @for k in &keys {
-                            (row(k, editable, as_of.as_deref(), now))
+                            (row(k, &actors, editable, as_of.as_deref(), now))
                         }
                         @if keys.is_empty() && error.is_none() {
                             tr { td colspan="9" { "No keys match." } }
@@ -160,30 +162,29 @@ pub async fn list(page: Page, Query(p): Query<ListParams>) -> Response {
     respond(StatusCode::OK, frame(Some(&page), Area::Keys, "Keys", body))
 }
 
-fn row(k: &Value, editable: bool, as_of: Option<&str>, now: crate::domain::time::Timestamp) -> Markup {
+fn row(k: &Value, actors: &Actors, editable: bool, as_of: Option<&str>, now: crate::domain::time::Timestamp) -> Markup {
     let id = text(&k["id"]);
     let href = match as_of {
         Some(t) => format!("/console/keys/{}?as_of={}", q(id), q(t)),
         None => format!("/console/keys/{}", q(id)),
     };
-    let (roles, scopes) = (strings(&k["roles"]).len(), strings(&k["scopes"]).len());
     html! {
         tr {
             @if editable {
-                td { input type="checkbox" name="id" value=(id) aria-label=(format!("Select {}", text(&k["name"]))); }
+                td.select { input type="checkbox" name="id" value=(id) aria-label=(format!("Select {}", text(&k["name"]))); }
             }
             td.name {
                 a href=(href) { (text(&k["name"])) }
                 @if !text(&k["description"]).is_empty() { span.desc { (text(&k["description"])) } }
                 @if !text(&k["owner"]).is_empty() { span.desc { "Owner: " (text(&k["owner"])) } }
             }
-            td { code { (text(&k["display_prefix"])) } }
-            td { (status_badge(text(&k["status"]))) }
-            td { (plural(roles, "role")) ", " (plural(scopes, "scope")) }
-            td { (text(&k["created_by"])) }
-            td { (when(&k["created_at"], now, "")) }
-            td { (when(&k["last_used_at"], now, "never")) }
-            td { (expires(k, now)) }
+            td data-label="Prefix" { code { (text(&k["display_prefix"])) } }
+            td data-label="Status" { (status_badge(text(&k["status"]))) }
+            td data-label="Permissions" { (permissions(k)) }
+            td data-label="Created by" { (actors.show(text(&k["created_by"]))) }
+            td data-label="Created" { (when(&k["created_at"], now, "")) }
+            td data-label="Last used" { (when(&k["last_used_at"], now, "never")) }
+            td data-label="Expires" { (expires(k, now)) }
         }
     }
 }
@@ -328,6 +329,7 @@ async fn details_page(
     let admits = |action: &str| actions.contains(&action);
     let version = key["version"].to_string();
     let name = text(&key["name"]);
+    let actors = audit::actors(page, &timeline["events"], &[text(&key["created_by"])]).await;
     let body = html! {
         @if let Some(t) = notice_code.and_then(|c| notice(c, 1)) { p.notice role="status" { (t) } }
         @if let Some(r) = &error { p.notice.error role="alert" { (r.sentence()) } }
@@ -362,7 +364,7 @@ async fn details_page(
                 dt { "Name" } dd { (name) }
                 dt { "Description" } dd { (text(&key["description"])) }
                 dt { "Owner" } dd { (text(&key["owner"])) }
-                dt { "Created by" } dd { (text(&key["created_by"])) }
+                dt { "Created by" } dd { (actors.show(text(&key["created_by"]))) }
                 dt { "Created" } dd { (when(&key["created_at"], now, "")) }
                 dt { "Last changed" } dd { (when(&key["updated_at"], now, "")) }
                 dt { "Last used" } dd { (when(&key["last_used_at"], now, "never")) }
@@ -371,7 +373,6 @@ async fn details_page(
                 dt { "Own scopes" } dd { (list_or(&key["scopes"], "none")) }
                 dt { "Effective permissions" } dd { (list_or(&key["effective_scopes"], "none")) }
                 dt { "Allowed IP ranges" } dd { (list_or(&key["allowed_cidrs"], "any address")) }
-                dt { "Version" } dd { (version) }
             }
         }
         section aria-labelledby="usage-title" {
@@ -384,7 +385,7 @@ async fn details_page(
             @if timeline.is_null() {
                 p.muted { "Reading the key's history needs a key with audit:read." }
             } @else {
-                (audit::events_table(&timeline["events"], now, false))
+                (audit::events_table(&timeline["events"], &actors, now, false))
             }
         }
         @if live {
@@ -434,10 +435,35 @@ async fn details_page(
 
 /// When a key expires, while that still matters: a revoked or deleted key
 /// will never be used again, whatever its expiry said.
+/// An active key that expires within `SOON` is flagged.
 fn expires(key: &Value, now: crate::domain::time::Timestamp) -> Markup {
+    let at = key["expires_at"].as_str().and_then(|t| crate::domain::time::Timestamp::parse(t).ok());
+    let soon = at.is_some_and(|t| t.micros() - now.micros() < SOON_SECONDS * 1_000_000);
     match key["status"].as_str() {
         Some(status @ ("revoked" | "deleted")) => html! { span.muted title=(format!("the key is {status}")) { "—" } },
+        Some("active") if soon => {
+            html! { (when(&key["expires_at"], now, "never")) " " span.badge.soon { "expires soon" } }
+        }
         _ => when(&key["expires_at"], now, "never"),
+    }
+}
+
+/// How close an expiry is flagged on the keys page: the week before.
+const SOON_SECONDS: i64 = 7 * 86_400;
+
+/// A key's roles and scopes themselves, the first few, and how many more.
+fn permissions(key: &Value) -> Markup {
+    let roles = strings(&key["roles"]);
+    let scopes = strings(&key["scopes"]);
+    let all = roles.len() + scopes.len();
+    const SHOWN: usize = 3;
+    html! {
+        @if all == 0 { span.muted { "nothing" } }
+        ul.perms {
+            @for r in roles.iter().take(SHOWN) { li { "role " strong { (r) } } }
+            @for s in scopes.iter().take(SHOWN.saturating_sub(roles.len())) { li { code { (s) } } }
+            @if all > SHOWN { li.muted { "and " (all - SHOWN) " more" } }
+        }
     }
 }
 

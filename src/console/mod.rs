@@ -13,6 +13,7 @@
 //! that writes (`Posted`), and on every answer a CSP with no inline script
 //! and no framing, `nosniff`, no referrer, and `no-store`.
 
+mod actor;
 mod audit;
 mod client;
 

@@ -163,20 +163,35 @@ pub fn usage_chart(usage: &Value, now: Timestamp, days: i64) -> Markup {
     };
     let (width, height, bar) = (days * 12, 80, 10);
     let label = format!("Verifications per day over the last {days} days: {caption}");
+    let (first, last) = (dates.first().map_or("", String::as_str), dates.last().map_or("", String::as_str));
     html! {
         figure.chart {
-            svg viewBox=(format!("0 0 {width} {}", height + 2)) role="img" aria-label=(label) preserveAspectRatio="none" {
-                line x1="0" y1=(height) x2=(width) y2=(height) class="axis" {}
-                @for (i, (date, v)) in dates.iter().zip(&values).enumerate() {
-                    @let h = (*v as f64 / max as f64 * height as f64).round() as i64;
-                    rect class="bar" x=(i as i64 * 12 + 1) y=(height - h) width=(bar) height=(h.max(if *v > 0 { 1 } else { 0 })) {
-                        title { (date) ": " (v) }
+            div.plot {
+                div.yaxis aria-hidden="true" { span { (busiest) } span { "0" } }
+                svg viewBox=(format!("0 0 {width} {}", height + 2)) role="img" aria-label=(label) preserveAspectRatio="none" {
+                    line x1="0" y1=(height) x2=(width) y2=(height) class="axis" {}
+                    @for (i, (date, v)) in dates.iter().zip(&values).enumerate() {
+                        @let h = (*v as f64 / max as f64 * height as f64).round() as i64;
+                        rect class="bar" x=(i as i64 * 12 + 1) y=(height - h) width=(bar) height=(h.max(if *v > 0 { 1 } else { 0 })) {
+                            title { (date) ": " (v) }
+                        }
                     }
                 }
             }
-            figcaption {
-                (dates.first().map(String::as_str).unwrap_or("")) " to " (dates.last().map(String::as_str).unwrap_or(""))
-                ": " (caption)
+            div.xaxis aria-hidden="true" { span { (first) } span { (last) } }
+            figcaption { "Verifications per day, " (first) " to " (last) ": " (caption) }
+            @if busiest > 0 {
+                details.as-table {
+                    summary { "The days with use, as a table" }
+                    table {
+                        thead { tr { th scope="col" { "Day (UTC)" } th scope="col" { "Verifications" } } }
+                        tbody {
+                            @for (date, v) in dates.iter().zip(&values).filter(|(_, v)| **v > 0) {
+                                tr { td { (date) } td { (v) } }
+                            }
+                        }
+                    }
+                }
             }
         }
     }

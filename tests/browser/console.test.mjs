@@ -138,9 +138,9 @@ async function keyboardCheck(name) {
   assert.deepEqual(unringed, [], `${name}: every focused control shows a focus ring`);
 }
 
-async function shot(name) {
+async function shot(name, { fullPage = true } = {}) {
   mkdirSync(shots, { recursive: true });
-  await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+  await page.screenshot({ path: join(shots, `${name}.png`), fullPage });
 }
 
 async function signIn(p, key, user = "") {
@@ -384,7 +384,10 @@ test("details show usage, the timeline and the effective permissions", async () 
   await page.getByText("Verifications in all: 4").waitFor();
   assert.equal(await page.locator("figure.chart rect.bar").count(), 30);
   assert.match(await page.locator("figure.chart figcaption").textContent(), /: 4 verifications \(the busiest day 4 verifications\)$/);
-  await page.locator("table.events").getByText("key.created").waitFor();
+  await page.locator("table.events").getByText("Key created").waitFor();
+  assert.equal(await page.locator("figure.chart .yaxis span").first().textContent(), "4", "the chart's scale");
+  await page.getByText("The days with use, as a table").click();
+  assert.equal(await page.locator("details.as-table tbody tr").count(), 1, "the chart as a table");
   await page.locator("dd").getByText("compute:start@workspaces/ws-1/**").first().waitFor();
   await axeCheck("key details");
   await shot("key-details");
@@ -467,6 +470,14 @@ test("bulk revoke names the count, then the as-of view shows the keys as they we
   await shot("keys");
   await axeCheck("keys list");
   await keyboardCheck("keys list");
+  assert.ok(await page.getByRole("button", { name: "Revoke selected" }).isDisabled(), "nothing selected yet");
+  // Who created a key, by name; what it may do, itself; a lapsing key flagged.
+  const row = (name) => page.locator("table.keys tbody tr", { has: page.getByRole("link", { name, exact: true }) });
+  assert.equal(await row("viewer").locator("td[data-label='Created by']").textContent(), "key admin");
+  assert.equal(await row("svc-90-custom").locator("td[data-label='Created by']").textContent(), "ada@example.com");
+  assert.match(await row("svc-90-custom").locator("td[data-label=Permissions]").textContent(), /compute:start@workspaces\/ws-1\/\*\*/);
+  assert.match(await row("svc-7-full-access").locator("td[data-label=Expires]").textContent(), /expires soon/);
+  assert.doesNotMatch(await row("svc-90-custom").locator("td[data-label=Expires]").textContent(), /expires soon/);
   for (const name of ["svc-180-custom", "svc-365-custom"]) {
     await page.getByRole("checkbox", { name: `Select ${name}` }).check();
   }
@@ -537,8 +548,13 @@ test("the audit page filters the history and shows the chain badge and the witne
   await page.getByLabel("Type").selectOption("key.revoked");
   await page.getByRole("button", { name: "Filter" }).click();
   await page.locator("table.events tbody tr").first().waitFor();
-  const types = await page.locator("table.events tbody td:nth-child(3)").allTextContents();
-  assert.ok(types.length >= 3 && types.every((t) => t === "key.revoked"), types.join(","));
+  const types = await page.locator("table.events tbody td:nth-child(2)").allTextContents();
+  assert.ok(types.length >= 3 && types.every((t) => t === "Key revoked"), types.join(","));
+  // People, keys by name: no raw actor on the page but on hover.
+  const by = await page.locator("table.events tbody td:nth-child(3)").first().textContent();
+  assert.equal(by, "ada@example.comthrough key admin");
+  const text = await page.locator("table.events").innerText();
+  assert.ok(!/key:key_|user:|system:/.test(text), `raw actors shown: ${text}`);
   await page.getByText("reason: left the team").waitFor();
   await axeCheck("audit");
   await shot("audit");
@@ -586,15 +602,38 @@ test("the organization page shows counts, the limit and usage", async () => {
   await shot("organization");
 });
 
-test("the console works at 360 px wide", async () => {
-  await page.setViewportSize({ width: 360, height: 800 });
-  for (const path of ["/console/keys", "/console/keys/new", "/console/audit", "/console/org"]) {
+test("long names and descriptions keep every column on screen at 1,280 and 360 px", async () => {
+  const long = await api(server, admin, "POST", "/v1/keys", {
+    name: "n".repeat(60) + " " + "x".repeat(39), description: "A very long description. ".repeat(40), scopes: ["billing:read_costs"],
+  });
+  assert.equal(long.status, 201);
+  await api(server, admin, "POST", `/v1/keys/${long.body.key.id}/revoke`, { reason: "r".repeat(500) });
+  const fits = async (path, width) => {
     await page.goto(server.url + path);
-    const width = await page.evaluate(() => document.documentElement.scrollWidth);
-    assert.ok(width <= 360, `${path} is ${width} px wide at a 360 px viewport`);
+    const scroll = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(scroll <= width, `${path} is ${scroll} px wide at a ${width} px viewport`);
+    const overflowing = await page.evaluate((w) => [...document.querySelectorAll("table")]
+      .filter((t) => t.getBoundingClientRect().right > w + 1).length, width);
+    assert.equal(overflowing, 0, `a table of ${path} runs past ${width} px`);
+  };
+  for (const path of ["/console/keys?status=all", "/console/audit", `/console/keys/${long.body.key.id}`]) {
+    await fits(path, 1280);
   }
+  await page.goto(`${server.url}/console/keys?status=all`);
+  const expires = await page.locator("table.keys th", { hasText: "Expires" }).boundingBox();
+  assert.ok(expires.x + expires.width <= 1280, "the Expires column is on screen");
+  await page.setViewportSize({ width: 360, height: 800 });
+  for (const path of ["/console/keys?status=all", "/console/keys/new", "/console/audit", "/console/org"]) {
+    await fits(path, 360);
+  }
+  // On a phone each row is a card that still shows every column.
   await page.goto(`${server.url}/console/keys`);
-  await shot("keys-mobile");
+  const card = page.locator("table.keys tbody tr").first();
+  for (const label of ["Status", "Permissions", "Created by", "Last used", "Expires"]) {
+    assert.ok(await card.locator(`td[data-label='${label}']`).isVisible(), `${label} shows at 360 px`);
+  }
+  await card.scrollIntoViewIfNeeded();
+  await shot("keys-mobile", { fullPage: false });
   await page.setViewportSize({ width: 1280, height: 900 });
 });
 
@@ -631,6 +670,12 @@ test("a keys:read key sees no create button, and the server refuses it anyway", 
   await p.getByRole("button", { name: "Create key" }).click();
   await p.getByText(/Your key does not allow this/).waitFor();
   assert.equal(await keyNamed("not-allowed"), undefined);
+  // The history is not its to read: one sentence says so, and nothing else.
+  const answer = await p.goto(`${server.url}/console/audit`);
+  assert.equal(answer.status(), 403);
+  assert.equal(await p.getByRole("alert").count(), 1);
+  await p.getByText(/that needs audit:read/).waitFor();
+  assert.equal(await p.locator("form.filters").count(), 0);
   await p.close();
 });
 

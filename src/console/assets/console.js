@@ -1,7 +1,8 @@
 // keyreg console: the little the pages need from script. Every page works
 // as plain forms; this adds modal dialogs that trap and return focus, the
-// secret dialog's copy button and acknowledgement, select-all, and buttons
-// that unlock when a confirmation is typed. No inline script exists (the
+// secret dialog's copy button and acknowledgement, select-all, bulk buttons
+// that wait for a selection, and buttons that unlock when a confirmation is
+// typed. No inline script exists (the
 // CSP forbids it), so everything is wired here by data- attributes.
 "use strict";
 
@@ -68,6 +69,18 @@ document.addEventListener("DOMContentLoaded", () => {
       for (const box of all.form.querySelectorAll(`input[type=checkbox][name="${name}"]`)) {
         box.checked = all.checked;
       }
+      all.form.dispatchEvent(new Event("change"));
     });
+  }
+
+  // Buttons that act on the selected rows, usable only with a row selected.
+  for (const button of document.querySelectorAll("[data-needs-selection]")) {
+    const form = button.form;
+    const name = button.dataset.needsSelection;
+    const update = () => {
+      button.disabled = !form.querySelector(`input[type=checkbox][name="${name}"]:checked`);
+    };
+    form.addEventListener("change", update);
+    update();
   }
 });
