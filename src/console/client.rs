@@ -122,9 +122,10 @@ impl Refusal {
         fields.iter().copied().find(|f| *f == named)
     }
 
-    /// The sentence for a person: the API's detail, with a word on what to do.
+    /// The sentence for a person: the API's detail in the form's words,
+    /// with a word on what to do.
     pub fn sentence(&self) -> String {
-        let mut s = self.detail.clone();
+        let mut s = in_the_forms_words(&self.detail);
         if let Some(first) = s.get_mut(..1) {
             first.make_ascii_uppercase();
         }
@@ -134,5 +135,62 @@ impl Refusal {
             _ if s.ends_with('.') => s,
             _ => s + ".",
         }
+    }
+}
+
+/// The API names request fields (`expires_at`, `scopes[2]`); a person
+/// filled in a form whose labels say "Expires" and "Scopes".
+fn in_the_forms_words(detail: &str) -> String {
+    const WORDS: [(&str, &str); 6] = [
+        ("max_keys; ", ""),
+        ("must be an RFC 3339 time, e.g. 2026-11-22T10:00:00Z", "must be a date, or a date and time"),
+        ("expires_at", "the expiry"),
+        ("allowed_cidrs", "the allowed address ranges"),
+        ("max_keys", "the key limit"),
+        ("grace_seconds", "the grace period"),
+    ];
+    let mut out = String::with_capacity(detail.len());
+    let mut rest = detail;
+    // `scopes[i]` and `allowed_cidrs[i]` count from one, as people do.
+    while let Some(at) = rest.find(['s', 'a']) {
+        let (before, from) = rest.split_at(at);
+        out.push_str(before);
+        let item = [("scopes[", "scope"), ("allowed_cidrs[", "address range")].into_iter().find_map(|(field, word)| {
+            let digits = from.strip_prefix(field)?;
+            let (n, after) = digits.split_once(']')?;
+            Some((format!("{word} {}", n.parse::<usize>().ok()? + 1), after))
+        });
+        match item {
+            Some((words, after)) => {
+                out.push_str(&words);
+                rest = after;
+            }
+            None => {
+                out.push_str(&from[..1]);
+                rest = &from[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    WORDS.iter().fold(out, |s, (api, form)| s.replace(api, form))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_the_forms_words;
+
+    #[test]
+    fn api_field_names_become_the_forms_words() {
+        assert_eq!(in_the_forms_words("scopes[0]: invalid scope \"a b\""), "scope 1: invalid scope \"a b\"");
+        assert_eq!(in_the_forms_words("allowed_cidrs[2]: not a range"), "address range 3: not a range");
+        assert_eq!(
+            in_the_forms_words("expires_at must be an RFC 3339 time, e.g. 2026-11-22T10:00:00Z"),
+            "the expiry must be a date, or a date and time"
+        );
+        assert_eq!(
+            in_the_forms_words("at its limit of 1 key (max_keys; revoked and deleted keys do not count)"),
+            "at its limit of 1 key (revoked and deleted keys do not count)"
+        );
+        assert_eq!(in_the_forms_words("names a scope: sa[x]"), "names a scope: sa[x]");
     }
 }

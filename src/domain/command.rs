@@ -261,7 +261,10 @@ pub enum Refusal {
     #[error("{0}")]
     Conflict(String),
     /// Creating the key would exceed the org's `max_keys`.
-    #[error("the organization already has {max_keys} keys that are not revoked or deleted (max_keys)")]
+    #[error(
+        "the organization is at its limit of {max_keys} {} (max_keys; revoked and deleted keys do not count)",
+        if *max_keys == 1 { "key" } else { "keys" }
+    )]
     KeyLimit { max_keys: u32 },
     /// `If-Match` named a version that is no longer current.
     #[error("the {what} is at version {actual}, not {expected}")]

@@ -363,6 +363,7 @@ test("a refused create keeps what was typed and names the field", async () => {
   await page.getByLabel(/Allowed IP ranges/).fill("10.0.0.0/33");
   await page.getByRole("button", { name: "Create key" }).click();
   await page.locator("#allowed_cidrs-error").waitFor();
+  assert.match(await page.locator("#allowed_cidrs-error").textContent(), /^Address range 1: /, "in the form's words");
   assert.equal(await page.getByLabel("Description").inputValue(), "kept after the error");
   assert.equal(await page.getByLabel("Name", { exact: true }).inputValue(), "bad-ranges");
   assert.equal(await page.getByLabel(/Allowed IP ranges/).getAttribute("aria-invalid"), "true");
@@ -695,6 +696,7 @@ test("a key limit reached answers 409, as the API does, and keeps the form", asy
     p.getByRole("button", { name: "Create key" }).click(),
   ]);
   assert.equal(answer.status(), 409);
+  await p.getByText("The organization is at its limit of 1 key (revoked and deleted keys do not count).").waitFor();
   await p.getByRole("alert").first().waitFor();
   assert.equal(await p.getByLabel("Name", { exact: true }).inputValue(), "one-too-many", "what was typed is kept");
   await ctx.close();
