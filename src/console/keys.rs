@@ -142,13 +142,14 @@ pub async fn list(page: Page, Query(p): Query<ListParams>) -> Response {
                         th scope="col" { "Name" } th scope="col" { "Prefix" } th scope="col" { "Status" }
                         th scope="col" { "Permissions" } th scope="col" { "Created by" } th scope="col" { "Created" }
                         th scope="col" { "Last used" } th scope="col" { "Expires" }
+                        @if editable { th scope="col" { span.visually-hidden { "Actions" } } }
                     } }
                     tbody {
                         @for k in &keys {
                             (row(k, &actors, editable, as_of.as_deref(), now))
                         }
                         @if keys.is_empty() && error.is_none() {
-                            tr { td colspan="9" { "No keys match." } }
+                            tr { td colspan="10" { "No keys match." } }
                         }
                     }
                 }
@@ -185,6 +186,35 @@ fn row(k: &Value, actors: &Actors, editable: bool, as_of: Option<&str>, now: cra
             td data-label="Created" { (when(&k["created_at"], now, "")) }
             td data-label="Last used" { (when(&k["last_used_at"], now, "never")) }
             td data-label="Expires" { (expires(k, now)) }
+            @if editable { td.menu { (row_menu(k)) } }
+        }
+    }
+}
+
+/// A row's actions, as the key's page offers them: a menu opened with a
+/// click or the keyboard (a `details` element). Disable and enable post
+/// through the list's form (forms do not nest); rotate, revoke and delete
+/// open the key's page on the dialog that asks for confirmation.
+fn row_menu(k: &Value) -> Markup {
+    let id = text(&k["id"]);
+    let name = text(&k["name"]);
+    let actions = strings(&k["actions"]);
+    let page = format!("/console/keys/{}", q(id));
+    html! {
+        details.menu {
+            summary aria-label=(format!("Actions for {name}")) { "⋯" }
+            ul {
+                li { a href=(page) { "Open" } }
+                @if actions.contains(&"edit") { li { a href=(format!("{page}/edit")) { "Edit" } } }
+                @for (action, label) in [("disable", "Disable"), ("enable", "Enable")] {
+                    @if actions.contains(&action) {
+                        li { button type="submit" formaction=(format!("{page}/{action}")) name="version" value=(k["version"]) { (label) } }
+                    }
+                }
+                @for (action, label) in [("rotate", "Rotate…"), ("revoke", "Revoke…"), ("delete", "Delete…")] {
+                    @if actions.contains(&action) { li { a href=(format!("{page}#{action}-dialog")) { (label) } } }
+                }
+            }
         }
     }
 }

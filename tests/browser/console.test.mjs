@@ -116,8 +116,9 @@ async function axeCheck(name) {
  * counts once: arrows move within it), each with a visible focus ring. */
 async function keyboardCheck(name) {
   const expected = await page.evaluate(() => {
-    const controls = [...document.querySelectorAll("a[href], button:not([disabled]), input:not([type=hidden]):not([disabled]), select, textarea")]
-      .filter((e) => e.getClientRects().length > 0 && !e.closest("dialog:not([open])"));
+    const controls = [...document.querySelectorAll("a[href], button:not([disabled]), input:not([type=hidden]):not([disabled]), select, textarea, summary")]
+      .filter((e) => e.getClientRects().length > 0 && !e.closest("dialog:not([open])"))
+      .filter((e) => e.tagName === "SUMMARY" || !e.closest("details:not([open])"));
     return new Set(controls.map((e) => (e.type === "radio" ? `radio:${e.name}` : e))).size;
   });
   await page.evaluate(() => document.activeElement?.blur());
@@ -499,6 +500,29 @@ test("bulk revoke names the count, then the as-of view shows the keys as they we
   assert.equal(await page.getByRole("link", { name: "Create key" }).count(), 0);
   await axeCheck("keys as of");
   await shot("keys-as-of");
+});
+
+test("each row has a menu of the key's actions", async () => {
+  const made = await api(server, admin, "POST", "/v1/keys", { name: "menu-target", scopes: ["read"] });
+  assert.equal(made.status, 201);
+  await page.goto(`${server.url}/console/keys`);
+  const menu = page.getByLabel("Actions for menu-target");
+  await menu.focus();
+  await page.keyboard.press("Enter");
+  const items = page.locator("details.menu[open] li");
+  assert.deepEqual(await items.allTextContents(), ["Open", "Edit", "Disable", "Rotate…", "Revoke…", "Delete…"]);
+  await axeCheck("keys list, a row's menu open");
+  await shot("keys-row-menu", { fullPage: false });
+  await page.locator("details.menu[open]").getByRole("button", { name: "Disable" }).click();
+  await page.getByText("The key is disabled: it is refused until enabled again.").waitFor();
+  assert.equal((await keyNamed("menu-target")).status, "disabled");
+  await page.goto(`${server.url}/console/keys?status=disabled`);
+  await page.getByLabel("Actions for menu-target").click();
+  await page.locator("details.menu[open]").getByRole("link", { name: "Revoke…" }).click();
+  await page.getByRole("heading", { name: "Revoke menu-target?" }).waitFor();
+  await page.getByRole("button", { name: "Revoke key" }).click();
+  await page.getByText("1 key revoked.").waitFor();
+  assert.equal((await keyNamed("menu-target")).status, "revoked");
 });
 
 test("filters: status, search, and only my keys", async () => {

@@ -15,6 +15,10 @@ document.addEventListener("DOMContentLoaded", () => {
     opener.addEventListener("click", () => dialog.showModal());
     dialog.addEventListener("close", () => opener.focus());
   }
+  // A link to a page's dialog (`#revoke-dialog`, from a row's menu) opens it.
+  const linked = location.hash && document.getElementById(location.hash.slice(1));
+  const linkedOpener = linked && document.querySelector(`[data-open="${linked.id}"]`);
+  if (linked instanceof HTMLDialogElement && linkedOpener) linked.showModal();
   for (const closer of document.querySelectorAll("[data-close]")) {
     closer.addEventListener("click", () => closer.closest("dialog").close());
   }
