@@ -140,9 +140,10 @@ impl Refusal {
 
 /// The API names request fields (`expires_at`, `scopes[2]`); a person
 /// filled in a form whose labels say "Expires" and "Scopes".
-fn in_the_forms_words(detail: &str) -> String {
-    const WORDS: [(&str, &str); 6] = [
+pub(super) fn in_the_forms_words(detail: &str) -> String {
+    const WORDS: [(&str, &str); 7] = [
         ("max_keys; ", ""),
+        ("allowed_cidrs contains", "the allowed address ranges contain"),
         ("must be an RFC 3339 time, e.g. 2026-11-22T10:00:00Z", "must be a date, or a date and time"),
         ("expires_at", "the expiry"),
         ("allowed_cidrs", "the allowed address ranges"),

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::keys::show_once;
 use super::page::{self, Area, csrf, field_error, form_error, frame, invalid, q, respond, strings, text};
+use super::client::in_the_forms_words;
 use super::{Edited, Form, Page, Posted, Refusal};
 use crate::domain::validate::{MAX_DESCRIPTION, MAX_NAME, MAX_OWNER};
 use crate::http::route;
@@ -40,14 +41,15 @@ async fn choices(page: &Page) -> Choices {
 pub async fn new_form(page: Page) -> Response {
     let c = choices(&page).await;
     let defaults = Form(vec![("expiry".into(), "90".into())]);
-    respond(StatusCode::OK, create_page(&page, &c, &defaults, None))
+    respond(StatusCode::OK, create_page(&page, &c, &defaults, None, &[]))
 }
 
-fn create_page(page: &Page, c: &Choices, form: &Form, error: Option<&Refusal>) -> Markup {
+fn create_page(page: &Page, c: &Choices, form: &Form, error: Option<&Refusal>, warnings: &[&str]) -> Markup {
     let body = html! {
         form.card.wide method="post" action="/console/keys/new" novalidate {
             (csrf(page))
             (form_error(error, FIELDS))
+            (check_before(warnings, "creating"))
             (identity_fields(form, error))
             fieldset {
                 legend { "Expiry" }
@@ -77,7 +79,7 @@ fn create_page(page: &Page, c: &Choices, form: &Form, error: Option<&Refusal>) -
             (permission_fields(c, form, error))
             (cidr_field(form, error))
             div.actions {
-                button.primary type="submit" { "Create key" }
+                button.primary type="submit" { @if warnings.is_empty() { "Create key" } @else { "Create anyway" } }
                 a.button href="/console/keys" { "Cancel" }
             }
         }
@@ -241,11 +243,24 @@ pub async fn create(Posted { page, form }: Posted) -> Response {
         // Passed on as given: the API refuses what is not a number of days.
         days => body["expires_in_days"] = days.parse::<u32>().map_or_else(|_| json!(days), |d| json!(d)),
     }
+    // First a dry run, so that what to check (a wildcard range, no expiry)
+    // is shown on the form before the key exists.
+    if !form.has("confirmed") {
+        let dry_run = route::query(route::KEYS, [("dry_run", Some("true"))]);
+        let preview = page.api(Method::POST, &dry_run, Some(&body)).await.ok();
+        let warnings = preview.as_ref().map(|p| strings(&p["warnings"])).unwrap_or_default();
+        if preview.is_err() || !warnings.is_empty() {
+            let c = choices(&page).await;
+            let error = preview.as_ref().err();
+            let status = error.map_or(StatusCode::OK, |r| r.status);
+            return respond(status, create_page(&page, &c, &form, error, &warnings));
+        }
+    }
     match page.api(Method::POST, route::KEYS, Some(&body)).await.ok() {
         Ok(created) => show_once(&page, created, "Key created"),
         Err(r) => {
             let c = choices(&page).await;
-            respond(r.status, create_page(&page, &c, &form, Some(&r)))
+            respond(r.status, create_page(&page, &c, &form, Some(&r), &[]))
         }
     }
 }
@@ -280,13 +295,7 @@ fn edit_page(page: &Page, id: &str, c: &Choices, form: &Form, error: Option<&Ref
             (csrf(page))
             input type="hidden" name="version" value=(form.get("version"));
             (form_error(error, FIELDS))
-            @if !warnings.is_empty() {
-                div.notice.warning role="alert" {
-                    p { strong { "Check before saving:" } }
-                    ul { @for w in warnings { li { (w) } } }
-                    input type="hidden" name="confirmed" value="1";
-                }
-            }
+            (check_before(warnings, "saving"))
             (identity_fields(form, error))
             (permission_fields(c, form, error))
             (cidr_field(form, error))
@@ -297,6 +306,25 @@ fn edit_page(page: &Page, id: &str, c: &Choices, form: &Form, error: Option<&Ref
         }
     };
     frame(Some(page), Area::Keys, &format!("Edit {}", form.get("name")), body)
+}
+
+/// The API's dry-run warnings, to confirm: the form comes back with
+/// `confirmed`, and the next submit writes.
+fn check_before(warnings: &[&str], doing: &str) -> Markup {
+    html! {
+        @if !warnings.is_empty() {
+            div.notice.warning role="alert" {
+                p { strong { "Check before " (doing) ":" } }
+                ul { @for w in warnings { li { (capitalized(&in_the_forms_words(w))) } } }
+                input type="hidden" name="confirmed" value="1";
+            }
+        }
+    }
+}
+
+fn capitalized(s: &str) -> String {
+    let mut chars = s.chars();
+    chars.next().map_or_else(String::new, |first| first.to_uppercase().chain(chars).collect())
 }
 
 /// Saves an edit; first as a dry run, so that the API's warnings ("this key

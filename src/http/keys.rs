@@ -184,9 +184,12 @@ pub(super) fn changed(
     Ok(key_response(status, &s.registry.read().table, key, s.registry.now(), extras))
 }
 
+/// `POST /v1/keys`; with `?dry_run=true`, the key it would make and the
+/// warnings, with no secret made and nothing recorded.
 pub async fn create(
     State(s): State<AppState>,
     caller: Caller,
+    Params(q): Params<DryRunQuery>,
     Body(req): Body<CreateKeyRequest>,
 ) -> Result<Response, ApiError> {
     caller.require(Permission::KeysAdmin)?;
@@ -197,9 +200,10 @@ pub async fn create(
     }
     let token = s.registry.format().generate();
     let new = req.into_new_key(s.registry.next_key_id(), s.registry.secret_of(&token))?;
-    let outcome = s.registry.execute(caller.actor(), caller.org.clone(), Command::CreateKey(new)).await?;
-    let extras = Extras { secret: Some(token.expose()), warnings: Some(&outcome.warnings), dry_run: false };
-    changed(&s, StatusCode::CREATED, &outcome, extras)
+    let outcome = execute_or_preview(&s, &caller, Command::CreateKey(new), q.dry_run).await?;
+    let (status, secret) = if q.dry_run { (StatusCode::OK, None) } else { (StatusCode::CREATED, Some(token.expose())) };
+    let extras = Extras { secret, warnings: Some(&outcome.warnings), dry_run: q.dry_run };
+    changed(&s, status, &outcome, extras)
 }
 
 impl CreateKeyRequest {

@@ -184,7 +184,10 @@ async function takeSecret() {
   return secret;
 }
 
-async function createKey({ name, expiry, preset, actions = [], resource = "", roles = [], cidrs = "", expiresOn = "" }) {
+/** Fills the create form and submits it. A form that should be questioned
+ * first (`warning`, a pattern) must show that warning before anything is
+ * created; it is then confirmed. */
+async function createKey({ name, expiry, preset, actions = [], resource = "", roles = [], cidrs = "", expiresOn = "", warning = null }) {
   await page.goto(`${server.url}/console/keys/new`);
   await page.getByLabel("Name", { exact: true }).fill(name);
   await page.getByLabel("Owner").fill("ada@example.com");
@@ -196,6 +199,12 @@ async function createKey({ name, expiry, preset, actions = [], resource = "", ro
   for (const r of roles) await page.locator(`input[name=roles][value="${r}"]`).check();
   if (cidrs) await page.getByLabel(/Allowed IP ranges/).fill(cidrs);
   await page.getByRole("button", { name: "Create key" }).click();
+  if (warning) {
+    await page.getByRole("alert").filter({ hasText: "Check before creating:" }).getByText(warning).waitFor();
+    assert.equal(await keyNamed(name), undefined, `${name} was created before the warning was confirmed`);
+    await shot("create-warning", { fullPage: false });
+    await page.getByRole("button", { name: "Create anyway" }).click();
+  }
 }
 
 async function keyNamed(name, status = "all") {
@@ -298,7 +307,8 @@ const creations = [
 test("keys are created with every expiry choice and preset, the secret shown once, and they verify", async () => {
   for (const [i, c] of creations.entries()) {
     const name = `svc-${c.expiry}-${c.preset || "custom"}`;
-    await createKey({ name, ...c });
+    const warning = c.cidrs ? /contain a wildcard range/ : c.expiry === "never" ? /never expires/ : null;
+    await createKey({ name, ...c, warning });
     if (i === 0) {
       await axeCheck("secret dialog");
       await shot("secret-dialog");
@@ -324,7 +334,7 @@ test("keys are created with every expiry choice and preset, the secret shown onc
 });
 
 test("reloading the page that shows a new secret writes nothing again", async () => {
-  await createKey({ name: "reload-once", expiry: "never", preset: "read-only" });
+  await createKey({ name: "reload-once", expiry: "30", preset: "read-only" });
   await page.locator("#secret-dialog").waitFor({ state: "visible" });
   const shownAt = page.url();
   assert.match(shownAt, /\/console\/keys\/key_[^/]+\/secret$/, "the secret is shown on a page of its own, after a redirect");

@@ -13,13 +13,19 @@ fn the_life_of_a_key() {
     let (server, system) = Server::init_and_start(dir.path(), &["--access-flush-ms", "200"]);
     let api = Api::new(&server.url);
     let admin = new_org(&api, &system, "acme");
+    let asked = json!({"name": "CI Deploy", "description": "ci", "owner": "ops@acme.test", "scopes": ["billing:*", "read@ws/1/**"], "allowed_cidrs": ["0.0.0.0/0"]});
+
+    // A dry run: the warnings before anything exists, no secret, nothing recorded.
+    let head = api.head();
+    let dry = api.post("/v1/keys").auth(&admin).query("dry_run", "true").json(asked.clone()).send();
+    let d = dry.ok(200).clone();
+    assert_eq!((d["dry_run"].as_bool(), d["key"]["name"].as_str()), (Some(true), Some("CI Deploy")));
+    assert!(d["secret"].is_null() && d["warnings"].to_string().contains("wildcard"), "{d}");
+    assert_eq!(api.head(), head, "a dry run recorded an event");
+    assert_eq!(api.get("/v1/keys").auth(&admin).send().ok(200)["keys"].as_array().unwrap().len(), 1, "only admin");
 
     // Create: the secret comes once, with warnings.
-    let created = api
-        .post("/v1/keys")
-        .auth(&admin)
-        .json(json!({"name": "CI Deploy", "description": "ci", "owner": "ops@acme.test", "scopes": ["billing:*", "read@ws/1/**"], "allowed_cidrs": ["0.0.0.0/0"]}))
-        .send();
+    let created = api.post("/v1/keys").auth(&admin).json(asked).send();
     let v = created.ok(201).clone();
     let id = v["key"]["id"].as_str().unwrap().to_owned();
     let secret = v["secret"].as_str().unwrap().to_owned();
