@@ -8,9 +8,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde_json::{Value, json};
 
+use super::client::in_the_forms_words;
 use super::keys::show_once;
 use super::page::{self, Area, csrf, field_error, form_error, frame, invalid, q, respond, strings, text};
-use super::client::in_the_forms_words;
 use super::{Edited, Form, Page, Posted, Refusal};
 use crate::domain::validate::{MAX_DESCRIPTION, MAX_NAME, MAX_OWNER};
 use crate::http::route;
@@ -282,6 +282,8 @@ pub async fn edit_form(page: Page, Path(id): Path<String>) -> Response {
         ("scopes".into(), lines.join("\n")),
         ("allowed_cidrs".into(), strings(&key["allowed_cidrs"]).join("\n")),
         ("version".into(), key["version"].to_string()),
+        ("expiry".into(), "keep".into()),
+        ("current_expiry".into(), text(&key["expires_at"]).into()),
     ];
     fields.extend(strings(&key["roles"]).into_iter().map(|r| ("roles".into(), r.into())));
     fields.extend(ticked.into_iter().map(|a| ("action".into(), a.into())));
@@ -297,6 +299,7 @@ fn edit_page(page: &Page, id: &str, c: &Choices, form: &Form, error: Option<&Ref
             (form_error(error, FIELDS))
             (check_before(warnings, "saving"))
             (identity_fields(form, error))
+            (edit_expiry_fields(form, error))
             (permission_fields(c, form, error))
             (cidr_field(form, error))
             div.actions {
@@ -306,6 +309,48 @@ fn edit_page(page: &Page, id: &str, c: &Choices, form: &Form, error: Option<&Ref
         }
     };
     frame(Some(page), Area::Keys, &format!("Edit {}", form.get("name")), body)
+}
+
+/// The edit form's expiry: kept as it is unless another is chosen.
+fn edit_expiry_fields(form: &Form, error: Option<&Refusal>) -> Markup {
+    let current = form.get("current_expiry");
+    let shown = crate::domain::time::Timestamp::parse(current).map_or_else(|_| "never".to_owned(), page::exact);
+    let choice = |v: &str| form.get("expiry") == v;
+    html! {
+        input type="hidden" name="current_expiry" value=(current);
+        fieldset {
+            legend { "Expiry" }
+            (field_error(error, "expires_at", FIELDS))
+            div.choices {
+                div.check {
+                    input type="radio" name="expiry" id="expiry-keep" value="keep" checked[choice("keep")];
+                    label for="expiry-keep" { "Keep: " (shown) }
+                }
+                div.check {
+                    input type="radio" name="expiry" id="expiry-custom" value="custom" checked[choice("custom")];
+                    label for="expiry-custom" { "On a date" }
+                }
+                div.check {
+                    input type="radio" name="expiry" id="expiry-never" value="never" checked[choice("never")];
+                    label for="expiry-never" { "Never" }
+                }
+            }
+            label for="expires_on" { "Expiry date (a date typed here is the expiry; the key stops at 00:00 UTC that day)" }
+            input id="expires_on" name="expires_on" type="date" value=(form.get("expires_on")) aria-invalid=[invalid(error, "expires_at", FIELDS)];
+        }
+    }
+}
+
+/// The edit's expiry, from its form: absent to keep it, `null` for never.
+fn edited_expiry(form: &Form, body: &mut Value) {
+    let date = form.get("expires_on").trim();
+    match (date.is_empty(), form.get("expiry")) {
+        (false, _) => body["expires_at"] = json!(format!("{date}T00:00:00Z")),
+        (true, "never") => body["expires_at"] = Value::Null,
+        // Refused by the API, and the form says the date is missing.
+        (true, "custom") => body["expires_at"] = json!(""),
+        _ => {}
+    }
 }
 
 /// The API's dry-run warnings, to confirm: the form comes back with
@@ -330,11 +375,45 @@ fn capitalized(s: &str) -> String {
 /// Saves an edit; first as a dry run, so that the API's warnings ("this key
 /// was used in the last 24 hours…") are shown and confirmed before saving.
 pub async fn edit(Path(id): Path<String>, Posted { page, form }: Posted) -> Response {
-    match page.edit(&route::fill(route::KEY, &id), &key_fields(&form), &form).await {
+    let path = route::fill(route::KEY, &id);
+    let mut body = key_fields(&form);
+    edited_expiry(&form, &mut body);
+    // What a key may do, or where from, is asked about before every change
+    // of it, used or not: the API warns only of recent use.
+    if !form.has("confirmed") && changes_access(&page, &path, &body).await {
+        let dry_run = route::query(&path, [("dry_run", Some("true"))]);
+        let version = Some(form.get("version")).filter(|v| !v.is_empty());
+        return match page.api_with(Method::PATCH, &dry_run, Some(&body), version).await.ok() {
+            Ok(preview) => {
+                let mut warnings = vec![ACCESS_CHANGES];
+                warnings.extend(strings(&preview["warnings"]));
+                edit_again(&page, &id, &form, None, &warnings).await
+            }
+            Err(r) => edit_again(&page, &id, &form, Some(r), &[]).await,
+        };
+    }
+    match page.edit(&path, &body, &form).await {
         Ok(Edited::Saved(_)) => Redirect::to(&format!("/console/keys/{}?notice=saved", q(&id))).into_response(),
         Ok(Edited::Warned(v)) => edit_again(&page, &id, &form, None, &strings(&v["warnings"])).await,
         Err(r) => edit_again(&page, &id, &form, Some(r), &[]).await,
     }
+}
+
+const ACCESS_CHANGES: &str =
+    "this changes what the key may do or where it may be used from: calls made with it may start to be refused";
+
+/// Whether `body` changes the key's scopes, roles or address ranges (a
+/// preset always does).
+async fn changes_access(page: &Page, path: &str, body: &Value) -> bool {
+    let Ok(now) = page.api(Method::GET, path, None).await.ok() else { return false };
+    let set = |v: &Value| {
+        let mut items: Vec<String> = strings(v).into_iter().map(str::to_owned).collect();
+        items.sort();
+        items
+    };
+    let key = &now["key"];
+    body.get("preset").is_some()
+        || ["scopes", "roles", "allowed_cidrs"].iter().any(|field| set(&body[*field]) != set(&key[*field]))
 }
 
 /// The edit form again, as the person filled it, with a refusal or the

@@ -426,6 +426,33 @@ test("an edit that narrows a key used today warns before saving", async () => {
   assert.equal(await page.getByLabel(/Other scopes/).inputValue(), "");
 });
 
+test("an edit sets the expiry, and any change of what a key may do is confirmed first", async () => {
+  const key = await keyNamed("dated-by-typing");
+  await page.goto(`${server.url}/console/keys/${key.id}/edit`);
+  await page.getByText("Keep: 2031-05-17 00:00 UTC").waitFor();
+  await page.getByLabel(/Expiry date/).fill("2032-01-01");
+  await page.getByRole("button", { name: "Save" }).click();
+  await page.getByText("Changes saved.").waitFor();
+  assert.equal((await keyNamed("dated-by-typing")).expires_at, "2032-01-01T00:00:00.000000Z", "no question for an expiry");
+
+  await page.goto(`${server.url}/console/keys/${key.id}/edit`);
+  await page.getByLabel(/Other scopes/).fill("billing:read_costs");
+  const before = await keyNamed("dated-by-typing");
+  await page.getByRole("button", { name: "Save" }).click();
+  await page.getByRole("alert").getByText(/This changes what the key may do/).waitFor();
+  assert.equal((await keyNamed("dated-by-typing")).version, before.version, "the key was never used, and still nothing is saved unasked");
+  await page.getByRole("button", { name: "Save anyway" }).click();
+  await page.getByText("Changes saved.").waitFor();
+
+  await page.goto(`${server.url}/console/keys/${key.id}/edit`);
+  await page.locator("#expiry-never").check();
+  await page.getByRole("button", { name: "Save" }).click();
+  await page.getByText("Check before saving").waitFor();
+  await page.getByRole("button", { name: "Save anyway" }).click();
+  await page.getByText("Changes saved.").waitFor();
+  assert.equal((await keyNamed("dated-by-typing")).expires_at, null);
+});
+
 test("disable, enable, rotate with grace, revoke and delete by name", async () => {
   const key = await keyNamed("svc-30-read-only");
   const secret = secrets[1];
