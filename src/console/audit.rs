@@ -150,7 +150,7 @@ pub fn events_table(events: &Value, actors: &Actors, now: Timestamp, with_key: b
                     tbody {
                         @for e in events {
                             tr data-seq=(e["seq"]) {
-                                td data-label="When" { (page::when(&e["time"], now, "")) }
+                                td data-label="When" { (page::when_exactly(&e["time"], now, "")) }
                                 td data-label="Event" { span title=(format!("{} (event {})", text(&e["type"]), e["seq"])) { (label(text(&e["type"]))) } }
                                 td data-label="By" {
                                     (actors.show(text(&e["actor"])))

@@ -11,11 +11,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::domain::permission::Permission;
+use crate::domain::time::Timestamp;
 use crate::domain::validate::MAX_REASON;
 use crate::http::route;
 
 use super::actor::Actors;
-use super::page::{self, Area, as_of_time, csrf, frame, given, local_time, plural, q, respond, strings, text, when};
+use super::page::{
+    self, Area, as_of_time, csrf, frame, given, local_time, plural, q, respond, strings, text, when, when_exactly,
+};
 use super::session::Shown;
 use super::{Page, Posted, Refusal, audit};
 
@@ -163,7 +166,7 @@ pub async fn list(page: Page, Query(p): Query<ListParams>) -> Response {
     respond(StatusCode::OK, frame(Some(&page), Area::Keys, "Keys", body))
 }
 
-fn row(k: &Value, actors: &Actors, editable: bool, as_of: Option<&str>, now: crate::domain::time::Timestamp) -> Markup {
+fn row(k: &Value, actors: &Actors, editable: bool, as_of: Option<&str>, now: Timestamp) -> Markup {
     let id = text(&k["id"]);
     let href = match as_of {
         Some(t) => format!("/console/keys/{}?as_of={}", q(id), q(t)),
@@ -185,7 +188,7 @@ fn row(k: &Value, actors: &Actors, editable: bool, as_of: Option<&str>, now: cra
             td data-label="Created by" { (actors.show(text(&k["created_by"]))) }
             td data-label="Created" { (when(&k["created_at"], now, "")) }
             td data-label="Last used" { (when(&k["last_used_at"], now, "never")) }
-            td data-label="Expires" { (expires(k, now)) }
+            td data-label="Expires" { (expires(k, now, when)) }
             @if editable { td.menu { (row_menu(k)) } }
         }
     }
@@ -221,8 +224,7 @@ fn row_menu(k: &Value) -> Markup {
 
 /// A time from a URL, to the second, as people read it when it is one.
 fn shown_time(t: &str) -> String {
-    crate::domain::time::Timestamp::parse(t)
-        .map_or_else(|_| t.to_owned(), |t| t.datetime().format("%Y-%m-%d %H:%M:%S UTC").to_string())
+    Timestamp::parse(t).map_or_else(|_| t.to_owned(), |t| t.datetime().format("%Y-%m-%d %H:%M:%S UTC").to_string())
 }
 
 pub fn status_badge(status: &str) -> Markup {
@@ -395,10 +397,10 @@ async fn details_page(
                 dt { "Description" } dd { (text(&key["description"])) }
                 dt { "Owner" } dd { (text(&key["owner"])) }
                 dt { "Created by" } dd { (actors.show(text(&key["created_by"]))) }
-                dt { "Created" } dd { (when(&key["created_at"], now, "")) }
-                dt { "Last changed" } dd { (when(&key["updated_at"], now, "")) }
-                dt { "Last used" } dd { (when(&key["last_used_at"], now, "never")) }
-                dt { "Expires" } dd #expires { (expires(&key, now)) }
+                dt { "Created" } dd { (when_exactly(&key["created_at"], now, "")) }
+                dt { "Last changed" } dd { (when_exactly(&key["updated_at"], now, "")) }
+                dt { "Last used" } dd { (when_exactly(&key["last_used_at"], now, "never")) }
+                dt { "Expires" } dd #expires { (expires(&key, now, when_exactly)) }
                 dt { "Roles" } dd { (list_or(&key["roles"], "none")) }
                 dt { "Own scopes" } dd { (list_or(&key["scopes"], "none")) }
                 dt { "Effective permissions" } dd { (list_or(&key["effective_scopes"], "none")) }
@@ -464,17 +466,18 @@ async fn details_page(
 }
 
 /// When a key expires, while that still matters: a revoked or deleted key
-/// will never be used again, whatever its expiry said.
-/// An active key that expires within `SOON` is flagged.
-fn expires(key: &Value, now: crate::domain::time::Timestamp) -> Markup {
-    let at = key["expires_at"].as_str().and_then(|t| crate::domain::time::Timestamp::parse(t).ok());
+/// will never be used again, whatever its expiry said. An active key that
+/// expires within `SOON_SECONDS` is flagged. `shown` is `when` or
+/// `when_exactly`.
+fn expires(key: &Value, now: Timestamp, shown: fn(&Value, Timestamp, &str) -> Markup) -> Markup {
+    let at = key["expires_at"].as_str().and_then(|t| Timestamp::parse(t).ok());
     let soon = at.is_some_and(|t| t.micros() - now.micros() < SOON_SECONDS * 1_000_000);
     match key["status"].as_str() {
         Some(status @ ("revoked" | "deleted")) => html! { span.muted title=(format!("the key is {status}")) { "—" } },
         Some("active") if soon => {
-            html! { (when(&key["expires_at"], now, "never")) " " span.badge.soon { "expires soon" } }
+            html! { (shown(&key["expires_at"], now, "never")) " " span.badge.soon { "expires soon" } }
         }
-        _ => when(&key["expires_at"], now, "never"),
+        _ => shown(&key["expires_at"], now, "never"),
     }
 }
 

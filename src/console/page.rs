@@ -131,6 +131,15 @@ pub fn when(value: &Value, now: Timestamp, never: &str) -> Markup {
     html! { time datetime=(t.to_string()) title=(exact(t)) { (relative(t, now)) } }
 }
 
+/// `when`, with the exact time beside it for whoever needs it without
+/// hovering (an auditor, a key's page).
+pub fn when_exactly(value: &Value, now: Timestamp, never: &str) -> Markup {
+    match value.as_str().and_then(|s| Timestamp::parse(s).ok()) {
+        Some(t) => html! { (when(value, now, never)) " " span.exact { "(" (exact(t)) ")" } },
+        None => when(value, now, never),
+    }
+}
+
 /// "2026-11-24 10:31 UTC".
 pub fn exact(t: Timestamp) -> String {
     t.datetime().format("%Y-%m-%d %H:%M UTC").to_string()

@@ -397,6 +397,9 @@ test("details show usage, the timeline and the effective permissions", async () 
   assert.equal(await page.locator("figure.chart rect.bar").count(), 30);
   assert.match(await page.locator("figure.chart figcaption").textContent(), /: 4 verifications \(the busiest day 4 verifications\)$/);
   await page.locator("table.events").getByText("Key created").waitFor();
+  // Exact times beside the relative ones, without hovering.
+  assert.match(await page.locator("dd#expires").textContent(), /^in 3 months \(\d{4}-\d\d-\d\d \d\d:\d\d UTC\)$/);
+  assert.match(await page.locator("table.events tbody td").first().textContent(), /\(\d{4}-\d\d-\d\d \d\d:\d\d UTC\)$/);
   assert.equal(await page.locator("figure.chart .yaxis span").first().textContent(), "4", "the chart's scale");
   await page.getByText("The days with use, as a table").click();
   assert.equal(await page.locator("details.as-table tbody tr").count(), 1, "the chart as a table");
