@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::client::in_the_forms_words;
 use super::keys::show_once;
-use super::page::{self, Area, csrf, field_error, form_error, frame, invalid, q, respond, strings, text};
+use super::page::{self, Area, csrf, field_error, form_error, frame, invalid, plural, q, respond, strings, text};
 use super::{Edited, Form, Page, Posted, Refusal};
 use crate::domain::validate::{MAX_DESCRIPTION, MAX_NAME, MAX_OWNER};
 use crate::http::route;
@@ -125,14 +125,11 @@ fn permission_fields(c: &Choices, form: &Form, error: Option<&Refusal>) -> Marku
             @if !c.presets.is_empty() {
                 fieldset.inner {
                     legend { "Start from a preset" }
-                    div.check {
-                        input type="radio" name="preset" id="preset-none" value="" checked[form.get("preset").is_empty()];
-                        label for="preset-none" { "None: only what is ticked below" }
-                    }
                     @for p in &c.presets {
                         @let name = text(&p["name"]);
+                        @let chosen = form.get("preset") == name || (form.get("preset").is_empty() && name == NO_PRESET);
                         div.check {
-                            input type="radio" name="preset" id=(format!("preset-{name}")) value=(name) checked[form.get("preset") == name];
+                            input type="radio" name="preset" id=(format!("preset-{name}")) value=(name) checked[chosen];
                             label for=(format!("preset-{name}")) {
                                 strong { (preset_label(name)) } " — " (text(&p["description"]))
                                 @let scopes = strings(&p["scopes"]);
@@ -158,15 +155,30 @@ fn permission_fields(c: &Choices, form: &Form, error: Option<&Refusal>) -> Marku
             fieldset.inner {
                 legend { "Actions from the catalogue" }
                 @if services.is_empty() { p.muted { "The catalogue is empty: name scopes below." } }
+                @if actions_count(&services) > 8 {
+                    div.action-search hidden {
+                        label for="action-search" { "Find an action" }
+                        input id="action-search" type="search" data-filters="action" placeholder="e.g. export";
+                    }
+                }
                 @for (service, actions) in &services {
-                    fieldset.service {
-                        legend { (service) }
-                        @for a in actions {
-                            @let action = text(&a["action"]);
-                            div.check {
-                                input type="checkbox" name="action" id=(format!("action-{action}")) value=(action) checked[form.all("action").any(|x| x == action)];
-                                label for=(format!("action-{action}")) {
-                                    code { (action) } @if !text(&a["description"]).is_empty() { " — " (text(&a["description"])) }
+                    @let ticked = actions.iter().filter(|a| form.all("action").any(|x| x == text(&a["action"]))).count();
+                    // A large catalogue opens with its services folded,
+                    // but for those with something ticked.
+                    details.service open[actions_count(&services) <= 8 || ticked > 0] {
+                        summary { strong { (service) } " " span.muted { (plural(actions.len(), "action")) } }
+                        div.check.all hidden {
+                            input type="checkbox" id=(format!("all-{service}")) data-select-group;
+                            label for=(format!("all-{service}")) { "All of " (service) }
+                        }
+                        div.checks {
+                            @for a in actions {
+                                @let action = text(&a["action"]);
+                                div.check {
+                                    input type="checkbox" name="action" id=(format!("action-{action}")) value=(action) checked[form.all("action").any(|x| x == action)];
+                                    label for=(format!("action-{action}")) {
+                                        code { (action) } @if !text(&a["description"]).is_empty() { " — " (text(&a["description"])) }
+                                    }
                                 }
                             }
                         }
@@ -182,11 +194,19 @@ fn permission_fields(c: &Choices, form: &Form, error: Option<&Refusal>) -> Marku
     }
 }
 
+/// The preset that adds nothing: what the form starts from, so that only
+/// what is ticked is granted.
+const NO_PRESET: &str = "restricted";
+
+fn actions_count(services: &[(&str, Vec<&Value>)]) -> usize {
+    services.iter().map(|(_, a)| a.len()).sum()
+}
+
 fn preset_label(name: &str) -> &str {
     match name {
         "full-access" => "All",
         "read-only" => "Read only",
-        "restricted" => "Restricted",
+        "restricted" => "Only what is ticked below",
         other => other,
     }
 }
@@ -226,7 +246,7 @@ fn key_fields(form: &Form) -> Value {
         "roles": form.all("roles").collect::<Vec<_>>(),
         "allowed_cidrs": form.lines("allowed_cidrs"),
     });
-    if !form.get("preset").is_empty() {
+    if !matches!(form.get("preset"), "" | NO_PRESET) {
         body["preset"] = json!(form.get("preset"));
     }
     body

@@ -103,9 +103,9 @@ function watch(p) {
 const secrets = [];
 const pagesChecked = [];
 
-async function axeCheck(name) {
-  await page.evaluate(axeSource);
-  const result = await page.evaluate(() => globalThis.axe.run(document, { resultTypes: ["violations"] }));
+async function axeCheck(name, on = page) {
+  await on.evaluate(axeSource);
+  const result = await on.evaluate(() => globalThis.axe.run(document, { resultTypes: ["violations"] }));
   const bad = result.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
   assert.deepEqual(bad.map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target).join(" | ")})`), [],
     `accessibility violations on ${name}`);
@@ -193,7 +193,7 @@ async function createKey({ name, expiry, preset, actions = [], resource = "", ro
   await page.getByLabel("Owner").fill("ada@example.com");
   await page.locator(`input[name=expiry][value="${expiry}"]`).check();
   if (expiresOn) await page.getByLabel(/Expiry date/).fill(expiresOn);
-  await page.locator(`input[name=preset][value="${preset}"]`).check();
+  await page.locator(`input[name=preset][value="${preset || "restricted"}"]`).check();
   for (const a of actions) await page.locator(`input[name=action][value="${a}"]`).check();
   if (resource) await page.getByLabel(/Only on these resources/).fill(resource);
   for (const r of roles) await page.locator(`input[name=roles][value="${r}"]`).check();
@@ -763,6 +763,44 @@ test("a key limit reached answers 409, as the API does, and keeps the form", asy
   await p.getByText("The organization is at its limit of 1 key (revoked and deleted keys do not count).").waitFor();
   await p.getByRole("alert").first().waitFor();
   assert.equal(await p.getByLabel("Name", { exact: true }).inputValue(), "one-too-many", "what was typed is kept");
+  await ctx.close();
+});
+
+test("a large catalogue: actions found by search, a service ticked whole, presets that differ", async () => {
+  const org = await api(server, server.system, "POST", "/v1/orgs", { id: "big", name: "Big" });
+  const services = ["billing", "compute", "storage", "network", "identity"];
+  const verbs = ["read", "list", "create", "update", "delete", "export", "import", "admin"];
+  const actions = services.flatMap((s) => verbs.map((v) => ({ action: `${s}:${v}`, description: `${v} ${s}` })));
+  assert.equal((await api(server, org.body.secret, "PUT", "/v1/catalog", { enforce: true, actions })).status, 200);
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const p = await ctx.newPage();
+  watch(p);
+  await signIn(p, org.body.secret);
+  await p.waitForURL(/\/console\/keys$/);
+  await p.goto(`${server.url}/console/keys/new`);
+  const presets = await p.locator("input[name=preset]").evaluateAll((r) => r.map((e) => e.value));
+  assert.deepEqual(presets, ["full-access", "read-only", "restricted"], "one choice for 'nothing but what is ticked'");
+  assert.ok(await p.locator("input[name=preset][value=restricted]").isChecked());
+  await p.screenshot({ path: join(shots, "create-key-large-catalogue.png"), fullPage: true });
+  const height = await p.evaluate(() => document.documentElement.scrollHeight);
+  assert.ok(height < 2600, `the form is ${height} px tall with ${actions.length} actions (it was 4,000 with 37)`);
+  await p.getByLabel("Find an action").fill("export");
+  const shown = await p.locator("input[name=action]").evaluateAll((b) => b.filter((e) => e.getClientRects().length > 0).map((e) => e.value));
+  assert.deepEqual(shown, services.map((s) => `${s}:export`));
+  await p.getByLabel("Find an action").fill("");
+  await p.locator("details.service summary", { hasText: "billing" }).click();
+  await p.getByLabel("All of billing").check();
+  await p.getByLabel("Name", { exact: true }).fill("billing-all");
+  await p.locator("input[name=expiry][value='30']").check();
+  await p.getByRole("button", { name: "Create key" }).click();
+  await p.locator("#secret-dialog").waitFor({ state: "visible" });
+  const made = (await api(server, org.body.secret, "GET", "/v1/keys?q=billing-all")).body.keys[0];
+  assert.deepEqual([...made.scopes].sort(), verbs.map((v) => `billing:${v}`).sort());
+  await p.goto(`${server.url}/console/keys/new`);
+  await p.locator("details.service summary", { hasText: "compute" }).click();
+  await p.locator("input[name=action][value='compute:read']").check();
+  assert.ok(await p.getByLabel("All of compute").evaluate((e) => e.indeterminate), "some of compute ticked");
+  await axeCheck("create key, a large catalogue", p);
   await ctx.close();
 });
 

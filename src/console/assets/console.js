@@ -77,6 +77,46 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   }
 
+  // "All of <service>": ticks or clears the group's checkboxes, and shows
+  // whether all, some or none are ticked.
+  for (const all of document.querySelectorAll("[data-select-group]")) {
+    const group = all.closest(".service");
+    const boxes = [...group.querySelectorAll(".checks input[type=checkbox]")];
+    const update = () => {
+      const ticked = boxes.filter((b) => b.checked).length;
+      all.checked = ticked === boxes.length;
+      all.indeterminate = ticked > 0 && ticked < boxes.length;
+    };
+    all.addEventListener("change", () => {
+      for (const box of boxes) box.checked = all.checked;
+    });
+    group.addEventListener("change", update);
+    all.closest("[hidden]")?.removeAttribute("hidden");
+    update();
+  }
+
+  // A search box that shows only the checkboxes of `name` whose label holds
+  // what is typed, and the groups that still hold one.
+  for (const search of document.querySelectorAll("[data-filters]")) {
+    const form = search.form;
+    const name = search.dataset.filters;
+    search.addEventListener("input", () => {
+      const wanted = search.value.trim().toLowerCase();
+      for (const box of form.querySelectorAll(`input[type=checkbox][name="${name}"]`)) {
+        const row = box.closest(".check");
+        row.hidden = wanted !== "" && !row.textContent.toLowerCase().includes(wanted);
+      }
+      for (const group of form.querySelectorAll(".service")) {
+        const matches = [...group.querySelectorAll(".checks .check")].some((r) => !r.hidden);
+        group.hidden = !matches;
+        // Opened to show what matches; folded back as it was when cleared.
+        group.dataset.folded ??= String(!group.open);
+        group.open = wanted !== "" ? matches : group.dataset.folded === "false";
+      }
+    });
+    search.closest("[hidden]")?.removeAttribute("hidden");
+  }
+
   // Buttons that act on the selected rows, usable only with a row selected.
   for (const button of document.querySelectorAll("[data-needs-selection]")) {
     const form = button.form;
