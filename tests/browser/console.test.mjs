@@ -796,6 +796,13 @@ test("a large catalogue: actions found by search, a service ticked whole, preset
   await p.locator("#secret-dialog").waitFor({ state: "visible" });
   const made = (await api(server, org.body.secret, "GET", "/v1/keys?q=billing-all")).body.keys[0];
   assert.deepEqual([...made.scopes].sort(), verbs.map((v) => `billing:${v}`).sort());
+  // A built-in preset works whatever the catalogue enforces.
+  await p.goto(`${server.url}/console/keys/new`);
+  await p.getByLabel("Name", { exact: true }).fill("reader");
+  await p.locator("input[name=expiry][value='30']").check();
+  await p.locator("input[name=preset][value=read-only]").check();
+  await p.getByRole("button", { name: "Create key" }).click();
+  await p.locator("#secret-dialog").waitFor({ state: "visible" });
   await p.goto(`${server.url}/console/keys/new`);
   await p.locator("details.service summary", { hasText: "compute" }).click();
   await p.locator("input[name=action][value='compute:read']").check();
