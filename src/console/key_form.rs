@@ -16,20 +16,31 @@ use crate::domain::validate::{MAX_DESCRIPTION, MAX_NAME, MAX_OWNER};
 use crate::http::route;
 
 /// The API's names of a key's fields, which refusals name.
-const FIELDS: &[&str] =
-    &["name", "description", "owner", "expires_at", "expires_in_days", "scopes", "preset", "roles", "allowed_cidrs"];
+pub(super) const FIELDS: &[&str] = &[
+    "name",
+    "description",
+    "owner",
+    "expires_at",
+    "expires_in_days",
+    "scopes",
+    "preset",
+    "roles",
+    "allowed_cidrs",
+    "secret",
+    "secret_sha256",
+];
 
 /// Expiry choices, in days.
 const EXPIRY_DAYS: [u32; 6] = [7, 30, 60, 90, 180, 365];
 
 /// What the create form offers: presets, the org's roles, the catalogue.
-struct Choices {
+pub(super) struct Choices {
     presets: Vec<Value>,
     roles: Vec<Value>,
     actions: Vec<Value>,
 }
 
-async fn choices(page: &Page) -> Choices {
+pub(super) async fn choices(page: &Page) -> Choices {
     let list = |v: Value, field: &str| v[field].as_array().cloned().unwrap_or_default();
     Choices {
         presets: list(page.api(Method::GET, route::PRESETS, None).await.body, "presets"),
@@ -41,15 +52,35 @@ async fn choices(page: &Page) -> Choices {
 pub async fn new_form(page: Page) -> Response {
     let c = choices(&page).await;
     let defaults = Form(vec![("expiry".into(), "90".into())]);
-    respond(StatusCode::OK, create_page(&page, &c, &defaults, None, &[]))
+    respond(StatusCode::OK, create_page(&page, &c, &defaults, None, &[], Kind::Create))
 }
 
-fn create_page(page: &Page, c: &Choices, form: &Form, error: Option<&Refusal>, warnings: &[&str]) -> Markup {
+/// What the create form makes: a new key, or one imported with the secret
+/// it had before keyreg.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Create,
+    Import,
+}
+
+pub(super) fn create_page(
+    page: &Page,
+    c: &Choices,
+    form: &Form,
+    error: Option<&Refusal>,
+    warnings: &[&str],
+    kind: Kind,
+) -> Markup {
+    let (action, title, button) = match kind {
+        Kind::Create => ("/console/keys/new", "Create a key", "Create key"),
+        Kind::Import => ("/console/keys/import", "Import a key", "Import key"),
+    };
     let body = html! {
-        form.card.wide method="post" action="/console/keys/new" novalidate {
+        form.card.wide method="post" action=(action) novalidate {
             (csrf(page))
             (form_error(error, FIELDS))
             (check_before(warnings, "creating"))
+            @if kind == Kind::Import { (super::import::secret_fields(form, error)) }
             (identity_fields(form, error))
             fieldset {
                 legend { "Expiry" }
@@ -79,12 +110,12 @@ fn create_page(page: &Page, c: &Choices, form: &Form, error: Option<&Refusal>, w
             (permission_fields(c, form, error))
             (cidr_field(form, error))
             div.actions {
-                button.primary type="submit" { @if warnings.is_empty() { "Create key" } @else { "Create anyway" } }
+                button.primary type="submit" { @if warnings.is_empty() { (button) } @else { "Create anyway" } }
                 a.button href="/console/keys" { "Cancel" }
             }
         }
     };
-    frame(Some(page), Area::Keys, "Create a key", body)
+    frame(Some(page), Area::Keys, title, body)
 }
 
 fn identity_fields(form: &Form, error: Option<&Refusal>) -> Markup {
@@ -252,8 +283,9 @@ fn key_fields(form: &Form) -> Value {
     body
 }
 
-pub async fn create(Posted { page, form }: Posted) -> Response {
-    let mut body = key_fields(&form);
+/// The API body of a new key from the create form: its fields and expiry.
+pub(super) fn new_key_fields(form: &Form) -> Value {
+    let mut body = key_fields(form);
     // A date typed is the expiry meant, whichever choice is ticked.
     let date = form.get("expires_on").trim();
     let expiry = if date.is_empty() { form.get("expiry") } else { "custom" };
@@ -263,6 +295,11 @@ pub async fn create(Posted { page, form }: Posted) -> Response {
         // Passed on as given: the API refuses what is not a number of days.
         days => body["expires_in_days"] = days.parse::<u32>().map_or_else(|_| json!(days), |d| json!(d)),
     }
+    body
+}
+
+pub async fn create(Posted { page, form }: Posted) -> Response {
+    let body = new_key_fields(&form);
     // First a dry run, so that what to check (a wildcard range, no expiry)
     // is shown on the form before the key exists.
     if !form.has("confirmed") {
@@ -273,14 +310,14 @@ pub async fn create(Posted { page, form }: Posted) -> Response {
             let c = choices(&page).await;
             let error = preview.as_ref().err();
             let status = error.map_or(StatusCode::OK, |r| r.status);
-            return respond(status, create_page(&page, &c, &form, error, &warnings));
+            return respond(status, create_page(&page, &c, &form, error, &warnings, Kind::Create));
         }
     }
     match page.api(Method::POST, route::KEYS, Some(&body)).await.ok() {
         Ok(created) => show_once(&page, created, "Key created"),
         Err(r) => {
             let c = choices(&page).await;
-            respond(r.status, create_page(&page, &c, &form, Some(&r), &[]))
+            respond(r.status, create_page(&page, &c, &form, Some(&r), &[], Kind::Create))
         }
     }
 }

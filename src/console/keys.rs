@@ -47,6 +47,7 @@ fn notice(code: &str, n: usize) -> Option<String> {
         "revoked" => format!("{keys} revoked."),
         "deleted" => format!("{keys} deleted."),
         "saved" => "Changes saved.".into(),
+        "imported" => "The key is imported: its holders keep using their secret until you rotate the key.".into(),
         "disabled" => "The key is disabled: it is refused until enabled again.".into(),
         "enabled" => "The key is enabled again.".into(),
         "none-selected" => "Select at least one key first.".into(),
@@ -125,7 +126,12 @@ pub async fn list(page: Page, Query(p): Query<ListParams>) -> Response {
                 }
                 button type="submit" { "Apply" }
             }
-            @if editable { a.button.primary href="/console/keys/new" { "Create key" } }
+            @if editable {
+                div.actions {
+                    a.button.primary href="/console/keys/new" { "Create key" }
+                    a.button href="/console/keys/import" { "Import a key" }
+                }
+            }
         }
         form id="bulk" method="post" action="/console/keys/bulk" {
             (csrf(&page))
@@ -179,6 +185,7 @@ fn row(k: &Value, actors: &Actors, editable: bool, as_of: Option<&str>, now: Tim
             }
             td.name {
                 a href=(href) { (text(&k["name"])) }
+                @if k["legacy"] == true { " " (legacy_badge()) }
                 @if !text(&k["description"]).is_empty() { span.desc { (text(&k["description"])) } }
                 @if !text(&k["owner"]).is_empty() { span.desc { "Owner: " (text(&k["owner"])) } }
             }
@@ -225,6 +232,11 @@ fn row_menu(k: &Value) -> Markup {
 /// A time from a URL, to the second, as people read it when it is one.
 fn shown_time(t: &str) -> String {
     Timestamp::parse(t).map_or_else(|_| t.to_owned(), |t| t.datetime().format("%Y-%m-%d %H:%M:%S UTC").to_string())
+}
+
+/// An imported key, still on the secret it had before keyreg.
+fn legacy_badge() -> Markup {
+    html! { span.badge.legacy title="Imported with the secret it had before keyreg; rotate it to give it a keyreg token" { "legacy" } }
 }
 
 pub fn status_badge(status: &str) -> Markup {
@@ -370,6 +382,7 @@ async fn details_page(
         }
         div.headline {
             (status_badge(status))
+            @if key["legacy"] == true { (legacy_badge()) }
             code { (text(&key["display_prefix"])) }
             @if live && !actions.is_empty() {
                 div.actions {

@@ -16,6 +16,7 @@
 mod actor;
 mod audit;
 mod client;
+mod import;
 
 use client::{Edited, Refusal};
 mod key_form;
@@ -71,6 +72,7 @@ pub fn router(state: AppState, api: Router, idle: std::time::Duration) -> Router
         .route("/console/keys", get(keys::list))
         .route("/console/keys/bulk", post(keys::bulk))
         .route("/console/keys/new", get(key_form::new_form).post(key_form::create))
+        .route("/console/keys/import", get(import::form).post(import::import))
         .route("/console/keys/{id}", get(keys::details))
         .route("/console/keys/{id}/secret", get(keys::secret))
         .route("/console/keys/{id}/edit", get(key_form::edit_form).post(key_form::edit))

@@ -176,7 +176,7 @@ pub fn usage_chart(usage: &Value, now: Timestamp, days: i64) -> Markup {
     html! {
         figure.chart {
             div.plot {
-                div.yaxis aria-hidden="true" { span { (busiest) } span { "0" } }
+                div.yaxis aria-hidden="true" { span { @if busiest > 0 { (busiest) } } span { "0" } }
                 svg viewBox=(format!("0 0 {width} {}", height + 2)) role="img" aria-label=(label) preserveAspectRatio="none" {
                     line x1="0" y1=(height) x2=(width) y2=(height) class="axis" {}
                     @for (i, (date, v)) in dates.iter().zip(&values).enumerate() {

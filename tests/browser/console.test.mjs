@@ -9,6 +9,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { createInterface } from "node:readline";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, openSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -563,6 +564,36 @@ test("each row has a menu of the key's actions", async () => {
   await page.getByRole("button", { name: "Revoke key" }).click();
   await page.getByText("1 key revoked.").waitFor();
   assert.equal((await keyNamed("menu-target")).status, "revoked");
+});
+
+test("a key from before keyreg is imported with its secret, marked legacy, and verifies", async () => {
+  const legacy = `sk_live_${randomBytes(18).toString("hex")}`;
+  secrets.push(legacy);
+  await page.goto(`${server.url}/console/keys`);
+  await page.getByRole("link", { name: "Import a key" }).click();
+  await page.getByRole("heading", { name: "Import a key" }).waitFor();
+  await axeCheck("import key");
+  await page.getByLabel("Name", { exact: true }).fill("old-billing-sync");
+  await page.getByLabel("Secret", { exact: true }).fill(legacy);
+  await page.getByLabel(/Or only its SHA-256/).fill("not hex");
+  await page.locator("input[name=preset][value=read-only]").check();
+  await page.getByRole("button", { name: "Import key" }).click();
+  await page.getByRole("alert").first().waitFor();
+  assert.equal(await page.getByLabel("Name", { exact: true }).inputValue(), "old-billing-sync", "what was typed is kept");
+  assert.equal(await page.getByLabel("Secret", { exact: true }).inputValue(), "", "the secret is never put back in a page");
+  assert.ok(!(await page.content()).includes(legacy), "the secret is nowhere in the page");
+  assert.equal(await keyNamed("old-billing-sync"), undefined);
+
+  await page.getByLabel("Secret", { exact: true }).fill(legacy);
+  await page.getByLabel(/Or only its SHA-256/).fill("");
+  await page.getByRole("button", { name: "Import key" }).click();
+  await page.getByText("The key is imported: its holders keep using their secret until you rotate the key.").waitFor();
+  await page.locator(".headline .badge.legacy").waitFor();
+  await shot("key-imported", { fullPage: false });
+  assert.equal(curlVerify(server, legacy, { action: "billing:read_costs" }).code, "VALID", "the old secret verifies");
+  await page.goto(`${server.url}/console/keys`);
+  const row = page.locator("table.keys tbody tr", { has: page.getByRole("link", { name: "old-billing-sync" }) });
+  assert.equal(await row.locator(".badge.legacy").textContent(), "legacy");
 });
 
 test("filters: status, search, and only my keys", async () => {
