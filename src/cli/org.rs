@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use super::client::{Call, Client, Remote, set};
-use super::show::{fields, notes, print, relative, text, usage};
+use super::show::{fields, notes, print, relative, table, text, usage};
 use crate::domain::table::Status;
 use crate::domain::time::{Clock, SystemClock, Timestamp};
 
@@ -42,6 +42,8 @@ pub struct OrgsArgs {
 /// The operator's commands: they need a `_system` key.
 #[derive(Subcommand)]
 enum OrgsCmd {
+    /// Every organization: its name, limit and keys in use (needs orgs:admin).
+    List,
     /// Create an organization and its first admin key, whose secret is printed once.
     Create {
         /// [a-z0-9][a-z0-9-]{1,62}, e.g. acme
@@ -78,6 +80,7 @@ pub fn org(args: OrgArgs) -> anyhow::Result<()> {
 
 pub fn orgs(args: OrgsArgs) -> anyhow::Result<()> {
     let call = match args.command {
+        OrgsCmd::List => Call::new("GET", "/v1/orgs"),
         OrgsCmd::Create { id, name, max_keys } => {
             let mut body = json!({"id": id, "name": name});
             set(&mut body, "max_keys", max_keys.map(Value::from));
@@ -108,6 +111,16 @@ fn send(remote: &Remote, call: Call<'_>) -> anyhow::Result<()> {
 fn render(answer: &Value, now: Timestamp) -> String {
     if answer.get("per_day").is_some() {
         return usage(answer, now);
+    }
+    if let Some(orgs) = answer["orgs"].as_array() {
+        let rows: Vec<[String; 5]> = orgs
+            .iter()
+            .map(|o| {
+                let limit = format!("{} of {}", text(&o["keys_in_use"]), text(&o["max_keys"]));
+                [text(&o["id"]), text(&o["name"]), limit, relative(&o["created_at"], now), text(&o["version"])]
+            })
+            .collect();
+        return table(["ID", "NAME", "KEYS IN USE", "CREATED", "VERSION"], &rows);
     }
     let org = &answer["org"];
     let mut out = fields(org, &["id", "name", "max_keys", "version"]);

@@ -307,9 +307,16 @@ pub async fn secret(Path(id): Path<String>, page: Page) -> Response {
 pub(super) fn secret_page(page: &Page, answer: &Value, title: &str) -> Response {
     let key = &answer["key"];
     let id = text(&key["id"]);
+    // A new organization's first key lives in that organization: the
+    // operator goes back to the organizations, not to the key.
+    let org = answer["org"]["id"].as_str();
+    let whose = match org {
+        Some(org) => format!("the {} key of {org}", text(&key["name"])),
+        None => text(&key["name"]).to_owned(),
+    };
     let body = html! {
         dialog.secret id="secret-dialog" open aria-labelledby="secret-title" aria-describedby="secret-help" data-modal {
-            h2 id="secret-title" { "Copy the secret of " (text(&key["name"])) }
+            h2 id="secret-title" { "Copy the secret of " (whose) }
             p id="secret-help" { "This is the only time the secret is shown. Store it in your secret manager now: keyreg keeps only a hash and cannot show it again." }
             div.secret-box {
                 code id="secret-value" { (text(&answer["secret"])) }
@@ -328,10 +335,15 @@ pub(super) fn secret_page(page: &Page, answer: &Value, title: &str) -> Response 
                 button.primary type="submit" id="close-secret" disabled { "Close" }
             }
         }
-        p { "The key " strong { (text(&key["name"])) } " (" code { (text(&key["display_prefix"])) } ") is ready." }
-        p { a.button href=(format!("/console/keys/{}", q(id))) { "Go to the key" } " " a.button href="/console/keys" { "Back to keys" } }
+        p { "The key " strong { (whose) } " (" code { (text(&key["display_prefix"])) } ") is ready." }
+        @if org.is_some() {
+            p { a.button href="/console/orgs" { "Back to organizations" } }
+        } @else {
+            p { a.button href=(format!("/console/keys/{}", q(id))) { "Go to the key" } " " a.button href="/console/keys" { "Back to keys" } }
+        }
     };
-    respond(StatusCode::CREATED, frame(Some(page), Area::Keys, title, body))
+    let area = if org.is_some() { Area::Orgs } else { Area::Keys };
+    respond(StatusCode::CREATED, frame(Some(page), area, title, body))
 }
 
 #[derive(Deserialize, Default)]

@@ -22,6 +22,7 @@ use client::{Edited, Refusal};
 mod key_form;
 mod keys;
 mod org;
+mod orgs;
 mod page;
 mod roles;
 pub mod session;
@@ -83,6 +84,8 @@ pub fn router(state: AppState, api: Router, idle: std::time::Duration) -> Router
         .route("/console/roles/{name}/delete", post(roles::delete))
         .route("/console/catalog", get(roles::catalog).post(roles::put_catalog))
         .route("/console/org", get(org::page))
+        .route("/console/orgs", get(orgs::list).post(orgs::create))
+        .route("/console/orgs/{id}", get(orgs::edit_form).post(orgs::edit))
         .route("/console/audit", get(audit::page))
         .route("/console/{*rest}", get(not_found))
         .route_layer(middleware::from_fn_with_state(console.state.clone(), track::<AppState>))
@@ -242,6 +245,7 @@ impl FromRequest<Console> for Posted {
 
 /// A form body (`application/x-www-form-urlencoded`), names in order and
 /// repeatable (checkboxes).
+#[derive(Default)]
 pub struct Form(Vec<(String, String)>);
 
 impl Form {

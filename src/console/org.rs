@@ -8,6 +8,7 @@ use maud::html;
 use super::Page;
 use super::keys::status_badge;
 use super::page::{self, Area, frame, respond, text};
+use crate::domain::permission::Permission;
 use crate::http::route;
 
 pub async fn page(page: Page) -> Response {
@@ -28,7 +29,11 @@ pub async fn page(page: Page) -> Response {
                 strong { (in_use) } " of at most " strong { (max) } " keys in use (revoked and deleted keys do not count). "
                 meter min="0" max=(max) value=(in_use) aria-label="Keys in use against the limit" {}
             }
-            p.muted { "The limit is set by the operator of this registry." }
+            @if page.can(Permission::OrgsAdmin) {
+                p.muted { "You set the limits on the " a href="/console/orgs" { "Organizations" } " page." }
+            } @else {
+                p.muted { "The limit is set by the operator of this registry." }
+            }
         }
         section aria-labelledby="counts-title" {
             h2 id="counts-title" { "Keys by status" }

@@ -19,6 +19,7 @@ pub enum Area {
     Roles,
     Catalog,
     Org,
+    Orgs,
     Audit,
     None,
 }
@@ -47,9 +48,12 @@ pub fn frame(page: Option<&Page>, area: Area, title: &str, body: Markup) -> Mark
                                 (nav_item(area, Area::Keys, "/console/keys", "Keys"))
                                 (nav_item(area, Area::Roles, "/console/roles", "Roles"))
                                 (nav_item(area, Area::Catalog, "/console/catalog", "Catalogue"))
-                                (nav_item(area, Area::Org, "/console/org", "Organization"))
+                                (nav_item(area, Area::Org, "/console/org", if p.can(Permission::OrgsAdmin) { "This organization" } else { "Organization" }))
                                 @if p.can(Permission::AuditRead) {
                                     (nav_item(area, Area::Audit, "/console/audit", "Audit"))
+                                }
+                                @if p.can(Permission::OrgsAdmin) {
+                                    (nav_item(area, Area::Orgs, "/console/orgs", "Organizations"))
                                 }
                             }
                         }

@@ -61,6 +61,7 @@ pub const CATALOG_BODY_LIMIT: usize = 1024 * 1024;
 /// test holds the three together.
 pub const ROUTES: &[(&str, &str)] = &[
     ("POST", route::ORGS),
+    ("GET", route::ORGS),
     ("PATCH", route::ORG_BY_ID),
     ("GET", route::ORG),
     ("PATCH", route::ORG),
@@ -129,7 +130,7 @@ pub struct AppState {
 /// caller address is known and keys with `allowed_cidrs` refuse.
 pub fn api(state: AppState) -> Router {
     Router::new()
-        .route(route::ORGS, post(org::create_org))
+        .route(route::ORGS, get(org::list_orgs).post(org::create_org))
         .route(route::ORG_BY_ID, patch(org::operate_org))
         .route(route::ORG, get(org::get_org).patch(org::update_org))
         .route(route::KEYS, post(keys::create).get(keys::list))

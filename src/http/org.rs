@@ -1,4 +1,4 @@
-//! Organization routes (create, read, update) and usage.
+//! Organization routes (create, list, read, update) and usage.
 
 use std::collections::BTreeMap;
 
@@ -44,6 +44,20 @@ struct OrgResponse<'a> {
     usage: UsageView,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     warnings: &'a [String],
+}
+
+/// An org in the operator's list: its settings and the keys that count
+/// against its limit.
+#[derive(Serialize)]
+struct OrgSummary<'a> {
+    #[serde(flatten)]
+    org: &'a Org,
+    keys_in_use: u32,
+}
+
+#[derive(Serialize)]
+struct OrgList<'a> {
+    orgs: Vec<OrgSummary<'a>>,
 }
 
 #[derive(Serialize)]
@@ -95,6 +109,16 @@ pub async fn create_org(
     let now = s.registry.now();
     let p = s.registry.read();
     Ok(no_store(json(StatusCode::CREATED, &CreatedOrg { org, key: p.table.view(key, now), secret: token.expose() })))
+}
+
+/// `GET /v1/orgs`: every organization, by id, for the operator.
+pub async fn list_orgs(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    caller.require(Permission::OrgsAdmin)?;
+    let p = s.registry.read();
+    let mut orgs: Vec<OrgSummary> =
+        p.table.orgs().map(|org| OrgSummary { org, keys_in_use: org.counted_keys }).collect();
+    orgs.sort_by(|a, b| a.org.id.as_str().cmp(b.org.id.as_str()));
+    Ok(json(StatusCode::OK, &OrgList { orgs }))
 }
 
 fn org_response(s: &AppState, id: &OrgId, warnings: &[String]) -> Result<Response, ApiError> {

@@ -842,6 +842,55 @@ test("a large catalogue: actions found by search, a service ticked whole, preset
   await ctx.close();
 });
 
+test("the operator creates organizations, renames them and sets their limits", async () => {
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const p = await ctx.newPage();
+  watch(p);
+  await signIn(p, server.system);
+  await p.waitForURL(/\/console\/keys$/);
+  await p.getByRole("link", { name: "This organization" }).click();
+  await p.getByText("You set the limits on the Organizations page.").waitFor();
+  await p.getByRole("navigation").getByRole("link", { name: "Organizations" }).click();
+  const ids = await p.locator("table.orgs tbody td.name code").allTextContents();
+  assert.deepEqual(ids, ["_system", "acme", "big", "tiny"]);
+  await axeCheck("organizations", p);
+
+  await p.getByLabel(/^Id/).fill("Not An Id");
+  await p.getByLabel("Name", { exact: true }).fill("Nope");
+  await p.getByRole("button", { name: "Create organization" }).click();
+  await p.getByRole("alert").getByText(/^Id must match/).waitFor();
+  assert.equal(await p.getByLabel("Name", { exact: true }).inputValue(), "Nope", "what was typed is kept");
+
+  await p.getByLabel(/^Id/).fill("globex");
+  await p.getByLabel("Name", { exact: true }).fill("Globex");
+  await p.getByLabel(/^Key limit/).fill("5");
+  await p.getByRole("button", { name: "Create organization" }).click();
+  await p.getByRole("heading", { name: "Copy the secret of the admin key of globex" }).waitFor();
+  const secret = await p.locator("#secret-value").textContent();
+  secrets.push(secret);
+  assert.equal(curlVerify(server, secret, { action: "keys:read" }).code, "VALID", "the new org's admin key works");
+  await p.getByLabel("I have stored the secret somewhere safe").check();
+  await p.getByRole("button", { name: "Close" }).click();
+  await p.getByRole("link", { name: "Back to organizations" }).click();
+  const globex = p.locator("table.orgs tbody tr", { hasText: "globex" });
+  assert.match(await globex.textContent(), /Globex.*1 of 5/);
+
+  await p.getByRole("link", { name: "Edit big" }).click();
+  await p.getByLabel("Name", { exact: true }).fill("Big Industries");
+  await p.getByLabel(/^Key limit/).fill("1");
+  await p.getByRole("button", { name: "Save" }).click();
+  await p.getByText(/holds more keys than its new limit/).waitFor();
+  assert.match(await p.locator("table.orgs tbody tr", { hasText: "big" }).textContent(), /Big Industries.*3 of 1/);
+  await axeCheck("organizations, after an edit", p);
+  await p.screenshot({ path: join(shots, "organizations.png"), fullPage: true });
+  await ctx.close();
+
+  // A tenant's admin is told, once, that this is the operator's.
+  const answer = await page.goto(`${server.url}/console/orgs`);
+  assert.equal(answer.status(), 403);
+  assert.equal(await page.getByRole("alert").count(), 1);
+});
+
 test("an idle session expires and says so", async () => {
   const short = await startServer("idle", ["--console-idle-secs", "3"]);
   try {

@@ -405,6 +405,15 @@ fn presets_are_recorded_expanded_and_the_quota_is_the_operators() {
     let raised = api.req("PATCH", "/v1/orgs/{id}", Some("acme")).auth(&system).json(json!({"max_keys": 3})).send();
     assert!(raised.ok(200)["warnings"].is_null());
     new_key(&api, a, key_body("fits", &["read"], &[]));
+
+    // The operator's list of every org, with the keys counting against
+    // each limit (revoked ones do not); a tenant may not read it.
+    let list = api.get("/v1/orgs").auth(&system).send();
+    let orgs = list.ok(200)["orgs"].as_array().unwrap().clone();
+    let ids: Vec<&str> = orgs.iter().map(|o| o["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["_system", "acme"]);
+    assert_eq!((orgs[1]["max_keys"].as_u64(), orgs[1]["keys_in_use"].as_u64()), (Some(3), Some(2)), "{orgs:?}");
+    refused(&api, "a tenant listing orgs", api.get("/v1/orgs").auth(a), 403, "FORBIDDEN");
     crate::api_contract::check_against_openapi(&api.exchanges.borrow());
     server.stop();
 }
