@@ -217,6 +217,9 @@ fn people_and_every_other_capability_from_the_command_line() {
     assert_eq!(cli_json(&server, admin, "org", &["update", "--name", "Acme Inc"])["org"]["name"], "Acme Inc");
     let org = succeeded(cli(&server, admin, "org", &["get"]));
     assert!(org.contains("Acme Inc") && org.contains("1 active"), "{org}");
+    let orgs = succeeded(cli(&server, &system, "orgs", &["list"]));
+    let acme = orgs.lines().find(|l| l.starts_with("acme ")).unwrap_or_else(|| panic!("{orgs}"));
+    assert!(acme.contains("Acme Inc") && acme.contains("1 of 30"), "{orgs}");
 
     let as_ann = ["--as", "ann@example.com"];
     let laptop = keys_json(
