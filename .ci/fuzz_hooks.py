@@ -1,0 +1,86 @@
+"""Schemathesis hooks for .ci/fuzz: reach every operation.
+
+Random data alone never names a key or a role that exists, and a fuzzer
+that revokes or narrows its own key spends the rest of the run on 401s.
+So, from what .ci/fuzz seeded (FUZZ_SEED, a JSON file), half the cases
+are made to name the seeded keys, roles and org, with bodies the API
+takes (scopes it accepts, a `confirm` that is the key's name, no stale
+`If-Match`); the other half stay as generated. The fuzzer's own key
+(its `own_key`) is never the target of a write, in a path or in a body;
+the keys of one seeded owner (`leaver`) are the ones offboarded, revoked
+in bulk and deleted, others (`revocable`) are revoked one by one, others
+(`keys`) rotated, disabled and enabled, and the rest (`editable`) edited.
+"""
+
+import json
+import os
+import random
+
+import schemathesis
+
+SEED = json.load(open(os.environ["FUZZ_SEED"]))
+OWN = SEED["own_key"]
+
+
+def _key_body(path, body):
+    body["scopes"] = random.choice(SEED["scopes"])
+    body.pop("preset", None)
+    body["roles"] = [random.choice(SEED["roles"])]
+    body["allowed_cidrs"] = ["10.0.0.0/8"]
+    for field in ("expires_at", "expires_in_days", "secret", "secret_sha256"):
+        body.pop(field, None)
+    if path.endswith("/import"):
+        body["secret"] = "legacy_" + "".join(random.choices("abcdef0123456789", k=32))
+    return body
+
+
+@schemathesis.hook
+def map_case(ctx, case):
+    if random.random() < 0.5:
+        return case
+    path = case.operation.path
+    params = case.path_parameters or {}
+    if "id" in params:
+        if path.startswith("/v1/orgs/"):
+            params["id"] = "fuzz"
+        elif case.method.upper() == "DELETE":
+            i = random.randrange(len(SEED["leaver"]))
+            params["id"] = SEED["leaver"][i]
+            case.query = {"confirm": f"seed-{i}", "reason": "fuzz"}
+        elif path.endswith("/revoke"):
+            params["id"] = random.choice(SEED["revocable"])
+        elif case.method.upper() == "PATCH":
+            params["id"] = random.choice(SEED["editable"])
+        else:
+            params["id"] = random.choice(SEED["keys"])
+    if "name" in params:
+        params["name"] = random.choice(SEED["roles"])
+    if case.headers:
+        case.headers.pop("If-Match", None)
+    body = case.body if isinstance(case.body, dict) else {}
+    if path.endswith(("/revoke", "/disable", "/enable")):
+        case.body = {"reason": "fuzz"} if path.endswith("/revoke") else body
+    elif path.endswith("/rotate"):
+        case.body = {"grace_seconds": random.choice([0, 60])}
+    elif path.endswith("bulk-revoke"):
+        case.body = {"ids": random.sample(SEED["leaver"], k=2), "reason": "fuzz"}
+    elif path.endswith("offboard"):
+        case.body = {"owner": SEED["owner"]}
+    elif case.method.upper() == "PATCH" and path.startswith("/v1/keys/"):
+        case.body = {"description": "edited by the fuzzer", "scopes": random.choice(SEED["scopes"])}
+        case.query = {}
+    elif path.startswith("/v1/keys") and isinstance(case.body, dict):
+        case.body = _key_body(path, body)
+    elif path.startswith("/v1/roles") and isinstance(case.body, dict):
+        body["scopes"] = random.choice(SEED["scopes"])
+    elif path == "/v1/verify" and isinstance(case.body, dict):
+        body["key"] = random.choice(SEED["secrets"])
+    return case
+
+
+@schemathesis.hook
+def filter_case(ctx, case):
+    if (case.path_parameters or {}).get("id") == OWN:
+        return False
+    body = case.body if isinstance(case.body, dict) else {}
+    return OWN not in (body.get("ids") or []) and body.get("owner") != SEED["own_owner"]
