@@ -32,7 +32,7 @@ lean:
     cargo build --no-default-features --features replica
     echo "lean: the replica feature builds without axum, clap, sled, ureq, tracing-subscriber and anyhow"
 
-# Schemathesis against schemas/openapi.json for FUZZ_SECONDS (90): no 5xx, no answer off its schema, the chain intact
+# Schemathesis against schemas/openapi.json for FUZZ_SECONDS (90) on seeded data: no 5xx, no answer off its schema, every operation a 2xx at least once, the chain intact
 fuzz:
     bash .ci/fuzz
 
