@@ -9,7 +9,7 @@ use maud::{Markup, html};
 use serde_json::{Value, json};
 
 use super::client::in_the_forms_words;
-use super::keys::show_once;
+use super::key_page::show_once;
 use super::page::{self, Area, csrf, field_error, form_error, frame, invalid, plural, q, respond, strings, text};
 use super::{Edited, Form, Page, Posted, Refusal};
 use crate::domain::validate::{MAX_DESCRIPTION, MAX_NAME, MAX_OWNER};

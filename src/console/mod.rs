@@ -20,6 +20,7 @@ mod import;
 
 use client::{Edited, Refusal};
 mod key_form;
+mod key_page;
 mod keys;
 mod org;
 mod orgs;
@@ -74,10 +75,10 @@ pub fn router(state: AppState, api: Router, idle: std::time::Duration) -> Router
         .route("/console/keys/bulk", post(keys::bulk))
         .route("/console/keys/new", get(key_form::new_form).post(key_form::create))
         .route("/console/keys/import", get(import::form).post(import::import))
-        .route("/console/keys/{id}", get(keys::details))
-        .route("/console/keys/{id}/secret", get(keys::secret))
+        .route("/console/keys/{id}", get(key_page::details))
+        .route("/console/keys/{id}/secret", get(key_page::secret))
         .route("/console/keys/{id}/edit", get(key_form::edit_form).post(key_form::edit))
-        .route("/console/keys/{id}/{action}", post(keys::act))
+        .route("/console/keys/{id}/{action}", post(key_page::act))
         .route("/console/roles", get(roles::list))
         .route("/console/roles/new", get(roles::new_form).post(roles::create))
         .route("/console/roles/{name}", get(roles::edit_form).post(roles::edit))

@@ -11,7 +11,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::keys::show_once;
+use super::key_page::show_once;
 use super::page::{self, Area, csrf, field_error, form_error, frame, given, invalid, q, respond, text};
 use super::{Form, Page, Posted, Refusal};
 use crate::domain::permission::Permission;

@@ -208,6 +208,16 @@ async function createKey({ name, expiry, preset, actions = [], resource = "", ro
   }
 }
 
+/** A page of its own (its own cookies), signed in with `key`, on the keys list. */
+async function signedInPage(key) {
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const p = await ctx.newPage();
+  watch(p);
+  await signIn(p, key);
+  await p.waitForURL(/\/console\/keys$/);
+  return { ctx, p };
+}
+
 async function keyNamed(name, status = "all") {
   const list = await api(server, admin, "GET", `/v1/keys?status=${status}&q=${encodeURIComponent(name)}`);
   return list.body.keys.find((k) => k.name === name);
@@ -778,11 +788,7 @@ test("a keys:read key sees no create button, and the server refuses it anyway", 
 test("a key limit reached answers 409, as the API does, and keeps the form", async () => {
   const org = await api(server, server.system, "POST", "/v1/orgs", { id: "tiny", name: "Tiny", max_keys: 1 });
   assert.equal(org.status, 201);
-  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  const p = await ctx.newPage();
-  watch(p);
-  await signIn(p, org.body.secret);
-  await p.waitForURL(/\/console\/keys$/);
+  const { ctx, p } = await signedInPage(org.body.secret);
   await p.goto(`${server.url}/console/keys/new`);
   await p.getByLabel("Name", { exact: true }).fill("one-too-many");
   await p.locator("input[name=preset][value=read-only]").check();
@@ -803,11 +809,7 @@ test("a large catalogue: actions found by search, a service ticked whole, preset
   const verbs = ["read", "list", "create", "update", "delete", "export", "import", "admin"];
   const actions = services.flatMap((s) => verbs.map((v) => ({ action: `${s}:${v}`, description: `${v} ${s}` })));
   assert.equal((await api(server, org.body.secret, "PUT", "/v1/catalog", { enforce: true, actions })).status, 200);
-  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  const p = await ctx.newPage();
-  watch(p);
-  await signIn(p, org.body.secret);
-  await p.waitForURL(/\/console\/keys$/);
+  const { ctx, p } = await signedInPage(org.body.secret);
   await p.goto(`${server.url}/console/keys/new`);
   const presets = await p.locator("input[name=preset]").evaluateAll((r) => r.map((e) => e.value));
   assert.deepEqual(presets, ["full-access", "read-only", "restricted"], "one choice for 'nothing but what is ticked'");
@@ -843,11 +845,7 @@ test("a large catalogue: actions found by search, a service ticked whole, preset
 });
 
 test("the operator creates organizations, renames them and sets their limits", async () => {
-  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  const p = await ctx.newPage();
-  watch(p);
-  await signIn(p, server.system);
-  await p.waitForURL(/\/console\/keys$/);
+  const { ctx, p } = await signedInPage(server.system);
   await p.getByRole("link", { name: "This organization" }).click();
   await p.getByText("You set the limits on the Organizations page.").waitFor();
   await p.getByRole("navigation").getByRole("link", { name: "Organizations" }).click();
