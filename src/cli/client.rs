@@ -60,6 +60,30 @@ pub fn hoist_remote_flags(args: Vec<OsString>, cli: &clap::Command) -> Vec<OsStr
     [&args[..1], &before[..], &args[i..], &hoisted[..]].concat()
 }
 
+/// `cli` with `--stream-prefix` left out of the help of the commands that
+/// only talk to a registry over HTTP, where it does nothing. Each such
+/// command gets a hidden copy of the flag of its own, which clap's
+/// propagation of the global one then leaves alone; so `keyreg
+/// --stream-prefix P keys list` still parses, as everywhere.
+pub fn stream_prefix_unlisted(cli: clap::Command) -> clap::Command {
+    let Some(flag) = cli.get_arguments().find(|a| a.get_id() == "stream_prefix").cloned() else { return cli };
+    let hidden = flag.global(false).hide(true);
+    // The copy goes on every command at and below one that takes `--url`
+    // and not `--nats`: propagation stops at the first that has its own.
+    fn walk(command: clap::Command, hidden: &clap::Arg, below_http: bool) -> clap::Command {
+        let names: Vec<String> = command.get_subcommands().map(|s| s.get_name().to_owned()).collect();
+        names.iter().fold(command, |command, name| {
+            command.mut_subcommand(name, |sub| {
+                let takes = |flag: &str| sub.get_arguments().any(|a| a.get_long() == Some(flag));
+                let http_only = below_http || (takes("url") && !takes("nats"));
+                let sub = if http_only { sub.arg(hidden.clone()) } else { sub };
+                walk(sub, hidden, http_only)
+            })
+        })
+    }
+    walk(cli, &hidden, false)
+}
+
 /// Whether `command` or one below it takes `Remote`'s `--url`.
 fn takes_url(command: &clap::Command) -> bool {
     command.get_arguments().any(|a| a.get_long() == Some("url")) || command.get_subcommands().any(takes_url)

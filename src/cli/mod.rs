@@ -322,7 +322,13 @@ pub fn main() -> ExitCode {
     let command = <Cli as clap::CommandFactory>::command();
     let loaded = config::load(&args, &command);
     init_tracing();
-    match loaded.and_then(|()| run(Cli::parse_from(client::hoist_remote_flags(args, &command)))) {
+    // Made again once the config file has set its variables: clap reads a
+    // flag's variable when the flag is made.
+    let parse = |args| {
+        let matches = client::stream_prefix_unlisted(<Cli as clap::CommandFactory>::command()).get_matches_from(args);
+        <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    };
+    match loaded.and_then(|()| run(parse(client::hoist_remote_flags(args, &command)))) {
         Ok(code) => code,
         // The reader went away (`keyreg replay | head`): not an error of ours.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,

@@ -433,3 +433,27 @@ fn shell_completions_complete_commands_and_flags() {
         assert!(out.status.success() && stdout(&out).contains("keyreg"), "{shell}");
     }
 }
+
+#[test]
+fn help_lists_the_stream_prefix_only_where_it_does_something() {
+    let help = |args: &[&str]| stdout(&keyreg(&[args, &["--help"]].concat()));
+    for command in [&["keys", "list"][..], &["roles", "list"], &["orgs", "list"], &["audit", "log"], &["keys"]] {
+        assert!(!help(command).contains("--stream-prefix"), "{command:?} lists --stream-prefix");
+    }
+    for command in [&["serve"][..], &["verifier"], &["init"], &["replay"], &["audit", "verify"], &["stream", "reset"]] {
+        assert!(help(command).contains("--stream-prefix"), "{command:?} leaves --stream-prefix out");
+    }
+    // Still taken anywhere on the line, as a global flag: it changes nothing there.
+    let dir = tempdir();
+    let (server, system) = Server::init_and_start(dir.path(), &[]);
+    let admin = new_org(&Api::new(&server.url), &system, "acme");
+    for line in [&["--stream-prefix", "P", "keys", "list"][..], &["keys", "list", "--stream-prefix", "P"]] {
+        let out = Command::new(keyreg_bin())
+            .args(line)
+            .args(["--url", &server.url])
+            .env("KEYREG_TOKEN", &admin)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{line:?}: {}", stderr(&out));
+    }
+}
