@@ -1,6 +1,7 @@
 //! No secret is ever written down: after a workload that makes and rotates
 //! keys, no file of the data dir holds any of their tokens, nor does
-//! anything the command line printed other than the one token init shows.
+//! anything the command line printed other than the one token init shows;
+//! the log's signing key stays in its own file.
 
 use std::path::Path;
 
@@ -45,10 +46,22 @@ fn no_token_appears_in_the_data_dir_or_the_output() {
         printed.extend(out.stdout);
         printed.extend(out.stderr);
     }
+    let log_key = keyreg(&["log-key", "--data", path_str(&data)]);
+    printed.extend(log_key.stdout);
+    printed.extend(log_key.stderr);
     let mut all = vec![];
     files(&data, &mut all);
     assert!(all.len() >= 3);
     assert_eq!(secrets.len(), 6);
+    // The log's signing key: in DIR/log-key alone, never printed.
+    let private = std::fs::read_to_string(data.join("log-key")).unwrap();
+    // PRIVATE+KEY+<name>+<id>+<base64 key>: the base64 may hold '+' too.
+    let material = private.trim().splitn(5, '+').nth(4).unwrap().as_bytes().to_owned();
+    assert!(private.starts_with("PRIVATE+KEY+") && material.len() >= 44, "{}", private.len());
+    for file in all.iter().filter(|f| !f.ends_with("log-key")) {
+        assert!(!contains(&std::fs::read(file).unwrap(), &material), "the log key is in {}", file.display());
+    }
+    assert!(!contains(&printed, &material), "the log's private key was printed");
     for file in &all {
         assert!(
             !contains(&std::fs::read(file).unwrap(), LEGACY_SECRET.as_bytes()),

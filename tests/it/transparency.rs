@@ -431,6 +431,11 @@ fn the_witness_refuses_forks_and_bad_proofs_and_remembers_across_a_restart() {
     assert_eq!(status, 200, "{body}");
 
     drop(witness);
+    // Its signing key stays in its own file: never in what it printed.
+    let private = std::fs::read_to_string(wdir.join("witness-key")).unwrap();
+    let material = private.trim().splitn(5, '+').nth(4).unwrap().to_owned();
+    let printed = std::fs::read_to_string(wdir.with_extension("witness.err")).unwrap();
+    assert!(material.len() >= 44 && !printed.contains(&material), "the witness printed its private key");
     let again = WitnessProcess::start(&wdir, &log.vkey);
     let (status, _, body) = again.add(0, &[], &log.sign(9, &root(9)));
     assert_eq!((status, body.as_str()), (409, "7\n"), "the restarted witness forgot what it cosigned");
