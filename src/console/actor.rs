@@ -37,9 +37,13 @@ impl Actors {
         Actors { names }
     }
 
+    fn name(&self, id: &str) -> Option<&str> {
+        self.names.get(id)?.as_deref()
+    }
+
     /// Key `id` by its name, a link to it; its id where it cannot be read.
     pub fn key(&self, id: &str) -> Markup {
-        match self.names.get(id).cloned().flatten() {
+        match self.name(id) {
             Some(name) => html! { a href=(format!("/console/keys/{}", q(id))) title=(id) { (name) } },
             None => html! { code { (id) } },
         }
@@ -48,7 +52,7 @@ impl Actors {
     /// `actor` for a person, with the raw form on hover.
     pub fn show(&self, actor: &str) -> Markup {
         if let Some(id) = actor.strip_prefix("key:") {
-            return match self.names.get(id).cloned().flatten() {
+            return match self.name(id) {
                 Some(name) => html! { a href=(format!("/console/keys/{}", q(id))) title=(actor) { "key " (name) } },
                 None => html! { span title=(actor) { "a key of the operator" } },
             };
