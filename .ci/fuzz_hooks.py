@@ -8,7 +8,9 @@ takes (scopes it accepts, a `confirm` that is the key's name, no stale
 `If-Match`); the other half stay as generated. The fuzzer's own key
 (its `own_key`) is never the target of a write, in a path or in a body;
 each kind of write has seeded keys of its own (.ci/fuzz says which), so
-that one kind never leaves the next nothing to do.
+that one kind never leaves the next nothing to do; and the catalogue is
+never enforced, which would refuse the seeded scopes for the rest of the
+run.
 """
 
 import json
@@ -25,7 +27,8 @@ def _key_body(path, body):
     body.update(name=f"fuzzed-{random.randrange(10**6)}", description="made by the fuzzer", owner="")
     body["scopes"] = random.choice(SEED["scopes"])
     body.pop("preset", None)
-    body["roles"] = [random.choice(SEED["roles"])]
+    # Roles come and go during the run; a key names none of them.
+    body.pop("roles", None)
     body["allowed_cidrs"] = ["10.0.0.0/8"]
     for field in ("expires_at", "expires_in_days", "secret", "secret_sha256"):
         body.pop(field, None)
@@ -54,7 +57,11 @@ def map_case(ctx, case):
         else:
             params["id"] = random.choice(SEED["keys"])
     if "name" in params:
-        params["name"] = random.choice(SEED["roles"])
+        if case.method.upper() == "DELETE":
+            params["name"] = random.choice(SEED["deletable_roles"])
+            case.query = {"force": "true"}
+        else:
+            params["name"] = random.choice(SEED["roles"])
     if case.headers:
         case.headers.pop("If-Match", None)
     body = case.body if isinstance(case.body, dict) else {}
@@ -71,8 +78,13 @@ def map_case(ctx, case):
         case.query = {}
     elif path.startswith("/v1/keys") and isinstance(case.body, dict):
         case.body = _key_body(path, body)
-    elif path.startswith("/v1/roles") and isinstance(case.body, dict):
-        body["scopes"] = random.choice(SEED["scopes"])
+    elif path == "/v1/roles" and isinstance(case.body, dict):
+        case.body = {"name": f"fuzzed-{random.randrange(10**6)}", "scopes": random.choice(SEED["scopes"])}
+    elif path.startswith("/v1/roles/") and case.method.upper() == "PATCH":
+        case.body = {"scopes": random.choice(SEED["scopes"]), "description": "edited by the fuzzer"}
+    elif path == "/v1/proofs/inclusion":
+        # The fuzz org's own events: its creation and the seeding.
+        case.query = {"seq": random.randrange(2, SEED["seeded_head"] + 1)}
     elif path == "/v1/verify" and isinstance(case.body, dict):
         body["key"] = random.choice(SEED["secrets"])
     return case
@@ -83,6 +95,10 @@ def filter_case(ctx, case):
     if (case.path_parameters or {}).get("id") == OWN:
         return False
     body = case.body if isinstance(case.body, dict) else {}
+    # An enforced catalogue of random actions would refuse every scope the
+    # cases name from then on (the tests cover enforcement).
+    if case.operation.path == "/v1/catalog" and body.get("enforce") is True:
+        return False
     ids = body.get("ids")
     # Generated bodies hold anything: only a list can name the key.
     return not (isinstance(ids, list) and OWN in ids) and body.get("owner") != SEED["own_owner"]
