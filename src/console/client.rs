@@ -16,20 +16,32 @@ impl Page {
         self.api_with(method, uri, body, None).await
     }
 
-    /// A change the way the console makes every edit: first as a dry run,
-    /// whose warnings a person confirms (the form comes back with
-    /// `confirmed`); then for real, with the form's `version` as
-    /// `If-Match`.
-    pub async fn edit(&self, path: &str, body: &Value, form: &Form) -> Result<Edited, Refusal> {
+    /// A write the way the console makes every create and edit: first as a
+    /// dry run, whose warnings (and `ask`, a question of the console's own,
+    /// put first) a person confirms (the form comes back with `confirmed`);
+    /// then for real, with the form's `version`, if any, as `If-Match`.
+    pub async fn edit(
+        &self,
+        method: Method,
+        path: &str,
+        body: &Value,
+        form: &Form,
+        ask: Option<&str>,
+    ) -> Result<Edited, Refusal> {
         let version = Some(form.get("version")).filter(|v| !v.is_empty());
         if !form.has("confirmed") {
             let dry_run = crate::http::route::query(path, [("dry_run", Some("true"))]);
-            let preview = self.api_with(Method::PATCH, &dry_run, Some(body), version).await.ok()?;
+            let mut preview = self.api_with(method.clone(), &dry_run, Some(body), version).await.ok()?;
+            if let (Some(ask), Some(warnings)) = (ask, preview.as_object_mut()) {
+                let mut all = vec![Value::from(ask)];
+                all.extend(warnings.remove("warnings").and_then(|w| w.as_array().cloned()).unwrap_or_default());
+                warnings.insert("warnings".into(), Value::Array(all));
+            }
             if preview["warnings"].as_array().is_some_and(|w| !w.is_empty()) {
                 return Ok(Edited::Warned(preview));
             }
         }
-        self.api_with(Method::PATCH, path, Some(body), version).await.ok().map(Edited::Saved)
+        self.api_with(method, path, Some(body), version).await.ok().map(Edited::Saved)
     }
 
     /// `api`, with `If-Match: <version>`.
@@ -150,30 +162,31 @@ pub(super) fn in_the_forms_words(detail: &str) -> String {
         ("max_keys", "the key limit"),
         ("grace_seconds", "the grace period"),
     ];
-    let mut out = String::with_capacity(detail.len());
-    let mut rest = detail;
     // `scopes[i]` and `allowed_cidrs[i]` count from one, as people do.
-    while let Some(at) = rest.find(['s', 'a']) {
-        let (before, from) = rest.split_at(at);
-        out.push_str(before);
-        let item = [("scopes[", "scope"), ("allowed_cidrs[", "address range")].into_iter().find_map(|(field, word)| {
-            let digits = from.strip_prefix(field)?;
-            let (n, after) = digits.split_once(']')?;
-            Some((format!("{word} {}", n.parse::<usize>().ok()? + 1), after))
-        });
-        match item {
-            Some((words, after)) => {
-                out.push_str(&words);
-                rest = after;
+    let out = numbered(detail, "scopes[", "scope");
+    let out = numbered(&out, "allowed_cidrs[", "address range");
+    WORDS.iter().fold(out, |s, (api, form)| s.replace(api, form))
+}
+
+/// `text` with each `<field>N]` as `<word> N+1`.
+fn numbered(text: &str, field: &str, word: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(field) {
+        let after = &rest[at + field.len()..];
+        let index = after.split_once(']').and_then(|(n, tail)| Some((n.parse::<usize>().ok()?, tail)));
+        match index {
+            Some((n, tail)) => {
+                out += &format!("{}{word} {}", &rest[..at], n + 1);
+                rest = tail;
             }
             None => {
-                out.push_str(&from[..1]);
-                rest = &from[1..];
+                out.push_str(&rest[..at + field.len()]);
+                rest = after;
             }
         }
     }
-    out.push_str(rest);
-    WORDS.iter().fold(out, |s, (api, form)| s.replace(api, form))
+    out + rest
 }
 
 #[cfg(test)]

@@ -299,27 +299,16 @@ pub(super) fn new_key_fields(form: &Form) -> Value {
 }
 
 pub async fn create(Posted { page, form }: Posted) -> Response {
-    let body = new_key_fields(&form);
-    // First a dry run, so that what to check (a wildcard range, no expiry)
-    // is shown on the form before the key exists.
-    if !form.has("confirmed") {
-        let dry_run = route::query(route::KEYS, [("dry_run", Some("true"))]);
-        let preview = page.api(Method::POST, &dry_run, Some(&body)).await.ok();
-        let warnings = preview.as_ref().map(|p| strings(&p["warnings"])).unwrap_or_default();
-        if preview.is_err() || !warnings.is_empty() {
-            let c = choices(&page).await;
-            let error = preview.as_ref().err();
-            let status = error.map_or(StatusCode::OK, |r| r.status);
-            return respond(status, create_page(&page, &c, &form, error, &warnings, Kind::Create));
-        }
-    }
-    match page.api(Method::POST, route::KEYS, Some(&body)).await.ok() {
-        Ok(created) => show_once(&page, created, "Key created"),
-        Err(r) => {
-            let c = choices(&page).await;
-            respond(r.status, create_page(&page, &c, &form, Some(&r), &[], Kind::Create))
-        }
-    }
+    // What to check (a wildcard range, no expiry) is shown on the form
+    // before the key exists.
+    let (error, warnings) = match page.edit(Method::POST, route::KEYS, &new_key_fields(&form), &form, None).await {
+        Ok(Edited::Saved(created)) => return show_once(&page, created, "Key created"),
+        Ok(Edited::Warned(preview)) => (None, preview["warnings"].clone()),
+        Err(r) => (Some(r), Value::Null),
+    };
+    let c = choices(&page).await;
+    let status = error.as_ref().map_or(StatusCode::OK, |r| r.status);
+    respond(status, create_page(&page, &c, &form, error.as_ref(), &strings(&warnings), Kind::Create))
 }
 
 pub async fn edit_form(page: Page, Path(id): Path<String>) -> Response {
@@ -437,19 +426,11 @@ pub async fn edit(Path(id): Path<String>, Posted { page, form }: Posted) -> Resp
     edited_expiry(&form, &mut body);
     // What a key may do, or where from, is asked about before every change
     // of it, used or not: the API warns only of recent use.
-    if !form.has("confirmed") && changes_access(&page, &path, &body).await {
-        let dry_run = route::query(&path, [("dry_run", Some("true"))]);
-        let version = Some(form.get("version")).filter(|v| !v.is_empty());
-        return match page.api_with(Method::PATCH, &dry_run, Some(&body), version).await.ok() {
-            Ok(preview) => {
-                let mut warnings = vec![ACCESS_CHANGES];
-                warnings.extend(strings(&preview["warnings"]));
-                edit_again(&page, &id, &form, None, &warnings).await
-            }
-            Err(r) => edit_again(&page, &id, &form, Some(r), &[]).await,
-        };
-    }
-    match page.edit(&path, &body, &form).await {
+    let ask = match form.has("confirmed") {
+        false if changes_access(&page, &path, &body).await => Some(ACCESS_CHANGES),
+        _ => None,
+    };
+    match page.edit(Method::PATCH, &path, &body, &form, ask).await {
         Ok(Edited::Saved(_)) => Redirect::to(&format!("/console/keys/{}?notice=saved", q(&id))).into_response(),
         Ok(Edited::Warned(v)) => edit_again(&page, &id, &form, None, &strings(&v["warnings"])).await,
         Err(r) => edit_again(&page, &id, &form, Some(r), &[]).await,

@@ -152,7 +152,7 @@ fn keys_of(answer: &Value) -> u64 {
 /// before anything changes.
 pub async fn edit(Path(name): Path<String>, Posted { page, form }: Posted) -> Response {
     let body = json!({"description": form.get("description"), "scopes": form.lines("scopes")});
-    match page.edit(&route::fill(route::ROLE, &name), &body, &form).await {
+    match page.edit(Method::PATCH, &route::fill(route::ROLE, &name), &body, &form, None).await {
         Ok(Edited::Saved(_)) => Redirect::to("/console/roles?notice=saved").into_response(),
         Ok(Edited::Warned(v)) => {
             let warnings: Vec<String> = strings(&v["warnings"]).into_iter().map(str::to_owned).collect();
