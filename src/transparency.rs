@@ -63,14 +63,18 @@ pub async fn run(
         // missed it.
         let (note, new) = match registry.sign_checkpoint() {
             Ok(Some(note)) => (Some(note), true),
-            Ok(None) => (registry.checkpoint().filter(|n| witnesses.iter().any(|w| w.due(size(n)))), false),
+            Ok(None) => {
+                let published = *registry.checkpoints().borrow();
+                (witnesses.iter().any(|w| w.due(published)).then(|| registry.checkpoint()).flatten(), false)
+            }
             Err(e) => {
                 tracing::error!(error = %e, "cannot sign a checkpoint");
                 (None, false)
             }
         };
         if let Some(mut note) = note {
-            let asked = witnesses.iter_mut().filter(|w| w.due(size(&note))).map(|w| ask(&registry, w, &note));
+            let size = size(&note);
+            let asked = witnesses.iter_mut().filter(|w| w.due(size)).map(|w| ask(&registry, w, &note, size));
             let before = note.signatures.len();
             for cosignatures in futures_util::future::join_all(asked).await {
                 cosignatures.into_iter().for_each(|s| note.add(s));
@@ -100,9 +104,9 @@ fn size(note: &Note) -> u64 {
 
 /// `cosign`, within `ANSWER_WITHIN`; a witness that fails rests for
 /// `AFTER_FAILURE`.
-async fn ask(registry: &Registry, witness: &mut Witness, note: &Note) -> Vec<Signature> {
+async fn ask(registry: &Registry, witness: &mut Witness, note: &Note, size: u64) -> Vec<Signature> {
     let url = witness.url.clone();
-    let answer = tokio::time::timeout(ANSWER_WITHIN, cosign(registry, witness, note)).await.unwrap_or_else(|_| {
+    let answer = tokio::time::timeout(ANSWER_WITHIN, cosign(registry, witness, note, size)).await.unwrap_or_else(|_| {
         tracing::warn!(witness = %url, "the witness did not answer in time; the checkpoint goes without its cosignature");
         vec![]
     });
@@ -112,10 +116,9 @@ async fn ask(registry: &Registry, witness: &mut Witness, note: &Note) -> Vec<Sig
     answer
 }
 
-/// Asks one witness to cosign `note`, retrying once from the size it says
-/// it holds; its cosignature lines, or none.
-async fn cosign(registry: &Registry, witness: &mut Witness, note: &Note) -> Vec<Signature> {
-    let size = size(note);
+/// Asks one witness to cosign `note` (of `size` events), retrying once
+/// from the size it says it holds; its cosignature lines, or none.
+async fn cosign(registry: &Registry, witness: &mut Witness, note: &Note, size: u64) -> Vec<Signature> {
     for _ in 0..2 {
         if witness.cosigned > size {
             tracing::error!(witness = %witness.url, cosigned = witness.cosigned, size, "the witness cosigned a larger tree than this log has: was the log rolled back?");

@@ -65,8 +65,11 @@ impl Replica {
             return Err(Stop::Halted);
         }
         *self.inner.untrusted.lock().unwrap_or_else(PoisonError::into_inner) = None;
-        self.tree_grew(&ev.bytes);
         self.advanced(history, ev.seq.0 + ev.pending);
+        // Once the table's write lock is let go: verifies never wait on the
+        // leaf's hash. Events are applied one task at a time, so the tree
+        // still grows in order.
+        self.tree_grew(&ev.bytes);
         Ok(())
     }
 
