@@ -1,5 +1,6 @@
-//! Access accounting: verifications that found a key, counted in memory and
-//! flushed as coalesced `key.accessed` events, one per key per flush window.
+//! Access accounting: verifications that found a key, counted in memory by
+//! outcome and flushed as coalesced `key.accessed` events, one per key per
+//! flush window.
 //!
 //! Counts are exact: each verify adds one to exactly one pending report, and
 //! `take` hands every pending report out exactly once, with an id unique to
@@ -19,11 +20,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::domain::event::KeyAccessed;
 use crate::domain::id::{KeyId, OrgId};
 use crate::domain::time::Timestamp;
+use crate::domain::verifier::Code;
 
 #[derive(Debug)]
 struct Pending {
     org: OrgId,
     count: u64,
+    /// By outcome, in `Code::ALL`'s order.
+    outcomes: [u64; Code::ALL.len()],
     first_at: Timestamp,
     last_at: Timestamp,
     last_ip: Option<IpAddr>,
@@ -59,11 +63,12 @@ impl AccessCounter {
         &self.node
     }
 
-    pub fn record(&self, org: &OrgId, key: &KeyId, at: Timestamp, ip: Option<IpAddr>) {
+    pub fn record(&self, org: &OrgId, key: &KeyId, code: Code, at: Timestamp, ip: Option<IpAddr>) {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         match pending.get_mut(key) {
             Some(p) => {
                 p.count = p.count.saturating_add(1);
+                p.outcomes[code as usize] = p.outcomes[code as usize].saturating_add(1);
                 p.first_at = p.first_at.min(at);
                 if at >= p.last_at {
                     p.last_at = at;
@@ -73,7 +78,12 @@ impl AccessCounter {
                 }
             }
             None => {
-                pending.insert(*key, Pending { org: org.clone(), count: 1, first_at: at, last_at: at, last_ip: ip });
+                let mut outcomes = [0; Code::ALL.len()];
+                outcomes[code as usize] = 1;
+                pending.insert(
+                    *key,
+                    Pending { org: org.clone(), count: 1, outcomes, first_at: at, last_at: at, last_ip: ip },
+                );
             }
         }
     }
@@ -86,8 +96,10 @@ impl AccessCounter {
         let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
         reports.extend(pending.into_iter().map(|(key, p)| {
             let n = self.reports.fetch_add(1, Ordering::Relaxed) + 1;
+            let outcomes = Code::ALL.into_iter().zip(p.outcomes).filter(|(_, n)| *n > 0).collect();
             let report = KeyAccessed {
                 count: p.count,
+                outcomes,
                 first_at: p.first_at,
                 last_at: p.last_at,
                 last_ip: p.last_ip.map(|ip| ip.to_string()),
@@ -116,15 +128,17 @@ mod tests {
         let org = OrgId::parse("acme").unwrap();
         let mut ids = IdGenerator::default();
         let (a, b) = (ids.key_id(Timestamp::from_micros(0)), ids.key_id(Timestamp::from_micros(0)));
-        for t in [3, 1, 2] {
-            c.record(&org, &a, Timestamp::from_micros(t), Some("10.0.0.1".parse().unwrap()));
+        for (t, code) in [(3, Code::Valid), (1, Code::ForbiddenScope), (2, Code::Valid)] {
+            c.record(&org, &a, code, Timestamp::from_micros(t), Some("10.0.0.1".parse().unwrap()));
         }
-        c.record(&org, &b, Timestamp::from_micros(9), None);
+        c.record(&org, &b, Code::Expired, Timestamp::from_micros(9), None);
         let mut reports = c.take();
         reports.sort_by_key(|x| x.1);
         assert_eq!(reports.len(), 2);
         let r = &reports[0].2;
         assert_eq!((r.count, r.first_at.micros(), r.last_at.micros()), (3, 1, 3));
+        assert_eq!(r.outcomes, [(Code::Valid, 2), (Code::ForbiddenScope, 1)].into());
+        assert_eq!(reports[1].2.outcomes, [(Code::Expired, 1)].into());
         assert_ne!(reports[0].2.report_id, reports[1].2.report_id);
         assert!(c.take().is_empty());
     }
@@ -136,10 +150,10 @@ mod tests {
         let c = AccessCounter::new("n1", Timestamp::from_micros(5));
         let org = OrgId::parse("acme").unwrap();
         let key = IdGenerator::default().key_id(Timestamp::from_micros(0));
-        c.record(&org, &key, Timestamp::from_micros(1), None);
+        c.record(&org, &key, Code::Valid, Timestamp::from_micros(1), None);
         let first = c.take().remove(0);
         c.retry(first.clone());
-        c.record(&org, &key, Timestamp::from_micros(2), None);
+        c.record(&org, &key, Code::Valid, Timestamp::from_micros(2), None);
         let again = c.take();
         assert_eq!(again.len(), 2);
         assert_eq!(again[0], first);

@@ -193,8 +193,13 @@ enum KeysCmd {
         #[arg(long)]
         reason: Option<String>,
     },
-    /// A key's use: the total, when it was last used, and a chart per day.
-    Usage { id: String },
+    /// A key's use: verifications by outcome, when it was last used, and a
+    /// chart per day.
+    Usage {
+        id: String,
+        #[command(flatten)]
+        range: super::org::Range,
+    },
     /// Ask the registry whether a key (read from stdin) may do an action;
     /// exits 0 only when it may. Needs no KEYREG_TOKEN.
     Verify {
@@ -286,7 +291,7 @@ pub fn run(args: KeysArgs) -> anyhow::Result<bool> {
         KeysCmd::Offboard { owner, reason } => {
             Call::new("POST", "/v1/keys/offboard").body(json!({"owner": owner, "reason": reason}))
         }
-        KeysCmd::Usage { id } => Call::new("GET", format!("/v1/keys/{id}/usage")),
+        KeysCmd::Usage { id, range } => range.call(format!("/v1/keys/{id}/usage")),
     };
     let answer = Client::new(&args.remote)?.send(call)?;
     let now = SystemClock.now();

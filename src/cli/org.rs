@@ -67,7 +67,33 @@ enum OrgsCmd {
 #[derive(Args)]
 pub struct UsageArgs {
     #[command(flatten)]
+    range: Range,
+    #[command(flatten)]
     remote: Remote,
+}
+
+/// Which days of use to show; usage is kept per UTC day. Without any: all.
+#[derive(Args)]
+pub struct Range {
+    /// The last N days, today included
+    #[arg(long, value_name = "N", conflicts_with_all = ["from", "to"])]
+    days: Option<u32>,
+    /// The first day to show (a date, e.g. 2026-11-01)
+    #[arg(long, value_name = "DATE")]
+    from: Option<String>,
+    /// The last day to show (a date, e.g. 2026-11-30)
+    #[arg(long, value_name = "DATE")]
+    to: Option<String>,
+}
+
+impl Range {
+    /// A usage call asking for these days.
+    pub fn call(self, path: String) -> Call<'static> {
+        Call::new("GET", path)
+            .query_opt("days", self.days.map(|d| d.to_string()))
+            .query_opt("from", self.from)
+            .query_opt("to", self.to)
+    }
 }
 
 pub fn org(args: OrgArgs) -> anyhow::Result<()> {
@@ -97,7 +123,7 @@ pub fn orgs(args: OrgsArgs) -> anyhow::Result<()> {
 }
 
 pub fn org_usage(args: UsageArgs) -> anyhow::Result<()> {
-    send(&args.remote, Call::new("GET", "/v1/usage"))
+    send(&args.remote, args.range.call("/v1/usage".into()))
 }
 
 fn send(remote: &Remote, call: Call<'_>) -> anyhow::Result<()> {
@@ -136,8 +162,12 @@ fn render(answer: &Value, now: Timestamp) -> String {
     }
     if answer["usage"].is_object() {
         let u = &answer["usage"];
-        let _ =
-            writeln!(out, "{:<17}{} verifies, last {}", "use", text(&u["total"]), relative(&u["last_used_at"], now));
+        let by_outcome = match super::show::outcomes(&u["outcomes"]) {
+            o if o.is_empty() => o,
+            o => format!(" ({o})"),
+        };
+        let (total, last) = (text(&u["total"]), relative(&u["last_used_at"], now));
+        let _ = writeln!(out, "{:<17}{total} verifies{by_outcome}, last {last}", "use");
     }
     if let Some(secret) = answer["secret"].as_str() {
         let _ = writeln!(out, "{:<17}{}", "admin key", text(&answer["key"]["id"]));

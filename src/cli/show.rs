@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::client::Remote;
 use crate::domain::time::Timestamp;
 use crate::domain::validate::is_unsafe_char;
+use crate::domain::verifier::Code;
 
 /// Prints an answer: its JSON with `--json`, else as `render` shows it to
 /// people.
@@ -90,11 +91,30 @@ const CHART_DAYS: usize = 30;
 /// The longest bar, in characters.
 const CHART_WIDTH: u64 = 40;
 
-/// A usage answer (`total`, `last_used_at`, `per_day`) as a few lines and
-/// one bar per day, each in eighths of a character.
+/// Counts by outcome in words, most common first: `7 valid, 1 refused: action`.
+pub fn outcomes(outcomes: &Value) -> String {
+    let Some(map) = outcomes.as_object() else { return String::new() };
+    let mut counts: Vec<(u64, &str)> = map.iter().map(|(name, n)| (n.as_u64().unwrap_or(0), name.as_str())).collect();
+    counts.sort_by(|a, b| b.0.cmp(&a.0));
+    counts.iter().map(|(n, name)| format!("{n} {}", Code::words_of(name))).collect::<Vec<_>>().join(", ")
+}
+
+/// A usage answer (`total`, `outcomes`, `last_used_at`, `per_day`, and an
+/// org's `top_keys`) as a few lines and one bar per day, each in eighths
+/// of a character.
 pub fn usage(answer: &Value, now: Timestamp) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "total {}, last used {}", text(&answer["total"]), relative(&answer["last_used_at"], now));
+    let range = match (answer["from"].as_str(), answer["to"].as_str()) {
+        (Some(from), Some(to)) => format!(" from {from} to {to}"),
+        (Some(from), None) => format!(" since {from}"),
+        (None, Some(to)) => format!(" until {to}"),
+        (None, None) => String::new(),
+    };
+    let total = answer["total"].as_u64().unwrap_or(0);
+    let by_outcome = if total > 0 { format!(" ({})", outcomes(&answer["outcomes"])) } else { String::new() };
+    let verifications = if total == 1 { "verification" } else { "verifications" };
+    let _ = writeln!(out, "{total} {verifications}{range}{by_outcome}");
+    let _ = writeln!(out, "last used {}", relative(&answer["last_used_at"], now));
     let days = answer["per_day"].as_array().map(Vec::as_slice).unwrap_or_default();
     let shown = &days[days.len().saturating_sub(CHART_DAYS)..];
     if shown.len() < days.len() {
@@ -107,7 +127,20 @@ pub fn usage(answer: &Value, now: Timestamp) -> String {
         let eighths = count(day).saturating_mul(CHART_WIDTH * 8).div_ceil(max);
         let mut bar = "█".repeat((eighths / 8) as usize);
         bar.extend(['▏', '▎', '▍', '▌', '▋', '▊', '▉'].get((eighths % 8) as usize).filter(|_| eighths % 8 > 0));
-        let _ = writeln!(out, "{}  {:>digits$}  {bar}", text(&day["date"]), count(day));
+        let valid = day["outcomes"]["VALID"].as_u64().unwrap_or(0);
+        let refused = match count(day) - valid.min(count(day)) {
+            0 => String::new(),
+            n => format!("  ({n} not valid)"),
+        };
+        let _ = writeln!(out, "{}  {:>digits$}  {bar}{refused}", text(&day["date"]), count(day));
+    }
+    let top = answer["top_keys"].as_array().map(Vec::as_slice).unwrap_or_default();
+    if !top.is_empty() {
+        let rows: Vec<[String; 4]> = top
+            .iter()
+            .map(|k| [text(&k["key_id"]), text(&k["name"]), text(&k["total"]), outcomes(&k["outcomes"])])
+            .collect();
+        let _ = write!(out, "\nbusiest keys\n{}", table(["ID", "NAME", "VERIFICATIONS", "OUTCOMES"], &rows));
     }
     out
 }
@@ -152,13 +185,21 @@ mod tests {
     #[test]
     fn the_chart_scales_to_the_busiest_day() {
         let now = Timestamp::parse("2026-11-23T12:00:00Z").unwrap();
-        let answer = json!({"total": 110, "last_used_at": "2026-11-22T12:00:00Z", "per_day": [
-            {"date": "2026-11-21", "count": 100}, {"date": "2026-11-22", "count": 10}]});
+        let answer = json!({"total": 110, "from": "2026-11-17", "to": "2026-11-23",
+            "outcomes": {"FORBIDDEN_SCOPE": 1, "UNRECORDED": 9, "VALID": 100}, "last_used_at": "2026-11-22T12:00:00Z",
+            "per_day": [{"date": "2026-11-21", "count": 100, "outcomes": {"VALID": 100}},
+                        {"date": "2026-11-22", "count": 10, "outcomes": {"UNRECORDED": 9, "FORBIDDEN_SCOPE": 1}}],
+            "top_keys": [{"key_id": "key_1", "name": "ci", "total": 110, "outcomes": {"VALID": 100}}]});
         let shown = usage(&answer, now);
         let lines: Vec<&str> = shown.lines().collect();
-        assert_eq!(lines[0], "total 110, last used 1 day ago");
-        assert_eq!(lines[1], format!("2026-11-21  100  {}", "█".repeat(40)));
-        assert_eq!(lines[2], "2026-11-22   10  ████");
+        assert_eq!(
+            lines[0],
+            "110 verifications from 2026-11-17 to 2026-11-23 (100 valid, 9 outcome not recorded, 1 refused: action)"
+        );
+        assert_eq!(lines[1], "last used 1 day ago");
+        assert_eq!(lines[2], format!("2026-11-21  100  {}", "█".repeat(40)));
+        assert_eq!(lines[3], "2026-11-22   10  ████  (10 not valid)");
+        assert!(shown.contains("busiest keys") && shown.contains("key_1  ci "), "{shown}");
         let many: Vec<Value> = (0..40).map(|d| json!({"date": format!("d{d}"), "count": d + 1})).collect();
         let long = usage(&json!({"total": 1, "last_used_at": null, "per_day": many}), now);
         assert!(long.contains("the last 30 of 40 days") && !long.contains("d9 ") && long.contains("d39"), "{long}");

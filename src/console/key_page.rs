@@ -10,8 +10,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::keys::{expires, legacy_badge, notice, shown_time, status_badge};
-use super::page::{self, Area, as_of_time, csrf, frame, given, q, respond, strings, text, when, when_exactly};
+use super::page::{self, Area, as_of_time, csrf, frame, given, q, respond, strings, text, when_exactly};
 use super::session::Shown;
+use super::usage::{self, RangeParams};
 use super::{Page, Posted, Refusal, audit};
 use crate::domain::permission::Permission;
 use crate::domain::validate::MAX_REASON;
@@ -85,10 +86,12 @@ pub(super) fn secret_page(page: &Page, answer: &Value, title: &str) -> Response 
 pub struct DetailParams {
     as_of: Option<String>,
     notice: Option<String>,
+    #[serde(flatten)]
+    range: RangeParams,
 }
 
 pub async fn details(page: Page, Path(id): Path<String>, Query(p): Query<DetailParams>) -> Response {
-    details_page(&page, &id, given(&p.as_of).map(as_of_time).as_deref(), given(&p.notice), None).await
+    details_page(&page, &id, given(&p.as_of).map(as_of_time).as_deref(), given(&p.notice), &p.range, None).await
 }
 
 async fn details_page(
@@ -96,6 +99,7 @@ async fn details_page(
     id: &str,
     as_of: Option<&str>,
     notice_code: Option<&str>,
+    range: &RangeParams,
     error: Option<Refusal>,
 ) -> Response {
     let key =
@@ -103,7 +107,8 @@ async fn details_page(
             Ok(v) => v["key"].clone(),
             Err(r) => return page::refused(page, &r),
         };
-    let usage = page.api(Method::GET, &route::fill(route::KEY_USAGE, id), None).await.body;
+    let here = format!("/console/keys/{}", q(id));
+    let usage = usage::section(page, &route::fill(route::KEY_USAGE, id), &here, range).await;
     let timeline = match page.can(Permission::AuditRead) {
         true => {
             page.api(Method::GET, &route::query(route::AUDIT, [("key_id", Some(id)), ("limit", Some("100"))]), None)
@@ -167,11 +172,7 @@ async fn details_page(
                 dt { "Allowed IP ranges" } dd { (list_or(&key["allowed_cidrs"], "any address")) }
             }
         }
-        section aria-labelledby="usage-title" {
-            h2 id="usage-title" { "Usage" }
-            p { "Verifications in all: " strong { (usage["total"].as_u64().unwrap_or(0)) } ". Last used: " (when(&usage["last_used_at"], now, "never")) "." }
-            (page::usage_chart(&usage, now, 30))
-        }
+        (usage)
         section aria-labelledby="timeline-title" {
             h2 id="timeline-title" { "Timeline" }
             @if timeline.is_null() {
@@ -246,7 +247,7 @@ pub async fn act(Path((id, action)): Path<(String, String)>, Posted { page, form
             let body = json!({"grace_seconds": form.get("grace").parse::<u64>().unwrap_or(0)});
             match page.api(Method::POST, &route::fill(route::KEY_ROTATE, &id), Some(&body)).await.ok() {
                 Ok(rotated) => return show_once(&page, rotated, "Key rotated"),
-                Err(r) => return details_page(&page, &id, None, None, Some(r)).await,
+                Err(r) => return details_page(&page, &id, None, None, &RangeParams::default(), Some(r)).await,
             }
         }
         "delete" => {
@@ -257,7 +258,7 @@ pub async fn act(Path((id, action)): Path<(String, String)>, Posted { page, form
             );
             match page.api(Method::DELETE, &uri, None).await.ok() {
                 Ok(_) => return Redirect::to("/console/keys?notice=deleted&n=1").into_response(),
-                Err(r) => return details_page(&page, &id, None, None, Some(r)).await,
+                Err(r) => return details_page(&page, &id, None, None, &RangeParams::default(), Some(r)).await,
             }
         }
         _ => return page::message(Some(&page), StatusCode::NOT_FOUND, "Not found", "There is no such action."),
@@ -269,6 +270,6 @@ pub async fn act(Path((id, action)): Path<(String, String)>, Posted { page, form
     };
     match answer.ok() {
         Ok(_) => Redirect::to(&format!("/console/keys/{}?notice={done}", q(&id))).into_response(),
-        Err(r) => details_page(&page, &id, None, None, Some(r)).await,
+        Err(r) => details_page(&page, &id, None, None, &RangeParams::default(), Some(r)).await,
     }
 }

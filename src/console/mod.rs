@@ -28,6 +28,7 @@ mod page;
 mod roles;
 pub mod session;
 mod throttle;
+mod usage;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 //! The console's organization page: keys by status, the key limit, and
-//! the org's verifications per day.
+//! the org's verifications by outcome and day, and its busiest keys.
 
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
@@ -8,10 +8,12 @@ use maud::html;
 use super::Page;
 use super::keys::status_badge;
 use super::page::{self, Area, frame, respond, text};
+use super::usage::{self, RangeParams};
 use crate::domain::permission::Permission;
 use crate::http::route;
+use axum::extract::Query;
 
-pub async fn page(page: Page) -> Response {
+pub async fn page(page: Page, Query(range): Query<RangeParams>) -> Response {
     let org = match page.api(Method::GET, route::ORG, None).await.ok() {
         Ok(v) => v,
         Err(r) => return page::refused(&page, &r),
@@ -21,6 +23,7 @@ pub async fn page(page: Page) -> Response {
     let in_use = count("active") + count("disabled") + count("expired");
     let max = org["org"]["max_keys"].as_u64().unwrap_or(0);
     let now = page.now();
+    let usage = usage::section(&page, route::USAGE, "/console/org", &range).await;
     let body = html! {
         section aria-labelledby="org-title" {
             h2 id="org-title" { (text(&org["org"]["name"])) " " span.muted { "(" (text(&org["org"]["id"])) ")" } }
@@ -46,11 +49,7 @@ pub async fn page(page: Page) -> Response {
                 }
             }
         }
-        section aria-labelledby="usage-title" {
-            h2 id="usage-title" { "Usage" }
-            p { "Verifications in all: " strong { (org["usage"]["total"].as_u64().unwrap_or(0)) } "." }
-            (page::usage_chart(&org["usage"], now, 30))
-        }
+        (usage)
     };
     respond(StatusCode::OK, frame(Some(&page), Area::Org, "Organization", body))
 }

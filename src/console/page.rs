@@ -1,6 +1,5 @@
 //! The console's shared HTML: the frame around every page, the sign-in
-//! page, messages, and the small pieces pages share (times, a usage chart,
-//! field errors). maud escapes every value interpolated here; nothing is
+//! page, messages, and the small pieces pages share (times, field errors). maud escapes every value interpolated here; nothing is
 //! ever marked pre-escaped but the doctype.
 
 use axum::http::{HeaderValue, StatusCode, header};
@@ -149,67 +148,6 @@ pub fn exact(t: Timestamp) -> String {
     t.datetime().format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
-/// Verifications per day for the last `days` days, as bars: an SVG drawn
-/// here, with a text equivalent for screen readers.
-pub fn usage_chart(usage: &Value, now: Timestamp, days: i64) -> Markup {
-    let counts: std::collections::HashMap<&str, u64> = usage["per_day"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|d| Some((d["date"].as_str()?, d["count"].as_u64()?)))
-        .collect();
-    let dates: Vec<String> = (0..days)
-        .rev()
-        .map(|back| now.plus_seconds(-back * 86_400).datetime().format("%Y-%m-%d").to_string())
-        .collect();
-    let values: Vec<u64> = dates.iter().map(|d| counts.get(d.as_str()).copied().unwrap_or(0)).collect();
-    let busiest = values.iter().copied().max().unwrap_or(0);
-    let max = busiest.max(1);
-    let in_window: u64 = values.iter().sum();
-    let caption = match busiest {
-        0 => "no verifications".to_owned(),
-        b => format!(
-            "{} (the busiest day {})",
-            plural(in_window as usize, "verification"),
-            plural(b as usize, "verification")
-        ),
-    };
-    let (width, height, bar) = (days * 12, 80, 10);
-    let label = format!("Verifications per day over the last {days} days: {caption}");
-    let (first, last) = (dates.first().map_or("", String::as_str), dates.last().map_or("", String::as_str));
-    html! {
-        figure.chart {
-            div.plot {
-                div.yaxis aria-hidden="true" { span { @if busiest > 0 { (busiest) } } span { "0" } }
-                svg viewBox=(format!("0 0 {width} {}", height + 2)) role="img" aria-label=(label) preserveAspectRatio="none" {
-                    line x1="0" y1=(height) x2=(width) y2=(height) class="axis" {}
-                    @for (i, (date, v)) in dates.iter().zip(&values).enumerate() {
-                        @let h = (*v as f64 / max as f64 * height as f64).round() as i64;
-                        rect class="bar" x=(i as i64 * 12 + 1) y=(height - h) width=(bar) height=(h.max(if *v > 0 { 1 } else { 0 })) {
-                            title { (date) ": " (v) }
-                        }
-                    }
-                }
-            }
-            div.xaxis aria-hidden="true" { span { (first) } span { (last) } }
-            figcaption { "Verifications per day, " (first) " to " (last) ": " (caption) }
-            @if busiest > 0 {
-                details.as-table {
-                    summary { "The days with use, as a table" }
-                    table {
-                        thead { tr { th scope="col" { "Day (UTC)" } th scope="col" { "Verifications" } } }
-                        tbody {
-                            @for (date, v) in dates.iter().zip(&values).filter(|(_, v)| **v > 0) {
-                                tr { td { (date) } td { (v) } }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// The error under a form field, when the refusal concerns it.
 pub fn field_error(error: Option<&Refusal>, field: &str, fields: &[&'static str]) -> Markup {
     match error {
@@ -303,19 +241,5 @@ mod tests {
         assert_eq!(as_of_time(" 2026-11-24T10:00:05 "), "2026-11-24T10:00:05Z");
         assert_eq!(as_of_time("2026-11-24T10:00:05.5+01:00"), "2026-11-24T10:00:05.5+01:00");
         assert_eq!(local_time(&as_of_time("2026-11-24T10:00:05")), "2026-11-24T10:00:05");
-    }
-
-    #[test]
-    fn the_usage_chart_draws_one_bar_a_day_and_says_its_total() {
-        let now = Timestamp::parse("2026-11-24T12:00:00Z").unwrap();
-        let usage = serde_json::json!({"per_day": [{"date": "2026-11-24", "count": 4}, {"date": "2026-11-20", "count": 2}, {"date": "2025-01-01", "count": 9}]});
-        let svg = usage_chart(&usage, now, 30).into_string();
-        assert_eq!(svg.matches("<rect").count(), 30);
-        assert!(svg.contains("6 verifications (the busiest day 4 verifications)"), "{svg}");
-        assert!(svg.contains("<title>2026-11-24: 4</title>"));
-        let one = serde_json::json!({"per_day": [{"date": "2026-11-24", "count": 1}]});
-        assert!(usage_chart(&one, now, 30).into_string().contains(": 1 verification (the busiest day 1 verification)"));
-        let none = serde_json::json!({"per_day": []});
-        assert!(usage_chart(&none, now, 30).into_string().contains("no verifications"));
     }
 }

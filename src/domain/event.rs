@@ -11,6 +11,8 @@
 //! the envelope's encoding and decoding are kept together so that adding a
 //! type touches one file.)
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -20,6 +22,7 @@ use crate::domain::id::{Actor, EventId, KeyId, OrgId, RoleName, Seq};
 use crate::domain::scope::Scope;
 use crate::domain::time::Timestamp;
 use crate::domain::token::{PepperFingerprint, TokenHash};
+use crate::domain::verifier::Code;
 
 /// One fact, before it has a place in the log.
 #[derive(Clone, Debug, PartialEq)]
@@ -186,6 +189,11 @@ pub struct KeyRotated {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KeyAccessed {
     pub count: u64,
+    /// The same verifications by outcome (`VALID`, `FORBIDDEN_SCOPE`, …),
+    /// summing to `count`. Empty in reports from before outcomes were
+    /// recorded, which keep the bytes (and so the hashes) they had.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outcomes: BTreeMap<Code, u64>,
     pub first_at: Timestamp,
     pub last_at: Timestamp,
     pub last_ip: Option<String>,

@@ -37,7 +37,7 @@ use crate::domain::token::Pepper;
 
 /// Bumped whenever the encoding changes: a snapshot of another version is
 /// not read, and the state is rebuilt from the log.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SnapshotError {

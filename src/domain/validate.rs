@@ -159,11 +159,23 @@ pub fn check_node(node: &str) -> Result<(), Refusal> {
 }
 
 /// An access report, checked like any input before it enters the log: a
-/// count that could be real, times near `now`, an address that parses, and
+/// count that could be real, outcomes that add up to it, times near `now`, an address that parses, and
 /// short names.
 pub(crate) fn check_report(report: &crate::domain::event::KeyAccessed, now: Timestamp) -> Result<(), Refusal> {
     if report.count == 0 || report.count > MAX_REPORT_COUNT {
         return Err(invalid("report", format!("an access report counts 1 to {MAX_REPORT_COUNT} verifications")));
+    }
+    let by_outcome = report.outcomes.values().try_fold(0u64, |sum, n| sum.checked_add(*n));
+    let no_key = [crate::domain::verifier::Code::Malformed, crate::domain::verifier::Code::NotFound];
+    if !report.outcomes.is_empty()
+        && (by_outcome != Some(report.count)
+            || report.outcomes.values().any(|n| *n == 0)
+            || no_key.iter().any(|c| report.outcomes.contains_key(c)))
+    {
+        return Err(invalid(
+            "report",
+            "an access report's outcomes are those of a key that was found, each counted at least once, summing to its count",
+        ));
     }
     if report.first_at > report.last_at
         || report.last_at > now.plus_seconds(REPORT_AHEAD_SECONDS)

@@ -9,7 +9,7 @@
 
 use std::net::IpAddr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -21,7 +21,9 @@ use crate::domain::table::{Key, Status, Table};
 use crate::domain::time::Timestamp;
 use crate::domain::token::{Pepper, TokenFormat, TokenHash};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+/// A verify's outcome. Ordered as declared, which is also the order usage
+/// lists outcomes in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Code {
     Valid,
@@ -57,6 +59,31 @@ impl Code {
             Code::ForbiddenIp => "FORBIDDEN_IP",
             Code::ForbiddenScope => "FORBIDDEN_SCOPE",
         }
+    }
+
+    /// The code named as `as_str` names it.
+    pub fn from_name(name: &str) -> Option<Code> {
+        Code::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
+    /// The outcome as usage shows it to people.
+    pub fn words(self) -> &'static str {
+        match self {
+            Code::Valid => "valid",
+            Code::Malformed => "malformed",
+            Code::NotFound => "not found",
+            Code::Revoked => "revoked",
+            Code::Expired => "expired",
+            Code::Disabled => "disabled",
+            Code::ForbiddenIp => "refused: address",
+            Code::ForbiddenScope => "refused: action",
+        }
+    }
+
+    /// An outcome named in a usage answer, in words: a code, or
+    /// `UNRECORDED` for verifications from before outcomes were recorded.
+    pub fn words_of(name: &str) -> &'static str {
+        Code::from_name(name).map_or("outcome not recorded", Code::words)
     }
 }
 

@@ -17,6 +17,7 @@ mod org;
 mod roles;
 pub mod route;
 mod transparency;
+mod usage;
 pub mod verify;
 
 use std::net::{IpAddr, SocketAddr};
@@ -142,7 +143,7 @@ pub fn api(state: AppState) -> Router {
         .route(route::KEY_ENABLE, post(keys::enable))
         .route(route::KEY_REVOKE, post(keys::revoke))
         .route(route::KEY_ROTATE, post(keys::rotate))
-        .route(route::KEY_USAGE, get(org::key_usage))
+        .route(route::KEY_USAGE, get(usage::key_usage))
         .route(route::ROLES, post(roles::create).get(roles::list))
         .route(route::ROLE, get(roles::get).patch(roles::update).delete(roles::delete))
         .route(route::PRESETS, get(roles::presets))
@@ -150,7 +151,7 @@ pub fn api(state: AppState) -> Router {
             route::CATALOG,
             get(roles::get_catalog).put(roles::put_catalog).layer(DefaultBodyLimit::max(CATALOG_BODY_LIMIT)),
         )
-        .route(route::USAGE, get(org::org_usage))
+        .route(route::USAGE, get(usage::org_usage))
         .route(route::VERIFY, post(verify::verify::<AppState>))
         .route(route::AUDIT, get(audit::list))
         .route(route::AUDIT_VERIFY, get(audit::verify_chain))

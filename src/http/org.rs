@@ -1,4 +1,4 @@
-//! Organization routes (create, list, read, update) and usage.
+//! Organization routes: create, list, read, update.
 
 use std::collections::BTreeMap;
 
@@ -7,12 +7,12 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, AppState, Body, Caller, json, no_store, no_such_key, parse_key_id};
+use super::usage::UsageView;
+use super::{ApiError, AppState, Body, Caller, json, no_store};
 use crate::domain::command::Command;
-use crate::domain::id::{KeyId, OrgId};
+use crate::domain::id::OrgId;
 use crate::domain::permission::Permission;
-use crate::domain::table::{KeyView, Org, Usage};
-use crate::domain::time::Timestamp;
+use crate::domain::table::{KeyView, Org};
 use crate::registry::ORG_ADMIN_SCOPES;
 
 #[derive(Deserialize)]
@@ -41,7 +41,7 @@ struct CreatedOrg<'a> {
 struct OrgResponse<'a> {
     org: &'a Org,
     key_counts: BTreeMap<&'static str, u64>,
-    usage: UsageView,
+    usage: UsageView<'static>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     warnings: &'a [String],
 }
@@ -58,35 +58,6 @@ struct OrgSummary<'a> {
 #[derive(Serialize)]
 struct OrgList<'a> {
     orgs: Vec<OrgSummary<'a>>,
-}
-
-#[derive(Serialize)]
-struct DayCount {
-    date: String,
-    count: u64,
-}
-
-#[derive(Serialize)]
-struct UsageView {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    key_id: Option<KeyId>,
-    total: u64,
-    last_used_at: Option<Timestamp>,
-    per_day: Vec<DayCount>,
-}
-
-impl UsageView {
-    fn of(usage: &Usage, key_id: Option<KeyId>) -> Self {
-        let per_day = usage
-            .per_day
-            .iter()
-            .map(|(day, count)| DayCount {
-                date: Timestamp::from_micros(day * 86_400_000_000).datetime().format("%Y-%m-%d").to_string(),
-                count: *count,
-            })
-            .collect();
-        UsageView { key_id, total: usage.total, last_used_at: usage.last_used_at, per_day }
-    }
 }
 
 pub async fn create_org(
@@ -130,7 +101,7 @@ fn org_response(s: &AppState, id: &OrgId, warnings: &[String]) -> Result<Respons
     for key in p.table.keys_of(id, None) {
         *key_counts.entry(key.status_at(now).as_str()).or_default() += 1;
     }
-    Ok(json(StatusCode::OK, &OrgResponse { org, key_counts, usage: UsageView::of(&org.usage, None), warnings }))
+    Ok(json(StatusCode::OK, &OrgResponse { org, key_counts, usage: UsageView::all_time(&org.usage), warnings }))
 }
 
 pub async fn get_org(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
@@ -165,23 +136,4 @@ pub async fn operate_org(
         .execute(caller.actor(), id.clone(), Command::UpdateOrg { name: req.name, max_keys: req.max_keys })
         .await?;
     org_response(&s, &id, &outcome.warnings)
-}
-
-pub async fn key_usage(
-    State(s): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    caller.require(Permission::KeysRead)?;
-    let id = parse_key_id(&id)?;
-    let p = s.registry.read();
-    let key = p.table.key_in(&caller.org, &id).ok_or_else(|| no_such_key(id.as_str()))?;
-    Ok(json(StatusCode::OK, &UsageView::of(key.usage(), Some(id))))
-}
-
-pub async fn org_usage(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
-    caller.require(Permission::KeysRead)?;
-    let p = s.registry.read();
-    let org = p.table.org(&caller.org).ok_or_else(|| ApiError::NotFound("the organization is gone".into()))?;
-    Ok(json(StatusCode::OK, &UsageView::of(&org.usage, None)))
 }

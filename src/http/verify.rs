@@ -160,7 +160,7 @@ impl Node for AppState {
 
     fn counted(&self, answer: &Answer, now: Timestamp, ip: Option<IpAddr>) {
         if let Some(found) = &answer.found {
-            self.access.record(&found.org, &found.key_id, now, ip);
+            self.access.record(&found.org, &found.key_id, answer.code, now, ip);
         }
         self.metrics.verified(answer.code);
     }

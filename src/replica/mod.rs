@@ -417,7 +417,7 @@ impl Replica {
     /// Counts an answer that found a key as an access, and the answer's code.
     pub fn counted(&self, answer: &Answer, now: Timestamp, ip: Option<std::net::IpAddr>) {
         if let Some(found) = &answer.found {
-            self.inner.access.record(&found.org, &found.key_id, now, ip);
+            self.inner.access.record(&found.org, &found.key_id, answer.code, now, ip);
         }
         self.inner.metrics.verified(answer.code);
     }

@@ -396,24 +396,50 @@ test("details show usage, the timeline and the effective permissions", async () 
   const key = await keyNamed("svc-90-custom");
   const secret = secrets[3];
   for (let i = 0; i < 3; i++) curlVerify(server, secret);
+  assert.equal(curlVerify(server, secret, { action: "zzz:never" }).code, "FORBIDDEN_SCOPE");
   // Usage counts are flushed every 100 ms by this server.
   for (let tries = 0; tries < 100; tries++) {
     const u = await api(server, admin, "GET", `/v1/keys/${key.id}/usage`);
-    if (u.body.total >= 4) break;
+    if (u.body.total >= 5) break;
     await new Promise((r) => setTimeout(r, 100));
   }
   await page.goto(`${server.url}/console/keys/${key.id}`);
   await page.getByRole("heading", { name: "svc-90-custom" }).waitFor();
-  await page.getByText("Verifications in all: 4").waitFor();
-  assert.equal(await page.locator("figure.chart rect.bar").count(), 30);
-  assert.match(await page.locator("figure.chart figcaption").textContent(), /: 4 verifications \(the busiest day 4 verifications\)$/);
+  // By outcome, over the last 30 days unless asked otherwise: a refused
+  // verify is not counted as valid use.
+  assert.match(await page.locator("p.usage-total").textContent(), /^5 verifications from \d{4}-\d\d-\d\d to \d{4}-\d\d-\d\d \(UTC days\)/);
+  assert.deepEqual(await page.locator("ul.outcomes").first().locator("li").allTextContents(), ["4 valid", "1 refused: action"]);
+  assert.equal(await page.locator("figure.chart rect.bar").count(), 2, "one day: a valid bar and a refused one on it");
+  assert.equal(await page.locator("figure.chart rect.bar.refused title").textContent(), `${serverNow(server).toISOString().slice(0, 10)}: 1 other`);
+  assert.equal(await page.locator("figure.chart svg").getAttribute("viewBox"), "0 0 360 82", "30 days");
+  assert.match(await page.locator("figure.chart figcaption").textContent(), /the busiest day 5 verifications$/);
+  await page.getByRole("link", { name: "Last 7 days" }).click();
+  await page.waitForURL(/days=7/);
+  assert.equal(await page.locator("figure.chart svg").getAttribute("viewBox"), "0 0 84 82", "7 days");
+  assert.equal(await page.getByRole("link", { name: "Last 7 days" }).getAttribute("aria-current"), "true");
+  // Any dates: none in the future, and a range the wrong way round is
+  // refused in words, the rest of the page still there.
+  const tomorrow = new Date(serverNow(server).getTime() + 86_400_000).toISOString().slice(0, 10);
+  const today = serverNow(server).toISOString().slice(0, 10);
+  await page.getByLabel("From", { exact: true }).fill(tomorrow);
+  await page.getByRole("button", { name: "Show these days" }).click();
+  await page.waitForURL(/from=/);
+  assert.match(await page.locator("p.usage-total").textContent(), /^0 verifications since /);
+  await page.getByLabel("From", { exact: true }).fill(tomorrow);
+  await page.getByLabel("to", { exact: true }).fill(today);
+  await page.getByRole("button", { name: "Show these days" }).click();
+  await page.locator("#usage-title ~ .notice.error").getByText("from must not be after to").waitFor();
+  await page.getByRole("heading", { name: "Timeline" }).waitFor();
+  await page.goto(`${server.url}/console/keys/${key.id}`);
   await page.locator("table.events").getByText("Key created").waitFor();
   // Exact times beside the relative ones, without hovering.
   assert.match(await page.locator("dd#expires").textContent(), /^in 3 months \(\d{4}-\d\d-\d\d \d\d:\d\d UTC\)$/);
   assert.match(await page.locator("table.events tbody td").first().textContent(), /\(\d{4}-\d\d-\d\d \d\d:\d\d UTC\)$/);
-  assert.equal(await page.locator("figure.chart .yaxis span").first().textContent(), "4", "the chart's scale");
+  assert.equal(await page.locator("figure.chart .yaxis span").first().textContent(), "5", "the chart's scale");
   await page.getByText("The days with use, as a table").click();
   assert.equal(await page.locator("details.as-table tbody tr").count(), 1, "the chart as a table");
+  assert.equal(await page.locator("details.as-table tbody tr td").nth(1).textContent(), "5");
+  assert.deepEqual(await page.locator("details.as-table tbody tr td").nth(2).locator("li").allTextContents(), ["4 valid", "1 refused: action"]);
   await page.locator("dd").getByText("compute:start@workspaces/ws-1/**").first().waitFor();
   await axeCheck("key details");
   await shot("key-details");
@@ -704,6 +730,11 @@ test("the organization page shows counts, the limit and usage", async () => {
   await page.getByText("Acme Corp").waitFor();
   await page.getByText(/of at most/).waitFor();
   await page.locator("figure.chart svg").waitFor();
+  // The busiest keys of the range, each a link to its page.
+  const busiest = page.locator("table.busiest tbody tr", { hasText: "svc-90-custom" });
+  await busiest.getByRole("link", { name: "svc-90-custom" }).waitFor();
+  assert.equal(await busiest.locator("td").nth(1).textContent(), "5");
+  assert.match(await busiest.locator("td").nth(2).textContent(), /1 refused: action/);
   await axeCheck("organization");
   await shot("organization");
 });

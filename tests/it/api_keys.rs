@@ -186,6 +186,36 @@ fn the_life_of_a_key() {
     let u = usage.ok(200);
     assert_eq!(u["per_day"].as_array().unwrap().iter().map(|d| d["count"].as_u64().unwrap()).sum::<u64>(), n);
     assert!(u["last_used_at"].is_string());
+    // By outcome: every third verify asked to write with a read-only key.
+    assert_eq!(u["outcomes"], json!({"VALID": 24, "FORBIDDEN_SCOPE": 13}));
+    let today = server.now().format("%Y-%m-%d").to_string();
+    let tomorrow = (server.now() + chrono::Duration::days(1)).format("%Y-%m-%d").to_string();
+    let within = |query: &[(&str, &str)]| {
+        let mut req = api.req("GET", "/v1/keys/{id}/usage", Some(&counted)).auth(&admin);
+        for (name, value) in query {
+            req = req.query(name, value);
+        }
+        req.send()
+    };
+    let last_day = within(&[("days", "1")]);
+    assert_eq!((last_day.json["total"].as_u64(), last_day.json["from"].as_str()), (Some(n), Some(today.as_str())));
+    assert_eq!(last_day.json["per_day"][0]["outcomes"], json!({"VALID": 24, "FORBIDDEN_SCOPE": 13}));
+    let ahead = within(&[("from", &tomorrow)]);
+    assert_eq!((ahead.json["total"].as_u64(), ahead.json["per_day"].as_array().map(Vec::len)), (Some(0), Some(0)));
+    assert_eq!(within(&[("from", &today), ("to", &today)]).json["total"].as_u64(), Some(n));
+    for bad in [
+        vec![("days", "0")],
+        vec![("days", "1"), ("to", &today)],
+        vec![("from", "2026-13-01")],
+        vec![("from", &tomorrow), ("to", &today)],
+    ] {
+        let refused = within(&bad);
+        assert_eq!(refused.status, 400, "{bad:?}: {}", refused.json);
+    }
+    let top = api.get("/v1/usage").auth(&admin).query("days", "7").send().json["top_keys"].clone();
+    let counted_row =
+        top.as_array().unwrap().iter().find(|k| k["key_id"] == counted.as_str()).expect("counted is busy");
+    assert_eq!((counted_row["name"].as_str(), counted_row["total"].as_u64()), (Some("counted"), Some(n)));
     // Org-wide usage is the sum over the org's keys.
     let consistent = eventually(Duration::from_secs(5), || {
         let org_total = api.get("/v1/usage").auth(&admin).send().json["total"].as_u64().unwrap();

@@ -193,6 +193,8 @@ fn access_counts_across_nodes_are_exact() {
     let total =
         || api.req("GET", "/v1/keys/{id}/usage", Some(&id)).auth(&c.admin).send().json["total"].as_u64().unwrap();
     assert!(eventually(Duration::from_secs(15), || total() == n as u64), "usage total is {}", total());
+    let usage = api.req("GET", "/v1/keys/{id}/usage", Some(&id)).auth(&c.admin).send();
+    assert_eq!(usage.json["outcomes"], json!({"VALID": n}), "replicas report each verify's outcome");
     let accessed = api.get("/v1/audit").auth(&c.admin).query("key_id", &id).query("type", "key.accessed").send();
     let events = accessed.json["events"].as_array().unwrap().clone();
     let sum: u64 = events.iter().map(|e| e["data"]["count"].as_u64().unwrap()).sum();

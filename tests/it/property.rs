@@ -131,6 +131,7 @@ fn command(op: &Op, keys: &[(KeyId, String)], registry: &Registry, now: Timestam
             id: pick(i)?.0,
             report: KeyAccessed {
                 count: *n,
+                outcomes: Default::default(),
                 first_at: now,
                 last_at: now,
                 last_ip: None,

@@ -12,6 +12,7 @@ use keyreg::domain::legacy;
 use keyreg::domain::scope::Scope;
 use keyreg::domain::time::{Clock, ManualClock, Timestamp};
 use keyreg::domain::token::{Token, TokenFormat};
+use keyreg::domain::verifier::Code;
 use keyreg::registry::{Config, Registry};
 use keyreg::store::DataDir;
 
@@ -103,6 +104,7 @@ pub fn every_event_type(registry: &Registry, clock: &ManualClock) -> Vec<Token> 
     run(acme(), Cmd::Rotate { id: ci_id, expected: None, secret, grace_seconds: 30 });
     let report = KeyAccessed {
         count: 3,
+        outcomes: [(Code::Valid, 2), (Code::ForbiddenScope, 1)].into(),
         first_at: clock.now(),
         last_at: clock.now(),
         last_ip: Some("2001:db8::7".into()),

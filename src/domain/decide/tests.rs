@@ -14,6 +14,8 @@ use crate::domain::scope::Scope;
 use crate::domain::table::Status;
 use crate::domain::time::Timestamp;
 use crate::domain::token::{Pepper, TokenFormat};
+use crate::domain::verifier::Code;
+use std::collections::BTreeMap;
 
 const T0: i64 = 1_790_000_000_000_000;
 
@@ -333,6 +335,7 @@ fn access_reports_count_but_do_not_version_the_key() {
     let version = w.table.key(&id).unwrap().version;
     let report = |count| KeyAccessed {
         count,
+        outcomes: [(Code::Valid, count)].into_iter().filter(|(_, n)| *n > 0).collect(),
         first_at: Timestamp::from_micros(T0),
         last_at: Timestamp::from_micros(T0 + 5),
         last_ip: Some("10.0.0.1".into()),
@@ -344,6 +347,8 @@ fn access_reports_count_but_do_not_version_the_key() {
     assert_eq!((key.usage().total, key.version), (7, version));
     assert_eq!(key.usage().last_used_at, Some(Timestamp::from_micros(T0 + 5)));
     assert_eq!(w.table.org(&w.org).unwrap().usage.total, 7);
+    let outcomes: Vec<_> = key.usage().days(i64::MIN / 2, i64::MAX / 2).map(|(_, o, n)| (o, n)).collect();
+    assert_eq!(outcomes, [(Some(Code::Valid), 7)]);
     assert!(is_validation(&w.refused(Command::RecordAccess { id, report: report(0) }), "report"));
 }
 
@@ -353,6 +358,7 @@ fn an_access_report_is_checked_like_any_input() {
     let id = w.key("k");
     let good = KeyAccessed {
         count: 3,
+        outcomes: [(Code::Valid, 2), (Code::Revoked, 1)].into(),
         first_at: w.now.plus_seconds(-60),
         last_at: w.now,
         last_ip: Some("2001:db8::1".into()),
@@ -371,6 +377,19 @@ fn an_access_report_is_checked_like_any_input() {
         ("a node name with a space", KeyAccessed { node: "a b".into(), ..good.clone() }),
         ("an id without a number", KeyAccessed { report_id: "whatever".into(), ..good.clone() }),
         ("a 10 KB id", KeyAccessed { report_id: format!("{}-1-1", "x".repeat(10_000)), ..good.clone() }),
+        ("outcomes short of the count", KeyAccessed { outcomes: [(Code::Valid, 2)].into(), ..good.clone() }),
+        (
+            "outcomes over the count",
+            KeyAccessed { outcomes: [(Code::Valid, u64::MAX), (Code::Expired, 2)].into(), ..good.clone() },
+        ),
+        (
+            "an outcome counted zero times",
+            KeyAccessed { outcomes: [(Code::Valid, 3), (Code::Expired, 0)].into(), ..good.clone() },
+        ),
+        (
+            "a key that was not found",
+            KeyAccessed { outcomes: [(Code::Valid, 2), (Code::NotFound, 1)].into(), ..good.clone() },
+        ),
     ];
     for (what, report) in bad {
         let refusal = w.refused(Command::RecordAccess { id, report });
@@ -413,6 +432,7 @@ fn warnings_for_wildcards_narrowing_and_no_expiry() {
     assert!(quiet.is_empty(), "an unused key narrows without warning: {quiet:?}");
     let report = KeyAccessed {
         count: 1,
+        outcomes: BTreeMap::new(),
         first_at: w.now,
         last_at: w.now,
         last_ip: None,
@@ -443,6 +463,7 @@ fn an_access_report_is_recorded_once() {
         id,
         report: KeyAccessed {
             count: 2,
+            outcomes: [(Code::Valid, 2)].into(),
             first_at: now,
             last_at: now,
             last_ip: None,

@@ -151,9 +151,9 @@ impl Table {
             }
             // Use is not a change to the key: no new version, no updated_at,
             // so an If-Match taken before a verify still holds after it.
-            key.usage.get_or_insert_default().record(a.count, a.last_at, a.last_ip.as_ref());
+            key.usage.get_or_insert_default().record(a);
             if let Some(org) = self.orgs.get_mut(&key.org) {
-                org.usage.record(a.count, a.last_at, a.last_ip.as_ref());
+                org.usage.record(a);
             }
             return;
         }

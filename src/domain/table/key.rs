@@ -11,10 +11,12 @@ use serde::Serialize;
 
 use super::Table;
 use crate::domain::cidr::{self, Cidr};
+use crate::domain::event::KeyAccessed;
 use crate::domain::id::{Actor, KeyId, OrgId, RoleName, Seq};
 use crate::domain::scope::Scope;
 use crate::domain::time::Timestamp;
 use crate::domain::token::TokenHash;
+use crate::domain::verifier::Code;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -88,26 +90,50 @@ pub struct Usage {
     pub total: u64,
     pub last_used_at: Option<Timestamp>,
     pub last_ip: Option<String>,
-    /// Days since the epoch (UTC) to counts, by the day of each report's `last_at`.
-    pub per_day: BTreeMap<i64, u64>,
+    /// Counts by day (since the epoch, UTC, of each report's `last_at`) and
+    /// outcome; `None` counts reports from before outcomes were recorded.
+    /// A day with one outcome, the usual case, is one entry.
+    #[serde(serialize_with = "entries")]
+    pub per_day: BTreeMap<(i64, Option<Code>), u64>,
+}
+
+/// A map whose keys are not strings, as a list of `[key, value]` (JSON
+/// maps take string keys only).
+fn entries<K: Serialize, V: Serialize, S: serde::Serializer>(map: &BTreeMap<K, V>, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(map.iter())
 }
 
 /// What a key that was never used reports.
 static UNUSED: Usage = Usage { total: 0, last_used_at: None, last_ip: None, per_day: BTreeMap::new() };
 
 impl Usage {
-    /// Adds a report's count. Counts come from the network (replicas'
-    /// reports), so they saturate rather than wrap or panic.
-    pub(super) fn record(&mut self, count: u64, last_at: Timestamp, last_ip: Option<&String>) {
-        self.total = self.total.saturating_add(count);
-        let day = self.per_day.entry(last_at.day()).or_default();
-        *day = day.saturating_add(count);
-        if self.last_used_at.is_none_or(|t| t <= last_at) {
-            self.last_used_at = Some(last_at);
-            if last_ip.is_some() {
-                self.last_ip = last_ip.cloned();
+    /// Adds a report. Counts come from the network (replicas' reports), so
+    /// they saturate rather than wrap or panic.
+    pub(super) fn record(&mut self, report: &KeyAccessed) {
+        self.total = self.total.saturating_add(report.count);
+        let day = report.last_at.day();
+        let mut add = |outcome, n: u64| {
+            let count = self.per_day.entry((day, outcome)).or_default();
+            *count = count.saturating_add(n);
+        };
+        if report.outcomes.is_empty() {
+            add(None, report.count);
+        }
+        for (code, n) in &report.outcomes {
+            add(Some(*code), *n);
+        }
+        if self.last_used_at.is_none_or(|t| t <= report.last_at) {
+            self.last_used_at = Some(report.last_at);
+            if report.last_ip.is_some() {
+                self.last_ip = report.last_ip.clone();
             }
         }
+    }
+
+    /// The counts of the days `from..=to`, by day and outcome, oldest first.
+    pub fn days(&self, from: i64, to: i64) -> impl Iterator<Item = (i64, Option<Code>, u64)> + '_ {
+        let range = if from <= to { (from, None)..(to.saturating_add(1), None) } else { (0, None)..(0, None) };
+        self.per_day.range(range).map(|(&(day, outcome), &n)| (day, outcome, n))
     }
 }
 
@@ -341,9 +367,21 @@ mod tests {
     fn usage_counts_saturate_instead_of_wrapping() {
         let mut usage = Usage::default();
         let at = Timestamp::from_micros(86_400_000_000 * 3);
-        usage.record(u64::MAX / 2 + 1, at, None);
-        usage.record(u64::MAX / 2 + 1, at, None);
+        let half = u64::MAX / 2 + 1;
+        let report = KeyAccessed {
+            count: half,
+            outcomes: BTreeMap::from([(Code::Valid, half)]),
+            first_at: at,
+            last_at: at,
+            last_ip: None,
+            node: "n".into(),
+            report_id: "n-1-1".into(),
+        };
+        usage.record(&report);
+        usage.record(&report);
         assert_eq!(usage.total, u64::MAX);
-        assert_eq!(usage.per_day[&3], u64::MAX);
+        assert_eq!(usage.per_day[&(3, Some(Code::Valid))], u64::MAX);
+        assert_eq!(usage.days(3, 3).map(|(_, _, n)| n).collect::<Vec<_>>(), [u64::MAX]);
+        assert_eq!(usage.days(4, 9).count(), 0);
     }
 }

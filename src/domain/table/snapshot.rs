@@ -18,6 +18,7 @@ use crate::domain::id::{Actor, KeyId, OrgId, RoleName, Seq};
 use crate::domain::scope::Scope;
 use crate::domain::snapshot::{Decoder, Encoder, SnapshotError, damaged};
 use crate::domain::token::{PepperFingerprint, TokenHash};
+use crate::domain::verifier::Code;
 
 /// Numbers for shared values, in the order first met.
 struct Numbering<T> {
@@ -45,6 +46,10 @@ fn pick<T: Clone>(values: &[T], n: u32, what: &str) -> Result<T, SnapshotError> 
     values.get(n as usize).cloned().ok_or_else(|| damaged(format!("{what} number {n} is not in the snapshot")))
 }
 
+/// How a snapshot writes the outcome of reports from before outcomes were
+/// recorded; others are written as their place in `Code::ALL`.
+const NO_OUTCOME: u8 = u8::MAX;
+
 fn write_usage(w: &mut Encoder, u: &Usage) {
     w.u64(u.total);
     w.opt_time(u.last_used_at);
@@ -56,8 +61,9 @@ fn write_usage(w: &mut Encoder, u: &Usage) {
         None => w.u8(0),
     }
     w.len(u.per_day.len());
-    for (day, count) in &u.per_day {
+    for ((day, outcome), count) in &u.per_day {
         w.i64(*day);
+        w.u8(outcome.map_or(NO_OUTCOME, |c| c as u8));
         w.u64(*count);
     }
 }
@@ -67,8 +73,13 @@ fn read_usage(r: &mut Decoder<'_>) -> Result<Usage, SnapshotError> {
     let last_used_at = r.opt_time()?;
     let last_ip = if r.bool()? { Some(r.str()?.to_owned()) } else { None };
     let mut per_day = std::collections::BTreeMap::new();
-    for _ in 0..r.len(16)? {
-        per_day.insert(r.i64()?, r.u64()?);
+    for _ in 0..r.len(17)? {
+        let day = r.i64()?;
+        let outcome = match r.u8()? {
+            NO_OUTCOME => None,
+            n => Some(*Code::ALL.get(n as usize).ok_or_else(|| damaged(format!("no outcome numbered {n}")))?),
+        };
+        per_day.insert((day, outcome), r.u64()?);
     }
     Ok(Usage { total, last_used_at, last_ip, per_day })
 }
