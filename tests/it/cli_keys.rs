@@ -283,11 +283,18 @@ fn people_and_every_other_capability_from_the_command_line() {
     assert!(eventually(std::time::Duration::from_secs(10), used), "the verifies were not counted");
     let days = [first_day, day()];
     let chart = succeeded(keys(&server, admin, &["usage", &laptop_id]));
-    assert!(chart.starts_with("total 3, last used just now"), "{chart}");
+    assert!(chart.starts_with("3 verifications (3 valid)\nlast used just now"), "{chart}");
     let bar = |l: &str| days.iter().any(|d| l.starts_with(d.as_str())) && l.contains('█');
     assert!(chart.lines().any(|l| bar(l) && l.contains(" 3  ")), "{chart}");
-    let org_chart = succeeded(cli(&server, admin, "usage", &[]));
-    assert!(org_chart.starts_with("total 4,") && org_chart.lines().any(bar), "{org_chart}");
+    let org_chart = succeeded(cli(&server, admin, "usage", &["--days", "7"]));
+    assert!(org_chart.starts_with("4 verifications from ") && org_chart.lines().any(bar), "{org_chart}");
+    assert!(org_chart.contains("busiest keys") && org_chart.contains(&laptop_id), "{org_chart}");
+    let ahead = succeeded(keys(&server, admin, &["usage", &laptop_id, "--from", "2999-01-01"]));
+    assert!(ahead.starts_with("0 verifications since 2999-01-01\n"), "{ahead}");
+    let both = keys(&server, admin, &["usage", &laptop_id, "--days", "1", "--from", "2026-01-01"]);
+    assert!(!both.status.success() && stderr(&both).contains("--days"), "{}", stderr(&both));
+    let backwards = keys(&server, admin, &["usage", &laptop_id, "--from", "2026-02-01", "--to", "2026-01-01"]);
+    assert!(!backwards.status.success() && stderr(&backwards).contains("from must not be after to"), "{}", stderr(&backwards));
 
     // Many at once: bulk revoke, bulk delete, offboarding.
     let ids: Vec<String> = (0..3)
