@@ -87,6 +87,20 @@ test("a typed expiry date is the expiry, whichever choice is ticked", async () =
   assert.equal(Date.parse((await keyNamed("dated-by-typing")).expires_at), Date.parse("2031-05-17T00:00:00Z"));
 });
 
+test("a bad expiry is refused in the form's words, never taken for 90 days", async () => {
+  // (Chromium's date field takes no impossible date such as 2031-02-30.)
+  for (const date of ["2020-01-01", "2026-01-01"]) {
+    await page.goto(`${server.url}/console/keys/new`);
+    await page.getByLabel("Name", { exact: true }).fill("badly-dated");
+    await page.locator("input[name=preset][value=read-only]").check();
+    await page.getByLabel(/Expiry date/).fill(date);
+    await page.getByRole("button", { name: "Create key" }).click();
+    await page.locator("#expires_at-error").waitFor();
+    assert.match(await page.locator("#expires_at-error").textContent(), /^The expiry: /, `${date}: in the form's words`);
+    assert.equal(await keyNamed("badly-dated"), undefined, `${date}: nothing was created`);
+  }
+});
+
 test("a refused create keeps what was typed and names the field", async () => {
   await page.goto(`${server.url}/console/keys/new`);
   await axeCheck("create key");

@@ -6,7 +6,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { serverNow, api, curlVerify, secrets, axeCheck, keyboardCheck, shot, takeSecret, keyNamed, setUp, signInAsAda, seedKey, tearDown, lastChecks } from "./support.mjs";
+import { advance, serverNow, api, curlVerify, secrets, axeCheck, keyboardCheck, shot, takeSecret, keyNamed, setUp, signInAsAda, seedKey, tearDown, lastChecks } from "./support.mjs";
 
 let server, page, admin;
 let svc90, svc30;
@@ -150,6 +150,21 @@ test("a key from before keyreg is imported with its secret, marked legacy, and v
   await page.goto(`${server.url}/console/keys`);
   const row = page.locator("table.keys tbody tr", { has: page.getByRole("link", { name: "old-billing-sync" }) });
   assert.equal(await row.locator(".badge.legacy").textContent(), "legacy");
+});
+
+test("an expired key is no dead end: it says so, and can be revoked or deleted", async () => {
+  const { id } = await seedKey({ name: "lapsing", scopes: ["read"], expires_in_days: 1 });
+  await advance(server, 86_400 + 5);
+  await signInAsAda();
+  await page.goto(`${server.url}/console/keys/${id}`);
+  await page.locator(".badge.expired").first().waitFor();
+  assert.equal(await page.getByRole("button", { name: "Revoke" }).count(), 1, "an expired key can be revoked");
+  assert.equal(await page.getByRole("button", { name: "Rotate" }).count(), 0, "nor rotated back to life");
+  await page.getByRole("button", { name: "Delete" }).click();
+  await page.getByLabel(/Type the key's name/).fill("lapsing");
+  await page.getByRole("button", { name: "Delete key" }).click();
+  await page.getByText("1 key deleted.").waitFor();
+  assert.equal((await keyNamed("lapsing")).status, "deleted");
 });
 
 lastChecks(2);

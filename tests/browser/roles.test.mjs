@@ -77,4 +77,13 @@ test("the catalogue is edited, enforced, and a refused edit keeps what was typed
   await page.getByText("Not enforced: scopes may name any action.").waitFor();
 });
 
+test("a role's count of keys leaves out deleted keys", async () => {
+  assert.equal((await api(server, admin, "POST", "/v1/roles", { name: "temp", scopes: ["read"] })).status, 201);
+  const held = [];
+  for (const name of ["temp-1", "temp-2"]) held.push((await api(server, admin, "POST", "/v1/keys", { name, roles: ["temp"] })).body.key.id);
+  assert.equal((await api(server, admin, "DELETE", `/v1/keys/${held[1]}?confirm=temp-2`)).status, 200);
+  await page.goto(`${server.url}/console/roles/temp`);
+  await page.getByText(/Held by 1 key: they change with the role/).waitFor();
+});
+
 lastChecks(4);
