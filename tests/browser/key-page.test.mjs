@@ -62,6 +62,8 @@ test("details show usage, the timeline and the effective permissions", async () 
   await page.getByRole("heading", { name: "Timeline" }).waitFor();
   await page.goto(`${server.url}/console/keys/${key.id}`);
   await page.locator("table.events").getByText("Key created").waitFor();
+  // People's words only: no version, sequence number, event type or raw actor.
+  assert.doesNotMatch(await page.locator("main").innerText(), /\bVersion\b|\bSeq\b|key\.[a-z_]+|system:|key:key_/);
   // Exact times beside the relative ones, without hovering.
   assert.match(await page.locator("dd#expires").textContent(), /^in 3 months \(\d{4}-\d\d-\d\d \d\d:\d\d UTC\)$/);
   assert.match(await page.locator("table.events tbody td").first().textContent(), /\(\d{4}-\d\d-\d\d \d\d:\d\d UTC\)$/);
