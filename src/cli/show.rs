@@ -95,7 +95,7 @@ const CHART_WIDTH: u64 = 40;
 pub fn outcomes(outcomes: &Value) -> String {
     let Some(map) = outcomes.as_object() else { return String::new() };
     let mut counts: Vec<(u64, &str)> = map.iter().map(|(name, n)| (n.as_u64().unwrap_or(0), name.as_str())).collect();
-    counts.sort_by(|a, b| b.0.cmp(&a.0));
+    counts.sort_by_key(|c| std::cmp::Reverse(c.0));
     counts.iter().map(|(n, name)| format!("{n} {}", Code::words_of(name))).collect::<Vec<_>>().join(", ")
 }
 

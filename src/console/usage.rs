@@ -93,7 +93,7 @@ fn range_picker(here: &str, params: &RangeParams, pairs: &[(&str, Option<&str>);
 fn outcomes(v: &Value) -> Vec<(&'static str, u64)> {
     let mut counts: Vec<(&str, u64)> =
         v.as_object().into_iter().flatten().map(|(name, n)| (Code::words_of(name), n.as_u64().unwrap_or(0))).collect();
-    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    counts.sort_by_key(|c| std::cmp::Reverse(c.1));
     counts
 }
 

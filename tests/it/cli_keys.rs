@@ -294,7 +294,11 @@ fn people_and_every_other_capability_from_the_command_line() {
     let both = keys(&server, admin, &["usage", &laptop_id, "--days", "1", "--from", "2026-01-01"]);
     assert!(!both.status.success() && stderr(&both).contains("--days"), "{}", stderr(&both));
     let backwards = keys(&server, admin, &["usage", &laptop_id, "--from", "2026-02-01", "--to", "2026-01-01"]);
-    assert!(!backwards.status.success() && stderr(&backwards).contains("from must not be after to"), "{}", stderr(&backwards));
+    assert!(
+        !backwards.status.success() && stderr(&backwards).contains("from must not be after to"),
+        "{}",
+        stderr(&backwards)
+    );
 
     // Many at once: bulk revoke, bulk delete, offboarding.
     let ids: Vec<String> = (0..3)
