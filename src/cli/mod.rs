@@ -23,11 +23,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
+use crate::domain::cidr::Cidr;
 use crate::domain::id::OrgId;
 use crate::domain::time::SystemClock;
 use crate::domain::token::TokenFormat;
+use crate::http::ApiOptions;
 use crate::http::listen::Limits;
 use crate::nats::node::NodeOptions;
 use crate::nats::{Layout, Nats};
@@ -160,6 +162,8 @@ enum Cmd {
         #[arg(long = "witness", env = "KEYREG_WITNESS", value_delimiter = ',')]
         witnesses: Vec<String>,
         #[command(flatten)]
+        proxies: ProxyArgs,
+        #[command(flatten)]
         limits: LimitArgs,
     },
     /// Run a verifier replica: follow the stream, answer verify locally.
@@ -187,6 +191,8 @@ enum Cmd {
         /// the newest snapshot the registry published.
         #[arg(long)]
         from_stream: bool,
+        #[command(flatten)]
+        proxies: ProxyArgs,
         #[command(flatten)]
         limits: LimitArgs,
     },
@@ -275,6 +281,25 @@ struct LimitArgs {
     /// Connections one client address may hold open; more are closed at once.
     #[arg(long, env = "KEYREG_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 256)]
     max_connections_per_client: usize,
+}
+
+/// Whom forward auth (`/v1/authz`) believes about the caller's address.
+#[derive(Args)]
+struct ProxyArgs {
+    /// A proxy (an address or a range) whose X-Forwarded-For forward auth
+    /// believes; repeat, or separate with commas (default: loopback).
+    #[arg(long = "trusted-proxy", env = "KEYREG_TRUSTED_PROXY", value_delimiter = ',', value_name = "CIDR", value_parser = parse_cidr)]
+    trusted_proxies: Vec<Cidr>,
+}
+
+impl ProxyArgs {
+    fn cidrs(self) -> Vec<Cidr> {
+        if self.trusted_proxies.is_empty() { Cidr::loopback() } else { self.trusted_proxies }
+    }
+}
+
+fn parse_cidr(s: &str) -> Result<Cidr, String> {
+    Cidr::parse(s).map_err(|e| e.to_string())
 }
 
 impl LimitArgs {
@@ -397,6 +422,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             clock_offset_file,
             chain_check_delay_ms,
             witnesses,
+            proxies,
             limits,
         } => {
             let options = ServeOptions {
@@ -411,6 +437,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 limits: limits.limits(),
                 console_idle: Duration::from_secs(console_idle_secs),
                 witnesses,
+                api: ApiOptions { trusted_proxies: proxies.cidrs().into(), ..ApiOptions::default() },
                 ..ServeOptions::default()
             };
             let org_rate = OrgRate { events_per_minute: org_events_per_minute, bytes_per_minute: org_bytes_per_minute };
@@ -435,7 +462,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             history::replay(&source, &layout, at, org.as_ref())?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Verifier { nats: url, listen, pepper_file, node, access_flush_ms, max_staleness, from_stream, limits } => {
+        Cmd::Verifier {
+            nats: url,
+            listen,
+            pepper_file,
+            node,
+            access_flush_ms,
+            max_staleness,
+            from_stream,
+            proxies,
+            limits,
+        } => {
             let config = config(&cli.token_prefix)?;
             let mut replica = ReplicaConfig::new(&url, store::load_pepper(&pepper_file)?);
             replica.nats = nats(&url);
@@ -444,6 +481,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             replica.access_flush = Duration::from_millis(access_flush_ms.max(10));
             replica.max_staleness = (!max_staleness.is_zero()).then_some(max_staleness);
             replica.bootstrap = !from_stream;
+            replica.trusted_proxies = proxies.cidrs();
             verifier(replica, &listen, limits.limits())
         }
         Cmd::Audit { command: AuditCmd::Verify { tenant, .. } } if tenant.url.is_some() => {

@@ -34,6 +34,11 @@ impl Cidr {
         Ok(Cidr(net.trunc()))
     }
 
+    /// Loopback, IPv4 and IPv6.
+    pub fn loopback() -> Vec<Cidr> {
+        ["127.0.0.0/8", "::1/128"].into_iter().filter_map(|c| Cidr::parse(c).ok()).collect()
+    }
+
     pub fn contains(&self, ip: IpAddr) -> bool {
         self.0.contains(&normalize(ip))
     }

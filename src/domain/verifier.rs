@@ -129,6 +129,8 @@ impl Question<'_> {
 pub struct Found {
     pub key_id: KeyId,
     pub org: OrgId,
+    /// Who the key is for, when it says (a person, a team, a customer).
+    pub owner: Option<Box<str>>,
     pub scopes: Arc<[Scope]>,
     pub roles: Box<[RoleName]>,
     pub expires_at: Option<Timestamp>,
@@ -142,7 +144,8 @@ impl Found {
             Cow::Owned(all) => all.into(),
         };
         let roles = table.role_names(key).into_iter().cloned().collect();
-        Found { key_id: key.id, org: key.org.clone(), scopes, roles, expires_at: key.expires_at }
+        let owner = Some(key.owner()).filter(|o| !o.is_empty()).map(Box::from);
+        Found { key_id: key.id, org: key.org.clone(), owner, scopes, roles, expires_at: key.expires_at }
     }
 }
 

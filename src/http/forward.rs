@@ -3,7 +3,7 @@
 //! `Content-Type`), and the leader's answer comes back as it is. A caller,
 //! the command line or the console, may so use any node.
 //!
-//! Reads, verify and health are answered here, from this node's own log.
+//! Reads, verify, forward auth and health are answered here, from this node's own log.
 //! With no leader known, or one that does not answer, a write gets 503
 //! `NO_LEADER` and nothing changes. A forwarded request carries
 //! `Keyreg-Forwarded`, and is never forwarded again: two nodes that each
@@ -30,7 +30,8 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(15);
 /// The middleware: a write on a node that does not lead goes to the leader.
 pub async fn writes_to_leader(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let reads = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if reads || req.uri().path() == route::VERIFY {
+    let path = req.uri().path();
+    if reads || path == route::VERIFY || path == route::AUTHZ || path.starts_with("/v1/authz/") {
         return next.run(req).await;
     }
     s.registry.started().await;

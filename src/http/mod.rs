@@ -5,6 +5,7 @@
 //! become HTTP through `error` alone.
 
 mod audit;
+pub mod authz;
 mod bulk;
 mod error;
 pub(crate) mod forward;
@@ -32,7 +33,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
+use axum::routing::{any, get, patch, post};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -41,6 +42,7 @@ pub use error::ApiError;
 pub use verify::Node;
 
 use crate::access::AccessCounter;
+use crate::domain::cidr::Cidr;
 use crate::domain::command::{Acting, Command};
 use crate::domain::id::{Actor, KeyId, MAX_EMAIL, OrgId, Seq};
 use crate::domain::permission::{Permission, Permissions};
@@ -89,6 +91,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", route::CATALOG),
     ("GET", route::USAGE),
     ("POST", route::VERIFY),
+    ("GET", route::AUTHZ),
+    ("POST", route::AUTHZ),
+    ("GET", route::AUTHZ_PREFIXED),
     ("GET", route::AUDIT),
     ("GET", route::AUDIT_VERIFY),
     ("GET", route::EVENTS),
@@ -106,11 +111,14 @@ pub const ROUTES: &[(&str, &str)] = &[
 pub struct ApiOptions {
     /// How long a verify with `min_seq` waits for that sequence.
     pub min_seq_wait: Duration,
+    /// The proxies whose `X-Forwarded-For` forward auth believes
+    /// (`--trusted-proxy`; loopback unless set).
+    pub trusted_proxies: Arc<[Cidr]>,
 }
 
 impl Default for ApiOptions {
     fn default() -> Self {
-        ApiOptions { min_seq_wait: Duration::from_secs(1) }
+        ApiOptions { min_seq_wait: Duration::from_secs(1), trusted_proxies: Cidr::loopback().into() }
     }
 }
 
@@ -153,6 +161,8 @@ pub fn api(state: AppState) -> Router {
         )
         .route(route::USAGE, get(usage::org_usage))
         .route(route::VERIFY, post(verify::verify::<AppState>))
+        .route(route::AUTHZ, any(authz::authz::<AppState>))
+        .route(route::AUTHZ_PREFIXED, any(authz::authz::<AppState>))
         .route(route::AUDIT, get(audit::list))
         .route(route::AUDIT_VERIFY, get(audit::verify_chain))
         .route(route::EVENTS, get(audit::events))

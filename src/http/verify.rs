@@ -15,6 +15,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::{ApiError, AppState, Body, json, presented_token};
+use crate::domain::cidr::Cidr;
 use crate::domain::id::Seq;
 use crate::domain::table::Table;
 use crate::domain::time::Timestamp;
@@ -66,8 +67,6 @@ impl VerifyRequest {
                 ));
             }
         };
-        let question = Question { action: self.action.as_deref(), resource: self.resource.as_deref(), ip: None };
-        question.check().map_err(|bad| ApiError::Validation(bad.to_string()))?;
         let ip = self
             .ip
             .as_deref()
@@ -75,11 +74,33 @@ impl VerifyRequest {
                 ip.parse::<IpAddr>().map_err(|_| ApiError::Validation("ip must be an IPv4 or IPv6 address".into()))
             })
             .transpose()?;
-        Ok(Checked { token, action: self.action, resource: self.resource, ip, min_seq: self.min_seq.map(Seq) })
+        let mut checked = Checked::new(token, self.action, self.resource, ip)?;
+        checked.min_seq = self.min_seq.map(Seq);
+        Ok(checked)
     }
 }
 
 impl Checked {
+    /// A question with its rules applied: a concrete action, a concrete
+    /// resource only with an action. However it was asked (a verify body,
+    /// a proxy's headers), it is this.
+    pub fn new(
+        token: String,
+        action: Option<String>,
+        resource: Option<String>,
+        ip: Option<IpAddr>,
+    ) -> Result<Checked, ApiError> {
+        let question = Question { action: action.as_deref(), resource: resource.as_deref(), ip: None };
+        question.check().map_err(|bad| ApiError::Validation(bad.to_string()))?;
+        Ok(Checked { token, action, resource, ip, min_seq: None })
+    }
+
+    /// What is asked: the action, the resource, the caller's address.
+    #[cfg(test)]
+    pub fn parts(&self) -> (Option<&str>, Option<&str>, Option<IpAddr>) {
+        (self.action.as_deref(), self.resource.as_deref(), self.ip)
+    }
+
     /// The presented token reduced to its hash, done before the caller
     /// takes its table lock.
     pub fn hash(&self, format: &TokenFormat, pepper: &Pepper) -> Presented {
@@ -109,6 +130,8 @@ pub trait Node: Clone + Send + Sync + 'static {
     fn answer(&self, checked: &Checked, hash: Presented, now: Timestamp) -> Result<Answer, ApiError>;
     /// Counts a verify that found a key as an access of it, and its code.
     fn counted(&self, answer: &Answer, now: Timestamp, ip: Option<IpAddr>);
+    /// The peers whose `X-Forwarded-For` forward auth believes.
+    fn trusted_proxies(&self) -> &[Cidr];
 }
 
 pub async fn verify<N: Node>(
@@ -116,7 +139,13 @@ pub async fn verify<N: Node>(
     header: HeaderToken,
     Body(req): Body<VerifyRequest>,
 ) -> Result<Response, ApiError> {
-    let checked = req.check(header)?;
+    let answer = answer(&node, &req.check(header)?).await?;
+    Ok(json(StatusCode::OK, &answer))
+}
+
+/// The answer to a checked question on `node`, counted as a verify: what
+/// `POST /v1/verify` and forward auth (`authz`) both answer with.
+pub async fn answer<N: Node>(node: &N, checked: &Checked) -> Result<Answer, ApiError> {
     if let Some(min) = checked.min_seq
         && !node.wait_applied(min, node.min_seq_wait()).await
     {
@@ -124,9 +153,9 @@ pub async fn verify<N: Node>(
     }
     let now = node.now();
     let hash = checked.hash(node.format(), node.pepper());
-    let answer = node.answer(&checked, hash, now)?;
+    let answer = node.answer(checked, hash, now)?;
     node.counted(&answer, now, checked.ip);
-    Ok(json(StatusCode::OK, &answer))
+    Ok(answer)
 }
 
 impl Node for AppState {
@@ -163,5 +192,9 @@ impl Node for AppState {
             self.access.record(&found.org, &found.key_id, answer.code, now, ip);
         }
         self.metrics.verified(answer.code);
+    }
+
+    fn trusted_proxies(&self) -> &[Cidr] {
+        &self.options.trusted_proxies
     }
 }

@@ -1,5 +1,5 @@
-//! A verifier replica's HTTP API: verify (the same handler as the
-//! registry's), its health and readiness, metrics and the state digest.
+//! A verifier replica's HTTP API: verify and forward auth (the same
+//! handlers as the registry's), its health and readiness, metrics and the state digest.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -8,14 +8,17 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 
 use super::{Replica, Unavailable};
+use crate::domain::cidr::Cidr;
 use crate::domain::id::Seq;
 use crate::domain::time::Timestamp;
 use crate::domain::token::{Pepper, TokenFormat};
 use crate::domain::verifier::{Answer, Presented};
+use crate::http::authz::authz;
 use crate::http::listen::Limits;
+use crate::http::route;
 use crate::http::verify::{Checked, Node, verify};
 use crate::http::{ApiError, BODY_LIMIT, Digest, json, prometheus, track};
 use crate::metrics::Metrics;
@@ -55,6 +58,10 @@ impl Node for Replica {
         Ok(checked.answer(&hash, history.state(), now))
     }
 
+    fn trusted_proxies(&self) -> &[Cidr] {
+        &self.config().trusted_proxies
+    }
+
     fn counted(&self, answer: &Answer, now: Timestamp, ip: Option<IpAddr>) {
         Replica::counted(self, answer, now, ip);
     }
@@ -63,7 +70,9 @@ impl Node for Replica {
 /// The replica's router.
 pub fn router(replica: &Replica) -> Router {
     Router::new()
-        .route("/v1/verify", post(verify::<Replica>))
+        .route(route::VERIFY, post(verify::<Replica>))
+        .route(route::AUTHZ, any(authz::<Replica>))
+        .route(route::AUTHZ_PREFIXED, any(authz::<Replica>))
         .route("/v1/state/digest", get(digest))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

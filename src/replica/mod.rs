@@ -66,6 +66,7 @@ use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
 use crate::access::AccessCounter;
+use crate::domain::cidr::Cidr;
 use crate::domain::history::History;
 use crate::domain::id::Seq;
 use crate::domain::mac::MessageKeys;
@@ -95,6 +96,8 @@ pub struct ReplicaConfig {
     /// from its first event.
     pub bootstrap: bool,
     pub clock: Arc<dyn Clock>,
+    /// The proxies whose `X-Forwarded-For` forward auth believes.
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 /// The default bound on staleness.
@@ -112,6 +115,7 @@ impl ReplicaConfig {
             max_staleness: Some(DEFAULT_MAX_STALENESS),
             bootstrap: true,
             clock: Arc::new(SystemClock),
+            trusted_proxies: Cidr::loopback(),
         }
     }
 }

@@ -19,7 +19,7 @@ pub fn check_against_openapi(exchanges: &[Exchange]) {
     let doc = openapi();
     assert!(!exchanges.is_empty());
     for ex in exchanges {
-        let op = &doc["paths"][&ex.template][ex.method.to_lowercase()];
+        let op = &doc["paths"][&ex.template.replace("{*", "{")][ex.method.to_lowercase()];
         if op.is_null() {
             // Requests to routes that do not exist must get the documented fallbacks.
             assert!(matches!(ex.status, 404 | 405), "{} {} is not in openapi.json", ex.method, ex.template);
@@ -69,8 +69,9 @@ fn every_route_is_documented_and_nothing_else() {
         .iter()
         .flat_map(|(path, ops)| ops.as_object().unwrap().keys().map(move |m| (m.to_uppercase(), path.clone())))
         .collect();
+    // OpenAPI has no catch-all segment: `{*original}` is documented as `{original}`.
     let served: BTreeSet<(String, String)> =
-        keyreg::http::ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+        keyreg::http::ROUTES.iter().map(|(m, p)| (m.to_string(), p.replace("{*", "{"))).collect();
     assert_eq!(documented, served);
 }
 

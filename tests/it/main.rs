@@ -15,6 +15,7 @@ mod chain;
 mod chain_check;
 mod cli_keys;
 mod crash;
+mod gateways;
 mod hardening;
 mod lifecycle;
 mod nats_cluster;

@@ -146,6 +146,8 @@ pub struct Resp {
     pub body: Vec<u8>,
     pub etag: Option<String>,
     pub retry_after: Option<String>,
+    /// Every header, names in lower case.
+    pub headers: Vec<(String, String)>,
 }
 
 pub struct Req<'a> {
@@ -259,6 +261,11 @@ impl Req<'_> {
         let content_type = header("content-type").unwrap_or_default();
         let etag = header("etag");
         let retry_after = header("retry-after");
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(name, value)| (name.as_str().to_owned(), value.to_str().unwrap_or_default().to_owned()))
+            .collect();
         let bytes = response
             .body_mut()
             .with_config()
@@ -273,11 +280,20 @@ impl Req<'_> {
             content_type,
             body: bytes.clone(),
         });
-        Ok(Resp { status, json, body: bytes, etag, retry_after })
+        Ok(Resp { status, json, body: bytes, etag, retry_after, headers })
     }
 }
 
 impl Resp {
+    /// The header's value, if the answer has it.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
     /// Asserts a problem+json answer with this status and code.
     pub fn problem(&self, status: u16, code: &str) {
         assert_eq!(

@@ -1,6 +1,7 @@
 //! Every way to verify a key gives the same answer to the same question:
-//! `POST /v1/verify` on the registry and on a replica, and a replica
-//! embedded in a Rust service. A question the rules refuse (a resource
+//! `POST /v1/verify` and forward auth (`/v1/authz`, asked with headers)
+//! on the registry and on a replica, and a replica embedded in a Rust
+//! service. A question the rules refuse (a resource
 //! with `..`, say) is refused alike by each, with the same words; it used
 //! to be `VALID` when embedded.
 
@@ -46,6 +47,22 @@ fn every_entry_point_refuses_the_same_bad_questions_in_the_same_words() {
             other => panic!("{other}: {}", answer.json),
         }
     };
+    let ask_authz = |url: &str, action: Option<&str>, resource: Option<&str>| -> Result<String, String> {
+        let api = Api::new(url);
+        let mut req = api.get("/v1/authz").header("X-API-Key", &key);
+        if let Some(a) = action {
+            req = req.header("Keyreg-Action", a);
+        }
+        if let Some(r) = resource {
+            req = req.header("Keyreg-Resource", r);
+        }
+        let answer = req.send();
+        match answer.status {
+            200 | 401 | 403 => Ok(answer.json["code"].as_str().unwrap().to_owned()),
+            400 => Err(answer.json["detail"].as_str().unwrap().to_owned()),
+            other => panic!("{other}: {}", answer.json),
+        }
+    };
     let ask_embedded = |action: Option<&str>, resource: Option<&str>| -> Result<String, String> {
         match embedded.verify(&key, Question { action, resource, ip: None }) {
             Ok(answer) => Ok(answer.code.as_str().to_owned()),
@@ -73,6 +90,9 @@ fn every_entry_point_refuses_the_same_bad_questions_in_the_same_words() {
         assert_eq!(registry.is_ok(), answered, "{action:?} {resource:?}: {registry:?}");
         assert_eq!(registry, replica, "{action:?} {resource:?}: registry and replica");
         assert_eq!(registry, in_process, "{action:?} {resource:?}: registry and embedded replica");
+        for url in [&c.server.url, &over_http.url] {
+            assert_eq!(registry, ask_authz(url, action, resource), "{action:?} {resource:?}: forward auth on {url}");
+        }
     }
     let expected: Vec<Value> = vec![json!("VALID"), json!("FORBIDDEN_SCOPE")];
     let codes: Vec<Value> = [Some("workspaces/ws-1/docs"), Some("workspaces/ws-2/docs")]
