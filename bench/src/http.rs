@@ -55,31 +55,47 @@ struct Run {
 
 fn measured(url: &str, body: &str, seconds: u64) -> anyhow::Result<Run> {
     let before = cpu_seconds();
-    let (rps, p50, p99) = wrk(url, body, seconds, 32, None)?;
+    let (rps, p50, p99) = wrk(url, &Request::post(body, None), seconds, 32)?;
     let after = cpu_seconds();
     let requests = rps * seconds as f64;
     let per = |a: f64, b: f64| (a - b) * 1e6 / requests;
     Ok(Run { rps, p50, p99, cpu_us: (per(after.0, before.0), per(after.1, before.1)) })
 }
 
-/// wrk's requests/s and p50/p99 latency (ms) for POSTing `body` to `url`
+/// What wrk sends, every time: a method, headers, a body.
+pub(crate) struct Request<'a> {
+    pub method: &'a str,
+    pub headers: Vec<(&'a str, String)>,
+    pub body: Option<&'a str>,
+}
+
+impl<'a> Request<'a> {
+    /// A JSON POST, with a key in `Authorization` when given.
+    pub fn post(body: &'a str, authorization: Option<&str>) -> Self {
+        let mut headers = vec![("Content-Type", "application/json".to_owned())];
+        headers.extend(authorization.map(|a| ("Authorization", format!("Bearer {a}"))));
+        Request { method: "POST", headers, body: Some(body) }
+    }
+}
+
+/// wrk's requests/s and p50/p99 latency (ms) for sending `request` to `url`
 /// over `connections` keep-alive connections.
-fn wrk(
+pub(crate) fn wrk(
     url: &str,
-    body: &str,
+    request: &Request<'_>,
     seconds: u64,
     connections: usize,
-    authorization: Option<&str>,
 ) -> anyhow::Result<(f64, f64, f64)> {
     let script = std::env::temp_dir().join(format!("keyreg-bench-{}.lua", std::process::id()));
-    let escaped = body.replace('\\', "\\\\").replace('"', "\\\"");
-    std::fs::write(
-        &script,
-        format!(
-            "wrk.method = \"POST\"\nwrk.body = \"{escaped}\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\n{}",
-            authorization.map(|a| format!("wrk.headers[\"Authorization\"] = \"Bearer {a}\"\n")).unwrap_or_default()
-        ),
-    )?;
+    let quote = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+    let mut lua = format!("wrk.method = {}\n", quote(request.method));
+    if let Some(body) = request.body {
+        lua.push_str(&format!("wrk.body = {}\n", quote(body)));
+    }
+    for (name, value) in &request.headers {
+        lua.push_str(&format!("wrk.headers[{}] = {}\n", quote(name), quote(value)));
+    }
+    std::fs::write(&script, lua)?;
     let out = Process::new("wrk")
         .args(["-t", &connections.min(2).to_string(), "-c", &connections.to_string()])
         .args(["-d", &format!("{seconds}s"), "--latency", "-s"])
@@ -251,7 +267,8 @@ fn appends_over_http(registry: &Registry, addr: SocketAddr, admin: &str, size: S
     let mut rows = vec![];
     for connections in [1usize, 16, 64] {
         progress(&format!("http: appends from {connections} connections"));
-        let (rps, p50, p99) = wrk(&format!("http://{addr}/v1/keys"), body, seconds, connections, Some(admin))?;
+        let (rps, p50, p99) =
+            wrk(&format!("http://{addr}/v1/keys"), &Request::post(body, Some(admin)), seconds, connections)?;
         rows.push(Row::new(
             format!("4. durable append through the HTTP API, {connections} connections"),
             format!("{rps:.0} events/s, p50 {p50:.2} ms, p99 {p99:.2} ms"),

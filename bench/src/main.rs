@@ -8,6 +8,7 @@
 //! of keyreg's library and its production binary.
 
 mod append;
+mod authz;
 mod bootstrap;
 mod console;
 mod http;
@@ -45,7 +46,7 @@ enum Cmd {
         /// The full sizes (1,000,000 keys and events) instead of the quick ones.
         #[arg(long)]
         full: bool,
-        /// Only these measurements (verify, index, replay, append, http, nats, bootstrap, legacy, console, transparency); all if absent.
+        /// Only these measurements (verify, index, replay, append, http, authz, nats, bootstrap, legacy, console, transparency); all if absent.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },
@@ -123,6 +124,9 @@ fn run(size: Size, only: &[String]) -> anyhow::Result<()> {
     if wanted("transparency") {
         record("11./12. transparency", transparency::measure(size));
     }
+    if wanted("authz") {
+        record("2c. forward auth", authz::measure(size));
+    }
     if wanted("http") || wanted("nats") || wanted("bootstrap") {
         let dir = tempdir()?;
         match nats_server::NatsServer::start(&dir) {
@@ -144,7 +148,10 @@ fn run(size: Size, only: &[String]) -> anyhow::Result<()> {
     }
     // In the order of the numbered measures (a stable sort keeps each
     // measure's own rows in order).
-    rows.sort_by_key(|r| r.measure.split('.').next().and_then(|n| n.parse::<u32>().ok()).unwrap_or(99));
+    rows.sort_by_key(|r| {
+        let digits: String = r.measure.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse::<u32>().unwrap_or(99)
+    });
     println!("{}", render(&rows));
     eprintln!("bench: done in {:.0} s ({size:?})", started.elapsed().as_secs_f64());
     Ok(())
