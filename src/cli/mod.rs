@@ -161,6 +161,11 @@ enum Cmd {
         /// checkpoint to; repeat, or separate with commas.
         #[arg(long = "witness", env = "KEYREG_WITNESS", value_delimiter = ',')]
         witnesses: Vec<String>,
+        /// A secret-scanning partner's public keys (GitHub's JSON shape:
+        /// {"public_keys": [{"key_identifier", "key", "is_current"}]}),
+        /// read on each report: POST /v1/leaks revokes the live keys it names.
+        #[arg(long, env = "KEYREG_LEAK_KEYS", value_name = "FILE")]
+        leak_keys: Option<PathBuf>,
         #[command(flatten)]
         proxies: ProxyArgs,
         #[command(flatten)]
@@ -422,6 +427,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             clock_offset_file,
             chain_check_delay_ms,
             witnesses,
+            leak_keys,
             proxies,
             limits,
         } => {
@@ -437,7 +443,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 limits: limits.limits(),
                 console_idle: Duration::from_secs(console_idle_secs),
                 witnesses,
-                api: ApiOptions { trusted_proxies: proxies.cidrs().into(), ..ApiOptions::default() },
+                api: ApiOptions { trusted_proxies: proxies.cidrs().into(), leak_keys, ..ApiOptions::default() },
                 ..ServeOptions::default()
             };
             let org_rate = OrgRate { events_per_minute: org_events_per_minute, bytes_per_minute: org_bytes_per_minute };

@@ -126,11 +126,21 @@ async fn details_page(
     let version = key["version"].to_string();
     let name = text(&key["name"]);
     let actors = audit::actors(page, &timeline["events"], &[text(&key["created_by"])]).await;
+    // Why a revoked key was revoked, from its history (with audit:read).
+    let revocation = matches!(status, "revoked" | "deleted")
+        .then(|| timeline["events"].as_array()?.iter().find(|e| e["type"] == "key.revoked"))
+        .flatten();
     let body = html! {
         @if let Some(t) = notice_code.and_then(|c| notice(c, 1)) { p.notice role="status" { (t) } }
         @if let Some(r) = &error { p.notice.error role="alert" { (r.sentence()) } }
         @if let Some(t) = as_of {
             p.notice.past role="status" { "The key as it stood at " strong { (shown_time(t)) } ". Read-only. " a href=(format!("/console/keys/{}", q(id))) { "Back to now" } }
+        }
+        @if let Some(e) = revocation {
+            p.notice.revoked role="status" {
+                "Revoked " (when_exactly(&e["time"], now, "")) " by " (actors.show(text(&e["actor"])))
+                @if let Some(reason) = e["data"]["reason"].as_str() { ": " strong { (reason) } }
+            }
         }
         div.headline {
             (status_badge(status))

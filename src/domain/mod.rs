@@ -32,6 +32,7 @@ pub mod decide;
 pub mod event;
 pub mod history;
 pub mod id;
+pub mod leak;
 pub mod legacy;
 pub mod mac;
 pub mod merkle;

@@ -186,6 +186,7 @@ pub async fn guard(request: Request, next: Next) -> Response {
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
     let limit = match (request.method(), request.uri().path()) {
         (&axum::http::Method::PUT, super::route::CATALOG) => CATALOG_BODY_LIMIT,
+        (&axum::http::Method::POST, super::route::LEAKS) => super::leaks::BODY_LIMIT,
         _ => BODY_LIMIT,
     };
     if declared.is_some_and(|n| n > limit as u64) {

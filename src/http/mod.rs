@@ -12,6 +12,7 @@ pub(crate) mod forward;
 pub mod heavy;
 mod import;
 mod keys;
+mod leaks;
 pub mod listen;
 mod ops;
 mod org;
@@ -94,6 +95,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", route::AUTHZ),
     ("POST", route::AUTHZ),
     ("GET", route::AUTHZ_PREFIXED),
+    ("POST", route::LEAKS),
     ("GET", route::AUDIT),
     ("GET", route::AUDIT_VERIFY),
     ("GET", route::EVENTS),
@@ -114,11 +116,14 @@ pub struct ApiOptions {
     /// The proxies whose `X-Forwarded-For` forward auth believes
     /// (`--trusted-proxy`; loopback unless set).
     pub trusted_proxies: Arc<[Cidr]>,
+    /// The secret-scanning partner's public keys (`--leak-keys`); leak
+    /// reports are off without them.
+    pub leak_keys: Option<std::path::PathBuf>,
 }
 
 impl Default for ApiOptions {
     fn default() -> Self {
-        ApiOptions { min_seq_wait: Duration::from_secs(1), trusted_proxies: Cidr::loopback().into() }
+        ApiOptions { min_seq_wait: Duration::from_secs(1), trusted_proxies: Cidr::loopback().into(), leak_keys: None }
     }
 }
 
@@ -163,6 +168,7 @@ pub fn api(state: AppState) -> Router {
         .route(route::VERIFY, post(verify::verify::<AppState>))
         .route(route::AUTHZ, any(authz::authz::<AppState>))
         .route(route::AUTHZ_PREFIXED, any(authz::authz::<AppState>))
+        .route(route::LEAKS, post(leaks::report).layer(DefaultBodyLimit::max(leaks::BODY_LIMIT)))
         .route(route::AUDIT, get(audit::list))
         .route(route::AUDIT_VERIFY, get(audit::verify_chain))
         .route(route::EVENTS, get(audit::events))

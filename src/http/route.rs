@@ -26,6 +26,7 @@ pub const AUTHZ: &str = "/v1/authz";
 /// Forward auth with the original request's method and path after the
 /// prefix (Envoy's `ext_authz` with `path_prefix: /v1/authz`).
 pub const AUTHZ_PREFIXED: &str = "/v1/authz/{*original}";
+pub const LEAKS: &str = "/v1/leaks";
 pub const AUDIT: &str = "/v1/audit";
 pub const AUDIT_VERIFY: &str = "/v1/audit/verify";
 pub const EVENTS: &str = "/v1/events";

@@ -5,14 +5,23 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
-import { advance, serverNow, api, curlVerify, secrets, axeCheck, keyboardCheck, shot, takeSecret, keyNamed, setUp, signInAsAda, seedKey, tearDown, lastChecks } from "./support.mjs";
+import { generateKeyPairSync, randomBytes, sign } from "node:crypto";
+import { join } from "node:path";
+import { writeFileSync } from "node:fs";
+import { work, advance, serverNow, api, curlVerify, secrets, axeCheck, keyboardCheck, shot, takeSecret, keyNamed, setUp, signInAsAda, seedKey, tearDown, lastChecks } from "./support.mjs";
 
 let server, page, admin;
 let svc90, svc30;
+// GitHub's secret scanning, played here: a P-256 key published in a keys
+// file of GitHub's shape, which the server is started with.
+const scanner = generateKeyPairSync("ec", { namedCurve: "P-256" });
+const leakKeys = join(work, "github-keys.json");
+writeFileSync(leakKeys, JSON.stringify({ public_keys: [
+  { key_identifier: "gh-1", key: scanner.publicKey.export({ type: "spki", format: "pem" }), is_current: true },
+] }));
 
 before(async () => {
-  ({ server, page, admin } = await setUp());
+  ({ server, page, admin } = await setUp({ extra: ["--leak-keys", leakKeys] }));
   await signInAsAda();
   svc90 = await seedKey({ name: "svc-90-custom", scopes: ["compute:start@workspaces/ws-1/**", "compute:list@workspaces/ws-1/**"], expires_in_days: 90 });
   assert.equal(curlVerify(server, svc90.secret).code, "VALID");
@@ -152,6 +161,24 @@ test("a key from before keyreg is imported with its secret, marked legacy, and v
   await page.goto(`${server.url}/console/keys`);
   const row = page.locator("table.keys tbody tr", { has: page.getByRole("link", { name: "old-billing-sync" }) });
   assert.equal(await row.locator(".badge.legacy").textContent(), "legacy");
+});
+
+test("a key found in public is revoked at once, and its page says where it was found", async () => {
+  const { id, secret } = await seedKey({ name: "pushed-by-mistake", scopes: ["read"] });
+  const url = "https://github.com/acme/site/blob/0a1b2c/.env";
+  const body = JSON.stringify([{ token: secret, type: "keyreg_api_key", url, source: "content" }]);
+  const signature = sign("sha256", Buffer.from(body), scanner.privateKey).toString("base64");
+  const res = await fetch(`${server.url}/v1/leaks`, {
+    method: "POST", body,
+    headers: { "content-type": "application/json", "github-public-key-identifier": "gh-1", "github-public-key-signature": signature },
+  });
+  assert.equal(res.status, 200);
+  assert.equal((await res.json())[0].label, "true_positive");
+  assert.equal(curlVerify(server, secret).code, "REVOKED");
+  await page.goto(`${server.url}/console/keys/${id}`);
+  const notice = page.locator("p.notice.revoked");
+  assert.match(await notice.textContent(), new RegExp(`^Revoked .* by keyreg, on a leak report: found in public at ${url.replace(/[.]/g, "\\.")}$`));
+  await axeCheck("key details, revoked on a leak report");
 });
 
 test("an expired key is no dead end: it says so, and can be revoked or deleted", async () => {

@@ -238,8 +238,8 @@ export const utc = (d) => d.toISOString().slice(0, 19);
 /** Starts the file's server (with a witness if asked), seeds the org
  * "acme" (a small catalogue, the role "finance", the keys:read key
  * "viewer", a key whose name is markup) and opens Chromium on it. */
-export async function setUp({ witness = false } = {}) {
-  h.server = await startServer("main", ["--access-flush-ms", "100"], { witness });
+export async function setUp({ witness = false, extra = [] } = {}) {
+  h.server = await startServer("main", ["--access-flush-ms", "100", ...extra], { witness });
   const org = await api(h.server, h.server.system, "POST", "/v1/orgs", { id: "acme", name: "Acme Corp" });
   assert.equal(org.status, 201);
   h.admin = org.body.secret;

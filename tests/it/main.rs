@@ -17,6 +17,7 @@ mod cli_keys;
 mod crash;
 mod gateways;
 mod hardening;
+mod leaks;
 mod lifecycle;
 mod nats_cluster;
 mod nats_forgery;
