@@ -26,7 +26,7 @@ use crate::metrics::Metrics;
 use crate::nats::commit::{self, StreamCommit};
 use crate::nats::node::{self, NodeOptions};
 use crate::nats::publisher::{self, OutboxStatus};
-use crate::nats::{Connection, Nats, heartbeat, ingest, reports, snapshots};
+use crate::nats::{Connection, Nats, heartbeat, ingest, notices, reports, snapshots};
 use crate::registry::{ExecError, Registry};
 use crate::transparency;
 
@@ -50,6 +50,8 @@ pub struct ServeOptions {
     pub limits: Limits,
     /// Witnesses (`http://` URLs) each new checkpoint is sent to.
     pub witnesses: Vec<String>,
+    /// How often the leader looks for keys to send expiry notices about.
+    pub notice_every: Duration,
 }
 
 impl Default for ServeOptions {
@@ -64,6 +66,7 @@ impl Default for ServeOptions {
             console_idle: Duration::from_secs(console::IDLE_SECONDS as u64),
             limits: Limits::default(),
             witnesses: Vec::new(),
+            notice_every: Duration::from_secs(3600),
         }
     }
 }
@@ -130,6 +133,9 @@ pub async fn serve(
                 let duties =
                     nats_duties(&registry, &nats, connection.clone(), options.commit, &node, &outbox, &stop_rx);
                 tasks.extend(duties.await?);
+                let (n, c, k, r) =
+                    (nats.clone(), connection.clone(), MessageKeys::new(registry.pepper()), registry.clone());
+                tasks.push(tokio::spawn(notices::run(n, c, k, r, options.notice_every, stop_rx.clone())));
                 tasks.push(tokio::spawn(publish_access(
                     registry.clone(),
                     nats,

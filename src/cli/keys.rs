@@ -100,6 +100,9 @@ enum KeysCmd {
         /// Only keys created by this actor: user:<email>, key:<id> or system:<what>.
         #[arg(long)]
         created_by: Option<String>,
+        /// Only keys that expire within 7 days (and still work, or could).
+        #[arg(long)]
+        expiring: bool,
         #[arg(long)]
         limit: Option<u32>,
         #[arg(long)]
@@ -227,7 +230,7 @@ pub fn run(args: KeysArgs) -> anyhow::Result<bool> {
             }
             Call::new("POST", "/v1/keys/import").body(body)
         }
-        KeysCmd::List { status, q, owner, mine, created_by, limit, cursor, as_of } => {
+        KeysCmd::List { status, q, owner, mine, created_by, expiring, limit, cursor, as_of } => {
             let owner = match mine {
                 true => Some(args.remote.person().context("--mine needs --as EMAIL (or KEYREG_ACTOR): whose keys?")?),
                 false => owner.as_deref(),
@@ -237,6 +240,7 @@ pub fn run(args: KeysArgs) -> anyhow::Result<bool> {
                 .query_opt("q", q)
                 .query_opt("owner", owner.map(str::to_owned))
                 .query_opt("created_by", created_by)
+                .flag("expiring", expiring)
                 .query_opt("limit", limit.map(|l| l.to_string()))
                 .query_opt("cursor", cursor)
                 .query_opt("as_of", as_of)

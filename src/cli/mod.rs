@@ -166,6 +166,11 @@ enum Cmd {
         /// read on each report: POST /v1/leaks revokes the live keys it names.
         #[arg(long, env = "KEYREG_LEAK_KEYS", value_name = "FILE")]
         leak_keys: Option<PathBuf>,
+        /// With NATS: how often the leader looks for keys expiring within 7
+        /// days to send `key.expiring` notices about (each key is noticed
+        /// once a week before and once a day before its expiry).
+        #[arg(long, env = "KEYREG_EXPIRY_NOTICES_EVERY", default_value = "1h", value_parser = parse_duration)]
+        expiry_notices_every: Duration,
         #[command(flatten)]
         proxies: ProxyArgs,
         #[command(flatten)]
@@ -428,6 +433,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             chain_check_delay_ms,
             witnesses,
             leak_keys,
+            expiry_notices_every,
             proxies,
             limits,
         } => {
@@ -443,6 +449,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 limits: limits.limits(),
                 console_idle: Duration::from_secs(console_idle_secs),
                 witnesses,
+                notice_every: expiry_notices_every,
                 api: ApiOptions { trusted_proxies: proxies.cidrs().into(), leak_keys, ..ApiOptions::default() },
                 ..ServeOptions::default()
             };

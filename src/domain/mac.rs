@@ -39,11 +39,21 @@ pub enum Kind {
     Checked,
     /// A signed checkpoint sent to replicas.
     Checkpoint,
+    /// An expiry notice's body.
+    Notice,
 }
 
 impl Kind {
-    const ALL: [Kind; 7] =
-        [Kind::Event, Kind::Heartbeat, Kind::Report, Kind::Snapshot, Kind::Commit, Kind::Checked, Kind::Checkpoint];
+    const ALL: [Kind; 8] = [
+        Kind::Event,
+        Kind::Heartbeat,
+        Kind::Report,
+        Kind::Snapshot,
+        Kind::Commit,
+        Kind::Checked,
+        Kind::Checkpoint,
+        Kind::Notice,
+    ];
 
     fn context(self) -> &'static str {
         match self {
@@ -54,6 +64,7 @@ impl Kind {
             Kind::Commit => "keyreg nats commit mode mac v1",
             Kind::Checked => "keyreg data dir checked mark mac v1",
             Kind::Checkpoint => "keyreg nats checkpoint mac v1",
+            Kind::Notice => "keyreg nats expiry notice mac v1",
         }
     }
 }

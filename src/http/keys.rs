@@ -87,6 +87,8 @@ pub struct ListQuery {
     owner: Option<String>,
     /// Only keys created by this actor (`key:<id>`, `user:<email>`, `system:<what>`).
     created_by: Option<String>,
+    /// Only keys that expire within a week (and still work, or could).
+    expiring: Option<bool>,
     limit: Option<usize>,
     cursor: Option<String>,
     as_of: Option<String>,
@@ -251,11 +253,13 @@ struct Wanted {
     needle: Option<String>,
     owner: Option<String>,
     created_by: Option<Actor>,
+    expiring: bool,
 }
 
 impl Wanted {
     fn accepts(&self, k: &Key, now: Timestamp) -> bool {
         self.status.is_none_or(|st| k.status_at(now) == st)
+            && (!self.expiring || k.expiring_soon(now))
             && self.needle.as_deref().is_none_or(|n| k.name().to_lowercase().contains(n))
             && self.owner.as_deref().is_none_or(|o| k.owner() == o)
             && self.created_by.as_ref().is_none_or(|a| *k.created_by == *a)
@@ -289,6 +293,7 @@ pub async fn list(
                     .map_err(|e| ApiError::InvalidField { field: "created_by", detail: format!("created_by: {e}") })
             })
             .transpose()?,
+        expiring: q.expiring.unwrap_or(false),
     };
     let page = |table: &Table, now: Timestamp| -> Response {
         let mut keys = Vec::with_capacity(limit.min(64));

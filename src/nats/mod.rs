@@ -33,6 +33,8 @@ pub mod lease;
 #[cfg(feature = "server")]
 pub mod node;
 #[cfg(feature = "server")]
+pub mod notices;
+#[cfg(feature = "server")]
 pub mod publisher;
 pub mod reports;
 pub mod snapshots;
@@ -93,7 +95,7 @@ fn has_atomic_batches(version: &str) -> bool {
     }
 }
 
-fn nats_err(e: impl std::fmt::Display) -> NatsError {
+pub(crate) fn nats_err(e: impl std::fmt::Display) -> NatsError {
     NatsError::Nats(e.to_string())
 }
 
@@ -157,6 +159,16 @@ impl Layout {
 
     pub fn heartbeat_subject(&self) -> String {
         format!("{}.heartbeat", self.subjects)
+    }
+
+    /// The stream (and the KV bucket) of expiry notices.
+    pub fn notices_stream(&self) -> String {
+        format!("{}_NOTICES", self.streams)
+    }
+
+    /// The subject an org's expiry notices are sent on.
+    pub fn notice_subject(&self, org: &str) -> String {
+        format!("{}.notices.{org}", self.subjects)
     }
 
     /// Where the registry sends each new checkpoint (core NATS).
@@ -285,7 +297,8 @@ impl Nats {
     }
 
     /// Deletes everything of this prefix on NATS: the events stream, the
-    /// access reports, the snapshot store and the leader's lease; the next
+    /// access reports, the snapshot store, the leader's lease and the
+    /// expiry notices; the next
     /// registry to publish there starts the stream again from its own log's
     /// first event. Refuses while a registry of this prefix runs on it (its
     /// heartbeat is heard). Returns the names it deleted. The way out of a
@@ -302,6 +315,8 @@ impl Nats {
             self.layout.access_stream(),
             format!("OBJ_{}", self.layout.snapshots_bucket()),
             format!("KV_{}", self.layout.leader_bucket()),
+            self.layout.notices_stream(),
+            format!("KV_{}", self.layout.notices_stream()),
         ];
         let mut deleted = vec![];
         for name in names {

@@ -15,7 +15,7 @@ fn keys(server: &Server, token: &str, args: &[&str]) -> Output {
 }
 
 /// `keyreg SUBCOMMAND ARGS` against `server`, presenting `token`.
-fn cli(server: &Server, token: &str, subcommand: &str, args: &[&str]) -> Output {
+pub fn cli(server: &Server, token: &str, subcommand: &str, args: &[&str]) -> Output {
     Command::new(keyreg_bin())
         .arg(subcommand)
         .args(args)
@@ -25,11 +25,11 @@ fn cli(server: &Server, token: &str, subcommand: &str, args: &[&str]) -> Output 
         .unwrap()
 }
 
-fn keys_json(server: &Server, token: &str, args: &[&str]) -> Value {
+pub fn keys_json(server: &Server, token: &str, args: &[&str]) -> Value {
     cli_json(server, token, "keys", args)
 }
 
-fn cli_json(server: &Server, token: &str, subcommand: &str, args: &[&str]) -> Value {
+pub fn cli_json(server: &Server, token: &str, subcommand: &str, args: &[&str]) -> Value {
     let mut all = args.to_vec();
     all.push("--json");
     let out = cli(server, token, subcommand, &all);

@@ -21,6 +21,7 @@ mod leaks;
 mod lifecycle;
 mod nats_cluster;
 mod nats_forgery;
+mod nats_notices;
 mod nats_outbox;
 mod nats_replicas;
 mod nats_snapshots;

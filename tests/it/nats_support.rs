@@ -195,7 +195,7 @@ impl Cluster {
         Cluster::start_with(flush_ms, &["--commit", "local"])
     }
 
-    fn start_with(flush_ms: u64, extra: &[&str]) -> Cluster {
+    pub fn start_with(flush_ms: u64, extra: &[&str]) -> Cluster {
         let dir = tempdir();
         let nats = start_nats(dir.path());
         let flush = flush_ms.to_string();

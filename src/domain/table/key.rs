@@ -137,6 +137,9 @@ impl Usage {
     }
 }
 
+/// How long before its expiry a key counts as expiring soon: a week.
+pub const EXPIRING_WITHIN: i64 = 7 * 86_400;
+
 /// One key. Kept small (a table may hold millions, and a verify at that
 /// size is bound by cache misses): the fields a verify reads come first and
 /// share two cache lines, ids are inline, scope and address sets are shared
@@ -260,6 +263,13 @@ impl Key {
             Status::Active | Status::Disabled if self.expires_at.is_some_and(|e| e <= now) => Status::Expired,
             s => s,
         }
+    }
+
+    /// Whether it still works, or could again, and expires within
+    /// `EXPIRING_WITHIN` of `now`: the keys people are warned about.
+    pub fn expiring_soon(&self, now: Timestamp) -> bool {
+        matches!(self.status_at(now), Status::Active | Status::Disabled)
+            && self.expires_at.is_some_and(|at| at <= now.plus_seconds(EXPIRING_WITHIN))
     }
 
     /// Whether its current secret is a legacy one (imported, not in

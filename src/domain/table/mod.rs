@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-pub use key::{Action, Key, KeyView, Status, Usage};
+pub use key::{Action, EXPIRING_WITHIN, Key, KeyView, Status, Usage};
 pub use role::{Role, RoleView, union};
 
 use crate::domain::cidr::Cidr;
