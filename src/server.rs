@@ -50,7 +50,8 @@ pub struct ServeOptions {
     pub limits: Limits,
     /// Witnesses (`http://` URLs) each new checkpoint is sent to.
     pub witnesses: Vec<String>,
-    /// How often the leader looks for keys to send expiry notices about.
+    /// How often the leader looks for keys to send expiry notices about;
+    /// zero sends none.
     pub notice_every: Duration,
 }
 

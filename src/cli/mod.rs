@@ -168,7 +168,7 @@ enum Cmd {
         leak_keys: Option<PathBuf>,
         /// With NATS: how often the leader looks for keys expiring within 7
         /// days to send `key.expiring` notices about (each key is noticed
-        /// once a week before and once a day before its expiry).
+        /// once a week before and once a day before its expiry); 0: never.
         #[arg(long, env = "KEYREG_EXPIRY_NOTICES_EVERY", default_value = "1h", value_parser = parse_duration)]
         expiry_notices_every: Duration,
         #[command(flatten)]

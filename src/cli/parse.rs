@@ -14,7 +14,7 @@ pub(super) fn parse_node(s: &str) -> Result<String, String> {
 
 /// `500ms`, `2s`, `1m`, or `0`.
 pub(super) fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?} is not a duration: write e.g. 500ms, 2s or 1m (0 for none)");
+    let bad = || format!("{s:?} is not a duration: write e.g. 500ms, 2s, 1m or 1h (0 for none)");
     if s == "0" {
         return Ok(Duration::ZERO);
     }
@@ -24,6 +24,7 @@ pub(super) fn parse_duration(s: &str) -> Result<Duration, String> {
         "ms" => Ok(Duration::from_millis(n)),
         "s" => Ok(Duration::from_secs(n)),
         "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
         _ => Err(bad()),
     }
 }

@@ -49,7 +49,8 @@
 //!
 //! The replica's parts: `follow` (the stream into the table), `freshness`
 //! (whether the table is current: the stream's extent and heartbeats),
-//! `http` (its HTTP routes, with the `server` feature); this file holds the
+//! `http` (its HTTP routes, with the `server` feature), `layer` (a `tower`
+//! layer verifying in process for a service that embeds it); this file holds the
 //! state they share, verify, health and the access flush.
 
 mod checkpoints;
@@ -57,6 +58,7 @@ mod follow;
 mod freshness;
 #[cfg(feature = "server")]
 pub mod http;
+pub mod layer;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, RwLockReadGuard};

@@ -37,5 +37,6 @@ mod registry_nodes;
 mod schemas;
 mod secrets;
 mod snapshots;
+mod tower_layer;
 mod transparency;
 mod verify_entry_points;

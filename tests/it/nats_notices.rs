@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 use crate::cli_keys::keys_json;
 use crate::nats_support::*;
 use crate::serve::*;
-use crate::support::*;
 
 /// Every notice in the notices stream, oldest first, each with whether its
 /// MAC holds under the registry's pepper.
