@@ -53,10 +53,42 @@ struct NewKeyArgs {
     /// An allowed address range (repeat for more).
     #[arg(long = "cidr")]
     cidrs: Vec<String>,
+    #[command(flatten)]
+    meta: MetaArgs,
+}
+
+/// A key's metadata, returned by every verify: a JSON object of at most 4 KiB.
+#[derive(Args)]
+struct MetaArgs {
+    /// Metadata returned with every verify: a JSON object, e.g. '{"plan":"pro"}' (at most 4 KiB).
+    #[arg(long, value_name = "JSON", conflicts_with = "meta_file")]
+    meta: Option<String>,
+    /// The metadata from a file holding a JSON object.
+    #[arg(long, value_name = "FILE")]
+    meta_file: Option<std::path::PathBuf>,
+}
+
+impl MetaArgs {
+    /// The metadata given, if any, read and parsed here so a mistake is
+    /// named by its flag.
+    fn value(self) -> anyhow::Result<Option<Value>> {
+        let (text, flag) = match (self.meta, self.meta_file) {
+            (Some(text), _) => (text, "--meta".to_owned()),
+            (None, Some(file)) => {
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("--meta-file {}: cannot read it", file.display()))?;
+                (text, format!("--meta-file {}", file.display()))
+            }
+            (None, None) => return Ok(None),
+        };
+        let value: Value = serde_json::from_str(&text).with_context(|| format!("{flag} is not JSON"))?;
+        anyhow::ensure!(value.is_object(), "{flag} must be a JSON object, e.g. {{\"plan\": \"pro\"}}");
+        Ok(Some(value))
+    }
 }
 
 impl NewKeyArgs {
-    fn body(self) -> Value {
+    fn body(self) -> anyhow::Result<Value> {
         let mut body =
             json!({"name": self.name, "scopes": self.scopes, "roles": self.roles, "allowed_cidrs": self.cidrs});
         set(&mut body, "preset", self.preset.map(Value::from));
@@ -64,7 +96,8 @@ impl NewKeyArgs {
         set(&mut body, "owner", self.owner.map(Value::from));
         set(&mut body, "expires_in_days", self.expires_in_days.map(Value::from));
         set(&mut body, "expires_at", self.expires_at.map(|e| Value::from(super::whole_day(&e))));
-        body
+        set(&mut body, "meta", self.meta.value()?);
+        Ok(body)
     }
 }
 
@@ -147,6 +180,12 @@ enum KeysCmd {
         /// RFC 3339 time, or `never`.
         #[arg(long)]
         expires_at: Option<String>,
+        /// Replaces the metadata whole.
+        #[command(flatten)]
+        meta: MetaArgs,
+        /// Remove the metadata.
+        #[arg(long, conflicts_with_all = ["meta", "meta_file"])]
+        no_meta: bool,
         /// Only apply if the key is still at this version.
         #[arg(long)]
         if_match: Option<u64>,
@@ -221,9 +260,9 @@ enum KeysCmd {
 pub fn run(args: KeysArgs) -> anyhow::Result<bool> {
     let call = match args.command {
         KeysCmd::Verify { action, resource, ip } => return verify(&args.remote, action, resource, ip),
-        KeysCmd::Create(key) => Call::new("POST", "/v1/keys").body(key.body()),
+        KeysCmd::Create(key) => Call::new("POST", "/v1/keys").body(key.body()?),
         KeysCmd::Import { key, sha256 } => {
-            let mut body = key.body();
+            let mut body = key.body()?;
             match sha256 {
                 Some(digest) => body["secret_sha256"] = digest.into(),
                 None => body["secret"] = read_secret("or give only its SHA-256 with --sha256")?.into(),
@@ -258,6 +297,8 @@ pub fn run(args: KeysArgs) -> anyhow::Result<bool> {
             cidrs,
             any_address,
             expires_at,
+            meta,
+            no_meta,
             if_match,
             dry_run,
         } => {
@@ -271,6 +312,10 @@ pub fn run(args: KeysArgs) -> anyhow::Result<bool> {
             set(&mut body, "allowed_cidrs", (!cidrs.is_empty() || any_address).then(|| json!(cidrs)));
             let expiry = |e: String| if e == "never" { Value::Null } else { Value::from(super::whole_day(&e)) };
             set(&mut body, "expires_at", expires_at.map(expiry));
+            if no_meta {
+                body["meta"] = Value::Null;
+            }
+            set(&mut body, "meta", meta.value()?);
             let mut call = Call::new("PATCH", format!("/v1/keys/{id}")).body(body).flag("dry_run", dry_run);
             call.if_match = if_match;
             call
@@ -312,7 +357,7 @@ fn verify(
 ) -> anyhow::Result<bool> {
     let body = json!({"key": read_secret("the key to verify")?, "action": action, "resource": resource, "ip": ip});
     let answer = Client::public(remote).send(Call::new("POST", "/v1/verify").body(body))?;
-    print(remote, &answer, |a| fields(a, &["code", "key_id", "org", "scopes", "roles", "seq"]))?;
+    print(remote, &answer, |a| fields(a, &["code", "key_id", "org", "owner", "scopes", "roles", "seq"]))?;
     Ok(answer["valid"] == true)
 }
 
@@ -397,6 +442,9 @@ fn render(answer: &Value, now: Timestamp) -> String {
     );
     if answer["key"]["legacy"] == true {
         let _ = writeln!(out, "{:<17}yes: its secret was imported; rotate it to give it a keyreg secret", "legacy");
+    }
+    if answer["key"]["meta"].is_object() {
+        let _ = writeln!(out, "{:<17}{}", "meta", text(&Value::from(answer["key"]["meta"].to_string())));
     }
     if let Some(secret) = answer["secret"].as_str() {
         let _ = writeln!(out, "\nSECRET (shown once, never again; store it now): {secret}");

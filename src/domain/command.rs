@@ -10,6 +10,7 @@
 use crate::domain::cidr::Cidr;
 use crate::domain::event::{Catalog, Change, Event, KeyAccessed};
 use crate::domain::id::{Actor, IdGenerator, KeyId, OrgId, RoleName, Seq};
+use crate::domain::meta::Meta;
 use crate::domain::permission::Permissions;
 use crate::domain::scope::Scope;
 use crate::domain::time::Timestamp;
@@ -67,6 +68,7 @@ pub struct NewKey {
     pub roles: Vec<RoleName>,
     pub allowed_cidrs: Vec<Cidr>,
     pub expiry: Expiry,
+    pub meta: Option<Meta>,
 }
 
 /// When a new key stops working.
@@ -101,6 +103,8 @@ pub struct KeyEdit {
     pub scopes: Option<Vec<Scope>>,
     pub roles: Option<Vec<RoleName>>,
     pub allowed_cidrs: Option<Vec<Cidr>>,
+    /// `Some(None)` removes the metadata.
+    pub meta: Option<Option<Meta>>,
 }
 
 /// A role edit, like a key edit: `None` leaves a field as it is.

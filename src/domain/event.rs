@@ -19,6 +19,7 @@ use serde_json::value::RawValue;
 use crate::domain::chain::ChainHash;
 use crate::domain::cidr::Cidr;
 use crate::domain::id::{Actor, EventId, KeyId, OrgId, RoleName, Seq};
+use crate::domain::meta::Meta;
 use crate::domain::scope::Scope;
 use crate::domain::time::Timestamp;
 use crate::domain::token::{PepperFingerprint, TokenHash};
@@ -144,6 +145,9 @@ pub struct KeyCreated {
     pub key_hash: TokenHash,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<RoleName>,
+    /// What the org attached to the key, returned by every verify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Meta>,
 }
 
 /// `key.updated` carries the four editable attributes after the change, and
@@ -154,6 +158,9 @@ pub struct KeyUpdated {
     pub description: String,
     pub owner: String,
     pub expires_at: Option<Timestamp>,
+    /// The metadata after the change (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Meta>,
     pub changed: Vec<String>,
 }
 

@@ -36,6 +36,7 @@ pub mod leak;
 pub mod legacy;
 pub mod mac;
 pub mod merkle;
+pub mod meta;
 pub mod note;
 pub mod permission;
 pub mod preset;

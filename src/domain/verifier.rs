@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use crate::domain::id::{KeyId, OrgId, RoleName, Seq};
 use crate::domain::legacy;
+use crate::domain::meta::Meta;
 use crate::domain::scope::{self, Scope};
 use crate::domain::table::{Key, Status, Table};
 use crate::domain::time::Timestamp;
@@ -134,6 +135,9 @@ pub struct Found {
     pub scopes: Arc<[Scope]>,
     pub roles: Box<[RoleName]>,
     pub expires_at: Option<Timestamp>,
+    /// What the org attached to the key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Meta>,
 }
 
 impl Found {
@@ -145,7 +149,8 @@ impl Found {
         };
         let roles = table.role_names(key).into_iter().cloned().collect();
         let owner = Some(key.owner()).filter(|o| !o.is_empty()).map(Box::from);
-        Found { key_id: key.id, org: key.org.clone(), owner, scopes, roles, expires_at: key.expires_at }
+        let meta = key.meta().cloned();
+        Found { key_id: key.id, org: key.org.clone(), owner, scopes, roles, expires_at: key.expires_at, meta }
     }
 }
 

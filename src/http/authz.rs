@@ -30,6 +30,7 @@ use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use base64::Engine;
 
 use super::verify::{self, Checked, Node};
 use super::{ApiError, json, presented_token};
@@ -141,6 +142,9 @@ fn verdict(answer: &Answer) -> Response {
         set("keyreg-org", found.org.as_str());
         set("keyreg-owner", found.owner.as_deref().unwrap_or_default());
         set("keyreg-scopes", &scopes.join(","));
+        if let Some(meta) = &found.meta {
+            set("keyreg-meta", &base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(meta.json()));
+        }
     }
     response.into_response()
 }

@@ -13,6 +13,7 @@ use super::{
 use crate::domain::cidr::Cidr;
 use crate::domain::command::{Command, Expiry, KeyEdit, NewKey, NewSecret};
 use crate::domain::id::{Actor, KeyId, RoleName};
+use crate::domain::meta::Meta;
 use crate::domain::permission::Permission;
 use crate::domain::scope::Scope;
 use crate::domain::table::{Key, KeyView, Status, Table};
@@ -43,9 +44,11 @@ pub struct CreateKeyRequest {
     expires_in_days: Option<f64>,
     #[serde(default)]
     allowed_cidrs: Vec<String>,
+    meta: Option<serde_json::Value>,
 }
 
-/// Absent fields stay as they are; `expires_at: null` removes the expiry.
+/// Absent fields stay as they are; `expires_at: null` removes the expiry,
+/// `meta: null` the metadata.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateKeyRequest {
@@ -58,11 +61,18 @@ pub struct UpdateKeyRequest {
     allowed_cidrs: Option<Vec<String>>,
     #[serde(default, deserialize_with = "present")]
     expires_at: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    meta: Option<Option<serde_json::Value>>,
 }
 
 /// Distinguishes a field given as `null` (`Some(None)`) from an absent one.
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
+fn present<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// A key's metadata as given, checked.
+fn parse_meta(value: &serde_json::Value) -> Result<Meta, ApiError> {
+    Meta::new(value).map_err(|e| ApiError::InvalidField { field: "meta", detail: e.to_string() })
 }
 
 #[derive(Deserialize)]
@@ -231,6 +241,7 @@ impl CreateKeyRequest {
             description: self.description,
             owner: self.owner,
             expiry,
+            meta: self.meta.as_ref().map(parse_meta).transpose()?,
         })
     }
 }
@@ -369,6 +380,7 @@ pub async fn update(
         scopes: scopes_asked(req.scopes.as_deref(), req.preset.as_deref())?,
         roles: req.roles.as_deref().map(parse_roles).transpose()?,
         allowed_cidrs: req.allowed_cidrs.as_deref().map(parse_cidrs).transpose()?,
+        meta: req.meta.map(|m| m.as_ref().map(parse_meta).transpose()).transpose()?,
     };
     let command = Command::EditKey { id, expected, edit };
     let outcome = execute_or_preview(&s, &caller, command, q.dry_run).await?;

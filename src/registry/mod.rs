@@ -454,6 +454,7 @@ impl Registry {
             roles: vec![],
             allowed_cidrs: vec![],
             expiry: Expiry::Never,
+            meta: None,
         }
     }
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::serve::*;
 use crate::support::*;
@@ -368,4 +368,64 @@ fn sigterm_finishes_in_flight_writes() {
     for id in &acknowledged {
         api.req("GET", "/v1/keys/{id}", Some(id)).auth(&admin).send().ok(200);
     }
+}
+
+/// A key's metadata goes in on create, import and edit, is recorded in
+/// those events, and comes back on every verify and forward-auth pass.
+#[test]
+fn metadata_travels_with_the_key_to_every_verify() {
+    use base64::Engine;
+    let dir = tempdir();
+    let (server, system) = Server::init_and_start(dir.path(), &[]);
+    let api = Api::new(&server.url);
+    let admin = new_org(&api, &system, "acme");
+    let meta = json!({"plan": "pro", "customer": "c_42"});
+    let (id, secret) = new_key(&api, &admin, json!({"name": "billing", "scopes": ["read"], "meta": meta}));
+    let got = api.req("GET", "/v1/keys/{id}", Some(&id)).auth(&admin).send();
+    assert_eq!(got.ok(200)["key"]["meta"], meta);
+    let answer = api.post("/v1/verify").json(json!({"key": secret})).send();
+    assert_eq!(answer.ok(200)["meta"], meta, "verify hands the metadata on");
+    let passed = api.get("/v1/authz").header("Authorization", &format!("Bearer {secret}")).send();
+    let header = passed.header("keyreg-meta").expect("Keyreg-Meta");
+    let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).unwrap();
+    assert_eq!(serde_json::from_slice::<Value>(&decoded).unwrap(), meta);
+
+    // Edited whole, then removed; each an event that says so.
+    let plan = json!({"plan": "enterprise"});
+    api.req("PATCH", "/v1/keys/{id}", Some(&id)).auth(&admin).json(json!({"meta": plan})).send().ok(200);
+    assert_eq!(api.post("/v1/verify").json(json!({"key": secret})).send().json["meta"], plan);
+    api.req("PATCH", "/v1/keys/{id}", Some(&id)).auth(&admin).json(json!({"meta": null})).send().ok(200);
+    assert!(api.post("/v1/verify").json(json!({"key": secret})).send().json.get("meta").is_none());
+    let events =
+        api.get("/v1/audit").auth(&admin).query("key_id", &id).query("order", "asc").send().json["events"].clone();
+    let created = &events[0]["data"];
+    assert_eq!((events[0]["type"].as_str(), &created["meta"]), (Some("key.created"), &meta));
+    let changes: Vec<(Value, Value)> = events.as_array().unwrap()[1..]
+        .iter()
+        .map(|e| (e["data"]["changed"].clone(), e["data"]["meta"].clone()))
+        .collect();
+    assert_eq!(changes, [(json!(["meta"]), plan), (json!(["meta"]), Value::Null)]);
+
+    // An imported key keeps its metadata too.
+    let legacy = "sk_live_0123456789abcdefghij0123";
+    let imported = api
+        .post("/v1/keys/import")
+        .auth(&admin)
+        .json(json!({"name": "old", "scopes": ["read"], "secret": legacy, "meta": {"source": "stripe-era"}}))
+        .send();
+    imported.ok(201);
+    assert_eq!(
+        api.post("/v1/verify").json(json!({"key": legacy})).send().json["meta"],
+        json!({"source": "stripe-era"})
+    );
+
+    // Not an object, or over 4 KiB: refused, nothing appended.
+    let head = api.head();
+    for bad in [json!(["plan"]), json!("pro"), json!({"notes": "x".repeat(4096)})] {
+        let refused =
+            api.post("/v1/keys").auth(&admin).json(json!({"name": "x", "scopes": ["read"], "meta": bad})).send();
+        refused.problem(400, "VALIDATION");
+        assert!(refused.json["detail"].as_str().unwrap().contains("meta"), "{}", refused.json);
+    }
+    assert_eq!(api.head(), head);
 }

@@ -5,7 +5,7 @@
 
 use std::process::{Command, Output};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::serve::*;
 use crate::support::*;
@@ -299,6 +299,25 @@ fn people_and_every_other_capability_from_the_command_line() {
         "{}",
         stderr(&backwards)
     );
+
+    // Metadata from the command line, inline or from a file; a mistake is
+    // named by its flag and sends nothing.
+    let meta_file = std::env::temp_dir().join(format!("keyreg-meta-{}.json", std::process::id()));
+    std::fs::write(&meta_file, r#"{"plan": "team", "seats": 5}"#).unwrap();
+    let inline =
+        keys_json(&server, admin, &["create", "--name", "m1", "--scope", "read", "--meta", r#"{"plan":"pro"}"#]);
+    assert_eq!(inline["key"]["meta"], json!({"plan": "pro"}));
+    let from_file =
+        keys_json(&server, admin, &["create", "--name", "m2", "--scope", "read", "--meta-file", path_str(&meta_file)]);
+    assert_eq!(from_file["key"]["meta"], json!({"plan": "team", "seats": 5}));
+    let m1 = inline["key"]["id"].as_str().unwrap().to_owned();
+    let cleared = keys_json(&server, admin, &["update", &m1, "--no-meta"]);
+    assert!(cleared["key"].get("meta").is_none(), "{cleared}");
+    for (bad, says) in [("nope", "--meta is not JSON"), ("[1]", "--meta must be a JSON object")] {
+        let refused = keys(&server, admin, &["create", "--name", "m3", "--scope", "read", "--meta", bad]);
+        assert!(!refused.status.success() && stderr(&refused).contains(says), "{}", stderr(&refused));
+    }
+    let _ = std::fs::remove_file(&meta_file);
 
     // Many at once: bulk revoke, bulk delete, offboarding.
     let ids: Vec<String> = (0..3)

@@ -208,6 +208,7 @@ fn an_older_data_dir_gets_its_fingerprint_on_first_start() {
             display_prefix: token.display_prefix(),
             key_hash: token.hash(&pepper),
             roles: vec![],
+            meta: None,
         };
         let id = ids.key_id(now);
         log.stage(&event(&mut ids, Change::Key(id, KeyChange::Created(created)))).unwrap();

@@ -309,10 +309,11 @@ fn new_key_event(new: &NewKey, roles: &[&Role], now: Timestamp) -> Result<KeyCre
         expires_at: check_expiry(check_relative_expiry(new.expiry)?.at(now), now)?,
         display_prefix: new.secret.display_prefix.clone(),
         key_hash: new.secret.hash,
+        meta: new.meta.clone(),
     })
 }
 
-/// `key.updated` for the four attributes, when one of them changes: fields
+/// `key.updated` for the five attributes, when one of them changes: fields
 /// given with their current value change nothing.
 fn attribute_changes(key: &Key, edit: &KeyEdit, now: Timestamp) -> Result<Vec<Change>, Refusal> {
     let mut updated = KeyUpdated {
@@ -320,6 +321,7 @@ fn attribute_changes(key: &Key, edit: &KeyEdit, now: Timestamp) -> Result<Vec<Ch
         description: key.description().to_owned(),
         owner: key.owner().to_owned(),
         expires_at: key.expires_at,
+        meta: key.meta().cloned(),
         changed: vec![],
     };
     if let Some(n) = &edit.name {
@@ -334,11 +336,15 @@ fn attribute_changes(key: &Key, edit: &KeyEdit, now: Timestamp) -> Result<Vec<Ch
     if let Some(e) = edit.expires_at {
         updated.expires_at = check_expiry(e, now)?;
     }
+    if let Some(m) = &edit.meta {
+        updated.meta = m.clone();
+    }
     for (field, differs) in [
         ("name", updated.name != key.name()),
         ("description", updated.description != key.description()),
         ("owner", updated.owner != key.owner()),
         ("expires_at", updated.expires_at != key.expires_at),
+        ("meta", updated.meta.as_ref() != key.meta()),
     ] {
         if differs {
             updated.changed.push(field.to_owned());

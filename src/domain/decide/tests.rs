@@ -61,6 +61,7 @@ impl World {
             roles: vec![],
             allowed_cidrs: vec![],
             expiry: Expiry::Never,
+            meta: None,
         }
     }
 

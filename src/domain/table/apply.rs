@@ -4,7 +4,7 @@
 //! rather than failing.
 
 use super::index::SlotIndex;
-use super::key::{Key, Legacy, Status, Text, Usage};
+use super::key::{Key, Legacy, Rare, Status, Text, Usage};
 use super::{Org, Table, id_hash, position_by_id};
 use crate::domain::event::{Change, Event, KeyChange, RoleChange};
 use crate::domain::history::Apply;
@@ -80,7 +80,7 @@ impl Table {
                     scopes: self.shared.scopes(&c.scopes),
                     allowed_cidrs: self.shared.cidrs(&c.allowed_cidrs),
                     roles: self.roles.slots(&event.org, &c.roles),
-                    grace: None,
+                    rare: Rare::with(None, |r| r.meta = c.meta.clone()),
                     text: Text::new(&c.name, &c.description, &c.owner, &c.display_prefix),
                     created_by: self.shared.actor(&event.actor),
                     created_at: t,
@@ -108,11 +108,11 @@ impl Table {
     /// has ended), and the secret must name one key.
     fn release_legacy_grace(&mut self, hash: &TokenHash) {
         let keys = &self.keys;
-        let held = |slot: u32| keys[slot as usize].grace.as_ref().is_some_and(|g| g.0 == *hash);
+        let held = |slot: u32| keys[slot as usize].grace().is_some_and(|g| g.0 == *hash);
         if let Some(slot) = self.by_legacy.get(hash.prefix(), held) {
             self.by_legacy.remove(hash.prefix(), slot);
             let key = &mut self.keys[slot as usize];
-            key.grace = None;
+            key.rare = Rare::with(key.rare.take(), |r| r.grace = None);
             key.legacy.grace = false;
         }
     }
@@ -165,6 +165,7 @@ impl Table {
             KeyChange::Updated(u) => {
                 key.text = Text::new(&u.name, &u.description, &u.owner, key.display_prefix());
                 key.expires_at = u.expires_at;
+                key.rare = Rare::with(key.rare.take(), |r| r.meta = u.meta.clone());
             }
             KeyChange::ScopesEdited(s) => key.scopes = self.shared.scopes(&s.scopes),
             KeyChange::IpsEdited(i) => key.allowed_cidrs = self.shared.cidrs(&i.allowed_cidrs),
@@ -177,17 +178,18 @@ impl Table {
                 // The new secret is keyreg's own; a legacy one, current or in
                 // grace, stays in the legacy index for as long as it works.
                 let was = key.legacy;
-                if let Some(old) = key.grace.take() {
+                if let Some(old) = key.grace() {
+                    key.rare = Rare::with(key.rare.take(), |r| r.grace = None);
                     index_of(&mut self.by_hash, &mut self.by_legacy, was.grace).remove(old.0.prefix(), slot);
                 }
                 let previous = std::mem::replace(&mut key.hash, r.key_hash);
                 match r.previous_valid_until {
-                    Some(until) => key.grace = Some(Box::new((previous, until))),
+                    Some(until) => key.rare = Rare::with(key.rare.take(), |r| r.grace = Some((previous, until))),
                     None => {
                         index_of(&mut self.by_hash, &mut self.by_legacy, was.current).remove(previous.prefix(), slot)
                     }
                 }
-                key.legacy = Legacy { current: false, grace: key.grace.is_some() && was.current };
+                key.legacy = Legacy { current: false, grace: key.grace().is_some() && was.current };
                 key.text = Text::new(key.name(), key.description(), key.owner(), &r.display_prefix);
                 self.by_hash.insert(r.key_hash.prefix(), slot);
             }

@@ -116,6 +116,10 @@ fn digest_rows<'a>(mut h: Lines, orgs: impl IntoIterator<Item = &'a Org>, keys: 
         if k.legacy != Legacy::default() {
             line.field(&k.legacy.current).field(&k.legacy.grace);
         }
+        // Likewise only keys with metadata carry it.
+        if let Some(meta) = k.meta() {
+            line.field(meta);
+        }
         line.end();
     }
     h.hasher.finalize()

@@ -13,6 +13,7 @@ use super::Table;
 use crate::domain::cidr::{self, Cidr};
 use crate::domain::event::KeyAccessed;
 use crate::domain::id::{Actor, KeyId, OrgId, RoleName, Seq};
+use crate::domain::meta::Meta;
 use crate::domain::scope::Scope;
 use crate::domain::time::Timestamp;
 use crate::domain::token::TokenHash;
@@ -161,9 +162,8 @@ pub struct Key {
     pub allowed_cidrs: Arc<[Cidr]>,
     /// The slots of its roles in the table (most keys have none).
     pub(super) roles: Box<[u32]>,
-    /// The previous secret's hash and the instant it stops working, after a
-    /// rotation with a grace period.
-    pub(super) grace: Option<Box<(TokenHash, Timestamp)>>,
+    /// What few keys have (a grace period, metadata), in one box.
+    pub(super) rare: Option<Box<Rare>>,
     pub(super) text: Text,
     /// Shared: the same few actors create most keys.
     pub created_by: Arc<Actor>,
@@ -171,6 +171,26 @@ pub struct Key {
     pub updated_at: Timestamp,
     pub version: Seq,
     pub(super) usage: Option<Box<Usage>>,
+}
+
+/// What few keys have, boxed together so that the others pay one null
+/// pointer for all of it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(super) struct Rare {
+    /// The previous secret's hash and the instant it stops working, after a
+    /// rotation with a grace period.
+    pub(super) grace: Option<(TokenHash, Timestamp)>,
+    /// What the org attached to the key; shared with every verify answer.
+    pub(super) meta: Option<Meta>,
+}
+
+impl Rare {
+    /// `rare` with `change` made to it, or none when nothing is left.
+    pub(super) fn with(rare: Option<Box<Rare>>, change: impl FnOnce(&mut Rare)) -> Option<Box<Rare>> {
+        let mut rare = rare.unwrap_or_default();
+        change(&mut rare);
+        (*rare != Rare::default()).then_some(rare)
+    }
 }
 
 /// Which of a key's secrets are legacy ones, imported rather than issued by
@@ -253,7 +273,12 @@ impl Key {
 
     /// The previous secret's hash and when it stops working, during a grace period.
     pub fn grace(&self) -> Option<(TokenHash, Timestamp)> {
-        self.grace.as_deref().copied()
+        self.rare.as_ref().and_then(|r| r.grace)
+    }
+
+    /// What the org attached to the key.
+    pub fn meta(&self) -> Option<&Meta> {
+        self.rare.as_ref().and_then(|r| r.meta.as_ref())
     }
 
     /// The status at `now`: an active or disabled key whose `expires_at` has
@@ -311,6 +336,7 @@ impl Table {
             actions: Action::ALL.into_iter().filter(|a| a.admitted(key.status_at(now))).collect(),
             display_prefix: key.display_prefix(),
             legacy: key.legacy.current,
+            meta: key.meta(),
             version: key.version,
         }
     }
@@ -339,6 +365,8 @@ pub struct KeyView<'a> {
     pub display_prefix: &'a str,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub legacy: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta: Option<&'a Meta>,
     pub version: Seq,
 }
 

@@ -223,7 +223,7 @@ impl Table {
         let slot = index.get(hash.prefix(), |slot| {
             let key = &self.keys[slot as usize];
             in_grace = key.hash != *hash;
-            !in_grace || key.grace.as_ref().is_some_and(|g| g.0 == *hash)
+            !in_grace || key.grace().is_some_and(|g| g.0 == *hash)
         })?;
         Some((&self.keys[slot as usize], in_grace))
     }
@@ -328,6 +328,7 @@ mod tests {
                 display_prefix: secret.display_prefix(),
                 key_hash: secret.hash(&pepper),
                 roles: vec![],
+                meta: None,
             };
             t.apply(Seq(n as u64 + 2), &ev(2, &org, Change::Key(ids[i], KeyChange::Created(created))));
         }
@@ -354,6 +355,7 @@ mod tests {
             display_prefix: old.display_prefix(),
             key_hash: old.hash(&pepper),
             roles: vec![],
+            meta: None,
         };
         t.apply(Seq(2), &ev(2, &org, Change::Key(id, KeyChange::Created(created))));
         assert_eq!(t.org(&org).unwrap().counted_keys, 1);

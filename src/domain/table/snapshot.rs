@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::key::{Legacy, Status, Text, Usage};
+use super::key::{Legacy, Rare, Status, Text, Usage};
 use super::role::{Role, Roles};
 use super::{Key, Org, Table};
 use crate::domain::cidr::Cidr;
@@ -122,11 +122,11 @@ impl Table {
             body.u32(cidrs.number(&k.allowed_cidrs));
             body.len(k.roles.len());
             k.roles.iter().for_each(|r| body.u32(*r));
-            match k.grace.as_deref() {
+            match k.grace() {
                 Some((hash, until)) => {
                     body.u8(1);
-                    write_hash(&mut body, hash);
-                    body.time(*until);
+                    write_hash(&mut body, &hash);
+                    body.time(until);
                 }
                 None => body.u8(0),
             }
@@ -139,6 +139,13 @@ impl Table {
                 Some(u) => {
                     body.u8(1);
                     write_usage(&mut body, u);
+                }
+                None => body.u8(0),
+            }
+            match k.meta() {
+                Some(m) => {
+                    body.u8(1);
+                    body.str(m.json());
                 }
                 None => body.u8(0),
             }
@@ -278,23 +285,33 @@ impl Table {
             let id = KeyId::parse(id).map_err(damaged)?;
             let status = *Status::ALL.get(r.u8()? as usize).ok_or_else(|| damaged("a key status"))?;
             let flags = r.u8()?;
+            let (expires_at, org) = (r.opt_time()?, pick(&org_ids, r.u32()?, "org")?);
+            let scopes = pick(&scope_sets, r.u32()?, "scope set")?;
+            let allowed_cidrs = pick(&cidr_sets, r.u32()?, "address set")?;
+            let roles = (0..r.len(4)?).map(|_| r.u32()).collect::<Result<Box<[u32]>, _>>()?;
+            let grace = if r.bool()? { Some((read_hash(r)?, r.time()?)) } else { None };
+            let text = Text(r.bytes()?.into());
+            let created_by = pick(&actors, r.u32()?, "actor")?;
+            let (created_at, updated_at, version) = (r.time()?, r.time()?, Seq(r.u64()?));
+            let usage = if r.bool()? { Some(Box::new(read_usage(r)?)) } else { None };
+            let meta = if r.bool()? { Some(serde_json::from_str(r.str()?).map_err(damaged)?) } else { None };
             let key = Key {
                 hash,
                 id,
                 status,
                 legacy: Legacy { current: flags & 1 != 0, grace: flags & 2 != 0 },
-                expires_at: r.opt_time()?,
-                org: pick(&org_ids, r.u32()?, "org")?,
-                scopes: pick(&scope_sets, r.u32()?, "scope set")?,
-                allowed_cidrs: pick(&cidr_sets, r.u32()?, "address set")?,
-                roles: (0..r.len(4)?).map(|_| r.u32()).collect::<Result<Box<[u32]>, _>>()?,
-                grace: if r.bool()? { Some(Box::new((read_hash(r)?, r.time()?))) } else { None },
-                text: Text(r.bytes()?.into()),
-                created_by: pick(&actors, r.u32()?, "actor")?,
-                created_at: r.time()?,
-                updated_at: r.time()?,
-                version: Seq(r.u64()?),
-                usage: if r.bool()? { Some(Box::new(read_usage(r)?)) } else { None },
+                expires_at,
+                org,
+                scopes,
+                allowed_cidrs,
+                roles,
+                rare: Rare::with(None, |r| *r = Rare { grace, meta }),
+                text,
+                created_by,
+                created_at,
+                updated_at,
+                version,
+                usage,
             };
             if key.roles.iter().any(|s| *s as usize >= t.roles.len()) || t.slot_of(&key.id).is_some() {
                 return Err(damaged(format!("the key {id}")));
