@@ -153,7 +153,7 @@ impl Refusal {
 /// The API names request fields (`expires_at`, `scopes[2]`); a person
 /// filled in a form whose labels say "Expires" and "Scopes".
 pub(super) fn in_the_forms_words(detail: &str) -> String {
-    const WORDS: [(&str, &str); 7] = [
+    const WORDS: [(&str, &str); 8] = [
         ("max_keys; ", ""),
         ("allowed_cidrs contains", "the allowed address ranges contain"),
         ("must be an RFC 3339 time, e.g. 2026-11-22T10:00:00Z", "must be a date, or a date and time"),
@@ -161,6 +161,7 @@ pub(super) fn in_the_forms_words(detail: &str) -> String {
         ("allowed_cidrs", "the allowed address ranges"),
         ("max_keys", "the key limit"),
         ("grace_seconds", "the grace period"),
+        ("meta ", "the metadata "),
     ];
     // `scopes[i]` and `allowed_cidrs[i]` count from one, as people do.
     let out = numbered(detail, "scopes[", "scope");

@@ -26,6 +26,7 @@ pub(super) const FIELDS: &[&str] = &[
     "preset",
     "roles",
     "allowed_cidrs",
+    "meta",
     "secret",
     "secret_sha256",
 ];
@@ -109,6 +110,7 @@ pub(super) fn create_page(
             }
             (permission_fields(c, form, error))
             (cidr_field(form, error))
+            (meta_field(form, error))
             div.actions {
                 button.primary type="submit" { @if warnings.is_empty() { (button) } @else { "Create anyway" } }
                 a.button href="/console/keys" { "Cancel" }
@@ -255,6 +257,29 @@ fn cidr_field(form: &Form, error: Option<&Refusal>) -> Markup {
     }
 }
 
+fn meta_field(form: &Form, error: Option<&Refusal>) -> Markup {
+    html! {
+        label for="meta" { "Metadata, returned with every verify " span.optional { "(optional)" } }
+        textarea id="meta" name="meta" rows="3" spellcheck="false" aria-describedby="meta-help"
+            aria-invalid=[invalid(error, "meta", FIELDS)] { (form.get("meta")) }
+        p.help id="meta-help" {
+            "A JSON object of at most 4 KiB, such as " code { "{\"plan\": \"pro\", \"customer\": \"c_42\"}" }
+            ": your services get it back with each verify of this key. Empty: none."
+        }
+        (field_error(error, "meta", FIELDS))
+    }
+}
+
+/// The metadata typed: JSON when it parses (the API checks it is an
+/// object), else the text itself, which the API refuses by name; empty is
+/// none (null).
+fn meta_of(form: &Form) -> Value {
+    match form.get("meta").trim() {
+        "" => Value::Null,
+        typed => serde_json::from_str(typed).unwrap_or_else(|_| json!(typed)),
+    }
+}
+
 /// The scopes the permission fields ask for: ticked actions (on the
 /// resource, if one is named) and the free lines.
 fn scopes_of(form: &Form) -> Vec<String> {
@@ -276,6 +301,7 @@ fn key_fields(form: &Form) -> Value {
         "scopes": scopes_of(form),
         "roles": form.all("roles").collect::<Vec<_>>(),
         "allowed_cidrs": form.lines("allowed_cidrs"),
+        "meta": meta_of(form),
     });
     if !matches!(form.get("preset"), "" | NO_PRESET) {
         body["preset"] = json!(form.get("preset"));
@@ -327,6 +353,14 @@ pub async fn edit_form(page: Page, Path(id): Path<String>) -> Response {
         ("owner".into(), text(&key["owner"]).into()),
         ("scopes".into(), lines.join("\n")),
         ("allowed_cidrs".into(), strings(&key["allowed_cidrs"]).join("\n")),
+        (
+            "meta".into(),
+            if key["meta"].is_object() {
+                serde_json::to_string_pretty(&key["meta"]).unwrap_or_default()
+            } else {
+                String::new()
+            },
+        ),
         ("version".into(), key["version"].to_string()),
         ("expiry".into(), "keep".into()),
         ("current_expiry".into(), text(&key["expires_at"]).into()),
@@ -348,6 +382,7 @@ fn edit_page(page: &Page, id: &str, c: &Choices, form: &Form, error: Option<&Ref
             (edit_expiry_fields(form, error))
             (permission_fields(c, form, error))
             (cidr_field(form, error))
+            (meta_field(form, error))
             div.actions {
                 button.primary type="submit" { @if warnings.is_empty() { "Save" } @else { "Save anyway" } }
                 a.button href=(format!("/console/keys/{}", q(id))) { "Cancel" }

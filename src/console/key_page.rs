@@ -180,6 +180,10 @@ async fn details_page(
                 dt { "Own scopes" } dd { (list_or(&key["scopes"], "none")) }
                 dt { "Effective permissions" } dd { (list_or(&key["effective_scopes"], "none")) }
                 dt { "Allowed IP ranges" } dd { (list_or(&key["allowed_cidrs"], "any address")) }
+                dt { "Metadata" } dd {
+                    @if key["meta"].is_object() { pre.meta { code { (serde_json::to_string_pretty(&key["meta"]).unwrap_or_default()) } } }
+                    @else { span.muted { "none" } }
+                }
             }
         }
         (usage)

@@ -225,4 +225,29 @@ test("a large catalogue: actions found by search, a service ticked whole, preset
   await ctx.close();
 });
 
+test("metadata typed on the form is kept, shown on the key's page, edited, and a bad one refused in the form's words", async () => {
+  await page.goto(`${server.url}/console/keys/new`);
+  await page.getByLabel("Name", { exact: true }).fill("with-meta");
+  await page.locator("input[name=preset][value=read-only]").check();
+  await page.getByLabel(/^Metadata/).fill("plan: pro");
+  await page.getByRole("button", { name: "Create key" }).click();
+  await page.locator("#meta-error").getByText(/^The metadata must be a JSON object/).waitFor();
+  assert.equal(await page.getByLabel(/^Metadata/).inputValue(), "plan: pro", "what was typed is kept");
+  assert.equal(await keyNamed("with-meta"), undefined);
+  await page.getByLabel(/^Metadata/).fill('{"plan": "pro", "customer": "c_42"}');
+  await page.getByRole("button", { name: "Create key" }).click();
+  await takeSecret();
+  const key = await keyNamed("with-meta");
+  assert.deepEqual(key.meta, { plan: "pro", customer: "c_42" });
+  await page.goto(`${server.url}/console/keys/${key.id}`);
+  assert.deepEqual(JSON.parse(await page.locator("pre.meta").textContent()), { customer: "c_42", plan: "pro" });
+  await page.goto(`${server.url}/console/keys/${key.id}/edit`);
+  assert.deepEqual(JSON.parse(await page.getByLabel(/^Metadata/).inputValue()), { customer: "c_42", plan: "pro" });
+  await page.getByLabel(/^Metadata/).fill('{"plan": "enterprise"}');
+  await page.getByRole("button", { name: "Save" }).click();
+  await page.getByText("Changes saved.").waitFor();
+  assert.deepEqual((await keyNamed("with-meta")).meta, { plan: "enterprise" });
+  await axeCheck("key page with metadata");
+});
+
 lastChecks(4);
