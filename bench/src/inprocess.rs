@@ -46,6 +46,7 @@ pub(crate) fn created(
         display_prefix,
         key_hash: hash,
         roles: vec![],
+        meta: None,
     }
 }
 
@@ -325,6 +326,7 @@ pub(crate) fn replay(size: Size) -> anyhow::Result<Vec<Row>> {
                     description: format!("edit {i}"),
                     owner: String::new(),
                     expires_at: None,
+                    meta: None,
                     changed: vec!["description".into()],
                 };
                 Change::Key(id, KeyChange::Updated(updated))
