@@ -13,9 +13,11 @@ never enforced, which would refuse the seeded scopes for the rest of the
 run.
 """
 
+import base64
 import json
 import os
 import random
+import subprocess
 
 import schemathesis
 
@@ -91,12 +93,41 @@ def map_case(ctx, case):
         case.query = {"seq": random.randrange(2, SEED["seeded_head"] + 1)}
     elif path == "/v1/verify" and isinstance(case.body, dict):
         body["key"] = random.choice(SEED["secrets"])
+    elif path == "/v1/leaks":
+        _signed_report(case)
+    elif path.startswith("/v1/authz"):
+        # Asked as a proxy would, with the fuzzer's own key (the run's auth
+        # puts it in Authorization): an action that key holds, on a path
+        # of one segment (a generated path percent-encodes its slashes,
+        # which the rules refuse), and no other generated header.
+        case.headers = {"Keyreg-Action": "keys:read"}
+        if "original" in params:
+            params["original"] = random.choice(["docs", "reports", "q3.csv"])
     return case
+
+
+def _signed_report(case):
+    """A leak report signed by the scanner key .ci/fuzz published: tokens
+    that are not keys (a live one would be revoked, and the fuzzer's seeded
+    keys are spoken for), signed over the bytes the client sends."""
+    case.body = [{"token": f"kr_{random.randrange(10**12)}", "type": "keyreg_api_key",
+                  "url": "https://github.com/fuzz/leak/blob/main/.env", "source": "content"}]
+    raw = json.dumps(case.body).encode()
+    signature = subprocess.run(["openssl", "dgst", "-sha256", "-sign", os.environ["FUZZ_LEAK_KEY"]],
+                               input=raw, capture_output=True, check=True).stdout
+    case.headers = {**(case.headers or {}), "Github-Public-Key-Identifier": "fuzz-1",
+                    "Github-Public-Key-Signature": base64.b64encode(signature).decode()}
 
 
 @schemathesis.hook
 def filter_case(ctx, case):
-    if (case.path_parameters or {}).get("id") == OWN:
+    # Keys that writes of another kind must leave alone: the fuzzer's own,
+    # the edited ones (only PATCH). A stateful phase may name them from
+    # earlier answers.
+    target = (case.path_parameters or {}).get("id")
+    if target == OWN:
+        return False
+    if target in SEED["editable"] and case.method.upper() not in ("GET", "PATCH"):
         return False
     body = case.body if isinstance(case.body, dict) else {}
     # The roles edited and read stay (deletes have roles of their own).
@@ -107,5 +138,6 @@ def filter_case(ctx, case):
     if case.operation.path == "/v1/catalog" and body.get("enforce") is True:
         return False
     ids = body.get("ids")
-    # Generated bodies hold anything: only a list can name the key.
-    return not (isinstance(ids, list) and OWN in ids) and body.get("owner") != SEED["own_owner"]
+    # Generated bodies hold anything: only a list can name the keys.
+    protected = {OWN, *SEED["editable"]}
+    return not (isinstance(ids, list) and protected & set(map(str, ids))) and body.get("owner") != SEED["own_owner"]
