@@ -140,9 +140,14 @@ fn answer(status: StatusCode, h: Health, operator: Operator) -> Response {
     if operator.0 { json(status, &h) } else { json(status, &Status { status: h.status, node: h.node }) }
 }
 
-/// Alive: the process answers. Reports the log head to the operator.
+/// Alive: the process answers, 200, reporting the log head to the
+/// operator; 503 once the stream has diverged from the log, which nothing
+/// but the operator can mend (`keyreg stream reset`, as the log line says),
+/// as a replica's `/healthz` is 503 in a state it cannot leave alone.
 pub async fn healthz(State(s): State<AppState>, operator: Operator) -> Response {
-    answer(StatusCode::OK, health(&s).1, operator)
+    let h = health(&s).1;
+    let diverged = h.outbox.as_ref().is_some_and(|o| o.diverged.is_some());
+    answer(if diverged { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK }, h, operator)
 }
 
 /// Ready: the whole chain has been checked and holds, no commit failed,

@@ -147,6 +147,8 @@ fn a_diverged_stream_is_reset_and_republished() {
     let ready = api.ops("/readyz");
     assert_eq!(ready.status, 503);
     assert!(ready.json["outbox"]["diverged"].as_str().unwrap().contains("diverges"), "{}", ready.json);
+    let alive = api.ops("/healthz");
+    assert_eq!((alive.status, alive.json["status"].as_str()), (503, Some("failing")), "only the operator can mend it");
     // The log line says exactly what to run; the reset below runs it.
     let said = std::fs::read_to_string(&second.log).unwrap();
     let command = format!("keyreg stream reset --nats {} --stream-prefix KEYREG --yes", nats.url);
@@ -169,6 +171,7 @@ fn a_diverged_stream_is_reset_and_republished() {
         api.ops("/readyz").json["outbox"]["published_seq"].as_u64() == Some(head)
     });
     assert_eq!(readyz(&api).status, 200);
+    assert_eq!(api.ops("/healthz").status, 200);
     second.stop();
     let exported = keyreg(&["audit", "export", "--data", path_str(&data)]).stdout;
     let streamed: Vec<u8> =

@@ -55,3 +55,44 @@ fn the_readme_quickstart_works_as_written() {
     assert!(!stdout(&out).contains("VALID"), "{}", stdout(&out));
     server.stop();
 }
+
+/// `just run` (README's "Run and test"): it checks its listen address
+/// before it writes anything, and names its NATS streams after its data
+/// dir, so two checkouts on one machine never share a stream.
+#[test]
+fn just_run_checks_its_address_first_and_names_its_streams_after_its_data_dir() {
+    let found = Command::new("sh").args(["-c", "command -v just"]).output().unwrap().status.success();
+    assert!(found, "this test runs just: pip install rust-just");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let dir = tempdir();
+    let just = |args: &[&str], envs: &[(&str, &str)]| {
+        let mut c = Command::new("just");
+        c.current_dir(root).args(args).env_remove("KEYREG_DATA").env_remove("KEYREG_LISTEN");
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = busy.local_addr().unwrap().to_string();
+    let data = dir.path().join("data");
+    let refused =
+        just(&["run"], &[("KEYREG_DATA", path_str(&data)), ("KEYREG_LISTEN", &listen), ("KEYREG_NATS", "none")]);
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains(&format!("something already listens on {listen}")), "{}", stderr(&refused));
+    assert!(!data.exists(), "nothing was written for an address that cannot be used");
+
+    let prefix = |d: &std::path::Path| {
+        let out = just(&["_prefix", path_str(d)], &[]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out).trim().to_owned()
+    };
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    for d in [&a, &b] {
+        assert!(keyreg(&["init", "--data", path_str(d)]).status.success());
+    }
+    let first = prefix(&a);
+    assert!(first.starts_with("DEV_") && first.len() == 12, "{first}");
+    assert_eq!(prefix(&a), first, "the same data dir, the same streams");
+    assert_ne!(prefix(&b), first, "another data dir, other streams");
+}
