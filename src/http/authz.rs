@@ -94,13 +94,8 @@ fn question(
     let resource = match one(RESOURCE)? {
         Some(r) => Some(r.to_owned()),
         None if action.is_some() => {
-            let uri = first(URIS)?.or(suffix.map(|_| "")).map(|u| u.to_owned());
-            let path = match (uri, suffix) {
-                (Some(u), _) if !u.is_empty() => u,
-                (_, Some(s)) => format!("/{s}"),
-                _ => String::new(),
-            };
-            let path = path.split(['?', '#']).next().unwrap_or_default().trim_start_matches('/');
+            let uri = first(URIS)?.or(suffix).unwrap_or_default();
+            let path = uri.split(['?', '#']).next().unwrap_or_default().trim_start_matches('/');
             (!path.is_empty()).then(|| path.to_owned())
         }
         None => None,
