@@ -17,8 +17,8 @@ use crate::domain::time::Timestamp;
 use crate::domain::verifier::Code;
 use crate::http::route;
 
-/// The ranges offered as links; a page without a range shows the first
-/// one that is marked the default.
+/// The ranges offered as links, in days; a page asked for no range shows
+/// `DEFAULT_DAYS`.
 const PRESETS: [u32; 3] = [7, 30, 90];
 const DEFAULT_DAYS: &str = "30";
 /// The most days the chart draws; a longer range is charted by its last
