@@ -220,6 +220,17 @@ impl TokenHash {
     }
 }
 
+/// The key an `Authorization` header's value presents: after `Bearer `
+/// (any case), or the value itself; none when empty.
+pub fn from_authorization(value: &str) -> Option<&str> {
+    let value = value.trim();
+    let token = match value.get(..7) {
+        Some(p) if p.eq_ignore_ascii_case("bearer ") => value[7..].trim_start(),
+        _ => value,
+    };
+    (!token.is_empty()).then_some(token)
+}
+
 /// 64 lower-case hex digits (the only form keyreg writes) to 32 bytes.
 /// Every stored event carries two such hashes, so replay parses millions:
 /// a table lookup per digit, one check at the end.
@@ -354,6 +365,14 @@ impl<'de> serde::Deserialize<'de> for PepperFingerprint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_authorization_header_presents_its_key_with_or_without_bearer() {
+        assert_eq!(from_authorization(" Bearer kr_a "), Some("kr_a"));
+        assert_eq!(from_authorization("bearer   kr_b"), Some("kr_b"));
+        assert_eq!(from_authorization("kr_c"), Some("kr_c"));
+        assert_eq!(from_authorization(""), None);
+    }
 
     #[test]
     fn generated_tokens_parse_and_have_the_spec_shape() {

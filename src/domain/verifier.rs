@@ -62,6 +62,12 @@ impl Code {
         }
     }
 
+    /// Whether the answer refuses the key itself (there is no usable key:
+    /// 401 at an HTTP edge) rather than what it was asked to do (403).
+    pub fn refuses_the_key(self) -> bool {
+        matches!(self, Code::Malformed | Code::NotFound | Code::Revoked | Code::Expired | Code::Disabled)
+    }
+
     /// The code named as `as_str` names it.
     pub fn from_name(name: &str) -> Option<Code> {
         Code::ALL.into_iter().find(|c| c.as_str() == name)

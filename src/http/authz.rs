@@ -33,16 +33,16 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 
 use super::verify::{self, Checked, Node};
-use super::{ApiError, json, presented_token};
+use super::{ApiError, json, one_header, presented_token};
 use crate::domain::cidr::Cidr;
 use crate::domain::verifier::{Answer, Code};
 
-const API_KEY: &str = "x-api-key";
-const ACTION: &str = "keyreg-action";
-const RESOURCE: &str = "keyreg-resource";
-const METHODS: [&str; 2] = ["x-forwarded-method", "x-original-method"];
-const URIS: [&str; 2] = ["x-forwarded-uri", "x-original-uri"];
-const FORWARDED_FOR: &str = "x-forwarded-for";
+const API_KEY: &str = "X-API-Key";
+const ACTION: &str = "Keyreg-Action";
+const RESOURCE: &str = "Keyreg-Resource";
+const METHODS: [&str; 2] = ["X-Forwarded-Method", "X-Original-Method"];
+const URIS: [&str; 2] = ["X-Forwarded-Uri", "X-Original-URI"];
+const FORWARDED_FOR: &str = "X-Forwarded-For";
 
 pub async fn authz<N: Node>(State(node): State<N>, req: Request) -> Result<Response, ApiError> {
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
@@ -61,12 +61,7 @@ fn question(
     trusted: &[Cidr],
 ) -> Result<Checked, ApiError> {
     let one = |name: &str| -> Result<Option<&str>, ApiError> {
-        let mut all = headers.get_all(name).iter();
-        match (all.next(), all.next()) {
-            (None, _) => Ok(None),
-            (Some(v), None) => Ok(v.to_str().ok().map(str::trim).filter(|v| !v.is_empty())),
-            (Some(_), Some(_)) => Err(ApiError::Validation(format!("send one {name} header, not several"))),
-        }
+        Ok(one_header(headers, name)?.and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty()))
     };
     let first = |names: [&str; 2]| -> Result<Option<&str>, ApiError> {
         Ok(match one(names[0])? {
@@ -120,8 +115,8 @@ fn question(
 fn verdict(answer: &Answer) -> Response {
     let status = match answer.code {
         Code::Valid => StatusCode::OK,
-        Code::ForbiddenScope | Code::ForbiddenIp => StatusCode::FORBIDDEN,
-        Code::Malformed | Code::NotFound | Code::Revoked | Code::Expired | Code::Disabled => StatusCode::UNAUTHORIZED,
+        code if code.refuses_the_key() => StatusCode::UNAUTHORIZED,
+        _ => StatusCode::FORBIDDEN,
     };
     let mut response = json(status, answer);
     let headers = response.headers_mut();

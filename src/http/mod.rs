@@ -31,7 +31,7 @@ use axum::body::Bytes;
 use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, patch, post};
@@ -205,32 +205,24 @@ pub async fn track<N: verify::Node>(State(node): State<N>, req: Request, next: N
 /// `Authorization` headers are refused: which one a proxy or a log would
 /// take is anyone's guess.
 fn presented_token(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
-    let mut all = headers.get_all(header::AUTHORIZATION).iter();
-    let (Some(value), None) = (all.next(), all.next()) else {
-        return match headers.contains_key(header::AUTHORIZATION) {
-            true => Err(ApiError::Validation("send one Authorization header, not several".into())),
-            false => Ok(None),
-        };
-    };
-    let Ok(value) = value.to_str() else { return Ok(None) };
-    let value = value.trim();
-    let token = match value.get(..7) {
-        Some(p) if p.eq_ignore_ascii_case("bearer ") => value[7..].trim_start(),
-        _ => value,
-    };
-    Ok((!token.is_empty()).then_some(token))
+    let value = one_header(headers, "Authorization")?.and_then(|v| v.to_str().ok());
+    Ok(value.and_then(crate::domain::token::from_authorization))
+}
+
+/// The one value of header `name`, if sent; sent more than once, refused:
+/// which one a proxy or a log would take is anyone's guess.
+fn one_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a HeaderValue>, ApiError> {
+    let mut all = headers.get_all(name).iter();
+    match (all.next(), all.next()) {
+        (Some(_), Some(_)) => Err(ApiError::Validation(format!("send one {name} header, not several"))),
+        (value, _) => Ok(value),
+    }
 }
 
 /// The person named in `Keyreg-Actor`, when the key may name one: at most
 /// one header, `user:<email>`, from a key holding `actors:assert`.
 fn asserted_user(headers: &HeaderMap, permissions: Permissions) -> Result<Option<Actor>, ApiError> {
-    let mut all = headers.get_all(ACTOR_HEADER).iter();
-    let (Some(value), None) = (all.next(), all.next()) else {
-        return match headers.contains_key(ACTOR_HEADER) {
-            true => Err(ApiError::Validation("send one Keyreg-Actor header, not several".into())),
-            false => Ok(None),
-        };
-    };
+    let Some(value) = one_header(headers, "Keyreg-Actor")? else { return Ok(None) };
     if !permissions.has(Permission::ActorsAssert) {
         return Err(ApiError::Forbidden("naming a person in Keyreg-Actor needs a key with actors:assert".into()));
     }

@@ -32,6 +32,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::{Refused, Replica};
+use crate::domain::token::from_authorization;
 use crate::domain::verifier::{Answer, Code, Question};
 
 /// What a request asks: an action, a resource, the caller's address.
@@ -128,22 +129,16 @@ where
 
 /// The key, from `Authorization` (Bearer or raw), else `X-API-Key`.
 fn presented(parts: &Parts) -> Option<String> {
-    let value = |name| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty());
-    let token = match value(header::AUTHORIZATION.as_str()) {
-        Some(auth) => match auth.get(..7) {
-            Some(p) if p.eq_ignore_ascii_case("bearer ") => auth[7..].trim_start(),
-            _ => auth,
-        },
-        None => value("x-api-key")?,
-    };
-    (!token.is_empty()).then(|| token.to_owned())
+    let value = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let api_key = || value("x-api-key").map(str::trim).filter(|k| !k.is_empty());
+    value(header::AUTHORIZATION.as_str()).and_then(from_authorization).or_else(api_key).map(str::to_owned)
 }
 
 fn status_of(answer: &Answer) -> StatusCode {
     match answer.code {
         Code::Valid => StatusCode::OK,
-        Code::ForbiddenIp | Code::ForbiddenScope => StatusCode::FORBIDDEN,
-        Code::Malformed | Code::NotFound | Code::Revoked | Code::Expired | Code::Disabled => StatusCode::UNAUTHORIZED,
+        code if code.refuses_the_key() => StatusCode::UNAUTHORIZED,
+        _ => StatusCode::FORBIDDEN,
     }
 }
 
