@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::Page;
 use super::page::{given, plural, text, when};
-use crate::domain::time::Timestamp;
+use crate::domain::time::{Timestamp, parse_day};
 use crate::domain::verifier::Code;
 use crate::http::route;
 
@@ -124,14 +124,10 @@ fn summary(usage: &Value, now: Timestamp) -> Markup {
 
 /// The days of the answer's range, oldest first, at most `CHART_DAYS`.
 fn dates(usage: &Value, now: Timestamp) -> Vec<String> {
-    let day = |field: &str| {
-        usage[field].as_str().and_then(|d| Timestamp::parse(&format!("{d}T00:00:00Z")).ok()).map(Timestamp::day)
-    };
+    let day = |field: &str| usage[field].as_str().and_then(parse_day);
     let last = day("to").unwrap_or(now.day());
     let first = day("from").unwrap_or(last - 29).max(last - CHART_DAYS + 1);
-    (first..=last)
-        .map(|d| Timestamp::from_micros(d * 86_400_000_000).datetime().format("%Y-%m-%d").to_string())
-        .collect()
+    (first..=last).map(|d| Timestamp::from_day(d).date()).collect()
 }
 
 /// Valid verifications per day and, stacked on them, all others (refused,

@@ -44,8 +44,26 @@ impl Timestamp {
 
     /// Days since 1970-01-01, for per-day usage buckets.
     pub fn day(self) -> i64 {
-        self.0.div_euclid(86_400_000_000)
+        self.0.div_euclid(DAY_MICROS)
     }
+
+    /// 00:00 UTC of `day` (days since 1970-01-01).
+    pub fn from_day(day: i64) -> Self {
+        Timestamp(day.saturating_mul(DAY_MICROS))
+    }
+
+    /// The UTC date, `2026-11-22`.
+    pub fn date(self) -> String {
+        self.datetime().format("%Y-%m-%d").to_string()
+    }
+}
+
+const DAY_MICROS: i64 = 86_400_000_000;
+
+/// The day (since 1970-01-01) of a `YYYY-MM-DD` date.
+pub fn parse_day(date: &str) -> Option<i64> {
+    let date = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
+    Some(Timestamp::from_datetime(date.and_hms_opt(0, 0, 0)?.and_utc()).day())
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.ffffffZ`: what chrono's RFC 3339 with micros

@@ -10,21 +10,19 @@ use std::collections::BTreeMap;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use chrono::NaiveDate;
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::{ApiError, AppState, Caller, Params, json, no_such_key, parse_key_id};
 use crate::domain::id::KeyId;
 use crate::domain::permission::Permission;
 use crate::domain::table::{Key, Usage};
-use crate::domain::time::Timestamp;
+use crate::domain::time::{Timestamp, parse_day};
 use crate::domain::verifier::Code;
 
 /// The longest range `days` may ask for: ten years.
 const MAX_DAYS: i64 = 3_660;
 /// How many keys `top_keys` lists.
 const TOP: usize = 10;
-const DAY_MICROS: i64 = 86_400_000_000;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,12 +42,10 @@ struct Range {
 impl RangeQuery {
     fn range(&self, today: i64) -> Result<Range, ApiError> {
         let date = |field: &'static str, text: &str| {
-            NaiveDate::parse_from_str(text, "%Y-%m-%d")
-                .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc().timestamp().div_euclid(86_400))
-                .map_err(|_| ApiError::InvalidField {
-                    field,
-                    detail: format!("{field} must be a date, e.g. 2026-11-22"),
-                })
+            parse_day(text).ok_or_else(|| ApiError::InvalidField {
+                field,
+                detail: format!("{field} must be a date, e.g. 2026-11-22"),
+            })
         };
         let range = match (self.days, &self.from, &self.to) {
             (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
@@ -128,12 +124,8 @@ pub(super) struct UsageView<'a> {
     top_keys: Option<Vec<TopKey<'a>>>,
 }
 
-fn date(day: i64) -> String {
-    Timestamp::from_micros(day * DAY_MICROS).datetime().format("%Y-%m-%d").to_string()
-}
-
 fn days(usage: &Usage, range: Range) -> impl Iterator<Item = (i64, Option<Code>, u64)> + '_ {
-    usage.days(range.from.unwrap_or(i64::MIN / DAY_MICROS), range.to.unwrap_or(i64::MAX / DAY_MICROS))
+    usage.days(range.from.unwrap_or(i64::MIN), range.to.unwrap_or(i64::MAX))
 }
 
 /// A usage's outcomes within the range.
@@ -158,13 +150,13 @@ impl<'a> UsageView<'a> {
         }
         let per_day = by_day
             .into_iter()
-            .map(|(day, outcomes)| Day { date: date(day), count: outcomes.total(), outcomes })
+            .map(|(day, outcomes)| Day { date: Timestamp::from_day(day).date(), count: outcomes.total(), outcomes })
             .collect();
         let outcomes = outcomes(usage, range);
         UsageView {
             key_id,
-            from: range.from.map(date),
-            to: range.to.map(date),
+            from: range.from.map(|d| Timestamp::from_day(d).date()),
+            to: range.to.map(|d| Timestamp::from_day(d).date()),
             total: outcomes.total(),
             outcomes,
             last_used_at: usage.last_used_at,
