@@ -72,21 +72,31 @@ impl Drop for Proxy {
 }
 
 impl Proxy {
-    fn wait_listening(self, port: u16) -> Proxy {
+    /// Runs `command`, its stderr to `dir/<name>.log`, and waits until
+    /// `port` takes connections.
+    fn start(command: &mut Command, name: &str, dir: &Path, port: u16) -> Proxy {
+        let log = dir.join(format!("{name}.log"));
+        let child = command.stdout(Stdio::null()).stderr(std::fs::File::create(&log).unwrap()).spawn().unwrap();
+        let proxy = Proxy { child, url: format!("http://127.0.0.1:{port}"), log };
         let up = eventually(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        assert!(up, "{} did not start listening: {log}", self.url);
-        self
+        let said = std::fs::read_to_string(&proxy.log).unwrap_or_default();
+        assert!(up, "{name} did not start listening on {}: {said}", proxy.url);
+        proxy
     }
+}
+
+/// A config from docs/gateways with its addresses (the proxy on 8080,
+/// keyreg on 8000, the service on 9000) made this test's.
+fn addressed(config: &str, port: u16, keyreg: &str, backend: u16) -> String {
+    config
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
+        .replace("127.0.0.1:8000", keyreg.trim_start_matches("http://"))
+        .replace("127.0.0.1:9000", &format!("127.0.0.1:{backend}"))
 }
 
 fn nginx(dir: &Path, keyreg: &str, backend: u16) -> Proxy {
     let port = free_port();
-    let keyreg = keyreg.trim_start_matches("http://");
-    let config = include_str!("../../docs/gateways/nginx.conf")
-        .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
-        .replace("127.0.0.1:8000", keyreg)
-        .replace("127.0.0.1:9000", &format!("127.0.0.1:{backend}"));
+    let config = addressed(include_str!("../../docs/gateways/nginx.conf"), port, keyreg, backend);
     let conf = dir.join("nginx.conf");
     let prefix = dir.join("nginx");
     std::fs::create_dir_all(&prefix).unwrap();
@@ -96,34 +106,23 @@ fn nginx(dir: &Path, keyreg: &str, backend: u16) -> Proxy {
         p = prefix.display()
     );
     std::fs::write(&conf, whole).unwrap();
-    let child = Command::new(installed("nginx", "nginx-light"))
-        .args(["-p", path_str(&prefix), "-c", path_str(&conf), "-e", "stderr"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("nginx.log")).unwrap())
-        .spawn()
-        .unwrap();
-    Proxy { child, url: format!("http://127.0.0.1:{port}"), log: dir.join("nginx.log") }.wait_listening(port)
+    let mut command = Command::new(installed("nginx", "nginx-light"));
+    command.args(["-p", path_str(&prefix), "-c", path_str(&conf), "-e", "stderr"]);
+    Proxy::start(&mut command, "nginx", dir, port)
 }
 
 fn caddy(dir: &Path, keyreg: &str, backend: u16) -> Proxy {
     let port = free_port();
-    let keyreg = keyreg.trim_start_matches("http://");
-    let site = include_str!("../../docs/gateways/Caddyfile")
-        .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
-        .replace("127.0.0.1:8000", keyreg)
-        .replace("127.0.0.1:9000", &format!("127.0.0.1:{backend}"));
+    let site = addressed(include_str!("../../docs/gateways/Caddyfile"), port, keyreg, backend);
     let file = dir.join("Caddyfile");
     std::fs::write(&file, format!("{{\n  admin off\n  auto_https off\n}}\n{site}")).unwrap();
-    let child = Command::new(installed("caddy", "caddy"))
+    let mut command = Command::new(installed("caddy", "caddy"));
+    command
         .args(["run", "--config", path_str(&file), "--adapter", "caddyfile"])
         .env("HOME", dir)
         .env("XDG_DATA_HOME", dir.join("data"))
-        .env("XDG_CONFIG_HOME", dir.join("config"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("caddy.log")).unwrap())
-        .spawn()
-        .unwrap();
-    Proxy { child, url: format!("http://127.0.0.1:{port}"), log: dir.join("caddy.log") }.wait_listening(port)
+        .env("XDG_CONFIG_HOME", dir.join("config"));
+    Proxy::start(&mut command, "caddy", dir, port)
 }
 
 #[test]
