@@ -95,6 +95,9 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(every);
+    // The stream and the bucket, made or found once, on the first round
+    // that leads.
+    let mut sent = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -103,22 +106,21 @@ pub async fn run(
         if !registry.leads() {
             continue;
         }
-        if let Err(e) = send_due(&nats, &connection, &keys, &registry).await {
+        let result = match &sent {
+            Some(kv) => send_due(&nats, &connection, &keys, &registry, kv).await,
+            None => match open(&nats, &connection).await {
+                Ok(kv) => send_due(&nats, &connection, &keys, &registry, sent.insert(kv)).await,
+                Err(e) => Err(e),
+            },
+        };
+        if let Err(e) = result {
             tracing::warn!(error = %e, "cannot send expiry notices; trying again at the next round");
         }
     }
 }
 
-async fn send_due(
-    nats: &Nats,
-    connection: &Connection,
-    keys: &MessageKeys,
-    registry: &Registry,
-) -> Result<(), NatsError> {
-    let due = due(&registry.read().table, registry.now());
-    if due.is_empty() {
-        return Ok(());
-    }
+/// The notices stream and the bucket of those sent, made if missing.
+async fn open(nats: &Nats, connection: &Connection) -> Result<kv::Store, NatsError> {
     let js = &connection.js;
     let stream = stream::Config {
         name: nats.layout.notices_stream(),
@@ -130,8 +132,8 @@ async fn send_due(
     };
     js.get_or_create_stream(stream).await.map_err(nats_err)?;
     let bucket = nats.layout.notices_stream();
-    let sent = match js.get_key_value(&bucket).await {
-        Ok(kv) => kv,
+    match js.get_key_value(&bucket).await {
+        Ok(kv) => Ok(kv),
         Err(_) => js
             .create_key_value(kv::Config {
                 bucket,
@@ -142,8 +144,19 @@ async fn send_due(
                 ..Default::default()
             })
             .await
-            .map_err(nats_err)?,
-    };
+            .map_err(nats_err),
+    }
+}
+
+async fn send_due(
+    nats: &Nats,
+    connection: &Connection,
+    keys: &MessageKeys,
+    registry: &Registry,
+    sent: &kv::Store,
+) -> Result<(), NatsError> {
+    let due = due(&registry.read().table, registry.now());
+    let js = &connection.js;
     for notice in due {
         let entry = sent.get(notice.key_id.as_str()).await.map_err(nats_err)?;
         if !needed(&notice, entry.as_deref().and_then(|v| std::str::from_utf8(v).ok())) {

@@ -158,7 +158,9 @@ fn stream_prefixes_keep_registries_apart() {
     let reset = keyreg(&["stream", "reset", "--nats", &nats.url, "--stream-prefix", "alpha", "--yes"]);
     assert!(reset.status.success(), "{}", stderr(&reset));
     let after = stream_names(&nats.url);
-    for name in ["ALPHA_EVENTS", "ALPHA_ACCESS", "OBJ_ALPHA_SNAPSHOTS", "KV_ALPHA_LEADER"] {
+    for name in
+        ["ALPHA_EVENTS", "ALPHA_ACCESS", "OBJ_ALPHA_SNAPSHOTS", "KV_ALPHA_LEADER", "ALPHA_NOTICES", "KV_ALPHA_NOTICES"]
+    {
         assert!(!after.contains(&name.to_owned()), "{name} is left: {after:?}");
     }
     let betas: Vec<&String> = before.iter().filter(|n| n.contains("BETA")).collect();
