@@ -53,9 +53,19 @@ fn keys_expiring_within_a_week_are_noticed_once_per_threshold() {
     let keys = MessageKeys::new(&keyreg::store::load_pepper(&c.server.data.join("pepper")).unwrap());
     let seen = |n: usize| eventually(Duration::from_secs(10), || notices(&c.nats.url, &keys).len() >= n);
     assert!(seen(2), "{:?}", notices(&c.nats.url, &keys));
-    std::thread::sleep(Duration::from_millis(500));
+
+    // The command line lists the same keys.
+    let listed = keys_json(&c.server, &c.admin, &["list", "--expiring"]);
+    let mut names: Vec<&str> = listed["keys"].as_array().unwrap().iter().map(|k| k["name"].as_str().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["soon", "tomorrow"]);
+
+    // A key made now is noticed by a later round, which looked at the
+    // others again: once its notice is out, theirs are still one each.
+    let marker = create("marker", 5.0);
+    assert!(seen(3), "{:?}", notices(&c.nats.url, &keys));
     let first = notices(&c.nats.url, &keys);
-    assert_eq!(first.len(), 2, "one notice each, however many rounds: {first:?}");
+    assert_eq!(first.len(), 3, "one notice each, however many rounds: {first:?}");
     let by_key = |all: &[(String, Value, bool)], id: &str| -> Vec<Value> {
         all.iter().filter(|(_, n, _)| n["key_id"] == id).map(|(_, n, _)| n.clone()).collect()
     };
@@ -66,27 +76,33 @@ fn keys_expiring_within_a_week_are_noticed_once_per_threshold() {
         (Some("soon"), Some("ops@example.com"), Some("acme"))
     );
     assert_eq!(by_key(&first, &tomorrow)[0]["within"], "1d");
+    assert_eq!(by_key(&first, &marker)[0]["within"], "7d");
     assert!(first.iter().all(|(subject, _, authentic)| subject == "keyreg.notices.acme" && *authentic));
 
-    // The command line lists the same keys.
-    let listed = keys_json(&c.server, &c.admin, &["list", "--expiring"]);
-    let mut names: Vec<&str> = listed["keys"].as_array().unwrap().iter().map(|k| k["name"].as_str().unwrap()).collect();
-    names.sort();
-    assert_eq!(names, ["soon", "tomorrow"]);
-
-    // Two and a half days on, "soon" is within a day: noticed once more.
+    // Two and a half days on, "soon" is within a day: noticed once more
+    // (the marker, 2.4 days from its expiry, was noticed for the week).
     c.server.advance(2.6 * 86_400.0);
-    assert!(seen(3), "{:?}", notices(&c.nats.url, &keys));
+    assert!(seen(4), "{:?}", notices(&c.nats.url, &keys));
     let later = notices(&c.nats.url, &keys);
     assert_eq!(by_key(&later, &soon).iter().map(|n| n["within"].as_str().unwrap()).collect::<Vec<_>>(), ["7d", "1d"]);
 
-    // A restarted registry remembers what it sent.
+    assert_eq!(later.len(), 4, "{later:?}");
+
+    // A restarted registry remembers what it sent: once a key made after
+    // the restart is noticed, nothing else was sent again.
+    let admin = c.admin.clone();
     let Cluster { server, nats, _dir, .. } = c;
     let data = server.data.clone();
     server.stop();
     let again = Server::start(&data, &["--nats", &nats.url, "--expiry-notices-every", "100ms"]);
-    assert!(eventually(Duration::from_secs(10), || Api::new(&again.url).ops("/readyz").status == 200));
-    std::thread::sleep(Duration::from_millis(600));
-    assert_eq!(notices(&nats.url, &keys).len(), 3, "nothing sent twice after a restart");
+    let api = Api::new(&again.url);
+    assert!(eventually(Duration::from_secs(10), || api.ops("/readyz").status == 200));
+    let expires = (again.now() + chrono::Duration::days(4)).to_rfc3339();
+    let (after_restart, _) = new_key(&api, &admin, json!({"name": "after", "scopes": ["read"], "expires_at": expires}));
+    let settled = eventually(Duration::from_secs(10), || notices(&nats.url, &keys).len() >= 5);
+    let all = notices(&nats.url, &keys);
+    assert!(settled, "{all:?}");
+    assert_eq!(all.len(), 5, "nothing sent twice after a restart: {all:?}");
+    assert_eq!(by_key(&all, &after_restart).len(), 1);
     again.stop();
 }
