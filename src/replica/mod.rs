@@ -177,6 +177,8 @@ impl Clockwork {
 
 struct Inner {
     config: ReplicaConfig,
+    /// Its connection to NATS, which the final flush of `stop` also uses.
+    connection: Connection,
     fingerprint: PepperFingerprint,
     keys: MessageKeys,
     /// The table and the chain it was folded from, always together.
@@ -290,6 +292,7 @@ impl Replica {
                 fingerprint: config.pepper.fingerprint(),
                 keys: MessageKeys::new(&config.pepper),
                 config,
+                connection: connection.clone(),
                 followed: RwLock::new(History::new(Table::default())),
                 applied: watch::Sender::new(Seq(0)),
                 stream_last: AtomicU64::new(0),
@@ -322,7 +325,7 @@ impl Replica {
             tokio::spawn(replica.clone().watch_stream(connection.clone())),
             tokio::spawn(replica.clone().listen_to_heartbeats(connection.clone())),
             tokio::spawn(replica.clone().listen_to_checkpoints(connection.clone())),
-            tokio::spawn(replica.clone().flush_reports(connection)),
+            tokio::spawn(replica.clone().flush_reports()),
         ];
         *replica.inner.tasks.lock().unwrap_or_else(PoisonError::into_inner) = tasks;
         Ok(replica)
@@ -477,19 +480,7 @@ impl Replica {
 
     /// Sends the pending access reports once; `serve` calls it on shutdown.
     pub async fn flush_now(&self) {
-        if let Ok(connection) = self.inner.config.nats.connect().await {
-            self.flush_once(&connection).await;
-        }
-    }
-
-    async fn flush_reports(self, connection: Connection) {
-        loop {
-            tokio::time::sleep(self.inner.config.access_flush).await;
-            self.flush_once(&connection).await;
-        }
-    }
-
-    async fn flush_once(&self, connection: &Connection) {
+        let connection = &self.inner.connection;
         let reports = self.inner.access.take();
         if reports.is_empty() {
             return;
@@ -499,6 +490,13 @@ impl Replica {
             nats::reports::publish(&connection.js, &config.nats.layout, &self.inner.keys, &config.node, reports).await
         {
             self.inner.access.retry(report);
+        }
+    }
+
+    async fn flush_reports(self) {
+        loop {
+            tokio::time::sleep(self.inner.config.access_flush).await;
+            self.flush_now().await;
         }
     }
 }
