@@ -10,7 +10,8 @@
 //! `GET /files/<path>` needs `read` on `files/<path>`, any other method
 //! `write`; the handler reads who called from the verify answer the layer
 //! put in the request's extensions. It prints `verified_service listening
-//! on http://ADDR` once the replica answers.
+//! on http://ADDR` once the replica answers; on SIGTERM or Ctrl-C it stops
+//! its replica, which reports what it counted.
 
 use axum::extract::Extension;
 use axum::routing::any;
@@ -29,13 +30,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let [_, nats, pepper, listen] = &args[..] else {
         return Err("usage: verified_service NATS_URL PEPPER_FILE LISTEN_ADDR".into());
     };
-    let replica = Replica::start(ReplicaConfig::new(nats, keyreg::store::load_pepper(pepper.as_ref())?)).await?;
+    let mut config = ReplicaConfig::new(nats, keyreg::store::load_pepper(pepper.as_ref())?);
+    // How often the verifications counted go to the registry, as `keyreg
+    // verifier` takes it (10 s unless set).
+    if let Ok(ms) = std::env::var("KEYREG_ACCESS_FLUSH_MS") {
+        config.access_flush = std::time::Duration::from_millis(ms.parse()?);
+    }
+    let replica = Replica::start(config).await?;
     while replica.unavailable().is_some() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let app = axum::Router::new().route("/files/{*path}", any(hello)).layer(VerifyLayer::new(replica));
+    let app = axum::Router::new().route("/files/{*path}", any(hello)).layer(VerifyLayer::new(replica.clone()));
     let listener = tokio::net::TcpListener::bind(listen).await?;
     println!("verified_service listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app).await?;
+    axum::serve(listener, app).with_graceful_shutdown(terminated()).await?;
+    // Stopping the replica sends the verifications it counted since its
+    // last report, so none is lost with the process.
+    replica.stop().await;
     Ok(())
+}
+
+/// SIGTERM or Ctrl-C.
+async fn terminated() {
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("a SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }
