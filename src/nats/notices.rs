@@ -6,7 +6,8 @@
 //! sends, and is kept 30 days in the `<PREFIX>_NOTICES` stream so a
 //! consumer that was down still gets it.
 //!
-//! The leader looks at start and then every `every` (an hour unless told);
+//! The leader looks at start (or as soon as it leads) and then every
+//! `every` (an hour unless told);
 //! which notices went out is kept in the `<PREFIX>_NOTICES` KV bucket (per
 //! key: its expiry and the last threshold noticed), so a restart or a new
 //! leader sends none twice, and a key whose expiry moved is noticed again.
@@ -27,6 +28,8 @@ use crate::registry::Registry;
 
 /// How long before its expiry a key is noticed again (first: `EXPIRING_WITHIN`).
 const DAY: i64 = 86_400;
+/// How soon a node that does not lead looks again whether it leads.
+const NOT_LEADING: Duration = Duration::from_secs(1);
 /// How long the stream keeps a notice.
 const KEPT: Duration = Duration::from_secs(30 * 86_400);
 
@@ -94,28 +97,39 @@ pub async fn run(
     every: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut tick = tokio::time::interval(every);
-    // The stream and the bucket, made or found once, on the first round
-    // that leads.
+    // The stream and the bucket, found or made once, when a notice is first due.
     let mut sent = None;
+    let mut next = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            _ = tick.tick() => {}
+            _ = tokio::time::sleep_until(next) => {}
             _ = stop.changed() => return,
         }
+        // A node that does not lead (yet) looks again soon, so that a new
+        // leader's first round comes at once, not a period later.
         if !registry.leads() {
+            next = tokio::time::Instant::now() + NOT_LEADING;
             continue;
         }
-        let result = match &sent {
-            Some(kv) => send_due(&nats, &connection, &keys, &registry, kv).await,
+        next = tokio::time::Instant::now() + every;
+        let due = due(&registry.read().table, registry.now());
+        if due.is_empty() {
+            continue;
+        }
+        let store = match sent.take() {
+            Some(store) => store,
             None => match open(&nats, &connection).await {
-                Ok(kv) => send_due(&nats, &connection, &keys, &registry, sent.insert(kv)).await,
-                Err(e) => Err(e),
+                Ok(store) => store,
+                Err(e) => {
+                    tracing::debug!(error = %e, "expiry notices wait for NATS");
+                    continue;
+                }
             },
         };
-        if let Err(e) = result {
+        if let Err(e) = send(&nats, &connection, &keys, due, &store).await {
             tracing::warn!(error = %e, "cannot send expiry notices; trying again at the next round");
         }
+        sent = Some(store);
     }
 }
 
@@ -148,14 +162,14 @@ async fn open(nats: &Nats, connection: &Connection) -> Result<kv::Store, NatsErr
     }
 }
 
-async fn send_due(
+/// Sends each of `due` not already sent, and marks it sent.
+async fn send(
     nats: &Nats,
     connection: &Connection,
     keys: &MessageKeys,
-    registry: &Registry,
+    due: Vec<Notice>,
     sent: &kv::Store,
 ) -> Result<(), NatsError> {
-    let due = due(&registry.read().table, registry.now());
     let js = &connection.js;
     for notice in due {
         let entry = sent.get(notice.key_id.as_str()).await.map_err(nats_err)?;
